@@ -1,0 +1,3 @@
+from simqos.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Saving and loading trained nested networks, keyed by everything that made them.
+
+A checkpoint is one ``torch.save`` file: the model's registry name and factory arguments, the
+densities, the training configuration and :meth:`NestedNetwork.state`. Loading rebuilds the
+model from the registry and checks nesting (:func:`simqos.nested.masks.check_nested`).
+Trained checkpoints live in a cache folder (``$SIMQOS_CACHE_DIR``, default
+``~/.cache/simqos``), because they are reproducible by ``simqos train`` and too large to ship.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from simqos.errors import SimqosError
+from simqos.models import build_model
+from simqos.nested.network import NestedNetwork
+from simqos.nested.training import TrainConfig
+
+__all__ = ["cache_dir", "checkpoint_path", "load_checkpoint", "save_checkpoint"]
+
+
+def cache_dir() -> Path:
+    """``$SIMQOS_CACHE_DIR`` if set, else ``~/.cache/simqos``."""
+    return Path(os.environ.get("SIMQOS_CACHE_DIR") or Path.home() / ".cache" / "simqos")
+
+
+def checkpoint_path(model: str, model_kwargs: dict, densities: tuple[float, ...], config: TrainConfig) -> Path:
+    """Where the checkpoint for these settings lives in :func:`cache_dir`."""
+    key = json.dumps([model, model_kwargs, list(densities), asdict(config)], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / "checkpoints" / f"{model}-{config.growth}-{digest}.pt"
+
+
+def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork) -> None:
+    """Write atomically: a crash leaves either the old file or none, never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state()}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
+    """Rebuild the network; returns it and the raw checkpoint dict (model, kwargs, config)."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise SimqosError(f"checkpoint {path}: no such file; create it with `simqos train`") from None
+    except Exception as exc:  # torch raises several unrelated types for a corrupt file
+        raise SimqosError(f"checkpoint {path}: unreadable ({exc}); delete it and run `simqos train` again") from None
+    spec = build_model(saved["model"], **saved["model_kwargs"])
+    return NestedNetwork.from_state(spec.module, saved["network"]), saved
