@@ -8,6 +8,8 @@ latency at batch 1 (hidden widths of 1,024 and more).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -48,11 +50,12 @@ def digits_mlp(hidden: int = 2048, depth: int = 3, seed: int = 0) -> ModelSpec:
     """An MLP 64 -> ``hidden`` x ``depth`` -> 10 with ReLU; a reroute point after every layer."""
     torch.manual_seed(seed)
     widths = [64] + [hidden] * depth
-    layers: list[nn.Module] = []
-    for w_in, w_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1], 10))
-    module = nn.Sequential(*layers)
+    layers: dict[str, nn.Module] = {}
+    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        layers[f"fc{i}"] = nn.Linear(w_in, w_out)
+        layers[f"relu{i}"] = nn.ReLU()
+    layers["out"] = nn.Linear(widths[-1], 10)
+    module = nn.Sequential(OrderedDict(layers))
     return ModelSpec(
         name="mlp",
         module=module,

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from simqos.errors import SimqosError
-from simqos.models import build_model
+from simqos.models import ModelSpec, build_model
 from simqos.nested.network import NestedNetwork
-from simqos.nested.training import TrainConfig
+from simqos.nested.training import EpochCallback, TrainConfig, train_nested
 
-__all__ = ["cache_dir", "checkpoint_path", "load_checkpoint", "save_checkpoint"]
+__all__ = ["cache_dir", "checkpoint_path", "load_checkpoint", "save_checkpoint", "trained_network"]
 
 
 def cache_dir() -> Path:
@@ -55,3 +55,26 @@ def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
         raise SimqosError(f"checkpoint {path}: unreadable ({exc}); delete it and run `simqos train` again") from None
     spec = build_model(saved["model"], **saved["model_kwargs"])
     return NestedNetwork.from_state(spec.module, saved["network"]), saved
+
+
+def trained_network(
+    model: str,
+    model_kwargs: dict,
+    densities: tuple[float, ...],
+    config: TrainConfig,
+    retrain: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[NestedNetwork, ModelSpec, Path]:
+    """The trained nested network for these settings: from the cache, or trained and cached.
+
+    Returns the network, a fresh spec of the model (its dataset, example input) and the
+    checkpoint's path.
+    """
+    path = checkpoint_path(model, model_kwargs, densities, config)
+    spec = build_model(model, **model_kwargs)
+    if path.exists() and not retrain:
+        net, _ = load_checkpoint(path)
+        return net, spec, path
+    net = train_nested(spec, densities, config, on_epoch=on_epoch)
+    save_checkpoint(path, model, model_kwargs, config, net)
+    return net, spec, path

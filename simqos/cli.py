@@ -1,0 +1,276 @@
+"""The command line: parse, call the library, print, set the exit code.
+
+Exit codes: 0 success, 2 a user's mistake (the message says what and how to fix it, with no
+traceback), anything else a bug. torch is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simqos.errors import SimqosError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Nines of QoS for multi-level sparse networks on fluctuating edge devices.",
+)
+console = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _user_errors(command: F) -> F:
+    """Turn a SimqosError into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except SimqosError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _floats(option: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise SimqosError(f"{option}: {text!r} is not a comma-separated list of numbers, e.g. 0.134,0.054") from None
+
+
+def _ints(option: str, text: str, count: int | None = None) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SimqosError(f"{option}: {text!r} is not a comma-separated list of integers") from None
+    if count is not None and len(values) != count:
+        raise SimqosError(f"{option}: {text!r} needs {count} integers")
+    return values
+
+
+def _model_kwargs(pairs: list[str]) -> dict:
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SimqosError(f"--model-arg: {pair!r} is not KEY=VALUE, e.g. hidden=1024")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
+def _train_config(epochs: str, seed: int, growth: str):
+    from simqos.nested.training import TrainConfig
+
+    dense, sparsest, grow = _ints("--epochs", epochs, 3)
+    return TrainConfig(epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=seed, growth=growth)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _trained(model: str, kwargs: dict, densities: tuple[float, ...], config, retrain: bool):
+    """Load or train the nested network, with a progress bar over epochs."""
+    from simqos.nested.checkpoint import trained_network
+
+    total = config.epochs_dense + config.epochs_sparsest + config.epochs_grow * (len(densities) - 1)
+    with _progress() as bar:
+        task = bar.add_task(f"train {model} ({config.growth})", total=total)
+        net, spec, path = trained_network(
+            model, kwargs, densities, config, retrain, on_epoch=lambda phase, _e, loss: bar.advance(task)
+        )
+    return net, spec, path
+
+
+def _route_report(net, spec):
+    from simqos.nested.routes import enumerate_routes, route_accuracies
+    from simqos.profiler.run import RouteReport
+
+    routes, complete = enumerate_routes(net.n_segments, net.n_levels)
+    accuracies = route_accuracies(net, spec.dataset.x_test, spec.dataset.y_test, routes)
+    return RouteReport(accuracies=accuracies, dataset=spec.dataset.name, complete=complete)
+
+
+LevelsOpt = Annotated[str, typer.Option("--levels", help="Kept-weight fractions, least sparse first (1.0 adds the dense model).")]
+EpochsOpt = Annotated[str, typer.Option(help="Epochs of the dense, sparsest and each growth phase.")]
+ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
+
+
+@app.command()
+@_user_errors
+def train(
+    model: Annotated[str, typer.Argument(help="A shipped model (mlp, cnn) or package.module:factory.")],
+    levels: LevelsOpt = "0.134,0.054",
+    growth: Annotated[str, typer.Option(help="sparse-first, route-aware, or both (compared side by side).")] = "both",
+    epochs: EpochsOpt = "20,15,10",
+    seed: int = 0,
+    threads: Annotated[int, typer.Option(help="torch threads for training.")] = 2,
+    model_arg: ModelArgOpt = [],
+    retrain: Annotated[bool, typer.Option(help="Train even if a cached checkpoint exists.")] = False,
+) -> None:
+    """Train a nested multi-level sparse model sparse-first and report the accuracy of its routes."""
+    from simqos.nested.masks import validate_densities
+    from simqos.nested.network import format_route
+    from simqos.nested.training import GROWTH_METHODS
+    from simqos.profiler.timer import torch_threads
+
+    densities = validate_densities(_floats("--levels", levels))
+    methods = list(GROWTH_METHODS) if growth == "both" else [growth]
+    kwargs = _model_kwargs(model_arg)
+    reports = {}
+    with torch_threads(threads):
+        for method in methods:
+            net, spec, path = _trained(model, kwargs, densities, _train_config(epochs, seed, method), retrain)
+            reports[method] = _route_report(net, spec)
+            console.print(f"{method}: checkpoint {path}")
+    first = next(iter(reports.values()))
+    table = Table(title=f"{model}: top-1 accuracy per route on {first.accuracies[0].n} test samples (95 % Wilson CI)")
+    table.add_column("route (level per segment)")
+    for method in reports:
+        table.add_column(method, justify="right")
+    for i, acc in enumerate(first.accuracies):
+        cells = []
+        for report in reports.values():
+            a = report.accuracies[i]
+            low, high = a.interval
+            cells.append(f"{a.accuracy:.2%} [{low:.1%}, {high:.1%}]")
+        table.add_row(format_route(acc.route), *cells)
+    console.print(table)
+    if not first.complete:
+        console.print("only monotone routes (less sparse to sparser) are listed: there are too many routes")
+
+
+@app.command()
+@_user_errors
+def profile(
+    model: Annotated[str, typer.Argument(help="A shipped model (mlp, cnn) or package.module:factory.")],
+    out: Annotated[Path, typer.Option(help="Folder for the profile bundle, e.g. profiles/mlp-cpu.")],
+    levels: LevelsOpt = "0.134,0.054",
+    threads: Annotated[int, typer.Option(help="torch threads while timing.")] = 1,
+    batch_size: int = 1,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    growth: Annotated[str, typer.Option(help="Growth method of the trained model: sparse-first or route-aware.")] = "sparse-first",
+    samples: Annotated[int, typer.Option(help="Latency samples per layer x level.")] = 30,
+    min_sample_ms: Annotated[float, typer.Option(help="Each sample lasts at least this long (ms).")] = 1.0,
+    kernels: Annotated[str, typer.Option(help="Candidate kernels, comma-separated.")] = "dense,torch_csr,torch_bsr,scipy_csr",
+    input_shape: Annotated[str | None, typer.Option(help="Input shape for a factory that returns a plain nn.Module.")] = None,
+    epochs: EpochsOpt = "20,15,10",
+    seed: int = 0,
+    model_arg: ModelArgOpt = [],
+    overwrite: bool = False,
+) -> None:
+    """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
+    import torch
+
+    from simqos.kernels import kernel_names
+    from simqos.models import build_model
+    from simqos.nested.masks import validate_densities
+    from simqos.nested.network import NestedNetwork
+    from simqos.profiler.run import ProfileSettings, prepare_output, run_profile
+    from simqos.profiler.timer import torch_threads
+
+    densities = validate_densities(_floats("--levels", levels))
+    kernel_list = tuple(k for k in kernels.split(",") if k)
+    unknown = [k for k in kernel_list if k not in kernel_names()]
+    if unknown:
+        raise SimqosError(f"--kernels: {unknown} unknown; choose among {kernel_names()}")
+    if device not in ("cpu", "cuda"):
+        raise SimqosError(f"--device: {device!r} is not cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SimqosError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); use --device cpu")
+    for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples)):
+        if value < 1:
+            raise SimqosError(f"{name}: {value} must be >= 1")
+    if min_sample_ms <= 0:
+        raise SimqosError(f"--min-sample-ms: {min_sample_ms} must be > 0")
+    kwargs = _model_kwargs(model_arg)
+    shape = _ints("--input-shape", input_shape) if input_shape else None
+    prepare_output(out, overwrite)  # fail on an unwritable --out before any training
+
+    spec = build_model(model, shape, **kwargs)
+    if spec.dataset is None:
+        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after)
+        routes, growth_used = None, None
+        console.print(f"{model}: no dataset ships for it; levels by magnitude, accuracy unavailable")
+    else:
+        with torch_threads(2):
+            net, spec, _ = _trained(model, kwargs, densities, _train_config(epochs, seed, growth), retrain=False)
+            routes, growth_used = _route_report(net, spec), growth
+    settings = ProfileSettings(
+        model=model,
+        model_kwargs=kwargs,
+        densities=densities,
+        growth=growth_used,
+        kernels=kernel_list,
+        batch_size=batch_size,
+        threads=threads,
+        device=device,
+        n_samples=samples,
+        min_sample_ms=min_sample_ms,
+    )
+    notes: list[str] = []
+    with _progress() as bar:
+        task = bar.add_task("profile", total=None)
+        result = run_profile(
+            spec,
+            net,
+            routes,
+            settings,
+            out,
+            overwrite=overwrite,
+            command=shlex.join(["simqos", *sys.argv[1:]]) if sys.argv[0].endswith("simqos") else shlex.join(sys.argv),
+            progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+            notes=notes,
+        )
+    for note in notes:
+        console.print(f"[yellow]warning[/yellow]: {note}")
+    _print_profile_summary(result, out)
+
+
+def _print_profile_summary(result, out: Path) -> None:
+    gap = result.end_to_end_gap()
+    table = Table(title=f"{result.meta.model}: end to end, median of {result.meta.provenance.timer.n_samples} samples")
+    for col in ("level", "kept", "sum of layers ms", "end to end ms", "gap", "vs dense"):
+        table.add_column(col, justify="right")
+    for row in gap.itertuples(index=False):
+        level = result.meta.levels[int(row.level)]
+        table.add_row(
+            str(int(row.level)),
+            f"{level.kept_fraction:.1%}",
+            f"{row.sum_of_layers_ms:.3f}",
+            f"{row.end_to_end_ms:.3f}",
+            f"{row.gap_fraction:+.0%}",
+            f"{row.ratio_to_dense:.2f}x",
+        )
+    console.print(table)
+    console.print(f"dense baseline {result.dense_end_to_end_ms:.3f} ms; profile written to {out}")
+
+
+def main() -> None:
+    """Entry point of the ``simqos`` console script and ``python -m simqos``."""
+    app()

@@ -1,0 +1,125 @@
+"""Layer kernels: one prunable layer, one level's masked weights, one way to compute it.
+
+A :class:`LayerKernel` builds, from a layer module and its masked weights, a function with the
+layer's own call signature. ``dense`` runs the module itself with the masked weights (every
+layer kind). The sparse kernels pair a format of :mod:`simqos.kernels.formats` with
+``Linear`` (``y = W x``) or ``Conv1d``/``Conv2d`` (unfold the input into columns, then
+``y = W cols``; groups of 1 and zero padding only). Every kernel's output equals the dense
+masked layer's within float32 rounding; :func:`build_kernel` raises ValueError with the reason
+when a kernel cannot run a layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simqos.kernels.formats import FORMATS, SparseFormat
+
+__all__ = ["KERNELS", "BuiltKernel", "LayerKernel", "build_kernel", "kernel_names"]
+
+LayerFn = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class BuiltKernel:
+    """A runnable kernel: ``fn`` has the layer's call signature; ``resident_bytes`` is what its
+    weight storage occupies (values, indices, bias)."""
+
+    name: str
+    fn: LayerFn
+    resident_bytes: int
+
+
+@dataclass(frozen=True)
+class LayerKernel:
+    """A named way to run a layer; ``build(module, weights, device)`` returns a BuiltKernel or
+    raises ValueError saying why it cannot."""
+
+    name: str
+    build: Callable[[nn.Module, dict[str, torch.Tensor], str], BuiltKernel]
+
+
+def _bias_bytes(module: nn.Module) -> int:
+    bias = getattr(module, "bias", None)
+    return 0 if not isinstance(bias, torch.Tensor) else bias.numel() * bias.element_size()
+
+
+def _build_dense(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
+    fixed = {name: w.detach() for name, w in weights.items()}
+
+    def fn(*args: object) -> object:
+        return torch.func.functional_call(module, fixed, args)
+
+    nbytes = sum(w.numel() * w.element_size() for w in fixed.values()) + _bias_bytes(module)
+    return BuiltKernel("dense", fn, nbytes)
+
+
+def _conv_geometry(module: nn.Module) -> tuple[tuple[int, int], ...]:
+    """(kernel, stride, padding, dilation) as 2-D pairs; conv1d becomes a 1-row conv2d."""
+    if isinstance(module, nn.Conv1d):
+        (k,), (s,), (p,), (d,) = module.kernel_size, module.stride, module.padding, module.dilation
+        return (1, k), (1, s), (0, p), (1, d)
+    return tuple(tuple(getattr(module, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
+
+
+def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.Tensor], str], BuiltKernel]:
+    def build(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
+        if device not in fmt.devices:
+            raise ValueError(f"{fmt.name} runs on {list(fmt.devices)}, not {device}")
+        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            raise ValueError(f"{fmt.name} runs Linear and Conv layers, not {type(module).__name__}")
+        weight = weights["weight"].detach()
+        bias = None if module.bias is None else module.bias.detach()
+        name = f"{fmt.name}" if isinstance(module, nn.Linear) else f"unfold+{fmt.name}"
+        if isinstance(module, nn.Linear):
+            matmul, nbytes = fmt.prepare(weight)
+
+            def fn(x: torch.Tensor) -> torch.Tensor:
+                flat = x.reshape(-1, x.shape[-1])
+                y = matmul(flat.t().contiguous()).t()
+                if bias is not None:
+                    y = y + bias
+                return y.reshape(*x.shape[:-1], weight.shape[0])
+
+            return BuiltKernel(name, fn, nbytes + _bias_bytes(module))
+        if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise ValueError("unfold kernels need groups=1, numeric padding and padding_mode='zeros'")
+        kernel, stride, padding, dilation = _conv_geometry(module)
+        matmul, nbytes = fmt.prepare(weight.reshape(weight.shape[0], -1))
+        is_1d = isinstance(module, nn.Conv1d)
+
+        def conv(x: torch.Tensor) -> torch.Tensor:
+            x2 = x.unsqueeze(2) if is_1d else x
+            h = (x2.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+            w = (x2.shape[3] + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+            cols = F.unfold(x2, kernel, dilation=dilation, padding=padding, stride=stride)
+            y = torch.stack([matmul(c) for c in cols])
+            if bias is not None:
+                y = y + bias[:, None]
+            y = y.reshape(x2.shape[0], weight.shape[0], h, w)
+            return y.squeeze(2) if is_1d else y
+
+        return BuiltKernel(name, conv, nbytes + _bias_bytes(module))
+
+    return build
+
+
+KERNELS: dict[str, LayerKernel] = {"dense": LayerKernel("dense", _build_dense)} | {
+    name: LayerKernel(name, _sparse_builder(fmt)) for name, fmt in FORMATS.items()
+}
+"""Kernels by name: ``dense`` plus one per sparse format."""
+
+
+def kernel_names() -> list[str]:
+    """Names accepted by :func:`build_kernel`."""
+    return list(KERNELS)
+
+
+def build_kernel(name: str, module: nn.Module, weights: dict[str, torch.Tensor], device: str = "cpu") -> BuiltKernel:
+    """Build kernel ``name`` for ``module`` with masked ``weights`` (local parameter names)."""
+    return KERNELS[name].build(module, weights, device)

@@ -1,0 +1,347 @@
+"""The profile bundle: the simulator's only view of a model (no torch here).
+
+A bundle is a folder of one JSON file and a few CSV tables, documented field by field in
+``profiles/README.md``:
+
+``profile.json``
+    :class:`ProfileMeta`: schema version, model, levels, layers in execution order, reroute
+    points, accuracy availability, provenance.
+``layers.csv``
+    one row per layer x level: chosen kernel, non-zeros, FLOPs, bytes, latency summary.
+``latency_samples.csv``
+    raw latency samples (ms) of the chosen kernel, per layer x level.
+``kernels.csv``
+    every candidate kernel per layer x level: median (ms) and whether it was exact / chosen.
+``end_to_end.csv``
+    raw latency samples (ms) of the whole model per level (all layers at that level, chosen
+    kernels), and of the dense baseline (level ``DENSE_BASELINE_LEVEL`` = -1: every layer's
+    dense kernel with all its weights).
+``routes.csv``
+    accuracy per route (only when accuracy is available).
+
+:func:`load_profile` validates everything — schema, completeness, units, and nesting (non-zeros
+and resident bytes never grow from a level to a sparser one) — and raises SimqosError naming
+the file, the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simqos.errors import SimqosError
+
+__all__ = [
+    "DENSE_BASELINE_LEVEL",
+    "SCHEMA_VERSION",
+    "AccuracyInfo",
+    "LayerInfo",
+    "LevelInfo",
+    "Profile",
+    "ProfileMeta",
+    "Provenance",
+    "TimerSettings",
+    "load_profile",
+    "save_profile",
+]
+
+SCHEMA_VERSION = 1
+DENSE_BASELINE_LEVEL = -1
+"""The ``level`` of end-to-end samples of the dense baseline (unpruned model, dense kernels)."""
+
+_META_FILE = "profile.json"
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "layers.csv": (
+        "layer", "level", "kernel", "nnz", "density", "flops", "weight_bytes",
+        "kernel_weight_bytes", "activation_bytes", "latency_median_ms", "latency_iqr_ms", "calls_per_sample",
+    ),
+    "latency_samples.csv": ("layer", "level", "sample", "latency_ms"),
+    "kernels.csv": ("layer", "level", "kernel", "median_ms", "status"),
+    "end_to_end.csv": ("level", "sample", "latency_ms"),
+    "routes.csv": ("route", "correct", "n", "accuracy", "ci_low", "ci_high"),
+}
+"""Required columns of each table (more columns are an error too)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LevelInfo(_Strict):
+    """A sparsity level: ``density`` as configured, ``kept_fraction`` as realised over all
+    prunable weights (they differ by rounding and by layers too small to prune)."""
+
+    index: int = Field(ge=0)
+    name: str
+    density: float = Field(gt=0, le=1)
+    kept_fraction: float = Field(gt=0, le=1)
+
+
+class LayerInfo(_Strict):
+    """A prunable layer in execution order; shapes include the batch dimension."""
+
+    name: str
+    kind: str
+    segment: int = Field(ge=0)
+    n_weights: int = Field(gt=0)
+    weight_shapes: list[list[int]]
+    input_shapes: list[list[int]]
+    output_shapes: list[list[int]]
+
+
+class AccuracyInfo(_Strict):
+    """Whether routes.csv exists, and on what it was measured."""
+
+    available: bool
+    dataset: str | None = None
+    n_samples: int | None = None
+    growth: str | None = None
+    routes_complete: bool | None = None
+    note: str = ""
+
+
+class TimerSettings(_Strict):
+    """How latencies were timed (see :mod:`simqos.profiler.timer`)."""
+
+    n_samples: int = Field(ge=1)
+    min_sample_ms: float = Field(gt=0)
+    warmup_ms: float = Field(ge=0)
+
+
+class Provenance(_Strict):
+    """Where and how the profile was measured."""
+
+    device: str
+    cpu: str
+    gpu: str | None = None
+    threads: int = Field(ge=1)
+    torch_version: str
+    simqos_version: str
+    python_version: str
+    dtype: str
+    batch_size: int = Field(ge=1)
+    created_utc: str
+    command: str
+    timer: TimerSettings
+
+
+class ProfileMeta(_Strict):
+    """Contents of ``profile.json``."""
+
+    schema_version: int
+    model: str
+    description: str
+    input_shape: list[int]
+    levels: list[LevelInfo]
+    layers: list[LayerInfo]
+    reroute_after: list[str]
+    accuracy: AccuracyInfo
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile bundle in memory; tables are pandas DataFrames (see module doc)."""
+
+    meta: ProfileMeta
+    layers: pd.DataFrame
+    latency_samples: pd.DataFrame
+    kernels: pd.DataFrame
+    end_to_end: pd.DataFrame
+    routes: pd.DataFrame | None
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.meta.levels)
+
+    @property
+    def n_segments(self) -> int:
+        return self.meta.layers[-1].segment + 1
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.meta.layers]
+
+    def samples_ms(self, layer: str, level: int) -> np.ndarray:
+        """Raw latency samples (ms) of ``layer`` at ``level``."""
+        t = self.latency_samples
+        return t.loc[(t["layer"] == layer) & (t["level"] == level), "latency_ms"].to_numpy()
+
+    def end_to_end_gap(self) -> pd.DataFrame:
+        """Per level: sum of layer medians, end-to-end median, their gap (ms and fraction of
+        end to end), and the end-to-end ratio to the dense baseline.
+
+        The gap is what per-layer timing misses (activations, pooling, Python dispatch, cache
+        effects between layers); it is measured, never assumed zero.
+        """
+        layer_sum = self.layers.groupby("level")["latency_median_ms"].sum()
+        e2e = self.end_to_end.groupby("level")["latency_ms"].median()
+        out = pd.DataFrame({"sum_of_layers_ms": layer_sum, "end_to_end_ms": e2e.loc[layer_sum.index]})
+        out["gap_ms"] = out["end_to_end_ms"] - out["sum_of_layers_ms"]
+        out["gap_fraction"] = out["gap_ms"] / out["end_to_end_ms"]
+        out["ratio_to_dense"] = out["end_to_end_ms"] / self.dense_end_to_end_ms
+        return out.reset_index()
+
+    @property
+    def dense_end_to_end_ms(self) -> float:
+        """Median end-to-end latency (ms) of the dense baseline."""
+        e = self.end_to_end
+        return float(e.loc[e["level"] == DENSE_BASELINE_LEVEL, "latency_ms"].median())
+
+
+def save_profile(profile: Profile, folder: Path) -> None:
+    """Write ``profile`` into ``folder`` (created if needed): the files named in the module doc."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _META_FILE).write_text(json.dumps(profile.meta.model_dump(), indent=2) + "\n")
+    tables = {
+        "layers.csv": profile.layers,
+        "latency_samples.csv": profile.latency_samples,
+        "kernels.csv": profile.kernels,
+        "end_to_end.csv": profile.end_to_end,
+        "routes.csv": profile.routes,
+    }
+    for name, table in tables.items():
+        if table is not None:
+            table.loc[:, list(TABLE_COLUMNS[name])].to_csv(folder / name, index=False, float_format="%.6g")
+
+
+def _fail(where: Path, message: str) -> SimqosError:
+    return SimqosError(f"{where}: {message}")
+
+
+def _read_meta(folder: Path) -> ProfileMeta:
+    path = folder / _META_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _fail(path, "missing; a profile folder needs profile.json (make one with `simqos profile`)") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"not valid JSON ({exc}); re-create the profile with `simqos profile`") from None
+    if isinstance(raw, dict) and raw.get("schema_version") != SCHEMA_VERSION:
+        raise _fail(
+            path, f"schema_version is {raw.get('schema_version')!r}, this simqos reads {SCHEMA_VERSION}; re-profile"
+        )
+    try:
+        return ProfileMeta.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise _fail(path, f"{field}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def _read_table(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / name
+    try:
+        table = pd.read_csv(path, dtype={c: str for c in ("layer", "kernel", "status", "route")})
+    except FileNotFoundError:
+        raise _fail(path, "missing; re-create the profile with `simqos profile`") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"unreadable as CSV ({exc}); re-create the profile with `simqos profile`") from None
+    expected = TABLE_COLUMNS[name]
+    if tuple(table.columns) != expected:
+        raise _fail(path, f"columns are {list(table.columns)}, expected {list(expected)}")
+    return table
+
+
+def _check_numeric(path: Path, table: pd.DataFrame, columns: tuple[str, ...], minimum: float, strict: bool) -> None:
+    for col in columns:
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values) | (values <= minimum if strict else values < minimum)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            rule = f"> {minimum}" if strict else f">= {minimum}"
+            raise _fail(path, f"row {row + 2}: {col}={table[col].iloc[row]!r} must be a finite number {rule}")
+
+
+def _validate(folder: Path, profile: Profile) -> None:
+    meta = profile.meta
+    densities = [lv.density for lv in meta.levels]
+    if [lv.index for lv in meta.levels] != list(range(len(meta.levels))):
+        raise _fail(folder / _META_FILE, "levels: indices must be 0, 1, ... in order")
+    if any(b >= a for a, b in zip(densities, densities[1:])):
+        raise _fail(folder / _META_FILE, f"levels: densities {densities} must strictly decrease (level 0 least sparse)")
+    if not meta.layers:
+        raise _fail(folder / _META_FILE, "layers: empty; a profile needs at least one layer")
+    segments = [layer.segment for layer in meta.layers]
+    if segments[0] != 0 or any(b - a not in (0, 1) for a, b in zip(segments, segments[1:])):
+        raise _fail(folder / _META_FILE, f"layers: segments {segments} must start at 0 and grow by 0 or 1")
+    names = profile.layer_names
+    k = profile.n_levels
+    expected = {(n, lv) for n in names for lv in range(k)}
+
+    path = folder / "layers.csv"
+    t = profile.layers
+    _check_numeric(path, t, ("nnz", "flops", "weight_bytes", "kernel_weight_bytes", "activation_bytes"), 0, strict=False)
+    _check_numeric(path, t, ("latency_median_ms", "calls_per_sample"), 0, strict=True)
+    got = list(zip(t["layer"], t["level"]))
+    if len(got) != len(set(got)) or set(got) != expected:
+        missing = sorted(expected - set(got))[:3]
+        raise _fail(path, f"needs exactly one row per layer x level; missing {missing}, {len(got)} rows for {len(expected)}")
+    for name in names:
+        rows = t[t["layer"] == name].sort_values("level")
+        for col, what in (("nnz", "non-zeros"), ("weight_bytes", "resident weight bytes")):
+            values = rows[col].to_numpy()
+            if np.any(np.diff(values) > 0):
+                raise _fail(
+                    path,
+                    f"layer {name!r}: {what} {values.tolist()} grow from a level to a sparser one; "
+                    "the levels are not nested — re-profile from a nested network",
+                )
+
+    path = folder / "latency_samples.csv"
+    s = profile.latency_samples
+    _check_numeric(path, s, ("latency_ms",), 0, strict=True)
+    have = set(zip(s["layer"], s["level"]))
+    if have != expected:
+        raise _fail(path, f"needs samples for every layer x level; missing {sorted(expected - have)[:3]}")
+
+    path = folder / "end_to_end.csv"
+    e = profile.end_to_end
+    _check_numeric(path, e, ("latency_ms",), 0, strict=True)
+    if set(e["level"]) != {DENSE_BASELINE_LEVEL, *range(k)}:
+        raise _fail(
+            path, f"needs samples for levels {DENSE_BASELINE_LEVEL} (dense baseline) and 0..{k - 1}, has {sorted(set(e['level']))}"
+        )
+
+    if meta.accuracy.available and profile.routes is None:
+        raise _fail(folder / "routes.csv", "missing, but profile.json says accuracy is available")
+    if not meta.accuracy.available and profile.routes is not None:
+        raise _fail(folder / "routes.csv", "present, but profile.json says accuracy is unavailable; remove one")
+    if profile.routes is not None:
+        path = folder / "routes.csv"
+        r = profile.routes
+        _check_numeric(path, r, ("correct", "n", "accuracy", "ci_low", "ci_high"), 0, strict=False)
+        for i, row in enumerate(r.itertuples(index=False)):
+            parts = str(row.route).split("-")
+            if len(parts) != profile.n_segments or not all(p.isdigit() and int(p) < k for p in parts):
+                raise _fail(
+                    path,
+                    f"row {i + 2}: route {row.route!r} needs {profile.n_segments} levels in [0, {k - 1}] joined by '-'",
+                )
+            if row.correct > row.n or not math.isclose(row.accuracy, row.correct / row.n, abs_tol=1e-5):
+                raise _fail(path, f"row {i + 2}: accuracy {row.accuracy} is not correct/n = {row.correct}/{row.n}")
+
+
+def load_profile(folder: str | Path) -> Profile:
+    """Read and validate a profile bundle; raises SimqosError on any problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SimqosError(f"{folder}: no such profile folder; list the shipped ones with `ls profiles/`")
+    meta = _read_meta(folder)
+    routes = _read_table(folder, "routes.csv") if (folder / "routes.csv").exists() else None
+    profile = Profile(
+        meta=meta,
+        layers=_read_table(folder, "layers.csv"),
+        latency_samples=_read_table(folder, "latency_samples.csv"),
+        kernels=_read_table(folder, "kernels.csv"),
+        end_to_end=_read_table(folder, "end_to_end.csv"),
+        routes=routes,
+    )
+    _validate(folder, profile)
+    return profile

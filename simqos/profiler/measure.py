@@ -1,0 +1,236 @@
+"""Per-layer x level measurement: time every kernel, keep the fastest exact one, count bytes and FLOPs.
+
+Units: latencies in milliseconds, sizes in bytes, FLOPs as 2 x multiply-adds of the pruned
+weights (biases, activations and attention scores are not counted).
+
+**Resident weight bytes under nested storage** (``weight_bytes``): level k's non-zeros stored
+once, as float32 values plus column indices (16-bit where a row is at most 65,536 long, else
+32-bit), plus one 32-bit row extent per row, plus the layer's unpruned parameters (biases). A
+sparser level's weights are a subset, so its bytes never exceed a less sparse level's. The
+chosen kernel may hold its own copy in another format: that size is ``kernel_weight_bytes``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from simqos.kernels import BuiltKernel, build_kernel
+from simqos.nested.network import NestedNetwork, PrunableLayer
+from simqos.profiler.timer import Measurement, measure
+
+__all__ = [
+    "CapturedCall",
+    "KernelTrial",
+    "LayerLevelResult",
+    "TimerOptions",
+    "capture_layer_calls",
+    "end_to_end_model",
+    "profile_layer_level",
+    "tensors_in",
+]
+
+
+@dataclass(frozen=True)
+class TimerOptions:
+    """Keyword arguments for :func:`simqos.profiler.timer.measure`."""
+
+    n_samples: int = 30
+    min_sample_s: float = 1e-3
+    warmup_s: float = 0.05
+    threads: int = 1
+    device: str = "cpu"
+
+    def measure(self, fn, label: str) -> Measurement:
+        sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
+        return measure(
+            fn,
+            label=label,
+            n_samples=self.n_samples,
+            min_sample_s=self.min_sample_s,
+            warmup_s=self.warmup_s,
+            threads=self.threads,
+            sync=sync,
+        )
+
+
+@dataclass(frozen=True)
+class CapturedCall:
+    """The real arguments one prunable layer was called with, and its output."""
+
+    args: tuple
+    kwargs: dict
+    output: object
+
+
+def tensors_in(obj: object) -> list[torch.Tensor]:
+    """Every tensor inside ``obj`` (nested tuples, lists, dicts), in order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for item in obj for t in tensors_in(item)]
+    if isinstance(obj, dict):
+        return [t for item in obj.values() for t in tensors_in(item)]
+    return []
+
+
+def capture_layer_calls(net: NestedNetwork, x: torch.Tensor) -> dict[str, CapturedCall]:
+    """Run ``net`` at level 0 on ``x`` and record each prunable layer's first call."""
+    calls: dict[str, CapturedCall] = {}
+    hooks = []
+    for layer in net.layers:
+        module = net.module.get_submodule(layer.name)
+
+        def hook(_m, args, kwargs, output, name=layer.name):
+            if name not in calls:
+                calls[name] = CapturedCall(tuple(args), dict(kwargs), output)
+
+        hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            net.forward(x, net.uniform_route(0))
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+
+@dataclass(frozen=True)
+class KernelTrial:
+    """One candidate kernel for a layer x level: its median (ms) or why it was not timed."""
+
+    kernel: str
+    status: str  # "chosen", "exact", "inexact" or "unsupported: <reason>"
+    median_ms: float | None
+
+
+@dataclass(frozen=True)
+class LayerLevelResult:
+    """Everything the bundle records for one layer at one level."""
+
+    layer: str
+    level: int
+    kernel: str
+    nnz: int
+    n_weights: int
+    flops: int
+    weight_bytes: int
+    kernel_weight_bytes: int
+    activation_bytes: int
+    measurement: Measurement
+    trials: list[KernelTrial] = field(default_factory=list)
+
+
+def layer_weights(net: NestedNetwork, layer: PrunableLayer, level: int) -> dict[str, torch.Tensor]:
+    """The layer's weights masked at ``level``, keyed by the layer module's own parameter names."""
+    params = dict(net.module.named_parameters())
+    prefix = f"{layer.name}." if layer.name else ""
+    return {w[len(prefix) :]: (params[w] * (net.ranks[w] >= level)).detach() for w in layer.weights}
+
+
+def _uses_per_weight(module: nn.Module, kind: str, call: CapturedCall) -> int:
+    """How many times each weight is multiplied in one call (output positions x batch)."""
+    x = call.args[0] if call.args else next(iter(call.kwargs.values()))
+    out = tensors_in(call.output)[0]
+    if kind == "linear":
+        return x.numel() // module.in_features
+    if kind in ("conv1d", "conv2d"):
+        return out.numel() // module.out_channels
+    if kind == "lstm":
+        return x.numel() // module.input_size
+    return x.numel() // module.embed_dim  # attention, assuming self-attention
+
+
+def _nested_bytes(weight: torch.Tensor, nnz: int) -> int:
+    rows = weight.shape[0]
+    row_length = weight.numel() // rows
+    index_bytes = 2 if row_length <= 1 << 16 else 4
+    return nnz * (weight.element_size() + index_bytes) + rows * 4
+
+
+def profile_layer_level(
+    net: NestedNetwork,
+    layer: PrunableLayer,
+    level: int,
+    call: CapturedCall,
+    kernels: list[str],
+    timer: TimerOptions,
+) -> LayerLevelResult:
+    """Time every kernel in ``kernels`` on the real call of ``layer`` at ``level``; choose the
+    fastest one whose output equals the dense masked layer's (``dense`` is always a candidate)."""
+    module = net.module.get_submodule(layer.name)
+    weights = layer_weights(net, layer, level)
+    reference = build_kernel("dense", module, weights, timer.device)
+    with torch.no_grad():
+        expected = tensors_in(reference.fn(*call.args, **call.kwargs))
+    trials: list[KernelTrial] = []
+    timed: dict[str, tuple[Measurement, BuiltKernel]] = {}
+    for name in dict.fromkeys(["dense", *kernels]):
+        try:
+            built = reference if name == "dense" else build_kernel(name, module, weights, timer.device)
+        except ValueError as exc:
+            trials.append(KernelTrial(name, f"unsupported: {exc}", None))
+            continue
+        with torch.no_grad():
+            got = tensors_in(built.fn(*call.args, **call.kwargs))
+        scale = max(1.0, max(float(t.abs().max()) for t in expected))
+        if len(got) != len(expected) or not all(
+            torch.allclose(g, e, rtol=1e-4, atol=1e-4 * scale) for g, e in zip(got, expected)
+        ):
+            trials.append(KernelTrial(name, "inexact", None))
+            continue
+        m = timer.measure(lambda built=built: built.fn(*call.args, **call.kwargs), f"{layer.name}@{level}:{name}")
+        timed[name] = (m, built)
+        trials.append(KernelTrial(name, "exact", m.median_ms))
+    chosen = min(timed, key=lambda n: timed[n][0].median_ms)
+    trials = [KernelTrial(t.kernel, "chosen", t.median_ms) if t.kernel == chosen else t for t in trials]
+    measurement, built = timed[chosen]
+
+    params = dict(net.module.named_parameters())
+    nnz = sum(int((net.ranks[w] >= level).sum()) for w in layer.weights)
+    prefix = f"{layer.name}." if layer.name else ""
+    unpruned_bytes = sum(
+        p.numel() * p.element_size() for n, p in module.named_parameters() if f"{prefix}{n}" not in layer.weights
+    )
+    uses = _uses_per_weight(module, layer.kind, call)
+    return LayerLevelResult(
+        layer=layer.name,
+        level=level,
+        kernel=chosen,
+        nnz=nnz,
+        n_weights=sum(params[w].numel() for w in layer.weights),
+        flops=2 * uses * nnz,
+        weight_bytes=sum(_nested_bytes(params[w], int((net.ranks[w] >= level).sum())) for w in layer.weights)
+        + unpruned_bytes,
+        kernel_weight_bytes=built.resident_bytes,
+        activation_bytes=sum(t.numel() * t.element_size() for t in tensors_in((call.args, call.kwargs, call.output))),
+        measurement=measurement,
+        trials=trials,
+    )
+
+
+class _KernelModule(nn.Module):
+    """Stands in for a prunable layer and runs a built kernel instead."""
+
+    def __init__(self, built: BuiltKernel) -> None:
+        super().__init__()
+        self.built = built
+
+    def forward(self, *args, **kwargs):
+        return self.built.fn(*args, **kwargs)
+
+
+def end_to_end_model(net: NestedNetwork, level: int, kernel_by_layer: dict[str, str], device: str) -> nn.Module:
+    """A copy of the model with every prunable layer replaced by its chosen kernel at ``level``."""
+    model = copy.deepcopy(net.module).eval()
+    for layer in net.layers:
+        module = net.module.get_submodule(layer.name)
+        built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), device)
+        if not layer.name:  # the model is a single prunable layer
+            return _KernelModule(built)
+        parent_name, _, child = layer.name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, _KernelModule(built))
+    return model

@@ -1,0 +1,359 @@
+"""Profile a nested network into a bundle, resumably.
+
+Work happens in ``OUT.partial/``: the settings, then one JSON file per finished layer (all its
+levels) and per finished end-to-end level. An interrupted run keeps those files; running the same
+command again skips them (other settings start afresh). Only when everything is measured is the
+bundle written, read back through :func:`simqos.profile.load_profile` (so a shipped bundle has
+always passed validation) and moved to ``OUT`` in one rename: a folder named ``OUT`` is always
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import simqos
+from simqos.errors import SimqosError
+from simqos.models.spec import ModelSpec
+from simqos.nested.network import NestedNetwork, format_route
+from simqos.nested.routes import RouteAccuracy
+from simqos.profile import (
+    DENSE_BASELINE_LEVEL,
+    SCHEMA_VERSION,
+    AccuracyInfo,
+    LayerInfo,
+    LevelInfo,
+    Profile,
+    ProfileMeta,
+    Provenance,
+    TimerSettings,
+    load_profile,
+    save_profile,
+)
+from simqos.profiler.measure import (
+    KernelTrial,
+    LayerLevelResult,
+    TimerOptions,
+    capture_layer_calls,
+    end_to_end_model,
+    profile_layer_level,
+    tensors_in,
+)
+from simqos.profiler.timer import Measurement
+
+__all__ = ["ProfileSettings", "RouteReport", "cpu_name", "prepare_output", "run_profile"]
+
+Progress = Callable[[str, int, int], None]
+"""Called with (what was just finished, units done, units in all)."""
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What decides the measurements; a resumed run must have the same."""
+
+    model: str
+    model_kwargs: dict
+    densities: tuple[float, ...]
+    growth: str | None
+    kernels: tuple[str, ...]
+    batch_size: int = 1
+    threads: int = 1
+    device: str = "cpu"
+    n_samples: int = 30
+    min_sample_ms: float = 1.0
+    warmup_ms: float = 50.0
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    """Measured route accuracies, the dataset they come from, and whether all routes are listed."""
+
+    accuracies: list[RouteAccuracy]
+    dataset: str
+    complete: bool
+
+
+def cpu_name() -> str:
+    """The CPU model as the kernel reports it, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def prepare_output(out: Path, overwrite: bool) -> Path:
+    """Check ``out`` can be written and return its work folder ``OUT.partial``."""
+    if out.exists() and not overwrite:
+        raise SimqosError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise SimqosError(f"{out}: is a file, not a folder; choose another --out")
+    work = out.with_name(out.name + ".partial")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose a writable --out") from None
+    return work
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _measurement_to_dict(m: Measurement) -> dict:
+    return asdict(m) | {"samples_ms": list(m.samples_ms)}
+
+
+def _measurement_from_dict(d: dict) -> Measurement:
+    return Measurement(**{**d, "samples_ms": tuple(d["samples_ms"])})
+
+
+def _result_to_dict(r: LayerLevelResult) -> dict:
+    return asdict(r) | {"measurement": _measurement_to_dict(r.measurement)}
+
+
+def _result_from_dict(d: dict) -> LayerLevelResult:
+    return LayerLevelResult(
+        **{
+            **d,
+            "measurement": _measurement_from_dict(d["measurement"]),
+            "trials": [KernelTrial(**t) for t in d["trials"]],
+        }
+    )
+
+
+def _profile_input(spec: ModelSpec, batch_size: int, device: str) -> torch.Tensor:
+    if spec.dataset is not None:
+        x = spec.dataset.x_test[:batch_size]
+    else:
+        x = spec.example_input[:1].expand(batch_size, *spec.example_input.shape[1:]).clone()
+    return x.to(device)
+
+
+def run_profile(
+    spec: ModelSpec,
+    net: NestedNetwork,
+    routes: RouteReport | None,
+    settings: ProfileSettings,
+    out: Path,
+    overwrite: bool = False,
+    command: str = "",
+    progress: Progress | None = None,
+    notes: list[str] | None = None,
+) -> Profile:
+    """Measure every layer x level and every level end to end; write and return the bundle.
+
+    ``routes`` is ``None`` when no dataset exists for the model: the bundle then says accuracy
+    is unavailable. Warnings about noisy measurements are appended to ``notes``.
+    """
+    work = prepare_output(out, overwrite)
+    settings_file = work / "settings.json"
+    wanted = json.loads(json.dumps(asdict(settings)))
+    if settings_file.exists() and json.loads(settings_file.read_text()) != wanted:
+        shutil.rmtree(work)
+        work = prepare_output(out, overwrite)
+    _write_json(settings_file, wanted)
+
+    timer = TimerOptions(
+        n_samples=settings.n_samples,
+        min_sample_s=settings.min_sample_ms / 1e3,
+        warmup_s=settings.warmup_ms / 1e3,
+        threads=settings.threads,
+        device=settings.device,
+    )
+    net.module.to(settings.device)
+    net.ranks = {k: v.to(settings.device) for k, v in net.ranks.items()}
+    x = _profile_input(spec, settings.batch_size, settings.device)
+    calls = capture_layer_calls(net, x)
+    total = len(net.layers) * net.n_levels + net.n_levels + 1
+    done = 0
+    results: list[LayerLevelResult] = []
+    for i, layer in enumerate(net.layers):
+        path = work / f"layer-{i:03d}.json"
+        if path.exists():
+            layer_results = [_result_from_dict(d) for d in json.loads(path.read_text())]
+            done += len(layer_results)
+        else:
+            layer_results = []
+            for level in range(net.n_levels):
+                layer_results.append(
+                    profile_layer_level(net, layer, level, calls[layer.name], list(settings.kernels), timer)
+                )
+                done += 1
+                if progress:
+                    progress(f"{layer.name} level {level}", done, total)
+            _write_json(path, [_result_to_dict(r) for r in layer_results])
+        results += layer_results
+    kernel_by = {(r.layer, r.level): r.kernel for r in results}
+    e2e: dict[int, Measurement] = {}
+    for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]:
+        path = work / f"e2e-{level}.json"
+        if path.exists():
+            e2e[level] = _measurement_from_dict(json.loads(path.read_text()))
+        else:
+            # The baseline runs level 0's weights with dense kernels: dense kernels cost the
+            # same whatever the values, so this is the unpruned model's latency.
+            kernels = {
+                ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers
+            }
+            model = end_to_end_model(net, max(level, 0), kernels, settings.device)
+            e2e[level] = timer.measure(lambda model=model: model(x), f"end-to-end@{level}")
+            _write_json(path, _measurement_to_dict(e2e[level]))
+        done += 1
+        if progress:
+            progress(f"end to end level {level}", done, total)
+    if notes is not None:
+        notes += [w for r in results for w in r.measurement.warnings] + [w for m in e2e.values() for w in m.warnings]
+
+    profile = _assemble(spec, net, routes, settings, results, e2e, calls, x, command)
+    staging = work / "bundle"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save_profile(profile, staging)
+    profile = load_profile(staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.replace(out)
+    shutil.rmtree(work)
+    return profile
+
+
+def _assemble(
+    spec: ModelSpec,
+    net: NestedNetwork,
+    routes: RouteReport | None,
+    settings: ProfileSettings,
+    results: list[LayerLevelResult],
+    e2e: dict[int, Measurement],
+    calls: dict,
+    x: torch.Tensor,
+    command: str,
+) -> Profile:
+    params = dict(net.module.named_parameters())
+    layers_meta = [
+        LayerInfo(
+            name=layer.name,
+            kind=layer.kind,
+            segment=layer.segment,
+            n_weights=sum(params[w].numel() for w in layer.weights),
+            weight_shapes=[list(params[w].shape) for w in layer.weights],
+            input_shapes=[list(t.shape) for t in tensors_in((calls[layer.name].args, calls[layer.name].kwargs))],
+            output_shapes=[list(t.shape) for t in tensors_in(calls[layer.name].output)],
+        )
+        for layer in net.layers
+    ]
+    boundaries = [a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment]
+    if routes is None:
+        accuracy = AccuracyInfo(
+            available=False, note="no dataset ships for this model; accuracy is unavailable, never invented"
+        )
+    else:
+        accuracy = AccuracyInfo(
+            available=True,
+            dataset=routes.dataset,
+            n_samples=routes.accuracies[0].n,
+            growth=settings.growth,
+            routes_complete=routes.complete,
+            note="top-1 accuracy per route; ci_low/ci_high: 95 % Wilson interval"
+            + ("" if routes.complete else "; only monotone routes (less sparse to sparser) are listed"),
+        )
+    gpu = torch.cuda.get_device_name() if settings.device == "cuda" else None
+    meta = ProfileMeta(
+        schema_version=SCHEMA_VERSION,
+        model=spec.name,
+        description=spec.description,
+        input_shape=list(x.shape),
+        levels=[
+            LevelInfo(index=k, name=f"L{k} ({d:.1%} kept)", density=d, kept_fraction=net.kept_fraction(k))
+            for k, d in enumerate(net.densities)
+        ],
+        layers=layers_meta,
+        reroute_after=boundaries,
+        accuracy=accuracy,
+        provenance=Provenance(
+            device=settings.device,
+            cpu=cpu_name(),
+            gpu=gpu,
+            threads=settings.threads,
+            torch_version=torch.__version__,
+            simqos_version=simqos.__version__,
+            python_version=sys.version.split()[0],
+            dtype=str(x.dtype).removeprefix("torch."),
+            batch_size=settings.batch_size,
+            created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            command=command,
+            timer=TimerSettings(
+                n_samples=settings.n_samples, min_sample_ms=settings.min_sample_ms, warmup_ms=settings.warmup_ms
+            ),
+        ),
+    )
+    layer_rows = [
+        {
+            "layer": r.layer,
+            "level": r.level,
+            "kernel": r.kernel,
+            "nnz": r.nnz,
+            "density": r.nnz / r.n_weights,
+            "flops": r.flops,
+            "weight_bytes": r.weight_bytes,
+            "kernel_weight_bytes": r.kernel_weight_bytes,
+            "activation_bytes": r.activation_bytes,
+            "latency_median_ms": r.measurement.median_ms,
+            "latency_iqr_ms": r.measurement.iqr_ms,
+            "calls_per_sample": r.measurement.calls_per_sample,
+        }
+        for r in results
+    ]
+    sample_rows = [
+        {"layer": r.layer, "level": r.level, "sample": i, "latency_ms": s}
+        for r in results
+        for i, s in enumerate(r.measurement.samples_ms)
+    ]
+    kernel_rows = [
+        {"layer": r.layer, "level": r.level, "kernel": t.kernel, "median_ms": t.median_ms, "status": t.status}
+        for r in results
+        for t in r.trials
+    ]
+    e2e_rows = [
+        {"level": level, "sample": i, "latency_ms": s} for level, m in e2e.items() for i, s in enumerate(m.samples_ms)
+    ]
+    route_table = None
+    if routes is not None:
+        route_table = pd.DataFrame(
+            [
+                {
+                    "route": format_route(a.route),
+                    "correct": a.correct,
+                    "n": a.n,
+                    "accuracy": a.accuracy,
+                    "ci_low": a.interval[0],
+                    "ci_high": a.interval[1],
+                }
+                for a in routes.accuracies
+            ]
+        )
+    return Profile(
+        meta=meta,
+        layers=pd.DataFrame(layer_rows),
+        latency_samples=pd.DataFrame(sample_rows),
+        kernels=pd.DataFrame(kernel_rows),
+        end_to_end=pd.DataFrame(e2e_rows),
+        routes=route_table,
+    )
