@@ -9,7 +9,8 @@ A bundle is a folder of one JSON file and a few CSV tables, documented field by 
 ``layers.csv``
     one row per layer x level: chosen kernel, non-zeros, FLOPs, bytes, latency summary.
 ``latency_samples.csv``
-    raw latency samples (ms) of the chosen kernel, per layer x level.
+    raw latency samples (ms) per layer x level: one call each of the chosen kernel, timed
+    inside whole-model passes.
 ``kernels.csv``
     every candidate kernel per layer x level: median (ms) and whether it was exact / chosen.
 ``end_to_end.csv``
@@ -59,7 +60,8 @@ _META_FILE = "profile.json"
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "layers.csv": (
         "layer", "level", "kernel", "nnz", "density", "flops", "weight_bytes",
-        "kernel_weight_bytes", "activation_bytes", "latency_median_ms", "latency_iqr_ms", "calls_per_sample",
+        "kernel_weight_bytes", "activation_bytes", "latency_median_ms", "latency_iqr_ms",
+        "isolated_median_ms", "isolated_calls_per_sample",
     ),
     "latency_samples.csv": ("layer", "level", "sample", "latency_ms"),
     "kernels.csv": ("layer", "level", "kernel", "median_ms", "status"),
@@ -107,11 +109,14 @@ class AccuracyInfo(_Strict):
 
 
 class TimerSettings(_Strict):
-    """How latencies were timed (see :mod:`simqos.profiler.timer`)."""
+    """How latencies were timed: ``n_samples`` samples of at least ``min_sample_ms`` per kernel
+    alone (to choose kernels), ``in_model_passes`` whole-model passes per level (the shipped
+    samples), each after ``warmup_ms`` of warm-up (see :mod:`simqos.profiler`)."""
 
     n_samples: int = Field(ge=1)
     min_sample_ms: float = Field(gt=0)
     warmup_ms: float = Field(ge=0)
+    in_model_passes: int = Field(ge=1)
 
 
 class Provenance(_Strict):
@@ -278,7 +283,7 @@ def _validate(folder: Path, profile: Profile) -> None:
     path = folder / "layers.csv"
     t = profile.layers
     _check_numeric(path, t, ("nnz", "flops", "weight_bytes", "kernel_weight_bytes", "activation_bytes"), 0, strict=False)
-    _check_numeric(path, t, ("latency_median_ms", "calls_per_sample"), 0, strict=True)
+    _check_numeric(path, t, ("latency_median_ms", "isolated_median_ms", "isolated_calls_per_sample"), 0, strict=True)
     got = list(zip(t["layer"], t["level"]))
     if len(got) != len(set(got)) or set(got) != expected:
         missing = sorted(expected - set(got))[:3]

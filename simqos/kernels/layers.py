@@ -75,7 +75,6 @@ def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.T
             raise ValueError(f"{fmt.name} runs Linear and Conv layers, not {type(module).__name__}")
         weight = weights["weight"].detach()
         bias = None if module.bias is None else module.bias.detach()
-        name = f"{fmt.name}" if isinstance(module, nn.Linear) else f"unfold+{fmt.name}"
         if isinstance(module, nn.Linear):
             matmul, nbytes = fmt.prepare(weight)
 
@@ -86,7 +85,7 @@ def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.T
                     y = y + bias
                 return y.reshape(*x.shape[:-1], weight.shape[0])
 
-            return BuiltKernel(name, fn, nbytes + _bias_bytes(module))
+            return BuiltKernel(fmt.name, fn, nbytes + _bias_bytes(module))
         if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
             raise ValueError("unfold kernels need groups=1, numeric padding and padding_mode='zeros'")
         kernel, stride, padding, dilation = _conv_geometry(module)
@@ -104,7 +103,7 @@ def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.T
             y = y.reshape(x2.shape[0], weight.shape[0], h, w)
             return y.squeeze(2) if is_1d else y
 
-        return BuiltKernel(name, conv, nbytes + _bias_bytes(module))
+        return BuiltKernel(fmt.name, conv, nbytes + _bias_bytes(module))
 
     return build
 

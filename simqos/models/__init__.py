@@ -29,10 +29,12 @@ def _import_factory(target: str) -> Callable[..., object]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SimqosError(f"model {target!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise SimqosError(f"model {target!r}: module {module_name!r} has no attribute {attr!r}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise SimqosError(f"model {target!r}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(factory):
+        raise SimqosError(f"model {target!r}: {attr!r} is not callable; give a function returning an nn.Module")
+    return factory
 
 
 def build_model(name: str, input_shape: Sequence[int] | None = None, **kwargs: object) -> ModelSpec:

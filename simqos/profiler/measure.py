@@ -13,6 +13,8 @@ chosen kernel may hold its own copy in another format: that size is ``kernel_wei
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,17 +22,19 @@ from torch import nn
 
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork, PrunableLayer
-from simqos.profiler.timer import Measurement, measure
+from simqos.profiler.timer import Measurement, measure, torch_threads
 
 __all__ = [
     "CapturedCall",
+    "InModelTiming",
     "KernelTrial",
     "LayerLevelResult",
     "TimerOptions",
     "capture_layer_calls",
-    "end_to_end_model",
+
     "profile_layer_level",
     "tensors_in",
+    "time_in_model",
 ]
 
 
@@ -44,8 +48,12 @@ class TimerOptions:
     threads: int = 1
     device: str = "cpu"
 
-    def measure(self, fn, label: str) -> Measurement:
-        sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
+    def sync(self) -> None:
+        """Wait for queued device work (CUDA); nothing on the CPU."""
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def measure(self, fn: Callable[[], object], label: str) -> Measurement:
         return measure(
             fn,
             label=label,
@@ -53,7 +61,7 @@ class TimerOptions:
             min_sample_s=self.min_sample_s,
             warmup_s=self.warmup_s,
             threads=self.threads,
-            sync=sync,
+            sync=self.sync,
         )
 
 
@@ -122,6 +130,9 @@ class LayerLevelResult:
     activation_bytes: int
     measurement: Measurement
     trials: list[KernelTrial] = field(default_factory=list)
+    """``measurement`` times the chosen kernel alone (repeated calls, samples of at least
+    ``min_sample_s``); it decides the kernel. The simulator's samples come from
+    :func:`time_in_model`."""
 
 
 def layer_weights(net: NestedNetwork, layer: PrunableLayer, level: int) -> dict[str, torch.Tensor]:
@@ -212,25 +223,76 @@ def profile_layer_level(
     )
 
 
-class _KernelModule(nn.Module):
-    """Stands in for a prunable layer and runs a built kernel instead."""
+class _TimedKernel(nn.Module):
+    """Stands in for a prunable layer: runs a built kernel and appends each call's time (s)."""
 
-    def __init__(self, built: BuiltKernel) -> None:
+    def __init__(self, built: BuiltKernel, clock: Callable[[], float], sync: Callable[[], None]) -> None:
         super().__init__()
-        self.built = built
+        self.built, self.clock, self.sync = built, clock, sync
+        self.times_s: list[float] = []
 
     def forward(self, *args, **kwargs):
-        return self.built.fn(*args, **kwargs)
+        start = self.clock()
+        out = self.built.fn(*args, **kwargs)
+        self.sync()
+        self.times_s.append(self.clock() - start)
+        return out
 
 
-def end_to_end_model(net: NestedNetwork, level: int, kernel_by_layer: dict[str, str], device: str) -> nn.Module:
-    """A copy of the model with every prunable layer replaced by its chosen kernel at ``level``."""
+@dataclass(frozen=True)
+class InModelTiming:
+    """Whole-model forward passes (``end_to_end``) and each layer's time inside them."""
+
+    end_to_end: Measurement
+    layers: dict[str, Measurement]
+
+
+def time_in_model(
+    net: NestedNetwork,
+    level: int,
+    kernel_by_layer: dict[str, str],
+    x: torch.Tensor,
+    timer: TimerOptions,
+    n_passes: int,
+    label: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> InModelTiming:
+    """Run the whole model ``n_passes`` times with every layer at ``level`` on its chosen kernel,
+    timing each pass and each layer call inside it (one call per sample).
+
+    Inside the model, a layer finds the caches as the layers before it left them; timed alone
+    and repeated, it finds its own weights still cached, which flatters memory-bound layers. So
+    these are the samples the simulator draws from. Warm-up passes run for ``timer.warmup_s``.
+    """
     model = copy.deepcopy(net.module).eval()
+    timed: dict[str, _TimedKernel] = {}
     for layer in net.layers:
         module = net.module.get_submodule(layer.name)
-        built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), device)
+        built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
+        timed[layer.name] = _TimedKernel(built, clock, timer.sync)
         if not layer.name:  # the model is a single prunable layer
-            return _KernelModule(built)
+            model = timed[layer.name]
+            break
         parent_name, _, child = layer.name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, _KernelModule(built))
-    return model
+        setattr(model.get_submodule(parent_name), child, timed[layer.name])
+    passes: list[float] = []
+    with torch_threads(timer.threads), torch.no_grad():
+        start = clock()
+        model(x)
+        while clock() - start < timer.warmup_s:
+            model(x)
+        for t in timed.values():
+            t.times_s.clear()
+        for _ in range(n_passes):
+            begin = clock()
+            model(x)
+            timer.sync()
+            passes.append(clock() - begin)
+
+    def as_measurement(times_s: list[float], what: str) -> Measurement:
+        return Measurement(f"{label}:{what}", tuple(t * 1e3 for t in times_s), calls_per_sample=1, threads=timer.threads)
+
+    return InModelTiming(
+        end_to_end=as_measurement(passes, "end to end"),
+        layers={name: as_measurement(t.times_s, name) for name, t in timed.items()},
+    )

@@ -1,7 +1,14 @@
 """Profile a nested network into a bundle, resumably.
 
+Two passes of measurement. First, per layer and level, every candidate kernel is timed alone
+(:func:`simqos.profiler.measure.profile_layer_level`) and the fastest exact one is chosen. Then,
+per level, the whole model runs with the chosen kernels and every layer call inside it is timed
+(:func:`simqos.profiler.measure.time_in_model`): those in-model samples, one call each, are the
+latency distribution the bundle ships, because a layer timed alone and repeated keeps its
+weights in cache and looks faster than it is inside the model.
+
 Work happens in ``OUT.partial/``: the settings, then one JSON file per finished layer (all its
-levels) and per finished end-to-end level. An interrupted run keeps those files; running the same
+levels) and per finished in-model level. An interrupted run keeps those files; running the same
 command again skips them (other settings start afresh). Only when everything is measured is the
 bundle written, read back through :func:`simqos.profile.load_profile` (so a shipped bundle has
 always passed validation) and moved to ``OUT`` in one rename: a folder named ``OUT`` is always
@@ -41,13 +48,14 @@ from simqos.profile import (
     save_profile,
 )
 from simqos.profiler.measure import (
+    InModelTiming,
     KernelTrial,
     LayerLevelResult,
     TimerOptions,
     capture_layer_calls,
-    end_to_end_model,
     profile_layer_level,
     tensors_in,
+    time_in_model,
 )
 from simqos.profiler.timer import Measurement
 
@@ -72,6 +80,7 @@ class ProfileSettings:
     n_samples: int = 30
     min_sample_ms: float = 1.0
     warmup_ms: float = 50.0
+    in_model_passes: int = 200
 
 
 @dataclass(frozen=True)
@@ -202,27 +211,38 @@ def run_profile(
             _write_json(path, [_result_to_dict(r) for r in layer_results])
         results += layer_results
     kernel_by = {(r.layer, r.level): r.kernel for r in results}
-    e2e: dict[int, Measurement] = {}
+    in_model: dict[int, InModelTiming] = {}
     for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]:
-        path = work / f"e2e-{level}.json"
+        path = work / f"in-model-{level}.json"
         if path.exists():
-            e2e[level] = _measurement_from_dict(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            in_model[level] = InModelTiming(
+                end_to_end=_measurement_from_dict(saved["end_to_end"]),
+                layers={k: _measurement_from_dict(v) for k, v in saved["layers"].items()},
+            )
         else:
             # The baseline runs level 0's weights with dense kernels: dense kernels cost the
             # same whatever the values, so this is the unpruned model's latency.
             kernels = {
                 ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers
             }
-            model = end_to_end_model(net, max(level, 0), kernels, settings.device)
-            e2e[level] = timer.measure(lambda model=model: model(x), f"end-to-end@{level}")
-            _write_json(path, _measurement_to_dict(e2e[level]))
+            in_model[level] = time_in_model(
+                net, max(level, 0), kernels, x, timer, settings.in_model_passes, f"in model@{level}"
+            )
+            _write_json(
+                path,
+                {
+                    "end_to_end": _measurement_to_dict(in_model[level].end_to_end),
+                    "layers": {k: _measurement_to_dict(v) for k, v in in_model[level].layers.items()},
+                },
+            )
         done += 1
         if progress:
-            progress(f"end to end level {level}", done, total)
-    if notes is not None:
-        notes += [w for r in results for w in r.measurement.warnings] + [w for m in e2e.values() for w in m.warnings]
+            progress(f"in model, level {level}", done, total)
+    if notes is not None:  # in-model samples are single calls: their spread is data, not noise
+        notes += [w for r in results for w in r.measurement.warnings]
 
-    profile = _assemble(spec, net, routes, settings, results, e2e, calls, x, command)
+    profile = _assemble(spec, net, routes, settings, results, in_model, calls, x, command)
     staging = work / "bundle"
     if staging.exists():
         shutil.rmtree(staging)
@@ -241,7 +261,7 @@ def _assemble(
     routes: RouteReport | None,
     settings: ProfileSettings,
     results: list[LayerLevelResult],
-    e2e: dict[int, Measurement],
+    in_model: dict[int, InModelTiming],
     calls: dict,
     x: torch.Tensor,
     command: str,
@@ -300,7 +320,10 @@ def _assemble(
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=command,
             timer=TimerSettings(
-                n_samples=settings.n_samples, min_sample_ms=settings.min_sample_ms, warmup_ms=settings.warmup_ms
+                n_samples=settings.n_samples,
+                min_sample_ms=settings.min_sample_ms,
+                warmup_ms=settings.warmup_ms,
+                in_model_passes=settings.in_model_passes,
             ),
         ),
     )
@@ -315,16 +338,17 @@ def _assemble(
             "weight_bytes": r.weight_bytes,
             "kernel_weight_bytes": r.kernel_weight_bytes,
             "activation_bytes": r.activation_bytes,
-            "latency_median_ms": r.measurement.median_ms,
-            "latency_iqr_ms": r.measurement.iqr_ms,
-            "calls_per_sample": r.measurement.calls_per_sample,
+            "latency_median_ms": in_model[r.level].layers[r.layer].median_ms,
+            "latency_iqr_ms": in_model[r.level].layers[r.layer].iqr_ms,
+            "isolated_median_ms": r.measurement.median_ms,
+            "isolated_calls_per_sample": r.measurement.calls_per_sample,
         }
         for r in results
     ]
     sample_rows = [
         {"layer": r.layer, "level": r.level, "sample": i, "latency_ms": s}
         for r in results
-        for i, s in enumerate(r.measurement.samples_ms)
+        for i, s in enumerate(in_model[r.level].layers[r.layer].samples_ms)
     ]
     kernel_rows = [
         {"layer": r.layer, "level": r.level, "kernel": t.kernel, "median_ms": t.median_ms, "status": t.status}
@@ -332,7 +356,9 @@ def _assemble(
         for t in r.trials
     ]
     e2e_rows = [
-        {"level": level, "sample": i, "latency_ms": s} for level, m in e2e.items() for i, s in enumerate(m.samples_ms)
+        {"level": level, "sample": i, "latency_ms": s}
+        for level, t in in_model.items()
+        for i, s in enumerate(t.end_to_end.samples_ms)
     ]
     route_table = None
     if routes is not None:

@@ -1,0 +1,54 @@
+"""Shared fixtures: a private checkpoint cache, one torch thread, tiny models."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` when no CUDA device is present."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Checkpoints go to a per-session temporary cache, never the user's."""
+    monkeypatch.setenv("SIMQOS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+TINY_PROFILE_ARGS = [
+    "--model-arg", "hidden=32", "--model-arg", "depth=2", "--epochs", "10,10,5",
+    "--levels", "0.6,0.3", "--samples", "3", "--min-sample-ms", "0.05", "--passes", "20",
+]
+"""`simqos profile mlp` options that make a real but tiny profile in a few seconds."""
+
+
+@pytest.fixture(scope="session")
+def tiny_profile_dir(tmp_path_factory):
+    """A real profile bundle of a tiny trained MLP, made once per session through the CLI."""
+    from typer.testing import CliRunner
+
+    from simqos.cli import app
+
+    out = tmp_path_factory.mktemp("profiles") / "tiny"
+    result = CliRunner().invoke(app, ["profile", "mlp", "--out", str(out), *TINY_PROFILE_ARGS])
+    assert result.exit_code == 0, result.output
+    return out

@@ -1,0 +1,108 @@
+"""The command line, in-process (Typer's CliRunner), plus one real subprocess."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import simqos.profiler.run as profiler_run
+from conftest import TINY_PROFILE_ARGS
+from simqos.cli import app
+from simqos.profile import load_profile
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_python_dash_m_runs():
+    done = subprocess.run([sys.executable, "-m", "simqos", "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert "profile" in done.stdout and "train" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["profile", "resnet9000", "--out", "{tmp}/x"], "not a shipped model"),
+        (["profile", "mlp", "--levels", "0.1,0.2", "--out", "{tmp}/x"], "strictly decrease"),
+        (["profile", "mlp", "--levels", "abc", "--out", "{tmp}/x"], "not a comma-separated list"),
+        (["profile", "mlp", "--levels", "1.5", "--out", "{tmp}/x"], "outside (0, 1]"),
+        (["profile", "mlp", "--out", "{tmp}/afile/sub"], "cannot write there"),
+        (["profile", "mlp", "--out", "{tmp}"], "already exists; pass --overwrite"),
+        (["profile", "mlp", "--kernels", "dense,magic", "--out", "{tmp}/x"], "'magic'"),
+        (["profile", "mlp", "--samples", "0", "--out", "{tmp}/x"], "--samples: 0"),
+        (["profile", "mlp", "--model-arg", "hidden", "--out", "{tmp}/x"], "KEY=VALUE"),
+        (["profile", "user_models:plain_cnn", "--out", "{tmp}/x"], "--input-shape"),
+        (["profile", "user_models:NOT_A_FACTORY", "--out", "{tmp}/x"], "not callable"),
+        (["profile", "no_such_module:f", "--out", "{tmp}/x"], "cannot import"),
+        (["train", "mlp", "--growth", "sideways"], "growth"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
+    (tmp_path / "afile").write_text("")
+    result = invoke(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_profile_a_users_plain_module(tmp_path):
+    out = tmp_path / "user"
+    result = invoke("profile", "user_models:plain_cnn", "--input-shape", "1,3,6,6", "--levels", "0.5,0.2",
+                    "--samples", "3", "--min-sample-ms", "0.05", "--passes", "10", "--out", out)
+    assert result.exit_code == 0, result.output
+    p = load_profile(out)
+    assert not p.meta.accuracy.available and p.routes is None
+    assert [layer.kind for layer in p.meta.layers] == ["conv2d", "linear"]
+    conv = p.kernels[p.kernels["layer"] == "0"]
+    assert set(conv.loc[conv["status"].isin(["exact", "chosen"]), "kernel"]) >= {"dense", "torch_csr", "scipy_csr"}
+
+
+def test_train_compares_both_growth_methods():
+    result = invoke("train", "mlp", *TINY_PROFILE_ARGS[:6], "--levels", "0.6,0.3")
+    assert result.exit_code == 0, result.output
+    assert "sparse-first" in result.output and "route-aware" in result.output
+    assert "0-1-1" in result.output
+
+
+def test_an_interrupted_profile_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    real = profiler_run.profile_layer_level
+    calls = []
+    interrupt_at = [3]  # layer fc1 (2 levels) is done when fc2's first level is interrupted
+
+    def flaky(*args, **kwargs):
+        calls.append(args[1].name)
+        if len(calls) == interrupt_at[0]:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profiler_run, "profile_layer_level", flaky)
+    first = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)
+    assert first.exit_code != 0
+    assert not out.exists(), "an unfinished profile must not look complete"
+    assert (tmp_path / "resumed.partial" / "layer-000.json").exists()
+
+    calls.clear()
+    interrupt_at[0] = None
+    second = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)
+    assert second.exit_code == 0, second.output
+    assert calls == ["fc2", "fc2", "out", "out"], "the finished layer was measured again"
+    assert not (tmp_path / "resumed.partial").exists()
+    load_profile(out)
+
+
+def test_other_settings_start_afresh(tmp_path, monkeypatch):
+    out = tmp_path / "p"
+    partial = tmp_path / "p.partial"
+    partial.mkdir()
+    (partial / "settings.json").write_text('{"model": "something else"}')
+    (partial / "layer-000.json").write_text("[]")
+    result = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)
+    assert result.exit_code == 0, result.output
+    assert len(load_profile(out).layers) == 6

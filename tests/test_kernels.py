@@ -1,0 +1,71 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from simqos.kernels import build_kernel, kernel_names
+
+
+def _masked(module, density, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        n: p.detach() * (torch.rand(p.shape, generator=g) < density)
+        for n, p in module.named_parameters()
+        if n.startswith("weight")
+    }
+
+
+@st.composite
+def linear_or_conv(draw):
+    kind = draw(st.sampled_from(["linear", "conv1d", "conv2d"]))
+    torch.manual_seed(draw(st.integers(0, 1000)))
+    if kind == "linear":
+        i, o = draw(st.integers(1, 64)), draw(st.integers(1, 64))
+        return nn.Linear(i, o, bias=draw(st.booleans())), torch.randn(draw(st.integers(1, 4)), i)
+    c, o, k = draw(st.integers(1, 8)), draw(st.integers(1, 16)), draw(st.integers(1, 3))
+    stride, pad, dil = draw(st.integers(1, 2)), draw(st.integers(0, 2)), draw(st.integers(1, 2))
+    cls = nn.Conv1d if kind == "conv1d" else nn.Conv2d
+    m = cls(c, o, k, stride=stride, padding=pad, dilation=dil, bias=draw(st.booleans()))
+    size = (k - 1) * dil + 1 + draw(st.integers(0, 6))
+    shape = (draw(st.integers(1, 2)), c, size) if kind == "conv1d" else (draw(st.integers(1, 2)), c, size, size + 1)
+    return m, torch.randn(shape)
+
+
+@settings(max_examples=80, deadline=None)
+@given(linear_or_conv(), st.floats(0.0, 1.0), st.integers(0, 1000))
+def test_every_kernel_equals_the_dense_masked_layer(case, density, seed):
+    module, x = case
+    weights = _masked(module, density, seed)
+    expected = torch.func.functional_call(module, weights, (x,))
+    for name in kernel_names():
+        try:
+            built = build_kernel(name, module, weights)
+        except ValueError:
+            assert name == "torch_bsr"  # only BSR refuses shapes, when no block size divides them
+            continue
+        got = built.fn(x)
+        assert got.shape == expected.shape, name
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_unsupported_kernels_say_why():
+    lstm = nn.LSTM(4, 4)
+    with pytest.raises(ValueError, match="Linear and Conv"):
+        build_kernel("torch_csr", lstm, _masked(lstm, 0.5, 0))
+    grouped = nn.Conv2d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="groups=1"):
+        build_kernel("scipy_csr", grouped, _masked(grouped, 0.5, 0))
+    odd = nn.Linear(7, 5)
+    with pytest.raises(ValueError, match="block size"):
+        build_kernel("torch_bsr", odd, _masked(odd, 0.5, 0))
+    with pytest.raises(ValueError, match="runs on"):
+        build_kernel("scipy_csr", odd, _masked(odd, 0.5, 0), device="cuda")
+
+
+def test_sparse_formats_store_fewer_bytes_than_dense_when_sparse():
+    layer = nn.Linear(256, 256)
+    weights = _masked(layer, 0.1, 0)
+    dense = build_kernel("dense", layer, weights).resident_bytes
+    assert build_kernel("torch_csr", layer, weights).resident_bytes < dense / 4
+    assert build_kernel("scipy_csr", layer, weights).resident_bytes < dense / 4

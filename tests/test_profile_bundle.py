@@ -1,0 +1,106 @@
+"""The bundle contract: round trip, and a clear error for every kind of damage."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from simqos.errors import SimqosError
+from simqos.profile import DENSE_BASELINE_LEVEL, load_profile, save_profile
+
+
+@pytest.fixture
+def bundle(tiny_profile_dir, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_profile_dir, copy)
+    return copy
+
+
+def test_round_trip(tiny_profile_dir, tmp_path):
+    p = load_profile(tiny_profile_dir)
+    save_profile(p, tmp_path / "again")
+    q = load_profile(tmp_path / "again")
+    assert p.meta == q.meta
+    for name in ("layers", "latency_samples", "kernels", "end_to_end", "routes"):
+        pd.testing.assert_frame_equal(getattr(p, name), getattr(q, name), check_exact=False, rtol=1e-5)
+    for f in ("layers.csv", "latency_samples.csv", "end_to_end.csv", "routes.csv", "profile.json"):
+        assert (tiny_profile_dir / f).read_text() == (tmp_path / "again" / f).read_text(), f
+
+
+def test_contents_follow_the_contract(tiny_profile_dir):
+    p = load_profile(tiny_profile_dir)
+    assert p.layer_names == ["fc1", "fc2", "out"]
+    assert p.n_levels == 2 and p.n_segments == 3
+    assert p.meta.reroute_after == ["fc1", "fc2"]
+    assert p.meta.accuracy.available and p.meta.accuracy.routes_complete
+    assert len(p.routes) == 2**3
+    assert set(p.end_to_end["level"]) == {DENSE_BASELINE_LEVEL, 0, 1}
+    for layer in p.layer_names:
+        for level in range(2):
+            assert len(p.samples_ms(layer, level)) == 20
+    chosen = p.kernels[p.kernels["status"] == "chosen"]
+    merged = chosen.merge(p.layers, on=["layer", "level"])
+    assert (merged["kernel_x"] == merged["kernel_y"]).all()
+    # the chosen kernel is the fastest exact one
+    exact = p.kernels[p.kernels["status"].isin(["chosen", "exact"])]
+    fastest = exact.loc[exact.groupby(["layer", "level"])["median_ms"].idxmin()]
+    assert (fastest["status"] == "chosen").all()
+    fc1 = p.layers[(p.layers["layer"] == "fc1")].sort_values("level")
+    assert fc1["nnz"].tolist() == [round(0.6 * 64 * 32), round(0.3 * 64 * 32)]
+    assert fc1["flops"].tolist() == [2 * n for n in fc1["nnz"]]  # batch 1, one use per weight
+    # in-model samples: pass i's layer calls all happen inside pass i
+    per_pass = p.latency_samples.groupby(["level", "sample"])["latency_ms"].sum()
+    passes = p.end_to_end.set_index(["level", "sample"])["latency_ms"]
+    assert (per_pass <= passes.loc[per_pass.index]).all()
+    gap = p.end_to_end_gap()
+    assert set(gap.columns) >= {"sum_of_layers_ms", "end_to_end_ms", "gap_ms", "ratio_to_dense"}
+    prov = p.meta.provenance
+    assert prov.threads == 1 and prov.batch_size == 1 and prov.dtype == "float32" and prov.device == "cpu"
+
+
+def _edit_json(bundle, change):
+    path = bundle / "profile.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _edit_csv(bundle, name, change):
+    path = bundle / name
+    table = pd.read_csv(path, dtype={"layer": str, "route": str})
+    table = change(table)
+    table.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda b: (b / "layers.csv").unlink(), "layers.csv: missing"),
+        (lambda b: (b / "profile.json").write_text("{not json"), "not valid JSON"),
+        (lambda b: _edit_json(b, lambda d: d.update(colour="red")), "colour: Extra inputs are not permitted"),
+        (lambda b: _edit_json(b, lambda d: d["levels"][1].update(density=0.9)), "must strictly decrease"),
+        (lambda b: _edit_json(b, lambda d: d.update(schema_version=99)), "schema_version is 99"),
+        (lambda b: _edit_json(b, lambda d: d["provenance"].update(threads=0)), "provenance.threads"),
+        (lambda b: _edit_csv(b, "layers.csv", lambda t: t.assign(nnz=t["nnz"] * (1 + 3 * t["level"]))), "not nested"),
+        (lambda b: _edit_csv(b, "layers.csv", lambda t: t.iloc[1:]), "one row per layer x level"),
+        (lambda b: _edit_csv(b, "latency_samples.csv", lambda t: t.assign(latency_ms=-t["latency_ms"])), "latency_ms"),
+        (lambda b: _edit_csv(b, "latency_samples.csv", lambda t: t.rename(columns={"latency_ms": "ms"})), "columns are"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(route="0-5")), "route '0-5'"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(accuracy=0.123)), "is not correct/n"),
+        (lambda b: (b / "routes.csv").unlink(), "accuracy is available"),
+        (lambda b: _edit_csv(b, "end_to_end.csv", lambda t: t[t["level"] >= 0]), "dense baseline"),
+        (lambda b: (b / "kernels.csv").write_bytes(b"\xff\xfe\x00garbage"), "kernels.csv"),
+    ],
+)
+def test_damage_is_named(bundle, damage, fragment):
+    damage(bundle)
+    with pytest.raises(SimqosError) as info:
+        load_profile(bundle)
+    assert fragment in str(info.value)
+    assert str(bundle) in str(info.value)
+
+
+def test_missing_folder():
+    with pytest.raises(SimqosError, match="no such profile folder"):
+        load_profile("does/not/exist")

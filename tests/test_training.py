@@ -1,0 +1,66 @@
+import torch
+
+from simqos.models import build_model
+from simqos.nested import TrainConfig, enumerate_routes, level_mask, route_accuracies, train_nested
+from simqos.nested.training import _forward
+
+TINY = {"hidden": 32, "depth": 2}
+FAST = dict(epochs_dense=10, epochs_sparsest=10, epochs_grow=5)
+
+
+def _train(growth="sparse-first", densities=(0.6, 0.4, 0.25), snapshot=None):
+    spec = build_model("mlp", **TINY)
+    return spec, train_nested(spec, densities, TrainConfig(growth=growth, **FAST), on_epoch=snapshot)
+
+
+def test_growth_never_moves_the_sparsest_level():
+    """Biases, norms and every weight of level K-1 are frozen once the sparsest phase ends."""
+    spec = build_model("mlp", **TINY)
+    captured = {}
+
+    def snapshot(phase, epoch, loss):
+        if phase == "sparsest" and epoch == FAST["epochs_sparsest"] - 1:
+            captured.update({k: v.detach().clone() for k, v in spec.module.named_parameters()})
+
+    net = train_nested(spec, (0.6, 0.4, 0.25), TrainConfig(**FAST), on_epoch=snapshot)
+    params = dict(net.module.named_parameters())
+    for name, before in captured.items():
+        if name in net.ranks:
+            sparsest = level_mask(net.ranks[name], 2)
+            assert torch.equal(params[name][sparsest], before[sparsest]), name
+        else:
+            assert torch.equal(params[name], before), f"shared parameter {name} moved during growth"
+
+
+def test_every_level_is_trained_and_nested():
+    spec, net = _train()
+    assert [round(net.kept_fraction(k), 2) for k in range(3)] == [0.6, 0.4, 0.25]
+    routes, complete = enumerate_routes(net.n_segments, net.n_levels)
+    assert complete and len(routes) == 27
+    accs = route_accuracies(net, spec.dataset.x_test, spec.dataset.y_test, [net.uniform_route(k) for k in range(3)])
+    assert all(a.accuracy > 0.5 for a in accs), [a.accuracy for a in accs]  # 10 classes: chance is 0.1
+
+
+def test_training_is_deterministic():
+    _, a = _train("route-aware")
+    _, b = _train("route-aware")
+    for name, p in a.module.state_dict().items():
+        assert torch.equal(p, b.module.state_dict()[name]), name
+    assert all(torch.equal(a.ranks[k], b.ranks[k]) for k in a.ranks)
+
+
+def test_route_aware_differs_from_sparse_first_only_in_growth():
+    _, sf = _train("sparse-first")
+    _, ra = _train("route-aware")
+    # same dense and sparsest phases: the sparsest level is identical
+    x = torch.randn(5, 64)
+    route = sf.uniform_route(2)
+    assert torch.equal(sf.forward(x, route), ra.forward(x, route))
+    assert not torch.equal(sf.forward(x, sf.uniform_route(0)), ra.forward(x, ra.uniform_route(0)))
+
+
+def test_forward_helper_matches_network_forward():
+    spec, net = _train(densities=(0.5, 0.1))
+    x = spec.dataset.x_test[:7]
+    for route in [(0, 0, 0), (0, 1, 1), (1, 0, 1)]:
+        assert torch.equal(_forward(net.module, net.layers, net.ranks, route, x), net.forward(x, route))
