@@ -256,27 +256,33 @@ def profile(
 
 def _print_profile_summary(result, out: Path) -> None:
     gap = result.end_to_end_gap()
+    routes = None if result.routes is None else result.routes.set_index("route")
     table = Table(title=f"{result.meta.model}: median of {result.meta.provenance.timer.in_model_passes} whole-model passes")
-    for col in ("level", "kept", "Σ layers ms", "model ms", "gap", "vs dense", "alone ms"):
+    for col in ("level", "kept", "accuracy", "Σ layers ms", "model ms", "gap", "vs dense"):
         table.add_column(col, justify="right")
-    alone = result.layers.groupby("level")["isolated_median_ms"].sum()
     for row in gap.itertuples(index=False):
-        level = result.meta.levels[int(row.level)]
+        level = int(row.level)
+        uniform = "-".join([str(level)] * result.n_segments)
+        accuracy = "unavailable" if routes is None else f"{routes.loc[uniform, 'accuracy']:.1%}"
         table.add_row(
-            str(int(row.level)),
-            f"{level.kept_fraction:.1%}",
+            str(level),
+            f"{result.meta.levels[level].kept_fraction:.1%}",
+            accuracy,
             f"{row.sum_of_layers_ms:.3f}",
             f"{row.end_to_end_ms:.3f}",
             f"{row.gap_fraction:+.0%}",
             f"{row.ratio_to_dense:.2f}x",
-            f"{alone[row.level]:.3f}",
         )
     console.print(table)
-    console.print(
-        "Σ layers: sum of layer medians inside the model; model: whole-model median; gap: what per-layer\n"
-        f"times miss; alone: layers timed in isolation. Dense baseline {result.dense_end_to_end_ms:.3f} ms.\n"
-        f"Profile written to {out}"
-    )
+    console.print("Σ layers: sum of layer medians inside the model; model: whole-model median;")
+    console.print(f"gap: what per-layer times miss. Dense baseline: {result.dense_end_to_end_ms:.3f} ms.")
+    if routes is not None:
+        worst, best = routes["accuracy"].idxmin(), routes["accuracy"].idxmax()
+        console.print(
+            f"{len(routes)} routes measured on {result.meta.accuracy.n_samples} samples: "
+            f"worst {worst} {routes.loc[worst, 'accuracy']:.1%}, best {best} {routes.loc[best, 'accuracy']:.1%}"
+        )
+    console.print(f"Profile written to {out}")
 
 
 def main() -> None:
