@@ -64,3 +64,25 @@ def test_forward_helper_matches_network_forward():
     x = spec.dataset.x_test[:7]
     for route in [(0, 0, 0), (0, 1, 1), (1, 0, 1)]:
         assert torch.equal(_forward(net.module, net.layers, net.ranks, route, x), net.forward(x, route))
+
+
+def test_norm_layers_are_shared_and_frozen_during_growth():
+    """Affine parameters and running statistics of a BatchNorm stop moving after the sparsest phase."""
+    from torch import nn
+
+    from simqos.models.digits import load_digits_dataset
+    from simqos.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Linear(48, 10))
+    spec = ModelSpec("bn", module, torch.zeros(2, 64), None, load_digits_dataset(image=False), "bn mlp")
+    captured = {}
+
+    def snapshot(phase, epoch, loss):
+        if phase == "sparsest" and epoch == FAST["epochs_sparsest"] - 1:
+            captured.update({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+    train_nested(spec, (0.6, 0.3), TrainConfig(**FAST), on_epoch=snapshot)
+    after = module.state_dict()
+    for name in ("1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(after[name], captured[name]), name
