@@ -254,6 +254,19 @@ def profile(
     _print_profile_summary(result, out)
 
 
+@app.command()
+@_user_errors
+def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder, e.g. profiles/mlp-cpu.")]) -> None:
+    """Validate a profile bundle and summarise it: accuracy and latency per level."""
+    from simqos.profile import load_profile
+
+    bundle = load_profile(folder)
+    prov = bundle.meta.provenance
+    console.print(f"{bundle.meta.description}; {len(bundle.meta.layers)} layers, {bundle.n_segments} segments")
+    console.print(f"measured on {prov.cpu} ({prov.device}, {prov.threads} thread(s), batch {prov.batch_size}) on {prov.created_utc}")
+    _print_profile_summary(bundle, folder)
+
+
 def _print_profile_summary(result, out: Path) -> None:
     gap = result.end_to_end_gap()
     routes = None if result.routes is None else result.routes.set_index("route")
@@ -282,7 +295,7 @@ def _print_profile_summary(result, out: Path) -> None:
             f"{len(routes)} routes measured on {result.meta.accuracy.n_samples} samples: "
             f"worst {worst} {routes.loc[worst, 'accuracy']:.1%}, best {best} {routes.loc[best, 'accuracy']:.1%}"
         )
-    console.print(f"Profile written to {out}")
+    console.print(f"Profile: {out}")
 
 
 def main() -> None:

@@ -106,3 +106,20 @@ def test_other_settings_start_afresh(tmp_path, monkeypatch):
     result = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)
     assert result.exit_code == 0, result.output
     assert len(load_profile(out).layers) == 6
+
+
+def test_show_summarises_a_valid_bundle(tiny_profile_dir):
+    result = invoke("show", tiny_profile_dir)
+    assert result.exit_code == 0, result.output
+    assert "8 routes measured on 540 samples" in result.output
+
+
+def test_show_rejects_a_damaged_bundle(tiny_profile_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(tiny_profile_dir, copy)
+    (copy / "routes.csv").unlink()
+    result = invoke("show", copy)
+    assert result.exit_code == 2
+    assert "routes.csv: missing" in result.output and "Traceback" not in result.output

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from simqos.errors import SimqosError
+from simqos.models import build_model
+from simqos.nested import NestedNetwork, TrainConfig
+from simqos.nested.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, trained_network
+
+KWARGS = {"hidden": 16, "depth": 1}
+CONFIG = TrainConfig(epochs_dense=1, epochs_sparsest=1, epochs_grow=1)
+
+
+def test_checkpoint_round_trip_and_cache_hit():
+    net, spec, path = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    assert path == checkpoint_path("mlp", KWARGS, (0.5, 0.2), CONFIG) and path.exists()
+    again, _, _ = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)  # loaded, not retrained
+    x = spec.dataset.x_test[:4]
+    for level in range(2):
+        assert torch.equal(net.forward(x, net.uniform_route(level)), again.forward(x, again.uniform_route(level)))
+    other = checkpoint_path("mlp", KWARGS, (0.5, 0.2), TrainConfig(epochs_dense=1, epochs_sparsest=1, epochs_grow=1, seed=1))
+    assert other != path
+
+
+def test_tampered_checkpoint_is_rejected(tmp_path):
+    spec = build_model("mlp", **KWARGS)
+    net = NestedNetwork.from_magnitude(spec.module, (0.5, 0.2), spec.example_input)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, "mlp", KWARGS, CONFIG, net)
+    saved = torch.load(path, weights_only=True)
+    saved["network"]["ranks"]["fc1.weight"].fill_(1)  # every weight claims the sparsest level
+    torch.save(saved, path)
+    with pytest.raises(SimqosError, match="fc1.weight: level 0 holds 1024 weights"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(SimqosError, match="unreadable"):
+        load_checkpoint(path)
+    with pytest.raises(SimqosError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.pt")
