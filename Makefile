@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/simqos profile mlp --levels 0.134,0.054 --threads 1 --out runs/mlp-cpu --overwrite
+	$(BIN)/python -m simqos run scenarios/iot.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2

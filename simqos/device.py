@@ -1,0 +1,263 @@
+"""The device's fluctuation as exogenous, piecewise-constant traces sampled up front.
+
+A :class:`Trace` holds breakpoints ``times_s`` (the first is 0) and the value that holds from
+each breakpoint to the next; the last value holds forever. Traces are sampled from a process
+(``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV) over a horizon, with a
+``numpy.random.Generator`` passed in — never global random state.
+
+Compute speed is a factor: 1.0 runs layers as fast as when profiled, 0.5 twice as slow. Work W
+(profiled milliseconds) started at t finishes where the cumulative work function
+``C(t) = ∫ speed`` reaches ``C(t) + W`` (:meth:`SpeedTrace.finish_time_s`): exact, one binary
+search, so a change mid-layer slows the rest of that layer.
+
+Memory is the megabytes available to the model's weights. Under nested storage level k needs
+``bytes_k`` resident, and a sparser level needs fewer, so the resident levels at any time are
+``k >= k_min(t)``. :func:`resident_trace` turns a memory trace into ``k_min(t)``: a drop evicts
+at once; a rise reloads the missing bytes at ``storage_bandwidth_mb_s``, so the level becomes
+usable only when its reload completes (and a further drop cancels it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simqos.errors import SimqosError
+
+__all__ = [
+    "SpeedTrace",
+    "Trace",
+    "constant_trace",
+    "markov_trace",
+    "periodic_trace",
+    "read_trace_csv",
+    "resident_trace",
+    "trace_from_spec",
+    "transition_matrix",
+]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A piecewise-constant function of time: ``values[i]`` holds on ``[times_s[i], times_s[i+1])``."""
+
+    times_s: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.times_s) != len(self.values) or len(self.times_s) == 0:
+            raise ValueError("a trace needs as many values as breakpoints, and at least one")
+        if self.times_s[0] != 0.0 or np.any(np.diff(self.times_s) <= 0):
+            raise ValueError("trace breakpoints must start at 0 and strictly increase")
+
+    def at(self, t_s: float | np.ndarray) -> np.ndarray | float:
+        """Value at time(s) ``t_s``."""
+        return self.values[np.searchsorted(self.times_s, t_s, side="right") - 1]
+
+    def next_change_s(self, t_s: float) -> float:
+        """First breakpoint after ``t_s`` (``inf`` if none)."""
+        i = int(np.searchsorted(self.times_s, t_s, side="right"))
+        return float(self.times_s[i]) if i < len(self.times_s) else float("inf")
+
+
+class SpeedTrace:
+    """A speed :class:`Trace` with its cumulative work function, for exact finish times."""
+
+    def __init__(self, trace: Trace) -> None:
+        if np.any(trace.values <= 0):
+            raise ValueError("speed factors must be > 0")
+        self.trace = trace
+        durations = np.diff(trace.times_s)
+        # C at each breakpoint, in profiled milliseconds of work
+        self.cum_work_ms = np.concatenate([[0.0], np.cumsum(durations * trace.values[:-1]) * 1e3])
+
+    def work_done_ms(self, t_s: float) -> float:
+        """C(t): profiled milliseconds of work the device can do in [0, t]."""
+        i = int(np.searchsorted(self.trace.times_s, t_s, side="right")) - 1
+        return float(self.cum_work_ms[i] + (t_s - self.trace.times_s[i]) * self.trace.values[i] * 1e3)
+
+    def finish_time_s(self, start_s: float, work_ms: float) -> float:
+        """When ``work_ms`` profiled milliseconds of work started at ``start_s`` complete."""
+        target = self.work_done_ms(start_s) + work_ms
+        i = int(np.searchsorted(self.cum_work_ms, target, side="right")) - 1
+        return float(self.trace.times_s[i] + (target - self.cum_work_ms[i]) / (self.trace.values[i] * 1e3))
+
+    def speed_at(self, t_s: float) -> float:
+        return float(self.trace.at(t_s))
+
+
+def constant_trace(value: float) -> Trace:
+    """The same value forever."""
+    return Trace(np.array([0.0]), np.array([float(value)]))
+
+
+def markov_trace(
+    values: Sequence[float],
+    mean_dwell_s: Sequence[float],
+    transitions: np.ndarray,
+    horizon_s: float,
+    rng: np.random.Generator,
+    initial: int | None = None,
+) -> Trace:
+    """A continuous-time Markov chain over states with the given ``values``.
+
+    Each visit to state i lasts an exponential time of mean ``mean_dwell_s[i]``; the next state
+    is drawn from row i of ``transitions`` (zero diagonal, rows summing to 1). The first state is
+    ``initial``, or drawn from the stationary distribution (time-weighted). Sampled until
+    ``horizon_s``.
+    """
+    values = np.asarray(values, dtype=float)
+    dwell = np.asarray(mean_dwell_s, dtype=float)
+    n = len(values)
+    if initial is None:
+        stationary = _embedded_stationary(transitions) * dwell
+        initial = int(rng.choice(n, p=stationary / stationary.sum()))
+    times, states = [0.0], [initial]
+    t, state = 0.0, initial
+    while t < horizon_s:
+        t += rng.exponential(dwell[state])
+        state = int(rng.choice(n, p=transitions[state])) if n > 1 else state
+        times.append(t)
+        states.append(state)
+    return Trace(np.array(times), values[np.array(states)])
+
+
+def _embedded_stationary(transitions: np.ndarray) -> np.ndarray:
+    """Stationary distribution of the jump chain (left eigenvector for eigenvalue 1)."""
+    n = transitions.shape[0]
+    if n == 1:
+        return np.ones(1)
+    a = np.vstack([transitions.T - np.eye(n), np.ones(n)])
+    b = np.concatenate([np.zeros(n), [1.0]])
+    pi = np.linalg.lstsq(a, b, rcond=None)[0]
+    return np.clip(pi, 0, None)
+
+
+def periodic_trace(
+    high: float, low: float, period_s: float, duty: float, horizon_s: float, phase_s: float = 0.0
+) -> Trace:
+    """A co-running app's duty cycle: ``low`` for ``duty`` of each period, ``high`` otherwise.
+
+    The low part of each period starts at ``phase_s`` into it.
+    """
+    times, values = [0.0], [high]
+    start = phase_s % period_s - period_s
+    while start < horizon_s:
+        for t, v in ((start, low), (start + duty * period_s, high)):
+            if t > times[-1]:
+                times.append(t)
+                values.append(v)
+            elif t <= 0:
+                values[0] = v
+        start += period_s
+    return Trace(np.array(times), np.array(values))
+
+
+def resident_trace(memory_mb: Trace, level_bytes: Sequence[int], bandwidth_mb_s: float) -> Trace:
+    """``k_min(t)``, the least sparse resident level, from available memory (see module doc).
+
+    ``level_bytes[k]`` is the resident weight bytes of level k (non-increasing in k). While
+    even the sparsest level does not fit, ``k_min`` is ``K`` (no level resident). At time 0
+    whatever fits is resident (the model was loaded before the run).
+    """
+    sizes_mb = np.asarray(level_bytes, dtype=float) / 1e6
+    k = len(sizes_mb)
+
+    def fits(mb: float) -> int:
+        """Least sparse level whose weights fit in ``mb`` (``k`` if none)."""
+        return int(np.argmax(sizes_mb <= mb)) if np.any(sizes_mb <= mb) else k
+
+    def size(level: int) -> float:
+        return sizes_mb[level] if level < k else 0.0
+
+    times, levels = [0.0], [fits(float(memory_mb.values[0]))]
+    bps = list(memory_mb.times_s[1:]) + [float("inf")]
+    for i, t in enumerate(memory_mb.times_s):
+        target = fits(float(memory_mb.values[i]))
+        end = bps[i]
+        current = levels[-1]
+        if target > current:  # evicted at once
+            _append(times, levels, float(t), target)
+            continue
+        # reload one level at a time, least sparse last, until the memory changes again
+        clock = float(t)
+        while current > target:
+            clock += (size(current - 1) - size(current)) / bandwidth_mb_s
+            if clock >= end:
+                break
+            current -= 1
+            _append(times, levels, clock, current)
+    return Trace(np.array(times), np.array(levels, dtype=float))
+
+
+def _append(times: list[float], values: list[int], t: float, v: int) -> None:
+    if v == values[-1]:
+        return
+    if t == times[-1]:
+        values[-1] = v
+        if len(values) > 1 and values[-2] == v:
+            times.pop()
+            values.pop()
+    else:
+        times.append(t)
+        values.append(v)
+
+
+def read_trace_csv(path: Path, column: str) -> Trace:
+    """A replayed trace: CSV with columns ``time_s`` and ``column``; the first value also holds
+    before the first time. Raises SimqosError naming the file and the problem."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise SimqosError(f"{path}: no such trace file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SimqosError(f"{path}: unreadable as CSV ({exc})") from None
+    missing = {"time_s", column} - set(table.columns)
+    if missing:
+        raise SimqosError(f"{path}: needs columns time_s and {column}; missing {sorted(missing)}")
+    if table.empty:
+        raise SimqosError(f"{path}: the trace is empty; it needs at least one row")
+    times = pd.to_numeric(table["time_s"], errors="coerce").to_numpy(dtype=float)
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(times)) or not np.all(np.isfinite(values)) or np.any(times < 0):
+        raise SimqosError(f"{path}: time_s and {column} must be finite numbers, time_s >= 0")
+    if np.any(np.diff(times) <= 0):
+        raise SimqosError(f"{path}: time_s must strictly increase")
+    if times[0] > 0:
+        times, values = np.concatenate([[0.0], times]), np.concatenate([[values[0]], values])
+    return Trace(times, values)
+
+
+def trace_from_spec(spec: Any, field: str, horizon_s: float, rng: np.random.Generator) -> Trace:
+    """Sample the process described by a scenario's ``device.speed`` or ``device.memory``."""
+    if spec.kind == "constant":
+        return constant_trace(getattr(spec, field))
+    if spec.kind == "markov":
+        names = [s.name for s in spec.states]
+        return markov_trace(
+            [getattr(s, field) for s in spec.states],
+            [s.mean_dwell_s for s in spec.states],
+            transition_matrix(spec.transitions, len(spec.states)),
+            horizon_s,
+            rng,
+            initial=None if spec.initial is None else names.index(spec.initial),
+        )
+    if spec.kind == "periodic":
+        return periodic_trace(spec.high, spec.low, spec.period_s, spec.duty, horizon_s, spec.phase_s)
+    return read_trace_csv(spec.path, field)
+
+
+def transition_matrix(transitions: list[list[float]] | None, n_states: int) -> np.ndarray:
+    """The given jump matrix, or by default a uniform jump to any other state."""
+    if transitions is not None:
+        return np.asarray(transitions, dtype=float)
+    if n_states == 1:
+        return np.ones((1, 1))
+    m = np.full((n_states, n_states), 1.0 / (n_states - 1))
+    np.fill_diagonal(m, 0.0)
+    return m

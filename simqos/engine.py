@@ -1,0 +1,283 @@
+"""The SimPy model: one replication of a scenario under one policy -> per-request records.
+
+Describe, then run: :func:`build_plan` validates everything a run needs (the profile, the
+policies and their parameters, trace files) into an inert :class:`Plan`; :func:`sample_inputs`
+draws one replication's exogenous inputs (arrivals, deadlines, speed and memory traces, latency
+draws) from its own ``SeedSequence`` child; :func:`run_policy` serves them under one policy.
+Every policy of a replication is served the same inputs (common random numbers), and adding a
+policy changes no other policy's records.
+
+The device serves one request at a time, first come first served. SimPy events happen only
+where something is decided or waits: when the idle device waits for the next arrival, when a
+request waits for its level's weights to be reloaded, and at the end of each segment (a reroute
+point, or completion). A segment's end is computed exactly from the speed trace
+(:meth:`simqos.device.SpeedTrace.finish_time_s`), so no event is needed per layer or per speed
+change. The simulated time unit is the second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import simpy
+from pydantic import ValidationError
+
+from simqos.device import SpeedTrace, Trace, constant_trace, resident_trace, trace_from_spec
+from simqos.errors import SimqosError
+from simqos.policies import POLICIES, DecisionState, Policy
+from simqos.profile import load_profile
+from simqos.scenario import Scenario
+from simqos.service import ServiceModel
+from simqos.workload import arrivals_from_spec, deadlines_from_spec
+
+__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "run_plan", "run_policy", "sample_inputs"]
+
+OUTCOMES = ("met", "missed", "dropped")
+"""Request outcomes: finished by the deadline, finished late, or never served."""
+
+_MET, _MISSED, _DROPPED = range(3)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated scenario, ready to run: the model and one built policy per entry."""
+
+    scenario: Scenario
+    model: ServiceModel
+    policy_factories: tuple[Callable[[], Policy], ...]
+    labels: tuple[str, ...]
+
+
+def _policy_factory(cls: type[Policy], params: object, model: ServiceModel) -> Callable[[], Policy]:
+    return lambda: cls(params, model)
+
+
+def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
+    """Load the profile and build the policies; raises SimqosError naming the field."""
+    for module in scenario.plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SimqosError(f"{source}: plugins: cannot import {module!r} ({exc})") from None
+    model = ServiceModel.from_profile(load_profile(scenario.profile))
+    factories, labels = [], []
+    for i, spec in enumerate(scenario.policies):
+        where = f"{source}: policies[{i}]"
+        cls = POLICIES.get(spec.kind)
+        if cls is None:
+            raise SimqosError(
+                f"{where}.kind: {spec.kind!r} is not a registered policy; choose among {sorted(POLICIES)} "
+                "or register your own (see simqos.policies.register_policy)"
+            )
+        try:
+            params = cls.Params.model_validate(spec.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
+            raise SimqosError(f"{where}.{field}: {what}{got}") from None
+        level = getattr(params, "level", None)
+        if level is not None and level >= model.n_levels:
+            raise SimqosError(
+                f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
+            )
+        factory = _policy_factory(cls, params, model)
+        factories.append(factory)
+        labels.append(spec.label or factory().label())
+    duplicated = {lab for lab in labels if labels.count(lab) > 1}
+    if duplicated:
+        raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
+    return Plan(scenario, model, tuple(factories), tuple(labels))
+
+
+@dataclass(frozen=True)
+class ReplicationInputs:
+    """One replication's exogenous inputs; every policy is served these same ones."""
+
+    arrivals_s: np.ndarray
+    deadlines_s: np.ndarray  # absolute
+    work_ms: np.ndarray  # (n, n_levels, n_segments) profiled ms of each segment at each level
+    speed: SpeedTrace
+    memory_mb: Trace
+    resident: Trace  # least sparse resident level over time (n_levels: none)
+
+
+def _arrivals(scenario: Scenario, rng_seed: np.random.SeedSequence) -> np.ndarray:
+    spec = scenario.workload.arrival
+    if scenario.requests is not None:
+        return arrivals_from_spec(spec, scenario.requests, np.random.default_rng(rng_seed))
+    n = 1024
+    while True:  # same seed each time: the first n arrivals do not depend on n
+        times = arrivals_from_spec(spec, n, np.random.default_rng(rng_seed))
+        if times[-1] >= scenario.duration_s:
+            return times[times < scenario.duration_s]
+        n *= 2
+
+
+def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
+    """Draw replication ``replication``'s inputs from the scenario seed (SeedSequence spawn)."""
+    scenario, model = plan.scenario, plan.model
+    streams = np.random.SeedSequence(scenario.seed).spawn(scenario.replications)[replication].spawn(5)
+    arrivals = _arrivals(scenario, streams[0])
+    n = len(arrivals)
+    deadlines = arrivals + deadlines_from_spec(scenario.workload.deadline, n, np.random.default_rng(streams[1])) / 1e3
+    horizon = 2.0 * float(arrivals[-1]) + 60.0
+    speed = SpeedTrace(trace_from_spec(scenario.device.speed, "speed", horizon, np.random.default_rng(streams[2])))
+    memory = (
+        constant_trace(math.inf)
+        if scenario.device.memory is None
+        else trace_from_spec(scenario.device.memory, "memory_mb", horizon, np.random.default_rng(streams[3]))
+    )
+    resident = resident_trace(memory, model.level_bytes, scenario.device.storage_bandwidth_mb_s)
+    uniforms = np.random.default_rng(streams[4]).random((n, len(model.sorted_samples_ms)))
+    return ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, memory, resident)
+
+
+class _Server:
+    """The device of one replication under one policy; :meth:`process` is the SimPy process."""
+
+    def __init__(self, plan: Plan, inputs: ReplicationInputs, policy: Policy) -> None:
+        self.plan, self.inputs, self.policy = plan, inputs, policy
+        self.model = plan.model
+        n = len(inputs.arrivals_s)
+        self.start_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.route_code = np.full(n, -1, dtype=np.int64)
+        self.reroutes = np.zeros(n, dtype=np.int64)
+        self.outcome = np.full(n, _DROPPED, dtype=np.int8)
+        self.sparsest_median_ms = float(self.model.remaining_quantile_ms(0.5)[self.model.n_levels - 1, 0])
+
+    def min_resident(self, t_s: float) -> int:
+        return int(self.inputs.resident.at(t_s))
+
+    def resident_from_s(self, level: int, t_s: float) -> float:
+        """Earliest time >= ``t_s`` at which ``level`` is resident (inf if never)."""
+        trace = self.inputs.resident
+        i = int(np.searchsorted(trace.times_s, t_s, side="right")) - 1
+        if trace.values[i] <= level:
+            return t_s
+        later = np.flatnonzero(trace.values[i + 1 :] <= level)
+        return float(trace.times_s[i + 1 + later[0]]) if len(later) else math.inf
+
+    def route_finish_s(self, request: int, route: tuple[int, ...], start_s: float) -> float:
+        """Exact finish of ``route`` for ``request`` started at ``start_s`` (the oracle's view)."""
+        t = start_s
+        for segment, level in enumerate(route):
+            t = self.resident_from_s(level, t)
+            if math.isinf(t):
+                return t
+            t = self.inputs.speed.finish_time_s(t, self.inputs.work_ms[request, level, segment])
+        return t
+
+    def process(self, env: simpy.Environment):
+        inputs, model, policy = self.inputs, self.model, self.policy
+        queue = self.plan.scenario.workload.queue
+        arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
+        n_levels, n_segments = model.n_levels, model.n_segments
+        started: list[float] = []  # start times of served requests, increasing
+        for i in range(len(arrivals)):
+            if env.now < arrivals[i]:
+                yield env.timeout(arrivals[i] - env.now)
+            if queue.capacity is not None and len(started) - bisect.bisect_right(started, arrivals[i]) >= queue.capacity:
+                continue  # the queue was full when it arrived: dropped
+            speed = inputs.speed.speed_at(env.now)
+            if queue.late == "drop" and env.now + self.sparsest_median_ms / speed / 1e3 > deadlines[i]:
+                self.start_s[i] = self.finish_s[i] = env.now
+                continue
+            started.append(env.now)
+            self.start_s[i] = env.now
+            waiting = int(np.searchsorted(arrivals, env.now, side="right"))
+            queued = deadlines[i + 1 : max(waiting, i + 1)]
+            level, code, changes = None, 0, 0
+            for segment in range(n_segments):
+                state = DecisionState(
+                    request=i,
+                    now_s=env.now,
+                    arrival_s=float(arrivals[i]),
+                    deadline_s=float(deadlines[i]),
+                    segment=segment,
+                    current_level=level,
+                    speed=inputs.speed.speed_at(env.now),
+                    min_resident_level=self.min_resident(env.now),
+                    queued_deadlines_s=queued,
+                    route_finish_s=lambda route, i=i, t=env.now: self.route_finish_s(i, route, t),
+                )
+                chosen = int(policy.choose(state))
+                if not 0 <= chosen < n_levels:
+                    raise RuntimeError(f"policy {policy.label()} chose level {chosen}; levels are 0..{n_levels - 1}")
+                ready = self.resident_from_s(chosen, env.now)
+                if math.isinf(ready):
+                    break  # its level never returns: dropped
+                if ready > env.now:
+                    yield env.timeout(ready - env.now)
+                end = inputs.speed.finish_time_s(env.now, inputs.work_ms[i, chosen, segment])
+                yield env.timeout(end - env.now)
+                changes += level is not None and chosen != level
+                level = chosen
+                code = code * n_levels + chosen
+            else:
+                self.finish_s[i] = env.now
+                self.route_code[i] = code
+                self.reroutes[i] = changes
+                self.outcome[i] = _MET if env.now <= deadlines[i] else _MISSED
+
+
+def _route_text(code: int, n_levels: int, n_segments: int) -> str:
+    if code < 0:
+        return ""
+    digits = []
+    for _ in range(n_segments):
+        code, d = divmod(code, n_levels)
+        digits.append(str(d))
+    return "-".join(reversed(digits))
+
+
+def run_policy(plan: Plan, inputs: ReplicationInputs, policy_index: int, replication: int) -> pd.DataFrame:
+    """Serve ``inputs`` under policy ``policy_index``; one row per request (see results.py)."""
+    server = _Server(plan, inputs, plan.policy_factories[policy_index]())
+    env = simpy.Environment()
+    env.process(server.process(env))
+    env.run()
+    model = plan.model
+    codes = np.unique(server.route_code)
+    text = {c: _route_text(int(c), model.n_levels, model.n_segments) for c in codes}
+    accuracy = {c: (model.accuracy(tuple(int(p) for p in text[c].split("-"))) if c >= 0 else math.nan) for c in codes}
+    n = len(inputs.arrivals_s)
+    return pd.DataFrame(
+        {
+            "replication": np.full(n, replication, dtype=np.int64),
+            "policy": plan.labels[policy_index],
+            "request": np.arange(n),
+            "warmup": np.arange(n) < plan.scenario.warmup_requests,
+            "arrival_s": inputs.arrivals_s,
+            "start_s": server.start_s,
+            "finish_s": server.finish_s,
+            "deadline_s": inputs.deadlines_s,
+            "latency_ms": (server.finish_s - inputs.arrivals_s) * 1e3,
+            "route": [text[c] for c in server.route_code],
+            "reroutes": server.reroutes,
+            "outcome": np.array(OUTCOMES)[server.outcome],
+            "accuracy": [accuracy[c] for c in server.route_code],
+        }
+    )
+
+
+def run_plan(plan: Plan, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Every replication under every policy; ``progress(done, total)`` after each pair."""
+    total = plan.scenario.replications * len(plan.policy_factories)
+    frames = []
+    for r in range(plan.scenario.replications):
+        inputs = sample_inputs(plan, r)
+        for p in range(len(plan.policy_factories)):
+            frames.append(run_policy(plan, inputs, p, r))
+            if progress:
+                progress(len(frames), total)
+    return pd.concat(frames, ignore_index=True)
+

@@ -1,0 +1,344 @@
+"""Scenarios: YAML validated into frozen objects before anything runs.
+
+A scenario names a profile bundle (path relative to the YAML file), a workload (arrivals,
+deadlines, queue), a device (compute-speed and memory processes, storage bandwidth) and the
+policies to compare. :func:`load_scenario` parses with ``yaml.safe_load`` and validates with
+pydantic; every error names the file, the dotted path, the value, and — for an unknown key — the
+closest known one (``workload.arival: unknown key — did you mean 'arrival'?``). See
+``scenarios/README.md`` for every field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from simqos.errors import SimqosError
+
+__all__ = ["Device", "PolicySpec", "Scenario", "Workload", "load_scenario", "parse_scenario"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base")
+    return value if value.is_absolute() or base is None else (base / value)
+
+
+def _check_transitions(transitions: list[list[float]] | None, n_states: int) -> list[list[float]] | None:
+    if transitions is None:
+        return None
+    m = np.asarray(transitions, dtype=float)
+    if m.shape != (n_states, n_states):
+        raise ValueError(f"transitions must be a {n_states}x{n_states} matrix, one row per state")
+    if np.any(m < 0) or np.any(np.diag(m) != 0) or not np.allclose(m.sum(axis=1), 1.0):
+        raise ValueError("transitions: rows must be probabilities summing to 1, with zeros on the diagonal")
+    return transitions
+
+
+# --- workload -----------------------------------------------------------------------------
+
+
+class PoissonArrival(_Model):
+    """Poisson arrivals at ``rate_hz`` requests per second."""
+
+    kind: Literal["poisson"]
+    rate_hz: float = Field(gt=0)
+
+
+class PeriodicArrival(_Model):
+    """One request per frame at ``fps``, each delayed by a uniform jitter in [0, ``jitter_ms``)."""
+
+    kind: Literal["periodic"]
+    fps: float = Field(gt=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+
+
+class BurstyState(_Model):
+    name: str = ""
+    rate_hz: float = Field(ge=0)
+    mean_dwell_s: float = Field(gt=0)
+
+
+class BurstyArrival(_Model):
+    """A Markov-modulated Poisson process: a rate per state; default jumps uniform to other states."""
+
+    kind: Literal["bursty"]
+    states: list[BurstyState] = Field(min_length=1)
+    transitions: list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _transitions(self) -> BurstyArrival:
+        _check_transitions(self.transitions, len(self.states))
+        if not any(s.rate_hz > 0 for s in self.states):
+            raise ValueError("at least one state needs rate_hz > 0")
+        return self
+
+
+class TraceArrival(_Model):
+    """Arrival times (s) replayed from the ``arrival_s`` column of a CSV file."""
+
+    kind: Literal["trace"]
+    path: Path
+
+    _resolve_path = field_validator("path")(_resolve)
+
+
+Arrival = Annotated[PoissonArrival | PeriodicArrival | BurstyArrival | TraceArrival, Field(discriminator="kind")]
+
+
+class ConstantDeadline(_Model):
+    kind: Literal["constant"]
+    ms: float = Field(gt=0)
+
+
+class UniformDeadline(_Model):
+    kind: Literal["uniform"]
+    low_ms: float = Field(gt=0)
+    high_ms: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformDeadline:
+        if self.high_ms < self.low_ms:
+            raise ValueError(f"high_ms ({self.high_ms}) must be >= low_ms ({self.low_ms})")
+        return self
+
+
+class LognormalDeadline(_Model):
+    kind: Literal["lognormal"]
+    median_ms: float = Field(gt=0)
+    sigma: float = Field(ge=0)
+
+
+Deadline = Annotated[ConstantDeadline | UniformDeadline | LognormalDeadline, Field(discriminator="kind")]
+
+
+class Queue(_Model):
+    """``capacity``: waiting requests beyond which an arrival is dropped (none: unbounded).
+    ``late``: a request that reaches the device already unable to meet its deadline — even on
+    the sparsest route at the current speed — is run anyway (``run``) or dropped (``drop``)."""
+
+    capacity: int | None = Field(default=None, ge=0)
+    late: Literal["run", "drop"] = "run"
+
+
+class Workload(_Model):
+    arrival: Arrival
+    deadline: Deadline
+    queue: Queue = Queue()
+
+
+# --- device --------------------------------------------------------------------------------
+
+
+def _process_models(field: str, unit_doc: str, positive: bool) -> Any:
+    """The four process kinds (constant, markov, periodic, trace) over one value ``field``."""
+    bound = {"gt": 0} if positive else {"ge": 0}
+    constant = create_model(f"Constant_{field}", __base__=_Model, kind=(Literal["constant"], ...), **{field: (float, Field(**bound))})
+    state = create_model(
+        f"State_{field}",
+        __base__=_Model,
+        name=(str, ""),
+        mean_dwell_s=(float, Field(gt=0)),
+        **{field: (float, Field(**bound))},
+    )
+
+    class Markov(_Model):
+        kind: Literal["markov"]
+        states: list[state] = Field(min_length=1)  # type: ignore[valid-type]
+        transitions: list[list[float]] | None = None
+        initial: str | None = None
+
+        @model_validator(mode="after")
+        def _check(self) -> Any:
+            _check_transitions(self.transitions, len(self.states))
+            names = [s.name for s in self.states]
+            if self.initial is not None and self.initial not in names:
+                raise ValueError(f"initial {self.initial!r} is not a state name; choose among {names}")
+            return self
+
+    periodic = create_model(
+        f"Periodic_{field}",
+        __base__=_Model,
+        kind=(Literal["periodic"], ...),
+        high=(float, Field(**bound)),
+        low=(float, Field(**bound)),
+        period_s=(float, Field(gt=0)),
+        duty=(float, Field(gt=0, lt=1)),
+        phase_s=(float, Field(default=0.0, ge=0)),
+    )
+
+    class Trace(_Model):
+        kind: Literal["trace"]
+        path: Path
+
+        _resolve_path = field_validator("path")(_resolve)
+
+    Markov.__name__ = Markov.__qualname__ = f"Markov_{field}"
+    Trace.__name__ = Trace.__qualname__ = f"Trace_{field}"
+    return Annotated[constant | Markov | periodic | Trace, Field(discriminator="kind", description=unit_doc)]
+
+
+SpeedProcess = _process_models("speed", "compute speed factor; 1.0 = as profiled", positive=True)
+MemoryProcess = _process_models("memory_mb", "megabytes available to the model's weights", positive=False)
+
+
+class Device(_Model):
+    """``speed``: compute-speed process (default constant 1.0). ``memory``: memory available to
+    the weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights."""
+
+    speed: SpeedProcess = Field(default_factory=lambda: {"kind": "constant", "speed": 1.0})  # type: ignore[valid-type]
+    memory: MemoryProcess | None = None  # type: ignore[valid-type]
+    storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
+
+
+# --- policies and the scenario ---------------------------------------------------------------
+
+
+class PolicySpec(BaseModel):
+    """``kind`` names a registered policy; the other keys are its parameters, validated by it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+    label: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Outputs(_Model):
+    records: bool = True
+    plots: bool = True
+
+
+class Scenario(_Model):
+    """A whole experiment; see ``scenarios/README.md``."""
+
+    name: str = Field(min_length=1)
+    seed: int = Field(default=0, ge=0)
+    profile: Path
+    requests: int | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0)
+    warmup_requests: int = Field(default=0, ge=0)
+    replications: int = Field(default=1, ge=1)
+    output: Path | None = None
+    workload: Workload
+    device: Device = Device()
+    policies: list[PolicySpec] = Field(min_length=1)
+    plugins: list[str] = Field(default_factory=list)
+    outputs: Outputs = Outputs()
+
+    _resolve_profile = field_validator("profile")(_resolve)
+
+    @model_validator(mode="after")
+    def _length(self) -> Scenario:
+        if (self.requests is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of requests or duration_s")
+        if self.requests is not None and self.warmup_requests >= self.requests:
+            raise ValueError(f"warmup_requests ({self.warmup_requests}) must be below requests ({self.requests})")
+        return self
+
+
+def _vocabulary() -> set[str]:
+    words: set[str] = set()
+    pending: list[Any] = [Scenario]
+    seen: set[Any] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            words.add(name)
+            for arg in _flatten(info.annotation):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    pending.append(arg)
+    return words
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None) or getattr(annotation, "__metadata__", None)
+    if hasattr(annotation, "__origin__") or args:
+        out = []
+        for a in getattr(annotation, "__args__", ()):
+            out += _flatten(a)
+        return out + [annotation]
+    return [annotation]
+
+
+_TAGS = {
+    "poisson", "periodic", "bursty", "trace", "constant", "markov", "uniform", "lognormal",
+    "function-after", "function-plain",
+}
+
+
+def _dotted(loc: tuple) -> str:
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _TAGS or str(item).startswith(("Constant_", "State_", "Markov_", "Periodic_", "Trace_")):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _message(error: dict) -> str:
+    where = _dotted(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, sorted(_vocabulary()), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        return f"{where}: unknown key{hint}"
+    if kind == "missing":
+        return f"{where}: required, but missing"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return f"{where}.kind: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"{where}: needs a 'kind'"
+    value = error.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}{shown}" if where else f"{message}{shown}"
+
+
+def parse_scenario(raw: object, source: str = "scenario", base: Path | None = None) -> Scenario:
+    """Validate an already-parsed YAML document; relative paths resolve against ``base``."""
+    if not isinstance(raw, dict):
+        raise SimqosError(f"{source}: a scenario is a YAML mapping of keys (name, profile, workload, ...)")
+    try:
+        return Scenario.model_validate(raw, context={"base": base})
+    except ValidationError as exc:
+        raise SimqosError(f"{source}: {_message(exc.errors()[0])}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file; raises SimqosError naming the problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SimqosError(f"{path}: no such scenario file; the shipped ones are in scenarios/") from None
+    except yaml.YAMLError as exc:
+        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_scenario(raw, str(path), path.parent)

@@ -1,0 +1,100 @@
+"""What the simulator knows of a model: a :class:`ServiceModel` built from a profile bundle.
+
+For each layer and level the measured in-model latency samples, sorted; per level the part of
+the end-to-end time that per-layer samples miss (the *gap*, spread evenly over the layers, so
+that a whole route costs what the model costs end to end); the segments between reroute points;
+resident weight bytes per level; and the accuracy of each route when the profile has it.
+
+A request's latency draw is one uniform number per layer, shared by every level (a slow call
+of layer j at level 0 is also slow at level 1: the levels are coupled through their quantiles),
+so every route of a request and every policy sees the same randomness (common random numbers).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from simqos.profile import Profile
+
+__all__ = ["ServiceModel"]
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """Latency, memory and accuracy of a nested model, indexed by level and segment."""
+
+    name: str
+    n_levels: int
+    n_segments: int
+    layer_segment: np.ndarray  # (n_layers,) segment of each layer
+    sorted_samples_ms: tuple[tuple[np.ndarray, ...], ...]  # [layer][level] ascending samples
+    glue_ms: np.ndarray  # (n_levels,) unmeasured time per layer call at each level
+    level_bytes: np.ndarray  # (n_levels,) resident weight bytes under nested storage
+    route_accuracy: dict[tuple[int, ...], float]  # empty when accuracy is unavailable
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> ServiceModel:
+        names = profile.layer_names
+        gap = profile.end_to_end_gap().set_index("level")
+        glue = np.array([max(0.0, gap.loc[k, "gap_ms"]) / len(names) for k in range(profile.n_levels)])
+        samples = tuple(
+            tuple(np.sort(profile.samples_ms(name, k)) for k in range(profile.n_levels)) for name in names
+        )
+        level_bytes = profile.layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy()
+        accuracy = {}
+        if profile.routes is not None:
+            accuracy = {tuple(int(p) for p in r.split("-")): float(a) for r, a in zip(profile.routes["route"], profile.routes["accuracy"])}
+        return cls(
+            name=profile.meta.model,
+            n_levels=profile.n_levels,
+            n_segments=profile.n_segments,
+            layer_segment=np.array([layer.segment for layer in profile.meta.layers]),
+            sorted_samples_ms=samples,
+            glue_ms=glue,
+            level_bytes=level_bytes,
+            route_accuracy=accuracy,
+        )
+
+    @property
+    def has_accuracy(self) -> bool:
+        return bool(self.route_accuracy)
+
+    def accuracy(self, route: tuple[int, ...]) -> float:
+        """Measured accuracy of ``route``, or NaN when the profile has none for it."""
+        return self.route_accuracy.get(route, float("nan"))
+
+    def segment_work_ms(self, uniforms: np.ndarray) -> np.ndarray:
+        """Work (profiled ms) of every segment at every level for each request.
+
+        ``uniforms`` is (n_requests, n_layers) in [0, 1); returns (n_requests, n_levels,
+        n_segments).
+        """
+        n = uniforms.shape[0]
+        work = np.zeros((n, self.n_levels, self.n_segments))
+        for j, per_level in enumerate(self.sorted_samples_ms):
+            seg = self.layer_segment[j]
+            for k, samples in enumerate(per_level):
+                idx = np.minimum((uniforms[:, j] * len(samples)).astype(np.int64), len(samples) - 1)
+                work[:, k, seg] += samples[idx] + self.glue_ms[k]
+        return work
+
+    def remaining_quantile_ms(self, quantile: float) -> np.ndarray:
+        """(n_levels, n_segments + 1): predicted work from segment s to the end at level k, as
+        the sum of each remaining layer's ``quantile`` latency (plus glue); column S is 0."""
+        out = np.zeros((self.n_levels, self.n_segments + 1))
+        for j, per_level in enumerate(self.sorted_samples_ms):
+            seg = self.layer_segment[j]
+            for k, samples in enumerate(per_level):
+                out[k, : seg + 1] += np.quantile(samples, quantile) + self.glue_ms[k]
+        return out
+
+    def routes_by_preference(self) -> list[tuple[int, ...]]:
+        """Routes from most to least preferred: by measured accuracy when known, else by
+        monotone routes from least sparse (most work) to sparsest."""
+        if self.has_accuracy:
+            return sorted(self.route_accuracy, key=lambda r: (-self.route_accuracy[r], sum(r)))
+        routes = itertools.combinations_with_replacement(range(self.n_levels), self.n_segments)
+        return sorted(routes, key=sum)

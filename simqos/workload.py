@@ -1,0 +1,134 @@
+"""Request arrivals and deadlines, sampled up front from a ``numpy.random.Generator``.
+
+Arrival processes: ``poisson`` (rate), ``periodic`` (frames per second plus a uniform jitter),
+``bursty`` (a Markov-modulated Poisson process: a Poisson rate per state of a continuous-time
+Markov chain), and ``trace`` (arrival times replayed from a CSV). Deadlines are relative to
+arrival: ``constant``, ``uniform`` or ``lognormal``. Times in seconds, deadlines in ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simqos.device import transition_matrix
+from simqos.errors import SimqosError
+
+__all__ = [
+    "arrivals_from_spec",
+    "bursty_arrivals",
+    "deadlines_from_spec",
+    "constant_deadlines",
+    "lognormal_deadlines",
+    "periodic_arrivals",
+    "poisson_arrivals",
+    "read_arrivals_csv",
+    "uniform_deadlines",
+]
+
+
+def poisson_arrivals(rate_hz: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` arrival times (s) of a Poisson process of ``rate_hz``, the first after 0."""
+    return np.cumsum(rng.exponential(1.0 / rate_hz, size=n))
+
+
+def periodic_arrivals(fps: float, jitter_ms: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame k arrives at ``k / fps`` plus a uniform delay in ``[0, jitter_ms)``; sorted."""
+    base = np.arange(1, n + 1) / fps
+    return np.sort(base + rng.uniform(0.0, jitter_ms / 1e3, size=n))
+
+
+def bursty_arrivals(
+    rates_hz: Sequence[float],
+    mean_dwell_s: Sequence[float],
+    transitions: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``n`` arrivals of a Markov-modulated Poisson process.
+
+    State i lasts an exponential time of mean ``mean_dwell_s[i]`` and emits Poisson arrivals
+    at ``rates_hz[i]``; the next state is drawn from row i of ``transitions``. Starts in
+    state 0.
+    """
+    rates = np.asarray(rates_hz, dtype=float)
+    dwell = np.asarray(mean_dwell_s, dtype=float)
+    out: list[np.ndarray] = []
+    count, t, state = 0, 0.0, 0
+    while count < n:
+        end = t + rng.exponential(dwell[state])
+        if rates[state] > 0:
+            k = rng.poisson(rates[state] * (end - t))
+            times = np.sort(rng.uniform(t, end, size=k))
+            out.append(times)
+            count += k
+        t = end
+        state = int(rng.choice(len(rates), p=transitions[state])) if len(rates) > 1 else state
+    return np.concatenate(out)[:n]
+
+
+def constant_deadlines(ms: float, n: int) -> np.ndarray:
+    """Every request has ``ms`` milliseconds."""
+    return np.full(n, float(ms))
+
+
+def uniform_deadlines(low_ms: float, high_ms: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Relative deadlines uniform in ``[low_ms, high_ms]``."""
+    return rng.uniform(low_ms, high_ms, size=n)
+
+
+def lognormal_deadlines(median_ms: float, sigma: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Log-normal relative deadlines with the given median and log-space ``sigma``."""
+    return median_ms * np.exp(sigma * rng.standard_normal(n))
+
+
+def read_arrivals_csv(path: Path) -> np.ndarray:
+    """Arrival times (s) from the ``arrival_s`` column of a CSV; sorted, non-negative."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise SimqosError(f"{path}: no such arrivals file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SimqosError(f"{path}: unreadable as CSV ({exc})") from None
+    if "arrival_s" not in table.columns:
+        raise SimqosError(f"{path}: needs a column arrival_s; has {list(table.columns)}")
+    times = pd.to_numeric(table["arrival_s"], errors="coerce").to_numpy(dtype=float)
+    if len(times) == 0:
+        raise SimqosError(f"{path}: no arrivals; the file needs at least one row")
+    if not np.all(np.isfinite(times)) or np.any(times < 0) or np.any(np.diff(times) < 0):
+        raise SimqosError(f"{path}: arrival_s must be finite, >= 0 and non-decreasing")
+    return times
+
+
+def arrivals_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` arrival times (s) of the process a scenario's ``workload.arrival`` describes
+    (a replayed trace gives its own arrivals, repeated end to end if ``n`` exceeds them)."""
+    if spec.kind == "poisson":
+        return poisson_arrivals(spec.rate_hz, n, rng)
+    if spec.kind == "periodic":
+        return periodic_arrivals(spec.fps, spec.jitter_ms, n, rng)
+    if spec.kind == "bursty":
+        return bursty_arrivals(
+            [s.rate_hz for s in spec.states],
+            [s.mean_dwell_s for s in spec.states],
+            transition_matrix(spec.transitions, len(spec.states)),
+            n,
+            rng,
+        )
+    times = read_arrivals_csv(spec.path)
+    span = times[-1] + (times[-1] - times[0]) / max(len(times) - 1, 1)
+    reps = -(-n // len(times))
+    return (times[None, :] + span * np.arange(reps)[:, None]).reshape(-1)[:n]
+
+
+def deadlines_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` relative deadlines (ms) as a scenario's ``workload.deadline`` describes."""
+    if spec.kind == "constant":
+        return constant_deadlines(spec.ms, n)
+    if spec.kind == "uniform":
+        return uniform_deadlines(spec.low_ms, spec.high_ms, n, rng)
+    return lognormal_deadlines(spec.median_ms, spec.sigma, n, rng)
