@@ -203,7 +203,7 @@ class Device(_Model):
     """``speed``: compute-speed process (default constant 1.0). ``memory``: memory available to
     the weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights."""
 
-    speed: SpeedProcess = Field(default_factory=lambda: {"kind": "constant", "speed": 1.0})  # type: ignore[valid-type]
+    speed: SpeedProcess = Field(default={"kind": "constant", "speed": 1.0}, validate_default=True)  # type: ignore[valid-type]
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
 

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simqos.device import SpeedTrace, Trace, constant_trace, markov_trace, periodic_trace, resident_trace
+
+
+def test_finish_time_hand_computed():
+    # speed 1 on [0, 1 s), 0.5 afterwards: 1500 ms of work from 0 ends at 1 + 0.5 / 0.5 = 2 s
+    speed = SpeedTrace(Trace(np.array([0.0, 1.0]), np.array([1.0, 0.5])))
+    assert speed.finish_time_s(0.0, 1500.0) == pytest.approx(2.0)
+    assert speed.finish_time_s(0.5, 250.0) == pytest.approx(0.75)
+    assert speed.finish_time_s(0.9, 200.0) == pytest.approx(1.0 + 0.1 / 0.5)  # change mid-layer
+    assert speed.work_done_ms(3.0) == pytest.approx(1000 + 2000 * 0.5)
+
+
+@given(
+    st.lists(st.floats(0.05, 4.0), min_size=1, max_size=20),
+    st.lists(st.floats(0.001, 2.0), min_size=20, max_size=20),
+    st.floats(0, 30),
+    st.floats(0, 5000),
+)
+def test_finish_time_inverts_cumulative_work(speeds, gaps, start, work):
+    times = np.concatenate([[0.0], np.cumsum(gaps[: len(speeds) - 1])])
+    s = SpeedTrace(Trace(times, np.array(speeds)))
+    end = s.finish_time_s(start, work)
+    assert end >= start
+    assert s.work_done_ms(end) - s.work_done_ms(start) == pytest.approx(work, rel=1e-9, abs=1e-6)
+
+
+def test_markov_trace_spends_time_as_the_stationary_distribution():
+    rng = np.random.default_rng(0)
+    trans = np.array([[0.0, 1.0], [1.0, 0.0]])
+    t = markov_trace([1.0, 0.25], [2.0, 0.5], trans, 20_000.0, rng)
+    durations = np.diff(t.times_s)
+    share_slow = durations[t.values[:-1] == 0.25].sum() / durations.sum()
+    assert share_slow == pytest.approx(0.5 / 2.5, abs=0.01)
+
+
+def test_periodic_trace():
+    t = periodic_trace(high=1.0, low=0.2, period_s=1.0, duty=0.25, horizon_s=3.0)
+    assert t.at(0.1) == 0.2 and t.at(0.3) == 1.0 and t.at(1.2) == 0.2 and t.at(1.9) == 1.0
+
+
+def test_resident_levels_follow_memory_with_reload_time():
+    # level bytes 8 MB, 2 MB; memory 10 MB, then 3 MB from t=1 to t=2, then 10 MB again
+    memory = Trace(np.array([0.0, 1.0, 2.0]), np.array([10.0, 3.0, 10.0]))
+    r = resident_trace(memory, [8_000_000, 2_000_000], bandwidth_mb_s=12.0)
+    assert r.at(0.5) == 0 and r.at(1.5) == 1
+    # reloading level 0's extra 6 MB at 12 MB/s takes 0.5 s
+    assert r.at(2.4) == 1 and r.at(2.5) == 0
+    nothing = resident_trace(constant_trace(1.0), [8_000_000, 2_000_000], 12.0)
+    assert nothing.at(5.0) == 2  # no level fits
+
+
+def test_a_second_drop_cancels_a_reload():
+    memory = Trace(np.array([0.0, 1.0, 2.0, 2.2, 3.0]), np.array([10.0, 3.0, 10.0, 3.0, 10.0]))
+    r = resident_trace(memory, [8_000_000, 2_000_000], bandwidth_mb_s=12.0)
+    assert r.at(2.3) == 1 and r.at(3.4) == 1 and r.at(3.5) == 0
