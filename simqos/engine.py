@@ -28,13 +28,13 @@ import pandas as pd
 import simpy
 from pydantic import ValidationError
 
-from simqos.device import SpeedTrace, Trace, constant_trace, resident_trace, trace_from_spec
+from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, trace_from_spec
 from simqos.errors import SimqosError
 from simqos.policies import POLICIES, DecisionState, Policy
 from simqos.profile import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
-from simqos.workload import arrivals_from_spec, deadlines_from_spec
+from simqos.workload import arrivals_from_spec, deadlines_from_spec, read_arrivals_csv
 
 __all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "run_plan", "run_policy", "sample_inputs"]
 
@@ -66,6 +66,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
         except ImportError as exc:
             raise SimqosError(f"{source}: plugins: cannot import {module!r} ({exc})") from None
     model = ServiceModel.from_profile(load_profile(scenario.profile))
+    _check_trace_files(scenario, source)
     factories, labels = [], []
     for i, spec in enumerate(scenario.policies):
         where = f"{source}: policies[{i}]"
@@ -95,6 +96,19 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
     return Plan(scenario, model, tuple(factories), tuple(labels))
+
+
+def _check_trace_files(scenario: Scenario, source: str) -> None:
+    """Read every replayed trace once, so a bad file fails before the run starts."""
+    if scenario.workload.arrival.kind == "trace":
+        read_arrivals_csv(scenario.workload.arrival.path)
+    for field, spec in (("speed", scenario.device.speed), ("memory_mb", scenario.device.memory)):
+        if spec is not None and spec.kind == "trace":
+            trace = read_trace_csv(spec.path, field)
+            if field == "speed" and (trace.values <= 0).any():
+                raise SimqosError(f"{source}: device.speed: {spec.path} has speed factors <= 0; they must be > 0")
+            if (trace.values < 0).any():
+                raise SimqosError(f"{source}: device.memory: {spec.path} has negative memory_mb")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""Every shipped scenario runs (shortened) through the CLI; one matches a golden summary; a fuzz
+set of broken scenarios each gives exit 2 and one line, and writes nothing."""
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simqos.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+GOLDEN = Path(__file__).parent / "golden" / "iot-short-summary.csv"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_shipped_scenario_runs(path, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), "--requests", "1500", "--replications", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("summary.json", "summary.csv", "records.csv.gz", "scenario.yaml", "plots/latency_ccdf.png", "plots/accuracy_vs_percentile.png"):
+        assert (out / name).exists(), name
+    assert not (tmp_path / "out.partial").exists()
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(yaml.safe_load(path.read_text())["policies"])
+
+
+def test_iot_matches_its_golden_summary(tmp_path):
+    out = tmp_path / "iot"
+    result = runner.invoke(app, ["run", str(ROOT / "scenarios" / "iot.yaml"), "--requests", "3000", "--replications", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # To renew after an intended change: copy summary.csv from the same command over GOLDEN.
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), pd.read_csv(GOLDEN), check_exact=False, rtol=1e-6)
+
+
+BASE = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+BASE["profile"] = str(ROOT / "profiles" / "mlp-cpu")
+
+
+def _set(path, value):
+    def change(d):
+        *parents, last = path.split(".")
+        for p in parents:
+            d = d[int(p)] if p.isdigit() else d[p]
+        if value is DELETE:
+            del d[last]
+        else:
+            d[last] = value
+    return change
+
+
+DELETE = object()
+FUZZ = [
+    (_set("workload.arival", {"kind": "poisson"}), "workload.arival: unknown key — did you mean 'arrival'?"),
+    (_set("workload.arrival.rate_hz", -3), "workload.arrival.rate_hz"),
+    (_set("workload.arrival.rate_hz", "fast"), "workload.arrival.rate_hz"),
+    (_set("workload.arrival.kind", "poison"), "'poison' is not one of"),
+    (_set("workload.deadline.ms", 0), "workload.deadline.ms"),
+    (_set("device.speed.states.1.speed", -0.5), "device.speed.states[1].speed"),
+    (_set("device.speed.states.0.sped", 1), "did you mean 'speed'?"),
+    (_set("device.storage_bandwidth_mb_s", 0), "device.storage_bandwidth_mb_s"),
+    (_set("profile", "no/such/profile"), "no such profile folder"),
+    (_set("policies", []), "policies"),
+    (_set("policies", [{"kind": "static", "level": 7}]), "policies[0].level: 7"),
+    (_set("policies", [{"kind": "fastest"}]), "policies[0].kind: 'fastest' is not a registered policy"),
+    (_set("policies", [{"kind": "deadline_aware", "quantil": 0.9}]), "policies[0].quantil: unknown key"),
+    (_set("policies", [{"kind": "static", "level": 0}, {"kind": "static", "level": 0}]), "repeat"),
+    (_set("requests", 0), "requests"),
+    (_set("warmup_requests", 10**9), "warmup_requests"),
+    (_set("replications", 0), "replications"),
+    (_set("name", DELETE), "name: required"),
+    (_set("workload.arrival", {"kind": "trace", "path": "missing.csv"}), "no such arrivals file"),
+    (_set("device.speed", {"kind": "trace", "path": "EMPTY"}), "the trace is empty"),
+    (_set("device.memory", {"kind": "trace", "path": "BADCOLS"}), "needs columns time_s and memory_mb"),
+    (_set("plugins", ["no_such_plugin"]), "plugins: cannot import"),
+]
+
+
+@pytest.mark.parametrize("change, fragment", FUZZ, ids=[f[1][:40] for f in FUZZ])
+def test_broken_scenarios_exit_2_with_one_line(tmp_path, change, fragment):
+    (tmp_path / "EMPTY").write_text("time_s,speed\n")
+    (tmp_path / "BADCOLS").write_text("t,mb\n0,1\n")
+    raw = copy.deepcopy(BASE)
+    change(raw)
+    text = yaml.safe_dump(raw).replace("EMPTY", str(tmp_path / "EMPTY")).replace("BADCOLS", str(tmp_path / "BADCOLS"))
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    out = tmp_path / "results"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert not out.exists() and not (tmp_path / "results.partial").exists()
+
+
+@pytest.mark.parametrize("text, fragment", [("{not: [yaml", "not valid YAML"), ("- a list", "YAML mapping")])
+def test_unparseable_files(tmp_path, text, fragment):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and fragment in result.output
+    missing = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "no such scenario file" in missing.output
+
+
+def test_a_users_registered_policy_runs_from_yaml(tmp_path):
+    raw = copy.deepcopy(BASE)
+    raw.update(plugins=["user_policies"], requests=500, warmup_requests=0, replications=1, device={},
+               policies=[{"kind": "sparsest_after", "segments": 2}])
+    path = tmp_path / "user.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    records = pd.read_csv(tmp_path / "out" / "records.csv.gz", dtype={"route": str})
+    assert set(records["route"].dropna()) == {"0-0-1-1"}
