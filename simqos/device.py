@@ -85,7 +85,8 @@ class SpeedTrace:
         """When ``work_ms`` profiled milliseconds of work started at ``start_s`` complete."""
         target = self.work_done_ms(start_s) + work_ms
         i = int(np.searchsorted(self.cum_work_ms, target, side="right")) - 1
-        return float(self.trace.times_s[i] + (target - self.cum_work_ms[i]) / (self.trace.values[i] * 1e3))
+        end = float(self.trace.times_s[i] + (target - self.cum_work_ms[i]) / (self.trace.values[i] * 1e3))
+        return max(end, start_s)  # rounding must never end work before it starts
 
     def speed_at(self, t_s: float) -> float:
         return float(self.trace.at(t_s))
