@@ -7,17 +7,18 @@ draws) from its own ``SeedSequence`` child; :func:`run_policy` serves them under
 Every policy of a replication is served the same inputs (common random numbers), and adding a
 policy changes no other policy's records.
 
-The device serves one request at a time, first come first served. SimPy events happen only
-where something is decided or waits: when the idle device waits for the next arrival, when a
-request waits for its level's weights to be reloaded, and at the end of each segment (a reroute
-point, or completion). A segment's end is computed exactly from the speed trace
-(:meth:`simqos.device.SpeedTrace.finish_time_s`), so no event is needed per layer or per speed
-change. The simulated time unit is the second.
+The device serves one request at a time, first come first served. A SimPy event happens when
+the idle device waits for the next arrival and when a request completes. The policy decides at
+the request's start and at each reroute point, at their exact simulated times: a segment's end
+(including any wait for evicted weights to return) is computed from the speed and residency
+traces (:meth:`simqos.device.SpeedTrace.finish_time_s`), so no event is needed per layer, per
+speed change, or per reroute point. The simulated time unit is the second.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -155,7 +156,13 @@ def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
 
 
 class _Server:
-    """The device of one replication under one policy; :meth:`process` is the SimPy process."""
+    """The device of one replication under one policy; :meth:`process` is the SimPy process.
+
+    A request's decisions are made in line, at their exact simulated times (each reroute
+    point's time follows from the speed trace), and the process then waits once, until the
+    request completes: nothing else in the model acts at a reroute point, so an event there
+    would change no outcome and only cost time.
+    """
 
     def __init__(self, plan: Plan, inputs: ReplicationInputs, policy: Policy) -> None:
         self.plan, self.inputs, self.policy = plan, inputs, policy
@@ -167,80 +174,89 @@ class _Server:
         self.reroutes = np.zeros(n, dtype=np.int64)
         self.outcome = np.full(n, _DROPPED, dtype=np.int8)
         self.sparsest_median_ms = float(self.model.remaining_quantile_ms(0.5)[self.model.n_levels - 1, 0])
+        self._resident_times = inputs.resident.times_s.tolist()
+        self._resident_levels = [int(v) for v in inputs.resident.values]
 
     def min_resident(self, t_s: float) -> int:
-        return int(self.inputs.resident.at(t_s))
+        """Least sparse level resident at ``t_s`` (``n_levels`` if none)."""
+        return self._resident_levels[bisect.bisect_right(self._resident_times, t_s) - 1]
 
     def resident_from_s(self, level: int, t_s: float) -> float:
         """Earliest time >= ``t_s`` at which ``level`` is resident (inf if never)."""
-        trace = self.inputs.resident
-        i = int(np.searchsorted(trace.times_s, t_s, side="right")) - 1
-        if trace.values[i] <= level:
+        i = bisect.bisect_right(self._resident_times, t_s) - 1
+        if self._resident_levels[i] <= level:
             return t_s
-        later = np.flatnonzero(trace.values[i + 1 :] <= level)
-        return float(trace.times_s[i + 1 + later[0]]) if len(later) else math.inf
+        for j in range(i + 1, len(self._resident_levels)):
+            if self._resident_levels[j] <= level:
+                return self._resident_times[j]
+        return math.inf
 
     def route_finish_s(self, request: int, route: tuple[int, ...], start_s: float) -> float:
         """Exact finish of ``route`` for ``request`` started at ``start_s`` (the oracle's view)."""
         t = start_s
+        work = self.inputs.work_ms[request]
         for segment, level in enumerate(route):
             t = self.resident_from_s(level, t)
             if math.isinf(t):
                 return t
-            t = self.inputs.speed.finish_time_s(t, self.inputs.work_ms[request, level, segment])
+            t = self.inputs.speed.finish_time_s(t, float(work[level, segment]))
         return t
 
     def process(self, env: simpy.Environment):
         inputs, model, policy = self.inputs, self.model, self.policy
         queue = self.plan.scenario.workload.queue
-        arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
+        speed = inputs.speed
+        arrivals, deadlines = inputs.arrivals_s.tolist(), inputs.deadlines_s.tolist()
         n_levels, n_segments = model.n_levels, model.n_segments
         started: list[float] = []  # start times of served requests, increasing
-        for i in range(len(arrivals)):
-            if env.now < arrivals[i]:
-                yield env.timeout(arrivals[i] - env.now)
-            if queue.capacity is not None and len(started) - bisect.bisect_right(started, arrivals[i]) >= queue.capacity:
+        for i, arrival in enumerate(arrivals):
+            if env.now < arrival:
+                yield env.timeout(arrival - env.now)
+            now = env.now
+            if queue.capacity is not None and len(started) - bisect.bisect_right(started, arrival) >= queue.capacity:
                 continue  # the queue was full when it arrived: dropped
-            speed = inputs.speed.speed_at(env.now)
-            if queue.late == "drop" and env.now + self.sparsest_median_ms / speed / 1e3 > deadlines[i]:
-                self.start_s[i] = self.finish_s[i] = env.now
+            deadline = deadlines[i]
+            if queue.late == "drop" and now + self.sparsest_median_ms / speed.speed_at(now) / 1e3 > deadline:
+                self.start_s[i] = self.finish_s[i] = now
                 continue
-            started.append(env.now)
-            self.start_s[i] = env.now
-            waiting = int(np.searchsorted(arrivals, env.now, side="right"))
-            queued = deadlines[i + 1 : max(waiting, i + 1)]
-            level, code, changes = None, 0, 0
+            started.append(now)
+            self.start_s[i] = now
+            queued = deadlines[i + 1 : max(bisect.bisect_right(arrivals, now), i + 1)]
+            work = inputs.work_ms[i].tolist()
+            clairvoyance = functools.partial(self.route_finish_s, i, start_s=now)
+            t, level, code, changes = now, None, 0, 0
             for segment in range(n_segments):
-                state = DecisionState(
-                    request=i,
-                    now_s=env.now,
-                    arrival_s=float(arrivals[i]),
-                    deadline_s=float(deadlines[i]),
-                    segment=segment,
-                    current_level=level,
-                    speed=inputs.speed.speed_at(env.now),
-                    min_resident_level=self.min_resident(env.now),
-                    queued_deadlines_s=queued,
-                    route_finish_s=lambda route, i=i, t=env.now: self.route_finish_s(i, route, t),
+                chosen = int(
+                    policy.choose(
+                        DecisionState(
+                            request=i,
+                            now_s=t,
+                            arrival_s=arrival,
+                            deadline_s=deadline,
+                            segment=segment,
+                            current_level=level,
+                            speed=speed.speed_at(t),
+                            min_resident_level=self.min_resident(t),
+                            queued_deadlines_s=queued,
+                            route_finish_s=clairvoyance,
+                        )
+                    )
                 )
-                chosen = int(policy.choose(state))
                 if not 0 <= chosen < n_levels:
                     raise RuntimeError(f"policy {policy.label()} chose level {chosen}; levels are 0..{n_levels - 1}")
-                ready = self.resident_from_s(chosen, env.now)
-                if math.isinf(ready):
+                t = self.resident_from_s(chosen, t)
+                if math.isinf(t):
                     break  # its level never returns: dropped
-                if ready > env.now:
-                    yield env.timeout(ready - env.now)
-                end = inputs.speed.finish_time_s(env.now, inputs.work_ms[i, chosen, segment])
-                yield env.timeout(end - env.now)
+                t = speed.finish_time_s(t, work[chosen][segment])
                 changes += level is not None and chosen != level
                 level = chosen
                 code = code * n_levels + chosen
             else:
-                self.finish_s[i] = env.now
+                yield env.timeout(t - now)
+                self.finish_s[i] = t
                 self.route_code[i] = code
                 self.reroutes[i] = changes
-                self.outcome[i] = _MET if env.now <= deadlines[i] else _MISSED
+                self.outcome[i] = _MET if t <= deadline else _MISSED
 
 
 def _route_text(code: int, n_levels: int, n_segments: int) -> str:

@@ -1,0 +1,94 @@
+"""Simulator benchmark: requests simulated per second, per policy, against a naive reference.
+
+    python benchmarks/simulator.py                 # 20,000 requests of scenarios/iot.yaml, 3 repeats
+    python benchmarks/simulator.py --million       # also 10^6 requests under deadline_aware
+
+The naive reference is the design the engine avoids: one SimPy process per request, one
+``simpy.Resource`` for the device, and one ``timeout`` per layer (speed read at the layer's
+start). It serves the same inputs under static level 0. Everything runs on one core in this
+process; the figures are medians of the repeats, and "x naive" is the ratio to the reference's
+median measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import simpy
+
+from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.scenario import load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def naive_reference(plan, inputs) -> None:
+    """One process per request, a Resource, a timeout per layer."""
+    model = plan.model
+    env = simpy.Environment()
+    device = simpy.Resource(env, capacity=1)
+    layers = range(len(model.sorted_samples_ms))
+    work = inputs.work_ms  # per segment; spread evenly over its layers
+    per_segment = [int((model.layer_segment == s).sum()) for s in range(model.n_segments)]
+
+    def request(i):
+        with device.request() as slot:
+            yield slot
+            for j in layers:
+                seg = model.layer_segment[j]
+                yield env.timeout(work[i, 0, seg] / per_segment[seg] / inputs.speed.speed_at(env.now) / 1e3)
+
+    def source():
+        for i, t in enumerate(inputs.arrivals_s):
+            yield env.timeout(t - env.now)
+            env.process(request(i))
+
+    env.process(source())
+    env.run()
+
+
+def rate(fn, n: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return n / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--million", action="store_true")
+    args = parser.parse_args()
+    base = load_scenario(ROOT / "scenarios" / "iot.yaml")
+    spec = parse_scenario(base.model_dump() | {"requests": args.requests, "replications": 1, "warmup_requests": 0})
+    plan = build_plan(spec)
+    inputs = sample_inputs(plan, 0)
+    n = len(inputs.arrivals_s)
+    naive = rate(lambda: naive_reference(plan, inputs), n, args.repeats)
+    print(f"iot.yaml, {n} requests, {plan.model.n_segments} segments, {len(plan.model.sorted_samples_ms)} layers; median of {args.repeats}")
+    print(f"{'engine / policy':<34} {'requests/s':>12} {'x naive':>8}")
+    print(f"{'naive reference (static L0)':<34} {naive:>12,.0f} {1.0:>7.2f}x")
+    for p, label in enumerate(plan.labels):
+        r = rate(lambda p=p: run_policy(plan, inputs, p, 0), n, args.repeats)
+        print(f"{label:<34} {r:>12,.0f} {r / naive:>7.2f}x")
+    if args.million:
+        big = parse_scenario(spec.model_dump() | {"requests": 1_000_000})
+        plan = build_plan(big)
+        index = next(i for i, label in enumerate(plan.labels) if label.startswith("deadline_aware"))
+        start = time.perf_counter()
+        inputs = sample_inputs(plan, 0)
+        sampled = time.perf_counter()
+        run_policy(plan, inputs, index, 0)
+        done = time.perf_counter()
+        print(f"10^6 requests under {plan.labels[index]}: {done - start:.1f} s "
+              f"(inputs {sampled - start:.1f} s, simulation {done - sampled:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
