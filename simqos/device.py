@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-
+from simqos.csvfiles import read_numeric_columns
 from simqos.errors import SimqosError
 
 __all__ = [
@@ -221,21 +220,8 @@ def _append(times: list[float], values: list[int], t: float, v: int) -> None:
 def read_trace_csv(path: Path, column: str) -> Trace:
     """A replayed trace: CSV with columns ``time_s`` and ``column``; the first value also holds
     before the first time. Raises SimqosError naming the file and the problem."""
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SimqosError(f"{path}: no such trace file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SimqosError(f"{path}: unreadable as CSV ({exc})") from None
-    missing = {"time_s", column} - set(table.columns)
-    if missing:
-        raise SimqosError(f"{path}: needs columns time_s and {column}; missing {sorted(missing)}")
-    if table.empty:
-        raise SimqosError(f"{path}: the trace is empty; it needs at least one row")
-    times = pd.to_numeric(table["time_s"], errors="coerce").to_numpy(dtype=float)
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
-    if not np.all(np.isfinite(times)) or not np.all(np.isfinite(values)) or np.any(times < 0):
-        raise SimqosError(f"{path}: time_s and {column} must be finite numbers, time_s >= 0")
+    data = read_numeric_columns(path, ("time_s", column), "trace")
+    times, values = data["time_s"], data[column]
     if np.any(np.diff(times) <= 0):
         raise SimqosError(f"{path}: time_s must strictly increase")
     if times[0] > 0:

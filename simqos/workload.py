@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-
+from simqos.csvfiles import read_numeric_columns
 from simqos.device import transition_matrix
 from simqos.errors import SimqosError
 
@@ -88,19 +87,9 @@ def lognormal_deadlines(median_ms: float, sigma: float, n: int, rng: np.random.G
 
 def read_arrivals_csv(path: Path) -> np.ndarray:
     """Arrival times (s) from the ``arrival_s`` column of a CSV; sorted, non-negative."""
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SimqosError(f"{path}: no such arrivals file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SimqosError(f"{path}: unreadable as CSV ({exc})") from None
-    if "arrival_s" not in table.columns:
-        raise SimqosError(f"{path}: needs a column arrival_s; has {list(table.columns)}")
-    times = pd.to_numeric(table["arrival_s"], errors="coerce").to_numpy(dtype=float)
-    if len(times) == 0:
-        raise SimqosError(f"{path}: no arrivals; the file needs at least one row")
-    if not np.all(np.isfinite(times)) or np.any(times < 0) or np.any(np.diff(times) < 0):
-        raise SimqosError(f"{path}: arrival_s must be finite, >= 0 and non-decreasing")
+    times = read_numeric_columns(path, ("arrival_s",), "arrivals")["arrival_s"]
+    if np.any(np.diff(times) < 0):
+        raise SimqosError(f"{path}: arrival_s must be non-decreasing")
     return times
 
 
