@@ -179,7 +179,7 @@ def profile(
     samples: Annotated[int, typer.Option(help="Latency samples per layer x level.")] = 30,
     min_sample_ms: Annotated[float, typer.Option(help="Each sample lasts at least this long (ms).")] = 1.0,
     passes: Annotated[int, typer.Option(help="Whole-model passes per level; each gives one sample per layer.")] = 200,
-    kernels: Annotated[str, typer.Option(help="Candidate kernels, comma-separated.")] = "dense,torch_csr,torch_bsr,scipy_csr",
+    kernels: Annotated[str | None, typer.Option(help="Candidate kernels, comma-separated (default: all that run on --device).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape for a factory that returns a plain nn.Module.")] = None,
     epochs: EpochsOpt = "20,15,10",
     seed: int = 0,
@@ -189,7 +189,7 @@ def profile(
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
     import torch
 
-    from simqos.kernels import kernel_names
+    from simqos.kernels import FORMATS, kernel_names
     from simqos.models import build_model
     from simqos.nested.masks import validate_densities
     from simqos.nested.network import NestedNetwork
@@ -197,6 +197,8 @@ def profile(
     from simqos.profiler.timer import torch_threads
 
     densities = validate_densities(_floats("--levels", levels))
+    if kernels is None:
+        kernels = ",".join(["dense", *(name for name, f in FORMATS.items() if device in f.devices)])
     kernel_list = tuple(k for k in kernels.split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
     if unknown:

@@ -9,6 +9,9 @@ on the shape, the density and the machine, so the profiler tries them all.
 - ``torch_bsr``: ``torch`` block-sparse rows with the largest block size of 16, 8 or 4 that
   divides both dimensions; a block is stored whole if any of its weights is kept.
 - ``scipy_csr``: ``scipy.sparse.csr_matrix`` (CPU only), via zero-copy numpy views.
+- ``semi_structured_2to4``: ``torch.sparse.to_sparse_semi_structured`` (CUDA only, float16 or
+  bfloat16, at most 2 non-zeros in every group of 4 along a row); refuses any other weight
+  with the reason.
 """
 
 from __future__ import annotations
@@ -66,12 +69,34 @@ def _scipy_csr(w: torch.Tensor) -> tuple[MatMul, int]:
     return matmul, nbytes
 
 
+def _semi_structured_2to4(w: torch.Tensor) -> tuple[MatMul, int]:
+    """2:4 semi-structured sparsity (cuSPARSELt/CUTLASS) — checked up front, with the reason."""
+    if not w.is_cuda:
+        raise ValueError("2:4 semi-structured kernels run on CUDA only")
+    if w.dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"2:4 semi-structured needs float16 or bfloat16 weights, not {w.dtype}")
+    rows, cols = w.shape
+    if rows % 32 or cols % 64:
+        raise ValueError(f"2:4 semi-structured needs rows % 32 == 0 and columns % 64 == 0, not {tuple(w.shape)}")
+    crowded = int(((w.reshape(-1, 4) != 0).sum(dim=1) > 2).sum())
+    if crowded:
+        raise ValueError(
+            f"{crowded} of {w.numel() // 4} groups of 4 weights hold more than 2 non-zeros: this level's "
+            "mask is not 2:4 (unstructured nested levels rarely are)"
+        )
+    from torch.sparse import to_sparse_semi_structured
+
+    a = to_sparse_semi_structured(w)
+    return (lambda x: a @ x), w.numel() // 2 * w.element_size() + w.numel() // 8
+
+
 FORMATS: dict[str, SparseFormat] = {
     f.name: f
     for f in (
         SparseFormat("torch_csr", ("cpu", "cuda"), _torch_csr),
         SparseFormat("torch_bsr", ("cpu", "cuda"), _torch_bsr),
         SparseFormat("scipy_csr", ("cpu",), _scipy_csr),
+        SparseFormat("semi_structured_2to4", ("cuda",), _semi_structured_2to4),
     )
 }
 """Sparse formats by name."""
