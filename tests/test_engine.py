@@ -154,3 +154,16 @@ def test_memory_pressure_makes_static_wait_and_rerouting_go_sparser(two_level):
     assert (static["outcome"] == "dropped").all()  # level 0 never becomes resident
     da = r[r["policy"] != "static L0"]
     assert set(da["route"]) == {"1-1"}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), level=st.integers(0, 1), rate=st.floats(50, 600), dwell=st.floats(0.001, 0.1))
+def test_static_never_reroutes(two_level, seed, level, rate, dwell):
+    device = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": dwell}, {"speed": 0.2, "mean_dwell_s": dwell}]},
+              "memory": {"kind": "markov", "states": [{"memory_mb": 1.0, "mean_dwell_s": 0.05}, {"memory_mb": 0.0007, "mean_dwell_s": 0.01}]}}
+    workload = {"arrival": {"kind": "poisson", "rate_hz": rate}, "deadline": {"kind": "constant", "ms": 5}}
+    r = run_plan(_plan(two_level, seed=seed, requests=300, device=device, workload=workload,
+                       policies=[{"kind": "static", "level": level}]))
+    served = r[r["outcome"] != "dropped"]
+    assert (served["reroutes"] == 0).all()
+    assert set(served["route"]) <= {f"{level}-{level}"}
