@@ -187,13 +187,11 @@ def profile(
     overwrite: bool = False,
 ) -> None:
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
-    import torch
-
     from simqos.kernels import FORMATS, kernel_names
     from simqos.models import build_model
     from simqos.nested.masks import validate_densities
     from simqos.nested.network import NestedNetwork
-    from simqos.profiler.run import ProfileSettings, prepare_output, run_profile
+    from simqos.profiler.run import ProfileSettings, check_device, prepare_output, run_profile
     from simqos.profiler.timer import torch_threads
 
     densities = validate_densities(_floats("--levels", levels))
@@ -203,10 +201,7 @@ def profile(
     unknown = [k for k in kernel_list if k not in kernel_names()]
     if unknown:
         raise SimqosError(f"--kernels: {unknown} unknown; choose among {kernel_names()}")
-    if device not in ("cpu", "cuda"):
-        raise SimqosError(f"--device: {device!r} is not cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SimqosError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); use --device cpu")
+    check_device(device)
     for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples), ("--passes", passes)):
         if value < 1:
             raise SimqosError(f"{name}: {value} must be >= 1")

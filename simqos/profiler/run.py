@@ -59,7 +59,7 @@ from simqos.profiler.measure import (
 )
 from simqos.profiler.timer import Measurement
 
-__all__ = ["ProfileSettings", "RouteReport", "cpu_name", "prepare_output", "run_profile"]
+__all__ = ["ProfileSettings", "RouteReport", "check_device", "cpu_name", "prepare_output", "run_profile"]
 
 Progress = Callable[[str, int, int], None]
 """Called with (what was just finished, units done, units in all)."""
@@ -90,6 +90,16 @@ class RouteReport:
     accuracies: list[RouteAccuracy]
     dataset: str
     complete: bool
+
+
+def check_device(device: str) -> None:
+    """Raise SimqosError unless ``device`` is ``cpu``, or ``cuda`` with a CUDA device present."""
+    if device not in ("cpu", "cuda"):
+        raise SimqosError(f"--device: {device!r} is not cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SimqosError(
+            "--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); use --device cpu"
+        )
 
 
 def cpu_name() -> str:
