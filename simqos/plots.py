@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
 
 __all__ = ["accuracy_vs_percentile", "latency_ccdf", "policy_colours"]
 
@@ -58,7 +58,9 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
             ax.scatter(row[col], row["mean_accuracy"], color=colours[row["policy"]], label=row["policy"], s=50)
         ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 1.5, not 1.5x10^0
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain if ax.get_xlim()[1] / ax.get_xlim()[0] < 10 else NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         if summary["mean_accuracy"].isna().all():
             ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
