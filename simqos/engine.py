@@ -47,16 +47,13 @@ _MET, _MISSED, _DROPPED = range(3)
 
 @dataclass(frozen=True)
 class Plan:
-    """A validated scenario, ready to run: the model and one built policy per entry."""
+    """A validated scenario, ready to run: the model, and per policy entry a factory that makes
+    a fresh policy (policies may keep per-run state) and its label."""
 
     scenario: Scenario
     model: ServiceModel
     policy_factories: tuple[Callable[[], Policy], ...]
     labels: tuple[str, ...]
-
-
-def _policy_factory(cls: type[Policy], params: object, model: ServiceModel) -> Callable[[], Policy]:
-    return lambda: cls(params, model)
 
 
 def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
@@ -90,7 +87,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
             raise SimqosError(
                 f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
             )
-        factory = _policy_factory(cls, params, model)
+        factory = functools.partial(cls, params, model)
         factories.append(factory)
         labels.append(spec.label or factory().label())
     duplicated = {lab for lab in labels if labels.count(lab) > 1}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -274,13 +274,8 @@ def _vocabulary() -> set[str]:
 
 
 def _flatten(annotation: Any) -> list[Any]:
-    args = getattr(annotation, "__args__", None) or getattr(annotation, "__metadata__", None)
-    if hasattr(annotation, "__origin__") or args:
-        out = []
-        for a in getattr(annotation, "__args__", ()):
-            out += _flatten(a)
-        return out + [annotation]
-    return [annotation]
+    """``annotation`` and everything nested in it (unions, Annotated, list[...])."""
+    return [annotation, *(inner for arg in get_args(annotation) for inner in _flatten(arg))]
 
 
 _TAGS = {
