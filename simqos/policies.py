@@ -132,9 +132,10 @@ class Greedy(Policy):
         self.table_ms = model.remaining_quantile_ms(params.quantile).tolist()
 
     def choose(self, state: DecisionState) -> int:
-        if state.current_level is not None:
-            return max(state.current_level, state.min_resident_level)
-        floor = min(state.min_resident_level, self.model.n_levels - 1)
+        last = self.model.n_levels - 1
+        if state.current_level is not None:  # when nothing is resident, wait for the sparsest
+            return min(max(state.current_level, state.min_resident_level), last)
+        floor = min(state.min_resident_level, last)
         budget = state.deadline_s - state.now_s
         return _least_sparse_fitting(self.table_ms, 0, floor, budget, state.speed, self.model.n_levels)
 
@@ -191,7 +192,7 @@ class Oracle(Policy):
 
     def choose(self, state: DecisionState) -> int:
         if self._plan[0] != state.request:
-            best, best_finish = None, float("inf")
+            best, best_finish = self.candidates[0], float("inf")
             for route in self.candidates:
                 finish = state.route_finish_s(route)
                 if finish <= state.deadline_s:

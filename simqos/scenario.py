@@ -243,6 +243,7 @@ class Scenario(_Model):
     device: Device = Device()
     policies: list[PolicySpec] = Field(min_length=1)
     plugins: list[str] = Field(default_factory=list)
+    engine: Literal["auto", "simpy"] = "auto"
     outputs: Outputs = Outputs()
 
     _resolve_profile = field_validator("profile")(_resolve)

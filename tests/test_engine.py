@@ -35,7 +35,9 @@ def deterministic(tmp_path_factory):
 
 
 def _plan(profile, **overrides):
-    return build_plan(parse_scenario(scenario_dict(profile, **overrides)))
+    """Plans run on the SimPy reference unless ``engine`` says otherwise; the compiled fast
+    path is held to it record for record in test_fastpath.py."""
+    return build_plan(parse_scenario(scenario_dict(profile, **{"engine": "simpy", **overrides})))
 
 
 def _lindley(inputs, level):
