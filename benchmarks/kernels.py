@@ -17,7 +17,7 @@ import platform
 import torch
 from torch import nn
 
-from simqos.kernels import build_kernel, kernel_names
+from simqos.kernels import FORMATS, build_kernel
 from simqos.profiler.timer import measure
 
 LAYERS = {
@@ -49,7 +49,7 @@ def main() -> None:
             weights = {"weight": layer.weight.detach() * (torch.rand_like(layer.weight) < density)}
             reference = torch.func.functional_call(layer, weights, (x,))
             medians = {}
-            for name in kernel_names():
+            for name in ["dense", *(n for n, f in FORMATS.items() if "cpu" in f.devices)]:
                 try:
                     built = build_kernel(name, layer, weights)
                 except ValueError as exc:

@@ -9,6 +9,8 @@ on the shape, the density and the machine, so the profiler tries them all.
 - ``torch_bsr``: ``torch`` block-sparse rows with the largest block size of 16, 8 or 4 that
   divides both dimensions; a block is stored whole if any of its weights is kept.
 - ``scipy_csr``: ``scipy.sparse.csr_matrix`` (CPU only), via zero-copy numpy views.
+- ``nested_sell``: sliced ELLPACK compiled with numba, the layout in which one copy of the
+  least sparse level serves every level (:mod:`simqos.kernels.nested`); here built for one level.
 - ``semi_structured_2to4``: ``torch.sparse.to_sparse_semi_structured`` (CUDA only, float16 or
   bfloat16, at most 2 non-zeros in every group of 4 along a row); refuses any other weight
   with the reason.
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 import torch
+
+from simqos.kernels.nested import NestedSell
 
 __all__ = ["FORMATS", "SparseFormat"]
 
@@ -90,12 +94,26 @@ def _semi_structured_2to4(w: torch.Tensor) -> tuple[MatMul, int]:
     return (lambda x: a @ x), w.numel() // 2 * w.element_size() + w.numel() // 8
 
 
+def _nested_sell(w: torch.Tensor) -> tuple[MatMul, int]:
+    """This level alone in the nested SELL layout (:mod:`simqos.kernels.nested`)."""
+    if w.is_cuda:
+        raise ValueError("nested_sell runs on the CPU only")
+    matrix = NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+
+    def matmul(x: torch.Tensor) -> torch.Tensor:
+        xs = x.detach().numpy()
+        return torch.from_numpy(matrix.matmul(0, xs[:, 0] if xs.shape[1] == 1 else xs).reshape(w.shape[0], -1))
+
+    return matmul, matrix.nbytes
+
+
 FORMATS: dict[str, SparseFormat] = {
     f.name: f
     for f in (
         SparseFormat("torch_csr", ("cpu", "cuda"), _torch_csr),
         SparseFormat("torch_bsr", ("cpu", "cuda"), _torch_bsr),
         SparseFormat("scipy_csr", ("cpu",), _scipy_csr),
+        SparseFormat("nested_sell", ("cpu",), _nested_sell),
         SparseFormat("semi_structured_2to4", ("cuda",), _semi_structured_2to4),
     )
 }

@@ -1,0 +1,137 @@
+"""Nested sliced-ELLPACK storage: one copy of the least sparse level serves every level.
+
+Layout (SELL-C, C = 16 rows per chunk). Within each row the non-zeros are ordered from the
+sparsest level to the least sparse (by rank, descending), so every level is a *prefix* of every
+row. Chunk c stores its rows' j-th non-zeros side by side in slot j, ``values[ptr[c] + j*C +
+lane]`` with its column index (16-bit where the row length allows, else 32-bit), padded with
+zeros to the chunk's longest row. Per level, ``lane_len[k, c, lane]`` is the prefix length of that row.
+A level-k product runs each chunk's slots up to the shortest level-k prefix in the chunk
+unmasked (``full[k, c]``), then the remaining slots up to the longest (``span[k, c]``) with a
+per-lane length test — so switching level costs nothing, and the levels together cost the
+level-0 arrays plus one int32 per row and level.
+
+The kernels (numba, compiled once and cached on disk) vectorise across the C lanes of a slot:
+a gather of C inputs and one fused multiply-add per lane, instead of one scalar multiply-add
+per non-zero as CSR does. Products: ``W_k @ x`` for x of shape (columns,) or (columns, n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["CHUNK_ROWS", "NestedSell"]
+
+CHUNK_ROWS = 16
+
+
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _spmv(values, cols, ptr, full, span, lane_len, x, y):
+    n_rows = y.shape[0]
+    acc = np.zeros(CHUNK_ROWS, np.float32)
+    for c in range(ptr.shape[0]):
+        acc[:] = 0.0
+        base = ptr[c]
+        for j in range(full[c]):
+            o = base + j * CHUNK_ROWS
+            for lane in range(CHUNK_ROWS):
+                acc[lane] += values[o + lane] * x[cols[o + lane]]
+        lens = lane_len[c]
+        for j in range(full[c], span[c]):
+            o = base + j * CHUNK_ROWS
+            for lane in range(CHUNK_ROWS):
+                keep = np.float32(1.0) if j < lens[lane] else np.float32(0.0)
+                acc[lane] += keep * values[o + lane] * x[cols[o + lane]]
+        r0 = c * CHUNK_ROWS
+        for lane in range(min(CHUNK_ROWS, n_rows - r0)):
+            y[r0 + lane] = acc[lane]
+
+
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _spmm(values, cols, ptr, full, span, lane_len, x, y):
+    n_rows = y.shape[0]
+    y[:, :] = 0.0
+    for c in range(ptr.shape[0]):
+        base = ptr[c]
+        r0 = c * CHUNK_ROWS
+        for lane in range(min(CHUNK_ROWS, n_rows - r0)):
+            yr = y[r0 + lane]
+            for j in range(lane_len[c, lane]):
+                o = base + j * CHUNK_ROWS + lane
+                v = values[o]
+                xc = x[cols[o]]
+                for t in range(yr.shape[0]):
+                    yr[t] += v * xc[t]
+
+
+@dataclass(frozen=True)
+class NestedSell:
+    """A 2-D weight's nested levels in sliced ELLPACK (see the module docstring)."""
+
+    shape: tuple[int, int]
+    values: np.ndarray  # float32, padded slots
+    cols: np.ndarray  # uint16 or int32
+    ptr: np.ndarray  # int64 (chunks,) offset of each chunk
+    full: np.ndarray  # int64 (levels, chunks) slots every lane uses at that level
+    span: np.ndarray  # int64 (levels, chunks) slots some lane uses at that level
+    lane_len: np.ndarray  # int64 (levels, chunks, C) prefix length of each row (0 past the last row)
+
+    @classmethod
+    def from_ranks(cls, weight: torch.Tensor, ranks: torch.Tensor, n_levels: int) -> NestedSell:
+        """Build from a 2-D weight and its nested ranks (-1: pruned; k: held by levels <= k)."""
+        w = weight.detach().cpu().numpy().astype(np.float32)
+        rk = ranks.detach().cpu().numpy().astype(np.int64)
+        rows, n_cols = w.shape
+        n_chunks = -(-rows // CHUNK_ROWS)
+        per_row = []
+        for r in range(rows):
+            held = np.flatnonzero(rk[r] >= 0)
+            per_row.append(held[np.lexsort((held, -rk[r, held]))])  # sparsest level first
+        lengths = np.array([len(p) for p in per_row], dtype=np.int64)
+        row_len = np.array([[int((rk[r] >= k).sum()) for r in range(rows)] for k in range(n_levels)], dtype=np.int64)
+        padded = np.concatenate([lengths, np.zeros(n_chunks * CHUNK_ROWS - rows, dtype=np.int64)])
+        chunk_max = padded.reshape(n_chunks, CHUNK_ROWS).max(axis=1)
+        ptr = np.concatenate([[0], np.cumsum(chunk_max * CHUNK_ROWS)[:-1]]).astype(np.int64)
+        total = int(chunk_max.sum() * CHUNK_ROWS)
+        values = np.zeros(total, dtype=np.float32)
+        cols = np.zeros(total, dtype=np.uint16 if n_cols <= 1 << 16 else np.int32)
+        for r, order in enumerate(per_row):
+            c, lane = divmod(r, CHUNK_ROWS)
+            slots = ptr[c] + np.arange(len(order)) * CHUNK_ROWS + lane
+            values[slots] = w[r, order]
+            cols[slots] = order
+        lens = np.concatenate([row_len, np.zeros((n_levels, n_chunks * CHUNK_ROWS - rows), dtype=np.int64)], axis=1)
+        lens = lens.reshape(n_levels, n_chunks, CHUNK_ROWS)
+        full = lens.min(axis=2)
+        # Level 0's slots past a row's end are zero padding, so level 0 needs no mask at all;
+        # a sparser level's slots past its prefix hold less sparse weights and must be masked.
+        full[0] = lens[0].max(axis=1)
+        return cls((rows, n_cols), values, cols, ptr, full, lens.max(axis=2), np.ascontiguousarray(lens))
+
+    @property
+    def n_levels(self) -> int:
+        return self.lane_len.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every array: all levels together."""
+        return sum(a.nbytes for a in (self.values, self.cols, self.ptr, self.full, self.span, self.lane_len))
+
+    def level_nbytes(self, level: int) -> int:
+        """Bytes a single level would need on its own in this format (for comparison)."""
+        slots = int(self.span[level].sum() * CHUNK_ROWS)
+        return slots * (4 + self.cols.itemsize) + self.ptr.nbytes + self.lane_len[level].nbytes
+
+    def matmul(self, level: int, x: np.ndarray) -> np.ndarray:
+        """``W_level @ x`` for x of shape (columns,) or (columns, n), float32."""
+        if x.ndim == 1:
+            y = np.empty(self.shape[0], dtype=np.float32)
+            _spmv(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level], x, y)
+        else:
+            y = np.empty((self.shape[0], x.shape[1]), dtype=np.float32)
+            _spmm(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level],
+                  np.ascontiguousarray(x), y)
+        return y
