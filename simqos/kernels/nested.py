@@ -35,16 +35,20 @@ def _spmv(values, cols, ptr, full, span, lane_len, x, y):
     for c in range(ptr.shape[0]):
         acc[:] = 0.0
         base = ptr[c]
+        # slices, so that every index is a non-negative loop counter: numba then drops its
+        # negative-index wrap-around checks, which otherwise block vectorisation
         for j in range(full[c]):
-            o = base + j * CHUNK_ROWS
+            vs = values[base + j * CHUNK_ROWS : base + (j + 1) * CHUNK_ROWS]
+            cs = cols[base + j * CHUNK_ROWS : base + (j + 1) * CHUNK_ROWS]
             for lane in range(CHUNK_ROWS):
-                acc[lane] += values[o + lane] * x[cols[o + lane]]
+                acc[lane] += vs[lane] * x[cs[lane]]
         lens = lane_len[c]
         for j in range(full[c], span[c]):
-            o = base + j * CHUNK_ROWS
+            vs = values[base + j * CHUNK_ROWS : base + (j + 1) * CHUNK_ROWS]
+            cs = cols[base + j * CHUNK_ROWS : base + (j + 1) * CHUNK_ROWS]
             for lane in range(CHUNK_ROWS):
                 keep = np.float32(1.0) if j < lens[lane] else np.float32(0.0)
-                acc[lane] += keep * values[o + lane] * x[cols[o + lane]]
+                acc[lane] += keep * vs[lane] * x[cs[lane]]
         r0 = c * CHUNK_ROWS
         for lane in range(min(CHUNK_ROWS, n_rows - r0)):
             y[r0 + lane] = acc[lane]
@@ -59,10 +63,12 @@ def _spmm(values, cols, ptr, full, span, lane_len, x, y):
         r0 = c * CHUNK_ROWS
         for lane in range(min(CHUNK_ROWS, n_rows - r0)):
             yr = y[r0 + lane]
-            for j in range(lane_len[c, lane]):
-                o = base + j * CHUNK_ROWS + lane
-                v = values[o]
-                xc = x[cols[o]]
+            stop = base + lane + lane_len[c, lane] * CHUNK_ROWS
+            vs = values[base + lane : stop : CHUNK_ROWS]
+            cs = cols[base + lane : stop : CHUNK_ROWS]
+            for j in range(vs.shape[0]):
+                v = vs[j]
+                xc = x[cs[j]]
                 for t in range(yr.shape[0]):
                     yr[t] += v * xc[t]
 
