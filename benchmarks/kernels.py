@@ -88,7 +88,7 @@ def main() -> None:
             weights = {"weight": layer.weight.detach() * (torch.rand_like(layer.weight) < density)}
             reference = torch.func.functional_call(layer, weights, (x,))
             medians = {}
-            for name in ["dense", *(n for n, f in FORMATS.items() if "cpu" in f.devices)]:
+            for name in ["dense", *(n for n, f in FORMATS.items() if "cpu" in f.devices), "nested_direct"]:
                 try:
                     built = build_kernel(name, layer, weights)
                 except ValueError as exc:

@@ -197,7 +197,8 @@ def profile(
 
     densities = validate_densities(_floats("--levels", levels))
     if kernels is None:
-        kernels = ",".join(["dense", *(name for name, f in FORMATS.items() if device in f.devices)])
+        kernels = ",".join(["dense", *(name for name, f in FORMATS.items() if device in f.devices)]
+                           + (["nested_direct"] if device == "cpu" else []))
     kernel_list = tuple(k for k in kernels.split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
     if unknown:

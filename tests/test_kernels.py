@@ -42,8 +42,8 @@ def test_every_kernel_equals_the_dense_masked_layer(case, density, seed):
         try:
             built = build_kernel(name, module, weights)
         except ValueError:
-            # BSR refuses shapes no block size divides; 2:4 runs on CUDA only
-            assert name in ("torch_bsr", "semi_structured_2to4")
+            # BSR refuses shapes no block size divides; 2:4 runs on CUDA only; direct: convs only
+            assert name in ("torch_bsr", "semi_structured_2to4") or (name == "nested_direct" and isinstance(module, nn.Linear))
             continue
         got = built.fn(x)
         assert got.shape == expected.shape, name

@@ -6,7 +6,8 @@ layer kind). The sparse kernels pair a format of :mod:`simqos.kernels.formats` w
 ``Linear`` (``y = W x``) or ``Conv1d``/``Conv2d`` (unfold the input into columns, then
 ``y = W cols``; groups of 1 and zero padding only). Every kernel's output equals the dense
 masked layer's within float32 rounding; :func:`build_kernel` raises ValueError with the reason
-when a kernel cannot run a layer.
+when a kernel cannot run a layer. ``nested_direct`` convolves directly over the nested layout
+(:class:`simqos.kernels.nested.NestedConv`): no unfold.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simqos.kernels.formats import FORMATS, SparseFormat
+from simqos.kernels.nested import NestedConv
 
 __all__ = ["KERNELS", "BuiltKernel", "LayerKernel", "build_kernel", "kernel_names"]
 
@@ -108,10 +110,37 @@ def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.T
     return build
 
 
-KERNELS: dict[str, LayerKernel] = {"dense": LayerKernel("dense", _build_dense)} | {
-    name: LayerKernel(name, _sparse_builder(fmt)) for name, fmt in FORMATS.items()
-}
-"""Kernels by name: ``dense`` plus one per sparse format."""
+def _build_nested_direct(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
+    """Direct sparse convolution over the nested layout (:class:`NestedConv`), one level."""
+    if device != "cpu":
+        raise ValueError(f"nested_direct runs on the CPU, not {device}")
+    if not isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        raise ValueError(f"nested_direct runs Conv1d and Conv2d layers, not {type(module).__name__}")
+    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise ValueError("nested_direct needs groups=1, numeric padding and padding_mode='zeros'")
+    kernel, stride, padding, dilation = _conv_geometry(module)
+    weight = weights["weight"].detach()
+    weight2d = weight.reshape(weight.shape[0], weight.shape[1], *kernel)
+    matrix = NestedConv.from_ranks(weight2d, torch.where(weight2d != 0, 0, -1), 1, stride, padding, dilation)
+    bias = None if module.bias is None else module.bias.detach()
+    is_1d = isinstance(module, nn.Conv1d)
+
+    def conv(x: torch.Tensor) -> torch.Tensor:
+        x2 = x.unsqueeze(2) if is_1d else x
+        y = torch.from_numpy(matrix.conv(0, x2.detach().contiguous().numpy()))
+        if bias is not None:
+            y = y + bias[:, None, None]
+        return y.squeeze(2) if is_1d else y
+
+    return BuiltKernel("nested_direct", conv, matrix.nbytes + _bias_bytes(module))
+
+
+KERNELS: dict[str, LayerKernel] = (
+    {"dense": LayerKernel("dense", _build_dense)}
+    | {name: LayerKernel(name, _sparse_builder(fmt)) for name, fmt in FORMATS.items()}
+    | {"nested_direct": LayerKernel("nested_direct", _build_nested_direct)}
+)
+"""Kernels by name: ``dense``, one per sparse format, and direct sparse convolution."""
 
 
 def kernel_names() -> list[str]:

@@ -17,13 +17,13 @@ per non-zero as CSR does. Products: ``W_k @ x`` for x of shape (columns,) or (co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 import torch
 
-__all__ = ["CHUNK_ROWS", "NestedSell"]
+__all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell"]
 
 CHUNK_ROWS = 16
 
@@ -141,3 +141,121 @@ class NestedSell:
             _spmm(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level],
                   np.ascontiguousarray(x), y)
         return y
+
+
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _conv_rows(values, offsets, start, stop, padded, out, row_step, col_step, out_w):
+    """out[o, i*out_w + j] = sum_e values[e] * padded[offsets[e] + i*row_step + j*col_step]."""
+    n_out, length = out.shape
+    rows = length // out_w
+    for o in range(n_out):
+        row = out[o]
+        row[:] = 0.0
+        if col_step == 1 and row_step == out_w:
+            # stride 1 on the padded width: one contiguous run per weight, four weights at once
+            e = start[o]
+            while e + 4 <= stop[o]:
+                v0, v1, v2, v3 = values[e], values[e + 1], values[e + 2], values[e + 3]
+                s0 = padded[offsets[e] : offsets[e] + length]
+                s1 = padded[offsets[e + 1] : offsets[e + 1] + length]
+                s2 = padded[offsets[e + 2] : offsets[e + 2] + length]
+                s3 = padded[offsets[e + 3] : offsets[e + 3] + length]
+                for p in range(length):
+                    row[p] += v0 * s0[p] + v1 * s1[p] + v2 * s2[p] + v3 * s3[p]
+                e += 4
+            while e < stop[o]:
+                v = values[e]
+                s = padded[offsets[e] : offsets[e] + length]
+                for p in range(length):
+                    row[p] += v * s[p]
+                e += 1
+        else:
+            for e in range(start[o], stop[o]):
+                v = values[e]
+                for i in range(rows):
+                    s = padded[offsets[e] + i * row_step :]
+                    r = row[i * out_w : (i + 1) * out_w]
+                    for j in range(out_w):
+                        r[j] += v * s[j * col_step]
+
+
+@dataclass(frozen=True)
+class NestedConv:
+    """A kxk convolution's nested levels for direct sparse convolution (no unfold).
+
+    Per output channel the non-zero weights are ordered sparsest level first, so level k is a
+    prefix ``[start[o], stop[k, o])``. Each weight (c, ky, kx) is stored as its offset into
+    the zero-padded input plane stack; computing it adds a shifted input plane, times the
+    weight, to the output plane — vectorised over pixels. With stride 1 the output is computed
+    on the padded width (a few wasted columns) so that every weight is one contiguous run.
+    Offsets are 32-bit. Groups must be 1.
+    """
+
+    in_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    values: np.ndarray  # float32
+    taps: np.ndarray  # int64 (nnz, 3): c, ky, kx of each stored weight
+    start: np.ndarray  # int64 (out,)
+    stop: np.ndarray  # int64 (levels, out)
+    _offsets: dict = field(default_factory=dict, compare=False, repr=False)  # by input (H, W)
+
+    @classmethod
+    def from_ranks(cls, weight: torch.Tensor, ranks: torch.Tensor, n_levels: int, stride, padding, dilation) -> NestedConv:
+        """Build from a conv2d weight (out, in, kh, kw) and its nested ranks."""
+        w = weight.detach().cpu().numpy().astype(np.float32)
+        rk = ranks.detach().cpu().numpy().astype(np.int64)
+        out_c = w.shape[0]
+        values, taps, starts, stops = [], [], [], np.zeros((n_levels, out_c), dtype=np.int64)
+        count = 0
+        for o in range(out_c):
+            held = np.argwhere(rk[o] >= 0)
+            order = np.lexsort((np.arange(len(held)), -rk[o][tuple(held.T)]))
+            held = held[order]
+            starts.append(count)
+            values.append(w[o][tuple(held.T)])
+            taps.append(held)
+            for k in range(n_levels):
+                stops[k, o] = count + int((rk[o] >= k).sum())
+            count += len(held)
+        return cls(
+            in_channels=w.shape[1],
+            kernel=(w.shape[2], w.shape[3]),
+            stride=tuple(stride),
+            padding=tuple(padding),
+            dilation=tuple(dilation),
+            values=np.concatenate(values).astype(np.float32) if count else np.zeros(0, np.float32),
+            taps=np.concatenate(taps).astype(np.int64) if count else np.zeros((0, 3), np.int64),
+            start=np.array(starts, dtype=np.int64),
+            stop=stops,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes as deployed: float32 values, 32-bit offsets, per-channel level extents."""
+        return self.values.nbytes + len(self.values) * 4 + self.start.nbytes + self.stop.nbytes
+
+    def conv(self, level: int, x: np.ndarray) -> np.ndarray:
+        """Level ``level`` convolution of x (N, C, H, W) float32 -> (N, out, H_out, W_out)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
+        n, c, h, w = x.shape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        h_out = (hp - dh * (kh - 1) - 1) // sh + 1
+        w_out = (wp - dw * (kw - 1) - 1) // sw + 1
+        wide = sh == 1 and sw == 1
+        out_w = wp if wide else w_out
+        offsets = self._offsets.get((h, w))
+        if offsets is None:  # the same input size comes back every call: compute once
+            offsets = self.taps[:, 0] * hp * wp + self.taps[:, 1] * dh * wp + self.taps[:, 2] * dw
+            self._offsets[(h, w)] = offsets
+        result = np.empty((n, len(self.start), h_out, w_out), dtype=np.float32)
+        padded = np.zeros(c * hp * wp + wp + dw * kw, dtype=np.float32)  # tail: the wide rows' overrun
+        planes = padded[: c * hp * wp].reshape(c, hp, wp)
+        out = np.empty((len(self.start), h_out * out_w), dtype=np.float32)
+        for b in range(n):
+            planes[:, ph : ph + h, pw : pw + w] = x[b]
+            _conv_rows(self.values, offsets, self.start, self.stop[level], padded, out, sh * wp, sw, out_w)
+            result[b] = out.reshape(-1, h_out, out_w)[:, :, :w_out]
+        return result
