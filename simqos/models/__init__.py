@@ -15,12 +15,20 @@ from torch import nn
 
 from simqos.errors import SimqosError
 from simqos.models.digits import digits_cnn, digits_mlp
+from simqos.models.paper import gat, gnmt, pointnet2, resnet50
 from simqos.models.spec import Dataset, ModelSpec
 
 __all__ = ["MODELS", "Dataset", "ModelSpec", "build_model"]
 
-MODELS: dict[str, Callable[..., ModelSpec]] = {"mlp": digits_mlp, "cnn": digits_cnn}
-"""Shipped models by name."""
+MODELS: dict[str, Callable[..., ModelSpec]] = {
+    "mlp": digits_mlp,
+    "cnn": digits_cnn,
+    "resnet50": resnet50,
+    "pointnet2": pointnet2,
+    "gnmt": gnmt,
+    "gat": gat,
+}
+"""Shipped models by name: two trained on bundled digits, and the paper's four families."""
 
 
 def _import_factory(target: str) -> Callable[..., object]:

@@ -28,7 +28,8 @@ class ModelSpec:
     ``example_input`` is one batch-1 input of the real shape; ``reroute_after`` names the
     layers after which a reroute is possible (``None``: after every prunable layer);
     ``dataset`` is ``None`` when no data ships for the model, in which case accuracy is
-    reported as unavailable.
+    reported as unavailable. ``batch_dim`` is the input's batch dimension (0), or ``None`` when
+    the input has none (a graph's whole feature matrix): then it is profiled as it is.
     """
 
     name: str
@@ -37,3 +38,4 @@ class ModelSpec:
     reroute_after: tuple[str, ...] | None
     dataset: Dataset | None
     description: str
+    batch_dim: int | None = 0

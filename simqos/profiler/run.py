@@ -159,6 +159,10 @@ def _result_from_dict(d: dict) -> LayerLevelResult:
 
 
 def _profile_input(spec: ModelSpec, batch_size: int, device: str) -> torch.Tensor:
+    if spec.batch_dim is None:
+        if batch_size != 1:
+            raise SimqosError(f"model {spec.name!r}: its input has no batch dimension; use --batch-size 1")
+        return spec.example_input.to(device)
     if spec.dataset is not None:
         x = spec.dataset.x_test[:batch_size]
     else:
@@ -325,7 +329,7 @@ def _assemble(
             torch_version=torch.__version__,
             simqos_version=simqos.__version__,
             python_version=sys.version.split()[0],
-            dtype=str(x.dtype).removeprefix("torch."),
+            dtype=str(params[net.layers[0].weights[0]].dtype).removeprefix("torch."),
             batch_size=settings.batch_size,
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=command,

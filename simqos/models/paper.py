@@ -1,0 +1,265 @@
+"""The paper's four model families, in plain torch (no torchvision), with deterministic weights.
+
+No dataset for them ships here, so their profiles carry latency, bytes and FLOPs, and say that
+accuracy is unavailable. Weights are torch's default initialisation under a fixed seed; nested
+levels come from layer-wise magnitude pruning of them (``NestedNetwork.from_magnitude``).
+
+- ``resnet50``: ResNet-50 (bottleneck blocks 3-4-6-3, 1,000 classes) on a 1x3x224x224 image;
+  a reroute point after every bottleneck block (16 segments of blocks, plus the stem and fc).
+- ``pointnet2``: PointNet++ classification with single-scale grouping (SA 512 points r=0.2 k=32
+  MLP 64-64-128; SA 128 points r=0.4 k=64 MLP 128-128-256; global SA MLP 256-512-1024; FC
+  512-256-40) on 1,024 points drawn uniformly in the unit ball (seed 0). Farthest-point
+  sampling starts at point 0, so it is deterministic. A reroute point after each SA and FC.
+- ``gnmt``: a GNMT-style LSTM encoder-decoder with attention, sized down so that it profiles
+  in minutes on one core: vocabulary 8,000, embeddings and hidden 512, encoder 2 layers (the
+  first bidirectional), decoder 2 layers, Luong attention (general score) from the first
+  decoder layer's outputs, source and target 16 tokens, teacher forcing (one pass over the
+  target, as when scoring). Input: source and target token ids side by side, shape (1, 32).
+- ``gat``: a 2-layer graph attention network, Cora-sized: 2,708 nodes with 1,433 binary
+  features (1.27 % set, Cora's average), 8 heads x 8 hidden then 1 head x 7 classes, on a
+  synthetic graph from a stochastic block model (7 equal communities; 5,429 undirected edges,
+  Cora's count, 80 % inside communities; seed 0) plus self-loops. The input is the whole
+  feature matrix: there is no batch dimension.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from simqos.models.spec import ModelSpec
+
+__all__ = ["gat", "gnmt", "pointnet2", "resnet50"]
+
+
+# --- ResNet-50 -------------------------------------------------------------------------------
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, in_ch: int, mid: int, stride: int) -> None:
+        super().__init__()
+        out = mid * 4
+        self.conv1, self.bn1 = nn.Conv2d(in_ch, mid, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv2, self.bn2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv3, self.bn3 = nn.Conv2d(mid, out, 1, bias=False), nn.BatchNorm2d(out)
+        self.downsample = None
+        if stride != 1 or in_ch != out:
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = torch.relu(self.bn2(self.conv2(y)))
+        return torch.relu(self.bn3(self.conv3(y)) + identity)
+
+
+class ResNet50(nn.Module):
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+        blocks, in_ch = [], 64
+        for mid, count, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+            for i in range(count):
+                blocks.append(Bottleneck(in_ch, mid, stride if i == 0 else 1))
+                in_ch = mid * 4
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(2048, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = self.blocks(x)
+        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
+
+
+def resnet50(seed: int = 0) -> ModelSpec:
+    """ResNet-50 at 224x224; see the module docstring."""
+    torch.manual_seed(seed)
+    module = ResNet50().eval()
+    # the last prunable layer each block runs: conv3, or its downsample conv when it has one
+    ends = [f"blocks.{i}.downsample.0" if b.downsample is not None else f"blocks.{i}.conv3" for i, b in enumerate(module.blocks)]
+    return ModelSpec("resnet50", module, torch.randn(1, 3, 224, 224), ("conv1", *ends), None, "ResNet-50, 224x224, 1000 classes")
+
+
+# --- PointNet++ ------------------------------------------------------------------------------
+
+
+def _farthest_points(xyz: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (B, n) of farthest-point sampling, starting at point 0."""
+    b, p, _ = xyz.shape
+    chosen = torch.zeros(b, n, dtype=torch.long)
+    dist = torch.full((b, p), float("inf"))
+    last = torch.zeros(b, dtype=torch.long)
+    for i in range(n):
+        chosen[:, i] = last
+        d = ((xyz - xyz[torch.arange(b), last][:, None, :]) ** 2).sum(-1)
+        dist = torch.minimum(dist, d)
+        last = dist.argmax(dim=1)
+    return chosen
+
+
+def _ball_group(xyz: torch.Tensor, centres: torch.Tensor, radius: float, k: int) -> torch.Tensor:
+    """Indices (B, S, k) of the first k points within ``radius`` of each centre (padded with
+    the first one found), as PointNet++'s ball query."""
+    p = xyz.shape[1]
+    d = torch.cdist(centres, xyz) ** 2
+    idx = torch.arange(p).expand(d.shape).clone()
+    idx[d > radius**2] = p
+    idx = idx.sort(dim=-1).values[..., :k]
+    first = idx[..., :1].expand_as(idx)
+    return torch.where(idx == p, first, idx)
+
+
+class SetAbstraction(nn.Module):
+    def __init__(self, n_points: int | None, radius: float, k: int, in_ch: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.n_points, self.radius, self.k = n_points, radius, k
+        layers, ch = [], in_ch + 3
+        for w in widths:
+            layers += [nn.Conv2d(ch, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            ch = w
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        b = xyz.shape[0]
+        if self.n_points is None:  # group everything around the origin
+            centres = torch.zeros(b, 1, 3)
+            grouped = xyz[:, None]
+            g_feats = None if feats is None else feats[:, None]
+        else:
+            centres = xyz[torch.arange(b)[:, None], _farthest_points(xyz, self.n_points)]
+            idx = _ball_group(xyz, centres, self.radius, self.k)
+            batch = torch.arange(b)[:, None, None]
+            grouped = xyz[batch, idx] - centres[:, :, None]
+            g_feats = None if feats is None else feats[batch, idx]
+        x = grouped if g_feats is None else torch.cat([grouped, g_feats], dim=-1)
+        x = self.mlp(x.permute(0, 3, 2, 1))  # (B, C, k, S)
+        return centres, x.max(dim=2).values.transpose(1, 2)
+
+
+class PointNet2(nn.Module):
+    def __init__(self, classes: int = 40) -> None:
+        super().__init__()
+        self.sa1 = SetAbstraction(512, 0.2, 32, 0, (64, 64, 128))
+        self.sa2 = SetAbstraction(128, 0.4, 64, 128, (128, 128, 256))
+        self.sa3 = SetAbstraction(None, 0.0, 0, 256, (256, 512, 1024))
+        self.fc1, self.bn1 = nn.Linear(1024, 512, bias=False), nn.BatchNorm1d(512)
+        self.fc2, self.bn2 = nn.Linear(512, 256, bias=False), nn.BatchNorm1d(256)
+        self.fc3 = nn.Linear(256, classes)
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        centres, feats = self.sa1(xyz, None)
+        centres, feats = self.sa2(centres, feats)
+        _, feats = self.sa3(centres, feats)
+        x = feats[:, 0]
+        x = torch.relu(self.bn1(self.fc1(x)))
+        x = torch.relu(self.bn2(self.fc2(x)))
+        return self.fc3(x)
+
+
+def pointnet2(seed: int = 0) -> ModelSpec:
+    """PointNet++ SSG classification on 1,024 points; see the module docstring."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(0)
+    direction = torch.nn.functional.normalize(torch.randn(1, 1024, 3, generator=g), dim=-1)
+    points = direction * torch.rand(1, 1024, 1, generator=g) ** (1 / 3)
+    ends = ("sa1.mlp.6", "sa2.mlp.6", "sa3.mlp.6", "fc1", "fc2")
+    return ModelSpec("pointnet2", PointNet2().eval(), points, ends, None, "PointNet++ SSG classification, 1024 points, 40 classes")
+
+
+# --- GNMT ------------------------------------------------------------------------------------
+
+
+class GNMT(nn.Module):
+    def __init__(self, vocab: int = 8000, hidden: int = 512, src_len: int = 16) -> None:
+        super().__init__()
+        self.src_len = src_len
+        self.src_embed = nn.Embedding(vocab, hidden)
+        self.tgt_embed = nn.Embedding(vocab, hidden)
+        self.enc1 = nn.LSTM(hidden, hidden // 2, bidirectional=True, batch_first=True)
+        self.enc2 = nn.LSTM(hidden, hidden, batch_first=True)
+        self.dec1 = nn.LSTM(hidden, hidden, batch_first=True)
+        self.attn = nn.Linear(hidden, hidden, bias=False)
+        self.dec2 = nn.LSTM(2 * hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        src, tgt = tokens[:, : self.src_len], tokens[:, self.src_len :]
+        enc, _ = self.enc1(self.src_embed(src))
+        enc, _ = self.enc2(enc)
+        dec, _ = self.dec1(self.tgt_embed(tgt))
+        scores = torch.bmm(self.attn(dec), enc.transpose(1, 2))  # Luong "general"
+        context = torch.bmm(torch.softmax(scores, dim=-1), enc)
+        dec, _ = self.dec2(torch.cat([dec, context], dim=-1))
+        return self.out(dec)
+
+
+def gnmt(seed: int = 0) -> ModelSpec:
+    """GNMT-style encoder-decoder, 16 + 16 tokens; see the module docstring."""
+    torch.manual_seed(seed)
+    tokens = torch.randint(0, 8000, (1, 32), generator=torch.Generator().manual_seed(0))
+    ends = ("enc1", "enc2", "dec1", "attn", "dec2")
+    return ModelSpec("gnmt", GNMT().eval(), tokens, ends, None, "GNMT-style LSTM encoder-decoder with attention, vocab 8000, hidden 512, 2+2 layers, 16+16 tokens")
+
+
+# --- GAT -------------------------------------------------------------------------------------
+
+
+def sbm_graph(nodes: int = 2708, edges: int = 5429, blocks: int = 7, inside: float = 0.8, seed: int = 0) -> torch.Tensor:
+    """Undirected edges (2, 2E + nodes) of a stochastic block model, both directions, plus
+    self-loops: ``edges`` distinct pairs, a share ``inside`` of them within a community."""
+    g = torch.Generator().manual_seed(seed)
+    block = torch.arange(nodes) % blocks
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < edges:
+        a = int(torch.randint(nodes, (1,), generator=g))
+        if torch.rand(1, generator=g).item() < inside:
+            same = torch.nonzero(block == block[a]).squeeze(1)
+            b = int(same[torch.randint(len(same), (1,), generator=g)])
+        else:
+            b = int(torch.randint(nodes, (1,), generator=g))
+        if a != b:
+            pairs.add((min(a, b), max(a, b)))
+    e = torch.tensor(sorted(pairs)).T
+    loops = torch.arange(nodes).expand(2, nodes)
+    return torch.cat([e, e.flip(0), loops], dim=1)
+
+
+class GATLayer(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.out_ch = heads, out_ch
+        self.proj = nn.Linear(in_ch, heads * out_ch, bias=False)
+        self.att_src = nn.Parameter(torch.randn(heads, out_ch) * 0.1)
+        self.att_dst = nn.Parameter(torch.randn(heads, out_ch) * 0.1)
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        h = self.proj(x).view(n, self.heads, self.out_ch)
+        src, dst = edges
+        logits = torch.nn.functional.leaky_relu((h * self.att_src).sum(-1)[src] + (h * self.att_dst).sum(-1)[dst], 0.2)
+        logits = logits - logits.max()
+        weight = logits.exp()
+        norm = torch.zeros(n, self.heads).index_add_(0, dst, weight)
+        out = torch.zeros(n, self.heads, self.out_ch).index_add_(0, dst, h[src] * (weight / norm[dst])[..., None])
+        return out
+
+
+class GAT(nn.Module):
+    def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7) -> None:
+        super().__init__()
+        self.register_buffer("edges", edges)
+        self.layer1 = GATLayer(features, 8, 8)
+        self.layer2 = GATLayer(64, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.elu(self.layer1(x, self.edges).flatten(1))
+        return self.layer2(h, self.edges).mean(dim=1)
+
+
+def gat(seed: int = 0) -> ModelSpec:
+    """Cora-sized GAT on a synthetic graph; see the module docstring."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(0)
+    features = (torch.rand(2708, 1433, generator=g) < 0.0127).float()
+    module = GAT(sbm_graph()).eval()
+    return ModelSpec("gat", module, features, None, None, "GAT 2 layers (8x8 heads, 7 classes), 2708 nodes, 1433 features, synthetic SBM graph", batch_dim=None)
