@@ -188,7 +188,7 @@ def profile(
     overwrite: bool = False,
 ) -> None:
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
-    from simqos.kernels import FORMATS, kernel_names
+    from simqos.kernels import kernel_names
     from simqos.models import build_model
     from simqos.nested.masks import validate_densities
     from simqos.nested.network import NestedNetwork
@@ -197,8 +197,7 @@ def profile(
 
     densities = validate_densities(_floats("--levels", levels))
     if kernels is None:
-        kernels = ",".join(["dense", *(name for name, f in FORMATS.items() if device in f.devices)]
-                           + (["nested_direct"] if device == "cpu" else []))
+        kernels = ",".join(kernel_names(device))
     kernel_list = tuple(k for k in kernels.split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
     if unknown:
@@ -265,6 +264,15 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder, e
     console.print(f"{bundle.meta.description}; {len(bundle.meta.layers)} layers, {bundle.n_segments} segments")
     console.print(f"measured on {prov.cpu} ({prov.device}, {prov.threads} thread(s), batch {prov.batch_size}) on {prov.created_utc}")
     _print_profile_summary(bundle, folder)
+    table = Table(title="relative to the dense model")
+    for col in ("level", "weights", "FLOPs", "latency", "storage"):
+        table.add_column(col, justify="right")
+    for row in bundle.level_summary().itertuples(index=False):
+        table.add_row(
+            str(row.level), f"{row.weights_fraction:.2%}", f"{row.flops_fraction:.2%}",
+            f"{row.latency_ratio:.2f}x", f"{row.storage_ratio:.2%}",
+        )
+    console.print(table)
 
 
 def _print_profile_summary(result, out: Path) -> None:

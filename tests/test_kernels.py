@@ -43,7 +43,9 @@ def test_every_kernel_equals_the_dense_masked_layer(case, density, seed):
             built = build_kernel(name, module, weights)
         except ValueError:
             # BSR refuses shapes no block size divides; 2:4 runs on CUDA only; direct: convs only
-            assert name in ("torch_bsr", "semi_structured_2to4") or (name == "nested_direct" and isinstance(module, nn.Linear))
+            assert name in ("torch_bsr", "semi_structured_2to4", "nested_lstm") or (
+                name == "nested_direct" and isinstance(module, nn.Linear)
+            )
             continue
         got = built.fn(x)
         assert got.shape == expected.shape, name
@@ -90,3 +92,16 @@ def test_two_to_four_on_cuda():
     unstructured.view(-1, 4)[:, 2] = 1.0
     with pytest.raises(ValueError, match="not 2:4"):
         build_kernel("semi_structured_2to4", layer, {"weight": unstructured}, device="cuda")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 10), st.booleans(), st.booleans(), st.integers(1, 3), st.floats(0, 1), st.integers(0, 99))
+def test_nested_lstm_equals_the_dense_masked_lstm(inputs, hidden, bidirectional, batch_first, batch, density, seed):
+    torch.manual_seed(seed)
+    lstm = nn.LSTM(inputs, hidden, bidirectional=bidirectional, batch_first=batch_first)
+    weights = _masked(lstm, density, seed)
+    x = torch.randn(batch, 4, inputs) if batch_first else torch.randn(4, batch, inputs)
+    expected = torch.func.functional_call(lstm, weights, (x,))
+    got = build_kernel("nested_lstm", lstm, weights).fn(x)
+    for g, e in zip((got[0], *got[1]), (expected[0], *expected[1])):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from simqos.kernels.formats import FORMATS, SparseFormat
-from simqos.kernels.nested import NestedConv
+from simqos.kernels.nested import NestedConv, NestedSell
 
 __all__ = ["KERNELS", "BuiltKernel", "LayerKernel", "build_kernel", "kernel_names"]
 
@@ -44,6 +45,7 @@ class LayerKernel:
 
     name: str
     build: Callable[[nn.Module, dict[str, torch.Tensor], str], BuiltKernel]
+    devices: tuple[str, ...]
 
 
 def _bias_bytes(module: nn.Module) -> int:
@@ -135,17 +137,77 @@ def _build_nested_direct(module: nn.Module, weights: dict[str, torch.Tensor], de
     return BuiltKernel("nested_direct", conv, matrix.nbytes + _bias_bytes(module))
 
 
+
+
+def _build_nested_lstm(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
+    """A one-layer LSTM whose four gate matrices run as nested SELL products: the input part
+    for all time steps at once (SpMM), the recurrent part step by step (SpMV per sequence)."""
+    if device != "cpu":
+        raise ValueError(f"nested_lstm runs on the CPU, not {device}")
+    if not isinstance(module, nn.LSTM):
+        raise ValueError(f"nested_lstm runs LSTM layers, not {type(module).__name__}")
+    if module.num_layers != 1 or module.proj_size:
+        raise ValueError("nested_lstm runs one-layer LSTMs without projections")
+    directions = 2 if module.bidirectional else 1
+    suffixes = [""] + (["_reverse"] if module.bidirectional else [])
+
+    def sell(w: torch.Tensor) -> NestedSell:
+        return NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+
+    parts = []
+    for sfx in suffixes:
+        w_ih, w_hh = sell(weights[f"weight_ih_l0{sfx}"].detach()), sell(weights[f"weight_hh_l0{sfx}"].detach())
+        bias = np.zeros(4 * module.hidden_size, dtype=np.float32)
+        if module.bias:
+            bias = (getattr(module, f"bias_ih_l0{sfx}") + getattr(module, f"bias_hh_l0{sfx}")).detach().numpy()
+        parts.append((w_ih, w_hh, bias))
+
+    def fn(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        seq = x if module.batch_first else x.transpose(0, 1)  # (B, T, F)
+        batch, steps, _ = seq.shape
+        hid = module.hidden_size
+        xs = seq.detach().reshape(batch * steps, -1).numpy().T.copy()  # (F, B*T)
+        outputs, h_n, c_n = [], [], []
+        for d, (w_ih, w_hh, bias) in enumerate(parts):
+            pre = (w_ih.matmul(0, xs) + bias[:, None]).reshape(4 * hid, batch, steps)
+            h = np.zeros((hid, batch), np.float32) if state is None else state[0][d].detach().numpy().T.copy()
+            c = np.zeros((hid, batch), np.float32) if state is None else state[1][d].detach().numpy().T.copy()
+            out = np.empty((steps, hid, batch), np.float32)
+            order = range(steps - 1, -1, -1) if d == 1 else range(steps)
+            for t in order:
+                g = pre[:, :, t] + (w_hh.matmul(0, h[:, 0]).reshape(-1, 1) if batch == 1 else w_hh.matmul(0, h))
+                i, f, gg, o = np.split(g, 4)
+                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(gg)
+                h = (_sigmoid(o) * np.tanh(c)).astype(np.float32)
+                out[t] = h
+            outputs.append(out)
+            h_n.append(h.T)
+            c_n.append(c.T)
+        y = torch.from_numpy(np.concatenate(outputs, axis=1).transpose(2, 0, 1).copy())  # (B, T, D*H)
+        if not module.batch_first:
+            y = y.transpose(0, 1)
+        return y, (torch.from_numpy(np.stack(h_n)), torch.from_numpy(np.stack(c_n)))
+
+    nbytes = sum(w_ih.nbytes + w_hh.nbytes + b.nbytes for w_ih, w_hh, b in parts)
+    return BuiltKernel("nested_lstm", fn, nbytes)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
 KERNELS: dict[str, LayerKernel] = (
-    {"dense": LayerKernel("dense", _build_dense)}
-    | {name: LayerKernel(name, _sparse_builder(fmt)) for name, fmt in FORMATS.items()}
-    | {"nested_direct": LayerKernel("nested_direct", _build_nested_direct)}
+    {"dense": LayerKernel("dense", _build_dense, ("cpu", "cuda"))}
+    | {name: LayerKernel(name, _sparse_builder(fmt), fmt.devices) for name, fmt in FORMATS.items()}
+    | {"nested_direct": LayerKernel("nested_direct", _build_nested_direct, ("cpu",))}
+    | {"nested_lstm": LayerKernel("nested_lstm", _build_nested_lstm, ("cpu",))}
 )
-"""Kernels by name: ``dense``, one per sparse format, and direct sparse convolution."""
+"""Kernels by name: ``dense``, one per sparse format, direct sparse convolution, nested LSTM."""
 
 
-def kernel_names() -> list[str]:
-    """Names accepted by :func:`build_kernel`."""
-    return list(KERNELS)
+def kernel_names(device: str | None = None) -> list[str]:
+    """Names accepted by :func:`build_kernel`; with ``device``, those that run there."""
+    return [name for name, k in KERNELS.items() if device is None or device in k.devices]
 
 
 def build_kernel(name: str, module: nn.Module, weights: dict[str, torch.Tensor], device: str = "cpu") -> BuiltKernel:

@@ -1,4 +1,5 @@
-"""The nested SELL layout: every level of one shared copy equals the dense masked product."""
+"""Nested layouts (SELL for matrices, direct convolution): every level of one shared copy
+equals the dense masked computation."""
 
 import numpy as np
 import torch
@@ -31,3 +32,23 @@ def test_all_levels_cost_little_more_than_level_0_alone():
     matrix = NestedSell.from_ranks(w * (ranks >= 0), ranks, 2)
     assert matrix.nbytes <= 1.05 * matrix.level_nbytes(0)
     assert matrix.cols.dtype == np.uint16  # rows of 1,024 columns fit 16-bit indices
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 5), st.integers(1, 6), st.integers(1, 3), st.integers(1, 2), st.integers(0, 2), st.integers(1, 2),
+    st.integers(3, 9), densities(max_levels=3), st.integers(0, 10_000),
+)
+def test_direct_convolution_equals_conv2d_at_every_level(c, o, k, stride, pad, dil, size, levels, seed):
+    from simqos.kernels.nested import NestedConv
+
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(o, c, k, k, generator=g)
+    ranks = nested_ranks(w.abs() * torch.rand(w.shape, generator=g), levels)
+    w = w * (ranks >= 0)
+    size = max(size, (k - 1) * dil + 1)
+    x = torch.randn(2, c, size, size + 1, generator=g)
+    conv = NestedConv.from_ranks(w, ranks, len(levels), (stride, stride), (pad, pad), (dil, dil))
+    for level in range(len(levels)):
+        expected = torch.nn.functional.conv2d(x, w * (ranks >= level), None, stride, pad, dil).numpy()
+        np.testing.assert_allclose(conv.conv(level, x.numpy()), expected, rtol=1e-4, atol=1e-4)
