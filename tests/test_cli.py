@@ -123,3 +123,13 @@ def test_show_rejects_a_damaged_bundle(tiny_profile_dir, tmp_path):
     result = invoke("show", copy)
     assert result.exit_code == 2
     assert "routes.csv: missing" in result.output and "Traceback" not in result.output
+
+
+def test_profile_an_attention_block(tmp_path):
+    out = tmp_path / "attn"
+    result = invoke("profile", "user_models:attention_block", "--input-shape", "1,6,32", "--levels", "0.5,0.2",
+                    "--samples", "3", "--min-sample-ms", "0.05", "--passes", "5", "--out", out)
+    assert result.exit_code == 0, result.output
+    kernels = load_profile(out).kernels
+    attn = kernels[kernels["layer"] == "attn"].set_index(["level", "kernel"])["status"]
+    assert attn[(0, "nested_attention")] in ("exact", "chosen") and attn[(1, "dense")] in ("exact", "chosen")

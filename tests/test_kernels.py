@@ -43,7 +43,7 @@ def test_every_kernel_equals_the_dense_masked_layer(case, density, seed):
             built = build_kernel(name, module, weights)
         except ValueError:
             # BSR refuses shapes no block size divides; 2:4 runs on CUDA only; direct: convs only
-            assert name in ("torch_bsr", "semi_structured_2to4", "nested_lstm") or (
+            assert name in ("torch_bsr", "semi_structured_2to4", "nested_lstm", "nested_attention") or (
                 name == "nested_direct" and isinstance(module, nn.Linear)
             )
             continue
@@ -105,3 +105,22 @@ def test_nested_lstm_equals_the_dense_masked_lstm(inputs, hidden, bidirectional,
     got = build_kernel("nested_lstm", lstm, weights).fn(x)
     for g, e in zip((got[0], *got[1]), (expected[0], *expected[1])):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([1, 2, 4]), st.integers(1, 4), st.booleans(), st.booleans(), st.booleans(), st.floats(0.05, 1), st.integers(0, 99))
+def test_nested_attention_equals_the_dense_masked_attention(heads, head_dim, batch_first, self_attention, need_weights, density, seed):
+    torch.manual_seed(seed)
+    e = heads * head_dim
+    mha = nn.MultiheadAttention(e, heads, batch_first=batch_first, kdim=None if self_attention else e).eval()
+    weights = {n: p.detach() * (torch.rand(p.shape) < density) for n, p in mha.named_parameters() if n.endswith("weight")}
+    q = torch.randn(2, 5, e) if batch_first else torch.randn(5, 2, e)
+    kv = q if self_attention else (torch.randn(2, 3, e) if batch_first else torch.randn(3, 2, e))
+    with torch.no_grad():
+        expected = torch.func.functional_call(mha, weights, (q, kv, kv), {"need_weights": need_weights})
+        got = build_kernel("nested_attention", mha, weights).fn(q, kv, kv, need_weights=need_weights)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-4, atol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(got[1], expected[1], rtol=1e-4, atol=1e-5)
+    else:
+        assert got[1] is None and expected[1] is None

@@ -9,3 +9,18 @@ def plain_cnn():
 
 
 NOT_A_FACTORY = 42
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.ff = nn.Linear(32, 32)
+
+    def forward(self, x):
+        return self.ff(self.attn(x, x, x, need_weights=False)[0])
+
+
+def attention_block():
+    """Self-attention then a Linear: exercises the attention kernels."""
+    return _SelfAttention()

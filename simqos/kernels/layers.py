@@ -196,13 +196,67 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-v))
 
 
+def _build_nested_attention(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
+    """MultiheadAttention whose input and output projections run as nested SELL products (one
+    per projection, over all tokens at once); the attention itself is torch's."""
+    if device != "cpu":
+        raise ValueError(f"nested_attention runs on the CPU, not {device}")
+    if not isinstance(module, nn.MultiheadAttention):
+        raise ValueError(f"nested_attention runs MultiheadAttention layers, not {type(module).__name__}")
+    if module.bias_k is not None or module.add_zero_attn or module.dropout:
+        raise ValueError("nested_attention needs no bias_k/bias_v, no add_zero_attn and no dropout")
+    e = module.embed_dim
+    if "in_proj_weight" in weights:
+        w_in = weights["in_proj_weight"].detach()
+        w_q, w_k, w_v = w_in[:e], w_in[e : 2 * e], w_in[2 * e :]
+    else:
+        w_q, w_k, w_v = (weights[f"{n}_proj_weight"].detach() for n in "qkv")
+    b_in = torch.zeros(3 * e) if module.in_proj_bias is None else module.in_proj_bias.detach()
+    b_out = torch.zeros(e) if module.out_proj.bias is None else module.out_proj.bias.detach()
+
+    def sell(w: torch.Tensor) -> NestedSell:
+        return NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+
+    proj = [sell(w) for w in (w_q, w_k, w_v, weights["out_proj.weight"].detach())]
+    heads, head_dim = module.num_heads, e // module.num_heads
+
+    def project(matrix: NestedSell, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        tokens = x.reshape(-1, x.shape[-1]).detach().numpy().T.copy()  # (features, tokens)
+        return torch.from_numpy(matrix.matmul(0, tokens).T.copy()).reshape(*x.shape[:-1], -1) + bias
+
+    def fn(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False):
+        if not module.batch_first:  # to (batch, tokens, features)
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        q = project(proj[0], query, b_in[:e])
+        k = project(proj[1], key, b_in[e : 2 * e])
+        v = project(proj[2], value, b_in[2 * e :])
+        b, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+        q, k, v = (t.reshape(b, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-1, -2) / head_dim**0.5
+        if attn_mask is not None:
+            scores = scores.masked_fill(attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        attention = torch.softmax(scores, dim=-1)
+        out = project(proj[3], (attention @ v).transpose(1, 2).reshape(b, lq, e), b_out)
+        if not module.batch_first:
+            out = out.transpose(0, 1)
+        if not need_weights:
+            return out, None
+        return out, attention.mean(dim=1) if average_attn_weights else attention
+
+    return BuiltKernel("nested_attention", fn, sum(m.nbytes for m in proj) + b_in.numel() * 4 + b_out.numel() * 4)
+
+
 KERNELS: dict[str, LayerKernel] = (
     {"dense": LayerKernel("dense", _build_dense, ("cpu", "cuda"))}
     | {name: LayerKernel(name, _sparse_builder(fmt), fmt.devices) for name, fmt in FORMATS.items()}
     | {"nested_direct": LayerKernel("nested_direct", _build_nested_direct, ("cpu",))}
     | {"nested_lstm": LayerKernel("nested_lstm", _build_nested_lstm, ("cpu",))}
+    | {"nested_attention": LayerKernel("nested_attention", _build_nested_attention, ("cpu",))}
 )
-"""Kernels by name: ``dense``, one per sparse format, direct sparse convolution, nested LSTM."""
+"""Kernels by name: ``dense``, one per sparse format, and the nested-layout kernels for
+convolutions, LSTMs and attention."""
 
 
 def kernel_names(device: str | None = None) -> list[str]:
