@@ -56,8 +56,8 @@ def _bias_bytes(module: nn.Module) -> int:
 def _build_dense(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
     fixed = {name: w.detach() for name, w in weights.items()}
 
-    def fn(*args: object) -> object:
-        return torch.func.functional_call(module, fixed, args)
+    def fn(*args: object, **kwargs: object) -> object:
+        return torch.func.functional_call(module, fixed, args, kwargs)
 
     nbytes = sum(w.numel() * w.element_size() for w in fixed.values()) + _bias_bytes(module)
     return BuiltKernel("dense", fn, nbytes)
