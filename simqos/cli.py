@@ -180,6 +180,7 @@ def profile(
     samples: Annotated[int, typer.Option(help="Latency samples per layer x level.")] = 30,
     min_sample_ms: Annotated[float, typer.Option(help="Each sample lasts at least this long (ms).")] = 1.0,
     passes: Annotated[int, typer.Option(help="Whole-model passes per level; each gives one sample per layer.")] = 200,
+    choice_passes: Annotated[int, typer.Option(help="Whole-model passes per contending kernel when choosing kernels inside the model.")] = 20,
     kernels: Annotated[str | None, typer.Option(help="Candidate kernels, comma-separated (default: all that run on --device).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape for a factory that returns a plain nn.Module.")] = None,
     epochs: EpochsOpt = "20,15,10",
@@ -203,7 +204,7 @@ def profile(
     if unknown:
         raise SimqosError(f"--kernels: {unknown} unknown; choose among {kernel_names()}")
     check_device(device)
-    for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples), ("--passes", passes)):
+    for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples), ("--passes", passes), ("--choice-passes", choice_passes)):
         if value < 1:
             raise SimqosError(f"{name}: {value} must be >= 1")
     if min_sample_ms <= 0:
@@ -233,6 +234,7 @@ def profile(
         n_samples=samples,
         min_sample_ms=min_sample_ms,
         in_model_passes=passes,
+        choice_passes=choice_passes,
     )
     notes: list[str] = []
     with _progress() as bar:

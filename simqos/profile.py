@@ -12,7 +12,8 @@ A bundle is a folder of one JSON file and a few CSV tables, documented field by 
     raw latency samples (ms) per layer x level: one call each of the chosen kernel, timed
     inside whole-model passes.
 ``kernels.csv``
-    every candidate kernel per layer x level: median (ms) and whether it was exact / chosen.
+    every candidate kernel per layer x level: median alone and inside the model (ms), and
+    whether it was exact / chosen.
 ``end_to_end.csv``
     raw latency samples (ms) of the whole model per level (all layers at that level, chosen
     kernels), and of the dense baseline (level ``DENSE_BASELINE_LEVEL`` = -1: every layer's
@@ -64,7 +65,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "isolated_median_ms", "isolated_calls_per_sample",
     ),
     "latency_samples.csv": ("layer", "level", "sample", "latency_ms"),
-    "kernels.csv": ("layer", "level", "kernel", "median_ms", "status"),
+    "kernels.csv": ("layer", "level", "kernel", "median_ms", "in_model_median_ms", "status"),
     "end_to_end.csv": ("level", "sample", "latency_ms"),
     "routes.csv": ("route", "correct", "n", "accuracy", "ci_low", "ci_high"),
 }

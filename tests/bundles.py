@@ -50,7 +50,9 @@ def write_bundle(
                 "isolated_median_ms": float(pd.Series(s).median()), "isolated_calls_per_sample": 1,
             })
             sample_rows += [{"layer": name, "level": k, "sample": i, "latency_ms": v} for i, v in enumerate(s)]
-            kernel_rows.append({"layer": name, "level": k, "kernel": "dense", "median_ms": s[0], "status": "chosen"})
+            kernel_rows.append(
+                {"layer": name, "level": k, "kernel": "dense", "median_ms": s[0], "in_model_median_ms": s[0], "status": "chosen"}
+            )
     e2e = end_to_end_ms or [sum(float(pd.Series(samples_ms[(n, k)]).median()) for n in names) for k in levels]
     e2e_rows = [{"level": DENSE_BASELINE_LEVEL, "sample": 0, "latency_ms": e2e[0] * 2}]
     e2e_rows += [{"level": k, "sample": 0, "latency_ms": e2e[k]} for k in levels]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -108,11 +108,14 @@ def capture_layer_calls(net: NestedNetwork, x: torch.Tensor) -> dict[str, Captur
 
 @dataclass(frozen=True)
 class KernelTrial:
-    """One candidate kernel for a layer x level: its median (ms) or why it was not timed."""
+    """One candidate kernel for a layer x level: its median alone (ms) or why it was not timed,
+    its weight storage, and (once compared inside the model) its median there."""
 
     kernel: str
     status: str  # "chosen", "exact", "inexact" or "unsupported: <reason>"
     median_ms: float | None
+    resident_bytes: int | None = None
+    in_model_median_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,9 @@ def profile_layer_level(
             continue
         m = timer.measure(lambda built=built: built.fn(*call.args, **call.kwargs), f"{layer.name}@{level}:{name}")
         timed[name] = (m, built)
-        trials.append(KernelTrial(name, "exact", m.median_ms))
+        trials.append(KernelTrial(name, "exact", m.median_ms, built.resident_bytes))
     chosen = min(timed, key=lambda n: timed[n][0].median_ms)
-    trials = [KernelTrial(t.kernel, "chosen", t.median_ms) if t.kernel == chosen else t for t in trials]
+    trials = [replace(t, status="chosen") if t.kernel == chosen else t for t in trials]
     measurement, built = timed[chosen]
 
     params = dict(net.module.named_parameters())

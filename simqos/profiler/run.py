@@ -1,8 +1,9 @@
 """Profile a nested network into a bundle, resumably.
 
-Two passes of measurement. First, per layer and level, every candidate kernel is timed alone
-(:func:`simqos.profiler.measure.profile_layer_level`) and the fastest exact one is chosen. Then,
-per level, the whole model runs with the chosen kernels and every layer call inside it is timed
+Three passes of measurement. First, per layer and level, every candidate kernel is timed alone
+(:func:`simqos.profiler.measure.profile_layer_level`). Then the contenders are compared inside
+the model and each layer keeps the fastest there (:func:`_choose_in_model`). Finally, per level,
+the whole model runs with the chosen kernels and every layer call inside it is timed
 (:func:`simqos.profiler.measure.time_in_model`): those in-model samples, one call each, are the
 latency distribution the bundle ships, because a layer timed alone and repeated keeps its
 weights in cache and looks faster than it is inside the model.
@@ -22,7 +23,7 @@ import platform
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class ProfileSettings:
     min_sample_ms: float = 1.0
     warmup_ms: float = 50.0
     in_model_passes: int = 200
+    choice_passes: int = 20
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ def run_profile(
                     progress(f"{layer.name} level {level}", done, total)
             _write_json(path, [_result_to_dict(r) for r in layer_results])
         results += layer_results
+    results = _choose_in_model(net, results, x, timer, settings, work)
     kernel_by = {(r.layer, r.level): r.kernel for r in results}
     in_model: dict[int, InModelTiming] = {}
     for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]:
@@ -267,6 +270,69 @@ def run_profile(
     staging.replace(out)
     shutil.rmtree(work)
     return profile
+
+
+CONTENDER_FACTOR = 3.0
+"""A kernel is compared inside the model only if, alone, it was within this factor of the best."""
+
+
+def _choose_in_model(
+    net: NestedNetwork,
+    results: list[LayerLevelResult],
+    x: torch.Tensor,
+    timer: TimerOptions,
+    settings: ProfileSettings,
+    work: Path,
+) -> list[LayerLevelResult]:
+    """Re-choose each layer's kernel by its time *inside* the model.
+
+    Alone, a layer's weights stay in cache from one call to the next, which flatters kernels
+    that read many bytes (dense above all). So, per level, every contending kernel (exact, and
+    within CONTENDER_FACTOR of the best alone) gets ``settings.choice_passes`` whole-model
+    passes in which every layer it can run uses it (the others their best alone), and each
+    layer keeps the kernel with the lowest median inside the model.
+    """
+    by_key = {(r.layer, r.level): r for r in results}
+    chosen: list[LayerLevelResult] = []
+    for level in range(net.n_levels):
+        contenders: dict[str, list[str]] = {}
+        for layer in net.layers:
+            r = by_key[(layer.name, level)]
+            timed = [t for t in r.trials if t.median_ms is not None]
+            best = min(t.median_ms for t in timed)
+            contenders[layer.name] = sorted(t.kernel for t in timed if t.median_ms <= CONTENDER_FACTOR * best)
+        path = work / f"choice-{level}.json"
+        if path.exists():
+            medians = json.loads(path.read_text())
+        else:
+            medians = {layer: {} for layer in contenders}
+            names = sorted({k for ks in contenders.values() for k in ks})
+            if any(len(ks) > 1 for ks in contenders.values()):
+                for name in names:
+                    mapping = {
+                        ly: name if name in ks else by_key[(ly, level)].kernel for ly, ks in contenders.items()
+                    }
+                    timing = time_in_model(net, level, mapping, x, timer, settings.choice_passes, f"choice@{level}:{name}")
+                    for ly, ks in contenders.items():
+                        if name in ks:
+                            medians[ly][name] = timing.layers[ly].median_ms
+            _write_json(path, medians)
+        for layer in net.layers:
+            r = by_key[(layer.name, level)]
+            inside = medians[layer.name]
+            final = min(inside, key=inside.get) if inside else r.kernel
+            trials = [
+                replace(
+                    t,
+                    status="chosen" if t.kernel == final else ("exact" if t.status == "chosen" else t.status),
+                    in_model_median_ms=inside.get(t.kernel),
+                )
+                for t in r.trials
+            ]
+            final_trial = next(t for t in trials if t.kernel == final)
+            chosen.append(replace(r, kernel=final, kernel_weight_bytes=final_trial.resident_bytes, trials=trials))
+    order = {(layer.name, k): i for i, (layer, k) in enumerate((ly, k) for ly in net.layers for k in range(net.n_levels))}
+    return sorted(chosen, key=lambda r: order[(r.layer, r.level)])
 
 
 def _assemble(
@@ -365,7 +431,14 @@ def _assemble(
         for i, s in enumerate(in_model[r.level].layers[r.layer].samples_ms)
     ]
     kernel_rows = [
-        {"layer": r.layer, "level": r.level, "kernel": t.kernel, "median_ms": t.median_ms, "status": t.status}
+        {
+            "layer": r.layer,
+            "level": r.level,
+            "kernel": t.kernel,
+            "median_ms": t.median_ms,
+            "in_model_median_ms": t.in_model_median_ms,
+            "status": t.status,
+        }
         for r in results
         for t in r.trials
     ]
