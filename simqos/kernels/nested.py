@@ -184,11 +184,12 @@ class NestedConv:
     """A kxk convolution's nested levels for direct sparse convolution (no unfold).
 
     Per output channel the non-zero weights are ordered sparsest level first, so level k is a
-    prefix ``[start[o], stop[k, o])``. Each weight (c, ky, kx) is stored as its offset into
-    the zero-padded input plane stack; computing it adds a shifted input plane, times the
-    weight, to the output plane — vectorised over pixels. With stride 1 the output is computed
-    on the padded width (a few wasted columns) so that every weight is one contiguous run.
-    Offsets are 32-bit. Groups must be 1.
+    prefix ``[start[o], stop[k, o])``. Each weight is stored with its input channel and its
+    position in the kernel window (16-bit each); for a given input size these become offsets
+    into the zero-padded input plane stack (computed once, cached). Computing a weight adds a
+    shifted input plane, times the weight, to the output plane — vectorised over pixels. With
+    stride 1 the output is computed on the padded width (a few wasted columns) so that every
+    weight is one contiguous run. Groups must be 1.
     """
 
     in_channels: int
@@ -197,7 +198,8 @@ class NestedConv:
     padding: tuple[int, int]
     dilation: tuple[int, int]
     values: np.ndarray  # float32
-    taps: np.ndarray  # int64 (nnz, 3): c, ky, kx of each stored weight
+    channel: np.ndarray  # uint16 (nnz,) input channel of each stored weight (int32 past 65,536)
+    window: np.ndarray  # uint16 (nnz,) its position ky * kw + kx in the kernel window
     start: np.ndarray  # int64 (out,)
     stop: np.ndarray  # int64 (levels, out)
     _offsets: dict = field(default_factory=dict, compare=False, repr=False)  # by input (H, W)
@@ -220,6 +222,7 @@ class NestedConv:
             for k in range(n_levels):
                 stops[k, o] = count + int((rk[o] >= k).sum())
             count += len(held)
+        taps_all = np.concatenate(taps).astype(np.int64) if count else np.zeros((0, 3), np.int64)
         return cls(
             in_channels=w.shape[1],
             kernel=(w.shape[2], w.shape[3]),
@@ -227,15 +230,17 @@ class NestedConv:
             padding=tuple(padding),
             dilation=tuple(dilation),
             values=np.concatenate(values).astype(np.float32) if count else np.zeros(0, np.float32),
-            taps=np.concatenate(taps).astype(np.int64) if count else np.zeros((0, 3), np.int64),
+            channel=taps_all[:, 0].astype(np.uint16 if w.shape[1] <= 1 << 16 else np.int32),
+            window=(taps_all[:, 1] * w.shape[3] + taps_all[:, 2]).astype(np.uint16),
             start=np.array(starts, dtype=np.int64),
             stop=stops,
         )
 
     @property
     def nbytes(self) -> int:
-        """Bytes as deployed: float32 values, 32-bit offsets, per-channel level extents."""
-        return self.values.nbytes + len(self.values) * 4 + self.start.nbytes + self.stop.nbytes
+        """Bytes as stored: float32 values, 16-bit channel and window indices, level extents.
+        (A call also caches, per input size, one 32-bit input offset per weight.)"""
+        return self.values.nbytes + self.channel.nbytes + self.window.nbytes + self.start.nbytes + self.stop.nbytes
 
     def conv(self, level: int, x: np.ndarray) -> np.ndarray:
         """Level ``level`` convolution of x (N, C, H, W) float32 -> (N, out, H_out, W_out)."""
@@ -248,7 +253,8 @@ class NestedConv:
         out_w = wp if wide else w_out
         offsets = self._offsets.get((h, w))
         if offsets is None:  # the same input size comes back every call: compute once
-            offsets = self.taps[:, 0] * hp * wp + self.taps[:, 1] * dh * wp + self.taps[:, 2] * dw
+            ky, kx = np.divmod(self.window.astype(np.int64), kw)
+            offsets = (self.channel.astype(np.int64) * hp * wp + ky * dh * wp + kx * dw).astype(np.int32)
             self._offsets[(h, w)] = offsets
         result = np.empty((n, len(self.start), h_out, w_out), dtype=np.float32)
         padded = np.zeros(c * hp * wp + wp + dw * kw, dtype=np.float32)  # tail: the wide rows' overrun
