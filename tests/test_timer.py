@@ -51,3 +51,10 @@ def test_threads_are_set_and_restored():
     with pytest.raises(ValueError):
         with torch_threads(0):
             pass
+
+
+@pytest.mark.gpu
+def test_cuda_event_timing():
+    a = torch.randn(1024, 1024, device="cuda")
+    m = measure(lambda: a @ a, n_samples=5, cuda_events=True)
+    assert m.median_ms > 0 and m.calls_per_sample >= 1

@@ -62,6 +62,7 @@ class TimerOptions:
             warmup_s=self.warmup_s,
             threads=self.threads,
             sync=self.sync,
+            cuda_events=self.device == "cuda",
         )
 
 
