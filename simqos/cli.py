@@ -335,18 +335,28 @@ def run(
         task = bar.add_task(f"simulate {spec.name}", total=None)
         records = run_plan(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
     summary = summarize(records, plan.model.n_levels)
-    figures = {}
+    write_results(folder, spec, records, summary)
     if spec.outputs.plots:
-        from simqos.plots import accuracy_vs_percentile, latency_ccdf
+        from simqos.report import write_report
 
-        deadline = spec.workload.deadline
-        figures = {
-            "latency_ccdf": latency_ccdf(records, deadline.ms if deadline.kind == "constant" else None),
-            "accuracy_vs_percentile": accuracy_vs_percentile(summary),
-        }
-    write_results(folder, spec, records, summary, figures)
+        with _progress() as bar:
+            task = bar.add_task("report", total=None)
+            write_report(folder, progress=lambda what: bar.update(task, description=f"report: {what}"))
     _print_run_summary(spec, summary)
-    console.print(f"Results: {folder}/ (summary.json, summary.csv, records.csv.gz, plots/)")
+    extra = ", report.md, plots/" if spec.outputs.plots else ""
+    console.print(f"Results: {folder}/ (summary.json, summary.csv, records.csv.gz{extra})")
+
+
+@app.command()
+@_user_errors
+def report(folder: Annotated[Path, typer.Argument(help="A results folder written by simqos run.")]) -> None:
+    """Write the figures the results support and a markdown summary into the results folder."""
+    from simqos.report import write_report
+
+    with _progress() as bar:
+        task = bar.add_task("report", total=None)
+        names = write_report(folder, progress=lambda what: bar.update(task, description=f"report: {what}"))
+    console.print(f"Wrote {folder}/report.md and plots/: {', '.join(names)}")
 
 
 def _fmt_nines(row) -> str:

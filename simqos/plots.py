@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["accuracy_vs_percentile", "latency_ccdf", "policy_colours"]
+__all__ = ["save", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -70,3 +70,86 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     fig.suptitle("Accuracy vs latency percentile per policy")
     fig.tight_layout()
     return fig
+
+
+def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: float | None = None) -> Figure:
+    """Nines of QoS against ``x`` per policy, with the 95 % interval as a band. A zero-miss
+    point has no finite nines: it is drawn as an upward triangle at its lower bound."""
+    policies = list(dict.fromkeys(table["policy"]))
+    colours = policy_colours(policies)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for policy in policies:
+        t = table[table["policy"] == policy].sort_values(x)
+        point = t["nines"].astype(float)
+        high = t["nines_high"].astype(float)
+        shown = point.where(point.notna(), t["nines_low"])
+        ax.plot(t[x], shown, "-o", color=colours[policy], label=policy, markersize=4)
+        ax.fill_between(t[x], t["nines_low"], high.where(high.notna(), shown), color=colours[policy], alpha=0.15)
+        bound = point.isna()
+        if bound.any():
+            ax.scatter(t.loc[bound, x], t.loc[bound, "nines_low"], marker="^", s=60, color=colours[policy], zorder=3)
+    if marker_x is not None:
+        ax.axvline(marker_x, color="black", linestyle=":", linewidth=1)
+        ax.text(marker_x, ax.get_ylim()[1], " scenario", va="top", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("nines of QoS, −log10(miss rate)")
+    ax.set_title(title + "\n(bands: 95 % interval; ▲: no miss, a lower bound)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def profile_layers(layers: pd.DataFrame, kernels: pd.DataFrame, layer_order: list[str]) -> Figure:
+    """Left: each layer's median latency inside the model per level (ms, log colour scale),
+    with its kernel. Right: its speedup over the dense kernel (both timed alone)."""
+    from matplotlib.colors import LogNorm
+
+    levels = sorted(layers["level"].unique())
+    lat = layers.pivot(index="layer", columns="level", values="latency_median_ms").loc[layer_order]
+    kernel = layers.pivot(index="layer", columns="level", values="kernel").loc[layer_order]
+    dense = kernels[kernels["kernel"] == "dense"].pivot(index="layer", columns="level", values="median_ms").loc[layer_order]
+    alone = layers.pivot(index="layer", columns="level", values="isolated_median_ms").loc[layer_order]
+    speedup = dense / alone
+    height = max(3.0, 0.28 * len(layer_order) + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, height), sharey=True)
+    im = left.imshow(lat.to_numpy(), aspect="auto", cmap="viridis", norm=LogNorm())
+    fig.colorbar(im, ax=left, label="median latency in the model (ms)")
+    small = len(layer_order) <= 30
+    for (i, j), value in np.ndenumerate(kernel.to_numpy()):
+        if small:
+            left.text(j, i, value, ha="center", va="center", fontsize=7, color="white")
+    sp = right.imshow(speedup.to_numpy(), aspect="auto", cmap="RdYlGn", vmin=0, vmax=max(2.0, float(np.nanmax(speedup.to_numpy()))))
+    fig.colorbar(sp, ax=right, label="speedup over dense (alone)")
+    for (i, j), value in np.ndenumerate(speedup.to_numpy()):
+        if small:
+            right.text(j, i, f"{value:.1f}x", ha="center", va="center", fontsize=7)
+    for ax in (left, right):
+        ax.set_xticks(range(len(levels)), [f"level {k}" for k in levels])
+    left.set_yticks(range(len(layer_order)), layer_order, fontsize=7 if small else 5)
+    left.set_title("latency per layer and level (kernel chosen)", fontsize=10)
+    right.set_title("where sparsity pays: speedup over dense", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def profile_gap(gap: pd.DataFrame, dense_ms: float) -> Figure:
+    """Per level: the sum of layer medians against the whole model's median, and the dense
+    baseline — what the per-layer samples miss."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(len(gap))
+    ax.bar(x - 0.2, gap["sum_of_layers_ms"], 0.4, label="sum of layer medians")
+    ax.bar(x + 0.2, gap["end_to_end_ms"], 0.4, label="whole model (median)")
+    ax.axhline(dense_ms, color="black", linestyle="--", linewidth=1, label="dense baseline")
+    for xi, row in zip(x, gap.itertuples(index=False)):
+        ax.text(xi + 0.2, row.end_to_end_ms, f"{row.gap_fraction:+.0%}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"level {int(k)}" for k in gap["level"]])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Sum of layers vs whole model (gap in %)", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, path) -> None:
+    """Write ``fig`` as a PNG (120 dpi) and free it."""
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

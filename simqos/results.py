@@ -2,8 +2,9 @@
 
 Files: ``scenario.yaml`` (the resolved scenario), ``records.csv.gz`` (one row per request and
 policy; columns below), ``summary.csv`` and ``summary.json`` (one row per policy, see
-:func:`simqos.metrics.summarize`, plus provenance), and ``plots/`` (figures). Everything is
-written into ``OUT.partial/`` and renamed to ``OUT`` at the end, replacing an older run only then.
+:func:`simqos.metrics.summarize`, plus provenance). Everything is written into ``OUT.partial/``
+and renamed to ``OUT`` at the end, replacing an older run only then. Figures and ``report.md``
+are added afterwards by :mod:`simqos.report`.
 
 Record columns: replication, policy, request (index in the replication), warmup (excluded from
 summaries), arrival_s, start_s, finish_s, deadline_s (absolute, simulated seconds), latency_ms
@@ -63,9 +64,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def write_results(
-    out: Path, scenario: Scenario, records: pd.DataFrame, summary: pd.DataFrame, figures: dict | None = None
-) -> None:
+def write_results(out: Path, scenario: Scenario, records: pd.DataFrame, summary: pd.DataFrame) -> None:
     """Write a complete results folder at ``out`` (see the module doc)."""
     work = out.with_name(out.name + ".partial")
     try:
@@ -80,10 +79,6 @@ def write_results(
     summary.to_csv(work / "summary.csv", index=False, float_format="%.6g")
     rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
     (work / "summary.json").write_text(json.dumps({"provenance": provenance(scenario), "policies": rows}, indent=2) + "\n")
-    if figures:
-        (work / "plots").mkdir()
-        for name, fig in figures.items():
-            fig.savefig(work / "plots" / f"{name}.png", dpi=120, bbox_inches="tight")
     if out.exists():
         shutil.rmtree(out)
     work.replace(out)

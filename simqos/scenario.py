@@ -337,4 +337,4 @@ def load_scenario(path: str | Path) -> Scenario:
         raise SimqosError(f"{path}: no such scenario file; the shipped ones are in scenarios/") from None
     except yaml.YAMLError as exc:
         raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_scenario(raw, str(path), path.parent)
+    return parse_scenario(raw, str(path), path.parent.resolve())

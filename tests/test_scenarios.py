@@ -22,8 +22,15 @@ def test_shipped_scenario_runs(path, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--requests", "1500", "--replications", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for name in ("summary.json", "summary.csv", "records.csv.gz", "scenario.yaml", "plots/latency_ccdf.png", "plots/accuracy_vs_percentile.png"):
+    for name in ("summary.json", "summary.csv", "records.csv.gz", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
+                 "plots/accuracy_vs_percentile.png", "plots/profile_layers.png", "plots/profile_gap.png"):
         assert (out / name).exists(), name
+    raw = yaml.safe_load(path.read_text())
+    constant_deadline = raw["workload"]["deadline"]["kind"] == "constant"
+    assert (out / "plots" / "nines_vs_deadline.png").exists() == constant_deadline
+    assert (out / "plots" / "nines_vs_load.png").exists() == (raw["workload"]["arrival"]["kind"] in ("poisson", "periodic"))
+    report = (out / "report.md").read_text()
+    assert "Δ nines vs" in report and all(p in report for p in pd.read_csv(out / "summary.csv")["policy"])
     assert not (tmp_path / "out.partial").exists()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == len(yaml.safe_load(path.read_text())["policies"])
@@ -117,3 +124,18 @@ def test_a_users_registered_policy_runs_from_yaml(tmp_path):
     assert result.exit_code == 0, result.output
     records = pd.read_csv(tmp_path / "out" / "records.csv.gz", dtype={"route": str})
     assert set(records["route"].dropna()) == {"0-0-1-1"}
+
+
+def test_report_command(tmp_path):
+    out = tmp_path / "r"
+    raw = copy.deepcopy(BASE)
+    raw.update(requests=600, warmup_requests=0, replications=1, outputs={"plots": False})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert runner.invoke(app, ["run", str(path), "--out", str(out)]).exit_code == 0
+    assert not (out / "report.md").exists()
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.md").exists() and (out / "plots" / "nines_vs_deadline.png").exists()
+    missing = runner.invoke(app, ["report", str(tmp_path)])
+    assert missing.exit_code == 2 and "not a results folder" in missing.output

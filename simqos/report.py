@@ -1,0 +1,115 @@
+"""``simqos report``: the figures a results folder supports, and a short markdown summary.
+
+Figures (in ``plots/``): the latency CCDF per policy, accuracy vs latency percentile, nines of
+QoS vs deadline and vs load (each from a small in-process sweep around the scenario's own
+value, when the scenario has a constant deadline / a Poisson or periodic arrival rate), and two
+views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
+``report.md`` has the per-policy table and each policy's change against the static baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from simqos import plots
+from simqos.errors import SimqosError
+from simqos.profile import load_profile
+from simqos.results import read_results
+from simqos.scenario import Scenario, parse_scenario
+from simqos.study import override, vary
+
+__all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "write_report"]
+
+DEADLINE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+LOAD_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5)
+SWEEP_REQUESTS = 20_000
+"""Requests per replication in the report's sweeps (fewer if the scenario has fewer)."""
+
+
+def _load_field(scenario: Scenario) -> tuple[str, float, str] | None:
+    arrival = scenario.workload.arrival
+    if arrival.kind == "poisson":
+        return "workload.arrival.rate_hz", arrival.rate_hz, "arrival rate (requests/s)"
+    if arrival.kind == "periodic":
+        return "workload.arrival.fps", arrival.fps, "frame rate (frames/s)"
+    return None
+
+
+def _fmt(value: object, pattern: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, pattern)
+
+
+def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> str:
+    baseline = next((p for p in summary["policy"] if str(p).startswith("static L0")), summary["policy"].iloc[0])
+    base = summary.set_index("policy").loc[baseline]
+    lines = [
+        f"# {scenario.name}",
+        "",
+        f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replications, "
+        f"seed {scenario.seed}, profile `{scenario.profile.name}`.",
+        "",
+        "| policy | nines [95 % CI] | miss % | p50 ms | p99 ms | p99.9 ms | accuracy | at deadline | Δ nines vs "
+        f"{baseline} | Δ accuracy (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in summary.iterrows():
+        nines = f"≥ {row['nines_low']:.2f}" if pd.isna(row["nines"]) else (
+            f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
+        )
+        d_nines = "—" if pd.isna(row["nines"]) or pd.isna(base["nines"]) else f"{row['nines'] - base['nines']:+.2f}"
+        d_acc = "—" if pd.isna(row["mean_accuracy"]) else f"{100 * (row['mean_accuracy'] - base['mean_accuracy']):+.2f}"
+        lines.append(
+            f"| {row['policy']} | {nines} | {100 * row['miss_rate']:.3f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+            f"{row['p99.9_ms']:.2f} | {_fmt(row['mean_accuracy'], '.2%')} | {_fmt(row['accuracy_at_deadline'], '.2%')} | "
+            f"{d_nines} | {d_acc} |"
+        )
+    lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folder: Path, progress: Callable[[str], None] | None = None) -> list[str]:
+    """Write ``plots/*.png`` and ``report.md`` into a results folder; returns the figure names."""
+    folder = Path(folder)
+    _, summary, records = read_results(folder)
+    try:
+        scenario = parse_scenario(yaml.safe_load((folder / "scenario.yaml").read_text()), str(folder / "scenario.yaml"))
+    except FileNotFoundError:
+        raise SimqosError(f"{folder}: not a results folder (no scenario.yaml)") from None
+    (folder / "plots").mkdir(exist_ok=True)
+    figures: dict[str, object] = {}
+    notes: list[str] = []
+    deadline = scenario.workload.deadline
+    if records is not None:
+        figures["latency_ccdf"] = plots.latency_ccdf(records, deadline.ms if deadline.kind == "constant" else None)
+    figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
+    small = override(scenario, "requests", min(scenario.requests or SWEEP_REQUESTS, SWEEP_REQUESTS)) if scenario.requests else scenario
+    if deadline.kind == "constant":
+        if progress:
+            progress("nines vs deadline")
+        table = vary(small, "workload.deadline.ms", [deadline.ms * f for f in DEADLINE_FACTORS])
+        figures["nines_vs_deadline"] = plots.nines_vs(table, "ms", "deadline (ms)", "Nines of QoS vs deadline", deadline.ms)
+    else:
+        notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
+    load = _load_field(scenario)
+    if load is not None:
+        if progress:
+            progress("nines vs load")
+        path, value, label = load
+        column = path.rsplit(".", 1)[-1]
+        table = vary(small, path, [value * f for f in LOAD_FACTORS])
+        figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value)
+    else:
+        notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
+    profile = load_profile(scenario.profile)
+    figures["profile_layers"] = plots.profile_layers(profile.layers, profile.kernels, profile.layer_names)
+    figures["profile_gap"] = plots.profile_gap(profile.end_to_end_gap(), profile.dense_end_to_end_ms)
+    for name, fig in figures.items():
+        plots.save(fig, folder / "plots" / f"{name}.png")
+    notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
+    (folder / "report.md").write_text(_markdown(scenario, summary, notes))
+    return list(figures)
