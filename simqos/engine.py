@@ -42,7 +42,7 @@ from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.workload import arrivals_from_spec, deadlines_from_spec, read_arrivals_csv
 
-__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "run_plan", "run_policy", "sample_inputs"]
+__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "run_plan", "run_policy", "sample_inputs"]
 
 OUTCOMES = ("met", "missed", "dropped")
 """Request outcomes: finished by the deadline, finished late, or never served."""
@@ -311,6 +311,33 @@ def run_policy(
             "accuracy": pd.Series(route_code).map(accuracy).to_numpy(dtype=float),
         }
     )
+
+
+class _Recorder(Policy):
+    """Wraps a policy and keeps the states and choices of one request's decisions."""
+
+    def __init__(self, inner: Policy, request: int) -> None:
+        super().__init__(inner.params, inner.model)
+        self.inner, self.request, self.rows = inner, request, []
+
+    def choose(self, state: DecisionState) -> int:
+        level = self.inner.choose(state)
+        if state.request == self.request:
+            self.rows.append({**state._asdict(), "chosen": level})
+        return level
+
+
+def decisions(plan: Plan, inputs: ReplicationInputs, policy_index: int, request: int) -> pd.DataFrame:
+    """Every decision the policy made for ``request`` (SimPy reference): the state it saw
+    (time, segment, speed, least sparse resident level, queue behind it) and the level it chose."""
+    recorder = _Recorder(plan.policy_factories[policy_index](), request)
+    server = _Server(plan, inputs, recorder)
+    env = simpy.Environment()
+    env.process(server.process(env))
+    env.run()
+    table = pd.DataFrame(recorder.rows).drop(columns=["route_finish_s"])
+    table["queued"] = table.pop("queued_deadlines_s").map(len)
+    return table
 
 
 def run_plan(plan: Plan, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:

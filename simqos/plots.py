@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # files, not windows: also safe on machines without a display
+if "ipykernel" not in sys.modules:  # files, not windows (notebooks keep their inline backend)
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -12,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["save", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers"]
+__all__ = ["save", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -153,3 +156,61 @@ def save(fig: Figure, path) -> None:
     """Write ``fig`` as a PNG (120 dpi) and free it."""
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def timeline(
+    records: pd.DataFrame,
+    policy: str,
+    speed: tuple[np.ndarray, np.ndarray],
+    resident: tuple[np.ndarray, np.ndarray],
+    start_s: float,
+    window_s: float,
+    deadline_ms: float | None = None,
+) -> Figure:
+    """Why a request missed: the device's speed factor and least sparse resident level over
+    ``[start_s, start_s + window_s]`` (top), and ``policy``'s requests in that window (bottom:
+    latency at arrival, coloured by outcome, shaped by route; rerouted ones ringed).
+
+    ``speed`` and ``resident`` are (breakpoint times s, values) of piecewise-constant traces.
+    """
+    end_s = start_s + window_s
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    for (times, values), ax, label, colour in (
+        (speed, top, "speed factor", "tab:blue"),
+        (resident, top.twinx(), "least sparse resident level", "tab:purple"),
+    ):
+        inside = (times < end_s) & (np.append(times[1:], np.inf) > start_s)
+        t = np.clip(times[inside], start_s, None)
+        ax.step(np.append(t, end_s), np.append(values[inside], values[inside][-1]), where="post", color=colour)
+        ax.set_ylabel(label, color=colour, fontsize=8)
+        if ax is not top:  # levels are indices
+            ax.set_yticks(range(int(values.max()) + 1))
+            ax.set_ylim(-0.3, max(1, int(values.max())) + 0.3)
+    top.set_title(f"Device and requests under {policy}", fontsize=10)
+    r = records[(records["policy"] == policy) & (records["arrival_s"] >= start_s) & (records["arrival_s"] <= end_s)]
+    colours = {"met": "tab:green", "missed": "tab:red", "dropped": "tab:gray"}
+    shapes = {"least sparse": "o", "mixed": "s", "sparsest": "^"}
+    route_class = r["route"].fillna("").map(
+        lambda route: "" if not route else ("least sparse" if set(route.split("-")) == {"0"} else ("mixed" if len(set(route.split("-"))) > 1 else "sparsest"))
+    )
+    top_y = float(np.nanmax(r["latency_ms"])) * 1.2 if r["latency_ms"].notna().any() else 1.0
+    for outcome, colour in colours.items():
+        for cls, shape in shapes.items():
+            pick = (r["outcome"] == outcome) & (route_class == cls)
+            if pick.any():
+                bottom.scatter(r.loc[pick, "arrival_s"], r.loc[pick, "latency_ms"], c=colour, marker=shape, s=18, label=f"{outcome}, {cls}")
+        dropped = (r["outcome"] == outcome) & (route_class == "")
+        if dropped.any():
+            bottom.scatter(r.loc[dropped, "arrival_s"], np.full(int(dropped.sum()), top_y), c=colour, marker="v", s=18, label=f"{outcome} (not served)")
+    rerouted = r["reroutes"] > 0
+    if rerouted.any():
+        bottom.scatter(r.loc[rerouted, "arrival_s"], r.loc[rerouted, "latency_ms"], facecolors="none", edgecolors="black", s=60, label="rerouted")
+    if deadline_ms is not None:
+        bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("arrival time (s)")
+    bottom.set_ylabel("latency (ms)")
+    bottom.legend(fontsize=7, ncol=2)
+    bottom.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig

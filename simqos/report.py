@@ -2,8 +2,8 @@
 
 Figures (in ``plots/``): the latency CCDF per policy, accuracy vs latency percentile, nines of
 QoS vs deadline and vs load (each from a small in-process sweep around the scenario's own
-value, when the scenario has a constant deadline / a Poisson or periodic arrival rate), and two
-views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
+value, when the scenario has a constant deadline / a Poisson or periodic arrival rate), a
+timeline of the device and the requests around a miss, and two views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
 ``report.md`` has the per-policy table and each policy's change against the static baseline.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
+from simqos.engine import build_plan, sample_inputs
 from simqos.errors import SimqosError
 from simqos.profile import load_profile
 from simqos.results import read_results
@@ -72,6 +73,33 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> st
     return "\n".join(lines) + "\n"
 
 
+TIMELINE_WINDOW_S = 1.0
+
+
+def _timeline(scenario: Scenario, records: pd.DataFrame):
+    """Replication 0 around the first miss of deadline_aware (else the first policy that is not
+    static, else the first), its traces re-drawn from the seed (inputs are deterministic)."""
+    plan = build_plan(scenario)
+    inputs = sample_inputs(plan, 0)
+    rep0 = records[(records["replication"] == 0) & ~records["warmup"]]
+    policy = next(
+        (p for p in plan.labels if p.startswith("deadline_aware")),
+        next((p for p in plan.labels if not p.startswith("static")), plan.labels[0]),
+    )
+    misses = rep0[(rep0["policy"] == policy) & (rep0["outcome"] != "met")]
+    centre = float(misses["arrival_s"].iloc[0]) if len(misses) else float(rep0["arrival_s"].iloc[0])
+    deadline = scenario.workload.deadline
+    return plots.timeline(
+        rep0,
+        policy,
+        (inputs.speed.trace.times_s, inputs.speed.trace.values),
+        (inputs.resident.times_s, inputs.resident.values),
+        max(0.0, centre - TIMELINE_WINDOW_S / 2),
+        TIMELINE_WINDOW_S,
+        deadline.ms if deadline.kind == "constant" else None,
+    )
+
+
 def write_report(folder: Path, progress: Callable[[str], None] | None = None) -> list[str]:
     """Write ``plots/*.png`` and ``report.md`` into a results folder; returns the figure names."""
     folder = Path(folder)
@@ -105,6 +133,8 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
         figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value)
     else:
         notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
+    if records is not None:
+        figures["timeline"] = _timeline(scenario, records)
     profile = load_profile(scenario.profile)
     figures["profile_layers"] = plots.profile_layers(profile.layers, profile.kernels, profile.layer_names)
     figures["profile_gap"] = plots.profile_gap(profile.end_to_end_gap(), profile.dense_end_to_end_ms)
