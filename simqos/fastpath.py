@@ -76,7 +76,7 @@ def _fitting(table, segment, floor, budget_s, speed, n_levels):
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
     capacity, late_drop, sparsest_median_ms,
-    kind, static_level, table, slack_ms, back_up, count_queue, candidates,
+    kind, static_level, table, slack_ms, back_up, count_queue, candidates, oracle_margin_ms,
 ):  # fmt: skip
     n = len(arrivals)
     n_levels, n_segments = work.shape[1], work.shape[2]
@@ -116,7 +116,7 @@ def _serve(
                     if math.isinf(t):
                         break
                     t = _finish(times, speeds, cum, t, work[i, candidates[r, seg], seg])
-                if t <= deadline:
+                if t <= deadline - oracle_margin_ms / 1e3:
                     best = r
                     break
                 if t < best_finish:
@@ -198,4 +198,5 @@ def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
         getattr(params, "back_up", False),
         getattr(params, "count_queue", False),
         candidates,
+        getattr(params, "margin_ms", 0.0),
     )

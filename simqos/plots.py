@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["save", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
+__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -212,5 +212,38 @@ def timeline(
     bottom.set_ylabel("latency (ms)")
     bottom.legend(fontsize=7, ncol=2)
     bottom.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_frontier(table: pd.DataFrame) -> Figure:
+    """Accuracy vs latency p50 / p99 / p99.9, each policy family a curve traced by its knob
+    (``table`` has columns family, knob, the percentiles and mean_accuracy); the oracle's curve,
+    traced by its planning margin, is the frontier the others are measured against."""
+    families = list(dict.fromkeys(table["family"]))
+    colours = policy_colours(families)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    for ax, col in zip(axes, ("p50_ms", "p99_ms", "p99.9_ms")):
+        for family in families:
+            t = table[table["family"] == family].sort_values(col)
+            oracle = family == "oracle"
+            ax.plot(t[col], t["mean_accuracy"], "--" if oracle else "-o", color="black" if oracle else colours[family],
+                    linewidth=2 if oracle else 1.2, markersize=4, label=f"{family} (frontier)" if oracle else family)
+            if family == "static":  # the level is the one knob worth naming on the plot
+                for _, row in t.iterrows():
+                    ax.annotate(f"L{int(row['knob'])}", (row[col], row["mean_accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        spread = table[col].max() / table[col].min()
+        if spread >= 10:  # a log axis only where the values span decades
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        if table["mean_accuracy"].isna().all():
+            ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
+    axes[0].set_ylabel("mean top-1 accuracy of served requests")
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Accuracy vs latency percentile, each policy traced by its knob "
+                 "(static: level; greedy, deadline_aware: quantile; oracle: margin ms)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -183,7 +183,12 @@ class Oracle(Policy):
     """Clairvoyant per request: at the start it tries every route (every measured one, most
     accurate first; or every monotone one when accuracy is unavailable) with this request's
     own draws and the future device trace, and follows the first that meets the deadline —
-    or, if none does, the one that finishes first. An upper bound, not a deployable policy."""
+    or, if none does, the one that finishes first. An upper bound, not a deployable policy.
+    ``margin_ms`` plans to finish that much before the deadline: raising it trades accuracy for
+    latency, and traces the oracle's frontier."""
+
+    class Params(Policy.Params):
+        margin_ms: float = Field(default=0.0, ge=0)
 
     def __init__(self, params: BaseModel, model: ServiceModel) -> None:
         super().__init__(params, model)
@@ -193,9 +198,10 @@ class Oracle(Policy):
     def choose(self, state: DecisionState) -> int:
         if self._plan[0] != state.request:
             best, best_finish = self.candidates[0], float("inf")
+            target = state.deadline_s - self.params.margin_ms / 1e3
             for route in self.candidates:
                 finish = state.route_finish_s(route)
-                if finish <= state.deadline_s:
+                if finish <= target:
                     best = route
                     break
                 if finish < best_finish:

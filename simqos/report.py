@@ -17,7 +17,8 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import build_plan, sample_inputs
+from simqos.engine import build_plan, run_plan, sample_inputs
+from simqos.metrics import summarize
 from simqos.errors import SimqosError
 from simqos.profile import load_profile
 from simqos.results import read_results
@@ -74,6 +75,31 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> st
 
 
 TIMELINE_WINDOW_S = 1.0
+QUANTILES = (0.3, 0.5, 0.7, 0.9, 0.99)
+MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
+
+
+def _knob_table(scenario: Scenario) -> pd.DataFrame:
+    """One run with every policy family at several settings of its knob: static at each level,
+    greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
+    parameters), the oracle at several planning margins (fractions of the deadline)."""
+    n_levels = build_plan(scenario).model.n_levels
+    da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
+    da = {k: v for k, v in da.items() if k != "quantile"}
+    deadline = scenario.workload.deadline
+    base_ms = deadline.ms if deadline.kind == "constant" else (
+        deadline.median_ms if deadline.kind == "lognormal" else (deadline.low_ms + deadline.high_ms) / 2
+    )
+    specs = [("static", k, {"kind": "static", "level": k}) for k in range(n_levels)]
+    specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
+    specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
+    specs += [("oracle", round(f * base_ms, 2), {"kind": "oracle", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
+    policies = [{**spec, "label": f"{family} {knob}"} for family, knob, spec in specs]
+    plan = build_plan(override(scenario, "policies", policies))
+    summary = summarize(run_plan(plan), plan.model.n_levels)
+    summary["family"] = [family for family, _, _ in specs]
+    summary["knob"] = [knob for _, knob, _ in specs]
+    return summary
 
 
 def _timeline(scenario: Scenario, records: pd.DataFrame):
@@ -114,8 +140,11 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     deadline = scenario.workload.deadline
     if records is not None:
         figures["latency_ccdf"] = plots.latency_ccdf(records, deadline.ms if deadline.kind == "constant" else None)
-    figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
     small = override(scenario, "requests", min(scenario.requests or SWEEP_REQUESTS, SWEEP_REQUESTS)) if scenario.requests else scenario
+    figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
+    if progress:
+        progress("accuracy frontier")
+    figures["accuracy_frontier"] = plots.accuracy_frontier(_knob_table(small if scenario.requests else scenario))
     if deadline.kind == "constant":
         if progress:
             progress("nines vs deadline")

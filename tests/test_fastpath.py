@@ -34,6 +34,7 @@ POLICIES = [
     {"kind": "deadline_aware"},
     {"kind": "deadline_aware", "back_up": True, "count_queue": True, "slack_ms": 0.3, "label": "da-all"},
     {"kind": "oracle"},
+    {"kind": "oracle", "margin_ms": 1.0, "label": "oracle-margin"},
 ]
 
 
