@@ -23,7 +23,8 @@ def test_shipped_scenario_runs(path, tmp_path):
     result = runner.invoke(app, ["run", str(path), "--requests", "1500", "--replications", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     for name in ("summary.json", "summary.csv", "records.csv.gz", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
-                 "plots/accuracy_vs_percentile.png", "plots/profile_layers.png", "plots/profile_gap.png"):
+                 "plots/accuracy_vs_percentile.png", "plots/accuracy_frontier.png", "plots/timeline.png",
+                 "plots/profile_layers.png", "plots/profile_gap.png"):
         assert (out / name).exists(), name
     raw = yaml.safe_load(path.read_text())
     constant_deadline = raw["workload"]["deadline"]["kind"] == "constant"
