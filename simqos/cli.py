@@ -349,6 +349,37 @@ def run(
 
 @app.command()
 @_user_errors
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="A sweep YAML file, e.g. scenarios/iot-sweep.yaml.")],
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (default: runs/sweep-NAME).")] = None,
+    executor: Annotated[str, typer.Option(help="local (processes) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="dask scheduler address, e.g. tcp://HOST:8786 (default: a LocalCluster).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
+) -> None:
+    """Run a base scenario over a grid of overrides and seeds, resumably; write a tidy table."""
+    import time as _time
+
+    from simqos.sweep import load_sweep, run_sweep
+
+    _, base, cells = load_sweep(sweep_file)
+    folder = out or Path("runs") / f"sweep-{sweep_file.stem}"
+    started = _time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(f"sweep {sweep_file.stem}", total=len(cells), rate="")
+
+        def tick(done: int, total: int, simulated: int, _name: str) -> None:
+            rate = simulated / max(_time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:,.0f} requests/s")
+
+        results = run_sweep(base, cells, folder, executor=executor, workers=workers, scheduler=scheduler, progress=tick)
+    console.print(f"{len(cells)} cells, {len(results)} rows: {folder}/results.csv (cells in {folder}/cells/)")
+
+
+@app.command()
+@_user_errors
 def report(folder: Annotated[Path, typer.Argument(help="A results folder written by simqos run.")]) -> None:
     """Write the figures the results support and a markdown summary into the results folder."""
     from simqos.report import write_report

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from simqos.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(p for p in (ROOT / "scenarios").glob("*.yaml") if not p.name.endswith(".sweep.yaml"))
 GOLDEN = Path(__file__).parent / "golden" / "iot-short-summary.csv"
 runner = CliRunner()
 

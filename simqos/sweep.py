@@ -1,0 +1,212 @@
+"""Sweeps: a base scenario x a grid (or list) of overrides by dotted path x seeds, run as cells
+on an executor — local processes, or a dask.distributed cluster — resumably.
+
+A sweep file (YAML)::
+
+    base: iot.yaml                  # relative to the sweep file
+    grid:                           # every combination (or ``cells:``, a list of overrides)
+      workload.deadline.ms: [4, 8, 16]
+      workload.arrival.rate_hz: [50, 100]
+    seeds: [1, 2]                   # each cell runs once per seed (default: the base's seed)
+    requests: 20000                 # optional overrides of the base for every cell
+    replications: 2
+
+Each finished cell is written at once to ``OUT/cells/<id>.csv`` (its policies' summary rows and
+its parameters); a cell that fails is written as ``<id>.error`` with its message and does not
+stop the others. Running the same sweep again skips finished cells (failed ones are retried),
+so an interrupted sweep loses only the cells in flight. ``OUT/results.csv`` is the tidy table
+(one row per cell x policy) once every cell is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simqos.errors import SimqosError
+from simqos.scenario import Scenario, load_scenario
+
+__all__ = ["Cell", "SweepSpec", "load_sweep", "run_cell", "run_sweep"]
+
+
+class SweepSpec(BaseModel):
+    """A sweep file, validated; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: Path
+    grid: dict[str, list[Any]] | None = None
+    cells: list[dict[str, Any]] | None = None
+    seeds: list[int] | None = None
+    requests: int | None = Field(default=None, gt=0)
+    replications: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_design(self) -> SweepSpec:
+        if (self.grid is None) == (self.cells is None):
+            raise ValueError("give exactly one of grid or cells")
+        if self.grid is not None and any(len(v) == 0 for v in self.grid.values()):
+            raise ValueError("every grid entry needs at least one value")
+        return self
+
+
+Cell = dict[str, Any]
+"""A cell's overrides by dotted path, seed included."""
+
+
+def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
+    """Read a sweep file, its base scenario, and expand its cells (validated up front)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SimqosError(f"{path}: no such sweep file") from None
+    except yaml.YAMLError as exc:
+        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SimqosError(f"{path}: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+    base = load_scenario(path.parent / spec.base)
+    if spec.grid is not None:
+        keys = list(spec.grid)
+        designs = [dict(zip(keys, combo)) for combo in itertools.product(*spec.grid.values())]
+    else:
+        designs = [dict(c) for c in spec.cells]
+    common: Cell = {}
+    if spec.requests is not None:  # the warm-up first, so that it stays below the requests
+        common["warmup_requests"] = min(base.warmup_requests, spec.requests // 10)
+        common["requests"] = spec.requests
+    if spec.replications is not None:
+        common["replications"] = spec.replications
+    cells = [{**common, **d, "seed": seed} for d in designs for seed in (spec.seeds or [base.seed])]
+    from simqos.study import override
+
+    for cell in cells:  # describe, then run: every cell must validate before any runs
+        _scenario(base, cell, override)
+    return spec, base, cells
+
+
+def _scenario(base: Scenario, cell: Cell, override: Callable) -> Scenario:
+    scenario = base
+    for dotted, value in cell.items():
+        scenario = override(scenario, dotted, value)
+    return scenario
+
+
+def cell_id(cell: Cell) -> str:
+    """A stable name for a cell: a hash of its overrides."""
+    return hashlib.sha256(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
+    """Simulate one cell; its policies' summary rows with the cell's parameters as columns.
+
+    ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
+    classes made at import time, which do not pickle)."""
+    from simqos.engine import build_plan, run_plan
+    from simqos.metrics import summarize
+    from simqos.scenario import parse_scenario
+    from simqos.study import override
+
+    if isinstance(base, dict):
+        base = parse_scenario(base, "sweep base")
+    plan = build_plan(_scenario(base, cell, override))
+    started = time.perf_counter()
+    records = run_plan(plan)
+    seconds = time.perf_counter() - started
+    summary = summarize(records, plan.model.n_levels)
+    summary.insert(0, "cell", cell_id(cell))
+    for key, value in cell.items():
+        summary[key] = value
+    summary["simulated_requests"] = len(records)
+    summary["seconds"] = seconds
+    return summary
+
+
+def _safe_run(base: dict, cell: Cell) -> tuple[Cell, pd.DataFrame | None, str | None]:
+    try:
+        return cell, run_cell(base, cell), None
+    except Exception as exc:  # a failing cell is recorded, not fatal to the sweep
+        return cell, None, f"{type(exc).__name__}: {exc}"
+
+
+Progress = Callable[[int, int, int, str], None]
+"""Called with (cells done, cells in all, requests simulated so far, last cell's id)."""
+
+
+def run_sweep(
+    base: Scenario,
+    cells: list[Cell],
+    out: Path,
+    executor: Literal["local", "dask"] = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``)."""
+    folder = out / "cells"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    todo = [c for c in cells if not (folder / f"{cell_id(c)}.csv").exists()]
+    base_json = base.model_dump(mode="json")
+    done, simulated = len(cells) - len(todo), 0
+
+    def record(cell: Cell, table: pd.DataFrame | None, error: str | None) -> None:
+        nonlocal done, simulated
+        name = cell_id(cell)
+        if table is None:
+            (folder / f"{name}.error").write_text(json.dumps({"cell": cell, "error": error}, default=str) + "\n")
+        else:
+            tmp = folder / f"{name}.csv.tmp"
+            table.to_csv(tmp, index=False)
+            tmp.replace(folder / f"{name}.csv")  # a cell is on disk whole or not at all
+            (folder / f"{name}.error").unlink(missing_ok=True)
+            simulated += int(table["simulated_requests"].iloc[0])
+        done += 1
+        if progress:
+            progress(done, len(cells), simulated, name)
+
+    if executor == "local":
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_safe_run, base_json, c) for c in todo]
+            for future in as_completed(futures):
+                record(*future.result())
+    elif executor == "dask":
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
+
+        cluster = None if scheduler else LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True)
+        try:
+            with Client(scheduler or cluster) as client:
+                futures = [client.submit(_safe_run, base_json, c, pure=False) for c in todo]
+                for future in dask_completed(futures):
+                    record(*future.result())
+        finally:
+            if cluster is not None:
+                cluster.close()
+    else:
+        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    tables = [pd.read_csv(folder / f"{cell_id(c)}.csv") for c in cells if (folder / f"{cell_id(c)}.csv").exists()]
+    errors = [c for c in cells if (folder / f"{cell_id(c)}.error").exists()]
+    results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    results.to_csv(out / "results.csv", index=False)
+    if errors:
+        raise SimqosError(
+            f"{out}: {len(errors)} of {len(cells)} cells failed (see {folder}/*.error); "
+            "the others are in results.csv, and running the sweep again retries the failed ones"
+        )
+    return results

@@ -1,0 +1,112 @@
+"""Sweeps: cells, the local and the dask executor (a real LocalCluster on loopback), resuming
+after a kill, failing cells recorded."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simqos.cli import app
+from simqos.errors import SimqosError
+from simqos.sweep import cell_id, load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def _sweep_file(tmp_path, **extra):
+    spec = {
+        "base": str(ROOT / "scenarios" / "iot.yaml"),
+        "grid": {"workload.deadline.ms": [4, 8], "workload.arrival.rate_hz": [60, 120]},
+        "seeds": [1, 2],
+        "requests": 800,
+        "replications": 1,
+        **extra,
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _sorted(table):
+    return table.sort_values(["cell", "policy"]).reset_index(drop=True).drop(columns=["seconds"])
+
+
+def test_cells_expand_the_grid_and_seeds(tmp_path):
+    _, base, cells = load_sweep(_sweep_file(tmp_path))
+    assert len(cells) == 2 * 2 * 2
+    assert {c["seed"] for c in cells} == {1, 2} and all(c["requests"] == 800 for c in cells)
+    assert len({cell_id(c) for c in cells}) == len(cells)
+
+
+def test_local_and_dask_give_the_same_results(tmp_path):
+    _, base, cells = load_sweep(_sweep_file(tmp_path))
+    local = run_sweep(base, cells, tmp_path / "local", executor="local", workers=2)
+    dask = run_sweep(base, cells, tmp_path / "dask", executor="dask", workers=2)
+    assert len(local) == len(cells) * len(base.policies)
+    pd.testing.assert_frame_equal(_sorted(local), _sorted(dask))
+
+
+def test_a_failing_cell_is_recorded_and_the_rest_finish(tmp_path):
+    _, base, cells = load_sweep(_sweep_file(tmp_path))
+    broken = [cells[0] | {"policies": [{"kind": "static", "level": 9}]}] + cells[1:3]  # level 9 does not exist
+    with pytest.raises(SimqosError, match="1 of 3 cells failed"):
+        run_sweep(base, broken, tmp_path / "out", workers=2)
+    assert (tmp_path / "out" / "cells" / f"{cell_id(broken[0])}.error").exists()
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2 * len(base.policies)
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    path = _sweep_file(tmp_path, requests=6000, grid={"workload.deadline.ms": [3, 4, 5, 6, 8, 12], "workload.arrival.rate_hz": [60, 120]})
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simqos", "sweep", str(path), "--out", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    cells_dir = out / "cells"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cells_dir.glob("*.csv"))) < 3:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name for p in cells_dir.glob("*.csv")}
+    assert 3 <= len(finished) < 24, "the sweep should have been killed midway"
+    before = {name: (cells_dir / name).stat().st_mtime_ns for name in finished}
+    result = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert all((cells_dir / name).stat().st_mtime_ns == t for name, t in before.items()), "finished cells were re-run"
+    assert len(pd.read_csv(out / "results.csv")) == 24 * 5
+
+
+IOT = str(ROOT / "scenarios" / "iot.yaml")
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ({"base": IOT}, "exactly one of grid or cells"),
+    ({"base": IOT, "grid": {"workload.deadline.ms": []}}, "at least one value"),
+    ({"base": IOT, "grid": {"workload.deadlin.ms": [4]}}, "deadlin"),
+    ({"base": IOT, "grid": {"workload.arrival.rate_hz": [-1]}}, "rate_hz"),
+    ({"base": IOT, "cells": [{"seed": 1}], "colour": 1}, "colour"),
+    ({"base": "missing.yaml", "cells": [{"seed": 1}]}, "no such scenario file"),
+])
+def test_bad_sweep_files(tmp_path, spec, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and fragment in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_sweep_runs_shortened(tmp_path):
+    _, base, cells = load_sweep(ROOT / "scenarios" / "iot.sweep.yaml")
+    assert len(cells) == 5 * 3 * 2
+    short = [c | {"requests": 500, "warmup_requests": 0} for c in cells[:2]]
+    table = run_sweep(base, short, tmp_path / "s", workers=2)
+    assert len(table) == 2 * len(base.policies)
