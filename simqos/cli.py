@@ -315,6 +315,7 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Results folder (default: the scenario's output, else runs/NAME).")] = None,
     requests: Annotated[int | None, typer.Option(help="Override the scenario's request count.")] = None,
     replications: Annotated[int | None, typer.Option(help="Override the scenario's replications.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes running replications in parallel.")] = 1,
 ) -> None:
     """Simulate a scenario under every policy it lists; write records, summary and figures."""
     from simqos.engine import build_plan, run_plan
@@ -333,7 +334,7 @@ def run(
     folder = out or spec.output or Path("runs") / spec.name
     with _progress() as bar:
         task = bar.add_task(f"simulate {spec.name}", total=None)
-        records = run_plan(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        records = run_plan(plan, progress=lambda done, total: bar.update(task, completed=done, total=total), workers=workers)
     summary = summarize(records, plan.model.n_levels)
     write_results(folder, spec, records, summary)
     if spec.outputs.plots:

@@ -340,15 +340,39 @@ def decisions(plan: Plan, inputs: ReplicationInputs, policy_index: int, request:
     return table
 
 
-def run_plan(plan: Plan, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Every replication under every policy; ``progress(done, total)`` after each pair."""
-    total = plan.scenario.replications * len(plan.policy_factories)
-    frames = []
-    for r in range(plan.scenario.replications):
-        inputs = sample_inputs(plan, r)
-        for p in range(len(plan.policy_factories)):
-            frames.append(run_policy(plan, inputs, p, r))
+def _replication(plan: Plan, replication: int) -> list[pd.DataFrame]:
+    inputs = sample_inputs(plan, replication)
+    return [run_policy(plan, inputs, p, replication) for p in range(len(plan.policy_factories))]
+
+
+def _replication_in_worker(scenario_json: dict, source: str, replication: int) -> list[pd.DataFrame]:
+    from simqos.scenario import parse_scenario
+
+    return _replication(build_plan(parse_scenario(scenario_json, source), source), replication)
+
+
+def run_plan(plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1) -> pd.DataFrame:
+    """Every replication under every policy; ``progress(done, total)`` after each replication.
+
+    With ``workers > 1`` replications run in that many processes (each rebuilds the plan from
+    the scenario); the records are the same as with one, in the same order.
+    """
+    n = plan.scenario.replications
+    results: dict[int, list[pd.DataFrame]] = {}
+    if workers > 1 and n > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        scenario_json = plan.scenario.model_dump(mode="json")
+        with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
+            futures = {pool.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in range(n)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(len(results), n)
+    else:
+        for r in range(n):
+            results[r] = _replication(plan, r)
             if progress:
-                progress(len(frames), total)
-    return pd.concat(frames, ignore_index=True)
+                progress(r + 1, n)
+    return pd.concat([frame for r in range(n) for frame in results[r]], ignore_index=True)
 

@@ -83,7 +83,10 @@ def summarize(records: pd.DataFrame, n_levels: int) -> pd.DataFrame:
         served = g[g["outcome"] != "dropped"]
         accuracy = g["accuracy"].to_numpy()
         on_time = np.where(g["outcome"].to_numpy() == "met", accuracy, 0.0)
-        levels = np.concatenate([np.array(r.split("-"), dtype=int) for r in served["route"]]) if len(served) else np.array([])
+        counts = served["route"].value_counts()  # few distinct routes: split each once
+        segments = np.zeros(n_levels)
+        for route, count in counts.items():
+            segments += count * np.bincount(np.array(route.split("-"), dtype=int), minlength=n_levels)
         per_rep = g.groupby("replication")["outcome"].apply(lambda o: float((o != "met").mean()))
         row = {
             "policy": policy,
@@ -98,7 +101,7 @@ def summarize(records: pd.DataFrame, n_levels: int) -> pd.DataFrame:
             **latency_percentiles_ms(served["latency_ms"].to_numpy()),
             "mean_accuracy": float(np.nanmean(served["accuracy"])) if served["accuracy"].notna().any() else math.nan,
             "accuracy_at_deadline": float(np.mean(on_time)) if not np.isnan(accuracy[g["outcome"] == "met"]).any() else math.nan,
-            **{f"level_share_L{k}": float(np.mean(levels == k)) if len(levels) else math.nan for k in range(n_levels)},
+            **{f"level_share_L{k}": float(segments[k] / segments.sum()) if segments.sum() else math.nan for k in range(n_levels)},
             "reroutes_per_request": float(served["reroutes"].mean()) if len(served) else math.nan,
             "replication_miss_rate_std": float(per_rep.std(ddof=1)) if len(per_rep) > 1 else math.nan,
         }

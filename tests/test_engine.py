@@ -169,3 +169,8 @@ def test_static_never_reroutes(two_level, seed, level, rate, dwell):
     served = r[r["outcome"] != "dropped"]
     assert (served["reroutes"] == 0).all()
     assert set(served["route"]) <= {f"{level}-{level}"}
+
+
+def test_replications_in_parallel_give_the_same_records(two_level):
+    plan = _plan(two_level, replications=3, requests=500, policies=POLICIES[:3], device=FLUCTUATING, engine="auto")
+    pd.testing.assert_frame_equal(run_plan(plan, workers=2), run_plan(plan))
