@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from simqos.csvfiles import read_numeric_columns
+from simqos.userfiles import read_numeric_columns
 from simqos.errors import SimqosError
 
 __all__ = [

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
 __all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
 
@@ -51,25 +51,34 @@ def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Fig
     return fig
 
 
+PERCENTILE_PANELS = ("p50_ms", "p99_ms", "p99.9_ms")
+
+
+def _accuracy_panels(axes, table: pd.DataFrame) -> None:
+    """Axes of the accuracy-vs-percentile panels: latency on x (log only where the values span
+    a decade or more), accuracy in % on y, and a note when the profile has no accuracy."""
+    for ax, col in zip(axes, PERCENTILE_PANELS):
+        if table[col].max() / table[col].min() >= 10:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1.5, not 1.5x10^0
+        ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        if table["mean_accuracy"].isna().all():
+            ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
+    axes[0].set_ylabel("mean top-1 accuracy of served requests")
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
+    axes[0].legend(fontsize=8)
+
+
 def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     """Mean accuracy against latency p50, p99 and p99.9: one panel per percentile, one point
     per policy. Empty panels say so when the profile has no accuracy."""
     colours = policy_colours(list(summary["policy"]))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
-    for ax, col in zip(axes, ("p50_ms", "p99_ms", "p99.9_ms")):
+    for ax, col in zip(axes, PERCENTILE_PANELS):
         for _, row in summary.iterrows():
             ax.scatter(row[col], row["mean_accuracy"], color=colours[row["policy"]], label=row["policy"], s=50)
-        ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 1.5, not 1.5x10^0
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain if ax.get_xlim()[1] / ax.get_xlim()[0] < 10 else NullFormatter())
-        ax.grid(True, which="both", alpha=0.3)
-        if summary["mean_accuracy"].isna().all():
-            ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
-    axes[0].set_ylabel("mean top-1 accuracy of served requests")
-    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
-    axes[0].legend(fontsize=8)
+    _accuracy_panels(axes, summary)
     fig.suptitle("Accuracy vs latency percentile per policy")
     fig.tight_layout()
     return fig
@@ -223,7 +232,7 @@ def accuracy_frontier(table: pd.DataFrame) -> Figure:
     families = list(dict.fromkeys(table["family"]))
     colours = policy_colours(families)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
-    for ax, col in zip(axes, ("p50_ms", "p99_ms", "p99.9_ms")):
+    for ax, col in zip(axes, PERCENTILE_PANELS):
         for family in families:
             t = table[table["family"] == family].sort_values(col)
             oracle = family == "oracle"
@@ -232,17 +241,7 @@ def accuracy_frontier(table: pd.DataFrame) -> Figure:
             if family == "static":  # the level is the one knob worth naming on the plot
                 for _, row in t.iterrows():
                     ax.annotate(f"L{int(row['knob'])}", (row[col], row["mean_accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        spread = table[col].max() / table[col].min()
-        if spread >= 10:  # a log axis only where the values span decades
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
-        ax.grid(True, which="both", alpha=0.3)
-        if table["mean_accuracy"].isna().all():
-            ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
-    axes[0].set_ylabel("mean top-1 accuracy of served requests")
-    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
-    axes[0].legend(fontsize=8)
+    _accuracy_panels(axes, table)
     fig.suptitle("Accuracy vs latency percentile, each policy traced by its knob "
                  "(static: level; greedy, deadline_aware: quantile; oracle: margin ms)", fontsize=10)
     fig.tight_layout()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +27,7 @@ from pydantic import (
 )
 
 from simqos.errors import SimqosError
+from simqos.userfiles import read_yaml
 
 __all__ = ["Device", "PolicySpec", "Scenario", "Workload", "load_scenario", "parse_scenario"]
 
@@ -331,10 +331,5 @@ def parse_scenario(raw: object, source: str = "scenario", base: Path | None = No
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file; raises SimqosError naming the problem."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SimqosError(f"{path}: no such scenario file; the shipped ones are in scenarios/") from None
-    except yaml.YAMLError as exc:
-        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "scenario", hint="the shipped ones are in scenarios/")
     return parse_scenario(raw, str(path), path.parent.resolve())

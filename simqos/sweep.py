@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simqos.errors import SimqosError
 from simqos.scenario import Scenario, load_scenario
+from simqos.userfiles import read_yaml
 
 __all__ = ["Cell", "SweepSpec", "load_sweep", "run_cell", "run_sweep"]
 
@@ -66,12 +66,7 @@ Cell = dict[str, Any]
 def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
     """Read a sweep file, its base scenario, and expand its cells (validated up front)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SimqosError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as exc:
-        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "sweep")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:

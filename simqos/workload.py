@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from simqos.csvfiles import read_numeric_columns
+from simqos.userfiles import read_numeric_columns
 from simqos.device import transition_matrix
 from simqos.errors import SimqosError
 

@@ -1,4 +1,4 @@
-"""Reading a user's numeric CSV file (a replayed trace) with errors that name the file."""
+"""Reading a user's files — YAML documents, numeric CSV traces — with errors that name the file."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from simqos.errors import SimqosError
 
-__all__ = ["read_numeric_columns"]
+__all__ = ["read_numeric_columns", "read_yaml"]
+
+
+def read_yaml(path: Path, what: str, hint: str = "") -> object:
+    """The YAML document in ``path`` (``yaml.safe_load``); ``what`` names its role in errors,
+    and ``hint`` is added when the file does not exist."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SimqosError(f"{path}: no such {what} file" + (f"; {hint}" if hint else "")) from None
+    except yaml.YAMLError as exc:
+        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
