@@ -22,8 +22,7 @@ from pathlib import Path
 
 import simpy
 
-from simqos.engine import build_plan, run_plan, run_policy, sample_inputs
-from simqos.metrics import summarize
+from simqos.engine import build_plan, run_plan, run_policy, sample_inputs, summarize_plan
 from simqos.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +112,7 @@ def ten_million(spec) -> None:
     start = time.perf_counter()
     records = run_plan(plan, workers=2)
     simulated = time.perf_counter()
-    row = summarize(records, plan.model.n_levels).iloc[0]
+    row = summarize_plan(plan, records).iloc[0]
     done = time.perf_counter()
     total = done - start
     print(f"10^7 requests under {plan.labels[0]}, 4 replications on 2 processes: {total:.1f} s "

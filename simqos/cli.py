@@ -318,8 +318,8 @@ def run(
     workers: Annotated[int, typer.Option(help="Processes running replications in parallel.")] = 1,
 ) -> None:
     """Simulate a scenario under every policy it lists; write records, summary and figures."""
-    from simqos.engine import build_plan, run_plan
-    from simqos.metrics import summarize
+    from simqos.engine import build_plan, summarize_plan
+    from simqos.precision import run_to_precision
     from simqos.results import write_results
     from simqos.scenario import load_scenario, parse_scenario
 
@@ -334,9 +334,10 @@ def run(
     folder = out or spec.output or Path("runs") / spec.name
     with _progress() as bar:
         task = bar.add_task(f"simulate {spec.name}", total=None)
-        records = run_plan(plan, progress=lambda done, total: bar.update(task, completed=done, total=total), workers=workers)
-    summary = summarize(records, plan.model.n_levels)
-    write_results(folder, spec, records, summary)
+        outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers)
+    spec, summary = outcome.plan.scenario, outcome.summary
+    by_replication = summarize_plan(outcome.plan, outcome.records, by_replication=True)
+    write_results(folder, spec, outcome.records, summary, by_replication, outcome.stopping())
     if spec.outputs.plots:
         from simqos.report import write_report
 
@@ -344,8 +345,21 @@ def run(
             task = bar.add_task("report", total=None)
             write_report(folder, progress=lambda what: bar.update(task, description=f"report: {what}"))
     _print_run_summary(spec, summary)
+    if spec.precision is not None:
+        console.print(_stopping_line(outcome.stopping(), spec.precision))
     extra = ", report.md, plots/" if spec.outputs.plots else ""
-    console.print(f"Results: {folder}/ (summary.json, summary.csv, records.csv.gz{extra})")
+    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv, records.csv.gz{extra})")
+
+
+def _stopping_line(stopping: dict, rule) -> str:
+    widest = stopping["widest_nines_half_width"]
+    width = "unbounded (a policy with no miss)" if widest is None else f"±{widest:.3f}"
+    if stopping["stopped"] == "precise":
+        return f"Stopped after {stopping['replications']} replications: every nines interval within ±{rule.nines_half_width:g} (widest {width})."
+    return (
+        f"Budget spent: {stopping['replications']} replications (precision.max_replications) and the widest nines "
+        f"interval is {width}, not yet ±{rule.nines_half_width:g}; raise max_replications or requests to narrow it."
+    )
 
 
 @app.command()
@@ -376,7 +390,11 @@ def sweep(
             bar.update(task, completed=done, rate=f"{rate:,.0f} requests/s")
 
         results = run_sweep(base, cells, folder, executor=executor, workers=workers, scheduler=scheduler, progress=tick)
+    from simqos.report import write_sweep_report
+
+    names = write_sweep_report(folder)
     console.print(f"{len(cells)} cells, {len(results)} rows: {folder}/results.csv (cells in {folder}/cells/)")
+    console.print(f"Report: {folder}/report.md and plots/: {', '.join(names)}")
 
 
 @app.command()

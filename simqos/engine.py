@@ -36,13 +36,14 @@ from pydantic import ValidationError
 from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, trace_from_spec
 from simqos.errors import SimqosError
 from simqos.fastpath import serve_fast, supports
+from simqos.metrics import per_replication, summarize
 from simqos.policies import POLICIES, DecisionState, Policy
 from simqos.profile import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.workload import arrivals_from_spec, deadlines_from_spec, read_arrivals_csv
 
-__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "run_plan", "run_policy", "sample_inputs"]
+__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
 
 OUTCOMES = ("met", "missed", "dropped")
 """Request outcomes: finished by the deadline, finished late, or never served."""
@@ -139,9 +140,11 @@ def _arrivals(scenario: Scenario, rng_seed: np.random.SeedSequence) -> np.ndarra
 
 
 def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
-    """Draw replication ``replication``'s inputs from the scenario seed (SeedSequence spawn)."""
+    """Draw replication ``replication``'s inputs from the scenario seed: its SeedSequence child
+    (``SeedSequence(seed).spawn(n)[replication]`` for any n > replication, so adding
+    replications leaves the earlier ones' inputs unchanged)."""
     scenario, model = plan.scenario, plan.model
-    streams = np.random.SeedSequence(scenario.seed).spawn(scenario.replications)[replication].spawn(5)
+    streams = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)
     arrivals = _arrivals(scenario, streams[0])
     n = len(arrivals)
     deadlines = arrivals + deadlines_from_spec(scenario.workload.deadline, n, np.random.default_rng(streams[1])) / 1e3
@@ -351,28 +354,45 @@ def _replication_in_worker(scenario_json: dict, source: str, replication: int) -
     return _replication(build_plan(parse_scenario(scenario_json, source), source), replication)
 
 
-def run_plan(plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1) -> pd.DataFrame:
-    """Every replication under every policy; ``progress(done, total)`` after each replication.
+def run_plan(
+    plan: Plan,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    replications: range | None = None,
+) -> pd.DataFrame:
+    """Every replication (default: the scenario's ``range(replications)``) under every policy;
+    ``progress(done, total)`` after each replication.
 
     With ``workers > 1`` replications run in that many processes (each rebuilds the plan from
     the scenario); the records are the same as with one, in the same order.
     """
-    n = plan.scenario.replications
+    todo = range(plan.scenario.replications) if replications is None else replications
+    n = len(todo)
     results: dict[int, list[pd.DataFrame]] = {}
     if workers > 1 and n > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         scenario_json = plan.scenario.model_dump(mode="json")
         with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-            futures = {pool.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in range(n)}
+            futures = {pool.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in todo}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if progress:
                     progress(len(results), n)
     else:
-        for r in range(n):
+        for r in todo:
             results[r] = _replication(plan, r)
             if progress:
-                progress(r + 1, n)
-    return pd.concat([frame for r in range(n) for frame in results[r]], ignore_index=True)
+                progress(len(results), n)
+    return pd.concat([frame for r in todo for frame in results[r]], ignore_index=True)
+
+
+def summarize_plan(
+    plan: Plan, records: pd.DataFrame, by_replication: bool = False, percentile_intervals: bool = True
+) -> pd.DataFrame:
+    """:func:`simqos.metrics.summarize` (or, ``by_replication``, :func:`~simqos.metrics.per_replication`)
+    with the plan's levels and its routes' measured accuracy intervals."""
+    if by_replication:
+        return per_replication(records, plan.model.n_levels, plan.model.route_accuracy_interval)
+    return summarize(records, plan.model.n_levels, plan.model.route_accuracy_interval, percentile_intervals)
 

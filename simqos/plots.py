@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
+__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -70,6 +70,14 @@ def _accuracy_panels(axes, table: pd.DataFrame) -> None:
     axes[0].legend(fontsize=8)
 
 
+def _error_bar(row: pd.Series, column: str) -> list[list[float]] | None:
+    """``[[below], [above]]`` from ``column_low`` / ``column_high`` when the row has them."""
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high) or pd.isna(row[column]):
+        return None
+    return [[max(0.0, row[column] - low)], [max(0.0, high - row[column])]]
+
+
 def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     """Mean accuracy against latency p50, p99 and p99.9: one panel per percentile, one point
     per policy. Empty panels say so when the profile has no accuracy."""
@@ -77,21 +85,23 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
     for ax, col in zip(axes, PERCENTILE_PANELS):
         for _, row in summary.iterrows():
-            ax.scatter(row[col], row["mean_accuracy"], color=colours[row["policy"]], label=row["policy"], s=50)
+            xerr = _error_bar(row, col)
+            yerr = _error_bar(row, "mean_accuracy")
+            ax.errorbar(row[col], row["mean_accuracy"], xerr=xerr, yerr=yerr, fmt="o", color=colours[row["policy"]],
+                        label=row["policy"], markersize=6, capsize=3, elinewidth=1)
     _accuracy_panels(axes, summary)
-    fig.suptitle("Accuracy vs latency percentile per policy")
+    fig.suptitle("Accuracy vs latency percentile per policy (bars: 95 % intervals)")
     fig.tight_layout()
     return fig
 
 
-def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: float | None = None) -> Figure:
-    """Nines of QoS against ``x`` per policy, with the 95 % interval as a band. A zero-miss
-    point has no finite nines: it is drawn as an upward triangle at its lower bound."""
-    policies = list(dict.fromkeys(table["policy"]))
-    colours = policy_colours(policies)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for policy in policies:
+def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> None:
+    """Nines against ``x`` per policy on ``ax``, the 95 % interval as a band; a zero-miss point
+    (no finite nines) is an upward triangle at its lower bound."""
+    for policy in colours:
         t = table[table["policy"] == policy].sort_values(x)
+        if t.empty:
+            continue
         point = t["nines"].astype(float)
         high = t["nines_high"].astype(float)
         shown = point.where(point.notna(), t["nines_low"])
@@ -100,14 +110,42 @@ def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: flo
         bound = point.isna()
         if bound.any():
             ax.scatter(t.loc[bound, x], t.loc[bound, "nines_low"], marker="^", s=60, color=colours[policy], zorder=3)
+    ax.grid(True, alpha=0.3)
+
+
+_NINES_NOTE = "(bands: 95 % interval; ▲: no miss, a lower bound)"
+
+
+def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: float | None = None) -> Figure:
+    """Nines of QoS against ``x`` per policy, with the 95 % interval as a band."""
+    colours = policy_colours(list(dict.fromkeys(table["policy"])))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _nines_lines(ax, table, x, colours)
     if marker_x is not None:
         ax.axvline(marker_x, color="black", linestyle=":", linewidth=1)
         ax.text(marker_x, ax.get_ylim()[1], " scenario", va="top", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("nines of QoS, −log10(miss rate)")
-    ax.set_title(title + "\n(bands: 95 % interval; ▲: no miss, a lower bound)", fontsize=10)
-    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{title}\n{_NINES_NOTE}", fontsize=10)
     ax.legend(fontsize=8)
+    return fig
+
+
+def nines_facets(table: pd.DataFrame, x: str, facet: str | None, title: str) -> Figure:
+    """Nines against column ``x`` per policy, one panel per value of column ``facet`` (a sweep's
+    second varied field; one panel when ``None``), shared y axis."""
+    colours = policy_colours(list(dict.fromkeys(table["policy"])))
+    values = [None] if facet is None else sorted(table[facet].unique())
+    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values) + 1.5, 4.2), sharey=True, squeeze=False)
+    for ax, value in zip(axes[0], values):
+        _nines_lines(ax, table if facet is None else table[table[facet] == value], x, colours)
+        ax.set_xlabel(x)
+        if facet is not None:
+            ax.set_title(f"{facet} = {value:g}" if isinstance(value, float) else f"{facet} = {value}", fontsize=9)
+    axes[0][0].set_ylabel("nines of QoS, −log10(miss rate)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{title} {_NINES_NOTE}", fontsize=10)
+    fig.tight_layout()
     return fig
 
 

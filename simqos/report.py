@@ -5,10 +5,13 @@ QoS vs deadline and vs load (each from a small in-process sweep around the scena
 value, when the scenario has a constant deadline / a Poisson or periodic arrival rate), a
 timeline of the device and the requests around a miss, and two views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
 ``report.md`` has the per-policy table and each policy's change against the static baseline.
+
+A sweep folder (``simqos sweep``) gets nines against each field the sweep varies instead.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -17,15 +20,15 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import build_plan, run_plan, sample_inputs
-from simqos.metrics import summarize
+from simqos.engine import build_plan, run_plan, sample_inputs, summarize_plan
+from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.profile import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
 from simqos.study import override, vary
 
-__all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "write_report"]
+__all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "pooled_over_seeds", "write_report", "write_sweep_report"]
 
 DEADLINE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 LOAD_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -55,7 +58,7 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> st
         f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replications, "
         f"seed {scenario.seed}, profile `{scenario.profile.name}`.",
         "",
-        "| policy | nines [95 % CI] | miss % | p50 ms | p99 ms | p99.9 ms | accuracy | at deadline | Δ nines vs "
+        "| policy | nines [95 % CI] | miss % | p50 ms | p99 ms [CI] | p99.9 ms | accuracy [CI] | at deadline | Δ nines vs "
         f"{baseline} | Δ accuracy (points) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -65,11 +68,23 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> st
         )
         d_nines = "—" if pd.isna(row["nines"]) or pd.isna(base["nines"]) else f"{row['nines'] - base['nines']:+.2f}"
         d_acc = "—" if pd.isna(row["mean_accuracy"]) else f"{100 * (row['mean_accuracy'] - base['mean_accuracy']):+.2f}"
+        p99 = f"{row['p99_ms']:.2f} [{_fmt(row.get('p99_ms_low'), '.2f')}, {_fmt(row.get('p99_ms_high'), '.2f')}]"
+        accuracy = "—" if pd.isna(row["mean_accuracy"]) else (
+            f"{row['mean_accuracy']:.2%} [{row['mean_accuracy_low']:.1%}, {row['mean_accuracy_high']:.1%}]"
+        )
         lines.append(
-            f"| {row['policy']} | {nines} | {100 * row['miss_rate']:.3f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-            f"{row['p99.9_ms']:.2f} | {_fmt(row['mean_accuracy'], '.2%')} | {_fmt(row['accuracy_at_deadline'], '.2%')} | "
+            f"| {row['policy']} | {nines} | {100 * row['miss_rate']:.3f} | {row['p50_ms']:.2f} | {p99} | "
+            f"{row['p99.9_ms']:.2f} | {accuracy} | {_fmt(row['accuracy_at_deadline'], '.2%')} | "
             f"{d_nines} | {d_acc} |"
         )
+    lines += [
+        "",
+        "Intervals are 95 %. Nines: Wilson on the effective sample size (requests / design effect "
+        "`miss_design_effect`, the clustering of misses measured by batch means); p99: bootstrap over batches; "
+        "accuracy: the routes' test-set intervals and the simulation's, in quadrature (the test set is the same for "
+        "every policy, so their differences are known better than the intervals suggest). Per-replication rows: "
+        "`replications.csv`; how the intervals are made: scenarios/README.md.",
+    ]
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
@@ -96,7 +111,7 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs += [("oracle", round(f * base_ms, 2), {"kind": "oracle", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob}"} for family, knob, spec in specs]
     plan = build_plan(override(scenario, "policies", policies))
-    summary = summarize(run_plan(plan), plan.model.n_levels)
+    summary = summarize_plan(plan, run_plan(plan), percentile_intervals=False)
     summary["family"] = [family for family, _, _ in specs]
     summary["knob"] = [knob for _, knob, _ in specs]
     return summary
@@ -127,8 +142,11 @@ def _timeline(scenario: Scenario, records: pd.DataFrame):
 
 
 def write_report(folder: Path, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Write ``plots/*.png`` and ``report.md`` into a results folder; returns the figure names."""
+    """Write ``plots/*.png`` and ``report.md`` into a results folder (of ``simqos run``, or of
+    ``simqos sweep``: see :func:`write_sweep_report`); returns the figure names."""
     folder = Path(folder)
+    if not (folder / "summary.json").exists() and (folder / "design.json").exists():
+        return write_sweep_report(folder)
     _, summary, records = read_results(folder)
     try:
         scenario = parse_scenario(yaml.safe_load((folder / "scenario.yaml").read_text()), str(folder / "scenario.yaml"))
@@ -172,3 +190,55 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
     (folder / "report.md").write_text(_markdown(scenario, summary, notes))
     return list(figures)
+
+
+def pooled_over_seeds(results: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
+    """A sweep's rows pooled over seeds: per ``fields`` x policy, the requests and misses
+    summed and the nines recomputed, with the largest design effect of the pooled cells."""
+    rows = []
+    for key, g in results.groupby([*fields, "policy"], sort=False):
+        n = int(g["requests"].sum())
+        misses = n - int(g["met"].sum())
+        point, low, high = nines(misses, n, design_effect=float(g["miss_design_effect"].max()) if misses else 1.0)
+        rows.append({**dict(zip([*fields, "policy"], key)), "requests": n, "miss_rate": misses / n,
+                     "nines": point, "nines_low": low, "nines_high": high, "seeds": len(g)})
+    return pd.DataFrame(rows)
+
+
+def write_sweep_report(folder: Path) -> list[str]:
+    """A sweep folder's figures: nines per policy against each field the sweep varies (seeds
+    pooled), one panel per value of the next varied field; and ``report.md`` with the table."""
+    design = json.loads((folder / "design.json").read_text())
+    try:
+        results = pd.read_csv(folder / "results.csv")
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        raise SimqosError(f"{folder}: the sweep has no results.csv yet; run simqos sweep to finish it") from None
+    keys = list(dict.fromkeys(k for cell in design["cells"] for k in cell if k != "seed"))
+    columns = [f"scenario.{k}" if f"scenario.{k}" in results else k for k in keys]
+    varied = [c for c in columns if c in results and results[c].nunique() > 1]
+    table = pooled_over_seeds(results, varied)
+    (folder / "plots").mkdir(exist_ok=True)
+    names = []
+    for x in varied:
+        facet = next((f for f in varied if f != x), None)
+        name = "nines_vs_" + x.replace(".", "_")
+        plots.save(plots.nines_facets(table, x, facet, f"{design['base']}: nines of QoS vs {x}"), folder / "plots" / f"{name}.png")
+        names.append(name)
+    lines = [
+        f"# sweep of {design['base']}",
+        "",
+        f"{len(design['cells'])} cells ({results['cell'].nunique()} finished), seeds pooled per setting; "
+        "nines with their 95 % interval (Wilson on the effective sample size).",
+        "",
+        "| " + " | ".join([*varied, "policy", "nines [95 % CI]", "miss %", "requests"]) + " |",
+        "|" + "---|" * (len(varied) + 4),
+    ]
+    for _, row in table.iterrows():
+        shown = f"≥ {row['nines_low']:.2f}" if pd.isna(row["nines"]) else (
+            f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
+        )
+        cells = [f"{row[k]:g}" if isinstance(row[k], float) else str(row[k]) for k in varied]
+        lines.append("| " + " | ".join([*cells, row["policy"], shown, f"{100 * row['miss_rate']:.3f}", f"{row['requests']:,}"]) + " |")
+    lines += ["", "- figures: " + ", ".join(f"`plots/{n}.png`" for n in names)]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    return names

@@ -1,8 +1,10 @@
 """A results folder per run: written complete or not at all.
 
-Files: ``scenario.yaml`` (the resolved scenario), ``records.csv.gz`` (one row per request and
-policy; columns below), ``summary.csv`` and ``summary.json`` (one row per policy, see
-:func:`simqos.metrics.summarize`, plus provenance). Everything is written into ``OUT.partial/``
+Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the replications
+that ran), ``records.csv.gz`` (one row per request and policy; columns below), ``summary.csv``
+and ``summary.json`` (one row per policy, pooled over replications, see
+:func:`simqos.metrics.summarize`, plus provenance and what the stopping rule did), and
+``replications.csv`` (the same columns for each replication alone, beside the pooled ones). Everything is written into ``OUT.partial/``
 and renamed to ``OUT`` at the end, replacing an older run only then. Figures and ``report.md``
 are added afterwards by :mod:`simqos.report`.
 
@@ -64,7 +66,14 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def write_results(out: Path, scenario: Scenario, records: pd.DataFrame, summary: pd.DataFrame) -> None:
+def write_results(
+    out: Path,
+    scenario: Scenario,
+    records: pd.DataFrame,
+    summary: pd.DataFrame,
+    by_replication: pd.DataFrame,
+    stopping: dict | None = None,
+) -> None:
     """Write a complete results folder at ``out`` (see the module doc)."""
     work = out.with_name(out.name + ".partial")
     try:
@@ -77,8 +86,10 @@ def write_results(out: Path, scenario: Scenario, records: pd.DataFrame, summary:
     if scenario.outputs.records:
         records.to_csv(work / "records.csv.gz", index=False, float_format="%.9g")
     summary.to_csv(work / "summary.csv", index=False, float_format="%.6g")
+    by_replication.to_csv(work / "replications.csv", index=False, float_format="%.6g")
     rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
-    (work / "summary.json").write_text(json.dumps({"provenance": provenance(scenario), "policies": rows}, indent=2) + "\n")
+    document = {"provenance": provenance(scenario), "stopping": stopping, "policies": rows}
+    (work / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     work.replace(out)

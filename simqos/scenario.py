@@ -29,7 +29,7 @@ from pydantic import (
 from simqos.errors import SimqosError
 from simqos.userfiles import read_yaml
 
-__all__ = ["Device", "PolicySpec", "Scenario", "Workload", "load_scenario", "parse_scenario"]
+__all__ = ["Device", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "parse_scenario"]
 
 
 class _Model(BaseModel):
@@ -228,6 +228,16 @@ class Outputs(_Model):
     plots: bool = True
 
 
+class Precision(_Model):
+    """A stopping rule: after the scenario's ``replications``, run as many again, and again,
+    until every policy's nines interval reaches ``nines_half_width`` on each side of the point,
+    or ``max_replications`` have run (a budget in replications, so that the same scenario and
+    seed give the same records on any machine)."""
+
+    nines_half_width: float = Field(gt=0)
+    max_replications: int = Field(ge=1)
+
+
 class Scenario(_Model):
     """A whole experiment; see ``scenarios/README.md``."""
 
@@ -245,6 +255,7 @@ class Scenario(_Model):
     plugins: list[str] = Field(default_factory=list)
     engine: Literal["auto", "simpy"] = "auto"
     outputs: Outputs = Outputs()
+    precision: Precision | None = None
 
     _resolve_profile = field_validator("profile")(_resolve)
 
@@ -254,6 +265,11 @@ class Scenario(_Model):
             raise ValueError("give exactly one of requests or duration_s")
         if self.requests is not None and self.warmup_requests >= self.requests:
             raise ValueError(f"warmup_requests ({self.warmup_requests}) must be below requests ({self.requests})")
+        if self.precision is not None and self.precision.max_replications < self.replications:
+            raise ValueError(
+                f"precision.max_replications ({self.precision.max_replications}) must be >= replications "
+                f"({self.replications}); raise it or lower replications"
+            )
         return self
 
 

@@ -34,6 +34,7 @@ class ServiceModel:
     glue_ms: np.ndarray  # (n_levels,) unmeasured time per layer call at each level
     level_bytes: np.ndarray  # (n_levels,) resident weight bytes under nested storage
     route_accuracy: dict[tuple[int, ...], float]  # empty when accuracy is unavailable
+    route_accuracy_interval: dict[str, tuple[float, float]]  # by route text ("0-1-1"): 95 % Wilson
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ServiceModel:
@@ -44,9 +45,11 @@ class ServiceModel:
             tuple(np.sort(profile.samples_ms(name, k)) for k in range(profile.n_levels)) for name in names
         )
         level_bytes = profile.layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy()
-        accuracy = {}
+        accuracy, interval = {}, {}
         if profile.routes is not None:
-            accuracy = {tuple(int(p) for p in r.split("-")): float(a) for r, a in zip(profile.routes["route"], profile.routes["accuracy"])}
+            for row in profile.routes.itertuples(index=False):
+                accuracy[tuple(int(p) for p in row.route.split("-"))] = float(row.accuracy)
+                interval[row.route] = (float(row.ci_low), float(row.ci_high))
         return cls(
             name=profile.meta.model,
             n_levels=profile.n_levels,
@@ -56,6 +59,7 @@ class ServiceModel:
             glue_ms=glue,
             level_bytes=level_bytes,
             route_accuracy=accuracy,
+            route_accuracy_interval=interval,
         )
 
     @property

@@ -8,9 +8,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from simqos.engine import build_plan, run_plan
+from simqos.engine import build_plan, run_plan, summarize_plan
 from simqos.errors import SimqosError
-from simqos.metrics import summarize
 from simqos.scenario import Scenario, parse_scenario
 
 __all__ = ["override", "vary"]
@@ -44,7 +43,7 @@ def vary(
     frames = []
     for i, value in enumerate(values):
         plan = build_plan(override(scenario, dotted, value))
-        frames.append(summarize(run_plan(plan), plan.model.n_levels).assign(**{column: value}))
+        frames.append(summarize_plan(plan, run_plan(plan), percentile_intervals=False).assign(**{column: value}))
         if progress:
             progress(i + 1, len(values))
     return pd.concat(frames, ignore_index=True)

@@ -15,7 +15,8 @@ Each finished cell is written at once to ``OUT/cells/<id>.csv`` (its policies' s
 its parameters); a cell that fails is written as ``<id>.error`` with its message and does not
 stop the others. Running the same sweep again skips finished cells (failed ones are retried),
 so an interrupted sweep loses only the cells in flight. ``OUT/results.csv`` is the tidy table
-(one row per cell x policy) once every cell is done.
+(one row per cell x policy) once every cell is done, and ``OUT/design.json`` lists the cells;
+``simqos report OUT`` draws nines against each varied field from them.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ def cell_id(cell: Cell) -> str:
 
 
 def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
-    """Simulate one cell; its policies' summary rows with the cell's parameters as columns.
+    """Simulate one cell; its policies' summary rows with the cell's parameters as columns
+    (``scenario.requests`` for the override of ``requests``, which is also a summary column).
 
     ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
     classes made at import time, which do not pickle)."""
-    from simqos.engine import build_plan, run_plan
-    from simqos.metrics import summarize
+    from simqos.engine import build_plan, run_plan, summarize_plan
     from simqos.scenario import parse_scenario
     from simqos.study import override
 
@@ -121,10 +122,10 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
     started = time.perf_counter()
     records = run_plan(plan)
     seconds = time.perf_counter() - started
-    summary = summarize(records, plan.model.n_levels)
+    summary = summarize_plan(plan, records)
     summary.insert(0, "cell", cell_id(cell))
-    for key, value in cell.items():
-        summary[key] = value
+    for key, value in cell.items():  # an override named like a summary column (requests) keeps a prefix
+        summary[f"scenario.{key}" if key in summary else key] = value
     summary["simulated_requests"] = len(records)
     summary["seconds"] = seconds
     return summary
@@ -156,6 +157,7 @@ def run_sweep(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    (out / "design.json").write_text(json.dumps({"base": base.name, "cells": cells}, indent=1, default=str) + "\n")
     todo = [c for c in cells if not (folder / f"{cell_id(c)}.csv").exists()]
     base_json = base.model_dump(mode="json")
     done, simulated = len(cells) - len(todo), 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from simqos.metrics import wilson_interval
 from simqos.profile import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,
@@ -59,7 +60,8 @@ def write_bundle(
     routes = None
     if accuracy is not None:
         routes = pd.DataFrame([
-            {"route": r, "correct": round(a * 1000), "n": 1000, "accuracy": round(a * 1000) / 1000, "ci_low": 0.0, "ci_high": 1.0}
+            {"route": r, "correct": round(a * 1000), "n": 1000, "accuracy": round(a * 1000) / 1000,
+             **dict(zip(("ci_low", "ci_high"), wilson_interval(round(a * 1000), 1000)))}
             for r, a in accuracy.items()
         ])
     meta = ProfileMeta(

@@ -1,8 +1,11 @@
-"""Shared fixtures: a private checkpoint cache, one torch thread, tiny models."""
+"""Shared fixtures: a private checkpoint cache, one torch thread, tiny models and bundles."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+from bundles import write_bundle
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,3 +55,16 @@ def tiny_profile_dir(tmp_path_factory):
     result = CliRunner().invoke(app, ["profile", "mlp", "--out", str(out), *TINY_PROFILE_ARGS])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def two_level(tmp_path_factory):
+    """A hand-made bundle: two layers, two segments, two levels; level 1 about half as slow;
+    accuracy per route."""
+    rng = np.random.default_rng(0)
+    samples = {
+        ("a", 0): list(rng.uniform(1.0, 3.0, 50)), ("b", 0): list(rng.uniform(1.0, 3.0, 50)),
+        ("a", 1): list(rng.uniform(0.5, 1.5, 50)), ("b", 1): list(rng.uniform(0.5, 1.5, 50)),
+    }
+    accuracy = {"0-0": 0.95, "0-1": 0.93, "1-0": 0.90, "1-1": 0.92}
+    return write_bundle(tmp_path_factory.mktemp("b") / "two", samples, {"a": 0, "b": 1}, accuracy=accuracy)

@@ -13,21 +13,6 @@ from bundles import scenario_dict, write_bundle
 from simqos.engine import build_plan, run_plan, run_policy, sample_inputs
 from simqos.scenario import parse_scenario
 
-SEGMENTS = {"a": 0, "b": 1}
-
-
-@pytest.fixture(scope="module")
-def two_level(tmp_path_factory):
-    """Two layers, two segments, two levels; level 1 about half as slow; accuracy per route."""
-    rng = np.random.default_rng(0)
-    samples = {
-        ("a", 0): list(rng.uniform(1.0, 3.0, 50)), ("b", 0): list(rng.uniform(1.0, 3.0, 50)),
-        ("a", 1): list(rng.uniform(0.5, 1.5, 50)), ("b", 1): list(rng.uniform(0.5, 1.5, 50)),
-    }
-    accuracy = {"0-0": 0.95, "0-1": 0.93, "1-0": 0.90, "1-1": 0.92}
-    return write_bundle(tmp_path_factory.mktemp("b") / "two", samples, SEGMENTS, accuracy=accuracy)
-
-
 @pytest.fixture(scope="module")
 def deterministic(tmp_path_factory):
     """One layer, one level, always exactly 4 ms."""

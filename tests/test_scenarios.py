@@ -2,6 +2,7 @@
 set of broken scenarios each gives exit 2 and one line, and writes nothing."""
 
 import copy
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,7 @@ def test_shipped_scenario_runs(path, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--requests", "1500", "--replications", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for name in ("summary.json", "summary.csv", "records.csv.gz", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
+    for name in ("summary.json", "summary.csv", "replications.csv", "records.csv.gz", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
                  "plots/accuracy_vs_percentile.png", "plots/accuracy_frontier.png", "plots/timeline.png",
                  "plots/profile_layers.png", "plots/profile_gap.png"):
         assert (out / name).exists(), name
@@ -140,3 +141,20 @@ def test_report_command(tmp_path):
     assert (out / "report.md").exists() and (out / "plots" / "nines_vs_deadline.png").exists()
     missing = runner.invoke(app, ["report", str(tmp_path)])
     assert missing.exit_code == 2 and "not a results folder" in missing.output
+
+
+def test_a_stopping_rule_through_the_cli(tmp_path):
+    raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+    raw |= {"profile": str(ROOT / "profiles" / "mlp-cpu"), "requests": 1500, "warmup_requests": 100, "replications": 2,
+            "precision": {"nines_half_width": 0.001, "max_replications": 4}, "outputs": {"plots": False}}
+    path = tmp_path / "precise.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Budget spent: 4 replications" in result.output
+    stopping = json.loads((out / "summary.json").read_text())["stopping"]
+    assert stopping["stopped"] == "budget" and stopping["replications"] == 4
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["replications"] == 4
+    per = pd.read_csv(out / "replications.csv")
+    assert sorted(per["replication"].unique()) == [0, 1, 2, 3] and len(per) == 4 * len(raw["policies"])

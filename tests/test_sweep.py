@@ -82,7 +82,14 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     result = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert all((cells_dir / name).stat().st_mtime_ns == t for name, t in before.items()), "finished cells were re-run"
-    assert len(pd.read_csv(out / "results.csv")) == 24 * 5
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 24 * 5
+    assert (results["requests"] == 6000 - 500).all() and (results["scenario.requests"] == 6000).all()  # warm-up 500
+    # The report: nines against each varied field, seeds pooled, one panel per value of the other.
+    for name in ("nines_vs_workload_deadline_ms", "nines_vs_workload_arrival_rate_hz"):
+        assert (out / "plots" / f"{name}.png").exists()
+    report = (out / "report.md").read_text()
+    assert report.count("| deadline_aware") == 6 * 2 and "seeds pooled" in report
 
 
 IOT = str(ROOT / "scenarios" / "iot.yaml")
@@ -102,6 +109,19 @@ def test_bad_sweep_files(tmp_path, spec, fragment):
     result = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and fragment in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_pool_into_one_setting_with_summed_counts():
+    from simqos.report import pooled_over_seeds
+
+    rows = pd.DataFrame({
+        "workload.deadline.ms": [4, 4, 8], "policy": ["g", "g", "g"], "requests": [1000, 3000, 1000],
+        "met": [990, 2970, 1000], "miss_design_effect": [1.0, 2.0, 1.0],
+    })
+    pooled = pooled_over_seeds(rows, ["workload.deadline.ms"]).set_index("workload.deadline.ms")
+    assert pooled.loc[4, "requests"] == 4000 and pooled.loc[4, "miss_rate"] == pytest.approx(40 / 4000)
+    assert pooled.loc[4, "nines"] == pytest.approx(2.0) and pooled.loc[4, "seeds"] == 2
+    assert pd.isna(pooled.loc[8, "nines"]) and pooled.loc[8, "nines_low"] > 2  # no miss: a lower bound
 
 
 def test_the_shipped_sweep_runs_shortened(tmp_path):

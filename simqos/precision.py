@@ -1,0 +1,81 @@
+"""Run a scenario's replications, and with a stopping rule (``precision:``) keep adding
+replications until every policy's nines interval is narrow enough or the budget is spent.
+
+Replication ``r``'s inputs depend only on the seed and ``r``
+(:func:`simqos.engine.sample_inputs`), so a run that stopped after R replications holds exactly
+the records of a fixed run of R replications: the stopping rule decides how many, never what
+they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from simqos.engine import Plan, run_plan, summarize_plan
+from simqos.study import override
+
+__all__ = ["Outcome", "nines_half_width", "run_to_precision"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished run: the plan whose scenario says how many replications ran, the records,
+    the pooled summary, and why it stopped (``fixed``, ``precise`` or ``budget``)."""
+
+    plan: Plan
+    records: pd.DataFrame
+    summary: pd.DataFrame
+    stopped: str
+
+    def stopping(self) -> dict:
+        """What the stopping rule did, for the results' provenance."""
+        rule = self.plan.scenario.precision
+        widths = nines_half_width(self.summary)
+        return {
+            "rule": None if rule is None else rule.model_dump(),
+            "stopped": self.stopped,
+            "replications": self.plan.scenario.replications,
+            "widest_nines_half_width": None if widths.isna().any() else float(widths.max()),
+        }
+
+
+def nines_half_width(summary: pd.DataFrame) -> pd.Series:
+    """Per policy, the wider side of its nines interval (NaN when unbounded: zero misses)."""
+    point = summary["nines"].astype(float)
+    return pd.concat([point - summary["nines_low"], summary["nines_high"].astype(float) - point], axis=1).max(axis=1, skipna=False)
+
+
+def run_to_precision(
+    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1
+) -> Outcome:
+    """The scenario's replications; then, under a ``precision`` rule, rounds of as many more
+    until :func:`nines_half_width` is at most the target for every policy or
+    ``max_replications`` have run. ``progress(done, most)`` counts replications."""
+    scenario = plan.scenario
+    rule = scenario.precision
+    step = scenario.replications
+    most = step if rule is None else rule.max_replications
+    frames: list[pd.DataFrame] = []
+    done = 0
+    while True:
+        batch = range(done, min(done + step, most))
+        frames.append(run_plan(plan, None if progress is None else lambda d, _t: progress(batch.start + d, most), workers, batch))
+        done = batch.stop
+        records = pd.concat(frames, ignore_index=True)
+        summary = summarize_plan(plan, records)
+        if rule is None:
+            stopped = "fixed"
+            break
+        if (nines_half_width(summary) <= rule.nines_half_width).all():
+            stopped = "precise"
+            break
+        if done >= most:
+            stopped = "budget"
+            break
+    if done != scenario.replications:
+        plan = dataclasses.replace(plan, scenario=override(scenario, "replications", done))
+    return Outcome(plan, records, summary, stopped)
