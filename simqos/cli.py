@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,25 @@ def _train_config(epochs: str, seed: int, growth: str):
 
     dense, sparsest, grow = _ints("--epochs", epochs, 3)
     return TrainConfig(epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=seed, growth=growth)
+
+
+def _invocation(ctx: typer.Context) -> str:
+    """The running command as a command line — ``simqos NAME`` and every option whose value is
+    not its default — rebuilt from the parsed parameters (so it is right however the command was
+    invoked: a shell, ``python -m``, or a test runner)."""
+    words = ["simqos", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if getattr(param, "hidden", False) or value == param.default or value in (None, (), []):
+            continue
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)
 
 
 def _progress() -> Progress:
@@ -170,6 +190,7 @@ def train(
 @app.command()
 @_user_errors
 def profile(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A shipped model (mlp, cnn) or package.module:factory.")],
     out: Annotated[Path, typer.Option(help="Folder for the profile bundle, e.g. profiles/mlp-cpu.")],
     levels: LevelsOpt = "0.134,0.054",
@@ -181,12 +202,14 @@ def profile(
     min_sample_ms: Annotated[float, typer.Option(help="Each sample lasts at least this long (ms).")] = 1.0,
     passes: Annotated[int, typer.Option(help="Whole-model passes per level; each gives one sample per layer.")] = 200,
     choice_passes: Annotated[int, typer.Option(help="Whole-model passes per contending kernel when choosing kernels inside the model.")] = 20,
+    idle_samples: Annotated[int, typer.Option(help="Whole-model passes per level and idle gap for idle.csv; 0 leaves it out.")] = 30,
     kernels: Annotated[str | None, typer.Option(help="Candidate kernels, comma-separated (default: all that run on --device).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape for a factory that returns a plain nn.Module.")] = None,
     epochs: EpochsOpt = "20,15,10",
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
+    recorded_command: Annotated[str | None, typer.Option(hidden=True, help="The command line the bundle records (default: this one).")] = None,
 ) -> None:
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
     from simqos.kernels import kernel_names
@@ -207,6 +230,8 @@ def profile(
     for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples), ("--passes", passes), ("--choice-passes", choice_passes)):
         if value < 1:
             raise SimqosError(f"{name}: {value} must be >= 1")
+    if idle_samples < 0:
+        raise SimqosError(f"--idle-samples: {idle_samples} must be >= 0 (0 leaves idle.csv out)")
     if min_sample_ms <= 0:
         raise SimqosError(f"--min-sample-ms: {min_sample_ms} must be > 0")
     kwargs = _model_kwargs(model_arg)
@@ -235,6 +260,7 @@ def profile(
         min_sample_ms=min_sample_ms,
         in_model_passes=passes,
         choice_passes=choice_passes,
+        idle_samples=idle_samples,
     )
     notes: list[str] = []
     with _progress() as bar:
@@ -246,7 +272,7 @@ def profile(
             settings,
             out,
             overwrite=overwrite,
-            command=shlex.join(["simqos", *sys.argv[1:]]),
+            command=recorded_command or _invocation(ctx),
             progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
             notes=notes,
         )
@@ -395,6 +421,101 @@ def sweep(
     names = write_sweep_report(folder)
     console.print(f"{len(cells)} cells, {len(results)} rows: {folder}/results.csv (cells in {folder}/cells/)")
     console.print(f"Report: {folder}/report.md and plots/: {', '.join(names)}")
+
+
+def _profile_params(profile) -> dict:
+    """The options of the ``simqos profile`` command that made ``profile`` (parsed by that
+    command itself, so omitted options take the same defaults)."""
+    words = shlex.split(profile.meta.provenance.command)
+    if words[:2] != ["simqos", "profile"]:
+        raise SimqosError(f"the profile was not made by `simqos profile` ({profile.meta.provenance.command!r}); its model cannot be rebuilt")
+    return typer.main.get_command(app).commands["profile"].make_context("profile", words[2:]).params
+
+
+def _profiled_network(params: dict):
+    """The nested network a profile measured and one request's input, from its options."""
+    from simqos.models import build_model
+    from simqos.nested.masks import validate_densities
+    from simqos.nested.network import NestedNetwork
+    from simqos.profiler.run import profile_input
+    from simqos.profiler.timer import torch_threads
+
+    densities = validate_densities(_floats("--levels", params["levels"]))
+    kwargs = _model_kwargs(params["model_arg"])
+    shape = _ints("--input-shape", params["input_shape"]) if params["input_shape"] else None
+    spec = build_model(params["model"], shape, **kwargs)
+    if spec.dataset is None:
+        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after)
+    else:
+        with torch_threads(2):
+            config = _train_config(params["epochs"], params["seed"], params["growth"])
+            net, spec, _ = _trained(params["model"], kwargs, densities, config, retrain=False)
+    return net, profile_input(spec, params["batch_size"], "cpu")
+
+
+@app.command()
+@_user_errors
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios/validate-fluctuating.yaml.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the comparison (default: runs/validate-NAME).")] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds of real arrivals per policy.")] = 20.0,
+    sim_replications: Annotated[int, typer.Option(help="Latency draws of the simulation.")] = 20,
+    probes: Annotated[int, typer.Option(help="Calibration inferences per load state.")] = 300,
+    reprofile: Annotated[bool, typer.Option(help="Profile the model on this machine first (automatic when the profile's CPU is another).")] = False,
+) -> None:
+    """Run a scenario for real on this CPU (real model, real time, a real load generator) and
+    compare it with the simulator's prediction."""
+    from simqos.profile import load_profile
+    from simqos.profiler.run import cpu_name
+    from simqos.scenario import load_scenario
+    from simqos.study import override
+    from simqos.validate.run import ValidationSettings, run_validation, validation_plan
+
+    if seconds <= 0 or sim_replications < 1 or probes < 1:
+        raise SimqosError(f"--seconds ({seconds}) must be > 0, --sim-replications ({sim_replications}) and --probes ({probes}) >= 1")
+    spec = load_scenario(scenario)
+    validation_plan(spec, seconds, str(scenario))  # refuse what cannot be played before any work
+    bundle = load_profile(spec.profile)
+    if bundle.meta.provenance.device != "cpu":
+        raise SimqosError(f"{scenario}: profile: {spec.profile} was measured on {bundle.meta.provenance.device}; validate runs on this CPU, so give a CPU profile")
+    params = _profile_params(bundle)
+    folder = out or Path("runs") / f"validate-{spec.name}"
+    here = cpu_name()
+    measured_here = folder.with_name(folder.name + ".profile")
+    if reprofile or bundle.meta.provenance.cpu != here:
+        console.print(f"{spec.profile} was measured on {bundle.meta.provenance.cpu}; this machine is {here}: "
+                      f"profiling the model here first, into {folder}/profile")
+        words = shlex.split(bundle.meta.provenance.command)
+        kept = [w for i, w in enumerate(words) if w != "--out" and (i == 0 or words[i - 1] != "--out") and not w.startswith("--out=")]
+        recorded = shlex.join([*kept, "--out", str(measured_here)])
+        profile(None, **(params | {"out": measured_here, "overwrite": True, "recorded_command": recorded}))
+        spec = override(spec, "profile", str(measured_here.resolve()))
+        bundle = load_profile(spec.profile)
+    plan, notes = validation_plan(spec, seconds, str(scenario))
+    net, x = _profiled_network(params)
+    settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes)
+    # Plain lines, not a live progress bar: its refresh thread would take the interpreter lock
+    # from the requests being timed.
+    comparison = run_validation(plan, notes, bundle, net, x, folder, settings, str(scenario),
+                                progress=lambda what: console.print(f"validate: {what}"))
+    table = Table(title=f"{spec.name}: real device vs simulator ({seconds:g} s of arrivals per policy)")
+    for col in ("policy", "p50 ms real/sim", "p99 ms real/sim", "KS", "miss % real/sim", "verdict"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for row in comparison.itertuples(index=False):
+        table.add_row(
+            row.policy,
+            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%})",
+            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%})",
+            f"{row.ks_distance:.3f}",
+            f"{100 * row.real_miss_rate:.2f}/{100 * row.sim_miss_rate:.2f}",
+            row.verdict,
+        )
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}")
+    if measured_here.exists():
+        shutil.move(str(measured_here), folder / "profile")
+    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, schedule.csv, plots/validation_ccdf.png)")
 
 
 @app.command()

@@ -12,7 +12,10 @@ the idle device waits for the next arrival and when a request completes. The pol
 the request's start and at each reroute point, at their exact simulated times: a segment's end
 (including any wait for evicted weights to return) is computed from the speed and residency
 traces (:meth:`simqos.device.SpeedTrace.finish_time_s`), so no event is needed per layer, per
-speed change, or per reroute point. The simulated time unit is the second.
+speed change, or per reroute point. The simulated time unit is the second. A request that finds
+the device idle has its work at each level scaled by that level's idle slowdown for the time
+the device has been idle (:meth:`simqos.service.ServiceModel.idle_factors_at`; 1 when the
+profile has no ``idle.csv``).
 
 This SimPy model is the reference and serves any policy. For the built-in policies a scenario's
 ``engine: auto`` (the default) runs the compiled twin in :mod:`simqos.fastpath` instead, which
@@ -43,7 +46,7 @@ from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.workload import arrivals_from_spec, deadlines_from_spec, read_arrivals_csv
 
-__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
+__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "records_table", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
 
 OUTCOMES = ("met", "missed", "dropped")
 """Request outcomes: finished by the deadline, finished late, or never served."""
@@ -178,7 +181,7 @@ class _Server:
         self.route_code = np.full(n, -1, dtype=np.int64)
         self.reroutes = np.zeros(n, dtype=np.int64)
         self.outcome = np.full(n, _DROPPED, dtype=np.int8)
-        self.sparsest_median_ms = float(self.model.remaining_quantile_ms(0.5)[self.model.n_levels - 1, 0])
+        self.sparsest_median_ms = self.model.sparsest_median_ms
         self._resident_times = inputs.resident.times_s.tolist()
         self._resident_levels = [int(v) for v in inputs.resident.values]
 
@@ -196,7 +199,7 @@ class _Server:
                 return self._resident_times[j]
         return math.inf
 
-    def route_finish_s(self, request: int, route: tuple[int, ...], start_s: float) -> float:
+    def route_finish_s(self, request: int, route: tuple[int, ...], start_s: float, idle_factors: list[float]) -> float:
         """Exact finish of ``route`` for ``request`` started at ``start_s`` (the oracle's view)."""
         t = start_s
         work = self.inputs.work_ms[request]
@@ -204,7 +207,7 @@ class _Server:
             t = self.resident_from_s(level, t)
             if math.isinf(t):
                 return t
-            t = self.inputs.speed.finish_time_s(t, float(work[level, segment]))
+            t = self.inputs.speed.finish_time_s(t, float(work[level, segment]) * idle_factors[level])
         return t
 
     def process(self, env: simpy.Environment):
@@ -214,6 +217,7 @@ class _Server:
         arrivals, deadlines = inputs.arrivals_s.tolist(), inputs.deadlines_s.tolist()
         n_levels, n_segments = model.n_levels, model.n_segments
         started: list[float] = []  # start times of served requests, increasing
+        idle_since = 0.0  # the last served request's finish
         for i, arrival in enumerate(arrivals):
             if env.now < arrival:
                 yield env.timeout(arrival - env.now)
@@ -227,8 +231,9 @@ class _Server:
             started.append(now)
             self.start_s[i] = now
             queued = deadlines[i + 1 : max(bisect.bisect_right(arrivals, now), i + 1)]
+            factors = model.idle_factors_at((now - idle_since) * 1e3)
             work = inputs.work_ms[i].tolist()
-            clairvoyance = functools.partial(self.route_finish_s, i, start_s=now)
+            clairvoyance = functools.partial(self.route_finish_s, i, start_s=now, idle_factors=factors)
             t, level, code, changes = now, None, 0, 0
             for segment in range(n_segments):
                 chosen = int(
@@ -252,12 +257,13 @@ class _Server:
                 t = self.resident_from_s(chosen, t)
                 if math.isinf(t):
                     break  # its level never returns: dropped
-                t = speed.finish_time_s(t, work[chosen][segment])
+                t = speed.finish_time_s(t, work[chosen][segment] * factors[chosen])
                 changes += level is not None and chosen != level
                 level = chosen
                 code = code * n_levels + chosen
             else:
                 yield env.timeout(t - now)
+                idle_since = t
                 self.finish_s[i] = t
                 self.route_code[i] = code
                 self.reroutes[i] = changes
@@ -292,22 +298,42 @@ def run_policy(
         env.run()
         start_s, finish_s = server.start_s, server.finish_s
         route_code, reroutes, outcome = server.route_code, server.reroutes, server.outcome
+    return records_table(
+        plan, policy_index, replication, inputs.arrivals_s, inputs.deadlines_s, start_s, finish_s, route_code, reroutes, outcome
+    )
+
+
+def records_table(
+    plan: Plan,
+    policy_index: int,
+    replication: int,
+    arrivals_s: np.ndarray,
+    deadlines_s: np.ndarray,
+    start_s: np.ndarray,
+    finish_s: np.ndarray,
+    route_code: np.ndarray,
+    reroutes: np.ndarray,
+    outcome: np.ndarray,
+) -> pd.DataFrame:
+    """The records of one replication under one policy (columns in results.py) from per-request
+    arrays: times in seconds, ``route_code`` the route's levels as base-``n_levels`` digits
+    (-1: not served), ``outcome`` an index into :data:`OUTCOMES`."""
     model = plan.model
     codes = np.unique(route_code)
     text = {c: _route_text(int(c), model.n_levels, model.n_segments) for c in codes}
     accuracy = {c: (model.accuracy(tuple(int(p) for p in text[c].split("-"))) if c >= 0 else math.nan) for c in codes}
-    n = len(inputs.arrivals_s)
+    n = len(arrivals_s)
     return pd.DataFrame(
         {
             "replication": np.full(n, replication, dtype=np.int64),
             "policy": plan.labels[policy_index],
             "request": np.arange(n),
             "warmup": np.arange(n) < plan.scenario.warmup_requests,
-            "arrival_s": inputs.arrivals_s,
+            "arrival_s": arrivals_s,
             "start_s": start_s,
             "finish_s": finish_s,
-            "deadline_s": inputs.deadlines_s,
-            "latency_ms": (finish_s - inputs.arrivals_s) * 1e3,
+            "deadline_s": deadlines_s,
+            "latency_ms": (finish_s - arrivals_s) * 1e3,
             "route": pd.Series(route_code).map(text).to_numpy(),
             "reroutes": reroutes,
             "outcome": np.array(OUTCOMES)[outcome],

@@ -16,6 +16,9 @@ import numba
 import numpy as np
 
 from simqos.policies import DeadlineAware, Greedy, Oracle, Policy, Static
+from simqos.service import idle_factor_at
+
+_idle_factor_at = numba.njit(cache=True)(idle_factor_at)
 
 __all__ = ["FAST_POLICIES", "serve_fast", "supports"]
 
@@ -75,7 +78,7 @@ def _fitting(table, segment, floor, budget_s, speed, n_levels):
 @numba.njit(cache=True)
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
-    capacity, late_drop, sparsest_median_ms,
+    capacity, late_drop, sparsest_median_ms, idle_ms, idle_factor,
     kind, static_level, table, slack_ms, back_up, count_queue, candidates, oracle_margin_ms,
 ):  # fmt: skip
     n = len(arrivals)
@@ -88,7 +91,9 @@ def _serve(
     started = np.empty(n)
     n_started = 0
     plan = np.zeros(n_segments, dtype=np.int64)
+    factors = np.ones(n_levels)
     now = 0.0
+    idle_since = 0.0
     for i in range(n):
         arrival = arrivals[i]
         if now < arrival:
@@ -105,6 +110,8 @@ def _serve(
         n_started += 1
         start_s[i] = now
         q_end = max(_bisect_right(arrivals, now, n), i + 1)
+        for k in range(n_levels):
+            factors[k] = _idle_factor_at(idle_ms, idle_factor[k], (now - idle_since) * 1e3)
         if kind == _ORACLE:
             # first route in preference order that meets the deadline, else the first that
             # finishes soonest (as simqos.policies.Oracle)
@@ -115,7 +122,7 @@ def _serve(
                     t = _resident_from(res_times, res_levels, candidates[r, seg], t)
                     if math.isinf(t):
                         break
-                    t = _finish(times, speeds, cum, t, work[i, candidates[r, seg], seg])
+                    t = _finish(times, speeds, cum, t, work[i, candidates[r, seg], seg] * factors[candidates[r, seg]])
                 if t <= deadline - oracle_margin_ms / 1e3:
                     best = r
                     break
@@ -154,7 +161,7 @@ def _serve(
             if math.isinf(t):
                 dropped = True
                 break
-            t = _finish(times, speeds, cum, t, work[i, chosen, seg])
+            t = _finish(times, speeds, cum, t, work[i, chosen, seg] * factors[chosen])
             if level >= 0 and chosen != level:
                 changes += 1
             level = chosen
@@ -162,6 +169,7 @@ def _serve(
         if dropped:
             continue
         now = now + (t - now)
+        idle_since = t
         finish_s[i] = t
         codes[i] = code
         reroutes[i] = changes
@@ -190,7 +198,9 @@ def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
         inputs.resident.values.astype(np.int64),
         -1 if queue.capacity is None else queue.capacity,
         queue.late == "drop",
-        float(model.remaining_quantile_ms(0.5)[model.n_levels - 1, 0]),
+        model.sparsest_median_ms,
+        model.idle_ms,
+        np.ascontiguousarray(model.idle_factor),
         kind,
         getattr(params, "level", 0),
         table,

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline"]
+__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline", "validation_ccdf"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -32,12 +32,8 @@ def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Fig
     colours = policy_colours(policies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for policy in policies:
-        lat = kept.loc[kept["policy"] == policy, "latency_ms"].to_numpy()
-        lat = np.where(np.isnan(lat), np.inf, lat)
-        x = np.sort(lat)
-        ccdf = 1.0 - np.arange(1, len(x) + 1) / len(x)
-        finite = np.isfinite(x) & (ccdf > 0)
-        ax.step(x[finite], ccdf[finite], where="post", label=policy, color=colours[policy])
+        x, y = _ccdf(kept.loc[kept["policy"] == policy, "latency_ms"].to_numpy())
+        ax.step(x, y, where="post", label=policy, color=colours[policy])
     if deadline_ms is not None:
         ax.axvline(deadline_ms, color="black", linestyle="--", linewidth=1)
         ax.text(deadline_ms, 1.0, " deadline", va="top", fontsize=9)
@@ -48,6 +44,42 @@ def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Fig
     ax.set_title("Latency tail per policy")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def _ccdf(latency_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted latencies (dropped = infinitely late) and the fraction slower than each, finite part."""
+    x = np.sort(np.where(np.isnan(latency_ms), np.inf, latency_ms))
+    ccdf = 1.0 - np.arange(1, len(x) + 1) / len(x)
+    keep = np.isfinite(x) & (ccdf > 0)
+    return x[keep], ccdf[keep]
+
+
+def validation_ccdf(real: pd.DataFrame, simulated: pd.DataFrame, deadline_ms: float | None = None) -> Figure:
+    """Per policy, the latency CCDF measured on the device (solid) and simulated from the
+    profile on the same arrivals and load schedule (dashed)."""
+    policies = list(dict.fromkeys(real["policy"]))
+    colours = policy_colours(policies)
+    fig, axes = plt.subplots(1, len(policies), figsize=(4.3 * len(policies) + 0.8, 4.0), sharey=True, squeeze=False)
+    for ax, policy in zip(axes[0], policies):
+        for table, style, name in ((real, "-", "real"), (simulated, "--", "simulated")):
+            kept = table[(table["policy"] == policy) & ~table["warmup"]]
+            x, y = _ccdf(kept["latency_ms"].to_numpy())
+            ax.step(x, y, style, where="post", color=colours[policy], label=name, linewidth=1.4 if name == "real" else 1.2)
+        if deadline_ms is not None:
+            ax.axvline(deadline_ms, color="black", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, not 2x10^0
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_title(policy, fontsize=9)
+        ax.set_xlabel("latency (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("fraction of requests slower (CCDF)")
+    fig.suptitle("Real device vs simulator: same arrivals, same applied load schedule", fontsize=10)
+    fig.tight_layout()
     return fig
 
 

@@ -20,6 +20,12 @@ A bundle is a folder of one JSON file and a few CSV tables, documented field by 
     dense kernel with all its weights).
 ``routes.csv``
     accuracy per route (only when accuracy is available).
+``idle.csv`` (optional)
+    raw whole-model latency samples (ms) per level after the device idled ``idle_ms`` since the
+    previous inference (0: back to back, as every other table is timed). An idle core loses
+    warm caches (and, on many devices, clock speed), so a request that finds the device idle
+    runs slower; the simulator scales its work at each level by that level's measured ratio
+    (see :meth:`Profile.idle_factors`).
 
 :func:`load_profile` validates everything — schema, completeness, units, and nesting (non-zeros
 and resident bytes never grow from a level to a sparser one) — and raises SimqosError naming
@@ -68,6 +74,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "kernels.csv": ("layer", "level", "kernel", "median_ms", "in_model_median_ms", "status"),
     "end_to_end.csv": ("level", "sample", "latency_ms"),
     "routes.csv": ("route", "correct", "n", "accuracy", "ci_low", "ci_high"),
+    "idle.csv": ("level", "idle_ms", "sample", "latency_ms"),
 }
 """Required columns of each table (more columns are an error too)."""
 
@@ -161,6 +168,7 @@ class Profile:
     kernels: pd.DataFrame
     end_to_end: pd.DataFrame
     routes: pd.DataFrame | None
+    idle: pd.DataFrame | None = None
 
     @property
     def n_levels(self) -> int:
@@ -219,6 +227,17 @@ class Profile:
             )
         return pd.DataFrame(rows)
 
+    def idle_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(idle_ms, factor)``: how much longer level k runs after the device idled
+        ``idle_ms[j]`` than back to back, ``factor[k, j]`` — the median after the gap over the
+        median with none; ascending gaps from 0 (factor 1). Without ``idle.csv``: gap 0 only,
+        no slowdown at any gap."""
+        if self.idle is None:
+            return np.array([0.0]), np.ones((self.n_levels, 1))
+        medians = self.idle.groupby(["level", "idle_ms"])["latency_ms"].median().unstack("idle_ms").sort_index()
+        ratios = medians.div(medians[0.0], axis=0).sort_index(axis=1)
+        return ratios.columns.to_numpy(dtype=float), ratios.to_numpy(dtype=float)
+
     @property
     def dense_end_to_end_ms(self) -> float:
         """Median end-to-end latency (ms) of the dense baseline."""
@@ -236,6 +255,7 @@ def save_profile(profile: Profile, folder: Path) -> None:
         "kernels.csv": profile.kernels,
         "end_to_end.csv": profile.end_to_end,
         "routes.csv": profile.routes,
+        "idle.csv": profile.idle,
     }
     for name, table in tables.items():
         if table is not None:
@@ -358,6 +378,17 @@ def _validate(folder: Path, profile: Profile) -> None:
             if row.correct > row.n or not math.isclose(row.accuracy, row.correct / row.n, abs_tol=1e-5):
                 raise _fail(path, f"row {i + 2}: accuracy {row.accuracy} is not correct/n = {row.correct}/{row.n}")
 
+    if profile.idle is not None:
+        path = folder / "idle.csv"
+        d = profile.idle
+        _check_numeric(path, d, ("idle_ms",), 0, strict=False)
+        _check_numeric(path, d, ("latency_ms",), 0, strict=True)
+        gaps = set(d["idle_ms"])
+        if set(d["level"]) != set(range(k)) or 0.0 not in gaps:
+            raise _fail(path, f"needs samples for levels 0..{k - 1}, each at idle_ms 0 (back to back) and after gaps")
+        if any(set(g["idle_ms"]) != gaps for _, g in d.groupby("level")):
+            raise _fail(path, f"every level needs samples at the same idle gaps {sorted(gaps)}")
+
 
 def load_profile(folder: str | Path) -> Profile:
     """Read and validate a profile bundle; raises SimqosError on any problem."""
@@ -366,6 +397,7 @@ def load_profile(folder: str | Path) -> Profile:
         raise SimqosError(f"{folder}: no such profile folder; list the shipped ones with `ls profiles/`")
     meta = _read_meta(folder)
     routes = _read_table(folder, "routes.csv") if (folder / "routes.csv").exists() else None
+    idle = _read_table(folder, "idle.csv") if (folder / "idle.csv").exists() else None
     profile = Profile(
         meta=meta,
         layers=_read_table(folder, "layers.csv"),
@@ -373,6 +405,7 @@ def load_profile(folder: str | Path) -> Profile:
         kernels=_read_table(folder, "kernels.csv"),
         end_to_end=_read_table(folder, "end_to_end.csv"),
         routes=routes,
+        idle=idle,
     )
     _validate(folder, profile)
     return profile

@@ -3,7 +3,9 @@
 For each layer and level the measured in-model latency samples, sorted; per level the part of
 the end-to-end time that per-layer samples miss (the *gap*, spread evenly over the layers, so
 that a whole route costs what the model costs end to end); the segments between reroute points;
-resident weight bytes per level; and the accuracy of each route when the profile has it.
+resident weight bytes per level; the accuracy of each route when the profile has it; and how
+much slower a request runs when it finds the device idle (the profile's ``idle.csv``: per
+level, a factor on its work that grows with the idle gap before it; none without that table).
 
 A request's latency draw is one uniform number per layer, shared by every level (a slow call
 of layer j at level 0 is also slow at level 1: the levels are coupled through their quantiles),
@@ -19,7 +21,23 @@ import numpy as np
 
 from simqos.profile import Profile
 
-__all__ = ["ServiceModel"]
+__all__ = ["ServiceModel", "idle_factor_at"]
+
+
+def idle_factor_at(idle_ms: np.ndarray, factor: np.ndarray, gap_ms: float) -> float:
+    """The work multiplier of a request that finds the device idle for ``gap_ms``: linear
+    between the measured gaps, the last factor beyond them. Plain arithmetic on purpose: the
+    compiled engine runs this same function (numba), so both engines get the same bits."""
+    n = len(idle_ms)
+    if gap_ms >= idle_ms[n - 1]:
+        return factor[n - 1]
+    if gap_ms <= idle_ms[0]:  # also a gap a rounding error below 0: the device was busy
+        return factor[0]
+    j = 1
+    while idle_ms[j] <= gap_ms:
+        j += 1
+    w = (gap_ms - idle_ms[j - 1]) / (idle_ms[j] - idle_ms[j - 1])
+    return factor[j - 1] + w * (factor[j] - factor[j - 1])
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,8 @@ class ServiceModel:
     level_bytes: np.ndarray  # (n_levels,) resident weight bytes under nested storage
     route_accuracy: dict[tuple[int, ...], float]  # empty when accuracy is unavailable
     route_accuracy_interval: dict[str, tuple[float, float]]  # by route text ("0-1-1"): 95 % Wilson
+    idle_ms: np.ndarray  # ascending idle gaps (ms), from 0 ...
+    idle_factor: np.ndarray  # ... (n_levels, n_gaps): each level's work multiplier after each (1 at 0)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ServiceModel:
@@ -45,6 +65,7 @@ class ServiceModel:
             tuple(np.sort(profile.samples_ms(name, k)) for k in range(profile.n_levels)) for name in names
         )
         level_bytes = profile.layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy()
+        idle_ms, idle_factor = profile.idle_factors()
         accuracy, interval = {}, {}
         if profile.routes is not None:
             for row in profile.routes.itertuples(index=False):
@@ -60,6 +81,8 @@ class ServiceModel:
             level_bytes=level_bytes,
             route_accuracy=accuracy,
             route_accuracy_interval=interval,
+            idle_ms=idle_ms,
+            idle_factor=idle_factor,
         )
 
     @property
@@ -94,6 +117,16 @@ class ServiceModel:
             for k, samples in enumerate(per_level):
                 out[k, : seg + 1] += np.quantile(samples, quantile) + self.glue_ms[k]
         return out
+
+    def idle_factors_at(self, gap_ms: float) -> list[float]:
+        """Each level's work multiplier for a request that finds the device idle ``gap_ms``."""
+        return [idle_factor_at(self.idle_ms, row, gap_ms) for row in self.idle_factor]
+
+    @property
+    def sparsest_median_ms(self) -> float:
+        """Median work of a whole request at the sparsest level: what the late-drop check
+        predicts a request needs at least (divided by the current speed)."""
+        return float(self.remaining_quantile_ms(0.5)[self.n_levels - 1, 0])
 
     def routes_by_preference(self) -> list[tuple[int, ...]]:
         """Routes from most to least preferred: by measured accuracy when known, else by

@@ -28,12 +28,16 @@ def write_bundle(
     level_bytes: list[int] | None = None,
     accuracy: dict[str, float] | None = None,
     end_to_end_ms: list[float] | None = None,
+    idle_factor: dict[float, float] | None = None,
 ) -> Path:
     """A valid bundle whose layer x level latencies are exactly ``samples_ms``.
 
     ``segments`` maps layer name -> segment, in execution order. End-to-end samples default to
     the sum of layer medians, so the gap (and the simulator's glue) is zero.
     ``level_bytes`` are the resident bytes per level of the first layer (others hold 0).
+    ``idle_factor`` maps idle gaps (ms, with 0) to the slowdown after them: an ``idle.csv``
+    whose level 0 has exactly those ratios, and each sparser level k the ratios' excess over 1
+    times (1 + k / 2).
     """
     names = list(segments)
     levels = sorted({k for _, k in samples_ms})
@@ -76,8 +80,12 @@ def write_bundle(
                               python_version="3", dtype="float32", batch_size=1, created_utc="2026-01-01T00:00:00",
                               command="hand", timer=TimerSettings(n_samples=1, min_sample_ms=1, warmup_ms=0, in_model_passes=1)),
     )
+    idle = None if idle_factor is None else pd.DataFrame([
+        {"level": k, "idle_ms": gap, "sample": 0, "latency_ms": e2e[k] * (1 + (factor - 1) * (1 + k / 2))}
+        for k in levels for gap, factor in idle_factor.items()
+    ])
     save_profile(Profile(meta, pd.DataFrame(layer_rows), pd.DataFrame(sample_rows), pd.DataFrame(kernel_rows),
-                         pd.DataFrame(e2e_rows), routes), folder)
+                         pd.DataFrame(e2e_rows), routes, idle), folder)
     return folder
 
 

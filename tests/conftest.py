@@ -40,6 +40,7 @@ def _one_thread():
 TINY_PROFILE_ARGS = [
     "--model-arg", "hidden=32", "--model-arg", "depth=2", "--epochs", "10,10,5",
     "--levels", "0.6,0.3", "--samples", "3", "--min-sample-ms", "0.05", "--passes", "20", "--choice-passes", "3",
+    "--idle-samples", "4",
 ]
 """`simqos profile mlp` options that make a real but tiny profile in a few seconds."""
 

@@ -18,7 +18,8 @@ def three_level(tmp_path_factory):
     samples = {(n, k): list(rng.uniform(0.3, 2.0, 40) / (k + 1)) for n in names for k in range(3)}
     accuracy = {f"{x}-{y}-{z}": float(rng.uniform(0.8, 0.99)) for x in range(3) for y in range(3) for z in range(3)}
     return write_bundle(tmp_path_factory.mktemp("fp") / "three", samples, names,
-                        level_bytes=[3_000_000, 2_000_000, 1_000_000], accuracy=accuracy)
+                        level_bytes=[3_000_000, 2_000_000, 1_000_000], accuracy=accuracy,
+                        idle_factor={0.0: 1.0, 0.5: 1.1, 2.0: 1.7, 10.0: 2.5})  # idle slowdown on: both engines apply it
 
 
 ARRIVALS = st.one_of(

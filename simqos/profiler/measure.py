@@ -22,7 +22,7 @@ from torch import nn
 
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork, PrunableLayer
-from simqos.profiler.timer import Measurement, measure, torch_threads
+from simqos.profiler.timer import Measurement, measure, torch_threads, wait_until
 
 __all__ = [
     "CapturedCall",
@@ -31,9 +31,11 @@ __all__ = [
     "LayerLevelResult",
     "TimerOptions",
     "capture_layer_calls",
-
+    "layer_weights",
     "profile_layer_level",
+    "swap_layers",
     "tensors_in",
+    "time_after_idle",
     "time_in_model",
 ]
 
@@ -227,6 +229,18 @@ def profile_layer_level(
     )
 
 
+def swap_layers(net: NestedNetwork, make: Callable[[PrunableLayer], nn.Module]) -> nn.Module:
+    """A copy of the network's module, in eval mode, with each prunable layer replaced by
+    ``make(layer)`` (the rest of the model — activations, pooling, norms — runs unchanged)."""
+    model = copy.deepcopy(net.module).eval()
+    for layer in net.layers:
+        if not layer.name:  # the model is a single prunable layer
+            return make(layer)
+        parent_name, _, child = layer.name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, make(layer))
+    return model
+
+
 class _TimedKernel(nn.Module):
     """Stands in for a prunable layer: runs a built kernel and appends each call's time (s)."""
 
@@ -241,6 +255,53 @@ class _TimedKernel(nn.Module):
         self.sync()
         self.times_s.append(self.clock() - start)
         return out
+
+
+IDLE_SETTLE_PASSES = 3
+"""Passes at a new idle gap before its samples count: a device's state (clock speed, caches)
+follows the recent rhythm of work, and takes a pass or two to settle into a new one."""
+
+
+def time_after_idle(
+    net: NestedNetwork,
+    level: int,
+    kernel_by_layer: dict[str, str],
+    x: torch.Tensor,
+    timer: TimerOptions,
+    gaps_ms: tuple[float, ...],
+    n_samples: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[float, tuple[float, ...]]:
+    """Whole-model passes at ``level``, each after the device idled a given gap since the
+    previous one (:func:`~simqos.profiler.timer.wait_until`: asleep but for its last 0.3 ms).
+
+    The gaps are taken in blocks — a run of passes at one gap, as a stream of requests with that
+    spacing would see — first in ascending order and then descending, half the ``n_samples``
+    each time, so that slow drift weighs on every gap alike; each block's first
+    :data:`IDLE_SETTLE_PASSES` passes are not kept. Gap 0 is back to back. Returns the samples
+    (ms) per gap.
+    """
+    def plain(layer: PrunableLayer) -> nn.Module:
+        built = build_kernel(kernel_by_layer[layer.name], net.module.get_submodule(layer.name), layer_weights(net, layer, level), timer.device)
+        return _TimedKernel(built, clock, timer.sync)
+
+    model = swap_layers(net, plain)
+    samples: dict[float, list[float]] = {gap: [] for gap in gaps_ms}
+    halves = ((n_samples + 1) // 2, n_samples // 2)
+    with torch_threads(timer.threads), torch.no_grad():
+        start = clock()
+        while clock() - start < timer.warmup_s:
+            model(x)
+        for order, count in zip((list(gaps_ms), list(reversed(gaps_ms))), halves):
+            for gap in order:
+                for i in range(IDLE_SETTLE_PASSES + count):
+                    wait_until(clock() + gap / 1e3, clock)
+                    begin = clock()
+                    model(x)
+                    timer.sync()
+                    if i >= IDLE_SETTLE_PASSES:
+                        samples[gap].append((clock() - begin) * 1e3)
+    return {gap: tuple(times) for gap, times in samples.items()}
 
 
 @dataclass(frozen=True)
@@ -268,17 +329,15 @@ def time_in_model(
     and repeated, it finds its own weights still cached, which flatters memory-bound layers. So
     these are the samples the simulator draws from. Warm-up passes run for ``timer.warmup_s``.
     """
-    model = copy.deepcopy(net.module).eval()
     timed: dict[str, _TimedKernel] = {}
-    for layer in net.layers:
+
+    def timed_layer(layer: PrunableLayer) -> nn.Module:
         module = net.module.get_submodule(layer.name)
         built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
         timed[layer.name] = _TimedKernel(built, clock, timer.sync)
-        if not layer.name:  # the model is a single prunable layer
-            model = timed[layer.name]
-            break
-        parent_name, _, child = layer.name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, timed[layer.name])
+        return timed[layer.name]
+
+    model = swap_layers(net, timed_layer)
     passes: list[float] = []
     with torch_threads(timer.threads), torch.no_grad():
         start = clock()

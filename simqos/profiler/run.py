@@ -56,11 +56,15 @@ from simqos.profiler.measure import (
     capture_layer_calls,
     profile_layer_level,
     tensors_in,
+    time_after_idle,
     time_in_model,
 )
 from simqos.profiler.timer import Measurement
 
-__all__ = ["ProfileSettings", "RouteReport", "check_device", "cpu_name", "prepare_output", "run_profile"]
+__all__ = ["IDLE_GAPS_MS", "ProfileSettings", "RouteReport", "check_device", "cpu_name", "prepare_output", "profile_input", "run_profile"]
+
+IDLE_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+"""Idle gaps (ms) before a whole-model pass at which the bundle's ``idle.csv`` is timed."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (what was just finished, units done, units in all)."""
@@ -83,6 +87,8 @@ class ProfileSettings:
     warmup_ms: float = 50.0
     in_model_passes: int = 200
     choice_passes: int = 20
+    idle_samples: int = 30
+    idle_gaps_ms: tuple[float, ...] = IDLE_GAPS_MS
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ def _result_from_dict(d: dict) -> LayerLevelResult:
     )
 
 
-def _profile_input(spec: ModelSpec, batch_size: int, device: str) -> torch.Tensor:
+def profile_input(spec: ModelSpec, batch_size: int, device: str) -> torch.Tensor:
+    """The input the profile times: the first test samples, else copies of the example input."""
     if spec.batch_dim is None:
         if batch_size != 1:
             raise SimqosError(f"model {spec.name!r}: its input has no batch dimension; use --batch-size 1")
@@ -205,9 +212,9 @@ def run_profile(
     )
     net.module.to(settings.device)
     net.ranks = {k: v.to(settings.device) for k, v in net.ranks.items()}
-    x = _profile_input(spec, settings.batch_size, settings.device)
+    x = profile_input(spec, settings.batch_size, settings.device)
     calls = capture_layer_calls(net, x)
-    total = len(net.layers) * net.n_levels + net.n_levels + 1
+    total = len(net.layers) * net.n_levels + (net.n_levels + 1) + (net.n_levels if settings.idle_samples else 0)
     done = 0
     results: list[LayerLevelResult] = []
     for i, layer in enumerate(net.layers):
@@ -256,10 +263,22 @@ def run_profile(
         done += 1
         if progress:
             progress(f"in model, level {level}", done, total)
+    idle: dict[int, dict[float, tuple[float, ...]]] = {}
+    for level in range(net.n_levels) if settings.idle_samples else ():
+        path = work / f"idle-{level}.json"
+        if path.exists():
+            idle[level] = {float(g): tuple(v) for g, v in json.loads(path.read_text()).items()}
+        else:
+            kernels = {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}
+            idle[level] = time_after_idle(net, level, kernels, x, timer, settings.idle_gaps_ms, settings.idle_samples)
+            _write_json(path, {str(g): list(v) for g, v in idle[level].items()})
+        done += 1
+        if progress:
+            progress(f"after idle gaps, level {level}", done, total)
     if notes is not None:  # in-model samples are single calls: their spread is data, not noise
         notes += [w for r in results for w in r.measurement.warnings]
 
-    profile = _assemble(spec, net, routes, settings, results, in_model, calls, x, command)
+    profile = _assemble(spec, net, routes, settings, results, in_model, idle, calls, x, command)
     staging = work / "bundle"
     if staging.exists():
         shutil.rmtree(staging)
@@ -342,6 +361,7 @@ def _assemble(
     settings: ProfileSettings,
     results: list[LayerLevelResult],
     in_model: dict[int, InModelTiming],
+    idle: dict[int, dict[float, tuple[float, ...]]],
     calls: dict,
     x: torch.Tensor,
     command: str,
@@ -462,6 +482,12 @@ def _assemble(
                 for a in routes.accuracies
             ]
         )
+    idle_rows = [
+        {"level": level, "idle_ms": gap, "sample": i, "latency_ms": t}
+        for level, by_gap in idle.items()
+        for gap, times in by_gap.items()
+        for i, t in enumerate(times)
+    ]
     return Profile(
         meta=meta,
         layers=pd.DataFrame(layer_rows),
@@ -469,4 +495,5 @@ def _assemble(
         kernels=pd.DataFrame(kernel_rows),
         end_to_end=pd.DataFrame(e2e_rows),
         routes=route_table,
+        idle=pd.DataFrame(idle_rows) if idle_rows else None,
     )

@@ -1,0 +1,86 @@
+"""The simulator's side of a validation, and the comparison (no torch here).
+
+:func:`simulate_like` replays what really happened — the same arrivals and deadlines, and the
+load schedule as it was really applied, each state at the speed factor it was measured to
+deliver — through the simulator, ``replications`` times with fresh latency draws from the
+profile. :func:`compare` sets each policy's real records against the simulated ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+
+from simqos.device import SpeedTrace, Trace, constant_trace
+from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
+
+__all__ = ["TOLERANCE", "compare", "simulate_like"]
+
+TOLERANCE = 0.10
+"""Largest relative error of p50 and p99 that passes."""
+
+
+def simulate_like(
+    plan: Plan,
+    policy_index: int,
+    real: pd.DataFrame,
+    applied: pd.DataFrame,
+    replications: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
+    (``real``) under its applied schedule (``applied``: columns t_s, measured_speed)."""
+    arrivals = real["arrival_s"].to_numpy()
+    deadlines = real["deadline_s"].to_numpy()
+    speed = SpeedTrace(Trace(applied["t_s"].to_numpy(dtype=float), applied["measured_speed"].to_numpy(dtype=float)))
+    everything = constant_trace(0.0)  # the least sparse level, hence every level, is resident
+    model = plan.model
+    frames = []
+    for r, stream in enumerate(np.random.SeedSequence(seed).spawn(replications)):
+        uniforms = np.random.default_rng(stream).random((len(arrivals), len(model.sorted_samples_ms)))
+        inputs = ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, constant_trace(math.inf), everything)
+        frames.append(run_policy(plan, inputs, policy_index, r))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _relative(simulated: float, real: float) -> float:
+    return (simulated - real) / real if real else math.nan
+
+
+def compare(plan: Plan, real: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
+    """One row per policy: latency p50/p90/p99 real and simulated with the relative error, the
+    KS distance between the served latencies, miss rates with 95 % intervals, level shares, and
+    the verdict: ``pass`` when p50 and p99 are within :data:`TOLERANCE` and each miss rate lies
+    in the other's interval (one of the two suffices)."""
+    real_summary = summarize_plan(plan, real).set_index("policy")
+    sim_summary = summarize_plan(plan, simulated).set_index("policy")
+    rows = []
+    for policy in real_summary.index:
+        r, s = real_summary.loc[policy], sim_summary.loc[policy]
+        row: dict[str, object] = {"policy": policy, "requests": int(r["requests"])}
+        for p in ("p50", "p90", "p99"):
+            row[f"real_{p}_ms"] = r[f"{p}_ms"]
+            row[f"sim_{p}_ms"] = s[f"{p}_ms"]
+            row[f"{p}_error"] = _relative(s[f"{p}_ms"], r[f"{p}_ms"])
+        real_lat = real.loc[(real["policy"] == policy) & ~real["warmup"], "latency_ms"].dropna()
+        sim_lat = simulated.loc[(simulated["policy"] == policy) & ~simulated["warmup"], "latency_ms"].dropna()
+        row["ks_distance"] = float(ks_2samp(real_lat, sim_lat).statistic)
+        for side, summary in (("real", r), ("sim", s)):
+            row[f"{side}_miss_rate"] = summary["miss_rate"]
+            row[f"{side}_miss_low"] = 10 ** -summary["nines_high"] if pd.notna(summary["nines_high"]) else 0.0
+            row[f"{side}_miss_high"] = 10 ** -summary["nines_low"]
+        row["miss_agree"] = bool(
+            row["sim_miss_low"] <= row["real_miss_rate"] <= row["sim_miss_high"]
+            or row["real_miss_low"] <= row["sim_miss_rate"] <= row["real_miss_high"]
+        )
+        for k in range(plan.model.n_levels):
+            row[f"real_share_L{k}"] = r[f"level_share_L{k}"]
+            row[f"sim_share_L{k}"] = s[f"level_share_L{k}"]
+        row["verdict"] = "pass" if (
+            abs(row["p50_error"]) <= TOLERANCE and abs(row["p99_error"]) <= TOLERANCE and row["miss_agree"]
+        ) else "fail"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,223 @@
+"""``simqos validate``: run a scenario for real on this CPU, simulate the same, compare.
+
+1. The real run (:mod:`simqos.validate.real`): replication 0's arrivals of the scenario, cut to
+   ``seconds``, served in real time by the profiled model on one core, while
+   :mod:`simqos.validate.loadgen` plays the scenario's speed process with competing processes
+   on that core. A calibration probe first measures the speed factor each load state really
+   delivers. Every policy gets the same arrivals and the same schedule.
+2. The simulation (:mod:`simqos.validate.compare`): the same arrivals and the schedule as it was
+   applied, at the measured factors, with latency drawn from the profile.
+3. The comparison, written to ``OUT/``: ``comparison.csv``, ``report.md`` (table and verdict),
+   ``calibration.csv``, ``schedule.csv`` (every switch as applied), ``real_records.csv`` and
+   ``sim_records.csv.gz`` (the simulator's columns), ``plots/validation_ccdf.png``. The folder
+   is written as ``OUT.partial`` and renamed when complete.
+
+What cannot be played for real is refused up front, naming the field: a memory process
+(evicting weights is the simulator's model, not something a load generator can do to this
+process), speed factors above 1 (this CPU cannot run faster than it was profiled) or below
+1/9. The oracle needs the future, so it is left out, with a note.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from simqos import plots
+from simqos.engine import Plan, build_plan, sample_inputs
+from simqos.errors import SimqosError
+from simqos.nested.network import NestedNetwork
+from simqos.profile import Profile
+from simqos.profiler.timer import torch_threads
+from simqos.scenario import Scenario, parse_scenario
+from simqos.validate.compare import TOLERANCE, compare, simulate_like
+from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
+from simqos.validate.real import calibrate, collector_paused, real_model, serve
+
+__all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """``seconds`` of real arrivals per policy; ``sim_replications`` latency draws of the
+    simulation; ``probes`` inferences per load state in the calibration; ``warmup`` inferences
+    before anything is timed."""
+
+    seconds: float = 20.0
+    sim_replications: int = 20
+    probes: int = 300
+    warmup: int = 200
+
+
+def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Plan, list[str]]:
+    """The scenario as it will be played: ``seconds`` of arrivals, no warm-up requests, the
+    oracle left out; raises SimqosError for what cannot be played. Returns the plan and notes."""
+    notes = []
+    if scenario.device.memory is not None:
+        raise SimqosError(
+            f"{source}: device.memory: validate cannot play a memory process on this machine (it would have to evict "
+            "the model's weights); remove device.memory to validate the compute side"
+        )
+    kept = [p for p in scenario.policies if p.kind != "oracle"]
+    if len(kept) < len(scenario.policies):
+        notes.append("oracle left out: it needs the future, so it cannot run on a real device")
+    if not kept:
+        raise SimqosError(f"{source}: policies: only the oracle is listed, and it cannot run for real; add another policy")
+    changes = {"requests": None, "duration_s": seconds, "warmup_requests": 0, "replications": 1, "precision": None,
+               "policies": [p.model_dump(exclude_none=True) for p in kept]}
+    played = parse_scenario(scenario.model_dump(mode="json") | changes, f"{source} (as validated)")
+    plan = build_plan(played, source)
+    played_speeds(plan, source)
+    return plan, notes
+
+
+def played_speeds(plan: Plan, source: str = "scenario") -> list[float]:
+    """The speed factors replication 0's speed trace takes while arrivals last; raises
+    SimqosError naming ``device.speed`` if competitors cannot produce one of them."""
+    inputs = sample_inputs(plan, 0)
+    trace, end = inputs.speed.trace, float(inputs.arrivals_s[-1]) if len(inputs.arrivals_s) else 0.0
+    used = sorted({float(s) for t, s in zip(trace.times_s, trace.values) if t <= end})
+    for speed in used:
+        try:
+            competitors_for(speed)
+        except ValueError as exc:
+            raise SimqosError(f"{source}: device.speed: {exc}; validate plays speeds between 1/9 and 1") from None
+    return used
+
+
+def run_validation(
+    plan: Plan,
+    notes: list[str],
+    profile: Profile,
+    net: NestedNetwork,
+    x: torch.Tensor,
+    out: Path,
+    settings: ValidationSettings,
+    source: str = "scenario",
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Run, simulate and compare (see the module doc); returns the comparison table."""
+    say = progress or (lambda _what: None)
+    scenario = plan.scenario
+    inputs = sample_inputs(plan, 0)
+    arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
+    schedule_times, schedule_speeds = inputs.speed.trace.times_s, inputs.speed.trace.values
+    speeds = played_speeds(plan, source)
+    kernels = {(row.layer, int(row.level)): row.kernel for row in profile.layers.itertuples(index=False)}
+    work = out.with_name(out.name + ".partial")
+    try:
+        if work.exists():
+            shutil.rmtree(work)
+        (work / "plots").mkdir(parents=True)
+    except OSError as exc:
+        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+
+    real_frames, applied_frames = [], []
+    with LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.threads):
+        say(f"warm-up on core {load.core}")
+        real = real_model(net, kernels, x)
+        for _ in range(settings.warmup):
+            real.infer(lambda _segment: 0)
+        say("calibration")
+        profiled_ms = float(profile.end_to_end.loc[profile.end_to_end["level"] == 0, "latency_ms"].mean())
+        model = plan.model
+
+        def predicted_ms(idle_ms: float) -> float:
+            return profiled_ms * model.idle_factors_at(idle_ms)[0]
+
+        calibration = calibrate(real, load.apply, speeds, settings.probes, settings.seconds / max(len(arrivals), 1), predicted_ms)
+        plans = [load.plans[s] for s in calibration["target_speed"]]
+        calibration["competitors"] = [p.count for p in plans]
+        calibration["nice"] = [p.nice for p in plans]
+        calibration["fair_share"] = [p.expected for p in plans]
+        played = calibration[calibration["gaps"] != "none"]
+        factor = dict(zip(played["target_speed"], played["measured_speed"]))
+        for index, label in enumerate(plan.labels):
+            say(f"real run: {label}")
+            load.apply(1.0)
+            time.sleep(0.05)
+            with collector_paused():
+                t0 = time.perf_counter() + 0.01
+                with SchedulePlayer(load, schedule_times.tolist(), schedule_speeds.tolist(), t0, settings.seconds) as player:
+                    real_frames.append(serve(real, plan, index, arrivals, deadlines, lambda: factor[load.speed], t0))
+            applied = pd.DataFrame(player.applied, columns=["t_s", "target_speed"])
+            applied["measured_speed"] = applied["target_speed"].map(factor)
+            applied.insert(0, "policy", label)
+            applied_frames.append(applied)
+    real_records = pd.concat(real_frames, ignore_index=True)
+    schedule = pd.concat(applied_frames, ignore_index=True)
+
+    say("simulation")
+    sim_frames = []
+    for index, label in enumerate(plan.labels):
+        applied = schedule[schedule["policy"] == label].copy()
+        applied.iloc[0, applied.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
+        applied = applied.drop_duplicates("t_s", keep="last")
+        sim_frames.append(simulate_like(plan, index, real_frames[index], applied, settings.sim_replications, scenario.seed))
+    sim_records = pd.concat(sim_frames, ignore_index=True)
+    comparison = compare(plan, real_records, sim_records)
+
+    calibration.to_csv(work / "calibration.csv", index=False, float_format="%.6g")
+    schedule.to_csv(work / "schedule.csv", index=False, float_format="%.6f")
+    real_records.to_csv(work / "real_records.csv", index=False, float_format="%.9g")
+    sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
+    comparison.to_csv(work / "comparison.csv", index=False, float_format="%.6g")
+    deadline = scenario.workload.deadline
+    plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
+               work / "plots" / "validation_ccdf.png")
+    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, comparison, notes))
+    if out.exists():
+        shutil.rmtree(out)
+    work.replace(out)
+    return comparison
+
+
+def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
+              comparison: pd.DataFrame, notes: list[str]) -> str:
+    lines = [
+        f"# validation of {scenario.name}",
+        "",
+        f"{settings.seconds:g} s of real arrivals per policy on one core of {profile.meta.provenance.cpu} "
+        f"({profile.meta.provenance.threads} thread), profile `{scenario.profile.name}`; the simulation replays the same "
+        f"arrivals and the applied load schedule, {settings.sim_replications} latency draws.",
+        "",
+        "## Calibration: the speed each load state delivered",
+        "",
+        "Measured speed: what the profile predicts for the probes (its mean level-0 time, times its slowdown "
+        "after each probe's actual idle gap) over what they took; 1.0 = as profiled. Back-to-back probes with "
+        "no load show the machine's drift since profiling; probes after idle gaps like the scenario's check "
+        "the profile's idle slowdown; the other states add the competitors.",
+        "",
+        "| target speed | gaps | competitors x nice | fair share | probe mean ms | p90 ms | predicted mean ms | measured speed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in calibration.itertuples(index=False):
+        lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | "
+                     f"{row.mean_ms:.3f} | {row.p90_ms:.3f} | {row.predicted_mean_ms:.3f} | {row.measured_speed:.3f} |")
+    lines += [
+        "",
+        f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%}, miss rates within each other's 95 % interval)",
+        "",
+        "| policy | requests | p50 ms real / sim | p90 ms real / sim | p99 ms real / sim | KS | miss % real [CI] | miss % sim [CI] | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in comparison.itertuples(index=False):
+        cells = [
+            f"{getattr(row, f'real_{p}_ms'):.3f} / {getattr(row, f'sim_{p}_ms'):.3f} ({getattr(row, f'{p}_error'):+.0%})"
+            for p in ("p50", "p90", "p99")
+        ]
+        miss = [
+            f"{100 * getattr(row, f'{side}_miss_rate'):.2f} [{100 * getattr(row, f'{side}_miss_low'):.2f}, "
+            f"{100 * getattr(row, f'{side}_miss_high'):.2f}]"
+            for side in ("real", "sim")
+        ]
+        lines.append(f"| {row.policy} | {row.requests} | {' | '.join(cells)} | {row.ks_distance:.3f} | {' | '.join(miss)} | {row.verdict} |")
+    lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""simqos validate: the load generator (its arithmetic, and that it always stops), and a short
+real validation run end to end through the CLI — checking the bookkeeping and that the
+comparison is computed, not that this machine is quiet."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simqos.cli import app
+from simqos.validate.loadgen import CFS_WEIGHTS, LoadGenerator, competitors_for
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("speed, count, nice", [(1.0, 0, 0), (0.5, 1, 0), (0.25, 3, 0), (1 / 9, 8, 0)])
+def test_competitors_for_whole_shares(speed, count, nice):
+    plan = competitors_for(speed)
+    assert (plan.count, plan.nice) == (count, nice) and plan.expected == pytest.approx(speed)
+
+
+def test_competitors_for_a_fraction_uses_nice():
+    plan = competitors_for(0.3)
+    assert abs(plan.expected - 0.3) < 0.01
+    assert plan.expected == pytest.approx(CFS_WEIGHTS[0] / (CFS_WEIGHTS[0] + plan.count * CFS_WEIGHTS[plan.nice]))
+
+
+@pytest.mark.parametrize("speed", [1.5, 0.05])
+def test_speeds_that_cannot_be_played(speed):
+    with pytest.raises(ValueError, match="cannot be produced here"):
+        competitors_for(speed)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # a zombie runs nothing; reaping it is its new parent's business
+
+
+def test_competitors_stop_when_the_block_fails():
+    with pytest.raises(RuntimeError, match="boom"):
+        with LoadGenerator([0.5, 0.25]) as load:
+            load.apply(0.25)
+            pids = load.pids
+            assert len(pids) == 1 + 3 and not any(_gone(p) for p in pids)
+            raise RuntimeError("boom")
+    assert all(_gone(p) for p in pids)
+
+
+def test_competitors_stop_when_their_parent_is_killed():
+    script = (
+        "import sys, time\n"
+        "from simqos.validate.loadgen import LoadGenerator\n"
+        "g = LoadGenerator([0.5]).__enter__()\n"
+        "g.apply(0.5)\n"
+        "print(*g.pids, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert pids and not any(_gone(p) for p in pids)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and not all(_gone(p) for p in pids):
+        time.sleep(0.05)
+    assert all(_gone(p) for p in pids), "a competitor outlived its parent"
+
+
+def _scenario(tmp_path, profile, **extra):
+    raw = {
+        "name": "tiny-validation", "seed": 3, "profile": str(profile), "requests": 100,
+        "workload": {"arrival": {"kind": "poisson", "rate_hz": 200}, "deadline": {"kind": "constant", "ms": 5}},
+        "device": {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.3}, {"speed": 0.5, "mean_dwell_s": 0.2}]}},
+        "policies": [{"kind": "static", "level": 0}, {"kind": "deadline_aware", "quantile": 0.9}, {"kind": "oracle"}],
+        **extra,
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_short_validation_run(tmp_path, tiny_profile_dir):
+    out = tmp_path / "v"
+    result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir)), "--seconds", "1.5",
+                                 "--sim-replications", "2", "--probes", "20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "oracle left out" in result.output
+    for name in ("report.md", "comparison.csv", "calibration.csv", "schedule.csv", "real_records.csv", "sim_records.csv.gz",
+                 "plots/validation_ccdf.png"):
+        assert (out / name).exists(), name
+    assert not (tmp_path / "v.partial").exists()
+    real = pd.read_csv(out / "real_records.csv", dtype={"route": str})
+    sim = pd.read_csv(out / "sim_records.csv.gz", dtype={"route": str})
+    policies = ["static L0", "deadline_aware (q0.9)"]
+    assert list(dict.fromkeys(real["policy"])) == policies
+    per_policy = real.groupby("policy").size()
+    assert per_policy.nunique() == 1 and per_policy.iloc[0] > 100  # the same arrivals for each
+    assert len(sim) == 2 * len(real)  # two latency draws of each
+    for policy in policies:  # the simulation replays the real arrivals and deadlines
+        r, s = real[real["policy"] == policy], sim[(sim["policy"] == policy) & (sim["replication"] == 1)]
+        assert r["arrival_s"].to_numpy() == pytest.approx(s["arrival_s"].to_numpy())
+        assert r["deadline_s"].to_numpy() == pytest.approx(s["deadline_s"].to_numpy())
+    served = real[real["outcome"] != "dropped"]
+    assert (served["finish_s"] >= served["start_s"]).all() and (served["start_s"] >= served["arrival_s"] - 1e-3).all()
+    assert set(real.loc[real["policy"] == "static L0", "route"].dropna()) <= {"0-0-0"}
+    calibration = pd.read_csv(out / "calibration.csv")
+    assert list(calibration["target_speed"]) == [1.0, 1.0, 0.5]
+    assert list(calibration["competitors"]) == [0, 0, 1] and (calibration["measured_speed"] > 0).all()
+    schedule = pd.read_csv(out / "schedule.csv")
+    assert set(schedule["policy"]) == set(policies) and schedule["measured_speed"].notna().all()
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison["policy"]) == policies
+    assert comparison["ks_distance"].between(0, 1).all() and set(comparison["verdict"]) <= {"pass", "fail"}
+    assert "Real vs simulated" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ({"device": {"memory": {"kind": "constant", "memory_mb": 4}}}, "device.memory"),
+    ({"device": {"speed": {"kind": "constant", "speed": 2.0}}}, "device.speed"),
+    ({"policies": [{"kind": "oracle"}]}, "only the oracle"),
+])
+def test_what_cannot_be_played_is_refused(tmp_path, tiny_profile_dir, extra, fragment):
+    result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, **extra)), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2 and fragment in result.output, result.output
+    assert not (tmp_path / "v").exists()
