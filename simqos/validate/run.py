@@ -204,8 +204,9 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%}, miss rates within each other's 95 % interval)",
         "",
-        "| policy | requests | p50 ms real / sim | p90 ms real / sim | p99 ms real / sim | KS | miss % real [CI] | miss % sim [CI] | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| policy | requests | p50 ms real / sim | p90 ms real / sim | p99 ms real / sim | KS | miss % real [CI] | miss % sim [CI] | "
+        "level shares real / sim | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in comparison.itertuples(index=False):
         cells = [
@@ -217,7 +218,12 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
             f"{100 * getattr(row, f'{side}_miss_high'):.2f}]"
             for side in ("real", "sim")
         ]
-        lines.append(f"| {row.policy} | {row.requests} | {' | '.join(cells)} | {row.ks_distance:.3f} | {' | '.join(miss)} | {row.verdict} |")
+        levels = sorted(int(c.removeprefix("real_share_L")) for c in comparison.columns if c.startswith("real_share_L"))
+        shares = " / ".join(
+            "-".join(f"{getattr(row, f'{side}_share_L{k}'):.0%}" for k in levels) for side in ("real", "sim")
+        )
+        lines.append(f"| {row.policy} | {row.requests} | {' | '.join(cells)} | {row.ks_distance:.3f} | {' | '.join(miss)} | "
+                     f"{shares} | {row.verdict} |")
     lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
