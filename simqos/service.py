@@ -120,7 +120,9 @@ class ServiceModel:
 
     def idle_factors_at(self, gap_ms: float) -> list[float]:
         """Each level's work multiplier for a request that finds the device idle ``gap_ms``."""
-        return [idle_factor_at(self.idle_ms, row, gap_ms) for row in self.idle_factor]
+        if len(self.idle_ms) == 1:  # no idle table: no slowdown (the same bits as multiplying by 1)
+            return [1.0] * self.n_levels
+        return [float(idle_factor_at(self.idle_ms, row, gap_ms)) for row in self.idle_factor]
 
     @property
     def sparsest_median_ms(self) -> float:
