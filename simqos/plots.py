@@ -71,7 +71,7 @@ def validation_ccdf(real: pd.DataFrame, simulated: pd.DataFrame, deadline_ms: fl
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, not 2x10^0
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_title(policy, fontsize=9)
         ax.set_xlabel("latency (ms)")
