@@ -49,6 +49,13 @@ def _fmt(value: object, pattern: str) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, pattern)
 
 
+def _nines_text(row: pd.Series) -> str:
+    """``2.33 [2.28, 2.39]``; with zero misses only the lower bound, ``≥ 3.10``."""
+    if pd.isna(row["nines"]):
+        return f"≥ {row['nines_low']:.2f}"
+    return f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
+
+
 def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> str:
     baseline = next((p for p in summary["policy"] if str(p).startswith("static L0")), summary["policy"].iloc[0])
     base = summary.set_index("policy").loc[baseline]
@@ -63,9 +70,7 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> st
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in summary.iterrows():
-        nines = f"≥ {row['nines_low']:.2f}" if pd.isna(row["nines"]) else (
-            f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
-        )
+        nines = _nines_text(row)
         d_nines = "—" if pd.isna(row["nines"]) or pd.isna(base["nines"]) else f"{row['nines'] - base['nines']:+.2f}"
         d_acc = "—" if pd.isna(row["mean_accuracy"]) else f"{100 * (row['mean_accuracy'] - base['mean_accuracy']):+.2f}"
         p99 = f"{row['p99_ms']:.2f} [{_fmt(row.get('p99_ms_low'), '.2f')}, {_fmt(row.get('p99_ms_high'), '.2f')}]"
@@ -234,9 +239,7 @@ def write_sweep_report(folder: Path) -> list[str]:
         "|" + "---|" * (len(varied) + 4),
     ]
     for _, row in table.iterrows():
-        shown = f"≥ {row['nines_low']:.2f}" if pd.isna(row["nines"]) else (
-            f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
-        )
+        shown = _nines_text(row)
         cells = [f"{row[k]:g}" if isinstance(row[k], float) else str(row[k]) for k in varied]
         lines.append("| " + " | ".join([*cells, row["policy"], shown, f"{100 * row['miss_rate']:.3f}", f"{row['requests']:,}"]) + " |")
     lines += ["", "- figures: " + ", ".join(f"`plots/{n}.png`" for n in names)]
