@@ -84,13 +84,13 @@ def _train_config(epochs: str, seed: int, growth: str):
     return TrainConfig(epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=seed, growth=growth)
 
 
-def _invocation(ctx: typer.Context) -> str:
-    """The running command as a command line — ``simqos NAME`` and every option whose value is
-    not its default — rebuilt from the parsed parameters (so it is right however the command was
-    invoked: a shell, ``python -m``, or a test runner)."""
-    words = ["simqos", ctx.info_name]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
+def _command_line(command, params: dict) -> str:
+    """``simqos NAME`` and every option of ``command`` whose value in ``params`` is not its
+    default: the command line that reproduces a run, however it was invoked (a shell,
+    ``python -m``, a test runner, or another command)."""
+    words = ["simqos", command.name]
+    for param in command.params:
+        value = params.get(param.name)
         if getattr(param, "hidden", False) or value == param.default or value in (None, (), []):
             continue
         if param.param_type_name == "argument":
@@ -272,7 +272,7 @@ def profile(
             settings,
             out,
             overwrite=overwrite,
-            command=recorded_command or _invocation(ctx),
+            command=recorded_command or _command_line(ctx.command, ctx.params),
             progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
             notes=notes,
         )
@@ -429,7 +429,12 @@ def _profile_params(profile) -> dict:
     words = shlex.split(profile.meta.provenance.command)
     if words[:2] != ["simqos", "profile"]:
         raise SimqosError(f"the profile was not made by `simqos profile` ({profile.meta.provenance.command!r}); its model cannot be rebuilt")
-    return typer.main.get_command(app).commands["profile"].make_context("profile", words[2:]).params
+    return _profile_command().make_context("profile", words[2:]).params
+
+
+def _profile_command():
+    """The ``simqos profile`` command object (its options and their defaults)."""
+    return typer.main.get_command(app).commands["profile"]
 
 
 def _profiled_network(params: dict):
@@ -485,10 +490,9 @@ def validate(
     if reprofile or bundle.meta.provenance.cpu != here:
         console.print(f"{spec.profile} was measured on {bundle.meta.provenance.cpu}; this machine is {here}: "
                       f"profiling the model here first, into {folder}/profile")
-        words = shlex.split(bundle.meta.provenance.command)
-        kept = [w for i, w in enumerate(words) if w != "--out" and (i == 0 or words[i - 1] != "--out") and not w.startswith("--out=")]
-        recorded = shlex.join([*kept, "--out", str(measured_here)])
-        profile(None, **(params | {"out": measured_here, "overwrite": True, "recorded_command": recorded}))
+        here_params = params | {"out": measured_here, "overwrite": True}
+        recorded = _command_line(_profile_command(), here_params | {"out": folder / "profile", "overwrite": False})
+        profile(None, **(here_params | {"recorded_command": recorded}))  # recorded where it ends up
         spec = override(spec, "profile", str(measured_here.resolve()))
         bundle = load_profile(spec.profile)
     plan, notes = validation_plan(spec, seconds, str(scenario))
