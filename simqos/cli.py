@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import shlex
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -216,7 +215,7 @@ def profile(
     from simqos.models import build_model
     from simqos.nested.masks import validate_densities
     from simqos.nested.network import NestedNetwork
-    from simqos.profiler.run import ProfileSettings, check_device, prepare_output, run_profile
+    from simqos.profiler.run import ProfileSettings, check_device, check_output, run_profile
     from simqos.profiler.timer import torch_threads
 
     densities = validate_densities(_floats("--levels", levels))
@@ -236,7 +235,7 @@ def profile(
         raise SimqosError(f"--min-sample-ms: {min_sample_ms} must be > 0")
     kwargs = _model_kwargs(model_arg)
     shape = _ints("--input-shape", input_shape) if input_shape else None
-    prepare_output(out, overwrite)  # fail on an unwritable --out before any training
+    check_output(out, overwrite)  # fail on an unwritable --out before any training
 
     spec = build_model(model, shape, **kwargs)
     if spec.dataset is None:
@@ -345,6 +344,7 @@ def run(
 ) -> None:
     """Simulate a scenario under every policy it lists; write records, summary and figures."""
     from simqos.engine import build_plan, summarize_plan
+    from simqos.outputs import staged
     from simqos.precision import run_to_precision
     from simqos.results import write_results
     from simqos.scenario import load_scenario, parse_scenario
@@ -358,18 +358,16 @@ def run(
         spec = parse_scenario(spec.model_dump() | overrides, f"{scenario} (with overrides)")
     plan = build_plan(spec, str(scenario))
     folder = out or spec.output or Path("runs") / spec.name
-    with _progress() as bar:
+    with staged(folder, "results", "--out" if out else "output:") as work, _progress() as bar:
         task = bar.add_task(f"simulate {spec.name}", total=None)
         outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers)
-    spec, summary = outcome.plan.scenario, outcome.summary
-    by_replication = summarize_plan(outcome.plan, outcome.records, by_replication=True)
-    write_results(folder, spec, outcome.records, summary, by_replication, outcome.stopping())
-    if spec.outputs.plots:
-        from simqos.report import write_report
+        spec, summary = outcome.plan.scenario, outcome.summary
+        by_replication = summarize_plan(outcome.plan, outcome.records, by_replication=True)
+        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping())
+        if spec.outputs.plots:
+            from simqos.report import write_report
 
-        with _progress() as bar:
-            task = bar.add_task("report", total=None)
-            write_report(folder, progress=lambda what: bar.update(task, description=f"report: {what}"))
+            write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
     _print_run_summary(spec, summary)
     if spec.precision is not None:
         console.print(_stopping_line(outcome.stopping(), spec.precision))
@@ -470,6 +468,7 @@ def validate(
 ) -> None:
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
     compare it with the simulator's prediction."""
+    from simqos.outputs import claim, staged
     from simqos.profile import load_profile
     from simqos.profiler.run import cpu_name
     from simqos.scenario import load_scenario
@@ -485,6 +484,7 @@ def validate(
         raise SimqosError(f"{scenario}: profile: {spec.profile} was measured on {bundle.meta.provenance.device}; validate runs on this CPU, so give a CPU profile")
     params = _profile_params(bundle)
     folder = out or Path("runs") / f"validate-{spec.name}"
+    claim(folder, "validate")  # before minutes of profiling
     here = cpu_name()
     measured_here = folder.with_name(folder.name + ".profile")
     if reprofile or bundle.meta.provenance.cpu != here:
@@ -498,10 +498,13 @@ def validate(
     plan, notes = validation_plan(spec, seconds, str(scenario))
     net, x = _profiled_network(params)
     settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes)
-    # Plain lines, not a live progress bar: its refresh thread would take the interpreter lock
-    # from the requests being timed.
-    comparison = run_validation(plan, notes, bundle, net, x, folder, settings, str(scenario),
-                                progress=lambda what: console.print(f"validate: {what}"))
+    with staged(folder, "validate") as work:
+        # Plain lines, not a live progress bar: its refresh thread would take the interpreter
+        # lock from the requests being timed.
+        comparison = run_validation(plan, notes, bundle, net, x, work, settings, str(scenario),
+                                    progress=lambda what: console.print(f"validate: {what}"))
+        if measured_here.exists():
+            measured_here.rename(work / "profile")
     table = Table(title=f"{spec.name}: real device vs simulator ({seconds:g} s of arrivals per policy)")
     for col in ("policy", "p50 ms real/sim", "p99 ms real/sim", "KS", "miss % real/sim", "verdict"):
         table.add_column(col, justify="left" if col == "policy" else "right")
@@ -517,17 +520,18 @@ def validate(
     console.print(table)
     for note in notes:
         console.print(f"note: {note}")
-    if measured_here.exists():
-        shutil.move(str(measured_here), folder / "profile")
     console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, schedule.csv, plots/validation_ccdf.png)")
 
 
 @app.command()
 @_user_errors
-def report(folder: Annotated[Path, typer.Argument(help="A results folder written by simqos run.")]) -> None:
+def report(folder: Annotated[Path, typer.Argument(help="A results folder written by simqos run (or simqos sweep).")]) -> None:
     """Write the figures the results support and a markdown summary into the results folder."""
+    from simqos.outputs import owned
     from simqos.report import write_report
 
+    if owned(folder) not in ("results", "sweep"):
+        raise SimqosError(f"{folder}: not a results or sweep folder written by simqos; give one made by simqos run or simqos sweep")
     with _progress() as bar:
         task = bar.add_task("report", total=None)
         names = write_report(folder, progress=lambda what: bar.update(task, description=f"report: {what}"))

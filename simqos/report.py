@@ -23,6 +23,7 @@ from simqos import plots
 from simqos.engine import build_plan, run_plan, sample_inputs, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
+from simqos.outputs import owned
 from simqos.profile import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
@@ -150,7 +151,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     """Write ``plots/*.png`` and ``report.md`` into a results folder (of ``simqos run``, or of
     ``simqos sweep``: see :func:`write_sweep_report`); returns the figure names."""
     folder = Path(folder)
-    if not (folder / "summary.json").exists() and (folder / "design.json").exists():
+    if owned(folder) == "sweep":
         return write_sweep_report(folder)
     _, summary, records = read_results(folder)
     try:

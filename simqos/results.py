@@ -4,9 +4,11 @@ Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the
 that ran), ``records.csv.gz`` (one row per request and policy; columns below), ``summary.csv``
 and ``summary.json`` (one row per policy, pooled over replications, see
 :func:`simqos.metrics.summarize`, plus provenance and what the stopping rule did), and
-``replications.csv`` (the same columns for each replication alone, beside the pooled ones). Everything is written into ``OUT.partial/``
-and renamed to ``OUT`` at the end, replacing an older run only then. Figures and ``report.md``
-are added afterwards by :mod:`simqos.report`.
+``replications.csv`` (the same columns for each replication alone, beside the pooled ones), and
+the figures and ``report.md`` of :mod:`simqos.report`. Everything is written into
+``OUT.partial/`` and swapped in for ``OUT`` only when complete, report included
+(:mod:`simqos.outputs`): a folder named ``OUT`` is always a whole run, and an earlier run there
+is replaced only if simqos wrote it.
 
 Record columns: replication, policy, request (index in the replication), warmup (excluded from
 summaries), arrival_s, start_s, finish_s, deadline_s (absolute, simulated seconds), latency_ms
@@ -21,7 +23,6 @@ import hashlib
 import json
 import math
 import platform
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -67,21 +68,14 @@ def _json_safe(value: object) -> object:
 
 
 def write_results(
-    out: Path,
+    work: Path,
     scenario: Scenario,
     records: pd.DataFrame,
     summary: pd.DataFrame,
     by_replication: pd.DataFrame,
     stopping: dict | None = None,
 ) -> None:
-    """Write a complete results folder at ``out`` (see the module doc)."""
-    work = out.with_name(out.name + ".partial")
-    try:
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise SimqosError(f"{out}: cannot write results there ({exc.strerror}); choose another --out") from None
+    """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`)."""
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     if scenario.outputs.records:
         records.to_csv(work / "records.csv.gz", index=False, float_format="%.9g")
@@ -90,17 +84,27 @@ def write_results(
     rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
     document = {"provenance": provenance(scenario), "stopping": stopping, "policies": rows}
     (work / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    work.replace(out)
 
 
 def read_results(out: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    """(summary.json, summary table, records or None) of a results folder."""
+    """(summary.json, summary table, records or None) of a results folder; raises SimqosError
+    when ``out`` is not a whole, readable results folder of simqos's."""
+    if not out.is_dir():
+        raise SimqosError(f"{out}: no such results folder; give a folder written by simqos run")
     try:
         summary_json = json.loads((out / "summary.json").read_text())
-    except FileNotFoundError:
-        raise SimqosError(f"{out}: not a results folder (no summary.json)") from None
-    records_path = out / "records.csv.gz"
-    records = pd.read_csv(records_path, dtype={"route": str}, keep_default_na=False, na_values=[""]) if records_path.exists() else None
-    return summary_json, pd.read_csv(out / "summary.csv"), records
+        summary = pd.read_csv(out / "summary.csv")
+        records_path = out / "records.csv.gz"
+        records = (
+            pd.read_csv(records_path, dtype={"route": str}, keep_default_na=False, na_values=[""])
+            if records_path.exists()
+            else None
+        )
+    except FileNotFoundError as exc:
+        raise SimqosError(f"{out}: not a whole results folder (no {Path(exc.filename).name}); run simqos run again") from None
+    except (ValueError, EOFError, OSError) as exc:  # bad JSON, CSV or gzip; ValueError covers decoding
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SimqosError(f"{out}: a results file is damaged ({first}); run simqos run again") from None
+    if not isinstance(summary_json, dict) or "policies" not in summary_json or "policy" not in summary:
+        raise SimqosError(f"{out}: summary.json or summary.csv is not simqos's; run simqos run again")
+    return summary_json, summary, records

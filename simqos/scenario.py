@@ -11,6 +11,7 @@ closest known one (``workload.arival: unknown key — did you mean 'arrival'?``)
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -238,6 +239,10 @@ class Precision(_Model):
     max_replications: int = Field(ge=1)
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A scenario's name: it names the results folder (``runs/NAME``), so it cannot be a path."""
+
+
 class Scenario(_Model):
     """A whole experiment; see ``scenarios/README.md``."""
 
@@ -258,6 +263,16 @@ class Scenario(_Model):
     precision: Precision | None = None
 
     _resolve_profile = field_validator("profile")(_resolve)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name) or name in (".", ".."):
+            raise ValueError(
+                "is a name, not a path: letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                "at most 100 characters (e.g. iot-camera); to choose where results go, use --out or output:"
+            )
+        return name
 
     @model_validator(mode="after")
     def _length(self) -> Scenario:

@@ -34,6 +34,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simqos.errors import SimqosError
+from simqos.outputs import claim, mark
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
@@ -153,8 +154,10 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``)."""
     folder = out / "cells"
+    claim(out, "sweep")  # a sweep adds to its own folder only: never into a user's
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        mark(out, "sweep")
     except OSError as exc:
         raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
     (out / "design.json").write_text(json.dumps({"base": base.name, "cells": cells}, indent=1, default=str) + "\n")

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 import simqos.profiler.run as profiler_run
 from conftest import TINY_PROFILE_ARGS
 from simqos.cli import app
+from simqos.outputs import mark
 from simqos.profile import load_profile
 
 runner = CliRunner()
@@ -31,7 +32,7 @@ def test_python_dash_m_runs():
         (["profile", "mlp", "--levels", "0.1,0.2", "--out", "{tmp}/x"], "strictly decrease"),
         (["profile", "mlp", "--levels", "abc", "--out", "{tmp}/x"], "not a comma-separated list"),
         (["profile", "mlp", "--levels", "1.5", "--out", "{tmp}/x"], "outside (0, 1]"),
-        (["profile", "mlp", "--out", "{tmp}/afile/sub"], "cannot write there"),
+        (["profile", "mlp", "--out", "{tmp}/afile/sub"], "is a file, not a folder"),
         (["profile", "mlp", "--out", "{tmp}"], "already exists; pass --overwrite"),
         (["profile", "mlp", "--kernels", "dense,magic", "--out", "{tmp}/x"], "'magic'"),
         (["profile", "mlp", "--samples", "0", "--out", "{tmp}/x"], "--samples: 0"),
@@ -48,7 +49,7 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
     assert result.exit_code == 2, result.output
     assert fragment in result.output
     assert "Traceback" not in result.output
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
 
 def test_profile_a_users_plain_module(tmp_path):
@@ -101,6 +102,7 @@ def test_other_settings_start_afresh(tmp_path, monkeypatch):
     out = tmp_path / "p"
     partial = tmp_path / "p.partial"
     partial.mkdir()
+    mark(partial, "profile")  # an interrupted run's folder: simqos's own
     (partial / "settings.json").write_text('{"model": "something else"}')
     (partial / "layer-000.json").write_text("[]")
     result = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)

@@ -140,7 +140,7 @@ def test_report_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "report.md").exists() and (out / "plots" / "nines_vs_deadline.png").exists()
     missing = runner.invoke(app, ["report", str(tmp_path)])
-    assert missing.exit_code == 2 and "not a results folder" in missing.output
+    assert missing.exit_code == 2 and "not a results or sweep folder" in missing.output
 
 
 def test_a_stopping_rule_through_the_cli(tmp_path):

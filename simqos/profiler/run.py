@@ -35,6 +35,7 @@ from simqos.errors import SimqosError
 from simqos.models.spec import ModelSpec
 from simqos.nested.network import NestedNetwork, format_route
 from simqos.nested.routes import RouteAccuracy
+from simqos.outputs import check_writable, claim, mark, partial, swap_in
 from simqos.profile import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,
@@ -61,7 +62,7 @@ from simqos.profiler.measure import (
 )
 from simqos.profiler.timer import Measurement
 
-__all__ = ["IDLE_GAPS_MS", "ProfileSettings", "RouteReport", "check_device", "cpu_name", "prepare_output", "profile_input", "run_profile"]
+__all__ = ["IDLE_GAPS_MS", "ProfileSettings", "RouteReport", "check_device", "check_output", "cpu_name", "profile_input", "run_profile"]
 
 IDLE_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 """Idle gaps (ms) before a whole-model pass at which the bundle's ``idle.csv`` is timed."""
@@ -121,18 +122,24 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def prepare_output(out: Path, overwrite: bool) -> Path:
-    """Check ``out`` can be written and return its work folder ``OUT.partial``."""
-    if out.exists() and not overwrite:
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` that exists (without ``overwrite``), that is not
+    simqos's own profile bundle, or that cannot be written; creates nothing."""
+    if out.exists() and not out.is_symlink() and not overwrite:
         raise SimqosError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise SimqosError(f"{out}: is a file, not a folder; choose another --out")
-    work = out.with_name(out.name + ".partial")
+    claim(out, "profile")
+    claim(partial(out), "profile")
+    check_writable(out)
+
+
+def prepare_output(out: Path, overwrite: bool) -> Path:
+    """:func:`check_output`, then the marked work folder ``OUT.partial`` (kept from an
+    interrupted run, so that the same command resumes; see :mod:`simqos.outputs`)."""
+    check_output(out, overwrite)
+    work = partial(out)
     try:
         work.mkdir(parents=True, exist_ok=True)
-        probe = work / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        mark(work, "profile")
     except OSError as exc:
         raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose a writable --out") from None
     return work
@@ -283,10 +290,9 @@ def run_profile(
     if staging.exists():
         shutil.rmtree(staging)
     save_profile(profile, staging)
+    mark(staging, "profile")
     profile = load_profile(staging)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.replace(out)
+    swap_in(staging, out)
     shutil.rmtree(work)
     return profile
 

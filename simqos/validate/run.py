@@ -10,7 +10,7 @@
 3. The comparison, written to ``OUT/``: ``comparison.csv``, ``report.md`` (table and verdict),
    ``calibration.csv``, ``schedule.csv`` (every switch as applied), ``real_records.csv`` and
    ``sim_records.csv.gz`` (the simulator's columns), ``plots/validation_ccdf.png``. The folder
-   is written as ``OUT.partial`` and renamed when complete.
+   is built as ``OUT.partial`` and swapped in when complete (:mod:`simqos.outputs`).
 
 What cannot be played for real is refused up front, naming the field: a memory process
 (evicting weights is the simulator's model, not something a load generator can do to this
@@ -20,7 +20,6 @@ process), speed factors above 1 (this CPU cannot run faster than it was profiled
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,12 +96,13 @@ def run_validation(
     profile: Profile,
     net: NestedNetwork,
     x: torch.Tensor,
-    out: Path,
+    work: Path,
     settings: ValidationSettings,
     source: str = "scenario",
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Run, simulate and compare (see the module doc); returns the comparison table."""
+    """Run, simulate and compare (see the module doc) and write the files into ``work``, the
+    folder being built (:func:`simqos.outputs.staged`); returns the comparison table."""
     say = progress or (lambda _what: None)
     scenario = plan.scenario
     inputs = sample_inputs(plan, 0)
@@ -110,13 +110,7 @@ def run_validation(
     schedule_times, schedule_speeds = inputs.speed.trace.times_s, inputs.speed.trace.values
     speeds = played_speeds(plan, source)
     kernels = {(row.layer, int(row.level)): row.kernel for row in profile.layers.itertuples(index=False)}
-    work = out.with_name(out.name + ".partial")
-    try:
-        if work.exists():
-            shutil.rmtree(work)
-        (work / "plots").mkdir(parents=True)
-    except OSError as exc:
-        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    (work / "plots").mkdir()
 
     real_frames, applied_frames = [], []
     with LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.threads):
@@ -172,9 +166,6 @@ def run_validation(
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
     (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, comparison, notes))
-    if out.exists():
-        shutil.rmtree(out)
-    work.replace(out)
     return comparison
 
 
