@@ -7,12 +7,14 @@ traceback), anything else a bug. torch is imported only by the commands that nee
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import click
 import pandas as pd
 import typer
 import yaml
@@ -76,11 +78,24 @@ def _model_kwargs(pairs: list[str]) -> dict:
     return kwargs
 
 
-def _train_config(epochs: str, seed: int, growth: str):
+def _train_config(params: dict, growth: str):
+    """The TrainConfig of a train or profile command's parsed options (``growth`` given apart:
+    ``simqos train`` may run both methods)."""
     from simqos.nested.training import TrainConfig
 
-    dense, sparsest, grow = _ints("--epochs", epochs, 3)
-    return TrainConfig(epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=seed, growth=growth)
+    dense, sparsest, grow = _ints("--epochs", params["epochs"], 3)
+    rates = _floats("--lr", params["lr"])
+    if len(rates) != 2 or min(rates) <= 0 or params["train_batch_size"] < 1:
+        raise SimqosError(
+            f"--lr {params['lr']!r} needs two rates > 0 (dense, sparse), e.g. 1e-3,5e-4; "
+            f"--train-batch-size ({params['train_batch_size']}) must be >= 1"
+        )
+    lr_dense, lr_sparse = rates
+    return TrainConfig(
+        epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=params["seed"], growth=growth,
+        batch_size=params["train_batch_size"], lr_dense=lr_dense, lr_sparse=lr_sparse, scope=params["scope"],
+        keep_dense=tuple(n for n in params["keep_dense"].split(",") if n),
+    )
 
 
 def _command_line(command, params: dict) -> str:
@@ -128,17 +143,35 @@ def _trained(model: str, kwargs: dict, densities: tuple[float, ...], config, ret
     return net, spec, path
 
 
-def _route_report(net, spec):
-    from simqos.nested.routes import enumerate_routes, route_accuracies
+def _route_report(net, spec, checkpoint: Path | None = None):
+    """Every route's accuracy on both held-out splits, and the dense model's; kept beside the
+    checkpoint (``NAME.routes.json``) so that profiling the same network again reuses them."""
+    from dataclasses import asdict
+
+    from simqos.nested.routes import RouteAccuracy, enumerate_routes, route_accuracies
+    from simqos.nested.scoring import SPLITS
     from simqos.profiler.run import RouteReport
 
+    data = spec.dataset
+    saved = None if checkpoint is None else checkpoint.with_suffix(".routes.json")
+    if saved is not None and saved.exists():
+        document = json.loads(saved.read_text())
+        accuracies = [RouteAccuracy(**{**a, "route": tuple(a["route"])}) for a in document["accuracies"]]
+        return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, document["complete"])
     routes, complete = enumerate_routes(net.n_segments, net.n_levels)
-    accuracies = route_accuracies(net, spec.dataset.x_test, spec.dataset.y_test, routes)
-    return RouteReport(accuracies=accuracies, dataset=spec.dataset.name, complete=complete)
+    batched = spec.batch_dim is not None
+    accuracies = [a for split in SPLITS for a in route_accuracies(net, data, routes, split, batched)]
+    if saved is not None:
+        saved.write_text(json.dumps({"complete": complete, "accuracies": [asdict(a) for a in accuracies]}))
+    return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, complete)
 
 
 LevelsOpt = Annotated[str, typer.Option("--levels", help="Kept-weight fractions, least sparse first (1.0 adds the dense model).")]
 EpochsOpt = Annotated[str, typer.Option(help="Epochs of the dense, sparsest and each growth phase.")]
+LrOpt = Annotated[str, typer.Option(help="Adam learning rates of the dense phase and of the sparse phases.")]
+TrainBatchOpt = Annotated[int, typer.Option(help="Training batch size.")]
+ScopeOpt = Annotated[str, typer.Option(help="Pruning scope: layer (each tensor keeps the density) or global (all together, by magnitude).")]
+KeepDenseOpt = Annotated[str, typer.Option(help="Layers kept whole at every level, comma-separated (e.g. conv1,fc).")]
 ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
 
 
@@ -149,6 +182,10 @@ def train(
     levels: LevelsOpt = "0.134,0.054",
     growth: Annotated[str, typer.Option(help="sparse-first, route-aware, or both (compared side by side).")] = "both",
     epochs: EpochsOpt = "20,15,10",
+    lr: LrOpt = "1e-3,5e-4",
+    train_batch_size: TrainBatchOpt = 64,
+    scope: ScopeOpt = "layer",
+    keep_dense: KeepDenseOpt = "",
     seed: int = 0,
     threads: Annotated[int, typer.Option(help="torch threads for training.")] = 2,
     model_arg: ModelArgOpt = [],
@@ -163,27 +200,36 @@ def train(
     densities = validate_densities(_floats("--levels", levels))
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
     kwargs = _model_kwargs(model_arg)
+    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
     reports = {}
     with torch_threads(threads):
         for method in methods:
-            net, spec, path = _trained(model, kwargs, densities, _train_config(epochs, seed, method), retrain)
-            reports[method] = _route_report(net, spec)
+            net, spec, path = _trained(model, kwargs, densities, _train_config(training, method), retrain)
+            reports[method] = _route_report(net, spec, path)
             console.print(f"{method}: checkpoint {path}")
     first = next(iter(reports.values()))
-    table = Table(title=f"{model}: top-1 accuracy per route on {first.accuracies[0].n} test samples (95 % Wilson CI)")
+    test = [a for a in first.accuracies if a.split == "test"]
+    dense = {a.split: a for a in first.dense}
+    table = Table(title=f"{model}: {first.metric} per route on {test[0].n} test {first.unit}s (95 % CI); "
+                        f"dense model {_accuracy_cell(dense['test'])}")
     table.add_column("route (level per segment)")
     for method in reports:
-        table.add_column(method, justify="right")
-    for i, acc in enumerate(first.accuracies):
+        table.add_column(f"{method} (test)", justify="right")
+        table.add_column("validation", justify="right")
+    for i, acc in enumerate(test):
         cells = []
         for report in reports.values():
-            a = report.accuracies[i]
-            low, high = a.interval
-            cells.append(f"{a.accuracy:.2%} [{low:.1%}, {high:.1%}]")
+            by_split = {(a.route, a.split): a for a in report.accuracies}
+            cells += [_accuracy_cell(by_split[(acc.route, "test")]), f"{by_split[(acc.route, 'validation')].accuracy:.2%}"]
         table.add_row(format_route(acc.route), *cells)
     console.print(table)
     if not first.complete:
         console.print("only monotone routes (less sparse to sparser) are listed: there are too many routes")
+
+
+def _accuracy_cell(a) -> str:
+    low, high = a.interval
+    return f"{a.accuracy:.2%} [{low:.1%}, {high:.1%}]"
 
 
 @app.command()
@@ -205,6 +251,10 @@ def profile(
     kernels: Annotated[str | None, typer.Option(help="Candidate kernels, comma-separated (default: all that run on --device).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape for a factory that returns a plain nn.Module.")] = None,
     epochs: EpochsOpt = "20,15,10",
+    lr: LrOpt = "1e-3,5e-4",
+    train_batch_size: TrainBatchOpt = 64,
+    scope: ScopeOpt = "layer",
+    keep_dense: KeepDenseOpt = "",
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
@@ -237,15 +287,17 @@ def profile(
     shape = _ints("--input-shape", input_shape) if input_shape else None
     check_output(out, overwrite)  # fail on an unwritable --out before any training
 
+    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
+    config = _train_config(training, growth)
     spec = build_model(model, shape, **kwargs)
     if spec.dataset is None:
-        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after)
+        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after, config.scope, config.keep_dense)
         routes, growth_used = None, None
         console.print(f"{model}: no dataset ships for it; levels by magnitude, accuracy unavailable")
     else:
         with torch_threads(2):
-            net, spec, _ = _trained(model, kwargs, densities, _train_config(epochs, seed, growth), retrain=False)
-            routes, growth_used = _route_report(net, spec), growth
+            net, spec, checkpoint = _trained(model, kwargs, densities, config, retrain=False)
+            routes, growth_used = _route_report(net, spec, checkpoint), growth
     settings = ProfileSettings(
         model=model,
         model_kwargs=kwargs,
@@ -282,29 +334,100 @@ def profile(
 
 @app.command()
 @_user_errors
-def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder, e.g. profiles/mlp-cpu.")]) -> None:
-    """Validate a profile bundle and summarise it: accuracy and latency per level."""
+def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (profiles/resnet1d-cpu), or a folder of them (profiles).")]) -> None:
+    """Validate a profile bundle and summarise it: accuracy and latency per level against the
+    dense model, beside the paper's figures. Given a folder of bundles, list them."""
     from simqos.profile import load_profile
 
+    if folder.is_dir() and not (folder / "profile.json").exists():
+        _list_bundles(folder)
+        return
     bundle = load_profile(folder)
     prov = bundle.meta.provenance
     console.print(f"{bundle.meta.description}; {len(bundle.meta.layers)} layers, {bundle.n_segments} segments")
     console.print(f"measured on {prov.cpu} ({prov.device}, {prov.threads} thread(s), batch {prov.batch_size}) on {prov.created_utc}")
     _print_profile_summary(bundle, folder)
-    table = Table(title="relative to the dense model")
-    for col in ("level", "weights", "FLOPs", "latency", "storage"):
-        table.add_column(col, justify="right")
-    for row in bundle.level_summary().itertuples(index=False):
-        table.add_row(
-            str(row.level), f"{row.weights_fraction:.2%}", f"{row.flops_fraction:.2%}",
-            f"{row.latency_ratio:.2f}x", f"{row.storage_ratio:.2%}",
-        )
+    console.print(_paper_table(bundle))
+    info = bundle.meta.accuracy
+    if info.available:
+        console.print(f"accuracy: {info.metric} on {info.dataset} ({info.source}); pruning: {info.scope}-wise magnitude"
+                      + (f", kept dense: {', '.join(info.keep_dense)}" if info.keep_dense else ""))
+    else:
+        console.print("accuracy: unavailable (latency only); attach accuracy measured elsewhere with simqos attach-accuracy")
+
+
+def _list_bundles(folder: Path) -> None:
+    """One line per bundle under ``folder``: which carry measured or attached accuracy, and
+    which are latency only."""
+    from simqos.profile import load_profile
+
+    bundles = sorted(p.parent for p in folder.glob("*/profile.json"))
+    if not bundles:
+        raise SimqosError(f"{folder}: no profile bundle in it (a bundle is a folder with profile.json); see profiles/README.md")
+    table = Table(title=f"profile bundles in {folder}")
+    for col in ("bundle", "model", "levels (kept)", "accuracy", "L0 / L1 (test)", "latency vs dense"):
+        table.add_column(col)
+    for path in bundles:
+        bundle = load_profile(path)
+        info = bundle.meta.accuracy
+        summary = bundle.level_summary()
+        kept = ", ".join(f"{k:.1%}" for k in summary["weights_fraction"])
+        accuracy = f"{info.source}: {info.metric}" if info.available else "latency only"
+        levels = " / ".join(f"{a:.1%}" for a in summary["accuracy"]) if info.available else "—"
+        latency = " / ".join(f"{r:.2f}x" for r in summary["latency_ratio"])
+        table.add_row(path.name, bundle.meta.model, kept, accuracy, levels, latency)
     console.print(table)
+
+
+PAPER_LEVELS = {0.134: "13.38% / 14.97% / at dense", 0.054: "5.38% / 4.47% / 3.25%"}
+"""Qin et al. (ICTAI 2022), ResNet-50 on ImageNet, by the density of the level they compare
+with: weights, FLOPs and relative accuracy loss of the less sparse level and of the nested
+sparser one."""
+
+
+def _paper_table(bundle) -> Table:
+    """Each level against the dense model, the paper's figures beside."""
+    table = Table(title="each level against the dense model (paper: Qin et al. 2022, ResNet-50 on ImageNet)")
+    for col in ("level", "weights", "FLOPs", "accuracy [95% CI]", "rel. loss", "latency", "storage", "paper weights / FLOPs / rel. loss"):
+        table.add_column(col, justify="right")
+    dense = bundle.dense_accuracy("test")
+    if dense is not None:
+        table.add_row("dense", "100%", "100%", f"{dense.accuracy:.2%} [{dense.ci_low:.1%}, {dense.ci_high:.1%}]", "0",
+                      "1.00x", "100%", "100% / 100% / 0")
+    for row in bundle.level_summary().itertuples(index=False):
+        level = int(row.level)
+        density = bundle.meta.levels[level].density
+        paper = next((text for d, text in PAPER_LEVELS.items() if abs(d - density) < 0.005), "—")
+        accuracy = "unavailable" if pd.isna(row.accuracy) else f"{row.accuracy:.2%} [{row.ci_low:.1%}, {row.ci_high:.1%}]"
+        loss = "—" if pd.isna(row.relative_loss) else f"{row.relative_loss:.2%}"
+        table.add_row(
+            str(level), f"{row.weights_fraction:.2%}", f"{row.flops_fraction:.2%}", accuracy, loss,
+            f"{row.latency_ratio:.2f}x", f"{row.storage_ratio:.2%}", paper,
+        )
+    return table
+
+
+@app.command("attach-accuracy")
+@_user_errors
+def attach_accuracy(
+    folder: Annotated[Path, typer.Argument(help="A profile bundle folder, e.g. profiles/resnet50-cpu.")],
+    accuracy_csv: Annotated[Path, typer.Argument(help="CSV: route,split,correct,n (or accuracy,n) per route; see profiles/README.md.")],
+    dataset: Annotated[str, typer.Option(help="What the accuracies were measured on, e.g. 'ImageNet val, 50,000 images'.")],
+    metric: Annotated[str, typer.Option(help="What a correct unit means.")] = "top-1 accuracy",
+    unit: Annotated[str, typer.Option(help="What one scored unit is (sample, token, node, ...).")] = "sample",
+    replace: Annotated[bool, typer.Option(help="Replace route accuracy the bundle already has.")] = False,
+) -> None:
+    """Attach route accuracies measured elsewhere (e.g. the full-size model on its real data) to a bundle."""
+    from simqos.accuracy import attach_accuracy as attach
+
+    bundle = attach(folder, accuracy_csv, dataset, metric, unit, replace)
+    console.print(_paper_table(bundle))
+    console.print(f"{folder}: {bundle.meta.accuracy.note}")
 
 
 def _print_profile_summary(result, out: Path) -> None:
     gap = result.end_to_end_gap()
-    routes = None if result.routes is None else result.routes.set_index("route")
+    routes = None if result.routes is None else result.routes[result.routes["split"] == "test"].set_index("route")
     table = Table(title=f"{result.meta.model}: median of {result.meta.provenance.timer.in_model_passes} whole-model passes")
     for col in ("level", "kept", "accuracy", "Σ layers ms", "model ms", "gap", "vs dense"):
         table.add_column(col, justify="right")
@@ -327,7 +450,7 @@ def _print_profile_summary(result, out: Path) -> None:
     if routes is not None:
         worst, best = routes["accuracy"].idxmin(), routes["accuracy"].idxmax()
         console.print(
-            f"{len(routes)} routes measured on {result.meta.accuracy.n_samples} samples: "
+            f"{len(routes)} routes, test split of {int(routes['n'].iloc[0])} {result.meta.accuracy.unit}s: "
             f"worst {worst} {routes.loc[worst, 'accuracy']:.1%}, best {best} {routes.loc[best, 'accuracy']:.1%}"
         )
     console.print(f"Profile: {out}")
@@ -343,8 +466,10 @@ def run(
     workers: Annotated[int, typer.Option(help="Processes running replications in parallel.")] = 1,
 ) -> None:
     """Simulate a scenario under every policy it lists; write records, summary and figures."""
+    from simqos.bound import plan_bound
     from simqos.engine import build_plan, summarize_plan
     from simqos.outputs import staged
+    from simqos.verdict import plan_verdict, verdict_lines
     from simqos.precision import run_to_precision
     from simqos.results import write_results
     from simqos.scenario import load_scenario, parse_scenario
@@ -363,12 +488,17 @@ def run(
         outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers)
         spec, summary = outcome.plan.scenario, outcome.summary
         by_replication = summarize_plan(outcome.plan, outcome.records, by_replication=True)
-        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping())
+        bar.update(task, description="offline optimum (the bound)", total=None)
+        bound = plan_bound(outcome.plan)
+        verdict = plan_verdict(outcome.plan, summary, outcome.records, bound)
+        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping(), bound, verdict)
         if spec.outputs.plots:
             from simqos.report import write_report
 
             write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
     _print_run_summary(spec, summary)
+    for line in verdict_lines(verdict):
+        console.print(line.replace("**", "").replace("`", ""))
     if spec.precision is not None:
         console.print(_stopping_line(outcome.stopping(), spec.precision))
     extra = ", report.md, plots/" if spec.outputs.plots else ""
@@ -447,11 +577,11 @@ def _profiled_network(params: dict):
     kwargs = _model_kwargs(params["model_arg"])
     shape = _ints("--input-shape", params["input_shape"]) if params["input_shape"] else None
     spec = build_model(params["model"], shape, **kwargs)
+    config = _train_config(params, params["growth"])
     if spec.dataset is None:
-        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after)
+        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after, config.scope, config.keep_dense)
     else:
         with torch_threads(2):
-            config = _train_config(params["epochs"], params["seed"], params["growth"])
             net, spec, _ = _trained(params["model"], kwargs, densities, config, retrain=False)
     return net, profile_input(spec, params["batch_size"], "cpu")
 
@@ -569,5 +699,30 @@ def _print_run_summary(spec, summary) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``simqos`` console script and ``python -m simqos``."""
-    app()
+    """Entry point of the ``simqos`` console script and ``python -m simqos``: a mistake on the
+    command line (an unknown option, a value that is not a number) is one line and status 2,
+    like every other user's mistake."""
+    try:
+        status = app(standalone_mode=False)  # a command's typer.Exit comes back as its status
+    except _USAGE_ERRORS as exc:
+        command = f"{exc.ctx.info_name} " if exc.ctx is not None and exc.ctx.parent is not None else ""
+        typer.echo(f"error: {exc.format_message()} (see simqos {command}--help)", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's UsageError, and the copy of Click that recent Typer versions carry inside."""
+    try:
+        from typer._click.exceptions import UsageError as Vendored
+    except ImportError:
+        return (click.UsageError,)
+    return (click.UsageError, Vendored)
+
+
+_USAGE_ERRORS = _usage_error_types()

@@ -33,6 +33,7 @@ __all__ = [
     "SpeedTrace",
     "Trace",
     "constant_trace",
+    "embedded_stationary",
     "markov_trace",
     "periodic_trace",
     "read_trace_csv",
@@ -124,7 +125,7 @@ def markov_trace(
     dwell = np.asarray(mean_dwell_s, dtype=float)
     n = len(values)
     if initial is None:
-        stationary = _embedded_stationary(transitions) * dwell
+        stationary = embedded_stationary(transitions) * dwell
         initial = int(rng.choice(n, p=stationary / stationary.sum()))
     times, states = [0.0], [initial]
     t, state = 0.0, initial
@@ -136,7 +137,7 @@ def markov_trace(
     return Trace(np.array(times), values[np.array(states)])
 
 
-def _embedded_stationary(transitions: np.ndarray) -> np.ndarray:
+def embedded_stationary(transitions: np.ndarray) -> np.ndarray:
     """Stationary distribution of the jump chain (left eigenvector for eigenvalue 1)."""
     n = transitions.shape[0]
     if n == 1:

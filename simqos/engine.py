@@ -7,27 +7,29 @@ draws) from its own ``SeedSequence`` child; :func:`run_policy` serves them under
 Every policy of a replication is served the same inputs (common random numbers), and adding a
 policy changes no other policy's records.
 
-The device serves one request at a time, first come first served. A SimPy event happens when
-the idle device waits for the next arrival and when a request completes. The policy decides at
-the request's start and at each reroute point, at their exact simulated times: a segment's end
-(including any wait for evicted weights to return) is computed from the speed and residency
-traces (:meth:`simqos.device.SpeedTrace.finish_time_s`), so no event is needed per layer, per
-speed change, or per reroute point. The simulated time unit is the second. A request that finds
-the device idle has its work at each level scaled by that level's idle slowdown for the time
-the device has been idle (:meth:`simqos.service.ServiceModel.idle_factors_at`; 1 when the
-profile has no ``idle.csv``).
+The device serves one request at a time, first come first served, under the queue rules of
+the serving core (:mod:`simqos.serving`). A SimPy event happens when the idle device waits for
+the next arrival and when a request completes. The policy decides at the request's start and
+at each reroute point, at their exact simulated times: a segment's end (including any wait for
+evicted weights to return) is computed from the speed and residency traces
+(:func:`simqos.serving.finish_time`), so no event is needed per layer, per speed change, or
+per reroute point. The simulated time unit is the second. A request that finds the device idle
+has its work at each level scaled by that level's idle slowdown for the time the device has
+been idle (:meth:`simqos.service.ServiceModel.idle_factors_at`; 1 when the profile has no
+``idle.csv``).
 
-This SimPy model is the reference and serves any policy. For the built-in policies a scenario's
-``engine: auto`` (the default) runs the compiled twin in :mod:`simqos.fastpath` instead, which
-gives the same records bit for bit (tested) about a hundred times faster.
+This SimPy model is the reference and serves any policy. For a policy with a compiled
+``decide`` (every built-in one) a scenario's ``engine: auto`` (the default) runs the compiled
+driver in :mod:`simqos.fastpath` instead, which gives the same records bit for bit (tested)
+tens of times faster; the run's summary says which engine served each policy.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import importlib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,20 +40,18 @@ from pydantic import ValidationError
 
 from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, trace_from_spec
 from simqos.errors import SimqosError
-from simqos.fastpath import serve_fast, supports
+from simqos import serving
+from simqos.fastpath import serve_fast
 from simqos.metrics import per_replication, summarize
-from simqos.policies import POLICIES, DecisionState, Policy
+from simqos.policies import POLICIES, Policy
+from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision
 from simqos.profile import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
-from simqos.workload import arrivals_from_spec, deadlines_from_spec, read_arrivals_csv
+from simqos.workload import arrivals_from_spec, deadlines_from_spec, mean_rate_hz, read_arrivals_csv
 
-__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "build_plan", "decisions", "records_table", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
+__all__ = ["OUTCOMES", "Plan", "engines", "ReplicationInputs", "build_plan", "decisions", "records_table", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
 
-OUTCOMES = ("met", "missed", "dropped")
-"""Request outcomes: finished by the deadline, finished late, or never served."""
-
-_MET, _MISSED, _DROPPED = range(3)
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,18 @@ class Plan:
 
 def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     """Load the profile and build the policies; raises SimqosError naming the field."""
-    for module in scenario.plugins:
+    for i, module in enumerate(scenario.plugins):
+        if not module or module.startswith(".") or not all(part.isidentifier() for part in module.split(".")):
+            raise SimqosError(f"{source}: plugins[{i}]: {module!r} is not a module name; give an importable one, e.g. my_policies")
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise SimqosError(f"{source}: plugins: cannot import {module!r} ({exc})") from None
+        except Exception as exc:  # a user's module may fail in any way while importing
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise SimqosError(f"{source}: plugins[{i}]: importing {module!r} failed ({type(exc).__name__}: {first})") from None
     model = ServiceModel.from_profile(load_profile(scenario.profile))
     _check_trace_files(scenario, source)
+    _check_memory(scenario, model, source)
+    _check_size(scenario, model, source)
     factories, labels = [], []
     for i, spec in enumerate(scenario.policies):
         where = f"{source}: policies[{i}]"
@@ -96,13 +101,47 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
             raise SimqosError(
                 f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
             )
-        factory = functools.partial(cls, params, model)
+        factory = functools.partial(cls, params, model, scenario)
         factories.append(factory)
         labels.append(spec.label or factory().label())
     duplicated = {lab for lab in labels if labels.count(lab) > 1}
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
     return Plan(scenario, model, tuple(factories), tuple(labels))
+
+
+MAX_BREAKPOINTS = 10**8
+"""Changes of a sampled device process a run may need; beyond it the run is refused up front."""
+
+
+def _check_size(scenario: Scenario, model: ServiceModel, source: str) -> None:
+    """Refuse, before anything is allocated, a run that would not fit in this machine's memory
+    or whose device traces would need more than MAX_BREAKPOINTS changes, saying how much."""
+    rate = mean_rate_hz(scenario.workload.arrival)
+    if scenario.workload.arrival.kind == "trace" and scenario.duration_s is not None:
+        times = read_arrivals_csv(scenario.workload.arrival.path)
+        if times[-1] <= times[0]:
+            raise SimqosError(f"{source}: workload.arrival: {scenario.workload.arrival.path} spans no time, so it cannot be "
+                              "repeated to fill duration_s; give requests instead, or arrivals spread over time")
+    n = scenario.requests if scenario.requests is not None else scenario.duration_s * rate
+    per_request = model.n_levels * model.n_segments * 8 + len(model.sorted_samples_ms) * 8 + 130 * len(scenario.policies)
+    need = n * per_request * (scenario.precision.max_replications if scenario.precision else scenario.replications)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise SimqosError(
+            f"{source}: {n:,.0f} requests per replication would need about {need / 2**30:,.1f} GiB for inputs and "
+            f"records; this machine has {have / 2**30:,.1f} GiB. Lower requests (or duration_s) or replications"
+        )
+    horizon_s = 2.0 * n / rate + 60.0
+    for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
+        if spec is None or spec.kind in ("constant", "trace"):
+            continue
+        shortest = min(s.mean_dwell_s for s in spec.states) if spec.kind == "markov" else spec.period_s / 2
+        if horizon_s / shortest > MAX_BREAKPOINTS:
+            raise SimqosError(
+                f"{source}: {field}: over the run's {horizon_s:,.3g} s ({n:,.0f} requests at {rate:g}/s) the process would "
+                f"change about {horizon_s / shortest:,.3g} times, more than {MAX_BREAKPOINTS:,}; fewer requests or a faster arrival rate"
+            )
 
 
 def _check_trace_files(scenario: Scenario, source: str) -> None:
@@ -116,6 +155,26 @@ def _check_trace_files(scenario: Scenario, source: str) -> None:
                 raise SimqosError(f"{source}: device.speed: {spec.path} has speed factors <= 0; they must be > 0")
             if (trace.values < 0).any():
                 raise SimqosError(f"{source}: device.memory: {spec.path} has negative memory_mb")
+
+
+def _check_memory(scenario: Scenario, model: ServiceModel, source: str) -> None:
+    """Refuse a device whose memory never holds even the sparsest level: every request would be
+    dropped, and a table of nothing but drops answers no question."""
+    spec = scenario.device.memory
+    if spec is None:
+        return
+    most_mb = {
+        "constant": lambda: spec.memory_mb,
+        "markov": lambda: max(state.memory_mb for state in spec.states),
+        "periodic": lambda: max(spec.high, spec.low),
+        "trace": lambda: float(read_trace_csv(spec.path, "memory_mb").values.max()),
+    }[spec.kind]()
+    need_mb = model.level_bytes[-1] / 1e6
+    if most_mb < need_mb:
+        raise SimqosError(
+            f"{source}: device.memory: at most {most_mb:g} MB, but the sparsest level of {scenario.profile.name} "
+            f"needs {need_mb:.3g} MB resident, so every request would be dropped; give memory_mb >= {need_mb:.3g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -166,108 +225,77 @@ def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
 class _Server:
     """The device of one replication under one policy; :meth:`process` is the SimPy process.
 
-    A request's decisions are made in line, at their exact simulated times (each reroute
-    point's time follows from the speed trace), and the process then waits once, until the
-    request completes: nothing else in the model acts at a reroute point, so an event there
-    would change no outcome and only cost time.
+    The SimPy driver of the serving core (:mod:`simqos.serving`), run as plain Python (the
+    core's ``py_func``), so that any policy — compiled or Python — can decide. A request's
+    decisions are made in line, at their exact simulated times (each reroute point's time
+    follows from the speed trace), and the process then waits once, until the request
+    completes: nothing else in the model acts at a reroute point, so an event there would
+    change no outcome and only cost time.
     """
 
     def __init__(self, plan: Plan, inputs: ReplicationInputs, policy: Policy) -> None:
         self.plan, self.inputs, self.policy = plan, inputs, policy
-        self.model = plan.model
         n = len(inputs.arrivals_s)
         self.start_s = np.full(n, np.nan)
         self.finish_s = np.full(n, np.nan)
         self.route_code = np.full(n, -1, dtype=np.int64)
         self.reroutes = np.zeros(n, dtype=np.int64)
-        self.outcome = np.full(n, _DROPPED, dtype=np.int8)
-        self.sparsest_median_ms = self.model.sparsest_median_ms
-        self._resident_times = inputs.resident.times_s.tolist()
-        self._resident_levels = [int(v) for v in inputs.resident.values]
-
-    def min_resident(self, t_s: float) -> int:
-        """Least sparse level resident at ``t_s`` (``n_levels`` if none)."""
-        return self._resident_levels[bisect.bisect_right(self._resident_times, t_s) - 1]
-
-    def resident_from_s(self, level: int, t_s: float) -> float:
-        """Earliest time >= ``t_s`` at which ``level`` is resident (inf if never)."""
-        i = bisect.bisect_right(self._resident_times, t_s) - 1
-        if self._resident_levels[i] <= level:
-            return t_s
-        for j in range(i + 1, len(self._resident_levels)):
-            if self._resident_levels[j] <= level:
-                return self._resident_times[j]
-        return math.inf
-
-    def route_finish_s(self, request: int, route: tuple[int, ...], start_s: float, idle_factors: list[float]) -> float:
-        """Exact finish of ``route`` for ``request`` started at ``start_s`` (the oracle's view)."""
-        t = start_s
-        work = self.inputs.work_ms[request]
-        for segment, level in enumerate(route):
-            t = self.resident_from_s(level, t)
-            if math.isinf(t):
-                return t
-            t = self.inputs.speed.finish_time_s(t, float(work[level, segment]) * idle_factors[level])
-        return t
+        self.outcome = np.full(n, DROPPED, dtype=np.int8)
 
     def process(self, env: simpy.Environment):
-        inputs, model, policy = self.inputs, self.model, self.policy
+        inputs, model, policy = self.inputs, self.plan.model, self.policy
         queue = self.plan.scenario.workload.queue
-        speed = inputs.speed
-        arrivals, deadlines = inputs.arrivals_s.tolist(), inputs.deadlines_s.tolist()
-        n_levels, n_segments = model.n_levels, model.n_segments
-        started: list[float] = []  # start times of served requests, increasing
-        idle_since = 0.0  # the last served request's finish
-        for i, arrival in enumerate(arrivals):
+        capacity = -1 if queue.capacity is None else queue.capacity
+        trace = inputs.speed.trace
+        times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
+        res_times, res_levels = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
+        arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
+        params, table = policy.prepared() if policy.compiled() else (np.zeros(0), np.zeros((0, 0)))
+        candidates = np.ascontiguousarray(policy.candidates())
+        n = len(arrivals)
+        left = np.empty(n)  # when each admitted request left the queue
+        n_left = 0
+        factors = np.ones(model.n_levels)
+        busy_until = 0.0
+        for i in range(n):
+            arrival = float(arrivals[i])
             if env.now < arrival:
                 yield env.timeout(arrival - env.now)
             now = env.now
-            if queue.capacity is not None and len(started) - bisect.bisect_right(started, arrival) >= queue.capacity:
+            if not serving.admits(serving.waiting_at(left, n_left, arrival), capacity, busy_until <= arrival):
                 continue  # the queue was full when it arrived: dropped
-            deadline = deadlines[i]
-            if queue.late == "drop" and now + self.sparsest_median_ms / speed.speed_at(now) / 1e3 > deadline:
-                self.start_s[i] = self.finish_s[i] = now
-                continue
-            started.append(now)
+            deadline = float(deadlines[i])
+            left[n_left] = now
+            n_left += 1
             self.start_s[i] = now
-            queued = deadlines[i + 1 : max(bisect.bisect_right(arrivals, now), i + 1)]
-            factors = model.idle_factors_at((now - idle_since) * 1e3)
-            work = inputs.work_ms[i].tolist()
-            clairvoyance = functools.partial(self.route_finish_s, i, start_s=now, idle_factors=factors)
-            t, level, code, changes = now, None, 0, 0
-            for segment in range(n_segments):
-                chosen = int(
-                    policy.choose(
-                        DecisionState(
-                            request=i,
-                            now_s=t,
-                            arrival_s=arrival,
-                            deadline_s=deadline,
-                            segment=segment,
-                            current_level=level,
-                            speed=speed.speed_at(t),
-                            min_resident_level=self.min_resident(t),
-                            queued_deadlines_s=queued,
-                            route_finish_s=clairvoyance,
-                        )
-                    )
-                )
-                if not 0 <= chosen < n_levels:
-                    raise RuntimeError(f"policy {policy.label()} chose level {chosen}; levels are 0..{n_levels - 1}")
-                t = self.resident_from_s(chosen, t)
-                if math.isinf(t):
-                    break  # its level never returns: dropped
-                t = speed.finish_time_s(t, work[chosen][segment] * factors[chosen])
-                changes += level is not None and chosen != level
-                level = chosen
-                code = code * n_levels + chosen
-            else:
-                yield env.timeout(t - now)
-                idle_since = t
-                self.finish_s[i] = t
-                self.route_code[i] = code
-                self.reroutes[i] = changes
-                self.outcome[i] = _MET if t <= deadline else _MISSED
+            if queue.late == "drop" and serving.too_late(now, deadline, model.sparsest_median_ms, serving.value_at(times, speeds, now)):
+                continue  # dropped late: no finish
+            q_end = max(serving.bisect_right(arrivals, now, n), i + 1)
+            serving.idle_factors(model.idle_ms, model.idle_factor, (now - busy_until) * 1e3, factors)
+            t, code, changes = serving.serve_request.py_func(
+                i, now, arrival, deadline, inputs.work_ms[i], factors, times, speeds, cum, res_times, res_levels,
+                deadlines[i + 1 : q_end], _choose(policy), params, table, candidates,
+            )
+            if math.isinf(t):
+                continue  # its level never returns: dropped
+            yield env.timeout(t - now)
+            busy_until = t
+            self.finish_s[i] = t
+            self.route_code[i] = code
+            self.reroutes[i] = changes
+            self.outcome[i] = MET if t <= deadline else MISSED
+
+
+def _choose(policy: Policy) -> Callable[[Decision, np.ndarray, np.ndarray], int]:
+    """The policy as the core's ``decide``: its ``choose``, checked to return a level."""
+
+    def decide(state: Decision, _params: np.ndarray, _table: np.ndarray) -> int:
+        chosen = policy.choose(state)
+        if not 0 <= chosen < state.n_levels:
+            raise RuntimeError(f"policy {policy.label()} chose level {chosen}; levels are 0..{state.n_levels - 1}")
+        return int(chosen)
+
+    return decide
 
 
 def _route_text(code: int, n_levels: int, n_segments: int) -> str:
@@ -289,7 +317,7 @@ def run_policy(
     (:mod:`simqos.fastpath`, equal record for record) for built-in policies, SimPy otherwise.
     """
     policy = plan.policy_factories[policy_index]()
-    if (engine or plan.scenario.engine) == "auto" and supports(policy):
+    if (engine or plan.scenario.engine) == "auto" and policy.compiled():
         start_s, finish_s, route_code, reroutes, outcome = serve_fast(plan, inputs, policy)
     else:
         server = _Server(plan, inputs, policy)
@@ -346,10 +374,13 @@ class _Recorder(Policy):
     """Wraps a policy and keeps the states and choices of one request's decisions."""
 
     def __init__(self, inner: Policy, request: int) -> None:
-        super().__init__(inner.params, inner.model)
+        super().__init__(inner.params, inner.model, inner.scenario)
         self.inner, self.request, self.rows = inner, request, []
 
-    def choose(self, state: DecisionState) -> int:
+    def candidates(self) -> np.ndarray:
+        return self.inner.candidates()
+
+    def choose(self, state: Decision) -> int:
         level = self.inner.choose(state)
         if state.request == self.request:
             self.rows.append({**state._asdict(), "chosen": level})
@@ -358,13 +389,14 @@ class _Recorder(Policy):
 
 def decisions(plan: Plan, inputs: ReplicationInputs, policy_index: int, request: int) -> pd.DataFrame:
     """Every decision the policy made for ``request`` (SimPy reference): the state it saw
-    (time, segment, speed, least sparse resident level, queue behind it) and the level it chose."""
+    (time, segment, speed, least sparse resident level, how many requests queued behind it)
+    and the level it chose."""
     recorder = _Recorder(plan.policy_factories[policy_index](), request)
     server = _Server(plan, inputs, recorder)
     env = simpy.Environment()
     env.process(server.process(env))
     env.run()
-    table = pd.DataFrame(recorder.rows).drop(columns=["route_finish_s"])
+    table = pd.DataFrame(recorder.rows).drop(columns=["route_finish_s", "idle_factor", "n_levels"])
     table["queued"] = table.pop("queued_deadlines_s").map(len)
     return table
 
@@ -395,12 +427,16 @@ def run_plan(
     todo = range(plan.scenario.replications) if replications is None else replications
     n = len(todo)
     results: dict[int, list[pd.DataFrame]] = {}
+    if workers < 1:
+        raise SimqosError(f"--workers: {workers} must be >= 1")
     if workers > 1 and n > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
+
+        from simqos.workers import pool
 
         scenario_json = plan.scenario.model_dump(mode="json")
-        with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-            futures = {pool.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in todo}
+        with pool(min(workers, n)) as processes:
+            futures = {processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in todo}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if progress:
@@ -417,8 +453,19 @@ def summarize_plan(
     plan: Plan, records: pd.DataFrame, by_replication: bool = False, percentile_intervals: bool = True
 ) -> pd.DataFrame:
     """:func:`simqos.metrics.summarize` (or, ``by_replication``, :func:`~simqos.metrics.per_replication`)
-    with the plan's levels and its routes' measured accuracy intervals."""
+    with the plan's levels and its routes' measured accuracy intervals, and an ``engine``
+    column: which engine served each policy (``compiled`` or ``simpy``)."""
     if by_replication:
-        return per_replication(records, plan.model.n_levels, plan.model.route_accuracy_interval)
-    return summarize(records, plan.model.n_levels, plan.model.route_accuracy_interval, percentile_intervals)
+        summary = per_replication(records, plan.model.n_levels, plan.model.route_accuracy_interval)
+    else:
+        summary = summarize(records, plan.model.n_levels, plan.model.route_accuracy_interval, percentile_intervals)
+    summary["engine"] = summary["policy"].map(dict(zip(plan.labels, engines(plan))))
+    return summary
+
+
+def engines(plan: Plan) -> list[str]:
+    """Which engine serves each policy of ``plan``: ``compiled`` (a compiled ``decide`` under
+    ``engine: auto``) or ``simpy``."""
+    auto = plan.scenario.engine == "auto"
+    return ["compiled" if auto and factory().compiled() else "simpy" for factory in plan.policy_factories]
 

@@ -42,6 +42,8 @@ __all__ = [
     "BATCHES_PER_REPLICATION",
     "PERCENTILES",
     "batch_index",
+    "cluster_design_effect",
+    "critical_value",
     "design_effect",
     "latency_percentiles_ms",
     "nines",
@@ -58,11 +60,27 @@ PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 """Latency percentiles every summary reports."""
 
 
-def _z(confidence: float, dof: int | None = None) -> float:
+def critical_value(confidence: float, dof: int | None = None) -> float:
     """The two-sided critical value: normal, or Student's t with ``dof`` degrees of freedom."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence(={confidence}) must be in (0, 1)")
     return float(norm.ppf(0.5 + confidence / 2.0) if dof is None else t_dist.ppf(0.5 + confidence / 2.0, dof))
+
+
+def cluster_design_effect(correct: np.ndarray, units: np.ndarray) -> float:
+    """How much more a proportion scored in clusters varies than independent units would:
+    the ratio estimator's variance over the binomial one, at least 1 (and exactly 1 when every
+    cluster is one unit). ``correct[i]`` of ``units[i]`` scored units are right in cluster i —
+    e.g. the tokens of one translated sentence, which stand or fall together."""
+    correct, units = np.asarray(correct, dtype=float), np.asarray(units, dtype=float)
+    m, n = len(units), units.sum()
+    if m < 2 or units.max() <= 1 or n == 0:
+        return 1.0
+    p = correct.sum() / n
+    if p in (0.0, 1.0):
+        return 1.0
+    ratio_var = m / (m - 1) * np.sum((correct - p * units) ** 2) / n**2
+    return max(1.0, float(ratio_var / (p * (1 - p) / n)))
 
 
 def wilson_interval(
@@ -85,7 +103,7 @@ def wilson_interval(
         raise ValueError(f"successes(={successes}) must be in [0, n(={n})]")
     if not design_effect >= 1.0:
         raise ValueError(f"design_effect(={design_effect}) must be >= 1")
-    z = _z(confidence, dof)
+    z = critical_value(confidence, dof)
     p = successes / n
     n_eff = n / design_effect
     denom = 1.0 + z * z / n_eff
@@ -190,7 +208,7 @@ def _accuracy_interval(
     """(point, low, high) of the mean of per-request accuracies ``values``; see the module doc."""
     point = float(np.mean(values))
     d = design_effect(values, batch)
-    simulation = _z(confidence, int(batch.max()) if d > 1.0 else None) * math.sqrt(float(values.var()) * d / len(values))
+    simulation = critical_value(confidence, int(batch.max()) if d > 1.0 else None) * math.sqrt(float(values.var()) * d / len(values))
     below = above = 0.0
     if route_intervals is not None and all(r in route_intervals for r in route_share):
         low = sum(share * route_intervals[r][0] for r, share in route_share.items())

@@ -31,14 +31,19 @@ def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Fig
     policies = list(dict.fromkeys(kept["policy"]))
     colours = policy_colours(policies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
     for policy in policies:
         x, y = _ccdf(kept.loc[kept["policy"] == policy, "latency_ms"].to_numpy())
         ax.step(x, y, where="post", label=policy, color=colours[policy])
+        drawn += len(x)
     if deadline_ms is not None:
         ax.axvline(deadline_ms, color="black", linestyle="--", linewidth=1)
         ax.text(deadline_ms, 1.0, " deadline", va="top", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if drawn:  # log axes need a point; with none, say why the panel is empty
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no request finished after warm-up", transform=ax.transAxes, ha="center")
     ax.set_xlabel("latency, arrival to finish (ms)")
     ax.set_ylabel("fraction of requests slower (CCDF)")
     ax.set_title("Latency tail per policy")
@@ -94,11 +99,11 @@ def _accuracy_panels(axes, table: pd.DataFrame) -> None:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1.5, not 1.5x10^0
         ax.set_xlabel(f"latency {col.removesuffix('_ms')} (ms)")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.grid(True, which="both", alpha=0.3)
         if table["mean_accuracy"].isna().all():
             ax.text(0.5, 0.5, "accuracy unavailable\nin this profile", transform=ax.transAxes, ha="center")
     axes[0].set_ylabel("mean top-1 accuracy of served requests")
-    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
     axes[0].legend(fontsize=8)
 
 
@@ -287,6 +292,8 @@ def timeline(
     if deadline_ms is not None:
         bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
     bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 20, not 2x10^1
+    bottom.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     bottom.set_xlabel("arrival time (s)")
     bottom.set_ylabel("latency (ms)")
     bottom.legend(fontsize=7, ncol=2)
@@ -295,24 +302,43 @@ def timeline(
     return fig
 
 
-def accuracy_frontier(table: pd.DataFrame) -> Figure:
-    """Accuracy vs latency p50 / p99 / p99.9, each policy family a curve traced by its knob
-    (``table`` has columns family, knob, the percentiles and mean_accuracy); the oracle's curve,
-    traced by its planning margin, is the frontier the others are measured against."""
+def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
+    """What each policy family can reach. Three panels: mean accuracy of served requests vs
+    latency p50 / p99 / p99.9; a fourth: accuracy-at-deadline vs nines of QoS, the objective
+    panel, with the offline optimum (``bound``, :mod:`simqos.bound`) drawn as the limits no
+    policy can pass. ``table`` has columns family, knob, the percentiles, mean_accuracy,
+    accuracy_at_deadline and nines. A family with a continuous knob (a quantile, a margin) is
+    a line through its settings; the static levels are separate points, as are policies
+    without a knob; the clairvoyant reference is dashed."""
     families = list(dict.fromkeys(table["family"]))
     colours = policy_colours(families)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
-    for ax, col in zip(axes, PERCENTILE_PANELS):
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+    for ax, col in zip([*axes[:3], axes[3]], [*PERCENTILE_PANELS, "nines"]):
+        y = "accuracy_at_deadline" if col == "nines" else "mean_accuracy"
         for family in families:
             t = table[table["family"] == family].sort_values(col)
-            oracle = family == "oracle"
-            ax.plot(t[col], t["mean_accuracy"], "--" if oracle else "-o", color="black" if oracle else colours[family],
-                    linewidth=2 if oracle else 1.2, markersize=4, label=f"{family} (frontier)" if oracle else family)
-            if family == "static":  # the level is the one knob worth naming on the plot
-                for _, row in t.iterrows():
-                    ax.annotate(f"L{int(row['knob'])}", (row[col], row["mean_accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    _accuracy_panels(axes, table)
-    fig.suptitle("Accuracy vs latency percentile, each policy traced by its knob "
-                 "(static: level; greedy, deadline_aware: quantile; oracle: margin ms)", fontsize=10)
+            if family == "clairvoyant":
+                ax.plot(t[col], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
+            elif family == "static" or len(t) == 1:
+                ax.plot(t[col], t[y], "D" if family == "static" else "*", color=colours[family], markersize=7 if family == "static" else 11,
+                        linestyle="none", label=family)
+                if family == "static":
+                    for _, row in t.iterrows():
+                        ax.annotate(f"L{int(row['knob'])}", (row[col], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            else:
+                ax.plot(t[col], t[y], "-o", color=colours[family], linewidth=1, markersize=3.5, alpha=0.85, label=family)
+    _accuracy_panels(axes[:3], table)
+    ax = axes[3]
+    if bound is not None and bound.get("accuracy_at_deadline") is not None and not pd.isna(bound["accuracy_at_deadline"]):
+        ax.axhline(bound["accuracy_at_deadline"], color="firebrick", linewidth=1.2, linestyle=":")
+        ax.text(ax.get_xlim()[0], bound["accuracy_at_deadline"], " offline optimum", color="firebrick", va="bottom", fontsize=8)
+    if bound is not None and bound["met"] < bound["requests"]:
+        ax.axvline(-np.log10(1 - bound["met"] / bound["requests"]), color="firebrick", linewidth=1.2, linestyle=":")
+    ax.set_xlabel("nines of QoS")
+    ax.set_ylabel("accuracy-at-deadline (a miss counts as wrong)")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.grid(True, alpha=0.3)
+    fig.suptitle("What each policy reaches (static: a point per level; greedy, deadline_aware: lines through quantiles; "
+                 "clairvoyant: margin ms; dotted red: the offline optimum)", fontsize=10)
     fig.tight_layout()
     return fig

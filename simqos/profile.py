@@ -19,7 +19,8 @@ A bundle is a folder of one JSON file and a few CSV tables, documented field by 
     kernels), and of the dense baseline (level ``DENSE_BASELINE_LEVEL`` = -1: every layer's
     dense kernel with all its weights).
 ``routes.csv``
-    accuracy per route (only when accuracy is available).
+    accuracy per route on each held-out split (only when accuracy is available): the
+    ``validation`` rows are what policies decide on, the ``test`` rows what reports show.
 ``idle.csv`` (optional)
     raw whole-model latency samples (ms) per level after the device idled ``idle_ms`` since the
     previous inference (0: back to back, as every other table is timed). An idle core loses
@@ -34,6 +35,7 @@ the file, the field, the value and the fix.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simqos.errors import SimqosError
@@ -55,11 +59,14 @@ __all__ = [
     "ProfileMeta",
     "Provenance",
     "TimerSettings",
+    "SPLITS",
+    "SplitAccuracy",
+    "check_routes",
     "load_profile",
     "save_profile",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DENSE_BASELINE_LEVEL = -1
 """The ``level`` of end-to-end samples of the dense baseline (unpruned model, dense kernels)."""
 
@@ -73,14 +80,14 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "latency_samples.csv": ("layer", "level", "sample", "latency_ms"),
     "kernels.csv": ("layer", "level", "kernel", "median_ms", "in_model_median_ms", "status"),
     "end_to_end.csv": ("level", "sample", "latency_ms"),
-    "routes.csv": ("route", "correct", "n", "accuracy", "ci_low", "ci_high"),
+    "routes.csv": ("route", "split", "correct", "n", "accuracy", "ci_low", "ci_high"),
     "idle.csv": ("level", "idle_ms", "sample", "latency_ms"),
 }
 """Required columns of each table (more columns are an error too)."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LevelInfo(_Strict):
@@ -105,14 +112,36 @@ class LayerInfo(_Strict):
     output_shapes: list[list[int]]
 
 
+class SplitAccuracy(_Strict):
+    """A score on one split: ``correct`` of ``n`` scored units, with its 95 % interval."""
+
+    split: str
+    correct: int = Field(ge=0)
+    n: int = Field(gt=0)
+    accuracy: float = Field(ge=0, le=1)
+    ci_low: float = Field(ge=0, le=1)
+    ci_high: float = Field(ge=0, le=1)
+
+
 class AccuracyInfo(_Strict):
-    """Whether routes.csv exists, and on what it was measured."""
+    """Whether routes.csv exists, what it measures and on what, and how the levels were cut.
+
+    ``source``: ``measured`` (by ``simqos profile``) or ``attached`` (by ``simqos
+    attach-accuracy``, from a file measured elsewhere). ``metric`` and ``unit`` say what is
+    scored ("top-1 accuracy" of "sample"s, "token accuracy" of "token"s, ...). ``dense``: the
+    unpruned model's score on each split, when known. ``scope`` and ``keep_dense``: how the
+    levels were pruned (layer-wise or global magnitude; layers kept whole)."""
 
     available: bool
+    source: Literal["measured", "attached"] | None = None
     dataset: str | None = None
-    n_samples: int | None = None
+    metric: str | None = None
+    unit: str | None = None
     growth: str | None = None
+    scope: str = "layer"
+    keep_dense: list[str] = []
     routes_complete: bool | None = None
+    dense: list[SplitAccuracy] = []
     note: str = ""
 
 
@@ -204,9 +233,11 @@ class Profile:
 
     def level_summary(self) -> pd.DataFrame:
         """Per level, relative to the dense model: kept weights, FLOPs, end-to-end latency
-        (median, chosen kernels vs dense kernels) and resident bytes under nested storage (vs
-        the float32 bytes of the dense weight tensors) — the paper's "13.38 % weights, 14.97 %
-        FLOPs" table for this profile."""
+        (median, chosen kernels vs dense kernels), resident bytes under nested storage (vs the
+        float32 bytes of the dense weight tensors), and — when the profile has accuracy — the
+        level's test accuracy with its interval and its loss relative to the dense model's:
+        the paper's "13.38 % weights, 14.97 % FLOPs at dense accuracy" table for this profile
+        (NaN where unknown)."""
         t = self.layers
         n_weights = {layer.name: layer.n_weights for layer in self.meta.layers}
         dense_flops = sum(
@@ -223,9 +254,28 @@ class Profile:
                     "flops_fraction": at["flops"].sum() / dense_flops,
                     "latency_ratio": gap.loc[level.index, "ratio_to_dense"],
                     "storage_ratio": at["weight_bytes"].sum() / (4 * sum(n_weights.values())),
+                    **self._level_accuracy(level.index),
                 }
             )
         return pd.DataFrame(rows)
+
+    def _level_accuracy(self, level: int) -> dict[str, float]:
+        """Test accuracy of the all-``level`` route, its interval, and its loss relative to the
+        dense model's test accuracy (NaN where unknown)."""
+        out = dict.fromkeys(("accuracy", "ci_low", "ci_high", "relative_loss"), math.nan)
+        if self.routes is None:
+            return out
+        uniform = "-".join([str(level)] * self.n_segments)
+        row = self.routes[(self.routes["route"] == uniform) & (self.routes["split"] == "test")].iloc[0]
+        out.update(accuracy=float(row.accuracy), ci_low=float(row.ci_low), ci_high=float(row.ci_high))
+        dense = self.dense_accuracy("test")
+        if dense is not None:
+            out["relative_loss"] = (dense.accuracy - row.accuracy) / dense.accuracy
+        return out
+
+    def dense_accuracy(self, split: str) -> SplitAccuracy | None:
+        """The unpruned model's score on ``split``, if the profile knows it."""
+        return next((a for a in self.meta.accuracy.dense if a.split == split), None)
 
     def idle_factors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(idle_ms, factor)``: how much longer level k runs after the device idled
@@ -289,7 +339,7 @@ def _read_meta(folder: Path) -> ProfileMeta:
 def _read_table(folder: Path, name: str) -> pd.DataFrame:
     path = folder / name
     try:
-        table = pd.read_csv(path, dtype={c: str for c in ("layer", "kernel", "status", "route")})
+        table = pd.read_csv(path, dtype={c: str for c in ("layer", "kernel", "status", "route", "split")})
     except FileNotFoundError:
         raise _fail(path, "missing; re-create the profile with `simqos profile`") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -323,6 +373,12 @@ def _validate(folder: Path, profile: Profile) -> None:
     if segments[0] != 0 or any(b - a not in (0, 1) for a, b in zip(segments, segments[1:])):
         raise _fail(folder / _META_FILE, f"layers: segments {segments} must start at 0 and grow by 0 or 1")
     names = profile.layer_names
+    boundaries = [a.name for a, b in zip(meta.layers, meta.layers[1:]) if b.segment != a.segment]
+    if meta.reroute_after != boundaries:
+        raise _fail(
+            folder / _META_FILE,
+            f"reroute_after {meta.reroute_after} must name the last layer of every segment but the last, {boundaries}",
+        )
     k = profile.n_levels
     expected = {(n, lv) for n in names for lv in range(k)}
 
@@ -351,6 +407,15 @@ def _validate(folder: Path, profile: Profile) -> None:
     have = set(zip(s["layer"], s["level"]))
     if have != expected:
         raise _fail(path, f"needs samples for every layer x level; missing {sorted(expected - have)[:3]}")
+    medians = s.groupby(["layer", "level"])["latency_ms"].median()
+    for row in t.itertuples(index=False):
+        sampled = float(medians.loc[(row.layer, row.level)])
+        if not 0.5 <= row.latency_median_ms / sampled <= 2.0:
+            raise _fail(
+                folder / "layers.csv",
+                f"layer {row.layer!r} level {row.level}: latency_median_ms {row.latency_median_ms:g} is not the median of "
+                f"its samples in latency_samples.csv ({sampled:g} ms); both are milliseconds",
+            )
 
     path = folder / "end_to_end.csv"
     e = profile.end_to_end
@@ -365,18 +430,7 @@ def _validate(folder: Path, profile: Profile) -> None:
     if not meta.accuracy.available and profile.routes is not None:
         raise _fail(folder / "routes.csv", "present, but profile.json says accuracy is unavailable; remove one")
     if profile.routes is not None:
-        path = folder / "routes.csv"
-        r = profile.routes
-        _check_numeric(path, r, ("correct", "n", "accuracy", "ci_low", "ci_high"), 0, strict=False)
-        for i, row in enumerate(r.itertuples(index=False)):
-            parts = str(row.route).split("-")
-            if len(parts) != profile.n_segments or not all(p.isdigit() and int(p) < k for p in parts):
-                raise _fail(
-                    path,
-                    f"row {i + 2}: route {row.route!r} needs {profile.n_segments} levels in [0, {k - 1}] joined by '-'",
-                )
-            if row.correct > row.n or not math.isclose(row.accuracy, row.correct / row.n, abs_tol=1e-5):
-                raise _fail(path, f"row {i + 2}: accuracy {row.accuracy} is not correct/n = {row.correct}/{row.n}")
+        check_routes(folder / "routes.csv", profile.routes, profile.n_segments, k)
 
     if profile.idle is not None:
         path = folder / "idle.csv"
@@ -388,6 +442,51 @@ def _validate(folder: Path, profile: Profile) -> None:
             raise _fail(path, f"needs samples for levels 0..{k - 1}, each at idle_ms 0 (back to back) and after gaps")
         if any(set(g["idle_ms"]) != gaps for _, g in d.groupby("level")):
             raise _fail(path, f"every level needs samples at the same idle gaps {sorted(gaps)}")
+
+
+SPLITS = ("validation", "test")
+"""Splits of routes.csv: policies decide on ``validation``, reports show ``test``."""
+
+
+def check_routes(path: Path, routes: pd.DataFrame, n_segments: int, n_levels: int) -> None:
+    """Raise SimqosError unless ``routes`` (routes.csv's columns) is a valid accuracy table:
+    each route ``n_segments`` levels in ``[0, n_levels)``, splits among :data:`SPLITS` with a
+    ``test`` one, counts whole, accuracy ``correct / n`` inside its interval, every route of a
+    split once, the same routes in every split, and those routes every route or every
+    monotone one (levels never decreasing)."""
+    _check_numeric(path, routes, ("correct", "n", "accuracy", "ci_low", "ci_high"), 0, strict=False)
+    for i, row in enumerate(routes.itertuples(index=False)):
+        where = f"row {i + 2}"
+        parts = str(row.route).split("-")
+        if len(parts) != n_segments or not all(p.isdigit() and int(p) < n_levels for p in parts):
+            raise _fail(path, f"{where}: route {row.route!r} needs {n_segments} levels in [0, {n_levels - 1}] joined by '-'")
+        if row.split not in SPLITS:
+            raise _fail(path, f"{where}: split {row.split!r} is not one of {list(SPLITS)}")
+        if row.n < 1 or row.correct > row.n or row.correct != int(row.correct) or row.n != int(row.n):
+            raise _fail(path, f"{where}: correct={row.correct!r} of n={row.n!r} must be whole numbers with 0 <= correct <= n, n >= 1")
+        if not math.isclose(row.accuracy, row.correct / row.n, abs_tol=1e-5):
+            raise _fail(path, f"{where}: accuracy {row.accuracy} is not correct/n = {row.correct}/{row.n}")
+        if not (row.ci_low - 1e-6 <= row.accuracy <= row.ci_high + 1e-6 and row.ci_high <= 1):
+            raise _fail(path, f"{where}: the interval [{row.ci_low}, {row.ci_high}] must hold accuracy {row.accuracy} inside [0, 1]")
+    if "test" not in set(routes["split"]):
+        raise _fail(path, "needs the test split (what reports show); validation is optional")
+    for split, rows in routes.groupby("split"):
+        repeated = rows["route"][rows["route"].duplicated()].tolist()
+        if repeated:
+            raise _fail(path, f"split {split!r}: routes {repeated[:3]} appear more than once")
+    by_split = {split: set(rows["route"]) for split, rows in routes.groupby("split")}
+    if len({frozenset(v) for v in by_split.values()}) > 1:
+        raise _fail(path, "every split needs the same routes")
+    given = by_split["test"]
+    every = {"-".join(map(str, r)) for r in itertools.product(range(n_levels), repeat=n_segments)}
+    monotone = {"-".join(map(str, r)) for r in itertools.combinations_with_replacement(range(n_levels), n_segments)}
+    if given != every and given != monotone:
+        missing = sorted((monotone if given <= monotone else every) - given)
+        raise _fail(
+            path,
+            f"needs every route ({len(every)}) or every monotone one ({len(monotone)}, levels never decreasing); "
+            f"has {len(given)}, missing e.g. {missing[:3]}",
+        )
 
 
 def load_profile(folder: str | Path) -> Profile:

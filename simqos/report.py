@@ -28,6 +28,7 @@ from simqos.profile import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
 from simqos.study import override, vary
+from simqos.verdict import verdict_lines
 
 __all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "pooled_over_seeds", "write_report", "write_sweep_report"]
 
@@ -57,38 +58,50 @@ def _nines_text(row: pd.Series) -> str:
     return f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
 
 
-def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str]) -> str:
-    baseline = next((p for p in summary["policy"] if str(p).startswith("static L0")), summary["policy"].iloc[0])
-    base = summary.set_index("policy").loc[baseline]
+def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdict: dict | None, bound: dict | None) -> str:
+    differences = (verdict or {}).get("differences", {})
+    baseline = (verdict or {}).get("baseline")
+    objective = scenario.objective.kind
+    unit = "accuracy-at-deadline" if objective == "accuracy_at_deadline" else "share met"
     lines = [
         f"# {scenario.name}",
         "",
         f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replications, "
-        f"seed {scenario.seed}, profile `{scenario.profile.name}`.",
+        f"seed {scenario.seed}, profile `{scenario.profile.name}`; objective: {objective.replace('_', '-')}.",
         "",
-        "| policy | nines [95 % CI] | miss % | p50 ms | p99 ms [CI] | p99.9 ms | accuracy [CI] | at deadline | Δ nines vs "
-        f"{baseline} | Δ accuracy (points) |",
+        *verdict_lines(verdict),
+        "",
+        "| policy | engine | nines [95 % CI] | miss % | p50 ms | p99 ms [CI] | p99.9 ms | accuracy [CI] | at deadline | "
+        f"Δ {unit} vs {baseline or 'baseline'}, points [95 % CI] |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in summary.iterrows():
-        nines = _nines_text(row)
-        d_nines = "—" if pd.isna(row["nines"]) or pd.isna(base["nines"]) else f"{row['nines'] - base['nines']:+.2f}"
-        d_acc = "—" if pd.isna(row["mean_accuracy"]) else f"{100 * (row['mean_accuracy'] - base['mean_accuracy']):+.2f}"
         p99 = f"{row['p99_ms']:.2f} [{_fmt(row.get('p99_ms_low'), '.2f')}, {_fmt(row.get('p99_ms_high'), '.2f')}]"
         accuracy = "—" if pd.isna(row["mean_accuracy"]) else (
             f"{row['mean_accuracy']:.2%} [{row['mean_accuracy_low']:.1%}, {row['mean_accuracy_high']:.1%}]"
         )
+        d = differences.get(row["policy"])
+        delta = "baseline" if row["policy"] == baseline else ("—" if d is None else
+                 f"{100 * d[0]:+.2f}" + (f" [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]" if d[1] is not None else ""))
         lines.append(
-            f"| {row['policy']} | {nines} | {100 * row['miss_rate']:.3f} | {row['p50_ms']:.2f} | {p99} | "
-            f"{row['p99.9_ms']:.2f} | {accuracy} | {_fmt(row['accuracy_at_deadline'], '.2%')} | "
-            f"{d_nines} | {d_acc} |"
+            f"| {row['policy']} | {row.get('engine', '—')} | {_nines_text(row)} | {100 * row['miss_rate']:.3f} | "
+            f"{row['p50_ms']:.2f} | {p99} | {row['p99.9_ms']:.2f} | {accuracy} | "
+            f"{_fmt(row['accuracy_at_deadline'], '.2%')} | {delta} |"
+        )
+    if bound is not None:
+        met = bound["met"] / bound["requests"]
+        lines.append(
+            f"| offline optimum ({'exact' if bound['exact'] else 'upper bound'}) | — | "
+            f"{_fmt(-math.log10(1 - met) if met < 1 else None, '.2f')} (at most) | {100 * (1 - met):.3f} (at least) | — | — | — | — | "
+            f"{_fmt(bound['accuracy_at_deadline'], '.2%')} (at most) | — |"
         )
     lines += [
         "",
         "Intervals are 95 %. Nines: Wilson on the effective sample size (requests / design effect "
         "`miss_design_effect`, the clustering of misses measured by batch means); p99: bootstrap over batches; "
-        "accuracy: the routes' test-set intervals and the simulation's, in quadrature (the test set is the same for "
-        "every policy, so their differences are known better than the intervals suggest). Per-replication rows: "
+        "accuracy: the routes' test-set intervals and the simulation's, in quadrature. Δ: the paired difference "
+        "from the baseline over the same requests (common random numbers), with a batch-means interval. The offline "
+        "optimum knows the whole realised run (`simqos.bound`): no policy can beat it. Per-replication rows: "
         "`replications.csv`; how the intervals are made: scenarios/README.md.",
     ]
     lines += [""] + [f"- {note}" for note in notes]
@@ -103,7 +116,8 @@ MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
 def _knob_table(scenario: Scenario) -> pd.DataFrame:
     """One run with every policy family at several settings of its knob: static at each level,
     greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
-    parameters), the oracle at several planning margins (fractions of the deadline)."""
+    parameters), lookahead as it is, and the clairvoyant reference at several planning margins
+    (fractions of the deadline)."""
     n_levels = build_plan(scenario).model.n_levels
     da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
     da = {k: v for k, v in da.items() if k != "quantile"}
@@ -114,7 +128,8 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs = [("static", k, {"kind": "static", "level": k}) for k in range(n_levels)]
     specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
     specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
-    specs += [("oracle", round(f * base_ms, 2), {"kind": "oracle", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
+    specs += [("lookahead", 0, {"kind": "lookahead"})]
+    specs += [("clairvoyant", round(f * base_ms, 2), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob}"} for family, knob, spec in specs]
     plan = build_plan(override(scenario, "policies", policies))
     summary = summarize_plan(plan, run_plan(plan), percentile_intervals=False)
@@ -153,7 +168,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     folder = Path(folder)
     if owned(folder) == "sweep":
         return write_sweep_report(folder)
-    _, summary, records = read_results(folder)
+    summary_json, summary, records = read_results(folder)
     try:
         scenario = parse_scenario(yaml.safe_load((folder / "scenario.yaml").read_text()), str(folder / "scenario.yaml"))
     except FileNotFoundError:
@@ -168,7 +183,8 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
     if progress:
         progress("accuracy frontier")
-    figures["accuracy_frontier"] = plots.accuracy_frontier(_knob_table(small if scenario.requests else scenario))
+    figures["accuracy_frontier"] = plots.accuracy_frontier(_knob_table(small if scenario.requests else scenario),
+                                                           summary_json.get("bound"))
     if deadline.kind == "constant":
         if progress:
             progress("nines vs deadline")
@@ -194,7 +210,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     for name, fig in figures.items():
         plots.save(fig, folder / "plots" / f"{name}.png")
     notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
-    (folder / "report.md").write_text(_markdown(scenario, summary, notes))
+    (folder / "report.md").write_text(_markdown(scenario, summary, notes, summary_json.get("verdict"), summary_json.get("bound")))
     return list(figures)
 
 

@@ -3,7 +3,8 @@
 Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the replications
 that ran), ``records.csv.gz`` (one row per request and policy; columns below), ``summary.csv``
 and ``summary.json`` (one row per policy, pooled over replications, see
-:func:`simqos.metrics.summarize`, plus provenance and what the stopping rule did), and
+:func:`simqos.metrics.summarize`, plus provenance, what the stopping rule did, the offline
+optimum of the same runs (:mod:`simqos.bound`) and the verdict (:mod:`simqos.verdict`)), and
 ``replications.csv`` (the same columns for each replication alone, beside the pooled ones), and
 the figures and ``report.md`` of :mod:`simqos.report`. Everything is written into
 ``OUT.partial/`` and swapped in for ``OUT`` only when complete, report included
@@ -62,8 +63,13 @@ def provenance(scenario: Scenario) -> dict:
 
 
 def _json_safe(value: object) -> object:
+    """``value`` with every non-finite float (at any depth) as None: JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
     return value
 
 
@@ -74,15 +80,25 @@ def write_results(
     summary: pd.DataFrame,
     by_replication: pd.DataFrame,
     stopping: dict | None = None,
+    bound: dict | None = None,
+    verdict: dict | None = None,
 ) -> None:
-    """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`)."""
+    """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`);
+    ``bound`` (:func:`simqos.bound.plan_bound`) and ``verdict`` (:func:`simqos.verdict.verdict`)
+    go into summary.json."""
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     if scenario.outputs.records:
-        records.to_csv(work / "records.csv.gz", index=False, float_format="%.9g")
+        records.to_csv(work / "records.csv.gz", index=False)  # full precision: met/missed follows from the columns
     summary.to_csv(work / "summary.csv", index=False, float_format="%.6g")
     by_replication.to_csv(work / "replications.csv", index=False, float_format="%.6g")
     rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
-    document = {"provenance": provenance(scenario), "stopping": stopping, "policies": rows}
+    document = {
+        "provenance": provenance(scenario),
+        "stopping": stopping,
+        "policies": rows,
+        "bound": _json_safe(bound),
+        "verdict": _json_safe(verdict),
+    }
     (work / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
 
 

@@ -30,11 +30,11 @@ from pydantic import (
 from simqos.errors import SimqosError
 from simqos.userfiles import read_yaml
 
-__all__ = ["Device", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "parse_scenario"]
+__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "parse_scenario"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
@@ -229,6 +229,23 @@ class Outputs(_Model):
     plots: bool = True
 
 
+class Objective(_Model):
+    """What the verdict optimises (:mod:`simqos.verdict`): ``accuracy_at_deadline`` (a miss or a
+    drop counts as wrong), or ``nines`` among the policies whose mean accuracy reaches
+    ``accuracy_floor``; ``baseline``: the label of the policy to compare with (default: the
+    best static level)."""
+
+    kind: Literal["accuracy_at_deadline", "nines"] = "accuracy_at_deadline"
+    accuracy_floor: float | None = Field(default=None, gt=0, le=1)
+    baseline: str | None = None
+
+    @model_validator(mode="after")
+    def _floor(self) -> Objective:
+        if self.accuracy_floor is not None and self.kind != "nines":
+            raise ValueError("accuracy_floor applies to kind: nines; remove it or set kind: nines")
+        return self
+
+
 class Precision(_Model):
     """A stopping rule: after the scenario's ``replications``, run as many again, and again,
     until every policy's nines interval reaches ``nines_half_width`` on each side of the point,
@@ -261,6 +278,7 @@ class Scenario(_Model):
     engine: Literal["auto", "simpy"] = "auto"
     outputs: Outputs = Outputs()
     precision: Precision | None = None
+    objective: Objective = Objective()
 
     _resolve_profile = field_validator("profile")(_resolve)
 

@@ -3,7 +3,9 @@
 For each layer and level the measured in-model latency samples, sorted; per level the part of
 the end-to-end time that per-layer samples miss (the *gap*, spread evenly over the layers, so
 that a whole route costs what the model costs end to end); the segments between reroute points;
-resident weight bytes per level; the accuracy of each route when the profile has it; and how
+resident weight bytes per level; the accuracy of each route when the profile has it (the
+validation split's, which policies may use to decide, and the test split's, which records and
+reports show); and how
 much slower a request runs when it finds the device idle (the profile's ``idle.csv``: per
 level, a factor on its work that grows with the idle gap before it; none without that table).
 
@@ -13,6 +15,8 @@ so every route of a request and every policy sees the same randomness (common ra
 """
 
 from __future__ import annotations
+
+import functools
 
 import itertools
 from dataclasses import dataclass
@@ -51,8 +55,9 @@ class ServiceModel:
     sorted_samples_ms: tuple[tuple[np.ndarray, ...], ...]  # [layer][level] ascending samples
     glue_ms: np.ndarray  # (n_levels,) unmeasured time per layer call at each level
     level_bytes: np.ndarray  # (n_levels,) resident weight bytes under nested storage
-    route_accuracy: dict[tuple[int, ...], float]  # empty when accuracy is unavailable
-    route_accuracy_interval: dict[str, tuple[float, float]]  # by route text ("0-1-1"): 95 % Wilson
+    route_accuracy: dict[tuple[int, ...], float]  # test split (reported); empty when unavailable
+    route_accuracy_interval: dict[str, tuple[float, float]]  # by route text ("0-1-1"): 95 %, test split
+    decision_accuracy: dict[tuple[int, ...], float]  # validation split: what policies may use
     idle_ms: np.ndarray  # ascending idle gaps (ms), from 0 ...
     idle_factor: np.ndarray  # ... (n_levels, n_gaps): each level's work multiplier after each (1 at 0)
 
@@ -66,11 +71,15 @@ class ServiceModel:
         )
         level_bytes = profile.layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy()
         idle_ms, idle_factor = profile.idle_factors()
-        accuracy, interval = {}, {}
+        accuracy, interval, decision = {}, {}, {}
         if profile.routes is not None:
             for row in profile.routes.itertuples(index=False):
-                accuracy[tuple(int(p) for p in row.route.split("-"))] = float(row.accuracy)
-                interval[row.route] = (float(row.ci_low), float(row.ci_high))
+                route = tuple(int(p) for p in row.route.split("-"))
+                if row.split == "test":
+                    accuracy[route] = float(row.accuracy)
+                    interval[row.route] = (float(row.ci_low), float(row.ci_high))
+                else:
+                    decision[route] = float(row.accuracy)
         return cls(
             name=profile.meta.model,
             n_levels=profile.n_levels,
@@ -81,6 +90,7 @@ class ServiceModel:
             level_bytes=level_bytes,
             route_accuracy=accuracy,
             route_accuracy_interval=interval,
+            decision_accuracy=decision or accuracy,
             idle_ms=idle_ms,
             idle_factor=idle_factor,
         )
@@ -118,22 +128,32 @@ class ServiceModel:
                 out[k, : seg + 1] += np.quantile(samples, quantile) + self.glue_ms[k]
         return out
 
+    def remaining_work_quantiles_ms(self, quantiles: np.ndarray, draws: int = 4096, seed: int = 0) -> np.ndarray:
+        """(n_levels, n_segments + 1, len(quantiles)): quantiles of a request's remaining work
+        (profiled ms) from segment s to the end at level k — of the sum, as requests draw it
+        (:meth:`segment_work_ms`, ``draws`` requests from ``seed``), not a sum of quantiles.
+        Column S is 0."""
+        work = self.segment_work_ms(np.random.default_rng(seed).random((draws, len(self.sorted_samples_ms))))
+        remaining = np.concatenate([np.cumsum(work[:, :, ::-1], axis=2)[:, :, ::-1], np.zeros((draws, self.n_levels, 1))], axis=2)
+        return np.moveaxis(np.quantile(remaining, np.asarray(quantiles), axis=0), 0, -1)
+
     def idle_factors_at(self, gap_ms: float) -> list[float]:
         """Each level's work multiplier for a request that finds the device idle ``gap_ms``."""
         if len(self.idle_ms) == 1:  # no idle table: no slowdown (the same bits as multiplying by 1)
             return [1.0] * self.n_levels
         return [float(idle_factor_at(self.idle_ms, row, gap_ms)) for row in self.idle_factor]
 
-    @property
+    @functools.cached_property
     def sparsest_median_ms(self) -> float:
         """Median work of a whole request at the sparsest level: what the late-drop check
         predicts a request needs at least (divided by the current speed)."""
         return float(self.remaining_quantile_ms(0.5)[self.n_levels - 1, 0])
 
     def routes_by_preference(self) -> list[tuple[int, ...]]:
-        """Routes from most to least preferred: by measured accuracy when known, else by
-        monotone routes from least sparse (most work) to sparsest."""
+        """Routes from most to least preferred: by accuracy on the validation split when known
+        (never the test split that reports show), else by monotone routes from least sparse
+        (most work) to sparsest."""
         if self.has_accuracy:
-            return sorted(self.route_accuracy, key=lambda r: (-self.route_accuracy[r], sum(r)))
+            return sorted(self.decision_accuracy, key=lambda r: (-self.decision_accuracy[r], sum(r)))
         routes = itertools.combinations_with_replacement(range(self.n_levels), self.n_segments)
         return sorted(routes, key=sum)

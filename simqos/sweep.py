@@ -26,7 +26,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simqos.errors import SimqosError
 from simqos.outputs import claim, mark
+from simqos.workers import pool
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
@@ -44,7 +45,7 @@ __all__ = ["Cell", "SweepSpec", "load_sweep", "run_cell", "run_sweep"]
 class SweepSpec(BaseModel):
     """A sweep file, validated; see the module docstring."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     base: Path
     grid: dict[str, list[Any]] | None = None
     cells: list[dict[str, Any]] | None = None
@@ -56,6 +57,10 @@ class SweepSpec(BaseModel):
     def _one_design(self) -> SweepSpec:
         if (self.grid is None) == (self.cells is None):
             raise ValueError("give exactly one of grid or cells")
+        if self.grid is not None and not self.grid:
+            raise ValueError("grid needs at least one field to vary, e.g. workload.deadline.ms: [4, 8]")
+        if self.cells is not None and not self.cells:
+            raise ValueError("cells needs at least one cell")
         if self.grid is not None and any(len(v) == 0 for v in self.grid.values()):
             raise ValueError("every grid entry needs at least one value")
         return self
@@ -143,6 +148,18 @@ Progress = Callable[[int, int, int, str], None]
 """Called with (cells done, cells in all, requests simulated so far, last cell's id)."""
 
 
+def _client(address):
+    """A dask Client of ``address`` (a scheduler's address, or a LocalCluster); one line when
+    the scheduler cannot be reached within 10 s."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise SimqosError(f"--scheduler {address}: cannot reach it ({type(exc).__name__}); check the address, "
+                          "or leave --scheduler out for a local cluster") from None
+
+
 def run_sweep(
     base: Scenario,
     cells: list[Cell],
@@ -153,6 +170,10 @@ def run_sweep(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``)."""
+    if workers is not None and workers < 1:
+        raise SimqosError(f"--workers: {workers} must be >= 1 (or left out: one per core)")
+    if executor not in ("local", "dask"):
+        raise SimqosError(f"--executor: {executor!r} is not local or dask")
     folder = out / "cells"
     claim(out, "sweep")  # a sweep adds to its own folder only: never into a user's
     try:
@@ -181,17 +202,18 @@ def run_sweep(
             progress(done, len(cells), simulated, name)
 
     if executor == "local":
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_safe_run, base_json, c) for c in todo]
+        with pool(workers) as local:
+            futures = [local.submit(_safe_run, base_json, c) for c in todo]
             for future in as_completed(futures):
                 record(*future.result())
     elif executor == "dask":
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import LocalCluster
         from dask.distributed import as_completed as dask_completed
 
         cluster = None if scheduler else LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True)
         try:
-            with Client(scheduler or cluster) as client:
+            client = _client(scheduler or cluster)
+            with client:
                 futures = [client.submit(_safe_run, base_json, c, pure=False) for c in todo]
                 for future in dask_completed(futures):
                     record(*future.result())

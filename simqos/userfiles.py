@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,86 @@ from simqos.errors import SimqosError
 __all__ = ["read_numeric_columns", "read_yaml"]
 
 
-def read_yaml(path: Path, what: str, hint: str = "") -> object:
-    """The YAML document in ``path`` (``yaml.safe_load``); ``what`` names its role in errors,
-    and ``hint`` is added when the file does not exist."""
+MAX_NODES = 100_000
+"""Values a user's YAML may hold once its aliases (``*name``) are expanded: far more than any
+scenario needs, far fewer than a "billion laughs" document, whose aliases of aliases expand
+exponentially."""
+MAX_DEPTH = 64
+"""How deeply a user's YAML may nest."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses repeated keys and too deep nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.YAMLError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` holds with every alias expanded (a shared node counts each
+    time it is used), computed once per distinct node."""
+    if id(node) not in memo:
+        if isinstance(node, yaml.ScalarNode):
+            memo[id(node)] = 1
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            memo[id(node)] = 1 + sum(min(_expanded_size(child, memo), MAX_NODES + 1) for child in children)
+    return memo[id(node)]
+
+
+def _read_text(path: Path, what: str, hint: str = "") -> str:
+    """The text of a user's file, or one SimqosError saying why it cannot be read."""
     try:
-        return yaml.safe_load(path.read_text())
+        return path.read_text()
     except FileNotFoundError:
         raise SimqosError(f"{path}: no such {what} file" + (f"; {hint}" if hint else "")) from None
+    except IsADirectoryError:
+        raise SimqosError(f"{path}: is a folder; give the {what} file") from None
+    except UnicodeDecodeError:
+        raise SimqosError(f"{path}: not a text file (it is not UTF-8); give the {what} file") from None
+    except OSError as exc:  # a symlink loop, a permission, a device error
+        raise SimqosError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
+
+
+def read_yaml(path: Path, what: str, hint: str = "") -> object:
+    """The YAML document in ``path`` (safe: no Python objects, a bounded number of aliases and
+    nesting, no repeated keys); ``what`` names its role in errors, and ``hint`` is added when
+    the file does not exist."""
+    text = _read_text(path, what, hint)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise yaml.YAMLError(f"its aliases expand to {size:,} values, more than {MAX_NODES:,}; write the values out")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise SimqosError(f"{path}: not valid YAML (nested too deeply)") from None
+    finally:
+        loader.dispose()
 
 
 def read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
@@ -30,11 +102,9 @@ def read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> dic
     ``what`` names the file's role in messages (e.g. "arrivals", "trace").
     """
     try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SimqosError(f"{path}: no such {what} file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SimqosError(f"{path}: unreadable as CSV ({exc})") from None
+        table = pd.read_csv(io.StringIO(_read_text(path, what)))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SimqosError(f"{path}: unreadable as CSV ({str(exc).splitlines()[0]})") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise SimqosError(f"{path}: needs columns {' and '.join(columns)}; missing {missing}")

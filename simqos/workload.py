@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from simqos.userfiles import read_numeric_columns
-from simqos.device import transition_matrix
+from simqos.device import embedded_stationary, transition_matrix
 from simqos.errors import SimqosError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "deadlines_from_spec",
     "constant_deadlines",
     "lognormal_deadlines",
+    "mean_rate_hz",
     "periodic_arrivals",
     "poisson_arrivals",
     "read_arrivals_csv",
@@ -91,6 +92,20 @@ def read_arrivals_csv(path: Path) -> np.ndarray:
     if np.any(np.diff(times) < 0):
         raise SimqosError(f"{path}: arrival_s must be non-decreasing")
     return times
+
+
+def mean_rate_hz(spec: Any) -> float:
+    """The long-run mean arrival rate (requests/s) of a scenario's ``workload.arrival``."""
+    if spec.kind == "poisson":
+        return spec.rate_hz
+    if spec.kind == "periodic":
+        return spec.fps
+    if spec.kind == "bursty":
+        dwell = np.array([s.mean_dwell_s for s in spec.states])
+        time_share = embedded_stationary(transition_matrix(spec.transitions, len(spec.states))) * dwell
+        return float(np.dot(time_share / time_share.sum(), [s.rate_hz for s in spec.states]))
+    times = read_arrivals_csv(spec.path)
+    return len(times) / max(float(times[-1]), 1e-9)
 
 
 def arrivals_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -29,6 +29,7 @@ def write_bundle(
     accuracy: dict[str, float] | None = None,
     end_to_end_ms: list[float] | None = None,
     idle_factor: dict[float, float] | None = None,
+    validation_accuracy: dict[str, float] | None = None,
 ) -> Path:
     """A valid bundle whose layer x level latencies are exactly ``samples_ms``.
 
@@ -63,10 +64,11 @@ def write_bundle(
     e2e_rows += [{"level": k, "sample": 0, "latency_ms": e2e[k]} for k in levels]
     routes = None
     if accuracy is not None:
+        splits = {"validation": validation_accuracy or accuracy, "test": accuracy}
         routes = pd.DataFrame([
-            {"route": r, "correct": round(a * 1000), "n": 1000, "accuracy": round(a * 1000) / 1000,
+            {"route": r, "split": split, "correct": round(a * 1000), "n": 1000, "accuracy": round(a * 1000) / 1000,
              **dict(zip(("ci_low", "ci_high"), wilson_interval(round(a * 1000), 1000)))}
-            for r, a in accuracy.items()
+            for split, table in splits.items() for r, a in table.items()
         ])
     meta = ProfileMeta(
         schema_version=SCHEMA_VERSION, model="hand", description="hand-written test bundle", input_shape=[1, 4],
@@ -74,8 +76,9 @@ def write_bundle(
         layers=[LayerInfo(name=n, kind="linear", segment=segments[n], n_weights=200, weight_shapes=[[10, 20]],
                           input_shapes=[[1, 20]], output_shapes=[[1, 10]]) for n in names],
         reroute_after=[a for a, b in zip(names, names[1:]) if segments[a] != segments[b]],
-        accuracy=AccuracyInfo(available=accuracy is not None, dataset="hand" if accuracy else None,
-                              n_samples=1000 if accuracy else None, routes_complete=True if accuracy else None),
+        accuracy=AccuracyInfo(available=accuracy is not None, source="measured" if accuracy else None,
+                              dataset="hand" if accuracy else None, metric="top-1 accuracy" if accuracy else None,
+                              unit="sample" if accuracy else None, routes_complete=True if accuracy else None),
         provenance=Provenance(device="cpu", cpu="hand", threads=1, torch_version="none", simqos_version="test",
                               python_version="3", dtype="float32", batch_size=1, created_utc="2026-01-01T00:00:00",
                               command="hand", timer=TimerSettings(n_samples=1, min_sample_ms=1, warmup_ms=0, in_model_passes=1)),

@@ -4,7 +4,7 @@ import torch
 from simqos.errors import SimqosError
 from simqos.models import build_model
 from simqos.nested import NestedNetwork, TrainConfig
-from simqos.nested.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, trained_network
+from simqos.nested.checkpoint import StaleCheckpoint, checkpoint_path, load_checkpoint, save_checkpoint, trained_network
 
 KWARGS = {"hidden": 16, "depth": 1}
 CONFIG = TrainConfig(epochs_dense=1, epochs_sparsest=1, epochs_grow=1)
@@ -36,3 +36,16 @@ def test_tampered_checkpoint_is_rejected(tmp_path):
         load_checkpoint(path)
     with pytest.raises(SimqosError, match="no such file"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_from_an_older_simqos_is_retrained():
+    """One written before per-level batch-norm statistics (no ``norm_segments``) is stale: load
+    says so in one line, and trained_network trains afresh instead of crashing."""
+    _, _, path = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    saved = torch.load(path, weights_only=True)
+    del saved["network"]["norm_segments"]
+    torch.save(saved, path)
+    with pytest.raises(StaleCheckpoint, match="older simqos.*--retrain"):
+        load_checkpoint(path)
+    net, _, again = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    assert again == path and "norm_segments" in torch.load(path, weights_only=True)["network"]

@@ -113,7 +113,7 @@ def test_other_settings_start_afresh(tmp_path, monkeypatch):
 def test_show_summarises_a_valid_bundle(tiny_profile_dir):
     result = invoke("show", tiny_profile_dir)
     assert result.exit_code == 0, result.output
-    assert "8 routes measured on 540 samples" in result.output
+    assert "8 routes, test split of 540 samples" in result.output
 
 
 def test_show_rejects_a_damaged_bundle(tiny_profile_dir, tmp_path):

@@ -94,7 +94,7 @@ POLICIES = [
     {"kind": "greedy"},
     {"kind": "deadline_aware", "quantile": 0.9},
     {"kind": "deadline_aware", "back_up": True, "count_queue": True, "label": "da2"},
-    {"kind": "oracle"},
+    {"kind": "clairvoyant"},
 ]
 FLUCTUATING = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.02}, {"speed": 0.25, "mean_dwell_s": 0.01}]}}
 
@@ -115,7 +115,7 @@ def test_same_seed_same_records_and_policies_do_not_interfere(two_level):
 def test_isolated_requests(two_level, seed, deadline_ms, slow):
     """Requests far apart never queue: each policy's request starts at its arrival.
 
-    - the oracle's accuracy-at-deadline is never below any policy's on the same request;
+    - the clairvoyant's accuracy-at-deadline is never below any policy's on the same request;
     - on a constant device, deadline_aware meets the deadline whenever the all-sparsest route
       would (its prediction is a quantile, so only when that route meets it with the
       prediction's margin: we use the 0.999 quantile, an upper bound of the samples).
@@ -126,7 +126,7 @@ def test_isolated_requests(two_level, seed, deadline_ms, slow):
     r = run_plan(_plan(two_level, seed=seed, requests=200, workload=workload, device=device, policies=policies))
     assert (r["start_s"] == r["arrival_s"]).all()
     score = r.assign(score=np.where(r["outcome"] == "met", r["accuracy"], 0.0)).pivot(index="request", columns="policy", values="score")
-    assert (score["oracle"].to_numpy()[:, None] >= score.to_numpy() - 1e-12).all()
+    assert (score["clairvoyant"].to_numpy()[:, None] >= score.to_numpy() - 1e-12).all()
 
     constant = run_plan(_plan(two_level, seed=seed, requests=200, workload=workload, policies=policies))
     wide = constant.pivot(index="request", columns="policy", values="outcome")

@@ -34,8 +34,8 @@ POLICIES = [
     {"kind": "greedy", "quantile": 0.7},
     {"kind": "deadline_aware"},
     {"kind": "deadline_aware", "back_up": True, "count_queue": True, "slack_ms": 0.3, "label": "da-all"},
-    {"kind": "oracle"},
-    {"kind": "oracle", "margin_ms": 1.0, "label": "oracle-margin"},
+    {"kind": "clairvoyant"},
+    {"kind": "clairvoyant", "margin_ms": 1.0, "label": "clairvoyant-margin"},
 ]
 
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from simqos.errors import SimqosError
 from simqos.nested import NestedNetwork, check_nested, level_mask, nested_ranks, validate_densities
-from simqos.nested.masks import PRUNED, grow_ranks, keep_count
+from simqos.nested.masks import PRUNED, Pruning, grow_ranks, keep_count
 from strategies import densities, layer_cases
 
 
@@ -85,14 +85,63 @@ def test_check_nested_rejects_corrupt_bookkeeping():
     w = torch.randn(4, 5)
     ranks = nested_ranks(w.abs(), [0.5, 0.2])
     w = w * (ranks >= 0)
-    check_nested("w", w, ranks, [0.5, 0.2])
+    check_nested("w", w, ranks, 2)
+    pruning = Pruning((0.5, 0.2))
+    pruning.check({"w": ranks})
     with pytest.raises(SimqosError, match="level 1 holds"):
         bad = ranks.clone()
         bad[bad == 0] = 1
-        check_nested("w", w, bad, [0.5, 0.2])
+        pruning.check({"w": bad})
     with pytest.raises(SimqosError, match="pruned positions hold non-zero"):
         stray = w.clone()
         stray[ranks == PRUNED] = 1.0
-        check_nested("w", stray, ranks, [0.5, 0.2])
+        check_nested("w", stray, ranks, 2)
     with pytest.raises(SimqosError, match="outside"):
-        check_nested("w", w, ranks.clone().fill_(5), [0.5, 0.2])
+        check_nested("w", w, ranks.clone().fill_(5), 2)
+
+
+def test_global_scope_prunes_by_magnitude_across_tensors():
+    # "a" holds the 4 largest values of all 10: a global 40 % level keeps all of "a", and one
+    # weight of "b" (no level may empty a tensor)
+    scores = {"a": torch.tensor([9.0, 8.0, 7.0, 6.0]), "b": torch.tensor([1.0, 2.0, 0.5, 0.1, 0.2, 0.3])}
+    ranks = Pruning((0.4, 0.2), "global").ranks(scores)
+    assert ranks["a"].tolist() == [1, 1, 0, 0]
+    assert ranks["b"].tolist() == [-1, 1, -1, -1, -1, -1]
+    Pruning((0.4, 0.2), "global").check(ranks)
+    layerwise = Pruning((0.5, 0.25)).ranks(scores)
+    assert [int((r >= 0).sum()) for r in layerwise.values()] == [2, 3]
+
+
+def test_global_growth_reopens_the_best_free_slots_of_all_tensors():
+    pruning = Pruning((0.6, 0.2), "global")
+    scores = {"a": torch.tensor([5.0, 4.0, 0.1, 0.2, 0.3]), "b": torch.tensor([3.0, 0.4, 2.5, 0.0, 0.0])}
+    sparsest = pruning.ranks(scores, [0.2])
+    ranks = {w: torch.where(r == 0, 1, PRUNED).to(torch.int8) for w, r in sparsest.items()}
+    grown = pruning.grow(ranks, scores, 0)
+    # sparsest: a's 5 and 4, and b's best (3), since no level may empty b; level 0 holds 6 of
+    # 10: the three best free slots of either tensor (2.5, 0.4, 0.3)
+    assert grown["a"].tolist() == [1, 1, -1, -1, 0] and grown["b"].tolist() == [1, 0, 0, -1, -1]
+    pruning.check(grown)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layer_cases(), densities(), st.sampled_from(["layer", "global"]), st.integers(0, 2**31 - 1))
+def test_every_scope_nests_and_keeps_dense_layers_whole(case, levels, scope, seed):
+    kind, args, shape = case
+    torch.manual_seed(seed)
+    module = nn.Sequential(_Wrap(_make(kind, args)))
+    first = NestedNetwork.from_magnitude(module, levels, torch.randn(shape), scope=scope)
+    names = [layer.name for layer in first.layers]
+    net = NestedNetwork.from_magnitude(module, levels, torch.randn(shape), scope=scope, keep_dense=names[:1])
+    for w in net.layers[0].weights:
+        assert bool((net.ranks[w] == len(levels) - 1).all()), "a layer kept dense must be whole at every level"
+    for w, r in net.ranks.items():
+        for k in range(len(levels) - 1):
+            assert not ((r >= k + 1) & (r < k)).any()
+    fractions = [net.kept_fraction(k) for k in range(len(levels))]
+    assert fractions == sorted(fractions, reverse=True)
+
+
+def test_keep_dense_names_must_be_layers():
+    with pytest.raises(SimqosError, match="not prunable layers"):
+        NestedNetwork.from_magnitude(nn.Sequential(nn.Linear(4, 4)), [0.5], torch.randn(1, 4), keep_dense=["fc9"])

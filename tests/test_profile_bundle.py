@@ -34,7 +34,8 @@ def test_contents_follow_the_contract(tiny_profile_dir):
     assert p.n_levels == 2 and p.n_segments == 3
     assert p.meta.reroute_after == ["fc1", "fc2"]
     assert p.meta.accuracy.available and p.meta.accuracy.routes_complete
-    assert len(p.routes) == 2**3
+    assert len(p.routes) == 2 * 2**3 and set(p.routes["split"]) == {"validation", "test"}
+    assert {a.split for a in p.meta.accuracy.dense} == {"validation", "test"}
     assert set(p.end_to_end["level"]) == {DENSE_BASELINE_LEVEL, 0, 1}
     for layer in p.layer_names:
         for level in range(2):
@@ -70,7 +71,7 @@ def _edit_json(bundle, change):
 
 def _edit_csv(bundle, name, change):
     path = bundle / name
-    table = pd.read_csv(path, dtype={"layer": str, "route": str})
+    table = pd.read_csv(path, dtype={"layer": str, "route": str, "split": str})
     table = change(table)
     table.to_csv(path, index=False)
 
@@ -90,6 +91,11 @@ def _edit_csv(bundle, name, change):
         (lambda b: _edit_csv(b, "latency_samples.csv", lambda t: t.rename(columns={"latency_ms": "ms"})), "columns are"),
         (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(route="0-5")), "route '0-5'"),
         (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(accuracy=0.123)), "is not correct/n"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t[t["route"] != "0-1-1"]), "missing e.g. ['0-1-1']"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t[t["split"] != "test"]), "needs the test split"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(split="training")), "split 'training'"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: pd.concat([t, t.iloc[:1]])), "appear more than once"),
+        (lambda b: _edit_csv(b, "routes.csv", lambda t: t.assign(ci_high=t["accuracy"] / 2)), "must hold accuracy"),
         (lambda b: (b / "routes.csv").unlink(), "accuracy is available"),
         (lambda b: _edit_csv(b, "end_to_end.csv", lambda t: t[t["level"] >= 0]), "dense baseline"),
         (lambda b: (b / "kernels.csv").write_bytes(b"\xff\xfe\x00garbage"), "kernels.csv"),

@@ -81,7 +81,7 @@ def _scenario(tmp_path, profile, **extra):
         "name": "tiny-validation", "seed": 3, "profile": str(profile), "requests": 100,
         "workload": {"arrival": {"kind": "poisson", "rate_hz": 200}, "deadline": {"kind": "constant", "ms": 5}},
         "device": {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.3}, {"speed": 0.5, "mean_dwell_s": 0.2}]}},
-        "policies": [{"kind": "static", "level": 0}, {"kind": "deadline_aware", "quantile": 0.9}, {"kind": "oracle"}],
+        "policies": [{"kind": "static", "level": 0}, {"kind": "deadline_aware", "quantile": 0.9}, {"kind": "clairvoyant"}],
         **extra,
     }
     path = tmp_path / "scenario.yaml"
@@ -94,7 +94,7 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir)), "--seconds", "1.5",
                                  "--sim-replications", "2", "--probes", "20", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "oracle left out" in result.output
+    assert "clairvoyant policies left out" in result.output
     for name in ("report.md", "comparison.csv", "calibration.csv", "schedule.csv", "real_records.csv", "sim_records.csv.gz",
                  "plots/validation_ccdf.png"):
         assert (out / name).exists(), name
@@ -127,7 +127,7 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
 @pytest.mark.parametrize("extra, fragment", [
     ({"device": {"memory": {"kind": "constant", "memory_mb": 4}}}, "device.memory"),
     ({"device": {"speed": {"kind": "constant", "speed": 2.0}}}, "device.speed"),
-    ({"policies": [{"kind": "oracle"}]}, "only the oracle"),
+    ({"policies": [{"kind": "clairvoyant"}]}, "only clairvoyant policies"),
 ])
 def test_what_cannot_be_played_is_refused(tmp_path, tiny_profile_dir, extra, fragment):
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, **extra)), "--out", str(tmp_path / "v")])

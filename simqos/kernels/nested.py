@@ -19,16 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import torch
+
+from simqos.compiled import njit
 
 __all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell"]
 
 CHUNK_ROWS = 16
 
 
-@numba.njit(cache=True, fastmath=True, boundscheck=False)
+@njit(fastmath=True, boundscheck=False)
 def _spmv(values, cols, ptr, full, span, lane_len, x, y):
     n_rows = y.shape[0]
     acc = np.zeros(CHUNK_ROWS, np.float32)
@@ -54,7 +55,7 @@ def _spmv(values, cols, ptr, full, span, lane_len, x, y):
             y[r0 + lane] = acc[lane]
 
 
-@numba.njit(cache=True, fastmath=True, boundscheck=False)
+@njit(fastmath=True, boundscheck=False)
 def _spmm(values, cols, ptr, full, span, lane_len, x, y):
     n_rows = y.shape[0]
     y[:, :] = 0.0
@@ -143,7 +144,7 @@ class NestedSell:
         return y
 
 
-@numba.njit(cache=True, fastmath=True, boundscheck=False)
+@njit(fastmath=True, boundscheck=False)
 def _conv_rows(values, offsets, start, stop, padded, out, row_step, col_step, out_w):
     """out[o, i*out_w + j] = sum_e values[e] * padded[offsets[e] + i*row_step + j*col_step]."""
     n_out, length = out.shape

@@ -36,15 +36,19 @@ __all__ = ["gat", "gnmt", "pointnet2", "resnet50"]
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, in_ch: int, mid: int, stride: int) -> None:
+    """ResNet-50's bottleneck block (1x1 down, 3x3, 1x1 up by 4, projection shortcut when the
+    shape changes), in ``dim`` = 1 or 2 spatial dimensions."""
+
+    def __init__(self, in_ch: int, mid: int, stride: int, dim: int = 2) -> None:
         super().__init__()
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dim == 1 else (nn.Conv2d, nn.BatchNorm2d)
         out = mid * 4
-        self.conv1, self.bn1 = nn.Conv2d(in_ch, mid, 1, bias=False), nn.BatchNorm2d(mid)
-        self.conv2, self.bn2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid)
-        self.conv3, self.bn3 = nn.Conv2d(mid, out, 1, bias=False), nn.BatchNorm2d(out)
+        self.conv1, self.bn1 = conv(in_ch, mid, 1, bias=False), norm(mid)
+        self.conv2, self.bn2 = conv(mid, mid, 3, stride, 1, bias=False), norm(mid)
+        self.conv3, self.bn3 = conv(mid, out, 1, bias=False), norm(out)
         self.downsample = None
         if stride != 1 or in_ch != out:
-            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(conv(in_ch, out, 1, stride, bias=False), norm(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -53,31 +57,46 @@ class Bottleneck(nn.Module):
         return torch.relu(self.bn3(self.conv3(y)) + identity)
 
 
-class ResNet50(nn.Module):
-    def __init__(self, classes: int = 1000) -> None:
+class BottleneckResNet(nn.Module):
+    """A stem convolution (and, in 2D, ResNet's 3x3 max-pool), stages of :class:`Bottleneck`
+    blocks — widths ``mids`` (outputs 4x), ``counts`` blocks each, the first of every stage
+    after the first at stride 2 — global average pooling and a linear classifier. ResNet-50 is
+    ``mids=(64, 128, 256, 512)``, ``counts=(3, 4, 6, 3)`` in 2D."""
+
+    def __init__(self, dim: int, in_ch: int, stem: int, stem_kernel: int, stem_stride: int,
+                 mids: tuple[int, ...], counts: tuple[int, ...], classes: int) -> None:
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
-        blocks, in_ch = [], 64
-        for mid, count, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dim == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        self.dim = dim
+        self.conv1 = conv(in_ch, stem, stem_kernel, stem_stride, stem_kernel // 2, bias=False)
+        self.bn1 = norm(stem)
+        blocks, ch = [], stem
+        for stage, (mid, count) in enumerate(zip(mids, counts)):
             for i in range(count):
-                blocks.append(Bottleneck(in_ch, mid, stride if i == 0 else 1))
-                in_ch = mid * 4
+                blocks.append(Bottleneck(ch, mid, 2 if stage > 0 and i == 0 else 1, dim))
+                ch = mid * 4
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(2048, classes)
+        self.fc = nn.Linear(ch, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = torch.relu(self.bn1(self.conv1(x)))
+        if self.dim == 2:
+            x = torch.max_pool2d(x, 3, 2, 1)
         x = self.blocks(x)
-        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
+        return self.fc(x.flatten(2).mean(dim=2))
+
+    def block_ends(self) -> tuple[str, ...]:
+        """The stem and the last prunable layer each block runs (conv3, or its projection
+        shortcut when it has one): a reroute point after each."""
+        ends = [f"blocks.{i}.downsample.0" if b.downsample is not None else f"blocks.{i}.conv3" for i, b in enumerate(self.blocks)]
+        return ("conv1", *ends)
 
 
 def resnet50(seed: int = 0) -> ModelSpec:
     """ResNet-50 at 224x224; see the module docstring."""
     torch.manual_seed(seed)
-    module = ResNet50().eval()
-    # the last prunable layer each block runs: conv3, or its downsample conv when it has one
-    ends = [f"blocks.{i}.downsample.0" if b.downsample is not None else f"blocks.{i}.conv3" for i, b in enumerate(module.blocks)]
-    return ModelSpec("resnet50", module, torch.randn(1, 3, 224, 224), ("conv1", *ends), None, "ResNet-50, 224x224, 1000 classes")
+    module = BottleneckResNet(2, 3, 64, 7, 2, (64, 128, 256, 512), (3, 4, 6, 3), 1000).eval()
+    return ModelSpec("resnet50", module, torch.randn(1, 3, 224, 224), module.block_ends(), None, "ResNet-50, 224x224, 1000 classes")
 
 
 # --- PointNet++ ------------------------------------------------------------------------------
@@ -137,14 +156,26 @@ class SetAbstraction(nn.Module):
 
 
 class PointNet2(nn.Module):
-    def __init__(self, classes: int = 40) -> None:
+    """PointNet++ classification with single-scale grouping: two set abstractions (``centres``
+    sampled by farthest points, ``neighbours`` within ``radii``), a global one, and an MLP head
+    ``fc`` with batch norm. The defaults are the full-size model of the module docstring."""
+
+    def __init__(
+        self,
+        classes: int = 40,
+        centres: tuple[int, int] = (512, 128),
+        radii: tuple[float, float] = (0.2, 0.4),
+        neighbours: tuple[int, int] = (32, 64),
+        widths: tuple[tuple[int, ...], ...] = ((64, 64, 128), (128, 128, 256), (256, 512, 1024)),
+        fc: tuple[int, int] = (512, 256),
+    ) -> None:
         super().__init__()
-        self.sa1 = SetAbstraction(512, 0.2, 32, 0, (64, 64, 128))
-        self.sa2 = SetAbstraction(128, 0.4, 64, 128, (128, 128, 256))
-        self.sa3 = SetAbstraction(None, 0.0, 0, 256, (256, 512, 1024))
-        self.fc1, self.bn1 = nn.Linear(1024, 512, bias=False), nn.BatchNorm1d(512)
-        self.fc2, self.bn2 = nn.Linear(512, 256, bias=False), nn.BatchNorm1d(256)
-        self.fc3 = nn.Linear(256, classes)
+        self.sa1 = SetAbstraction(centres[0], radii[0], neighbours[0], 0, widths[0])
+        self.sa2 = SetAbstraction(centres[1], radii[1], neighbours[1], widths[0][-1], widths[1])
+        self.sa3 = SetAbstraction(None, 0.0, 0, widths[1][-1], widths[2])
+        self.fc1, self.bn1 = nn.Linear(widths[2][-1], fc[0], bias=False), nn.BatchNorm1d(fc[0])
+        self.fc2, self.bn2 = nn.Linear(fc[0], fc[1], bias=False), nn.BatchNorm1d(fc[1])
+        self.fc3 = nn.Linear(fc[1], classes)
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
         centres, feats = self.sa1(xyz, None)
@@ -245,15 +276,21 @@ class GATLayer(nn.Module):
 
 
 class GAT(nn.Module):
-    def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7) -> None:
+    """Two graph-attention layers (8 heads x 8, then 1 head x ``classes``) over the fixed
+    ``edges``; ``dropout`` on each layer's input while training (GAT's usual regulariser on
+    few labels; none at inference)."""
+
+    def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("edges", edges)
+        self.dropout = dropout
         self.layer1 = GATLayer(features, 8, 8)
         self.layer2 = GATLayer(64, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.nn.functional.elu(self.layer1(x, self.edges).flatten(1))
-        return self.layer2(h, self.edges).mean(dim=1)
+        drop = torch.nn.functional.dropout
+        h = torch.nn.functional.elu(self.layer1(drop(x, self.dropout, self.training), self.edges).flatten(1))
+        return self.layer2(drop(h, self.dropout, self.training), self.edges).mean(dim=1)
 
 
 def gat(seed: int = 0) -> ModelSpec:

@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from simqos.cache import cache_dir
 from simqos.errors import SimqosError
 from simqos.models import ModelSpec, build_model
 from simqos.nested.network import NestedNetwork
 from simqos.nested.training import EpochCallback, TrainConfig, train_nested
 
-__all__ = ["cache_dir", "checkpoint_path", "load_checkpoint", "save_checkpoint", "trained_network"]
+__all__ = ["StaleCheckpoint", "checkpoint_path", "load_checkpoint", "save_checkpoint", "trained_network"]
 
 
-def cache_dir() -> Path:
-    """``$SIMQOS_CACHE_DIR`` if set, else ``~/.cache/simqos``."""
-    return Path(os.environ.get("SIMQOS_CACHE_DIR") or Path.home() / ".cache" / "simqos")
+class StaleCheckpoint(SimqosError):
+    """A checkpoint written by an older simqos, missing what this one stores (``trained_network`` retrains)."""
 
 
 def checkpoint_path(model: str, model_kwargs: dict, densities: tuple[float, ...], config: TrainConfig) -> Path:
@@ -43,6 +42,7 @@ def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainCon
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state()}, tmp)
     tmp.replace(path)
+    path.with_suffix(".routes.json").unlink(missing_ok=True)  # route accuracies of an earlier network
 
 
 def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
@@ -54,7 +54,12 @@ def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
     except Exception as exc:  # torch raises several unrelated types for a corrupt file
         raise SimqosError(f"checkpoint {path}: unreadable ({exc}); delete it and run `simqos train` again") from None
     spec = build_model(saved["model"], **saved["model_kwargs"])
-    return NestedNetwork.from_state(spec.module, saved["network"]), saved
+    try:
+        return NestedNetwork.from_state(spec.module, saved["network"]), saved
+    except (KeyError, RuntimeError) as exc:  # a field this simqos stores, or a weight shape it builds, is missing
+        reason = f"no {exc} in it" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise StaleCheckpoint(f"checkpoint {path}: written by an older simqos ({reason}); "
+                              "run `simqos train` with --retrain") from None
 
 
 def trained_network(
@@ -73,8 +78,11 @@ def trained_network(
     path = checkpoint_path(model, model_kwargs, densities, config)
     spec = build_model(model, **model_kwargs)
     if path.exists() and not retrain:
-        net, _ = load_checkpoint(path)
-        return net, spec, path
+        try:
+            net, _ = load_checkpoint(path)
+            return net, spec, path
+        except StaleCheckpoint:
+            pass  # trained again below, as if absent
     net = train_nested(spec, densities, config, on_epoch=on_epoch)
     save_checkpoint(path, model, model_kwargs, config, net)
     return net, spec, path

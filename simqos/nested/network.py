@@ -7,8 +7,10 @@ assignment runs through the unmodified module code.
 
 Prunable layers are ``Linear``, ``Conv1d``, ``Conv2d``, ``LSTM`` (all gate matrices) and
 ``MultiheadAttention`` (input and output projections); their order is the execution order seen
-on an example input. Biases and normalisation layers are never pruned: they are shared by all
-levels (see :mod:`simqos.nested.training` for how they are trained).
+on an example input. Biases and normalisation layers are never pruned: their parameters are
+shared by all levels; a batch-norm module's running statistics may be kept per level (a few
+numbers per channel), since a sparser level's activations have other statistics (see
+:mod:`simqos.nested.training`).
 
 A **reroute point** is a layer boundary where an inference may switch level; the layers between
 two reroute points form a **segment**, and a **route** gives one level per segment.
@@ -17,15 +19,16 @@ two reroute points form a **segment**, and a **route** gives one level per segme
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from simqos.errors import SimqosError
-from simqos.nested.masks import check_nested, level_mask, nested_ranks, validate_densities
+from simqos.nested.masks import Pruning, Scope, check_nested, level_mask
+from simqos.nested.scoring import Accuracy
 
-__all__ = ["NestedNetwork", "PrunableLayer", "Route", "find_prunable_layers", "format_route", "parse_route"]
+__all__ = ["NORM_STATS", "NestedNetwork", "PrunableLayer", "Route", "find_norms", "find_prunable_layers", "format_route", "parse_route"]
 
 Route = tuple[int, ...]
 """One level index per segment, segments in execution order."""
@@ -70,6 +73,20 @@ def _layer_kind_and_weights(name: str, module: nn.Module) -> tuple[str, tuple[st
     return None
 
 
+def _probe(module: nn.Module, example_input: torch.Tensor, hooks: list) -> None:
+    """One pass over ``example_input`` for the ``hooks`` to record, then remove them. In eval mode
+    and without gradients: no batch-norm statistic may move, and batch 1 must be allowed."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(example_input)
+    finally:
+        module.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
 def find_prunable_layers(
     module: nn.Module, example_input: torch.Tensor, reroute_after: Iterable[str] | None = None
 ) -> list[PrunableLayer]:
@@ -96,12 +113,7 @@ def find_prunable_layers(
         for name, sub in module.named_modules()
         if name in candidates
     ]
-    try:
-        with torch.no_grad():
-            module(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
+    _probe(module, example_input, hooks)
     if not order:
         raise SimqosError(
             f"{type(module).__name__}: no prunable layer (Linear, Conv1d, Conv2d, LSTM, "
@@ -123,6 +135,30 @@ def find_prunable_layers(
     return layers
 
 
+NORM_STATS = ("running_mean", "running_var")
+"""The buffers of a batch-norm module that each level keeps for itself."""
+
+
+def find_norms(module: nn.Module, example_input: torch.Tensor, layers: Sequence[PrunableLayer]) -> dict[str, int]:
+    """Batch-norm modules that keep running statistics, by name, with the segment each runs in:
+    that of the last prunable layer run before it (segment 0 before any)."""
+    named = dict(module.named_modules())
+    norms = [n for n, m in named.items() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    if not norms:
+        return {}
+    segment_of = {layer.name: layer.segment for layer in layers}
+    order: list[str] = []
+    hooks = [named[n].register_forward_pre_hook(lambda _m, _a, n=n: order.append(n)) for n in [*segment_of, *norms]]
+    _probe(module, example_input, hooks)
+    found, segment = {}, 0
+    for name in order:
+        if name in segment_of:
+            segment = segment_of[name]
+        elif name not in found:
+            found[name] = segment
+    return found
+
+
 def format_route(route: Sequence[int]) -> str:
     """``(0, 0, 1)`` -> ``"0-0-1"``: the spelling of a route in files and tables."""
     return "-".join(str(level) for level in route)
@@ -134,6 +170,15 @@ def parse_route(text: str) -> Route:
         return tuple(int(part) for part in text.split("-"))
     except ValueError:
         raise ValueError(f"route {text!r} is not of the form '0-0-1'") from None
+
+
+def _check_keep_dense(names: Sequence[str], layers: Sequence[PrunableLayer]) -> tuple[str, ...]:
+    """``names`` as a tuple, after checking each is a prunable layer."""
+    known = [layer.name for layer in layers]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SimqosError(f"keep dense: {unknown} are not prunable layers; choose among {known}")
+    return tuple(names)
 
 
 class NestedNetwork:
@@ -150,10 +195,21 @@ class NestedNetwork:
         densities: Sequence[float],
         layers: Sequence[PrunableLayer],
         ranks: dict[str, torch.Tensor],
+        scope: Scope = "layer",
+        keep_dense: Sequence[str] = (),
+        dense_accuracy: Sequence[Accuracy] = (),
+        norm_segments: dict[str, int] | None = None,
+        norm_stats: dict[int, dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.module = module
-        self.densities = validate_densities(densities)
+        self.dense_accuracy = tuple(dense_accuracy)
+        self.norm_segments = dict(norm_segments or {})
+        self.norm_stats = {int(k): dict(v) for k, v in (norm_stats or {}).items()}
         self.layers = tuple(layers)
+        self.keep_dense = _check_keep_dense(keep_dense, self.layers)
+        dense = frozenset(w for layer in self.layers if layer.name in self.keep_dense for w in layer.weights)
+        self.pruning = Pruning(tuple(densities), scope, dense)
+        self.densities = self.pruning.densities
         self.ranks = dict(ranks)
         params = dict(module.named_parameters())
         expected = {w for layer in self.layers for w in layer.weights}
@@ -165,7 +221,8 @@ class NestedNetwork:
         with torch.no_grad():
             for name, rank in self.ranks.items():
                 params[name].mul_(level_mask(rank, 0))
-                check_nested(name, params[name], rank, self.densities)
+                check_nested(name, params[name], rank, self.n_levels)
+        self.pruning.check(self.ranks)
 
     @classmethod
     def from_magnitude(
@@ -174,13 +231,18 @@ class NestedNetwork:
         densities: Sequence[float],
         example_input: torch.Tensor,
         reroute_after: Iterable[str] | None = None,
+        scope: Scope = "layer",
+        keep_dense: Sequence[str] = (),
     ) -> NestedNetwork:
-        """Nested levels by layer-wise magnitude: in every prunable weight tensor, level k keeps
-        the largest-magnitude fraction ``densities[k]`` of the module's current values."""
+        """Nested levels by magnitude of the module's current values: level k keeps the
+        largest-magnitude fraction ``densities[k]`` of each tensor (``scope="layer"``) or of all
+        of them together (``"global"``); layers named in ``keep_dense`` stay whole."""
         layers = find_prunable_layers(module, example_input, reroute_after)
+        dense = frozenset(w for layer in layers if layer.name in _check_keep_dense(keep_dense, layers) for w in layer.weights)
         params = dict(module.named_parameters())
-        ranks = {w: nested_ranks(params[w].abs(), densities) for layer in layers for w in layer.weights}
-        return cls(module, densities, layers, ranks)
+        scores = {w: params[w].detach().abs() for layer in layers for w in layer.weights}
+        ranks = Pruning(tuple(densities), scope, dense).ranks(scores)
+        return cls(module, densities, layers, ranks, scope, keep_dense)
 
     @property
     def n_levels(self) -> int:
@@ -219,9 +281,20 @@ class NestedNetwork:
             for w in layer.weights
         }
 
+    def route_tensors(self, route: Sequence[int]) -> dict[str, torch.Tensor]:
+        """:meth:`masked_weights`, and each batch-norm module's running statistics of its
+        segment's level when the levels keep their own (:attr:`norm_stats`)."""
+        tensors = self.masked_weights(route)
+        route = self.check_route(route)
+        for name, segment in self.norm_segments.items():
+            stats = self.norm_stats.get(route[segment])
+            if stats is not None:
+                tensors |= {f"{name}.{b}": stats[f"{name}.{b}"] for b in NORM_STATS}
+        return tensors
+
     def forward(self, x: torch.Tensor, route: Sequence[int]) -> torch.Tensor:
         """Run the module along ``route``."""
-        return torch.func.functional_call(self.module, self.masked_weights(route), (x,))
+        return torch.func.functional_call(self.module, self.route_tensors(route), (x,))
 
     def kept_fraction(self, level: int) -> float:
         """Fraction of all prunable weights that ``level`` holds."""
@@ -233,6 +306,11 @@ class NestedNetwork:
         return {
             "state_dict": {k: v.detach().clone() for k, v in self.module.state_dict().items()},
             "densities": list(self.densities),
+            "scope": self.pruning.scope,
+            "keep_dense": list(self.keep_dense),
+            "dense_accuracy": [asdict(a) for a in self.dense_accuracy],
+            "norm_segments": dict(self.norm_segments),
+            "norm_stats": {k: {n: t.clone() for n, t in v.items()} for k, v in self.norm_stats.items()},
             "ranks": {k: v.clone() for k, v in self.ranks.items()},
             "layers": [vars(layer) | {"weights": list(layer.weights)} for layer in self.layers],
         }
@@ -242,4 +320,6 @@ class NestedNetwork:
         """Rebuild from :meth:`state` around ``module``; nesting is checked on the way."""
         module.load_state_dict(state["state_dict"])
         layers = [PrunableLayer(**{**layer, "weights": tuple(layer["weights"])}) for layer in state["layers"]]
-        return cls(module, state["densities"], layers, state["ranks"])
+        dense_accuracy = [Accuracy(**a) for a in state["dense_accuracy"]]
+        return cls(module, state["densities"], layers, state["ranks"], state["scope"], state["keep_dense"], dense_accuracy,
+                   state["norm_segments"], state["norm_stats"])

@@ -4,36 +4,29 @@ With S segments and K levels there are K**S routes. When that is at most ``max_r
 measured; otherwise only the *monotone* ones — levels never decreasing along the route, i.e.
 rerouting only from less sparse to sparser, as the simulator's policies do — of which there are
 C(S+K-1, K-1).
+
+Every route is scored on two splits of held-out data: **validation**, which policies may use
+to decide (what a deployed system would have measured before deployment), and **test**, which
+tables and figures report — so no decision is tuned on the numbers that are reported.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import torch
-
-from simqos.metrics import wilson_interval
+from simqos.models.spec import Dataset
 from simqos.nested.network import NestedNetwork, Route
+from simqos.nested.scoring import Accuracy, measure
 
 __all__ = ["RouteAccuracy", "enumerate_routes", "is_monotone", "route_accuracies"]
 
 
 @dataclass(frozen=True)
-class RouteAccuracy:
-    """Top-1 accuracy of one route on ``n`` test samples, with its 95 % Wilson interval."""
+class RouteAccuracy(Accuracy):
+    """The :class:`Accuracy` of one route."""
 
-    route: Route
-    correct: int
-    n: int
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.n)
+    route: Route = field(kw_only=True)
 
 
 def is_monotone(route: Route) -> bool:
@@ -51,17 +44,13 @@ def enumerate_routes(n_segments: int, n_levels: int, max_routes: int = 256) -> t
     return list(itertools.combinations_with_replacement(range(n_levels), n_segments)), False
 
 
-@torch.no_grad()
 def route_accuracies(
-    net: NestedNetwork, x: torch.Tensor, y: torch.Tensor, routes: list[Route], batch_size: int = 512
+    net: NestedNetwork, data: Dataset, routes: list[Route], split: str = "test", batched: bool = True
 ) -> list[RouteAccuracy]:
-    """Measure each route's top-1 accuracy on ``(x, y)``."""
+    """Measure each route on ``data``'s ``split`` (see :func:`measure`)."""
     net.module.eval()
     results = []
     for route in routes:
-        correct = 0
-        for start in range(0, len(y), batch_size):
-            logits = net.forward(x[start : start + batch_size], route)
-            correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
-        results.append(RouteAccuracy(route=tuple(route), correct=correct, n=len(y)))
+        a = measure(lambda x, r=tuple(route): net.forward(x, r), data, split, batched)
+        results.append(RouteAccuracy(a.correct, a.n, a.split, a.design_effect, route=tuple(route)))
     return results

@@ -3,19 +3,28 @@
 Phases, for densities ``d_0 > ... > d_{K-1}``:
 
 1. **dense**: train every parameter.
-2. **sparsest**: keep, in every prunable weight tensor separately (layer-wise, not global), the
-   ``d_{K-1}`` fraction of largest dense magnitudes; fine-tune those weights, biases and
-   normalisation layers, with every other weight masked out.
+2. **sparsest**: keep the ``d_{K-1}`` fraction of largest dense magnitudes — in every prunable
+   weight tensor separately (``scope="layer"``) or across all of them (``"global"``, so layers
+   end with different densities), layers named in ``keep_dense`` whole — and fine-tune those
+   weights, biases and normalisation layers, with every other weight masked out.
 3. **grow**, for k = K-2 down to 0: freeze everything trained so far; re-open the pruned slots
-   with the largest *dense* magnitudes until level k holds ``d_k`` of each tensor; start them
-   from their dense values and train only them — the gradients of frozen weights are masked to
-   zero (PackNet-style), and a fresh Adam without weight decay never moves a weight whose
-   gradient was always zero. So level k+1's positions and values are untouched.
+   with the largest *dense* magnitudes until level k holds ``d_k`` (of each tensor, or of all),
+   and train only them — the gradients of frozen weights are masked to zero (PackNet-style),
+   and a fresh Adam without weight decay never moves a weight whose gradient was always zero.
+   So level k+1's positions and values are untouched. The re-opened slots start at zero, so
+   level k starts as exactly level k+1's function and training can only move it from there:
+   starting them at their dense values instead made a network with batch normalisation blow
+   up (its statistics are frozen at the sparsest level's, and the dense values' activations
+   are many times larger — a loss of 10^7 in a 1D ResNet on MNIST-1D).
 
-**Biases and normalisation layers** are not pruned. They are trained in phases 1-2 and then
-frozen and shared by every level (normalisation layers also run in eval mode during growth, so
-their running statistics do not move either): growth leaves the sparsest level's function
-bit-for-bit unchanged, which the tests check.
+**Biases and normalisation layers** are not pruned. Their parameters are trained in phases 1-2
+and then frozen and shared by every level. A batch-norm module's *running statistics* are kept
+per level: while level k grows, batch norm normalises with the batch's statistics (as in any
+training) and its running statistics, started from level k+1's, become level k's; level
+k+1's are stored untouched. So growth leaves every sparser level's function bit-for-bit
+unchanged (the tests check it), and each level is normalised by statistics of its own
+activations. With one set of statistics frozen at the sparsest level's, growing a 1D ResNet on
+MNIST-1D drove level 0 (15.6 % of the weights) to 78 % test accuracy, below level 1's 87 %.
 
 **Growth methods.** ``sparse-first`` trains level k on its own route (all segments at k), as
 published. Its weak spot is a *mixed* route: a sparser tail never saw the activations of a
@@ -34,15 +43,14 @@ import torch
 from torch import nn
 
 from simqos.errors import SimqosError
-from simqos.models.spec import ModelSpec
-from simqos.nested.masks import PRUNED, grow_ranks, keep_count, level_mask, nested_ranks, validate_densities
-from simqos.nested.network import NestedNetwork, PrunableLayer, find_prunable_layers
+from simqos.models.spec import IGNORE, ModelSpec
+from simqos.nested.masks import PRUNED, SCOPES, Pruning, Scope, level_mask, validate_densities
+from simqos.nested.network import NORM_STATS, NestedNetwork, PrunableLayer, find_norms, find_prunable_layers
+from simqos.nested.scoring import SPLITS, measure
 
 __all__ = ["GROWTH_METHODS", "TrainConfig", "train_nested"]
 
 GROWTH_METHODS = ("sparse-first", "route-aware")
-
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 EpochCallback = Callable[[str, int, float], None]
 """Called after each epoch with (phase name, epoch index, mean training loss)."""
@@ -60,10 +68,14 @@ class TrainConfig:
     lr_sparse: float = 5e-4
     seed: int = 0
     growth: Literal["sparse-first", "route-aware"] = "sparse-first"
+    scope: Scope = "layer"
+    keep_dense: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.growth not in GROWTH_METHODS:
             raise SimqosError(f"growth: {self.growth!r} is not one of {list(GROWTH_METHODS)}")
+        if self.scope not in SCOPES:
+            raise SimqosError(f"scope: {self.scope!r} is not one of {list(SCOPES)}")
         for field in ("epochs_dense", "epochs_sparsest", "epochs_grow", "batch_size"):
             if getattr(self, field) < (1 if field == "batch_size" else 0):
                 raise SimqosError(f"{field}: {getattr(self, field)} must be >= 0 (batch_size >= 1)")
@@ -75,12 +87,30 @@ def _forward(
     ranks: dict[str, torch.Tensor],
     route: Sequence[int],
     x: torch.Tensor,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     params = dict(module.named_parameters())
     weights = {
         w: params[w] * level_mask(ranks[w], route[layer.segment]) for layer in layers for w in layer.weights
     }
-    return torch.func.functional_call(module, weights, (x,))
+    return torch.func.functional_call(module, weights | (buffers or {}), (x,))
+
+
+def _tail_forward(module, layers, ranks, route, x, norms: dict[str, int], tail_stats: dict[str, torch.Tensor],
+                  switch: int) -> torch.Tensor:
+    """A mixed route while growing: the batch-norm modules of the tail (segments from
+    ``switch`` on, at a finished sparser level) run on that level's frozen statistics, not the
+    batch's, and keep them."""
+    tail = [n for n, segment in norms.items() if segment >= switch]
+    named = dict(module.named_modules())
+    for n in tail:
+        named[n].eval()
+    try:
+        buffers = {f"{n}.{b}": tail_stats[f"{n}.{b}"] for n in tail for b in NORM_STATS}
+        return _forward(module, layers, ranks, route, x, buffers)
+    finally:
+        for n in tail:
+            named[n].train()
 
 
 def _epochs(
@@ -92,16 +122,25 @@ def _epochs(
     generator: torch.Generator,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     on_epoch: EpochCallback | None,
+    batched: bool,
 ) -> None:
     for epoch in range(n_epochs):
-        order = torch.randperm(len(y), generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, len(y), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            total += float(step(x[idx], y[idx]))
-            batches += 1
+        if not batched:  # the whole input is one sample (a graph): one step per epoch
+            total, batches = float(step(x, y)), 1
+        else:
+            order = torch.randperm(len(y), generator=generator)
+            total, batches = 0.0, 0
+            for start in range(0, len(y), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                total += float(step(x[idx], y[idx]))
+                batches += 1
         if on_epoch is not None:
             on_epoch(phase, epoch, total / max(batches, 1))
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every scored label: logits (..., classes), labels (...), IGNORE skipped."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
 
 def train_nested(
@@ -126,7 +165,7 @@ def train_nested(
     n_segments = layers[-1].segment + 1
     params = dict(module.named_parameters())
     weight_names = [w for layer in layers for w in layer.weights]
-    loss_fn = nn.CrossEntropyLoss()
+    batched = spec.batch_dim is not None
     sparsest = len(densities) - 1
 
     # 1. dense
@@ -135,20 +174,22 @@ def train_nested(
 
     def dense_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         optimiser.zero_grad()
-        loss = loss_fn(module(xb), yb)
+        loss = _loss(module(xb), yb)
         loss.backward()
         optimiser.step()
         return loss.detach()
 
-    _epochs(config.epochs_dense, "dense", data.x_train, data.y_train, config, generator, dense_step, on_epoch)
-    dense_values = {w: params[w].detach().clone() for w in weight_names}
-    scores = {w: v.abs() for w, v in dense_values.items()}
+    _epochs(config.epochs_dense, "dense", data.x_train, data.y_train, config, generator, dense_step, on_epoch, batched)
+    module.eval()
+    dense_accuracy = tuple(measure(module, data, split, batched) for split in SPLITS)
+    module.train()
+    scores = {w: params[w].detach().abs().clone() for w in weight_names}
 
-    # 2. sparsest level: layer-wise magnitude, then fine-tune
-    ranks: dict[str, torch.Tensor] = {}
-    for w in weight_names:
-        kept = nested_ranks(scores[w], [densities[-1]]) == 0
-        ranks[w] = torch.where(kept, sparsest, PRUNED).to(torch.int8)
+    # 2. sparsest level: magnitude (layer-wise or global), then fine-tune
+    dense = frozenset(w for layer in layers if layer.name in config.keep_dense for w in layer.weights)
+    pruning = Pruning(tuple(densities), config.scope, dense)
+    first = pruning.ranks(scores, [densities[-1]])
+    ranks = {w: torch.where(first[w] == 0, sparsest, PRUNED).to(torch.int8) for w in weight_names}
     with torch.no_grad():
         for w in weight_names:
             params[w].mul_(level_mask(ranks[w], sparsest))
@@ -157,45 +198,53 @@ def train_nested(
 
     def sparsest_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         optimiser.zero_grad()
-        loss = loss_fn(_forward(module, layers, ranks, sparsest_route, xb), yb)
+        loss = _loss(_forward(module, layers, ranks, sparsest_route, xb), yb)
         loss.backward()
         optimiser.step()
         return loss.detach()
 
-    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch)
+    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch, batched)
 
     # 3. grow the less-sparse levels; everything else frozen
+    norms = find_norms(module, spec.example_input, layers)
+    named = dict(module.named_modules())
+
+    def statistics() -> dict[str, torch.Tensor]:
+        return {f"{n}.{b}": getattr(named[n], b).detach().clone() for n in norms for b in NORM_STATS}
+
+    norm_stats = {sparsest: statistics()}
     for name, p in module.named_parameters():
         p.requires_grad_(name in weight_names)
-    for sub in module.modules():
-        if isinstance(sub, _NORM_TYPES):
-            sub.eval()
     for level in range(sparsest - 1, -1, -1):
-        ranks = {w: grow_ranks(ranks[w], scores[w], level, keep_count(r.numel(), densities[level])) for w, r in ranks.items()}
-        trainable = {w: ranks[w] == level for w in weight_names}
-        with torch.no_grad():
-            for w in weight_names:
-                params[w].copy_(torch.where(trainable[w], dense_values[w], params[w]))
+        ranks = pruning.grow(ranks, scores, level)
+        trainable = {w: ranks[w] == level for w in weight_names}  # re-opened slots are zero: pruned
         optimiser = torch.optim.Adam([params[w] for w in weight_names], lr=config.lr_sparse)
         own_route = (level,) * n_segments
+        with torch.no_grad():  # this level's statistics start from the sparser level's
+            for key, value in norm_stats[level + 1].items():
+                dict(module.named_buffers())[key].copy_(value)
 
         def grow_step(xb: torch.Tensor, yb: torch.Tensor, level: int = level, own_route: tuple = own_route) -> torch.Tensor:
             optimiser.zero_grad()
-            loss = loss_fn(_forward(module, layers, ranks, own_route, xb), yb)
+            loss = _loss(_forward(module, layers, ranks, own_route, xb), yb)
             if config.growth == "route-aware" and n_segments > 1:
                 switch = int(torch.randint(1, n_segments, (1,), generator=generator))
                 tail = int(torch.randint(level + 1, sparsest + 1, (1,), generator=generator))
                 mixed = (level,) * switch + (tail,) * (n_segments - switch)
-                loss = loss + loss_fn(_forward(module, layers, ranks, mixed, xb), yb)
+                loss = loss + _loss(_tail_forward(module, layers, ranks, mixed, xb, norms, norm_stats[tail], switch), yb)
             loss.backward()
             for w in weight_names:
                 params[w].grad.mul_(trainable[w])
             optimiser.step()
             return loss.detach()
 
-        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch)
+        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch, batched)
+        norm_stats[level] = statistics()
+    with torch.no_grad():  # the module itself runs level 0
+        for key, value in norm_stats[0].items():
+            dict(module.named_buffers())[key].copy_(value)
 
     for p in module.parameters():
         p.requires_grad_(True)
     module.eval()
-    return NestedNetwork(module, densities, layers, ranks)
+    return NestedNetwork(module, densities, layers, ranks, config.scope, config.keep_dense, dense_accuracy, norms, norm_stats)

@@ -314,48 +314,60 @@ class InModelTiming:
 
 def time_in_model(
     net: NestedNetwork,
-    level: int,
-    kernel_by_layer: dict[str, str],
+    setups: dict,
     x: torch.Tensor,
     timer: TimerOptions,
     n_passes: int,
     label: str,
     clock: Callable[[], float] = time.perf_counter,
-) -> InModelTiming:
-    """Run the whole model ``n_passes`` times with every layer at ``level`` on its chosen kernel,
-    timing each pass and each layer call inside it (one call per sample).
+) -> dict:
+    """Run the whole model ``n_passes`` times in each setup — ``setups[key] = (level,
+    kernel_by_layer)``: every layer at ``level`` on its kernel; keys are any labels — timing each
+    pass and each layer call inside it (one call per sample). Returns an InModelTiming per key.
 
     Inside the model, a layer finds the caches as the layers before it left them; timed alone
     and repeated, it finds its own weights still cached, which flatters memory-bound layers. So
-    these are the samples the simulator draws from. Warm-up passes run for ``timer.warmup_s``.
+    these are the samples the simulator draws from. The setups take turns pass by pass (in a
+    rotating order): a machine whose speed drifts during the measurement slows every setup
+    alike, so their ratios — what rerouting trades on — stay true. Each setup warms up for
+    ``timer.warmup_s`` first.
     """
-    timed: dict[str, _TimedKernel] = {}
+    timed: dict = {}
+    models: dict = {}
+    for key, (level, kernel_by_layer) in setups.items():
+        timed[key] = {}
 
-    def timed_layer(layer: PrunableLayer) -> nn.Module:
-        module = net.module.get_submodule(layer.name)
-        built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
-        timed[layer.name] = _TimedKernel(built, clock, timer.sync)
-        return timed[layer.name]
+        def timed_layer(layer: PrunableLayer, key=key, level=level, kernel_by_layer=kernel_by_layer) -> nn.Module:
+            module = net.module.get_submodule(layer.name)
+            built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
+            timed[key][layer.name] = _TimedKernel(built, clock, timer.sync)
+            return timed[key][layer.name]
 
-    model = swap_layers(net, timed_layer)
-    passes: list[float] = []
+        models[key] = swap_layers(net, timed_layer)
+    keys = list(setups)
+    passes: dict = {key: [] for key in keys}
     with torch_threads(timer.threads), torch.no_grad():
-        start = clock()
-        model(x)
-        while clock() - start < timer.warmup_s:
-            model(x)
-        for t in timed.values():
-            t.times_s.clear()
-        for _ in range(n_passes):
-            begin = clock()
-            model(x)
-            timer.sync()
-            passes.append(clock() - begin)
+        for key in keys:
+            start = clock()
+            models[key](x)
+            while clock() - start < timer.warmup_s:
+                models[key](x)
+            for t in timed[key].values():
+                t.times_s.clear()
+        for i in range(n_passes):
+            for key in keys[i % len(keys):] + keys[: i % len(keys)]:
+                begin = clock()
+                models[key](x)
+                timer.sync()
+                passes[key].append(clock() - begin)
 
     def as_measurement(times_s: list[float], what: str) -> Measurement:
         return Measurement(f"{label}:{what}", tuple(t * 1e3 for t in times_s), calls_per_sample=1, threads=timer.threads)
 
-    return InModelTiming(
-        end_to_end=as_measurement(passes, "end to end"),
-        layers={name: as_measurement(t.times_s, name) for name, t in timed.items()},
-    )
+    return {
+        key: InModelTiming(
+            end_to_end=as_measurement(passes[key], f"{key}:end to end"),
+            layers={name: as_measurement(t.times_s, f"{key}:{name}") for name, t in timed[key].items()},
+        )
+        for key in keys
+    }

@@ -2,14 +2,15 @@
 
 Three passes of measurement. First, per layer and level, every candidate kernel is timed alone
 (:func:`simqos.profiler.measure.profile_layer_level`). Then the contenders are compared inside
-the model and each layer keeps the fastest there (:func:`_choose_in_model`). Finally, per level,
-the whole model runs with the chosen kernels and every layer call inside it is timed
+the model and each layer keeps the fastest there (:func:`_choose_in_model`). Finally the whole
+model runs at every level with the chosen kernels (and densely, the baseline), the levels
+taking turns pass by pass, and every layer call inside is timed
 (:func:`simqos.profiler.measure.time_in_model`): those in-model samples, one call each, are the
 latency distribution the bundle ships, because a layer timed alone and repeated keeps its
 weights in cache and looks faster than it is inside the model.
 
 Work happens in ``OUT.partial/``: the settings, then one JSON file per finished layer (all its
-levels) and per finished in-model level. An interrupted run keeps those files; running the same
+levels) and one for the in-model timing of every level. An interrupted run keeps those files; running the same
 command again skips them (other settings start afresh). Only when everything is measured is the
 bundle written, read back through :func:`simqos.profile.load_profile` (so a shipped bundle has
 always passed validation) and moved to ``OUT`` in one rename: a folder named ``OUT`` is always
@@ -35,6 +36,7 @@ from simqos.errors import SimqosError
 from simqos.models.spec import ModelSpec
 from simqos.nested.network import NestedNetwork, format_route
 from simqos.nested.routes import RouteAccuracy
+from simqos.nested.scoring import Accuracy
 from simqos.outputs import check_writable, claim, mark, partial, swap_in
 from simqos.profile import (
     DENSE_BASELINE_LEVEL,
@@ -45,6 +47,7 @@ from simqos.profile import (
     Profile,
     ProfileMeta,
     Provenance,
+    SplitAccuracy,
     TimerSettings,
     load_profile,
     save_profile,
@@ -94,10 +97,14 @@ class ProfileSettings:
 
 @dataclass(frozen=True)
 class RouteReport:
-    """Measured route accuracies, the dataset they come from, and whether all routes are listed."""
+    """Measured route accuracies on every held-out split, the dense model's, the dataset and
+    metric they come from, and whether all routes are listed (else the monotone ones)."""
 
     accuracies: list[RouteAccuracy]
+    dense: tuple[Accuracy, ...]
     dataset: str
+    metric: str
+    unit: str
     complete: bool
 
 
@@ -242,34 +249,31 @@ def run_profile(
         results += layer_results
     results = _choose_in_model(net, results, x, timer, settings, work)
     kernel_by = {(r.layer, r.level): r.kernel for r in results}
-    in_model: dict[int, InModelTiming] = {}
-    for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]:
-        path = work / f"in-model-{level}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-            in_model[level] = InModelTiming(
-                end_to_end=_measurement_from_dict(saved["end_to_end"]),
-                layers={k: _measurement_from_dict(v) for k, v in saved["layers"].items()},
+    path = work / "in-model.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        in_model = {
+            int(level): InModelTiming(
+                end_to_end=_measurement_from_dict(v["end_to_end"]),
+                layers={k: _measurement_from_dict(m) for k, m in v["layers"].items()},
             )
-        else:
-            # The baseline runs level 0's weights with dense kernels: dense kernels cost the
-            # same whatever the values, so this is the unpruned model's latency.
-            kernels = {
-                ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers
-            }
-            in_model[level] = time_in_model(
-                net, max(level, 0), kernels, x, timer, settings.in_model_passes, f"in model@{level}"
-            )
-            _write_json(
-                path,
-                {
-                    "end_to_end": _measurement_to_dict(in_model[level].end_to_end),
-                    "layers": {k: _measurement_to_dict(v) for k, v in in_model[level].layers.items()},
-                },
-            )
-        done += 1
-        if progress:
-            progress(f"in model, level {level}", done, total)
+            for level, v in saved.items()
+        }
+    else:
+        # The baseline runs level 0's weights with dense kernels: dense kernels cost the same
+        # whatever the values, so this is the unpruned model's latency.
+        setups = {
+            level: (max(level, 0), {ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers})
+            for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]
+        }
+        in_model = time_in_model(net, setups, x, timer, settings.in_model_passes, "in model")
+        _write_json(path, {
+            str(level): {"end_to_end": _measurement_to_dict(t.end_to_end), "layers": {k: _measurement_to_dict(m) for k, m in t.layers.items()}}
+            for level, t in in_model.items()
+        })
+    done += net.n_levels + 1
+    if progress:
+        progress("in model, every level", done, total)
     idle: dict[int, dict[float, tuple[float, ...]]] = {}
     for level in range(net.n_levels) if settings.idle_samples else ():
         path = work / f"idle-{level}.json"
@@ -314,8 +318,9 @@ def _choose_in_model(
     Alone, a layer's weights stay in cache from one call to the next, which flatters kernels
     that read many bytes (dense above all). So, per level, every contending kernel (exact, and
     within CONTENDER_FACTOR of the best alone) gets ``settings.choice_passes`` whole-model
-    passes in which every layer it can run uses it (the others their best alone), and each
-    layer keeps the kernel with the lowest median inside the model.
+    passes in which every layer it can run uses it (the others their best alone) — the
+    contenders taking turns pass by pass — and each layer keeps the kernel with the lowest
+    median inside the model.
     """
     by_key = {(r.layer, r.level): r for r in results}
     chosen: list[LayerLevelResult] = []
@@ -333,14 +338,15 @@ def _choose_in_model(
             medians = {layer: {} for layer in contenders}
             names = sorted({k for ks in contenders.values() for k in ks})
             if any(len(ks) > 1 for ks in contenders.values()):
+                setups = {
+                    name: (level, {ly: name if name in ks else by_key[(ly, level)].kernel for ly, ks in contenders.items()})
+                    for name in names
+                }
+                timings = time_in_model(net, setups, x, timer, settings.choice_passes, f"choice@{level}")
                 for name in names:
-                    mapping = {
-                        ly: name if name in ks else by_key[(ly, level)].kernel for ly, ks in contenders.items()
-                    }
-                    timing = time_in_model(net, level, mapping, x, timer, settings.choice_passes, f"choice@{level}:{name}")
                     for ly, ks in contenders.items():
                         if name in ks:
-                            medians[ly][name] = timing.layers[ly].median_ms
+                            medians[ly][name] = timings[name].layers[ly].median_ms
             _write_json(path, medians)
         for layer in net.layers:
             r = by_key[(layer.name, level)]
@@ -358,6 +364,12 @@ def _choose_in_model(
             chosen.append(replace(r, kernel=final, kernel_weight_bytes=final_trial.resident_bytes, trials=trials))
     order = {(layer.name, k): i for i, (layer, k) in enumerate((ly, k) for ly in net.layers for k in range(net.n_levels))}
     return sorted(chosen, key=lambda r: order[(r.layer, r.level)])
+
+
+def split_accuracy(a: Accuracy) -> SplitAccuracy:
+    """A measured :class:`~simqos.nested.scoring.Accuracy` as the bundle stores it."""
+    low, high = a.interval
+    return SplitAccuracy(split=a.split, correct=a.correct, n=a.n, accuracy=a.accuracy, ci_low=low, ci_high=high)
 
 
 def _assemble(
@@ -388,16 +400,24 @@ def _assemble(
     boundaries = [a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment]
     if routes is None:
         accuracy = AccuracyInfo(
-            available=False, note="no dataset ships for this model; accuracy is unavailable, never invented"
+            available=False,
+            scope=net.pruning.scope,
+            keep_dense=list(net.keep_dense),
+            note="no dataset ships for this model; accuracy is unavailable, never invented",
         )
     else:
         accuracy = AccuracyInfo(
             available=True,
+            source="measured",
             dataset=routes.dataset,
-            n_samples=routes.accuracies[0].n,
+            metric=routes.metric,
+            unit=routes.unit,
             growth=settings.growth,
+            scope=net.pruning.scope,
+            keep_dense=list(net.keep_dense),
             routes_complete=routes.complete,
-            note="top-1 accuracy per route; ci_low/ci_high: 95 % Wilson interval"
+            dense=[split_accuracy(a) for a in routes.dense],
+            note="per route and split; ci_low/ci_high: 95 % Wilson interval on the effective sample size"
             + ("" if routes.complete else "; only monotone routes (less sparse to sparser) are listed"),
         )
     gpu = torch.cuda.get_device_name() if settings.device == "cuda" else None
@@ -476,17 +496,7 @@ def _assemble(
     route_table = None
     if routes is not None:
         route_table = pd.DataFrame(
-            [
-                {
-                    "route": format_route(a.route),
-                    "correct": a.correct,
-                    "n": a.n,
-                    "accuracy": a.accuracy,
-                    "ci_low": a.interval[0],
-                    "ci_high": a.interval[1],
-                }
-                for a in routes.accuracies
-            ]
+            [{"route": format_route(a.route), **split_accuracy(a).model_dump()} for a in routes.accuracies]
         )
     idle_rows = [
         {"level": level, "idle_ms": gap, "sample": i, "latency_ms": t}

@@ -9,14 +9,14 @@ reads the clock then: that is the reroute point. :func:`serve` plays one policy 
 arrivals (first come, first served, one request at a time, the scenario's queue rules), and
 :func:`calibrate` measures the speed factor each load state actually delivers.
 
-The same :class:`~simqos.policies.DecisionState` reaches the policy as in the simulator: the
-speed is the calibrated factor of the load state in force, every level is resident (no memory
-process is played), and the oracle — a clairvoyant bound — cannot run here.
+The queue rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), as
+in the simulator, and the same :class:`~simqos.serving.Decision` reaches the policy: the speed
+is the calibrated factor of the load state in force, every level is resident (no memory
+process is played), and a clairvoyant policy, which needs the future, cannot run here.
 """
 
 from __future__ import annotations
 
-import bisect
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -28,16 +28,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from simqos.engine import OUTCOMES, Plan, records_table
+from simqos import serving
+from simqos.engine import Plan, records_table
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork, PrunableLayer
-from simqos.policies import DecisionState
+from simqos.serving import DROPPED, MET, MISSED, Decision
 from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.profiler.timer import wait_until
 
 __all__ = ["RealModel", "calibrate", "collector_paused", "real_model", "serve"]
-
-_MET, _MISSED, _DROPPED = (OUTCOMES.index(o) for o in ("met", "missed", "dropped"))
 
 
 class _Router:
@@ -155,10 +154,6 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _no_clairvoyance(_route: tuple[int, ...]) -> float:
-    raise RuntimeError("the oracle needs the future; it cannot run on a real device")
-
-
 def serve(
     real: RealModel,
     plan: Plan,
@@ -168,51 +163,59 @@ def serve(
     speed_now: Callable[[], float],
     t0: float,
     clock: Callable[[], float] = time.perf_counter,
+    wait: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """Serve every arrival (seconds after ``t0``, a ``clock`` reading) in real time under the
-    plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The records
-    have the simulator's columns (replication 0)."""
+    plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
+    rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), read off
+    this clock; ``wait(t)`` idles until the clock reads ``t`` (default: :func:`wait_until`). The
+    records have the simulator's columns (replication 0)."""
     policy = plan.policy_factories[policy_index]()
+    if policy.clairvoyant:
+        raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
     queue = plan.scenario.workload.queue
+    capacity = -1 if queue.capacity is None else queue.capacity
     model = plan.model
     n = len(arrivals_s)
     start = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     route_code = np.full(n, -1, dtype=np.int64)
     reroutes = np.zeros(n, dtype=np.int64)
-    outcome = np.full(n, _DROPPED, dtype=np.int8)
-    arrivals, deadlines = arrivals_s.tolist(), deadlines_s.tolist()
-    started: list[float] = []
-    for i, arrival in enumerate(arrivals):
-        wait_until(t0 + arrival, clock)
+    outcome = np.full(n, DROPPED, dtype=np.int8)
+    left = np.empty(n)
+    n_left = 0
+    busy_until = 0.0
+    no_future = np.zeros(0)
+    wait = wait or (lambda t: wait_until(t, clock))
+    for i, arrival in enumerate(arrivals_s.tolist()):
+        wait(t0 + arrival)
         now = clock() - t0
-        if queue.capacity is not None and len(started) - bisect.bisect_right(started, arrival) >= queue.capacity:
+        if not serving.admits(serving.waiting_at(left, n_left, arrival), capacity, busy_until <= arrival):
             continue
-        deadline = deadlines[i]
-        if queue.late == "drop" and now + model.sparsest_median_ms / speed_now() / 1e3 > deadline:
-            start[i] = finish[i] = now
-            continue
-        started.append(now)
+        deadline = float(deadlines_s[i])
+        left[n_left] = now
+        n_left += 1
         start[i] = now
-        queued = deadlines[i + 1 : max(bisect.bisect_right(arrivals, now), i + 1)]
+        if queue.late == "drop" and serving.too_late(now, deadline, model.sparsest_median_ms, speed_now()):
+            continue
+        queued = deadlines_s[i + 1 : max(serving.bisect_right(arrivals_s, now, n), i + 1)]
+        factors = np.array(model.idle_factors_at((now - busy_until) * 1e3))
 
-        def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued) -> int:
+        def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued, factors=factors) -> int:
             levels = real.router.levels
-            chosen = int(policy.choose(DecisionState(
-                request=i, now_s=clock() - t0, arrival_s=arrival, deadline_s=deadline, segment=segment,
-                current_level=levels[-1] if levels else None, speed=speed_now(), min_resident_level=0,
-                queued_deadlines_s=queued, route_finish_s=_no_clairvoyance,
-            )))
+            state = Decision(i, clock() - t0, arrival, deadline, segment, levels[-1] if levels else -1, speed_now(),
+                             0, model.n_levels, queued, factors, no_future)
+            chosen = int(policy.choose(state))
             if not 0 <= chosen < model.n_levels:
                 raise RuntimeError(f"policy {plan.labels[policy_index]} chose level {chosen}")
             return chosen
 
         route = real.infer(decide)
-        finish[i] = clock() - t0
+        finish[i] = busy_until = clock() - t0
         code = 0
         for level in route:
             code = code * model.n_levels + level
         route_code[i] = code
         reroutes[i] = sum(a != b for a, b in zip(route, route[1:]))
-        outcome[i] = _MET if finish[i] <= deadline else _MISSED
+        outcome[i] = MET if finish[i] <= deadline else MISSED
     return records_table(plan, policy_index, 0, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)

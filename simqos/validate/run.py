@@ -15,7 +15,7 @@
 What cannot be played for real is refused up front, naming the field: a memory process
 (evicting weights is the simulator's model, not something a load generator can do to this
 process), speed factors above 1 (this CPU cannot run faster than it was profiled) or below
-1/9. The oracle needs the future, so it is left out, with a note.
+1/9. A clairvoyant policy needs the future, so it is left out, with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from simqos import plots
 from simqos.engine import Plan, build_plan, sample_inputs
 from simqos.errors import SimqosError
 from simqos.nested.network import NestedNetwork
+from simqos.policies import POLICIES
 from simqos.profile import Profile
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Scenario, parse_scenario
@@ -56,18 +57,18 @@ class ValidationSettings:
 
 def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Plan, list[str]]:
     """The scenario as it will be played: ``seconds`` of arrivals, no warm-up requests, the
-    oracle left out; raises SimqosError for what cannot be played. Returns the plan and notes."""
+    clairvoyant policies left out; raises SimqosError for what cannot be played. Returns the plan and notes."""
     notes = []
     if scenario.device.memory is not None:
         raise SimqosError(
             f"{source}: device.memory: validate cannot play a memory process on this machine (it would have to evict "
             "the model's weights); remove device.memory to validate the compute side"
         )
-    kept = [p for p in scenario.policies if p.kind != "oracle"]
+    kept = [p for p in scenario.policies if not getattr(POLICIES.get(p.kind), "clairvoyant", False)]
     if len(kept) < len(scenario.policies):
-        notes.append("oracle left out: it needs the future, so it cannot run on a real device")
+        notes.append("clairvoyant policies left out: they need the future, so they cannot run on a real device")
     if not kept:
-        raise SimqosError(f"{source}: policies: only the oracle is listed, and it cannot run for real; add another policy")
+        raise SimqosError(f"{source}: policies: only clairvoyant policies are listed, and they cannot run for real; add another policy")
     changes = {"requests": None, "duration_s": seconds, "warmup_requests": 0, "replications": 1, "precision": None,
                "policies": [p.model_dump(exclude_none=True) for p in kept]}
     played = parse_scenario(scenario.model_dump(mode="json") | changes, f"{source} (as validated)")

@@ -1,0 +1,82 @@
+"""What a deployed system may know of its device's future: the speed process as the scenario
+describes it, never the realised trace.
+
+A deployable policy that plans ahead needs, for the speed observed now, the distribution of the
+work the device can do in the next τ seconds: ``C(τ) = ∫ speed``, in profiled milliseconds.
+:func:`capacity_table` estimates it by Monte Carlo from the scenario's description of the
+speed process, with its own seed (the run's randomness is not touched):
+
+- ``markov``: a continuous-time Markov chain (the scenario's states, mean dwell times and jump
+  probabilities), started in each state;
+- ``periodic``: the duty cycle taken as a two-state Markov chain with the same mean dwell in
+  each part (a deployed system need not know the phase);
+- ``constant``: the one speed;
+- ``trace``: a replayed file is not a model: the speed observed now is taken to persist.
+
+The table has one block of rows per state and, per block, ``grid`` rows for τ = 0, Δ, 2Δ, …
+with the sorted samples of C(τ) across each row. The state a request sees is identified by
+its speed (:func:`state_of`). Memory is not modelled ahead: a policy sees which levels are
+resident now.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simqos.device import transition_matrix
+
+__all__ = ["SpeedModel", "capacity_table", "speed_model"]
+
+
+class SpeedModel:
+    """A CTMC of speed states: ``speeds``, ``mean_dwell_s`` and jump probabilities ``jumps``;
+    ``persistent`` marks the trace case (the observed speed persists)."""
+
+    def __init__(self, speeds, mean_dwell_s, jumps, persistent: bool = False) -> None:
+        self.speeds = np.asarray(speeds, dtype=float)
+        self.mean_dwell_s = np.asarray(mean_dwell_s, dtype=float)
+        self.jumps = np.asarray(jumps, dtype=float)
+        self.persistent = persistent
+
+
+def speed_model(spec) -> SpeedModel:
+    """The :class:`SpeedModel` of a scenario's ``device.speed`` (module doc)."""
+    if spec.kind == "markov":
+        return SpeedModel([s.speed for s in spec.states], [s.mean_dwell_s for s in spec.states],
+                          transition_matrix(spec.transitions, len(spec.states)))
+    if spec.kind == "periodic":
+        return SpeedModel([spec.high, spec.low], [(1 - spec.duty) * spec.period_s, spec.duty * spec.period_s],
+                          [[0.0, 1.0], [1.0, 0.0]])
+    if spec.kind == "constant":
+        return SpeedModel([spec.speed], [np.inf], [[1.0]])
+    return SpeedModel([1.0], [np.inf], [[1.0]], persistent=True)
+
+
+def capacity_table(model: SpeedModel, horizon_s: float, grid: int = 64, samples: int = 512,
+                   seed: int = 0) -> tuple[np.ndarray, float]:
+    """``(table, step_s)``: ``table[state * grid + g]`` holds ``samples`` sorted draws of the
+    work C(g · step_s) (profiled ms) done from a start in ``state``; ``step_s = horizon_s /
+    (grid - 1)``. For a persistent model the one block is for speed 1 (scale by the observed
+    speed)."""
+    rng = np.random.default_rng(seed)
+    n = len(model.speeds)
+    step = horizon_s / (grid - 1)
+    taus = np.arange(grid) * step
+    table = np.empty((n * grid, samples))
+    for state in range(n):
+        done = np.zeros((samples, grid))
+        for m in range(samples):
+            t, s, work = 0.0, state, 0.0
+            g = 0
+            while g < grid:
+                dwell = rng.exponential(model.mean_dwell_s[s]) if np.isfinite(model.mean_dwell_s[s]) else np.inf
+                end = t + dwell
+                while g < grid and taus[g] <= end:
+                    done[m, g] = work + (taus[g] - t) * model.speeds[s] * 1e3
+                    g += 1
+                work += dwell * model.speeds[s] * 1e3 if np.isfinite(dwell) else 0.0
+                t = end
+                if n > 1:
+                    s = int(rng.choice(n, p=model.jumps[s]))
+        table[state * grid : (state + 1) * grid] = np.sort(done, axis=0).T
+    return table, step

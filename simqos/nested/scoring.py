@@ -1,0 +1,65 @@
+"""Scoring a model on held-out data: :class:`Accuracy`, with intervals that know when scored
+units come in clusters (the tokens of a sentence)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from simqos.metrics import cluster_design_effect, wilson_interval
+from simqos.models.spec import IGNORE, Dataset
+
+__all__ = ["SPLITS", "Accuracy", "measure", "score"]
+
+SPLITS = ("validation", "test")
+"""The held-out splits every route is scored on: policies decide on the first, reports show the second."""
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """``correct`` of ``n`` scored units (samples, tokens, nodes) on ``split``, with the 95 %
+    Wilson interval on the effective sample size (``n / design_effect``: units that come in
+    clusters, as the tokens of a sentence, are not independent)."""
+
+    correct: int
+    n: int
+    split: str = "test"
+    design_effect: float = 1.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.n, design_effect=self.design_effect)
+
+
+def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample (the first dimension): scored labels that the arg-max of ``logits`` gets
+    right, and scored labels in all (labels of :data:`IGNORE` are not scored)."""
+    scored = y != IGNORE
+    hit = (logits.argmax(dim=-1) == y) & scored
+    if hit.dim() == 1:
+        return hit.long(), scored.long()
+    return hit.flatten(1).sum(1), scored.flatten(1).sum(1)
+
+
+@torch.no_grad()
+def measure(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str, batched: bool = True,
+            batch_size: int = 512) -> Accuracy:
+    """Score ``forward`` on ``data``'s ``split``, in batches of ``batch_size`` (``batched=False``:
+    the split's whole input at once, as for a graph, whose nodes are then units of their own)."""
+    x, y = data.split(split)
+    step = batch_size if batched else len(x)
+    hits, units = [], []
+    for start in range(0, len(x), step):
+        h, u = score(forward(x[start : start + step]), y[start : start + step])
+        hits.append(h)
+        units.append(u)
+    hit, unit = torch.cat(hits), torch.cat(units)
+    keep = unit > 0
+    hit, unit = hit[keep].numpy(), unit[keep].numpy()
+    return Accuracy(int(hit.sum()), int(unit.sum()), split, cluster_design_effect(hit, unit))

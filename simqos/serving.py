@@ -1,0 +1,407 @@
+"""The serving core: queue rules, outcome codes, the device's clock arithmetic and the built-in
+policies' decisions, written once as plain functions over plain values.
+
+numba compiles every function here for the fast path (:mod:`simqos.fastpath`); the SimPy
+engine (:mod:`simqos.engine`) runs the very same source through ``.py_func``, and the real
+server (:mod:`simqos.validate.real`) calls the same queue rules and policy decisions against
+the wall clock. So the three drivers differ only in their clock, a queue rule changes in one
+place, and a compiled policy is one function.
+
+**Queue rules.** One device serves requests first come, first served. An arriving request is
+admitted when the device is idle, or when fewer than ``capacity`` admitted requests are
+waiting (``capacity`` 0: no waiting room, an M/G/1/1 loss system; negative: unbounded). A
+request leaves the queue when its service starts, or when it is dropped late: with
+``late: drop``, a request whose turn comes when even the sparsest level's median work at the
+current speed cannot end by its deadline is dropped then (its records have no finish and no
+latency). Every admitted request counts as waiting until it leaves, whichever way.
+
+**Outcomes.** ``MET`` (finished by its deadline), ``MISSED`` (finished late), ``DROPPED``
+(never served: turned away by a full queue, dropped late, or its level never became resident).
+
+**Decisions.** At a request's start and at each reroute point the driver builds a
+:class:`Decision` and calls the policy's ``decide(state, params, table) -> level``: ``params``
+(float64[:]) and ``table`` (float64[:, :]) are whatever the policy prepared from its YAML
+parameters, the profile and the scenario (see :mod:`simqos.policies`). The fast path passes
+``decide`` as a numba first-class function of type :data:`DECIDE_TYPE` (a pointer, typed by its
+signature rather than by which function it is), so the compiled driver is compiled once and
+cached on disk for every policy, built-in or a user's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import types
+
+from simqos.compiled import njit
+from simqos.service import idle_factor_at
+
+__all__ = [
+    "DECIDE_TYPE",
+    "DROPPED",
+    "MET",
+    "MISSED",
+    "OUTCOMES",
+    "LOOKAHEAD_HEADER",
+    "Decision",
+    "admits",
+    "capacity_probability",
+    "bisect_right",
+    "clairvoyant_decide",
+    "deadline_aware_decide",
+    "finish_time",
+    "greedy_decide",
+    "idle_factors",
+    "least_sparse_fitting",
+    "lookahead_decide",
+    "resident_from",
+    "route_finish_time",
+    "serve_request",
+    "static_decide",
+    "too_late",
+    "value_at",
+    "waiting_at",
+]
+
+MET, MISSED, DROPPED = 0, 1, 2
+OUTCOMES = ("met", "missed", "dropped")
+"""Request outcomes by code: finished by the deadline, finished late, or never served."""
+
+jit = njit()
+
+
+class Decision(NamedTuple):
+    """What a policy knows when it picks the level of segment ``segment`` of request ``request``.
+
+    Times in seconds of simulated (or, on the real server, wall-clock) time. ``current_level``
+    is -1 at the request's start. ``speed``: the device's speed factor now (1.0 = as profiled).
+    ``min_resident_level``: levels below it are not resident now (``n_levels`` if none is).
+    ``queued_deadlines_s``: absolute deadlines of the requests that have arrived behind this one,
+    in queue order. ``idle_factor``: each level's work multiplier for this request (it found the
+    device idle that long; 1 when it waited). ``route_finish_s``: clairvoyance, for bounds only —
+    the exact finish of each of the policy's candidate routes started now with this request's
+    own latency draws and the realised device (empty for every deployable policy).
+    """
+
+    request: int
+    now_s: float
+    arrival_s: float
+    deadline_s: float
+    segment: int
+    current_level: int
+    speed: float
+    min_resident_level: int
+    n_levels: int
+    queued_deadlines_s: np.ndarray
+    idle_factor: np.ndarray
+    route_finish_s: np.ndarray
+
+
+DECIDE_TYPE = types.FunctionType(types.int64(
+    types.NamedTuple([types.int64, types.float64, types.float64, types.float64, types.int64, types.int64,
+                      types.float64, types.int64, types.int64, types.float64[::1], types.float64[::1],
+                      types.float64[::1]], Decision),
+    types.float64[::1],
+    types.float64[:, ::1],
+))
+"""numba type of a compiled ``decide(state, params, table) -> level``: what the fast path calls."""
+
+
+# --- the device's clock ------------------------------------------------------------------
+
+
+@jit
+def bisect_right(a: np.ndarray, x: float, hi: int) -> int:
+    """``bisect.bisect_right(a[:hi], x)``."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@jit
+def value_at(times: np.ndarray, values: np.ndarray, t: float):
+    """The value of a piecewise-constant trace at ``t``."""
+    return values[bisect_right(times, t, len(times)) - 1]
+
+
+@jit
+def finish_time(times: np.ndarray, speeds: np.ndarray, cum: np.ndarray, start: float, work: float) -> float:
+    """When ``work`` profiled milliseconds started at ``start`` complete on a speed trace whose
+    cumulative work at each breakpoint is ``cum`` (exact: one binary search)."""
+    i = bisect_right(times, start, len(times)) - 1
+    target = cum[i] + (start - times[i]) * speeds[i] * 1e3 + work
+    j = bisect_right(cum, target, len(cum)) - 1
+    end = times[j] + (target - cum[j]) / (speeds[j] * 1e3)
+    return max(end, start)  # rounding must never end work before it starts
+
+
+@jit
+def resident_from(res_times: np.ndarray, res_levels: np.ndarray, level: int, t: float) -> float:
+    """Earliest time >= ``t`` at which ``level`` is resident (inf if never)."""
+    i = bisect_right(res_times, t, len(res_times)) - 1
+    if res_levels[i] <= level:
+        return t
+    for j in range(i + 1, len(res_levels)):
+        if res_levels[j] <= level:
+            return res_times[j]
+    return math.inf
+
+
+_idle_factor_at = jit(idle_factor_at)
+
+
+@jit
+def idle_factors(idle_ms: np.ndarray, idle_factor: np.ndarray, gap_ms: float, out: np.ndarray) -> np.ndarray:
+    """Each level's work multiplier after the device idled ``gap_ms``, written into ``out``."""
+    for k in range(len(out)):
+        out[k] = _idle_factor_at(idle_ms, idle_factor[k], gap_ms)
+    return out
+
+
+# --- queue rules ---------------------------------------------------------------------------
+
+
+@jit
+def waiting_at(left_s: np.ndarray, n_left: int, t: float) -> int:
+    """Admitted requests still waiting at ``t``: those whose queue-leaving time (service start
+    or late drop; ``left_s[:n_left]``, non-decreasing) is after ``t``."""
+    return n_left - bisect_right(left_s, t, n_left)
+
+
+@jit
+def admits(waiting: int, capacity: int, idle: bool) -> bool:
+    """Whether an arrival is admitted: the device is idle, or fewer than ``capacity`` requests
+    wait (``capacity`` < 0: unbounded)."""
+    return capacity < 0 or idle or waiting < capacity
+
+
+@jit
+def too_late(now_s: float, deadline_s: float, sparsest_median_ms: float, speed: float) -> bool:
+    """The late-drop rule: even the sparsest level's median work at the current speed cannot
+    end by the deadline."""
+    return now_s + sparsest_median_ms / speed / 1e3 > deadline_s
+
+
+# --- one request -----------------------------------------------------------------------------
+
+
+@jit
+def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_times, res_levels) -> float:
+    """When a request started at ``start_s`` on ``route`` (its level per segment) finishes: each
+    segment waits for its level to be resident, then runs ``work[level, segment] *
+    factors[level]`` on the speed trace; inf when a level never becomes resident."""
+    t = start_s
+    for seg in range(len(route)):
+        level = route[seg]
+        t = resident_from(res_times, res_levels, level, t)
+        if math.isinf(t):
+            return t
+        t = finish_time(times, speeds, cum, t, work[level, seg] * factors[level])
+    return t
+
+
+@jit
+def serve_request(
+    request, start_s, arrival_s, deadline_s, work, factors, times, speeds, cum, res_times, res_levels,
+    queued, decide, params, table, candidates,
+):  # fmt: skip
+    """Serve one request started at ``start_s``: at its start and at each reroute point ask
+    ``decide`` for the next segment's level, wait for that level to be resident, and run the
+    segment's ``work[level, segment] * factors[level]`` on the speed trace. Returns
+    ``(finish_s, route code, reroutes)``: the route's levels as base-``n_levels`` digits, and
+    ``finish_s`` inf when a chosen level never becomes resident (the request is dropped).
+    ``candidates`` (int64[:, :], one route per row) are the routes whose exact finish a
+    clairvoyant policy sees; empty for the others."""
+    n_levels, n_segments = work.shape[0], work.shape[1]
+    route_finish = np.empty(candidates.shape[0])
+    for r in range(candidates.shape[0]):
+        route_finish[r] = route_finish_time(candidates[r], start_s, work, factors, times, speeds, cum, res_times, res_levels)
+    t = start_s
+    level = -1
+    code = 0
+    changes = 0
+    for seg in range(n_segments):
+        state = Decision(
+            request, t, arrival_s, deadline_s, seg, level, value_at(times, speeds, t),
+            value_at(res_times, res_levels, t), n_levels, queued, factors, route_finish,
+        )
+        chosen = decide(state, params, table)
+        if chosen < 0 or chosen >= n_levels:
+            raise ValueError("a policy chose a level outside 0..n_levels-1")
+        t = resident_from(res_times, res_levels, chosen, t)
+        if math.isinf(t):
+            return math.inf, code, changes
+        t = finish_time(times, speeds, cum, t, work[chosen, seg] * factors[chosen])
+        if level >= 0 and chosen != level:
+            changes += 1
+        level = chosen
+        code = code * n_levels + chosen
+    return t, code, changes
+
+
+# --- the built-in policies' decisions (see simqos.policies for their parameters) -------------
+
+
+@jit
+def least_sparse_fitting(table: np.ndarray, segment: int, floor: int, budget_s: float, speed: float, n_levels: int) -> int:
+    """Least sparse level >= ``floor`` whose predicted remaining work (``table[level,
+    segment]``, profiled ms) fits ``budget_s`` at ``speed``; the sparsest if none does."""
+    budget_ms = budget_s * speed * 1e3
+    for level in range(floor, n_levels):
+        if table[level, segment] <= budget_ms:
+            return level
+    return n_levels - 1
+
+
+@jit
+def static_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """``params[0]``: the level, for every segment (waiting for it when evicted)."""
+    return int(params[0])
+
+
+@jit
+def greedy_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """At the start, the least sparse resident level whose predicted remaining work (``table``)
+    fits the time left; then that level (or, if it is evicted, the least sparse resident one;
+    when nothing is resident, the sparsest, waited for)."""
+    last = state.n_levels - 1
+    if state.current_level >= 0:
+        return min(max(state.current_level, state.min_resident_level), last)
+    floor = min(state.min_resident_level, last)
+    return least_sparse_fitting(table, 0, floor, state.deadline_s - state.now_s, state.speed, state.n_levels)
+
+
+@jit
+def deadline_aware_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """The paper's rerouting: the least sparse resident level whose predicted remaining work
+    (``table``) fits the deadline minus ``params[0]`` ms of slack. ``params[1]``: may go back
+    to a less sparse level; ``params[2]``: the budget also keeps every queued request able to
+    meet its deadline at the sparsest level."""
+    n = state.n_levels
+    effective = state.deadline_s - params[0] / 1e3
+    if params[2] != 0.0:
+        sparsest_s = table[n - 1, 0] / state.speed / 1e3
+        for k in range(len(state.queued_deadlines_s)):
+            effective = min(effective, state.queued_deadlines_s[k] - (k + 1) * sparsest_s)
+    floor = state.min_resident_level
+    if state.current_level >= 0 and params[1] == 0.0:
+        floor = max(floor, state.current_level)
+    floor = min(floor, n - 1)
+    return least_sparse_fitting(table, state.segment, floor, effective - state.now_s, state.speed, n)
+
+
+@jit
+def clairvoyant_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """Clairvoyant per request: the first candidate route (``table``, most preferred first)
+    whose exact finish (``state.route_finish_s``) is ``params[0]`` ms before the deadline, else
+    the one that finishes first; the same route at every segment of the request."""
+    target = state.deadline_s - params[0] / 1e3
+    best, best_finish = 0, math.inf
+    for r in range(len(state.route_finish_s)):
+        if state.route_finish_s[r] <= target:
+            best = r
+            break
+        if state.route_finish_s[r] < best_finish:
+            best, best_finish = r, state.route_finish_s[r]
+    return int(table[best, state.segment])
+
+
+@jit
+def _bisect_left(a: np.ndarray, x: float) -> int:
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@jit
+def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, tau_s: float, work_ms: float) -> float:
+    """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the sorted Monte
+    Carlo draws of :func:`simqos.devicemodel.capacity_table` for a start in state ``block``;
+    linear in τ between grid rows, the last row beyond them."""
+    if work_ms <= 0.0:
+        return 1.0
+    if tau_s <= 0.0:
+        return 0.0
+    x = tau_s / step_s
+    g = min(int(x), grid - 2)
+    w = min(x - g, 1.0)
+    m = table.shape[1]
+    row = block * grid + g
+    p0 = (m - _bisect_left(table[row], work_ms)) / m
+    p1 = (m - _bisect_left(table[row + 1], work_ms)) / m
+    return (1.0 - w) * p0 + w * p1
+
+
+LOOKAHEAD_HEADER = 10
+"""``params`` of :func:`lookahead_decide`: states, grid, step (s), work quantiles, requests
+considered behind this one, back-up (0/1), segments, persistent (0/1), mean arrival rate (Hz),
+typical relative deadline (s); then each state's speed, the remaining-work quantiles (level x
+segment+1 x quantile, profiled ms), and the decision accuracy of each (head level, segment,
+tail level) route."""
+
+
+@jit
+def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """Model-predictive rerouting (see :class:`simqos.policies.Lookahead`): the level for the
+    rest of the request that maximises the expected accuracy-at-deadline of this request, of
+    those queued behind it, and of those expected to arrive while the device works through
+    them, over the device's future speed (``table``: capacity draws)."""
+    n_states, grid, step = int(params[0]), int(params[1]), params[2]
+    n_q, max_queue, back_up, n_segments, persistent = int(params[3]), int(params[4]), params[5], int(params[6]), params[7]
+    rate_hz, relative_deadline_s = params[8], params[9]
+    k_levels = state.n_levels
+    speeds_at = LOOKAHEAD_HEADER
+    work_at = speeds_at + n_states
+    acc_at = work_at + k_levels * (n_segments + 1) * n_q
+    block, gap = 0, math.inf
+    for s in range(n_states):  # the state whose speed is the one seen now
+        if abs(params[speeds_at + s] - state.speed) < gap:
+            block, gap = s, abs(params[speeds_at + s] - state.speed)
+    scale = state.speed if persistent != 0.0 else 1.0  # a persistent model's draws are at speed 1
+    floor = state.min_resident_level
+    if state.current_level >= 0 and back_up == 0.0:
+        floor = max(floor, state.current_level)
+    floor = min(floor, k_levels - 1)
+    head = state.current_level
+    sparsest = k_levels - 1
+    queue_work = params[work_at + (sparsest * (n_segments + 1)) * n_q + n_q // 2]
+    queue_acc = params[acc_at + (sparsest * n_segments + 0) * k_levels + sparsest]
+    best, best_value = sparsest, -1.0
+    for level in range(floor, k_levels):
+        first = level if head < 0 else head
+        accuracy = params[acc_at + (first * n_segments + state.segment) * k_levels + level]
+        own = 0.0
+        for p in range(n_q):
+            work = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + p] * state.idle_factor[level]
+            own += capacity_probability(table, block, grid, step, state.deadline_s - state.now_s, work / scale)
+        value = accuracy * own / n_q
+        behind = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + n_q // 2] * state.idle_factor[level]
+        queued = min(max_queue, len(state.queued_deadlines_s))
+        for j in range(queued):
+            behind += queue_work
+            tau = state.queued_deadlines_s[j] - state.now_s
+            value += queue_acc * capacity_probability(table, block, grid, step, tau, behind / scale)
+        # requests still to come while the device works through this backlog: the k-th at
+        # k / rate from now, each at the sparsest level after everything before it
+        busy_s = behind / (state.speed * 1e3)
+        for k in range(1, max_queue - queued + 1):
+            arrival = k / rate_hz
+            if arrival >= busy_s:
+                break
+            behind += queue_work
+            value += queue_acc * capacity_probability(table, block, grid, step, arrival + relative_deadline_s, behind / scale)
+        if value >= best_value:  # ties go to the sparser level: it frees the device sooner
+            best, best_value = level, value
+    return best

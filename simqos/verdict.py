@@ -1,0 +1,147 @@
+"""The verdict: which policy to deploy for the scenario's objective, by how much it beats a
+baseline (a paired interval), and how much of the gap to the upper bound it closes.
+
+**Objectives** (``objective:`` in a scenario): ``accuracy_at_deadline`` (default) — the mean
+over requests of the route's accuracy if the request met its deadline, 0 if it missed or was
+dropped; or ``nines`` — the most nines of QoS among the policies whose mean accuracy (served
+requests) is at least ``accuracy_floor``.
+
+**Candidates** are the deployable policies (not the clairvoyant reference). The **baseline**
+is the policy the scenario names (``objective.baseline``, a label), else the best static level
+for the objective.
+
+**Paired differences.** Every policy of a replication is served the same arrivals, latency
+draws and device (common random numbers), so the per-request difference of two policies'
+scores is what varies; its mean gets a batch-means interval (each replication cut into the
+same contiguous batches as the summary's, Student's t on batches - 1 degrees of freedom),
+which holds when misses cluster. For ``nines`` the difference is in miss rate (points), and
+the nines of both are given.
+
+**Gap closed**: (policy - baseline) / (bound - baseline) on accuracy-at-deadline, or on the
+share of requests met, with the bound of :mod:`simqos.bound` (pooled over replications).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from simqos.metrics import batch_index, critical_value
+
+__all__ = ["paired_difference", "plan_verdict", "verdict", "verdict_lines"]
+
+
+def _scores(records: pd.DataFrame, policy: str, objective: str) -> pd.DataFrame:
+    g = records[(records["policy"] == policy) & ~records["warmup"]].sort_values(["replication", "request"])
+    met = (g["outcome"] == "met").to_numpy()
+    score = np.where(met, g["accuracy"].to_numpy(), 0.0) if objective == "accuracy_at_deadline" else met.astype(float)
+    return pd.DataFrame({"replication": g["replication"].to_numpy(), "score": score})
+
+
+def paired_difference(records: pd.DataFrame, policy: str, baseline: str, objective: str,
+                      confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of ``policy``'s score minus ``baseline``'s over the same requests:
+    accuracy-at-deadline, or met (1) / not (0) for ``nines``; a batch-means interval."""
+    a, b = _scores(records, policy, objective), _scores(records, baseline, objective)
+    diff = a["score"].to_numpy() - b["score"].to_numpy()
+    batch = batch_index(a["replication"].to_numpy())
+    means = np.bincount(batch, weights=diff) / np.bincount(batch)
+    point = float(diff.mean())
+    if len(means) < 2:
+        return point, math.nan, math.nan
+    half = critical_value(confidence, len(means) - 1) * float(means.std(ddof=1)) / math.sqrt(len(means))
+    return point, point - half, point + half
+
+
+def _objective_value(row: pd.Series, objective: str) -> float:
+    return float(row["accuracy_at_deadline"]) if objective == "accuracy_at_deadline" else 1.0 - float(row["miss_rate"])
+
+
+def verdict(summary: pd.DataFrame, records: pd.DataFrame, objective, deployable: list[str], static: list[str],
+            bound: dict | None) -> dict:
+    """The verdict for ``objective`` (a scenario's :class:`~simqos.scenario.Objective`) among the
+    ``deployable`` policy labels, against the named baseline or the best of ``static``."""
+    kind = objective.kind
+    table = summary.set_index("policy")
+    if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
+        return {"objective": kind, "note": "accuracy is unavailable for this profile: no accuracy-at-deadline verdict; "
+                                           "use objective: {kind: nines}"}
+    eligible = [p for p in deployable if kind == "accuracy_at_deadline" or objective.accuracy_floor is None
+                or (not pd.isna(table.loc[p, "mean_accuracy"]) and table.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
+    if not eligible:
+        return {"objective": kind, "note": f"no deployable policy reaches the accuracy floor {objective.accuracy_floor:g}"}
+    value = {p: _objective_value(table.loc[p], kind) for p in eligible}
+    best = max(eligible, key=lambda p: value[p])
+    pool = [p for p in static if p in value] or eligible
+    baseline = objective.baseline or max(pool, key=lambda p: value[p])
+    if baseline not in table.index:
+        return {"objective": kind, "note": f"objective.baseline {baseline!r} is not one of the policies {list(table.index)}"}
+    differences = {p: paired_difference(records, p, baseline, kind) for p in table.index if p != baseline}
+    point, low, high = differences.get(best, (0.0, 0.0, 0.0))
+    if best != baseline and not low > 0:  # not better beyond its interval: keep the baseline
+        out_best = {"best": best, "best_difference": [point, low, high]}
+        best, (point, low, high) = baseline, (0.0, 0.0, 0.0)
+    else:
+        out_best = {}
+    out = {
+        "objective": kind,
+        "deploy": best,
+        "value": value.get(best, _objective_value(table.loc[best], kind)),
+        "baseline": baseline,
+        "baseline_value": _objective_value(table.loc[baseline], kind),
+        "difference": point,
+        "difference_low": low,
+        "difference_high": high,
+        "differences": {p: list(d) for p, d in differences.items()},
+        **out_best,
+    }
+    if bound is not None:
+        ceiling = bound["accuracy_at_deadline"] if kind == "accuracy_at_deadline" else bound["met"] / bound["requests"]
+        room = ceiling - out["baseline_value"]
+        out |= {"bound": ceiling, "bound_exact": bound["exact"],
+                "gap_closed": (value[best] - out["baseline_value"]) / room if room > 1e-12 else math.nan}
+    return out
+
+
+def _known(x: float | None) -> bool:
+    return x is not None and not math.isnan(x)
+
+
+def verdict_lines(v: dict | None) -> list[str]:
+    """The verdict (as :func:`verdict` returns it, or as read back from summary.json) as
+    markdown sentences."""
+    if v is None:
+        return []
+    if "deploy" not in v:
+        return [f"**Verdict**: {v['note']}."]
+    what = "accuracy-at-deadline" if v["objective"] == "accuracy_at_deadline" else "share of requests met"
+    interval = (f" [{100 * v['difference_low']:+.2f}, {100 * v['difference_high']:+.2f}] (95 %)"
+                if _known(v["difference_low"]) else "")
+    if v["deploy"] == v["baseline"]:
+        lines = [f"**Deploy `{v['deploy']}`** (the baseline) for {what}: {v['value']:.2%}."]
+        if "best" in v:
+            point, low, high = v["best_difference"]
+            lines[0] += (f" No policy beats it beyond the 95 % interval: the best, `{v['best']}`, differs by "
+                         f"{100 * point:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}].")
+    else:
+        lines = [
+            f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
+            f"`{v['baseline']}`, a paired difference of {100 * v['difference']:+.2f} points{interval}."
+        ]
+    if "bound" in v:
+        closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if _known(v["gap_closed"]) else ""
+        lines.append(f"The offline optimum of the same runs ({'exact' if v['bound_exact'] else 'an upper bound'}) reaches "
+                     f"{v['bound']:.2%}{closed}.")
+    return lines
+
+
+def plan_verdict(plan, summary: pd.DataFrame, records: pd.DataFrame, bound: dict | None) -> dict:
+    """:func:`verdict` for a plan's scenario objective, its deployable and static policies."""
+    from simqos.policies import Static
+
+    policies = [factory() for factory in plan.policy_factories]
+    deployable = [label for label, p in zip(plan.labels, policies) if not p.clairvoyant]
+    static = [label for label, p in zip(plan.labels, policies) if isinstance(p, Static)]
+    return verdict(summary, records, plan.scenario.objective, deployable, static, bound)

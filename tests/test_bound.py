@@ -1,0 +1,106 @@
+"""The offline optimum is exact where it says so (against brute force over every schedule) and
+no policy ever beats it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bundles import scenario_dict, write_bundle
+from simqos.bound import replication_bound
+from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.scenario import parse_scenario
+from simqos.serving import finish_time, resident_from, too_late, value_at
+
+POLICIES = [
+    {"kind": "static", "level": 0},
+    {"kind": "static", "level": 1},
+    {"kind": "greedy"},
+    {"kind": "deadline_aware"},
+    {"kind": "deadline_aware", "count_queue": True, "label": "da-queue"},
+    {"kind": "lookahead"},
+    {"kind": "clairvoyant"},
+]
+
+
+def _brute_force(plan, inputs, free_drops: bool, late_drop: bool, values: dict) -> float:
+    """The best total value over every choice of route (or drop) for every request, in order."""
+    model = plan.model
+    routes = model.routes_by_preference()
+    trace = inputs.speed.trace
+    times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
+    res_t, res_l = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
+    factor = np.minimum(1.0, model.idle_factor.min(axis=1))
+    n = len(inputs.arrivals_s)
+    options = [None, *routes] if free_drops else routes
+    best = 0.0
+    for choice in itertools.product(options, repeat=n):
+        free, total = 0.0, 0.0
+        for i, route in enumerate(choice):
+            start = max(inputs.arrivals_s[i], free)
+            if late_drop and too_late(start, inputs.deadlines_s[i], model.sparsest_median_ms, value_at(times, speeds, start)):
+                continue  # dropped by the rule, whatever was chosen
+            if route is None:
+                continue
+            t = start
+            for seg, level in enumerate(route):
+                t = resident_from(res_t, res_l, level, t)
+                if math.isinf(t):
+                    break
+                t = finish_time(times, speeds, cum, t, inputs.work_ms[i, level, seg] * factor[level])
+            if math.isinf(t):
+                continue
+            free = t
+            total += values[route] if t <= inputs.deadlines_s[i] and i >= plan.scenario.warmup_requests else 0.0
+        best = max(best, total)
+    return best
+
+
+@pytest.mark.parametrize("capacity, late", [(None, "run"), (None, "drop"), (2, "run")])
+def test_exact_on_small_runs(two_level, capacity, late):
+    workload = {"arrival": {"kind": "poisson", "rate_hz": 600}, "deadline": {"kind": "constant", "ms": 3.5},
+                "queue": {"capacity": capacity, "late": late}}
+    device = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.004}, {"speed": 0.4, "mean_dwell_s": 0.003}]}}
+    plan = build_plan(parse_scenario(scenario_dict(two_level, requests=6, warmup_requests=1, workload=workload, device=device)))
+    for replication in range(3):
+        inputs = sample_inputs(plan, replication)
+        bound = replication_bound(plan, inputs)
+        assert bound["exact"]
+        values = {r: plan.model.accuracy(r) for r in plan.model.routes_by_preference()}
+        relaxed = capacity is not None or late == "drop"  # any request may be dropped (the module doc)
+        expected = _brute_force(plan, inputs, relaxed, False, values)
+        assert bound["accuracy_at_deadline"] * bound["requests"] == pytest.approx(expected, abs=1e-9)
+        assert bound["met"] == pytest.approx(_brute_force(plan, inputs, relaxed, False, dict.fromkeys(values, 1.0)))
+        if late == "drop":  # and the schedules the late rule allows are among those it searched
+            assert bound["accuracy_at_deadline"] * bound["requests"] >= _brute_force(plan, inputs, False, True, values) - 1e-9
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), rate=st.floats(150, 900), deadline_ms=st.floats(1.5, 8),
+       capacity=st.one_of(st.none(), st.integers(0, 6)), late=st.sampled_from(["run", "drop"]), slow=st.floats(0.1, 1.0))
+def test_no_policy_beats_the_bound(two_level, seed, rate, deadline_ms, capacity, late, slow):
+    workload = {"arrival": {"kind": "poisson", "rate_hz": rate}, "deadline": {"kind": "constant", "ms": deadline_ms},
+                "queue": {"capacity": capacity, "late": late}}
+    device = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.01}, {"speed": slow, "mean_dwell_s": 0.005}]}}
+    plan = build_plan(parse_scenario(scenario_dict(two_level, seed=seed, requests=300, warmup_requests=20, workload=workload,
+                                                   device=device, policies=POLICIES)))
+    inputs = sample_inputs(plan, 0)
+    bound = replication_bound(plan, inputs, max_states=16)  # small: merges happen, and it must still hold
+    for index in range(len(POLICIES)):
+        records = run_policy(plan, inputs, index, 0)
+        kept = records[~records["warmup"]]
+        met = kept["outcome"] == "met"
+        assert met.sum() <= bound["met"] + 1e-9
+        assert np.where(met, kept["accuracy"], 0.0).mean() <= bound["accuracy_at_deadline"] + 1e-12
+
+
+def test_a_profile_without_accuracy_bounds_nines_only(tmp_path):
+    bundle = write_bundle(tmp_path / "b", {("a", 0): [1.0, 2.0], ("a", 1): [0.5, 1.0]}, {"a": 0})
+    plan = build_plan(parse_scenario(scenario_dict(bundle, requests=200)))
+    bound = replication_bound(plan, sample_inputs(plan, 0))
+    assert math.isnan(bound["accuracy_at_deadline"]) and 0 < bound["met"] <= 200

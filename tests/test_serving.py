@@ -1,0 +1,139 @@
+"""The serving core's queue rules, each against theory or a hand count; the real server's
+decisions against the simulator's on the same arrivals and speeds (a fake clock); a user's
+compiled policy on the fast path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bundles import scenario_dict, write_bundle
+from simqos import serving
+from simqos.cli import app
+from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.scenario import parse_scenario
+
+
+@pytest.fixture(scope="module")
+def exponential(tmp_path_factory):
+    """One layer, one level, exponential service of mean 1 ms (as an M/M/1 needs)."""
+    samples = list(-np.log(1 - (np.arange(2000) + 0.5) / 2000))
+    return write_bundle(tmp_path_factory.mktemp("mm1") / "exp", {("a", 0): samples}, {"a": 0})  # no glue: mean 1 ms
+
+
+def _run(bundle, requests=60_000, engine="auto", **workload):
+    base = {"arrival": {"kind": "poisson", "rate_hz": 700}, "deadline": {"kind": "constant", "ms": 1000}}
+    plan = build_plan(parse_scenario(scenario_dict(bundle, requests=requests, workload=base | workload)))
+    inputs = sample_inputs(plan, 0)
+    return run_policy(plan, inputs, 0, 0, engine=engine)
+
+
+def test_a_loss_system_blocks_as_erlang_b(exponential):
+    """capacity 0: no waiting room. An M/M/1/1 loss system at ρ = 0.7 turns away
+    ρ / (1 + ρ) = 41 % of arrivals — and admits every request that finds the device idle."""
+    records = _run(exponential, queue={"capacity": 0})
+    blocked = (records["outcome"] == "dropped").mean()
+    assert blocked == pytest.approx(0.7 / 1.7, abs=0.01)
+    served = records[records["outcome"] != "dropped"]
+    assert (served["start_s"] == served["arrival_s"]).all()
+
+
+def test_an_mm1k_queue_blocks_as_theory_says(exponential):
+    """M/M/1/K with K = capacity + 1 in the system: P(block) = (1-ρ) ρ^K / (1-ρ^(K+1))."""
+    rho, capacity = 0.7, 2
+    k = capacity + 1
+    records = _run(exponential, queue={"capacity": capacity})
+    expected = (1 - rho) * rho**k / (1 - rho ** (k + 1))
+    assert (records["outcome"] == "dropped").mean() == pytest.approx(expected, abs=0.01)
+
+
+def test_requests_waiting_to_be_dropped_late_count_against_the_capacity(tmp_path):
+    """Every admitted request waits in the queue until it leaves (served or dropped late): at no
+    arrival are more than ``capacity`` admitted requests waiting."""
+    bundle = write_bundle(tmp_path / "slow", {("a", 0): [5.0] * 10}, {"a": 0}, end_to_end_ms=[5.0])
+    records = _run(bundle, requests=3000, queue={"capacity": 3, "late": "drop"},
+                   arrival={"kind": "poisson", "rate_hz": 800}, deadline={"kind": "constant", "ms": 12})
+    admitted = records[records["start_s"].notna()]
+    for arrival in admitted["arrival_s"].to_numpy()[::7]:
+        earlier = admitted[admitted["arrival_s"] < arrival]
+        assert ((earlier["start_s"] > arrival)).sum() <= 3
+    late = records[(records["outcome"] == "dropped") & records["start_s"].notna()]
+    assert len(late) > 0 and late["finish_s"].isna().all() and late["latency_ms"].isna().all()
+
+
+def test_the_records_decide_met_or_missed_from_their_own_columns(tmp_path, exponential):
+    """Times are written at full precision: past 100 s of simulated time the columns still say
+    which requests met their deadline."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(scenario_dict(exponential, requests=90_000, warmup_requests=0, outputs={"plots": False},
+                                                 workload={"arrival": {"kind": "poisson", "rate_hz": 700},
+                                                           "deadline": {"kind": "constant", "ms": 3}})))
+    assert CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")]).exit_code == 0
+    records = pd.read_csv(tmp_path / "out" / "records.csv.gz")
+    served = records[records["outcome"] != "dropped"]
+    assert served["finish_s"].max() > 100
+    assert ((served["finish_s"] <= served["deadline_s"]) == (served["outcome"] == "met")).all()
+
+
+def test_the_core_rules_by_hand():
+    left = np.array([1.0, 2.0, 3.0, 0.0])
+    assert serving.waiting_at(left, 3, 1.5) == 2 and serving.waiting_at(left, 3, 3.0) == 0
+    assert serving.admits(0, 0, True) and not serving.admits(0, 0, False)
+    assert serving.admits(2, 3, False) and not serving.admits(3, 3, False) and serving.admits(99, -1, False)
+    assert serving.too_late(0.0, 0.001, 2.0, 1.0) and not serving.too_late(0.0, 0.003, 2.0, 1.0)
+    times, speeds = np.array([0.0, 1.0]), np.array([1.0, 0.5])
+    cum = np.array([0.0, 1000.0])
+    assert serving.finish_time(times, speeds, cum, 0.5, 1000.0) == pytest.approx(2.0)  # 500 ms at 1, 500 ms at 0.5
+
+
+def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
+    """Served on a clock that advances exactly as the simulated device would, the real server
+    (its queue rules and its policy's decisions) gives the simulator's records."""
+    from simqos.validate.real import serve
+
+    scenario = scenario_dict(two_level, requests=400, warmup_requests=0,
+                             workload={"arrival": {"kind": "poisson", "rate_hz": 400}, "deadline": {"kind": "constant", "ms": 4},
+                                       "queue": {"capacity": 4, "late": "drop"}},
+                             policies=[{"kind": "deadline_aware"}, {"kind": "lookahead"}, {"kind": "greedy"}])
+    plan = build_plan(parse_scenario(scenario))
+    inputs = sample_inputs(plan, 0)
+    for index in range(len(plan.labels)):
+        simulated = run_policy(plan, inputs, index, 0)
+        served = simulated.index[simulated["finish_s"].notna()].tolist()
+        clock = _FakeClock()
+        device = _FakeDevice(inputs.work_ms, served, clock)
+        real = serve(device, plan, index, inputs.arrivals_s, inputs.deadlines_s, lambda: 1.0, 0.0, clock.read, clock.wait)
+        pd.testing.assert_frame_equal(real, simulated, check_exact=False, atol=1e-9)
+        assert (real["route"] == simulated["route"]).all()
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def read(self) -> float:
+        return self.now
+
+    def wait(self, t: float) -> None:
+        self.now = max(self.now, t)
+
+
+class _FakeDevice:
+    """Stands in for the real model on a constant-speed device: each segment takes the
+    request's simulated work, advancing the fake clock; the router records the levels decided."""
+
+    def __init__(self, work_ms: np.ndarray, served: list[int], clock: _FakeClock) -> None:
+        self.work_ms, self.served, self.clock = work_ms, list(served), clock
+        self.router = type("Router", (), {"levels": []})()
+
+    def infer(self, decide) -> tuple[int, ...]:
+        work = self.work_ms[self.served.pop(0)]
+        self.router.levels = []
+        for segment in range(work.shape[1]):
+            level = decide(segment)
+            self.router.levels.append(level)
+            self.clock.now += work[level, segment] / 1e3
+        return tuple(self.router.levels)
