@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
 
 __all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline", "validation_ccdf"]
 
@@ -292,8 +292,8 @@ def timeline(
     if deadline_ms is not None:
         bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
     bottom.set_yscale("log")
-    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 20, not 2x10^1
-    bottom.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+    bottom.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # 20, not 2x10^1
+    bottom.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     bottom.set_xlabel("arrival time (s)")
     bottom.set_ylabel("latency (ms)")
     bottom.legend(fontsize=7, ncol=2)
