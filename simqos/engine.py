@@ -75,6 +75,9 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
         except Exception as exc:  # a user's module may fail in any way while importing
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise SimqosError(f"{source}: plugins[{i}]: importing {module!r} failed ({type(exc).__name__}: {first})") from None
+    if not scenario.profile.is_dir():
+        raise SimqosError(f"{source}: profile: {scenario.profile.resolve()} is not a profile folder; a relative path is "
+                          "taken from the scenario file's folder (the shipped profiles are in profiles/)")
     model = ServiceModel.from_profile(load_profile(scenario.profile))
     _check_trace_files(scenario, source)
     _check_memory(scenario, model, source)

@@ -374,7 +374,10 @@ def parse_scenario(raw: object, source: str = "scenario", base: Path | None = No
     try:
         return Scenario.model_validate(raw, context={"base": base})
     except ValidationError as exc:
-        raise SimqosError(f"{source}: {_message(exc.errors()[0])}") from None
+        errors = exc.errors()
+        # a misspelt key is reported both as unknown and as the right key missing: name the typo
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise SimqosError(f"{source}: {_message(first)}") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
