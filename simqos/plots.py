@@ -327,11 +327,12 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
                         ax.annotate(f"L{int(row['knob'])}", (row[col], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
             else:
                 ax.plot(t[col], t[y], "-o", color=colours[family], linewidth=1, markersize=3.5, alpha=0.85, label=family)
+        ax.margins(0.1)  # room for the level labels inside the frame
     _accuracy_panels(axes[:3], table)
     ax = axes[3]
     if bound is not None and bound.get("accuracy_at_deadline") is not None and not pd.isna(bound["accuracy_at_deadline"]):
-        ax.axhline(bound["accuracy_at_deadline"], color="firebrick", linewidth=1.2, linestyle=":")
-        ax.text(ax.get_xlim()[0], bound["accuracy_at_deadline"], " offline optimum", color="firebrick", va="bottom", fontsize=8)
+        ax.axhline(bound["accuracy_at_deadline"], color="firebrick", linewidth=1.2, linestyle=":", label="offline optimum (bound)")
+        ax.legend(fontsize=8, loc="best")
     if bound is not None and bound["met"] < bound["requests"]:
         ax.axvline(-np.log10(1 - bound["met"] / bound["requests"]), color="firebrick", linewidth=1.2, linestyle=":")
     ax.set_xlabel("nines of QoS")
