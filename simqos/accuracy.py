@@ -32,7 +32,7 @@ import pandas as pd
 
 from simqos.errors import SimqosError
 from simqos.metrics import wilson_interval
-from simqos.outputs import owned, start, swap_in
+from simqos.outputs import owned, staged
 from simqos.profile import SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
 
 __all__ = ["attach_accuracy", "read_accuracy_csv"]
@@ -139,13 +139,8 @@ def attach_accuracy(bundle: Path, path: Path, dataset: str, metric: str, unit: s
         profile.meta.model_copy(update={"accuracy": info}), profile.layers, profile.latency_samples,
         profile.kernels, profile.end_to_end, routes.loc[:, list(TABLE_COLUMNS["routes.csv"])], profile.idle,
     )
-    work = start(bundle, "profile", "BUNDLE")
-    try:
-        staging = work / "bundle"
-        shutil.copytree(bundle, staging)
-        save_profile(new, staging)
-        result = load_profile(staging)
-        swap_in(staging, bundle)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with staged(bundle, "profile", "BUNDLE") as work:  # the bundle is replaced whole, or not at all
+        shutil.copytree(bundle, work, dirs_exist_ok=True)
+        save_profile(new, work)
+        result = load_profile(work)  # what is swapped in has passed validation
     return result
