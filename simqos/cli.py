@@ -148,12 +148,13 @@ def _route_report(net, spec, checkpoint: Path | None = None):
     checkpoint (``NAME.routes.json``) so that profiling the same network again reuses them."""
     from dataclasses import asdict
 
+    from simqos.nested.checkpoint import routes_cache_path
     from simqos.nested.routes import RouteAccuracy, enumerate_routes, route_accuracies
     from simqos.nested.scoring import SPLITS
     from simqos.profiler.run import RouteReport
 
     data = spec.dataset
-    saved = None if checkpoint is None else checkpoint.with_suffix(".routes.json")
+    saved = None if checkpoint is None else routes_cache_path(checkpoint)
     if saved is not None and saved.exists():
         document = json.loads(saved.read_text())
         accuracies = [RouteAccuracy(**{**a, "route": tuple(a["route"])}) for a in document["accuracies"]]

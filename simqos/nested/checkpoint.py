@@ -22,7 +22,7 @@ from simqos.models import ModelSpec, build_model
 from simqos.nested.network import NestedNetwork
 from simqos.nested.training import EpochCallback, TrainConfig, train_nested
 
-__all__ = ["StaleCheckpoint", "checkpoint_path", "load_checkpoint", "save_checkpoint", "trained_network"]
+__all__ = ["StaleCheckpoint", "checkpoint_path", "load_checkpoint", "routes_cache_path", "save_checkpoint", "trained_network"]
 
 
 class StaleCheckpoint(SimqosError):
@@ -36,13 +36,18 @@ def checkpoint_path(model: str, model_kwargs: dict, densities: tuple[float, ...]
     return cache_dir() / "checkpoints" / f"{model}-{config.growth}-{digest}.pt"
 
 
+def routes_cache_path(checkpoint: Path) -> Path:
+    """Where the route accuracies of the network in ``checkpoint`` are kept (beside it, in the cache)."""
+    return checkpoint.with_suffix(".routes.json")
+
+
 def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork) -> None:
     """Write atomically: a crash leaves either the old file or none, never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state()}, tmp)
     tmp.replace(path)
-    path.with_suffix(".routes.json").unlink(missing_ok=True)  # route accuracies of an earlier network
+    routes_cache_path(path).unlink(missing_ok=True)  # route accuracies of an earlier network
 
 
 def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
