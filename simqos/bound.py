@@ -3,34 +3,41 @@
 Knowing the whole replication — arrivals, every request's latency draws, the speed and memory
 traces — the best schedule is a choice of route (or of no service) for each request, in
 arrival order, first come first served. :func:`replication_bound` finds the best total value
-by dynamic programming over requests: a state is (when the device is free, value so far), and
-of two states the one free no later with no less value dominates, so only the Pareto frontier
-is kept. The value of a request is its route's accuracy (test split) if it meets its deadline
-— the accuracy-at-deadline objective — or 1 if it meets it (the most requests met: nines).
+by dynamic programming over requests. The value of a request is its route's accuracy (test
+split) if it meets its deadline — the accuracy-at-deadline objective — or 1 if it meets it
+(the most requests met: nines).
 
-It is a bound, not a policy: no deployable policy can beat it, because every schedule a policy
-can produce under the scenario's queue rules is one the optimum considers:
+**States.** A state is an interval ``[low, high]`` of times at which the device becomes free
+and a value: it stands for every partial schedule whose free time lies in the interval and
+whose value is no larger. A request arriving at ``a`` starts at ``max(a, t)`` and, if it finds
+the device idle for ``gap = a - t``, its work at each level is multiplied by that level's idle
+factor at ``gap`` (the profile's ``idle.csv``). From a state, each route gives the successor
+``[finish from max(a, low) with each level's smallest factor over the state's gaps, finish
+from max(a, high) with the largest]``, and its value counts the request as met when the
+earlier end meets the deadline: every real schedule's successor lies inside, with no more
+value. Starting from the point state ``[0, 0]`` with value 0 the DP is therefore an upper bound,
+and it is exact while every state is a point.
 
-- with an unbounded queue and ``late: run`` the rules are followed exactly (every request is
-  served); with a bounded queue or ``late: drop`` any request may be dropped (a relaxation:
-  whether a queue is full, or a request too late, depends on the schedule, and the late rule
-  reads the speed at the start, so a later start is not always worse under it);
-- the work of a request that finds the device idle is multiplied by the smallest idle factor
-  the profile has for each level, never more (a relaxation: with it, an earlier free device
-  is never worse, so the frontier is exact);
-- the frontier is capped at ``max_states`` states by merging neighbours optimistically (the
-  earlier free time with the larger value): the result is then still a bound, and
-  ``exact`` says whether any merge happened.
+Because a device that idled longer can be slower, an earlier free time is not always better,
+so states are pruned only when one *covers* another (its interval contains the other's and its
+value is no smaller) — exact. Above ``max_states`` states two steps trade exactness for size,
+each clearing ``exact``: a state free no later with no less value absorbs another, its interval
+widened to cover both (the Pareto frontier of (low, value), widened); then neighbours (by
+``low``) are merged into their union with the larger value.
 
-Routes that cannot matter are skipped, exactly: route ``d`` dominates route ``r`` for a request
-when ``d`` is at every segment as sparse as ``r`` or sparser (so resident whenever ``r``'s level
-is: residency is nested), its value is no smaller, and its cumulative work is no larger after
-every segment (this request's own draws) — then from any start ``d`` finishes every segment no
-later, and ``r`` adds no state the frontier would keep. On a trained model most mixed routes lose
-accuracy and are dominated by always-sparsest, so the search runs over a handful of routes.
+All states the next arrival finds idle for at least the profile's longest measured gap (beyond
+it the factor is constant) have the same future, so they collapse into one, exactly. With no
+idle slowdown in the profile (each level's factor the same at every gap) an earlier free time
+is never worse, and a state is its ``low`` alone: the DP keeps the Pareto frontier of (free
+time, value), exactly, merging neighbours optimistically above ``max_states``.
 
-Warm-up requests are scheduled but add no value. Reported accuracy comes from the test split:
-the bound is a number for the report, never a decision.
+Queue rules: with an unbounded queue and ``late: run`` they are followed exactly (every
+request is served); with a bounded queue or ``late: drop`` any request may be dropped (a
+relaxation: whether a queue is full, or a request too late, depends on the schedule, and the
+late rule reads the speed at the start, so a later start is not always worse under it).
+
+It is a bound, not a policy: warm-up requests are scheduled but add no value, and reported
+accuracy comes from the test split: a number for the report, never a decision.
 """
 
 from __future__ import annotations
@@ -39,28 +46,70 @@ import math
 
 import numpy as np
 
-from simqos.serving import jit, route_finish_time
+from simqos.serving import finish_time, jit, resident_from, route_finish_time
+from simqos.service import idle_factor_at
 
 __all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
 
-MAX_STATES = 64
-"""Pareto states kept per request before neighbours are merged (optimistically)."""
+MAX_STATES = 32
+"""States kept per request before neighbours are merged (optimistically)."""
+
+_idle_factor_at = jit(idle_factor_at)
 
 
 @jit
-def _frontier(times: np.ndarray, values: np.ndarray, count: int) -> int:
-    """Sort ``(times, values)[:count]`` by time and keep, in place, only the states no other
-    dominates (strictly larger value than every earlier one); returns how many remain."""
-    order = np.argsort(times[:count], kind="mergesort")
-    t_sorted, v_sorted = times[order].copy(), values[order].copy()
-    kept, best = 0, -1.0
+def _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, lo, hi):
+    """Each level's smallest and largest idle factor over gaps in ``[gap_lo_ms, gap_hi_ms]``
+    (piecewise linear: the ends and the measured gaps between them), into ``lo`` and ``hi``."""
+    for k in range(len(lo)):
+        a = _idle_factor_at(idle_ms, idle_factor[k], gap_lo_ms)
+        b = _idle_factor_at(idle_ms, idle_factor[k], gap_hi_ms)
+        lo[k], hi[k] = min(a, b), max(a, b)
+        for j in range(len(idle_ms)):
+            if gap_lo_ms < idle_ms[j] < gap_hi_ms:
+                lo[k] = min(lo[k], idle_factor[k, j])
+                hi[k] = max(hi[k], idle_factor[k, j])
+
+
+@jit
+def _prune(low, high, value, count, monotone) -> int:
+    """Sort the states ``[:count]`` by ``low`` and keep, in place, those no other covers (see
+    the module doc; ``monotone``: no other is free no later with no less value); returns how
+    many remain."""
+    order = np.argsort(low[:count], kind="mergesort")
+    lo, hi, v = low[order].copy(), high[order].copy(), value[order].copy()
+    kept = 0
     for k in range(count):
-        if v_sorted[k] > best:
-            if kept > 0 and t_sorted[k] == times[kept - 1]:
-                kept -= 1  # same free time, larger value: replaces the previous one
-            times[kept], values[kept] = t_sorted[k], v_sorted[k]
-            best = v_sorted[k]
+        covered = False
+        for j in range(kept):
+            if value[j] >= v[k] and low[j] <= lo[k] and (monotone or high[j] >= hi[k]):
+                covered = True
+                break
+        if not covered:
+            j = 0
+            for q in range(kept):  # drop the kept states this one covers
+                if not (v[k] >= value[q] and lo[k] <= low[q] and (monotone or hi[k] >= high[q])):
+                    low[j], high[j], value[j] = low[q], high[q], value[q]
+                    j += 1
+            low[j], high[j], value[j] = lo[k], hi[k], v[k]
+            kept = j + 1
+    return kept
+
+
+@jit
+def _absorb(low, high, value, count) -> int:
+    """Sort the states ``[:count]`` by ``low`` and keep, in place, those whose value exceeds
+    every earlier one's: each other state is absorbed by the last kept before it (free no later,
+    no less value), whose ``high`` widens to cover it. Returns how many remain."""
+    order = np.argsort(low[:count], kind="mergesort")
+    lo, hi, v = low[order].copy(), high[order].copy(), value[order].copy()
+    kept = 0
+    for k in range(count):
+        if kept == 0 or v[k] > value[kept - 1]:
+            low[kept], high[kept], value[kept] = lo[k], hi[k], v[k]
             kept += 1
+        else:
+            high[kept - 1] = max(high[kept - 1], hi[k])
     return kept
 
 
@@ -77,78 +126,212 @@ def _dominance(routes: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 @jit
-def _undominated(work_i, factor, routes, dom_start, dom_index, prefix, active) -> int:
-    """Mark in ``active`` the routes no other dominates for this request (``work_i``: its
-    (level, segment) draws); returns how many. ``prefix``: scratch (routes x segments)."""
+def _dominance_masks(work_i, idle_factor, routes, dom_start, dom_index, prefix, masks) -> None:
+    """For this request (``work_i``: its (level, segment) draws) and each candidate pair of
+    :func:`_dominance` (``dom_index[k]`` may dominate ``r``), write into ``masks[k]`` the
+    measured idle gaps (bit ``g``) at which the candidate's cumulative work is no larger after
+    every segment. ``prefix``: scratch (routes x segments x gaps)."""
     n_routes, n_segments = routes.shape
+    n_gaps = idle_factor.shape[1]
     for r in range(n_routes):
-        acc = 0.0
-        for seg in range(n_segments):
-            level = routes[r, seg]
-            acc += work_i[level, seg] * factor[level]
-            prefix[r, seg] = acc
-    count = 0
+        for g in range(n_gaps):
+            acc = 0.0
+            for seg in range(n_segments):
+                level = routes[r, seg]
+                acc += work_i[level, seg] * idle_factor[level, g]
+                prefix[r, seg, g] = acc
     for r in range(n_routes):
-        active[r] = True
         for k in range(dom_start[r], dom_start[r + 1]):
             d = dom_index[k]
-            dominated = True
-            for seg in range(n_segments):
-                if prefix[d, seg] > prefix[r, seg]:
-                    dominated = False
-                    break
-            if dominated:
-                active[r] = False
+            mask = 0
+            for g in range(n_gaps):
+                below = True
+                for seg in range(n_segments):
+                    if prefix[d, seg, g] > prefix[r, seg, g]:
+                        below = False
+                        break
+                if below:
+                    mask |= 1 << g
+            masks[k] = mask
+
+
+@jit
+def _dominated_in(need, masks, routes, dom_start, dom_index, by, levels_used, absorbs) -> None:
+    """Where the gaps may be any between the measured ones marked in ``need`` (the factors are
+    linear between them, so dominance at those is dominance throughout): ``by[r]``, an
+    undominated route that dominates ``r`` (-1 if none); ``levels_used[d, segment, level]``,
+    whether ``d`` or a route it stands for runs ``level`` there; ``absorbs[d]``, whether it
+    stands for any."""
+    n_routes, n_segments = routes.shape
+    for r in range(n_routes):
+        by[r] = -1
+        for k in range(dom_start[r], dom_start[r + 1]):
+            if masks[k] & need == need:
+                by[r] = dom_index[k]
                 break
-        count += active[r]
-    return count
+    for r in range(n_routes):  # follow each chain to its undominated end (dominance is a partial order)
+        d = by[r]
+        while d >= 0 and by[d] >= 0:
+            d = by[d]
+        by[r] = d
+    levels_used[:] = False
+    absorbs[:] = False
+    for r in range(n_routes):
+        d = by[r] if by[r] >= 0 else r
+        absorbs[d] = absorbs[d] or by[r] >= 0
+        for seg in range(n_segments):
+            levels_used[d, seg, routes[r, seg]] = True
+
+
+@jit
+def _gap_span(idle_ms, gap_lo_ms, gap_hi_ms) -> tuple[int, int]:
+    """The measured gaps whose factors span every gap in ``[gap_lo_ms, gap_hi_ms]``: indices from
+    the last at or below the low end to the first at or above the high end."""
+    n = len(idle_ms)
+    first = 0
+    while first + 1 < n and idle_ms[first + 1] <= gap_lo_ms:
+        first += 1
+    last = first
+    while last + 1 < n and idle_ms[last] < gap_hi_ms:
+        last += 1
+    return first, last
+
+
+@jit
+def _segment_end(start_s, level, work_ms, times, speeds, cum, res_times, res_levels) -> float:
+    """When one segment at ``level`` with ``work_ms`` started at ``start_s`` ends: it waits for
+    its level to be resident (inf if never, as from an inf start)."""
+    t = resident_from(res_times, res_levels, level, start_s) if not math.isinf(start_s) else start_s
+    return t if math.isinf(t) else finish_time(times, speeds, cum, t, work_ms)
+
+
+@jit
+def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, res_times, res_levels) -> float:
+    """No route using, at each segment, only levels marked in ``levels_used[segment]`` finishes
+    later than this from ``start_s`` or earlier with factors no larger: each segment waits for
+    the least sparse marked level and runs the most work any marked level needs."""
+    t = start_s
+    for seg in range(levels_used.shape[0]):
+        least, most = -1, 0.0
+        for level in range(levels_used.shape[1]):
+            if levels_used[seg, level]:
+                least = level if least < 0 else least
+                most = max(most, work_i[level, seg] * factors[level])
+        t = resident_from(res_times, res_levels, least, t)
+        if math.isinf(t):
+            return t
+        t = finish_time(times, speeds, cum, t, most)
+    return t
 
 
 @jit
 def _bound(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
-    factor, routes, gains, counted, max_states, dom_start, dom_index,
+    idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
 ):  # fmt: skip
     n_routes, n_segments = routes.shape
-    cap = max_states * (n_routes + 1)
-    free = np.zeros(cap)
-    value = np.zeros(cap)
+    n_levels = idle_factor.shape[0]
+    n = len(arrivals)
+    saturated_s = idle_ms[len(idle_ms) - 1] / 1e3
+    cap = max_states * (n_routes + 1) + 1
+    low, high, value = np.zeros(cap), np.zeros(cap), np.zeros(cap)
     size = 1
     exact = True
-    new_free = np.empty(cap)
-    new_value = np.empty(cap)
-    prefix = np.empty((n_routes, n_segments))
-    active = np.empty(n_routes, dtype=np.bool_)
-    for i in range(len(arrivals)):
+    new_low, new_high, new_value = np.empty(cap), np.empty(cap), np.empty(cap)
+    f_lo, f_hi = np.empty(n_levels), np.empty(n_levels)
+    n_gaps = len(idle_ms)
+    prefix = np.empty((n_routes, n_segments, n_gaps))
+    masks = np.zeros(len(dom_index), dtype=np.int64)
+    spans = n_gaps * n_gaps  # route dominance per span of gaps (first, last), once per request;
+    by = np.full((spans + 1, n_routes), -1, dtype=np.int64)  # and a last row where none is dominated
+    levels_used = np.zeros((spans + 1, n_routes, n_segments, n_levels), dtype=np.bool_)
+    absorbs = np.zeros((spans + 1, n_routes), dtype=np.bool_)
+    ready = np.zeros(spans + 1, dtype=np.bool_)
+    path_lo, path_hi = np.empty(n_segments + 1), np.empty(n_segments + 1)
+    for i in range(n):
         arrival, deadline = arrivals[i], deadlines[i]
-        _undominated(work[i], factor, routes, dom_start, dom_index, prefix, active)
+        pruning = monotone or size * n_routes > max_states  # lossy with idle slowdown: only when needed
+        if pruning:
+            _dominance_masks(work[i], idle_factor, routes, dom_start, dom_index, prefix, masks)
+            ready[:] = False
         m = 0
         for s in range(size):
-            t_free, v = free[s], value[s]
-            start = max(arrival, t_free)
-            if free_drops:
-                new_free[m], new_value[m] = t_free, v
-                m += 1
-            for r in range(n_routes):
-                if not active[r]:
+            t_lo, t_hi, v = low[s], high[s], value[s]
+            gap_lo_ms, gap_hi_ms = max(0.0, arrival - t_hi) * 1e3, max(0.0, arrival - t_lo) * 1e3
+            _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, f_lo, f_hi)
+            span = spans  # not pruning: the row where no route is dominated
+            if pruning:
+                g_first, g_last = (0, 0) if monotone else _gap_span(idle_ms, gap_lo_ms, gap_hi_ms)
+                span = g_first * n_gaps + g_last
+                if not ready[span]:
+                    need = ((1 << (g_last + 1)) - 1) ^ ((1 << g_first) - 1)
+                    _dominated_in(need, masks, routes, dom_start, dom_index, by[span], levels_used[span], absorbs[span])
+                    ready[span] = True
+            point = t_lo == t_hi  # then the factors are one vector and both ends are the same
+            path_lo[0], path_hi[0] = max(arrival, t_lo), max(arrival, t_hi)
+            dropped = free_drops
+            previous = -1
+            for r in lex:  # routes sharing a first part share its times
+                if by[span, r] >= 0:
                     continue
-                t = route_finish_time(routes[r], start, work[i], factor, times, speeds, cum, res_times, res_levels)
-                if math.isinf(t):  # its level never returns: the request is dropped
-                    new_free[m], new_value[m] = t_free, v
-                else:
-                    new_free[m], new_value[m] = t, v + (gains[r] if counted[i] and t <= deadline else 0.0)
+                common = 0
+                while previous >= 0 and common < n_segments and routes[r, common] == routes[previous, common]:
+                    common += 1
+                previous = r
+                for seg in range(common, n_segments):
+                    level = routes[r, seg]
+                    path_lo[seg + 1] = _segment_end(path_lo[seg], level, work[i, level, seg] * f_lo[level], times, speeds, cum, res_times, res_levels)
+                    if not point:
+                        path_hi[seg + 1] = _segment_end(path_hi[seg], level, work[i, level, seg] * f_hi[level], times, speeds, cum, res_times, res_levels)
+                end_lo = path_lo[n_segments]
+                if math.isinf(end_lo):  # its level never returns: the request is dropped
+                    dropped = True
+                    continue
+                end_hi = end_lo if point else path_hi[n_segments]
+                if not monotone:
+                    if absorbs[span, r]:  # it stands for the routes it dominates: cover their ends too
+                        envelope = _envelope_finish(levels_used[span, r], path_hi[0], work[i], f_hi, times, speeds, cum, res_times, res_levels)
+                        if envelope > end_hi:
+                            end_hi = envelope
+                            exact = False
+                    if math.isinf(end_hi):  # from some of the state's times it is dropped
+                        dropped = True
+                        exact = False
+                new_low[m], new_high[m] = end_lo, end_hi
+                new_value[m] = v + (gains[r] if counted[i] and end_lo <= deadline else 0.0)
                 m += 1
-        size = _frontier(new_free, new_value, m)
-        while size > max_states:  # merge neighbours optimistically: still a bound
+            if dropped:
+                new_low[m], new_high[m], new_value[m] = t_lo, t_hi, v
+                m += 1
+        if not monotone and i + 1 < n:  # idle past the longest measured gap: one future
+            horizon = arrivals[i + 1] - saturated_s
+            j, best, first, last = 0, -1.0, math.inf, -math.inf
+            for k in range(m):
+                if new_high[k] <= horizon:
+                    best = max(best, new_value[k])
+                    first, last = min(first, new_low[k]), max(last, new_high[k])
+                else:
+                    new_low[j], new_high[j], new_value[j] = new_low[k], new_high[k], new_value[k]
+                    j += 1
+            if best >= 0.0:
+                new_low[j], new_high[j], new_value[j] = first, last, best
+                j += 1
+            m = j
+        if m > max_states and not monotone:  # too many to compare pairwise: the widened frontier
+            m = _absorb(new_low, new_high, new_value, m)
+            exact = False
+        size = _prune(new_low, new_high, new_value, m, monotone)
+        while size > max_states:  # merge neighbours into their union: still a bound
             exact = False
             half = 0
             for k in range(0, size, 2):
-                new_free[half] = new_free[k]
-                new_value[half] = new_value[min(k + 1, size - 1)]
+                other = min(k + 1, size - 1)
+                new_low[half] = new_low[k]
+                new_high[half] = max(new_high[k], new_high[other])
+                new_value[half] = max(new_value[k], new_value[other])
                 half += 1
             size = half
-        free[:size] = new_free[:size]
-        value[:size] = new_value[:size]
+        low[:size], high[:size], value[:size] = new_low[:size], new_high[:size], new_value[:size]
     return value[:size].max(), exact
 
 
@@ -162,20 +345,22 @@ def replication_bound(plan, inputs, max_states: int = MAX_STATES) -> dict[str, f
     routes = np.array(model.routes_by_preference(), dtype=np.int64)
     n = len(inputs.arrivals_s)
     counted = np.arange(n) >= scenario.warmup_requests
-    factor = np.minimum(1.0, model.idle_factor.min(axis=1))
+    idle_factor = np.ascontiguousarray(model.idle_factor, dtype=np.float64)
     trace = inputs.speed.trace
     common = (
         inputs.arrivals_s, inputs.deadlines_s, np.ascontiguousarray(inputs.work_ms), trace.times_s,
         trace.values.astype(float), inputs.speed.cum_work_ms, inputs.resident.times_s,
         inputs.resident.values.astype(np.int64), queue.capacity is not None or queue.late == "drop",
-        np.ascontiguousarray(factor), routes,
+        np.ascontiguousarray(model.idle_ms, dtype=np.float64), idle_factor, routes,
+        np.lexsort(routes.T[::-1]),
     )
+    monotone = bool((idle_factor == idle_factor[:, :1]).all())
     ones = np.ones(len(routes))
-    met, exact_met = _bound(*common, ones, counted, max_states, *_dominance(routes, ones))
+    met, exact_met = _bound(*common, ones, counted, max_states, monotone, *_dominance(routes, ones))
     out: dict[str, float | bool | int] = {"requests": int(counted.sum()), "met": float(met)}
     if model.has_accuracy:
         gains = np.array([model.accuracy(tuple(r)) for r in routes])
-        best, exact_acc = _bound(*common, gains, counted, max_states, *_dominance(routes, gains))
+        best, exact_acc = _bound(*common, gains, counted, max_states, monotone, *_dominance(routes, gains))
         out["accuracy_at_deadline"] = float(best) / max(int(counted.sum()), 1)
         out["exact"] = bool(exact_met and exact_acc)
     else:
