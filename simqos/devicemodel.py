@@ -25,7 +25,7 @@ import numpy as np
 
 from simqos.device import transition_matrix
 
-__all__ = ["SpeedModel", "capacity_table", "speed_model"]
+__all__ = ["SpeedModel", "capacity_table", "speed_model", "speed_paths"]
 
 
 class SpeedModel:
@@ -52,31 +52,41 @@ def speed_model(spec) -> SpeedModel:
     return SpeedModel([1.0], [np.inf], [[1.0]], persistent=True)
 
 
+def speed_paths(model: SpeedModel, horizon_s: float, grid: int = 64, samples: int = 512,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(work, state, step_s)``: ``samples`` paths of the speed process from a start in each
+    state, on the grid τ = 0, Δ, …, ``horizon_s`` (``step_s`` = Δ): ``work[start, path, g]``,
+    the work (profiled ms) done by τ_g, and ``state[start, path, g]``, the state at τ_g."""
+    rng = np.random.default_rng(seed)
+    n = len(model.speeds)
+    step = horizon_s / (grid - 1)
+    taus = np.arange(grid) * step
+    done = np.zeros((n, samples, grid))
+    where = np.zeros((n, samples, grid), dtype=np.int64)
+    for start in range(n):
+        for m in range(samples):
+            t, s, work = 0.0, start, 0.0
+            g = 0
+            while g < grid:
+                dwell = rng.exponential(model.mean_dwell_s[s]) if np.isfinite(model.mean_dwell_s[s]) else np.inf
+                end = t + dwell
+                while g < grid and taus[g] <= end:
+                    done[start, m, g] = work + (taus[g] - t) * model.speeds[s] * 1e3
+                    where[start, m, g] = s
+                    g += 1
+                work += dwell * model.speeds[s] * 1e3 if np.isfinite(dwell) else 0.0
+                t = end
+                if n > 1:
+                    s = int(rng.choice(n, p=model.jumps[s]))
+    return done, where, step
+
+
 def capacity_table(model: SpeedModel, horizon_s: float, grid: int = 64, samples: int = 512,
                    seed: int = 0) -> tuple[np.ndarray, float]:
     """``(table, step_s)``: ``table[state * grid + g]`` holds ``samples`` sorted draws of the
     work C(g · step_s) (profiled ms) done from a start in ``state``; ``step_s = horizon_s /
     (grid - 1)``. For a persistent model the one block is for speed 1 (scale by the observed
     speed)."""
-    rng = np.random.default_rng(seed)
+    done, _, step = speed_paths(model, horizon_s, grid, samples, seed)
     n = len(model.speeds)
-    step = horizon_s / (grid - 1)
-    taus = np.arange(grid) * step
-    table = np.empty((n * grid, samples))
-    for state in range(n):
-        done = np.zeros((samples, grid))
-        for m in range(samples):
-            t, s, work = 0.0, state, 0.0
-            g = 0
-            while g < grid:
-                dwell = rng.exponential(model.mean_dwell_s[s]) if np.isfinite(model.mean_dwell_s[s]) else np.inf
-                end = t + dwell
-                while g < grid and taus[g] <= end:
-                    done[m, g] = work + (taus[g] - t) * model.speeds[s] * 1e3
-                    g += 1
-                work += dwell * model.speeds[s] * 1e3 if np.isfinite(dwell) else 0.0
-                t = end
-                if n > 1:
-                    s = int(rng.choice(n, p=model.jumps[s]))
-        table[state * grid : (state + 1) * grid] = np.sort(done, axis=0).T
-    return table, step
+    return np.sort(done, axis=1).transpose(0, 2, 1).reshape(n * grid, samples), step

@@ -311,6 +311,7 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     a line through its settings; the static levels are separate points, as are policies
     without a knob; the clairvoyant reference is dashed."""
     families = list(dict.fromkeys(table["family"]))
+    singles = [f for f in families if f not in ("static", "clairvoyant") and (table["family"] == f).sum() == 1]
     colours = policy_colours(families)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
     for ax, col in zip([*axes[:3], axes[3]], [*PERCENTILE_PANELS, "nines"]):
@@ -320,8 +321,10 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
             if family == "clairvoyant":
                 ax.plot(t[col], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
             elif family == "static" or len(t) == 1:
-                ax.plot(t[col], t[y], "D" if family == "static" else "*", color=colours[family], markersize=7 if family == "static" else 11,
-                        linestyle="none", label=family)
+                marker = "D" if family == "static" else "*PXh"[singles.index(family) % 4]
+                hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}  # overlaps stay legible
+                ax.plot(t[col], t[y], marker, color=colours[family], markersize=7 if family == "static" else 11,
+                        linestyle="none", label=family, **hollow)
                 if family == "static":
                     for _, row in t.iterrows():
                         ax.annotate(f"L{int(row['knob'])}", (row[col], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
@@ -332,7 +335,7 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     ax = axes[3]
     if bound is not None and bound.get("accuracy_at_deadline") is not None and not pd.isna(bound["accuracy_at_deadline"]):
         ax.axhline(bound["accuracy_at_deadline"], color="firebrick", linewidth=1.2, linestyle=":", label="offline optimum (bound)")
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="lower right")
     if bound is not None and bound["met"] < bound["requests"]:
         ax.axvline(-np.log10(1 - bound["met"] / bound["requests"]), color="firebrick", linewidth=1.2, linestyle=":")
     ax.set_xlabel("nines of QoS")

@@ -20,8 +20,9 @@ module listed under ``plugins:``). It writes its rule in one of two forms:
 
 Built in: ``static`` (one level), ``greedy`` (decides once, at the start), ``deadline_aware``
 (the paper's rerouting), ``lookahead`` (model-predictive: the expected accuracy-at-deadline of
-this request and those queued behind it, over the device's speed process), and
-``clairvoyant`` (per request, it sees the exact finish of every route with the realised
+this request and those queued behind it, over the device's speed process), ``dp`` (the
+per-request optimum over the device's speed process, by dynamic programming: a table lookup per
+decision), and ``clairvoyant`` (per request, it sees the exact finish of every route with the realised
 future: not deployable, a reference).
 """
 
@@ -35,12 +36,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simqos.devicemodel import SpeedModel, capacity_table, speed_model
+from simqos.dp import node_index, solve
 from simqos.workload import mean_rate_hz
 from simqos.serving import (
+    DP_HEADER,
     LOOKAHEAD_HEADER,
     Decision,
     clairvoyant_decide,
     deadline_aware_decide,
+    dp_decide,
     greedy_decide,
     lookahead_decide,
     static_decide,
@@ -52,6 +56,7 @@ __all__ = [
     "Clairvoyant",
     "DeadlineAware",
     "Decision",
+    "Dp",
     "Greedy",
     "Lookahead",
     "Policy",
@@ -254,6 +259,59 @@ class Lookahead(Policy):
                   mean_rate_hz(self.scenario.workload.arrival), _typical_deadline_s(self.scenario)]
         assert len(header) == LOOKAHEAD_HEADER
         return np.concatenate([header, speed.speeds, work.ravel(), accuracy.ravel()]), table
+
+
+@register_policy("dp")
+class Dp(Policy):
+    """The per-request optimum for the scenario's speed *process*, by dynamic programming
+    (:mod:`simqos.dp`): a table, computed once, of the best level at every reroute point for
+    each route so far, speed state, time left (``grid`` steps), resident floor and idle gap;
+    each decision is one lookup. It maximises the expected accuracy-at-deadline of the request
+    (for ``objective: {kind: nines}``, or a profile without accuracy, the chance of meeting the
+    deadline) over ``samples`` paths of the speed process and ``quantiles`` points of each
+    segment's work. It leaves the queue out: with ``count_queue`` the time budget also keeps
+    every queued request able to meet its deadline at the sparsest level's median work, as
+    ``deadline_aware``'s does. The speed process is the scenario's (``markov``, ``periodic``
+    as a two-state chain, ``constant``); for a ``trace`` the speed observed now is taken to
+    persist."""
+
+    class Params(Policy.Params):
+        grid: int = Field(default=96, ge=4, le=2000)
+        samples: int = Field(default=256, ge=16, le=20_000)
+        quantiles: int = Field(default=16, ge=1, le=200)
+        count_queue: bool = True
+
+    decide = staticmethod(dp_decide)
+
+    def label(self) -> str:
+        return "dp" + ("" if self.params.count_queue else " (no queue)")
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        p, model = self.params, self.model
+        speed = speed_model(self.scenario.device.speed)
+        nines = self.scenario.objective.kind == "nines"
+        values = {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
+        table, step = _solved(model, speed, values, _longest_deadline_s(self.scenario), p.grid, p.samples, p.quantiles)
+        header = [len(speed.speeds), p.grid, step, model.n_segments, speed.persistent, p.count_queue,
+                  model.sparsest_median_ms, node_index(model.n_levels, model.n_segments + 1, 0)]
+        assert len(header) == DP_HEADER
+        factors = [model.idle_factors_at(float(gap)) for gap in model.idle_ms]
+        return np.concatenate([header, speed.speeds, np.ravel(factors)]), table
+
+
+_SOLVED: dict[tuple, tuple[ServiceModel, np.ndarray, float]] = {}
+
+
+def _solved(model, speed, values, horizon_s, grid, samples, quantiles) -> tuple[np.ndarray, float]:
+    """:func:`simqos.dp.solve`, once per model, device and parameters (every replication
+    reuses it; the model is kept with its table, so its id is not reused while cached)."""
+    key = (id(model), tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), speed.persistent,
+           tuple(sorted(values.items())), horizon_s, grid, samples, quantiles)
+    if key not in _SOLVED:
+        while len(_SOLVED) >= 8:
+            del _SOLVED[next(iter(_SOLVED))]
+        _SOLVED[key] = (model, *solve(model, speed, values, horizon_s, grid, samples, quantiles))
+    return _SOLVED[key][1], _SOLVED[key][2]
 
 
 @functools.lru_cache(maxsize=32)

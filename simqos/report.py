@@ -116,7 +116,7 @@ MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
 def _knob_table(scenario: Scenario) -> pd.DataFrame:
     """One run with every policy family at several settings of its knob: static at each level,
     greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
-    parameters), lookahead as it is, and the clairvoyant reference at several planning margins
+    parameters), lookahead and dp as they are, and the clairvoyant reference at several planning margins
     (fractions of the deadline)."""
     n_levels = build_plan(scenario).model.n_levels
     da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
@@ -128,7 +128,7 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs = [("static", k, {"kind": "static", "level": k}) for k in range(n_levels)]
     specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
     specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
-    specs += [("lookahead", 0, {"kind": "lookahead"})]
+    specs += [("lookahead", 0, {"kind": "lookahead"}), ("dp", 0, {"kind": "dp"})]
     specs += [("clairvoyant", round(f * base_ms, 2), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob}"} for family, knob, spec in specs]
     plan = build_plan(override(scenario, "policies", policies))

@@ -50,13 +50,16 @@ __all__ = [
     "capacity_probability",
     "bisect_right",
     "clairvoyant_decide",
+    "DP_HEADER",
     "deadline_aware_decide",
+    "dp_decide",
     "finish_time",
     "greedy_decide",
     "idle_factors",
     "least_sparse_fitting",
     "lookahead_decide",
     "resident_from",
+    "route_code",
     "route_finish_time",
     "serve_request",
     "static_decide",
@@ -76,7 +79,8 @@ class Decision(NamedTuple):
     """What a policy knows when it picks the level of segment ``segment`` of request ``request``.
 
     Times in seconds of simulated (or, on the real server, wall-clock) time. ``current_level``
-    is -1 at the request's start. ``speed``: the device's speed factor now (1.0 = as profiled).
+    is -1 at the request's start; ``route_code`` holds the levels of the segments run so far
+    as base-``n_levels`` digits (0 at the start). ``speed``: the device's speed factor now (1.0 = as profiled).
     ``min_resident_level``: levels below it are not resident now (``n_levels`` if none is).
     ``queued_deadlines_s``: absolute deadlines of the requests that have arrived behind this one,
     in queue order. ``idle_factor``: each level's work multiplier for this request (it found the
@@ -91,6 +95,7 @@ class Decision(NamedTuple):
     deadline_s: float
     segment: int
     current_level: int
+    route_code: int
     speed: float
     min_resident_level: int
     n_levels: int
@@ -100,7 +105,7 @@ class Decision(NamedTuple):
 
 
 DECIDE_TYPE = types.FunctionType(types.int64(
-    types.NamedTuple([types.int64, types.float64, types.float64, types.float64, types.int64, types.int64,
+    types.NamedTuple([types.int64, types.float64, types.float64, types.float64, types.int64, types.int64, types.int64,
                       types.float64, types.int64, types.int64, types.float64[::1], types.float64[::1],
                       types.float64[::1]], Decision),
     types.float64[::1],
@@ -192,6 +197,16 @@ def too_late(now_s: float, deadline_s: float, sparsest_median_ms: float, speed: 
 # --- one request -----------------------------------------------------------------------------
 
 
+def route_code(levels, n_levels: int) -> int:
+    """A route (its levels, segment by segment) as base-``n_levels`` digits: how records and
+    :class:`Decision` hold it."""
+    code = 0
+    for level in levels:
+        code = code * n_levels + level
+    return code
+
+
+
 @jit
 def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_times, res_levels) -> float:
     """When a request started at ``start_s`` on ``route`` (its level per segment) finishes: each
@@ -229,7 +244,7 @@ def serve_request(
     changes = 0
     for seg in range(n_segments):
         state = Decision(
-            request, t, arrival_s, deadline_s, seg, level, value_at(times, speeds, t),
+            request, t, arrival_s, deadline_s, seg, level, code, value_at(times, speeds, t),
             value_at(res_times, res_levels, t), n_levels, queued, factors, route_finish,
         )
         chosen = decide(state, params, table)
@@ -405,3 +420,55 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
         if value >= best_value:  # ties go to the sparser level: it frees the device sooner
             best, best_value = level, value
     return best
+
+
+DP_HEADER = 8
+"""``params`` of :func:`dp_decide`: states, grid, step (s), segments, persistent (0/1), count
+queue (0/1), the sparsest level's median work (profiled ms), route prefixes; then each state's
+speed and each measured idle gap's factors (gap x level)."""
+
+
+@jit
+def _nearest(values: np.ndarray, x: float) -> int:
+    best, gap = 0, math.inf
+    for k in range(len(values)):
+        if abs(values[k] - x) < gap:
+            best, gap = k, abs(values[k] - x)
+    return best
+
+
+@jit
+def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """The per-request optimum (:mod:`simqos.dp`, :class:`simqos.policies.Dp`): one lookup in
+    the table of best levels by idle gap, resident floor, route so far, speed state and time
+    left."""
+    n_states, grid, step = int(params[0]), int(params[1]), params[2]
+    persistent, count_queue, sparsest_ms, n_nodes = params[4], params[5], params[6], int(params[7])
+    n_levels = state.n_levels
+    speeds = params[DP_HEADER : DP_HEADER + n_states]
+    s = _nearest(speeds, state.speed)
+    gaps_at = DP_HEADER + n_states
+    n_gaps = (len(params) - gaps_at) // n_levels
+    gap, distance = 0, math.inf
+    for g in range(n_gaps):  # the measured idle gap whose factors are nearest this request's
+        d = 0.0
+        for k in range(n_levels):
+            d += abs(params[gaps_at + g * n_levels + k] - state.idle_factor[k])
+        if d < distance:
+            gap, distance = g, d
+    effective = state.deadline_s
+    if count_queue != 0.0:
+        sparsest_s = sparsest_ms / state.speed / 1e3
+        for k in range(len(state.queued_deadlines_s)):
+            effective = min(effective, state.queued_deadlines_s[k] - (k + 1) * sparsest_s)
+    tau = (effective - state.now_s) * (state.speed if persistent != 0.0 else 1.0)  # a persistent model is at speed 1
+    floor = min(state.min_resident_level, n_levels - 1)
+    if tau < 0.0:
+        return n_levels - 1  # the deadline is lost: free the device soonest
+    g = min(int(tau / step), grid - 1)
+    offset, width = 0, 1
+    for _ in range(state.segment):
+        offset += width
+        width *= n_levels
+    node = offset + state.route_code
+    return int(table[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])

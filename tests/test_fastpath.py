@@ -34,6 +34,7 @@ POLICIES = [
     {"kind": "greedy", "quantile": 0.7},
     {"kind": "deadline_aware"},
     {"kind": "deadline_aware", "back_up": True, "count_queue": True, "slack_ms": 0.3, "label": "da-all"},
+    {"kind": "dp", "grid": 24, "samples": 32},
     {"kind": "clairvoyant"},
     {"kind": "clairvoyant", "margin_ms": 1.0, "label": "clairvoyant-margin"},
 ]

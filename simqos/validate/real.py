@@ -203,7 +203,8 @@ def serve(
 
         def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued, factors=factors) -> int:
             levels = real.router.levels
-            state = Decision(i, clock() - t0, arrival, deadline, segment, levels[-1] if levels else -1, speed_now(),
+            state = Decision(i, clock() - t0, arrival, deadline, segment, levels[-1] if levels else -1,
+                             serving.route_code(levels, model.n_levels), speed_now(),
                              0, model.n_levels, queued, factors, no_future)
             chosen = int(policy.choose(state))
             if not 0 <= chosen < model.n_levels:
@@ -212,10 +213,8 @@ def serve(
 
         route = real.infer(decide)
         finish[i] = busy_until = clock() - t0
-        code = 0
-        for level in route:
-            code = code * model.n_levels + level
-        route_code[i] = code
+        route_code[i] = serving.route_code(route, model.n_levels)
         reroutes[i] = sum(a != b for a, b in zip(route, route[1:]))
         outcome[i] = MET if finish[i] <= deadline else MISSED
     return records_table(plan, policy_index, 0, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
+
