@@ -216,3 +216,59 @@ def cases(tmp: Path, root: Path) -> list[Case]:
     made.append(Case("sweep-workers-zero", ["sweep", str(ok_sweep), "--workers", "0", "--out", str(out)], out))
     made.append(Case("sweep-executor-unknown", ["sweep", str(ok_sweep), "--executor", "cloud", "--out", str(out)], out))
     return made
+
+
+def classify(returncode: int | None, err: str, out: Path | None) -> str:
+    """What a case did, in the terms the corpus holds commands to: ``ok`` (exit 2, one line that
+    starts ``error:``, nothing written), else the first way it fell short."""
+    if returncode is None:
+        return "hung (killed after the time limit)"
+    if "Traceback" in err:
+        return "traceback"
+    if returncode != 2:
+        return f"exit {returncode}"
+    lines = err.strip().splitlines()
+    if len(lines) != 1 or not lines[0].startswith("error: "):
+        return "more than one line" if len(lines) > 1 else "no error line"
+    if out is not None and (out.exists() or out.with_name(out.name + ".partial").exists()):
+        return "wrote its output"
+    return "ok"
+
+
+def measure(checkout: Path, timeout_s: float = 60.0) -> dict[str, str]:
+    """Run every case against the simqos at ``checkout`` (its own profiles), each in a fresh
+    temporary folder, through ``python -m simqos``; returns the outcome of each case."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    outcomes: dict[str, str] = {}
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    with tempfile.TemporaryDirectory() as names_tmp:
+        names = [case.name for case in cases(Path(names_tmp), checkout)]
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "cwd" / "sub").mkdir(parents=True)  # "--out .." stays inside tmp
+            case = {c.name: c for c in cases(tmp, checkout)}[name]
+            try:
+                done = subprocess.run([sys.executable, "-m", "simqos", *case.argv], cwd=tmp / "cwd" / "sub", env=env,
+                                      capture_output=True, text=True, timeout=timeout_s)
+                outcomes[name] = classify(done.returncode, done.stderr, case.out)
+            except subprocess.TimeoutExpired:
+                outcomes[name] = classify(None, "", case.out)
+    return outcomes
+
+
+if __name__ == "__main__":  # python tests/broken_inputs.py [CHECKOUT]: the corpus against a checkout
+    import collections
+    import sys
+
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent).resolve()
+    results = measure(root)
+    for name, outcome in results.items():
+        if outcome != "ok":
+            print(f"{name}: {outcome}")
+    counts = collections.Counter(results.values())
+    print(f"{root}: {counts['ok']} of {len(results)} cases ok; " + ", ".join(f"{n} {k}" for k, n in counts.most_common() if k != "ok"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from broken_inputs import cases
+from broken_inputs import cases, classify
 from simqos.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +37,4 @@ def test_a_broken_input_is_one_line_and_exit_2(corpus, name, capsys, monkeypatch
     with pytest.raises(SystemExit) as exited:
         main()
     err = capsys.readouterr().err.strip()
-    assert exited.value.code == 2, err
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    if case.out is not None:
-        assert not case.out.exists() and not case.out.with_name(case.out.name + ".partial").exists()
+    assert classify(exited.value.code or 0, err, case.out) == "ok", err
