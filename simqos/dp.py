@@ -108,11 +108,12 @@ def _backward(transition, leaf_value, n_levels, n_segments, floor, out, value) -
 
 def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, ...], float], horizon_s: float,
           grid: int, samples: int, quantiles: int, seed: int = 0) -> tuple[np.ndarray, float]:
-    """``(table, step_s)``: ``table[((gap * n_levels + floor) * nodes + node) * states + state,
-    g]`` is the best level (module doc) after the idle gap ``model.idle_ms[gap]``, with levels
-    below ``floor`` not resident, at route prefix ``node`` (:func:`node_index`), in speed state
-    ``state``, with ``g`` grid steps of ``step_s`` left. ``route_value``: each full route's value
-    (a route missing from it is worth 0)."""
+    """``(table, step_s)``: the best levels (module doc) as bytes, packed eight to a float64
+    so that the table stays small enough for the cache: ``table.view(np.uint8)[((gap * n_levels
+    + floor) * nodes + node) * states + state, g]`` is the best level after the idle gap
+    ``model.idle_ms[gap]``, with levels below ``floor`` not resident, at route prefix ``node``
+    (:func:`node_index`), in speed state ``state``, with ``g`` grid steps of ``step_s`` left.
+    ``route_value``: each full route's value (a route missing from it is worth 0)."""
     n_levels, n_segments = model.n_levels, model.n_segments
     n_nodes = node_index(n_levels, n_segments + 1, 0)
     if n_nodes > MAX_NODES:
@@ -126,13 +127,16 @@ def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, .
     for route, v in route_value.items():
         leaves[route_code(route, n_levels)] = v
     n_states = len(speed.speeds)
-    table = np.empty((len(model.idle_ms), n_levels, n_nodes, n_states, grid))
+    width = -(-grid // 8) * 8
+    table = np.zeros((len(model.idle_ms), n_levels, n_nodes, n_states, width), dtype=np.uint8)
+    choice = np.empty((n_nodes, n_states, grid))
     transition = np.empty((n_states, n_levels, n_segments, grid, n_states))
     value = np.empty((n_nodes, n_states, grid))
     for gap in range(len(model.idle_ms)):
         factors = np.ascontiguousarray(model.idle_factors_at(float(model.idle_ms[gap])), dtype=float)
         _transitions(work_points, factors, paths_work, paths_state, transition)
         for floor in range(n_levels):
-            _backward(transition, leaves, n_levels, n_segments, floor, table[gap, floor], value)
-    return table.reshape(-1, grid), step
+            _backward(transition, leaves, n_levels, n_segments, floor, choice, value)
+            table[gap, floor, :, :, :grid] = choice
+    return table.reshape(-1, width).view(np.float64), step
 

@@ -429,15 +429,6 @@ speed and each measured idle gap's factors (gap x level)."""
 
 
 @jit
-def _nearest(values: np.ndarray, x: float) -> int:
-    best, gap = 0, math.inf
-    for k in range(len(values)):
-        if abs(values[k] - x) < gap:
-            best, gap = k, abs(values[k] - x)
-    return best
-
-
-@jit
 def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     """The per-request optimum (:mod:`simqos.dp`, :class:`simqos.policies.Dp`): one lookup in
     the table of best levels by idle gap, resident floor, route so far, speed state and time
@@ -445,8 +436,10 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     persistent, count_queue, sparsest_ms, n_nodes = params[4], params[5], params[6], int(params[7])
     n_levels = state.n_levels
-    speeds = params[DP_HEADER : DP_HEADER + n_states]
-    s = _nearest(speeds, state.speed)
+    s, distance = 0, math.inf
+    for k in range(n_states):  # the state whose speed is the one seen now (no slice: no allocation)
+        if abs(params[DP_HEADER + k] - state.speed) < distance:
+            s, distance = k, abs(params[DP_HEADER + k] - state.speed)
     gaps_at = DP_HEADER + n_states
     n_gaps = (len(params) - gaps_at) // n_levels
     gap, distance = 0, math.inf
@@ -471,4 +464,5 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
         offset += width
         width *= n_levels
     node = offset + state.route_code
-    return int(table[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])
+    choices = table.view(np.uint8)  # the levels are bytes, eight to a float64 (simqos.dp.solve)
+    return int(choices[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])
