@@ -367,6 +367,22 @@ def _message(error: dict) -> str:
     return f"{where}: {message}{shown}" if where else f"{message}{shown}"
 
 
+MAX_PROBLEMS = 5
+"""Problems of one scenario named in its error line; the rest are counted."""
+
+
+def _messages(errors: list[dict]) -> str:
+    """Every problem pydantic found, on one line: unknown keys first; a misspelt key is reported
+    by pydantic both as unknown and as the right key missing, so the missing one is left out."""
+    typos = {(_dotted(e["loc"][:-1]), close[0]) for e in errors if e["type"] == "extra_forbidden"
+             for close in [difflib.get_close_matches(str(e["loc"][-1]), sorted(_vocabulary()), n=1)] if close}
+    kept = [e for e in errors if not (e["type"] == "missing" and (_dotted(e["loc"][:-1]), str(e["loc"][-1])) in typos)]
+    kept.sort(key=lambda e: e["type"] != "extra_forbidden")
+    messages = list(dict.fromkeys(_message(e) for e in kept))
+    more = len(messages) - MAX_PROBLEMS
+    return "; ".join(messages[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+
+
 def parse_scenario(raw: object, source: str = "scenario", base: Path | None = None) -> Scenario:
     """Validate an already-parsed YAML document; relative paths resolve against ``base``."""
     if not isinstance(raw, dict):
@@ -374,10 +390,7 @@ def parse_scenario(raw: object, source: str = "scenario", base: Path | None = No
     try:
         return Scenario.model_validate(raw, context={"base": base})
     except ValidationError as exc:
-        errors = exc.errors()
-        # a misspelt key is reported both as unknown and as the right key missing: name the typo
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        raise SimqosError(f"{source}: {_message(first)}") from None
+        raise SimqosError(f"{source}: {_messages(exc.errors())}") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -109,6 +109,29 @@ def test_broken_scenarios_exit_2_with_one_line(tmp_path, change, fragment):
     assert not out.exists() and not (tmp_path / "results.partial").exists()
 
 
+def test_every_problem_of_a_scenario_in_one_line():
+    """Three mistakes at once are named at once, the misspelt key first, and its "required, but
+    missing" twin left out; past MAX_PROBLEMS the rest are counted."""
+    from simqos.errors import SimqosError
+    from simqos.scenario import MAX_PROBLEMS, parse_scenario
+
+    raw = copy.deepcopy(BASE)
+    raw["workload"]["dedline"] = raw["workload"].pop("deadline")
+    raw["workload"]["arrival"]["rate_hz"] = -3
+    raw["device"]["speed"]["states"][0]["speed"] = 0
+    with pytest.raises(SimqosError) as caught:
+        parse_scenario(raw)
+    message = str(caught.value)
+    assert message.startswith("scenario: workload.dedline: unknown key — did you mean 'deadline'?; ")
+    assert "workload.arrival.rate_hz" in message and "device.speed.states[0].speed" in message
+    assert "missing" not in message and "\n" not in message
+    for k in range(MAX_PROBLEMS + 2):
+        raw[f"extra_{k}"] = 1
+    with pytest.raises(SimqosError) as caught:
+        parse_scenario(raw)
+    assert str(caught.value).endswith("more") and str(caught.value).count("; ") == MAX_PROBLEMS
+
+
 @pytest.mark.parametrize("text, fragment", [("{not: [yaml", "not valid YAML"), ("- a list", "YAML mapping")])
 def test_unparseable_files(tmp_path, text, fragment):
     path = tmp_path / "s.yaml"
