@@ -129,7 +129,7 @@ def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, .
     n_states = len(speed.speeds)
     width = -(-grid // 8) * 8
     table = np.zeros((len(model.idle_ms), n_levels, n_nodes, n_states, width), dtype=np.uint8)
-    choice = np.empty((n_nodes, n_states, grid))
+    choice = np.zeros((n_nodes, n_states, grid))  # the leaves (full routes) decide nothing
     transition = np.empty((n_states, n_levels, n_segments, grid, n_states))
     value = np.empty((n_nodes, n_states, grid))
     for gap in range(len(model.idle_ms)):

@@ -299,19 +299,19 @@ class Dp(Policy):
         return np.concatenate([header, speed.speeds, np.ravel(factors)]), table
 
 
-_SOLVED: dict[tuple, tuple[ServiceModel, np.ndarray, float]] = {}
+_SOLVED: dict[tuple, tuple[np.ndarray, float]] = {}
 
 
 def _solved(model, speed, values, horizon_s, grid, samples, quantiles) -> tuple[np.ndarray, float]:
-    """:func:`simqos.dp.solve`, once per model, device and parameters (every replication
-    reuses it; the model is kept with its table, so its id is not reused while cached)."""
-    key = (id(model), tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), speed.persistent,
+    """:func:`simqos.dp.solve`, once per model (by its work), device and parameters: every
+    replication, and every run of a sweep that changes neither, reuses it."""
+    key = (model.work_digest, tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), speed.persistent,
            tuple(sorted(values.items())), horizon_s, grid, samples, quantiles)
     if key not in _SOLVED:
-        while len(_SOLVED) >= 8:
+        while len(_SOLVED) >= 16:
             del _SOLVED[next(iter(_SOLVED))]
-        _SOLVED[key] = (model, *solve(model, speed, values, horizon_s, grid, samples, quantiles))
-    return _SOLVED[key][1], _SOLVED[key][2]
+        _SOLVED[key] = solve(model, speed, values, horizon_s, grid, samples, quantiles)
+    return _SOLVED[key]
 
 
 @functools.lru_cache(maxsize=32)

@@ -17,6 +17,7 @@ so every route of a request and every policy sees the same randomness (common ra
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import itertools
 from dataclasses import dataclass
@@ -142,6 +143,16 @@ class ServiceModel:
         if len(self.idle_ms) == 1:  # no idle table: no slowdown (the same bits as multiplying by 1)
             return [1.0] * self.n_levels
         return [float(idle_factor_at(self.idle_ms, row, gap_ms)) for row in self.idle_factor]
+
+    @functools.cached_property
+    def work_digest(self) -> str:
+        """A digest of everything that sets a request's work (layer samples, glue, segments,
+        idle slowdown): equal for two models whose requests draw the same work."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.layer_segment, self.glue_ms, self.idle_ms, self.idle_factor,
+                      *(samples for layer in self.sorted_samples_ms for samples in layer)):
+            digest.update(np.ascontiguousarray(array, dtype=float).tobytes())
+        return digest.hexdigest()
 
     @functools.cached_property
     def sparsest_median_ms(self) -> float:
