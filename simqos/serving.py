@@ -443,12 +443,16 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     gaps_at = DP_HEADER + n_states
     n_gaps = (len(params) - gaps_at) // n_levels
     gap, distance = 0, math.inf
-    for g in range(n_gaps):  # the measured idle gap whose factors are nearest this request's
+    for g in range(n_gaps - 1, -1, -1):  # the measured idle gap whose factors are nearest this request's
         d = 0.0
         for k in range(n_levels):
             d += abs(params[gaps_at + g * n_levels + k] - state.idle_factor[k])
+            if d >= distance:
+                break
         if d < distance:
             gap, distance = g, d
+            if d == 0.0:  # idle past the longest gap (from the last), or busy: exact
+                break
     effective = state.deadline_s
     if count_queue != 0.0:
         sparsest_s = sparsest_ms / state.speed / 1e3
