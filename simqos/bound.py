@@ -42,16 +42,19 @@ accuracy comes from the test split: a number for the report, never a decision.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 
 import numpy as np
 
-from simqos.serving import finish_time, jit, resident_from, route_finish_time
+from simqos.compiled import njit
+from simqos.serving import finish_time, jit, resident_from
 from simqos.service import idle_factor_at
 
 __all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
 
-MAX_STATES = 32
+MAX_STATES = 16
 """States kept per request before neighbours are merged (optimistically)."""
 
 _idle_factor_at = jit(idle_factor_at)
@@ -224,7 +227,7 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
     return t
 
 
-@jit
+@njit(nogil=True)  # replications and objectives run in threads (plan_bound)
 def _bound(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
     idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
@@ -340,6 +343,25 @@ def replication_bound(plan, inputs, max_states: int = MAX_STATES) -> dict[str, f
     best total accuracy of met requests over the counted ones; NaN without accuracy),
     ``met`` (the most requests that can meet their deadline), ``requests`` counted (after
     warm-up), and ``exact``."""
+    return _pooled([_objectives(plan, inputs, max_states)], plan)
+
+
+def plan_bound(plan, replications: range | None = None) -> dict[str, float | bool | int]:
+    """:func:`replication_bound` of every replication (default: the scenario's), pooled:
+    requests and met summed, accuracy-at-deadline weighted by requests, exact if all are. The
+    replications' objectives run in threads, one per core (the DP releases the GIL)."""
+    from simqos.engine import sample_inputs
+
+    todo = range(plan.scenario.replications) if replications is None else replications
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 2 * len(todo)))) as pool:
+        inputs = list(pool.map(lambda r: sample_inputs(plan, r), todo))
+        parts = [_objectives(plan, inp, MAX_STATES, pool) for inp in inputs]
+    return _pooled(parts, plan)
+
+
+def _objectives(plan, inputs, max_states: int, pool=None) -> dict:
+    """Futures (or, without ``pool``, values) of the two objectives' ``(value, exact)`` for one
+    replication: requests met, and total accuracy of met requests (when the profile has it)."""
     model, scenario = plan.model, plan.scenario
     queue = scenario.workload.queue
     routes = np.array(model.routes_by_preference(), dtype=np.int64)
@@ -355,31 +377,29 @@ def replication_bound(plan, inputs, max_states: int = MAX_STATES) -> dict[str, f
         np.lexsort(routes.T[::-1]),
     )
     monotone = bool((idle_factor == idle_factor[:, :1]).all())
-    ones = np.ones(len(routes))
-    met, exact_met = _bound(*common, ones, counted, max_states, monotone, *_dominance(routes, ones))
-    out: dict[str, float | bool | int] = {"requests": int(counted.sum()), "met": float(met)}
+    gains = {"met": np.ones(len(routes))}
     if model.has_accuracy:
-        gains = np.array([model.accuracy(tuple(r)) for r in routes])
-        best, exact_acc = _bound(*common, gains, counted, max_states, monotone, *_dominance(routes, gains))
-        out["accuracy_at_deadline"] = float(best) / max(int(counted.sum()), 1)
-        out["exact"] = bool(exact_met and exact_acc)
-    else:
-        out["accuracy_at_deadline"] = math.nan
-        out["exact"] = bool(exact_met)
+        gains["accuracy"] = np.array([model.accuracy(tuple(r)) for r in routes])
+    run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
+    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g)) for name, g in gains.items()}
+    out["requests"] = int(counted.sum())
     return out
 
 
-def plan_bound(plan, replications: range | None = None) -> dict[str, float | bool | int]:
-    """:func:`replication_bound` of every replication (default: the scenario's), pooled:
-    requests and met summed, accuracy-at-deadline weighted by requests, exact if all are."""
-    from simqos.engine import sample_inputs
+def _pooled(parts: list[dict], plan) -> dict[str, float | bool | int]:
+    """Sum the replications' objectives (module doc of :func:`plan_bound`)."""
+    def value(x):
+        return x.result() if isinstance(x, concurrent.futures.Future) else x
 
-    todo = range(plan.scenario.replications) if replications is None else replications
-    parts = [replication_bound(plan, sample_inputs(plan, r)) for r in todo]
-    n = sum(int(p["requests"]) for p in parts)
-    return {
-        "requests": n,
-        "met": float(sum(float(p["met"]) for p in parts)),
-        "accuracy_at_deadline": sum(float(p["accuracy_at_deadline"]) * int(p["requests"]) for p in parts) / max(n, 1),
-        "exact": all(bool(p["exact"]) for p in parts),
-    }
+    n = sum(p["requests"] for p in parts)
+    met = [value(p["met"]) for p in parts]
+    out: dict[str, float | bool | int] = {"requests": n, "met": float(sum(v for v, _ in met))}
+    exact = all(e for _, e in met)
+    if plan.model.has_accuracy:
+        accuracy = [value(p["accuracy"]) for p in parts]
+        out["accuracy_at_deadline"] = float(sum(v for v, _ in accuracy)) / max(n, 1)
+        exact = exact and all(e for _, e in accuracy)
+    else:
+        out["accuracy_at_deadline"] = math.nan
+    out["exact"] = bool(exact)
+    return out
