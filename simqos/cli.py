@@ -680,7 +680,7 @@ def _fmt_nines(row) -> str:
 
 def _print_run_summary(spec, summary) -> None:
     n = int(summary["requests"].iloc[0])
-    table = Table(title=f"{spec.name}: {n} requests per policy after warm-up ({spec.replications} replications)")
+    table = Table(title=f"{spec.name}: {n} requests per policy after warm-up ({spec.replications} replication{'s' if spec.replications != 1 else ''})")
     for col in ("policy", "nines [95% CI]", "miss %", "p50 ms", "p99 ms", "p99.9 ms", "accuracy", "at deadline", "reroutes"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for _, row in summary.iterrows():

@@ -66,7 +66,7 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
     lines = [
         f"# {scenario.name}",
         "",
-        f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replications, "
+        f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replication{'s' if scenario.replications != 1 else ''}, "
         f"seed {scenario.seed}, profile `{scenario.profile.name}`; objective: {objective.replace('_', '-')}.",
         "",
         *verdict_lines(verdict),
