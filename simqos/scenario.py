@@ -39,7 +39,7 @@ class _Model(BaseModel):
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base")
-    return value if value.is_absolute() or base is None else (base / value)
+    return value if value.is_absolute() or base is None else (base / value).resolve()  # no "scenarios/../" left
 
 
 def _check_transitions(transitions: list[list[float]] | None, n_states: int) -> list[list[float]] | None:
