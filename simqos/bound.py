@@ -49,25 +49,21 @@ import os
 import numpy as np
 
 from simqos.compiled import njit
-from simqos.serving import finish_time, jit, resident_from
-from simqos.service import idle_factor_at
+from simqos.serving import idle_factors, jit, segment_end
 
 __all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
 
 MAX_STATES = 16
 """States kept per request before neighbours are merged (optimistically)."""
 
-_idle_factor_at = jit(idle_factor_at)
-
-
 @jit
 def _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, lo, hi):
     """Each level's smallest and largest idle factor over gaps in ``[gap_lo_ms, gap_hi_ms]``
     (piecewise linear: the ends and the measured gaps between them), into ``lo`` and ``hi``."""
+    idle_factors(idle_ms, idle_factor, gap_lo_ms, lo)
+    idle_factors(idle_ms, idle_factor, gap_hi_ms, hi)
     for k in range(len(lo)):
-        a = _idle_factor_at(idle_ms, idle_factor[k], gap_lo_ms)
-        b = _idle_factor_at(idle_ms, idle_factor[k], gap_hi_ms)
-        lo[k], hi[k] = min(a, b), max(a, b)
+        lo[k], hi[k] = min(lo[k], hi[k]), max(lo[k], hi[k])
         for j in range(len(idle_ms)):
             if gap_lo_ms < idle_ms[j] < gap_hi_ms:
                 lo[k] = min(lo[k], idle_factor[k, j])
@@ -201,14 +197,6 @@ def _gap_span(idle_ms, gap_lo_ms, gap_hi_ms) -> tuple[int, int]:
 
 
 @jit
-def _segment_end(start_s, level, work_ms, times, speeds, cum, res_times, res_levels) -> float:
-    """When one segment at ``level`` with ``work_ms`` started at ``start_s`` ends: it waits for
-    its level to be resident (inf if never, as from an inf start)."""
-    t = resident_from(res_times, res_levels, level, start_s) if not math.isinf(start_s) else start_s
-    return t if math.isinf(t) else finish_time(times, speeds, cum, t, work_ms)
-
-
-@jit
 def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, res_times, res_levels) -> float:
     """No route using, at each segment, only levels marked in ``levels_used[segment]`` finishes
     later than this from ``start_s`` or earlier with factors no larger: each segment waits for
@@ -220,10 +208,7 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
             if levels_used[seg, level]:
                 least = level if least < 0 else least
                 most = max(most, work_i[level, seg] * factors[level])
-        t = resident_from(res_times, res_levels, least, t)
-        if math.isinf(t):
-            return t
-        t = finish_time(times, speeds, cum, t, most)
+        t = segment_end(t, least, most, times, speeds, cum, res_times, res_levels)
     return t
 
 
@@ -283,9 +268,9 @@ def _bound(
                 previous = r
                 for seg in range(common, n_segments):
                     level = routes[r, seg]
-                    path_lo[seg + 1] = _segment_end(path_lo[seg], level, work[i, level, seg] * f_lo[level], times, speeds, cum, res_times, res_levels)
+                    path_lo[seg + 1] = segment_end(path_lo[seg], level, work[i, level, seg] * f_lo[level], times, speeds, cum, res_times, res_levels)
                     if not point:
-                        path_hi[seg + 1] = _segment_end(path_hi[seg], level, work[i, level, seg] * f_hi[level], times, speeds, cum, res_times, res_levels)
+                        path_hi[seg + 1] = segment_end(path_hi[seg], level, work[i, level, seg] * f_hi[level], times, speeds, cum, res_times, res_levels)
                 end_lo = path_lo[n_segments]
                 if math.isinf(end_lo):  # its level never returns: the request is dropped
                     dropped = True

@@ -31,28 +31,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from simqos.compiled import njit
 from simqos.devicemodel import SpeedModel, speed_paths
 from simqos.service import ServiceModel
-from simqos.serving import route_code
+from simqos.serving import jit, node_index, route_code
 
-__all__ = ["MAX_NODES", "node_index", "solve"]
+__all__ = ["MAX_NODES", "solve"]
 
 MAX_NODES = 1 << 16
 """Route prefixes (levels ** 0 + ... + levels ** segments) a table may hold."""
-
-jit = njit()
-
-
-@jit
-def node_index(n_levels: int, depth: int, code: int) -> int:
-    """Index of the route prefix of ``depth`` segments with levels ``code`` (base-``n_levels``
-    digits) in the table: prefixes ordered by depth, then by code."""
-    offset, width = 0, 1
-    for _ in range(depth):
-        offset += width
-        width *= n_levels
-    return offset + code
 
 
 @jit
@@ -112,7 +98,7 @@ def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, .
     so that the table stays small enough for the cache: ``table.view(np.uint8)[((gap * n_levels
     + floor) * nodes + node) * states + state, g]`` is the best level after the idle gap
     ``model.idle_ms[gap]``, with levels below ``floor`` not resident, at route prefix ``node``
-    (:func:`node_index`), in speed state ``state``, with ``g`` grid steps of ``step_s`` left.
+    (:func:`simqos.serving.node_index`), in speed state ``state``, with ``g`` grid steps of ``step_s`` left.
     ``route_value``: each full route's value (a route missing from it is worth 0)."""
     n_levels, n_segments = model.n_levels, model.n_segments
     n_nodes = node_index(n_levels, n_segments + 1, 0)

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simqos.devicemodel import SpeedModel, capacity_table, speed_model
-from simqos.dp import node_index, solve
+from simqos.dp import solve
 from simqos.workload import mean_rate_hz
 from simqos.serving import (
     DP_HEADER,
@@ -47,6 +47,7 @@ from simqos.serving import (
     dp_decide,
     greedy_decide,
     lookahead_decide,
+    node_index,
     static_decide,
 )
 from simqos.service import ServiceModel

@@ -58,10 +58,13 @@ __all__ = [
     "idle_factors",
     "least_sparse_fitting",
     "lookahead_decide",
+    "node_index",
     "resident_from",
     "route_code",
     "route_finish_time",
+    "segment_end",
     "serve_request",
+    "speed_state",
     "static_decide",
     "too_late",
     "value_at",
@@ -206,6 +209,25 @@ def route_code(levels, n_levels: int) -> int:
     return code
 
 
+@jit
+def node_index(n_levels: int, depth: int, code: int) -> int:
+    """Index of the route prefix of ``depth`` segments with levels ``code`` (base-``n_levels``
+    digits) among all prefixes ordered by depth, then by code (the ``dp`` policy's table)."""
+    offset, width = 0, 1
+    for _ in range(depth):
+        offset += width
+        width *= n_levels
+    return offset + code
+
+
+@jit
+def segment_end(start_s, level, work_ms, times, speeds, cum, res_times, res_levels) -> float:
+    """When a segment at ``level`` with ``work_ms`` of profiled work, started at ``start_s``,
+    ends: it waits for its level to be resident, then runs on the speed trace (inf if the level
+    never becomes resident, as from an inf start)."""
+    t = resident_from(res_times, res_levels, level, start_s) if not math.isinf(start_s) else start_s
+    return t if math.isinf(t) else finish_time(times, speeds, cum, t, work_ms)
+
 
 @jit
 def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_times, res_levels) -> float:
@@ -215,10 +237,9 @@ def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_tim
     t = start_s
     for seg in range(len(route)):
         level = route[seg]
-        t = resident_from(res_times, res_levels, level, t)
+        t = segment_end(t, level, work[level, seg] * factors[level], times, speeds, cum, res_times, res_levels)
         if math.isinf(t):
             return t
-        t = finish_time(times, speeds, cum, t, work[level, seg] * factors[level])
     return t
 
 
@@ -341,6 +362,17 @@ def _bisect_left(a: np.ndarray, x: float) -> int:
 
 
 @jit
+def speed_state(params: np.ndarray, at: int, n_states: int, speed: float) -> int:
+    """The state of a device model (speeds ``params[at:at + n_states]``) whose speed is nearest
+    the one seen now (read in place: no slice, no allocation per decision)."""
+    best, distance = 0, math.inf
+    for k in range(n_states):
+        if abs(params[at + k] - speed) < distance:
+            best, distance = k, abs(params[at + k] - speed)
+    return best
+
+
+@jit
 def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, tau_s: float, work_ms: float) -> float:
     """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the sorted Monte
     Carlo draws of :func:`simqos.devicemodel.capacity_table` for a start in state ``block``;
@@ -380,10 +412,7 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
     speeds_at = LOOKAHEAD_HEADER
     work_at = speeds_at + n_states
     acc_at = work_at + k_levels * (n_segments + 1) * n_q
-    block, gap = 0, math.inf
-    for s in range(n_states):  # the state whose speed is the one seen now
-        if abs(params[speeds_at + s] - state.speed) < gap:
-            block, gap = s, abs(params[speeds_at + s] - state.speed)
+    block = speed_state(params, speeds_at, n_states, state.speed)
     scale = state.speed if persistent != 0.0 else 1.0  # a persistent model's draws are at speed 1
     floor = state.min_resident_level
     if state.current_level >= 0 and back_up == 0.0:
@@ -436,10 +465,7 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     persistent, count_queue, sparsest_ms, n_nodes = params[4], params[5], params[6], int(params[7])
     n_levels = state.n_levels
-    s, distance = 0, math.inf
-    for k in range(n_states):  # the state whose speed is the one seen now (no slice: no allocation)
-        if abs(params[DP_HEADER + k] - state.speed) < distance:
-            s, distance = k, abs(params[DP_HEADER + k] - state.speed)
+    s = speed_state(params, DP_HEADER, n_states, state.speed)
     gaps_at = DP_HEADER + n_states
     n_gaps = (len(params) - gaps_at) // n_levels
     gap, distance = 0, math.inf
@@ -463,10 +489,6 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     if tau < 0.0:
         return n_levels - 1  # the deadline is lost: free the device soonest
     g = min(int(tau / step), grid - 1)
-    offset, width = 0, 1
-    for _ in range(state.segment):
-        offset += width
-        width *= n_levels
-    node = offset + state.route_code
+    node = node_index(n_levels, state.segment, state.route_code)
     choices = table.view(np.uint8)  # the levels are bytes, eight to a float64 (simqos.dp.solve)
     return int(choices[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])
