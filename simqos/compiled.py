@@ -4,6 +4,11 @@ numba keeps compiled code in a cache folder (beside the module, else in the user
 none writable (an unwritable HOME, a read-only install) it refuses ``cache=True`` at import.
 :func:`njit` then compiles without a cache instead, after one warning: each process compiles
 afresh, a few seconds, and everything else is the same.
+
+For contributors: numba renews a cached function when its own source file changes, not when a
+function it calls from another module does (the fast path's driver in ``fastpath.py`` inlines
+the serving core of ``serving.py``). After editing a module whose compiled functions others
+call, delete the cache (``rm simqos/__pycache__/*.nb[ic]``) or the callers run the old code.
 """
 
 from __future__ import annotations

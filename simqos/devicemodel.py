@@ -13,8 +13,9 @@ speed process, with its own seed (the run's randomness is not touched):
 - ``constant``: the one speed;
 - ``trace``: a replayed file is not a model: the speed observed now is taken to persist.
 
-The table has one block of rows per state and, per block, ``grid`` rows for τ = 0, Δ, 2Δ, …
-with the sorted samples of C(τ) across each row. The state a request sees is identified by
+The table has one block of rows per state and, per block, ``grid`` rows for τ = 0, Δ, 2Δ, …;
+across each row, P(C(τ) ≥ w) on a grid of works w = 0, δ, 2δ, … that reaches past the largest
+draw (so a lookup is a bilinear interpolation: constant time, no search). The state a request sees is identified by
 its speed (:func:`state_of`). Memory is not modelled ahead: a policy sees which levels are
 resident now.
 """
@@ -81,12 +82,18 @@ def speed_paths(model: SpeedModel, horizon_s: float, grid: int = 64, samples: in
     return done, where, step
 
 
-def capacity_table(model: SpeedModel, horizon_s: float, grid: int = 64, samples: int = 512,
-                   seed: int = 0) -> tuple[np.ndarray, float]:
-    """``(table, step_s)``: ``table[state * grid + g]`` holds ``samples`` sorted draws of the
-    work C(g · step_s) (profiled ms) done from a start in ``state``; ``step_s = horizon_s /
-    (grid - 1)``. For a persistent model the one block is for speed 1 (scale by the observed
-    speed)."""
+def capacity_table(model: SpeedModel, horizon_s: float, grid: int = 64, samples: int = 512, works: int = 256,
+                   seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """``(table, step_s, work_step_ms)``: ``table[state * grid + g, k]`` is the fraction of
+    ``samples`` draws of the work C(g · step_s) (profiled ms) done from a start in ``state``
+    that reach ``k · work_step_ms``, for ``k`` < ``works``; ``step_s = horizon_s / (grid - 1)``
+    and the last column lies past every draw (probability 0). For a persistent model the one
+    block is for speed 1 (scale by the observed speed)."""
     done, _, step = speed_paths(model, horizon_s, grid, samples, seed)
     n = len(model.speeds)
-    return np.sort(done, axis=1).transpose(0, 2, 1).reshape(n * grid, samples), step
+    draws = np.sort(done, axis=1).transpose(0, 2, 1).reshape(n * grid, samples)
+    work_step = max(float(draws.max()), 1e-9) / (works - 2)
+    levels = np.arange(works) * work_step
+    reached = np.stack([samples - np.searchsorted(row, levels, side="left") for row in draws])
+    reached[:, -1] = 0  # past every draw, rounding aside
+    return reached / samples, step, work_step

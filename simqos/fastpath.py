@@ -24,11 +24,10 @@ from simqos.serving import (
     MET,
     MISSED,
     admits,
-    bisect_right,
+    bisect_from,
     idle_factors,
     serve_request,
     too_late,
-    value_at,
     waiting_at,
 )
 
@@ -59,19 +58,23 @@ def _serve(
     factors = np.ones(n_levels)
     now = 0.0
     busy_until = 0.0
+    gone, i_speed, q_end = 0, 0, 0  # search hints: the clock only moves forward
     for i in range(n):
         arrival = arrivals[i]
         if now < arrival:
             now = now + (arrival - now)
-        if not admits(waiting_at(left, n_left, arrival), capacity, busy_until <= arrival):
+        waiting = waiting_at(left, n_left, arrival, gone)
+        gone = n_left - waiting
+        if not admits(waiting, capacity, busy_until <= arrival):
             continue
         deadline = deadlines[i]
         left[n_left] = now
         n_left += 1
         start_s[i] = now
-        if late_drop and too_late(now, deadline, sparsest_median_ms, value_at(times, speeds, now)):
+        i_speed = bisect_from(times, now, len(times), i_speed + 1) - 1
+        if late_drop and too_late(now, deadline, sparsest_median_ms, speeds[i_speed]):
             continue
-        q_end = max(bisect_right(arrivals, now, n), i + 1)
+        q_end = max(bisect_from(arrivals, now, n, q_end), i + 1)
         idle_factors(idle_ms, idle_factor, (now - busy_until) * 1e3, factors)
         t, code, changes = serve_request(
             i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,

@@ -245,7 +245,7 @@ class Lookahead(Policy):
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         p, model = self.params, self.model
         speed = speed_model(self.scenario.device.speed)
-        table, step = _capacity(speed, _longest_deadline_s(self.scenario), p.grid, p.samples)
+        table, step, work_step = _capacity(speed, _longest_deadline_s(self.scenario), p.grid, p.samples)
         points = (np.arange(p.quantiles) + 0.5) / p.quantiles
         work = model.remaining_work_quantiles_ms(points)  # (levels, segments + 1, quantiles)
         k, s = model.n_levels, model.n_segments
@@ -257,7 +257,7 @@ class Lookahead(Policy):
                         route = (first,) * seg + (level,) * (s - seg)
                         accuracy[first, seg, level] = model.decision_accuracy.get(route, model.decision_accuracy[(level,) * s])
         header = [len(speed.speeds), p.grid, step, p.quantiles, p.queue, p.back_up, s, speed.persistent,
-                  mean_rate_hz(self.scenario.workload.arrival), _typical_deadline_s(self.scenario)]
+                  mean_rate_hz(self.scenario.workload.arrival), _typical_deadline_s(self.scenario), work_step]
         assert len(header) == LOOKAHEAD_HEADER
         return np.concatenate([header, speed.speeds, work.ravel(), accuracy.ravel()]), table
 
@@ -317,12 +317,12 @@ def _solved(model, speed, values, horizon_s, grid, samples, quantiles) -> tuple[
 
 @functools.lru_cache(maxsize=32)
 def _capacity_cached(speeds: tuple, dwell: tuple, jumps: tuple, persistent: bool, horizon_s: float, grid: int,
-                     samples: int) -> tuple[np.ndarray, float]:
+                     samples: int) -> tuple[np.ndarray, float, float]:
     model = SpeedModel(speeds, dwell, [list(row) for row in jumps], persistent)
     return capacity_table(model, horizon_s, grid, samples)
 
 
-def _capacity(model: SpeedModel, horizon_s: float, grid: int, samples: int) -> tuple[np.ndarray, float]:
+def _capacity(model: SpeedModel, horizon_s: float, grid: int, samples: int) -> tuple[np.ndarray, float, float]:
     """:func:`capacity_table`, computed once per device model (every replication reuses it)."""
     return _capacity_cached(tuple(model.speeds), tuple(model.mean_dwell_s), tuple(map(tuple, model.jumps)),
                             model.persistent, horizon_s, grid, samples)

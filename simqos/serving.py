@@ -48,6 +48,8 @@ __all__ = [
     "Decision",
     "admits",
     "capacity_probability",
+    "advance",
+    "bisect_from",
     "bisect_right",
     "clairvoyant_decide",
     "DP_HEADER",
@@ -121,9 +123,8 @@ DECIDE_TYPE = types.FunctionType(types.int64(
 
 
 @jit
-def bisect_right(a: np.ndarray, x: float, hi: int) -> int:
-    """``bisect.bisect_right(a[:hi], x)``."""
-    lo = 0
+def bisect_right(a: np.ndarray, x: float, hi: int, lo: int = 0) -> int:
+    """``bisect.bisect_right(a, x, lo, hi)``."""
     while lo < hi:
         mid = (lo + hi) // 2
         if x < a[mid]:
@@ -134,20 +135,43 @@ def bisect_right(a: np.ndarray, x: float, hi: int) -> int:
 
 
 @jit
+def bisect_from(a: np.ndarray, x: float, hi: int, hint: int) -> int:
+    """``bisect.bisect_right(a[:hi], x)`` searched outward from ``hint`` (galloping): the same
+    answer for any hint, in O(log distance) steps when the answer is near it. The drivers'
+    clock only moves forward, so they pass the last answer and each lookup costs a step or two
+    instead of a search over the whole trace."""
+    if hint < 1 or hint > hi:
+        return bisect_right(a, x, hi)  # no hint: a plain search
+    if x < a[hint - 1]:
+        return bisect_right(a, x, hint - 1)  # behind the hint
+    lo, step = hint, 1  # a[lo - 1] <= x
+    while lo + step - 1 < hi and a[lo + step - 1] <= x:
+        lo += step
+        step *= 2
+    return bisect_right(a, x, min(lo + step - 1, hi), lo)
+
+
+@jit
 def value_at(times: np.ndarray, values: np.ndarray, t: float):
     """The value of a piecewise-constant trace at ``t``."""
     return values[bisect_right(times, t, len(times)) - 1]
 
 
 @jit
-def finish_time(times: np.ndarray, speeds: np.ndarray, cum: np.ndarray, start: float, work: float) -> float:
-    """When ``work`` profiled milliseconds started at ``start`` complete on a speed trace whose
-    cumulative work at each breakpoint is ``cum`` (exact: one binary search)."""
-    i = bisect_right(times, start, len(times)) - 1
+def advance(times: np.ndarray, speeds: np.ndarray, cum: np.ndarray, i: int, start: float, work: float) -> tuple[float, int]:
+    """``(end, j)``: when ``work`` profiled milliseconds started at ``start`` (in the trace's
+    piece ``i``) complete on a speed trace whose cumulative work at each breakpoint is ``cum``
+    (exact), and the piece that holds ``end``; both searched outward from ``i``."""
     target = cum[i] + (start - times[i]) * speeds[i] * 1e3 + work
-    j = bisect_right(cum, target, len(cum)) - 1
-    end = times[j] + (target - cum[j]) / (speeds[j] * 1e3)
-    return max(end, start)  # rounding must never end work before it starts
+    j = bisect_from(cum, target, len(cum), i + 1) - 1
+    end = max(times[j] + (target - cum[j]) / (speeds[j] * 1e3), start)  # rounding must never end work before it starts
+    return end, bisect_from(times, end, len(times), j + 1) - 1
+
+
+@jit
+def finish_time(times: np.ndarray, speeds: np.ndarray, cum: np.ndarray, start: float, work: float) -> float:
+    """When ``work`` profiled milliseconds started at ``start`` complete (:func:`advance`)."""
+    return advance(times, speeds, cum, bisect_right(times, start, len(times)) - 1, start, work)[0]
 
 
 @jit
@@ -177,10 +201,12 @@ def idle_factors(idle_ms: np.ndarray, idle_factor: np.ndarray, gap_ms: float, ou
 
 
 @jit
-def waiting_at(left_s: np.ndarray, n_left: int, t: float) -> int:
+def waiting_at(left_s: np.ndarray, n_left: int, t: float, hint: int = 0) -> int:
     """Admitted requests still waiting at ``t``: those whose queue-leaving time (service start
-    or late drop; ``left_s[:n_left]``, non-decreasing) is after ``t``."""
-    return n_left - bisect_right(left_s, t, n_left)
+    or late drop; ``left_s[:n_left]``, non-decreasing) is after ``t``. ``hint``: where to start
+    looking (:func:`bisect_from`); a driver whose ``t`` only grows passes ``n_left`` minus the
+    last answer."""
+    return n_left - bisect_from(left_s, t, n_left, hint)
 
 
 @jit
@@ -263,18 +289,23 @@ def serve_request(
     level = -1
     code = 0
     changes = 0
+    i_speed = bisect_right(times, t, len(times)) - 1  # the traces' pieces at t, followed forward
+    i_res = bisect_right(res_times, t, len(res_times)) - 1
     for seg in range(n_segments):
         state = Decision(
-            request, t, arrival_s, deadline_s, seg, level, code, value_at(times, speeds, t),
-            value_at(res_times, res_levels, t), n_levels, queued, factors, route_finish,
+            request, t, arrival_s, deadline_s, seg, level, code, speeds[i_speed],
+            res_levels[i_res], n_levels, queued, factors, route_finish,
         )
         chosen = decide(state, params, table)
         if chosen < 0 or chosen >= n_levels:
             raise ValueError("a policy chose a level outside 0..n_levels-1")
-        t = resident_from(res_times, res_levels, chosen, t)
-        if math.isinf(t):
-            return math.inf, code, changes
-        t = finish_time(times, speeds, cum, t, work[chosen, seg] * factors[chosen])
+        if res_levels[i_res] > chosen:  # not resident now: wait for it
+            t = resident_from(res_times, res_levels, chosen, t)
+            if math.isinf(t):
+                return math.inf, code, changes
+            i_speed = bisect_from(times, t, len(times), i_speed + 1) - 1
+        t, i_speed = advance(times, speeds, cum, i_speed, t, work[chosen, seg] * factors[chosen])
+        i_res = bisect_from(res_times, t, len(res_times), i_res + 1) - 1
         if level >= 0 and chosen != level:
             changes += 1
         level = chosen
@@ -350,18 +381,6 @@ def clairvoyant_decide(state: Decision, params: np.ndarray, table: np.ndarray) -
 
 
 @jit
-def _bisect_left(a: np.ndarray, x: float) -> int:
-    lo, hi = 0, len(a)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@jit
 def speed_state(params: np.ndarray, at: int, n_states: int, speed: float) -> int:
     """The state of a device model (speeds ``params[at:at + n_states]``) whose speed is nearest
     the one seen now (read in place: no slice, no allocation per decision)."""
@@ -373,10 +392,11 @@ def speed_state(params: np.ndarray, at: int, n_states: int, speed: float) -> int
 
 
 @jit
-def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, tau_s: float, work_ms: float) -> float:
-    """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the sorted Monte
-    Carlo draws of :func:`simqos.devicemodel.capacity_table` for a start in state ``block``;
-    linear in τ between grid rows, the last row beyond them."""
+def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, work_step_ms: float, tau_s: float,
+                         work_ms: float) -> float:
+    """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the Monte Carlo
+    table of :func:`simqos.devicemodel.capacity_table` for a start in state ``block``: bilinear
+    between its grid points (τ rows, work columns), the last row beyond them."""
     if work_ms <= 0.0:
         return 1.0
     if tau_s <= 0.0:
@@ -384,17 +404,19 @@ def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float
     x = tau_s / step_s
     g = min(int(x), grid - 2)
     w = min(x - g, 1.0)
-    m = table.shape[1]
+    y = work_ms / work_step_ms
+    k = min(int(y), table.shape[1] - 2)
+    v = min(y - k, 1.0)
     row = block * grid + g
-    p0 = (m - _bisect_left(table[row], work_ms)) / m
-    p1 = (m - _bisect_left(table[row + 1], work_ms)) / m
+    p0 = (1.0 - v) * table[row, k] + v * table[row, k + 1]
+    p1 = (1.0 - v) * table[row + 1, k] + v * table[row + 1, k + 1]
     return (1.0 - w) * p0 + w * p1
 
 
-LOOKAHEAD_HEADER = 10
+LOOKAHEAD_HEADER = 11
 """``params`` of :func:`lookahead_decide`: states, grid, step (s), work quantiles, requests
 considered behind this one, back-up (0/1), segments, persistent (0/1), mean arrival rate (Hz),
-typical relative deadline (s); then each state's speed, the remaining-work quantiles (level x
+typical relative deadline (s), the capacity table's work step (ms); then each state's speed, the remaining-work quantiles (level x
 segment+1 x quantile, profiled ms), and the decision accuracy of each (head level, segment,
 tail level) route."""
 
@@ -407,7 +429,7 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
     them, over the device's future speed (``table``: capacity draws)."""
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     n_q, max_queue, back_up, n_segments, persistent = int(params[3]), int(params[4]), params[5], int(params[6]), params[7]
-    rate_hz, relative_deadline_s = params[8], params[9]
+    rate_hz, relative_deadline_s, work_step = params[8], params[9], params[10]
     k_levels = state.n_levels
     speeds_at = LOOKAHEAD_HEADER
     work_at = speeds_at + n_states
@@ -418,6 +440,8 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
     if state.current_level >= 0 and back_up == 0.0:
         floor = max(floor, state.current_level)
     floor = min(floor, k_levels - 1)
+    if floor == k_levels - 1:
+        return floor  # one level left to choose: nothing to score
     head = state.current_level
     sparsest = k_levels - 1
     queue_work = params[work_at + (sparsest * (n_segments + 1)) * n_q + n_q // 2]
@@ -429,14 +453,14 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
         own = 0.0
         for p in range(n_q):
             work = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + p] * state.idle_factor[level]
-            own += capacity_probability(table, block, grid, step, state.deadline_s - state.now_s, work / scale)
+            own += capacity_probability(table, block, grid, step, work_step, state.deadline_s - state.now_s, work / scale)
         value = accuracy * own / n_q
         behind = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + n_q // 2] * state.idle_factor[level]
         queued = min(max_queue, len(state.queued_deadlines_s))
         for j in range(queued):
             behind += queue_work
             tau = state.queued_deadlines_s[j] - state.now_s
-            value += queue_acc * capacity_probability(table, block, grid, step, tau, behind / scale)
+            value += queue_acc * capacity_probability(table, block, grid, step, work_step, tau, behind / scale)
         # requests still to come while the device works through this backlog: the k-th at
         # k / rate from now, each at the sparsest level after everything before it
         busy_s = behind / (state.speed * 1e3)
@@ -445,7 +469,7 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
             if arrival >= busy_s:
                 break
             behind += queue_work
-            value += queue_acc * capacity_probability(table, block, grid, step, arrival + relative_deadline_s, behind / scale)
+            value += queue_acc * capacity_probability(table, block, grid, step, work_step, arrival + relative_deadline_s, behind / scale)
         if value >= best_value:  # ties go to the sparser level: it frees the device sooner
             best, best_value = level, value
     return best
@@ -465,6 +489,9 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     persistent, count_queue, sparsest_ms, n_nodes = params[4], params[5], params[6], int(params[7])
     n_levels = state.n_levels
+    floor = min(state.min_resident_level, n_levels - 1)
+    if floor == n_levels - 1:
+        return floor  # one level left to choose
     s = speed_state(params, DP_HEADER, n_states, state.speed)
     gaps_at = DP_HEADER + n_states
     n_gaps = (len(params) - gaps_at) // n_levels
@@ -485,7 +512,6 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
         for k in range(len(state.queued_deadlines_s)):
             effective = min(effective, state.queued_deadlines_s[k] - (k + 1) * sparsest_s)
     tau = (effective - state.now_s) * (state.speed if persistent != 0.0 else 1.0)  # a persistent model is at speed 1
-    floor = min(state.min_resident_level, n_levels - 1)
     if tau < 0.0:
         return n_levels - 1  # the deadline is lost: free the device soonest
     g = min(int(tau / step), grid - 1)

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
@@ -87,6 +89,19 @@ def test_the_core_rules_by_hand():
     times, speeds = np.array([0.0, 1.0]), np.array([1.0, 0.5])
     cum = np.array([0.0, 1000.0])
     assert serving.finish_time(times, speeds, cum, 0.5, 1000.0) == pytest.approx(2.0)  # 500 ms at 1, 500 ms at 0.5
+
+
+@given(a=st.lists(st.integers(0, 9), max_size=30).map(sorted), x=st.integers(-1, 10), data=st.data())
+def test_searching_from_a_hint_is_bisect_for_any_hint(a, x, data):
+    """The drivers follow their traces forward from the last answer (bisect_from, advance); the
+    answer must not depend on the hint, only the number of steps."""
+    import bisect
+
+    arr = np.array(a, dtype=float)
+    hi = data.draw(st.integers(0, len(a)))
+    hint = data.draw(st.integers(-2, len(a) + 2))
+    assert serving.bisect_from(arr, float(x), hi, hint) == bisect.bisect_right(a[:hi], x)
+    assert serving.waiting_at(arr, hi, float(x), hint) == serving.waiting_at(arr, hi, float(x))
 
 
 def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
