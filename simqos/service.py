@@ -45,6 +45,19 @@ def idle_factor_at(idle_ms: np.ndarray, factor: np.ndarray, gap_ms: float) -> fl
     return factor[j - 1] + w * (factor[j] - factor[j - 1])
 
 
+def _layer_samples(profile: Profile, layer: str) -> tuple[np.ndarray, ...]:
+    """The layer's sorted latency samples per level, pooled over levels that run the same work:
+    nested levels with equally many non-zeros hold the same weights, so when the same kernel
+    runs them (a dense first layer, a classifier kept whole) their measured difference is timing
+    noise, and a policy must not be able to buy time by switching between them."""
+    rows = profile.layers[profile.layers["layer"] == layer].set_index("level")
+    same = {k: tuple(rows.loc[k, ["nnz", "kernel"]]) for k in range(profile.n_levels)}
+    return tuple(
+        np.sort(np.concatenate([profile.samples_ms(layer, j) for j in range(profile.n_levels) if same[j] == same[k]]))
+        for k in range(profile.n_levels)
+    )
+
+
 @dataclass(frozen=True)
 class ServiceModel:
     """Latency, memory and accuracy of a nested model, indexed by level and segment."""
@@ -67,9 +80,7 @@ class ServiceModel:
         names = profile.layer_names
         gap = profile.end_to_end_gap().set_index("level")
         glue = np.array([max(0.0, gap.loc[k, "gap_ms"]) / len(names) for k in range(profile.n_levels)])
-        samples = tuple(
-            tuple(np.sort(profile.samples_ms(name, k)) for k in range(profile.n_levels)) for name in names
-        )
+        samples = tuple(_layer_samples(profile, name) for name in names)
         level_bytes = profile.layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy()
         idle_ms, idle_factor = profile.idle_factors()
         accuracy, interval, decision = {}, {}, {}

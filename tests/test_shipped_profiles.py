@@ -28,3 +28,20 @@ def test_shipped_profile_is_valid_and_documented(folder):
     assert gap.loc[p.n_levels - 1, "end_to_end_ms"] < gap.loc[0, "end_to_end_ms"]
     if not folder.name.startswith("gat"):
         assert gap.loc[p.n_levels - 1, "end_to_end_ms"] < p.dense_end_to_end_ms
+
+
+def test_levels_that_run_the_same_work_draw_the_same_latency():
+    """resnet1d's first convolution is dense at both levels (same non-zeros, same kernel): the
+    model pools its timings, so both levels draw identical work there; its sparse layers keep
+    their own."""
+    import numpy as np
+
+    from simqos.service import ServiceModel
+
+    profile = load_profile(PROFILES / "resnet1d-cpu")
+    model = ServiceModel.from_profile(profile)
+    names = profile.layer_names
+    conv1, sparse = model.sorted_samples_ms[names.index("conv1")], model.sorted_samples_ms[names.index("blocks.0.conv1")]
+    assert np.array_equal(conv1[0], conv1[1]) and len(conv1[0]) == len(profile.samples_ms("conv1", 0)) * 2
+    assert np.array_equal(sparse[0], np.sort(profile.samples_ms("blocks.0.conv1", 0)))
+    assert np.array_equal(sparse[1], np.sort(profile.samples_ms("blocks.0.conv1", 1)))
