@@ -46,7 +46,9 @@ def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Fig
         ax.text(0.5, 0.5, "no request finished after warm-up", transform=ax.transAxes, ha="center")
     ax.set_xlabel("latency, arrival to finish (ms)")
     ax.set_ylabel("fraction of requests slower (CCDF)")
-    ax.set_title("Latency tail per policy")
+    ax.set_title("Latency tail per policy", fontsize=11)
+    ax.annotate("a curve ends where the requests left are those dropped (never finished)", (0.0, -0.2), xycoords="axes fraction",
+                fontsize=7, color="dimgray")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -134,15 +136,17 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
 
 def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> None:
     """Nines against ``x`` per policy on ``ax``, the 95 % interval as a band; a zero-miss point
-    (no finite nines) is an upward triangle at its lower bound."""
-    for policy in colours:
+    (no finite nines) is an upward triangle at its lower bound. Each policy has its own marker
+    and dash, so that lines lying on each other stay readable."""
+    for i, policy in enumerate(colours):
         t = table[table["policy"] == policy].sort_values(x)
         if t.empty:
             continue
         point = t["nines"].astype(float)
         high = t["nines_high"].astype(float)
         shown = point.where(point.notna(), t["nines_low"])
-        ax.plot(t[x], shown, "-o", color=colours[policy], label=policy, markersize=4)
+        ax.plot(t[x], shown, color=colours[policy], label=policy, marker="osDvPXph"[i % 8], markersize=5, markerfacecolor="none",
+                linestyle=("-", "--", "-.", ":")[i % 4])
         ax.fill_between(t[x], t["nines_low"], high.where(high.notna(), shown), color=colours[policy], alpha=0.15)
         bound = point.isna()
         if bound.any():
@@ -288,9 +292,14 @@ def timeline(
             bottom.scatter(r.loc[dropped, "arrival_s"], np.full(int(dropped.sum()), top_y), c=colour, marker="v", s=18, label=f"{outcome} (not served)")
     rerouted = r["reroutes"] > 0
     if rerouted.any():
-        bottom.scatter(r.loc[rerouted, "arrival_s"], r.loc[rerouted, "latency_ms"], facecolors="none", edgecolors="black", s=60, label="rerouted")
+        bottom.scatter(r.loc[rerouted, "arrival_s"], r.loc[rerouted, "latency_ms"], facecolors="none", edgecolors="black", s=60,
+                       label="rerouted (its route: level per segment)")
+        for row in r[rerouted].head(12).itertuples():  # the route's shape, where the level changed
+            bottom.annotate(row.route, (row.arrival_s, row.latency_ms), xytext=(4, 4), textcoords="offset points", fontsize=6)
     if deadline_ms is not None:
         bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
+        bottom.annotate(f"deadline {deadline_ms:g} ms", (1.0, deadline_ms), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                        textcoords="offset points", ha="right", fontsize=7)
     bottom.set_yscale("log")
     bottom.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # 20, not 2x10^1
     bottom.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
