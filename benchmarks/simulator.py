@@ -9,8 +9,9 @@ The naive reference is the design the engine avoids: one SimPy process per reque
 start). It serves the same inputs under static level 0. Each policy is timed on the SimPy
 engine (the reference) and on the compiled fast path (``engine: auto``, equal record for
 record); both include building the records table. Everything runs on one core in this process;
-the figures are medians of the repeats, and "x naive" is the ratio to the reference's median
-measured in the same run. The fast path is compiled (and cached) before timing.
+the figures are medians of the repeats, taken round-robin over the cases, and "x naive" is
+the ratio to the reference's median measured in the same run. The fast path is compiled (and
+cached) before timing.
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ def naive_reference(plan, inputs) -> None:
     env.run()
 
 
-def rate(fn, n: int, repeats: int) -> float:
-    times = []
+def rates(cases: dict, n: int, repeats: int) -> dict[str, float]:
+    """Requests per second of each case, the median of ``repeats`` timings taken round-robin
+    (case after case, then again), so that a noisy spell of the machine falls on every case
+    alike rather than on whichever ran then."""
+    times = {name: [] for name in cases}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times)
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: n / statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -74,16 +79,19 @@ def main() -> None:
     plan = build_plan(spec)
     inputs = sample_inputs(plan, 0)
     n = len(inputs.arrivals_s)
-    naive = rate(lambda: naive_reference(plan, inputs), n, args.repeats)
-    print(f"iot.yaml, {n} requests, {plan.model.n_segments} segments, {len(plan.model.sorted_samples_ms)} layers; median of {args.repeats}")
-    print(f"{'engine / policy':<44} {'requests/s':>12} {'x naive':>8}")
-    print(f"{'naive reference (static L0)':<44} {naive:>12,.0f} {1.0:>7.2f}x")
-    run_policy(plan, inputs, 0, 0, engine="auto")  # compile once
+    for p in range(len(plan.labels)):
+        run_policy(plan, inputs, p, 0, engine="auto")  # compile, and prepare each policy's tables, once
+    cases = {"naive reference (static L0)": lambda: naive_reference(plan, inputs)}
     for engine in ("simpy", "auto"):
         for p, label in enumerate(plan.labels):
-            r = rate(lambda p=p: run_policy(plan, inputs, p, 0, engine=engine), n, args.repeats)
-            name = f"{'SimPy' if engine == 'simpy' else 'fast path'}: {label}"
-            print(f"{name:<44} {r:>12,.0f} {r / naive:>7.2f}x")
+            cases[f"{'SimPy' if engine == 'simpy' else 'fast path'}: {label}"] = lambda p=p, e=engine: run_policy(plan, inputs, p, 0, engine=e)
+    measured = rates(cases, n, args.repeats)
+    naive = measured["naive reference (static L0)"]
+    print(f"iot.yaml, {n} requests, {plan.model.n_segments} segments, {len(plan.model.sorted_samples_ms)} layers; "
+          f"median of {args.repeats}, taken round-robin")
+    print(f"{'engine / policy':<44} {'requests/s':>12} {'x naive':>8}")
+    for name, r in measured.items():
+        print(f"{name:<44} {r:>12,.0f} {r / naive:>7.2f}x")
     if args.million:
         big = parse_scenario(spec.model_dump() | {"requests": 1_000_000})
         plan = build_plan(big)
