@@ -294,8 +294,9 @@ def timeline(
     if rerouted.any():
         bottom.scatter(r.loc[rerouted, "arrival_s"], r.loc[rerouted, "latency_ms"], facecolors="none", edgecolors="black", s=60,
                        label="rerouted (its route: level per segment)")
-        for row in r[rerouted].head(12).itertuples():  # the route's shape, where the level changed
-            bottom.annotate(row.route, (row.arrival_s, row.latency_ms), xytext=(4, 4), textcoords="offset points", fontsize=6)
+        for k, row in enumerate(r[rerouted].head(12).itertuples()):  # the route's shape; above and below by turns
+            bottom.annotate(row.route, (row.arrival_s, row.latency_ms), xytext=(4, 4 if k % 2 == 0 else -10),
+                            textcoords="offset points", fontsize=6)
     if deadline_ms is not None:
         bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
         bottom.annotate(f"deadline {deadline_ms:g} ms", (1.0, deadline_ms), xycoords=("axes fraction", "data"), xytext=(-4, 3),
