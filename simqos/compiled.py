@@ -1,34 +1,70 @@
 """Compiling with numba, cached where it can be.
 
-numba keeps compiled code in a cache folder (beside the module, else in the user's cache); with
-none writable (an unwritable HOME, a read-only install) it refuses ``cache=True`` at import.
-:func:`njit` then compiles without a cache instead, after one warning: each process compiles
-afresh, a few seconds, and everything else is the same.
-
-For contributors: numba renews a cached function when its own source file changes, not when a
-function it calls from another module does (the fast path's driver in ``fastpath.py`` inlines
-the serving core of ``serving.py``). After editing a module whose compiled functions others
-call, delete the cache (``rm simqos/__pycache__/*.nb[ic]``) or the callers run the old code.
+numba renews a cached function when its own source file changes, not when a function it calls
+from another module does — and the fast path's driver (``fastpath.py``) inlines the serving
+core (``serving.py``): after an update that touched only the core, a cache kept by file would
+run the old rules, silently. So simqos keeps its compiled code in a folder named by a digest of
+the package's sources (:func:`cache_dir`): any change to simqos compiles everything afresh
+once, and nothing stale is ever loaded. The folder lies in the package's ``__pycache__/numba``
+(older digests there are removed: they are simqos's own), or under ``NUMBA_CACHE_DIR`` when
+that is set, or in ``~/.cache/simqos/numba`` for a read-only install. With none writable,
+:func:`njit` compiles without a cache, after one warning: each process compiles afresh, a few
+seconds, and everything else is the same.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import re
+import shutil
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numba
 
-__all__ = ["njit"]
+__all__ = ["cache_dir", "njit", "source_digest"]
 
+_PACKAGE = Path(__file__).resolve().parent
 _warned = False
 
 
+def source_digest(package: Path) -> str:
+    """A digest of every ``.py`` file under ``package`` (names and contents)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def cache_dir() -> str:
+    """Where this version of simqos keeps its compiled code (module doc)."""
+    name = f"simqos-{source_digest(_PACKAGE)}"
+    if numba.config.CACHE_DIR:
+        return os.path.join(numba.config.CACHE_DIR, name)
+    in_tree = _PACKAGE / "__pycache__" / "numba"
+    if os.access(_PACKAGE, os.W_OK):
+        if in_tree.is_dir():
+            for old in in_tree.iterdir():  # earlier versions' code, written by simqos
+                if old.name != name and re.fullmatch(r"simqos-[0-9a-f]{16}", old.name):
+                    shutil.rmtree(old, ignore_errors=True)
+        return str(in_tree / name)
+    return str(Path.home() / ".cache" / "simqos" / "numba" / name)
+
+
 def njit(*signature: object, **options: object) -> Callable[[Callable], Callable]:
-    """``numba.njit(*signature, cache=True, **options)``, falling back to no cache (module
-    docstring). A signature compiles eagerly, for those argument types only."""
+    """``numba.njit(*signature, cache=True, **options)`` with the cache in :func:`cache_dir`,
+    falling back to no cache (module docstring). A signature compiles eagerly, for those
+    argument types only."""
 
     def compile_(fn: Callable) -> Callable:
         global _warned
+        user_dir = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = cache_dir()  # read when the cache is set up, at decoration
         try:
             return numba.njit(*signature, cache=True, **options)(fn)
         except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
@@ -37,5 +73,7 @@ def njit(*signature: object, **options: object) -> Callable[[Callable], Callable
                               "without a cache (set NUMBA_CACHE_DIR to a writable folder to keep it)", stacklevel=2)
                 _warned = True
             return numba.njit(*signature, **options)(fn)
+        finally:
+            numba.config.CACHE_DIR = user_dir
 
     return compile_

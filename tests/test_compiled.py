@@ -1,0 +1,34 @@
+"""simqos's compiled code is cached by a digest of its sources, so an update that changes only a
+function others inline (the serving core, inlined by the fast path's driver) never loads stale
+code."""
+
+from pathlib import Path
+
+import numba
+
+from simqos import compiled
+
+
+def test_the_digest_changes_with_any_source_file(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "serving.py").write_text("def rule():\n    return 1\n")
+    (package / "sub" / "fastpath.py").write_text("from serving import rule\n")
+    before = compiled.source_digest(package)
+    assert compiled.source_digest(package) == before  # deterministic
+    (package / "serving.py").write_text("def rule():\n    return 2\n")  # only the inlined callee changes
+    assert compiled.source_digest(package) != before
+
+
+def test_compiled_code_is_kept_under_this_versions_folder():
+    folder = Path(compiled.cache_dir())
+    assert folder.name == f"simqos-{compiled.source_digest(Path(compiled.__file__).parent)}"
+    before = numba.config.CACHE_DIR
+
+    @compiled.njit()
+    def twice(x):
+        return 2 * x
+
+    assert twice(3) == 6
+    assert numba.config.CACHE_DIR == before  # the user's setting is left as it was
+    assert any(p.name.startswith("test_compiled.") and ".twice-" in p.name for p in folder.rglob("*.nbi"))
