@@ -6,26 +6,28 @@ core (``serving.py``): after an update that touched only the core, a cache kept 
 run the old rules, silently. So simqos keeps its compiled code in a folder named by a digest of
 the package's sources (:func:`cache_dir`): any change to simqos compiles everything afresh
 once, and nothing stale is ever loaded. The folder lies in the package's ``__pycache__/numba``
-(older digests there are removed: they are simqos's own), or under ``NUMBA_CACHE_DIR`` when
-that is set, or in ``~/.cache/simqos/numba`` for a read-only install. With none writable,
+(marked with :mod:`simqos.outputs`'s marker; older versions' folders there that carry it are
+removed, nothing else), or under ``NUMBA_CACHE_DIR`` when that is set (nothing is removed
+there), or in ``~/.cache/simqos/numba`` for a read-only install. With none writable,
 :func:`njit` compiles without a cache, after one warning: each process compiles afresh, a few
 seconds, and everything else is the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
-import re
-import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numba
 
-__all__ = ["cache_dir", "njit", "source_digest"]
+from simqos.outputs import discard, mark, owned
+
+__all__ = ["cache_dir", "claim_cache", "njit", "source_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _warned = False
@@ -46,14 +48,22 @@ def cache_dir() -> str:
     name = f"simqos-{source_digest(_PACKAGE)}"
     if numba.config.CACHE_DIR:
         return os.path.join(numba.config.CACHE_DIR, name)
-    in_tree = _PACKAGE / "__pycache__" / "numba"
     if os.access(_PACKAGE, os.W_OK):
-        if in_tree.is_dir():
-            for old in in_tree.iterdir():  # earlier versions' code, written by simqos
-                if old.name != name and re.fullmatch(r"simqos-[0-9a-f]{16}", old.name):
-                    shutil.rmtree(old, ignore_errors=True)
-        return str(in_tree / name)
+        with contextlib.suppress(OSError):
+            return str(claim_cache(_PACKAGE / "__pycache__" / "numba", name))
     return str(Path.home() / ".cache" / "simqos" / "numba" / name)
+
+
+def claim_cache(parent: Path, name: str) -> Path:
+    """``parent / name``, created and marked as simqos's compiled-code cache, after removing the
+    folders in ``parent`` that carry that marker for another version (nothing unmarked, no link)."""
+    for old in parent.iterdir() if parent.is_dir() else ():
+        if old.name != name and not old.is_symlink() and owned(old) == "compiled":
+            discard(old)
+    folder = parent / name
+    folder.mkdir(parents=True, exist_ok=True)
+    mark(folder, "compiled")
+    return folder
 
 
 def njit(*signature: object, **options: object) -> Callable[[Callable], Callable]:

@@ -30,13 +30,14 @@ __all__ = ["MARKER", "Kind", "check_writable", "claim", "discard", "mark", "owne
 MARKER = ".simqos"
 """The file, inside each folder simqos writes, that says it wrote the folder and what it is."""
 
-Kind = Literal["results", "sweep", "profile", "validate"]
+Kind = Literal["results", "sweep", "profile", "validate", "compiled"]
 
 _WHAT = {
     "results": "results folder (simqos run)",
     "sweep": "sweep folder (simqos sweep)",
     "profile": "profile bundle (simqos profile)",
     "validate": "validation folder (simqos validate)",
+    "compiled": "compiled-code cache of one simqos version (simqos.compiled)",
 }
 
 

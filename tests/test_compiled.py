@@ -32,3 +32,24 @@ def test_compiled_code_is_kept_under_this_versions_folder():
     assert twice(3) == 6
     assert numba.config.CACHE_DIR == before  # the user's setting is left as it was
     assert any(p.name.startswith("test_compiled.") and ".twice-" in p.name for p in folder.rglob("*.nbi"))
+
+
+def test_only_marked_caches_of_other_versions_are_removed(tmp_path):
+    """Updating simqos clears the older versions' compiled code it wrote (marked), and nothing
+    else in the folder: not an unmarked folder, not another kind's, not a file, not a link."""
+    from simqos.outputs import mark
+
+    old = compiled.claim_cache(tmp_path, "simqos-0000000000000000")
+    (old / "code.nbi").write_text("x")
+    unmarked = tmp_path / "simqos-1111111111111111"
+    unmarked.mkdir()
+    results = tmp_path / "results"
+    results.mkdir()
+    mark(results, "results")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(old)
+    new = compiled.claim_cache(tmp_path, "simqos-2222222222222222")
+    assert new.is_dir() and not old.exists()
+    assert unmarked.is_dir() and results.is_dir() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "link").is_symlink()
+    assert compiled.claim_cache(tmp_path, new.name) == new  # the current version's is kept
