@@ -15,9 +15,9 @@ speed process, with its own seed (the run's randomness is not touched):
 
 The table has one block of rows per state and, per block, ``grid`` rows for τ = 0, Δ, 2Δ, …;
 across each row, P(C(τ) ≥ w) on a grid of works w = 0, δ, 2δ, … that reaches past the largest
-draw (so a lookup is a bilinear interpolation: constant time, no search). The state a request sees is identified by
-its speed (:func:`state_of`). Memory is not modelled ahead: a policy sees which levels are
-resident now.
+draw (so a lookup is a bilinear interpolation: constant time, no search). The state a request
+sees is identified by its speed (:func:`simqos.serving.speed_state`). Memory is not modelled ahead: a policy
+sees which levels are resident now.
 """
 
 from __future__ import annotations

@@ -416,9 +416,9 @@ def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float
 LOOKAHEAD_HEADER = 11
 """``params`` of :func:`lookahead_decide`: states, grid, step (s), work quantiles, requests
 considered behind this one, back-up (0/1), segments, persistent (0/1), mean arrival rate (Hz),
-typical relative deadline (s), the capacity table's work step (ms); then each state's speed, the remaining-work quantiles (level x
-segment+1 x quantile, profiled ms), and the decision accuracy of each (head level, segment,
-tail level) route."""
+typical relative deadline (s), the capacity table's work step (ms); then each state's speed,
+the remaining-work quantiles (level x segment+1 x quantile, profiled ms), and the decision
+accuracy of each (head level, segment, tail level) route."""
 
 
 @jit
@@ -426,7 +426,7 @@ def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> 
     """Model-predictive rerouting (see :class:`simqos.policies.Lookahead`): the level for the
     rest of the request that maximises the expected accuracy-at-deadline of this request, of
     those queued behind it, and of those expected to arrive while the device works through
-    them, over the device's future speed (``table``: capacity draws)."""
+    them, over the device's future speed (``table``: the capacity table)."""
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     n_q, max_queue, back_up, n_segments, persistent = int(params[3]), int(params[4]), params[5], int(params[6]), params[7]
     rate_hz, relative_deadline_s, work_step = params[8], params[9], params[10]

@@ -4,6 +4,8 @@ compiled policy on the fast path."""
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,8 +97,6 @@ def test_the_core_rules_by_hand():
 def test_searching_from_a_hint_is_bisect_for_any_hint(a, x, data):
     """The drivers follow their traces forward from the last answer (bisect_from, advance); the
     answer must not depend on the hint, only the number of steps."""
-    import bisect
-
     arr = np.array(a, dtype=float)
     hi = data.draw(st.integers(0, len(a)))
     hint = data.draw(st.integers(-2, len(a) + 2))
