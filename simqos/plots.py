@@ -164,7 +164,7 @@ def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: flo
     _nines_lines(ax, table, x, colours)
     if marker_x is not None:
         ax.axvline(marker_x, color="black", linestyle=":", linewidth=1)
-        ax.text(marker_x, ax.get_ylim()[1], " scenario", va="top", fontsize=8)
+        ax.text(marker_x, ax.get_ylim()[0], " scenario", va="bottom", fontsize=8)  # at the foot: the legend sits at the top
     ax.set_xlabel(xlabel)
     ax.set_ylabel("nines of QoS, −log10(miss rate)")
     ax.set_title(f"{title}\n{_NINES_NOTE}", fontsize=10)
@@ -262,7 +262,7 @@ def timeline(
     ``speed`` and ``resident`` are (breakpoint times s, values) of piecewise-constant traces.
     """
     end_s = start_s + window_s
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.6), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
     for (times, values), ax, label, colour in (
         (speed, top, "speed factor", "tab:blue"),
         (resident, top.twinx(), "least sparse resident level", "tab:purple"),
@@ -306,7 +306,7 @@ def timeline(
     bottom.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     bottom.set_xlabel("arrival time (s)")
     bottom.set_ylabel("latency (ms)")
-    bottom.legend(fontsize=7, ncol=2)
+    bottom.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below the axes: never over a request
     bottom.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
