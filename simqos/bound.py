@@ -32,9 +32,18 @@ is never worse, and a state is its ``low`` alone: the DP keeps the Pareto fronti
 time, value), exactly, merging neighbours optimistically above ``max_states``.
 
 Queue rules: with an unbounded queue and ``late: run`` they are followed exactly (every
-request is served); with a bounded queue or ``late: drop`` any request may be dropped (a
-relaxation: whether a queue is full, or a request too late, depends on the schedule, and the
-late rule reads the speed at the start, so a later start is not always worse under it).
+request is served). With ``late: drop`` a request is dropped from every state whose whole
+interval of start times the rule drops it at (exact for point states: the late rule reads
+the speed at the start, so a later start is not always worse under it; from a state where it
+drops some starts and not others, both are followed), and any other request may be dropped
+too; with a bounded queue any request may be dropped (a relaxation: whether the queue is full
+depends on the schedule).
+
+The two objectives are solved apart, and the accuracy bound is also at most the most requests
+met times the largest accuracy of a route (a tighter bound where merging loosened the first).
+``routes`` restricts the schedules to some routes: with one level's route it is the best any
+policy running that level alone can do (which requests to run, knowing each one's latency) —
+the part of the gap a choice of levels cannot be credited with.
 
 It is a bound, not a policy: warm-up requests are scheduled but add no value, and reported
 accuracy comes from the test split: a number for the report, never a decision.
@@ -49,7 +58,7 @@ import os
 import numpy as np
 
 from simqos.compiled import njit
-from simqos.serving import idle_factors, jit, segment_end
+from simqos.serving import bisect_right, idle_factors, jit, segment_end, too_late
 
 __all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
 
@@ -212,9 +221,25 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
     return t
 
 
+@jit
+def _late_throughout(times, speeds, start_lo, start_hi, deadline, sparsest_median_ms) -> bool:
+    """Whether the late-drop rule (:func:`simqos.serving.too_late`) drops a request whose turn
+    comes at any time in ``[start_lo, start_hi]``: on each piece of the speed trace the earliest
+    start is the most favourable, so those are the times to try."""
+    k = bisect_right(times, start_lo, len(times)) - 1
+    t = start_lo
+    while True:
+        if not too_late(t, deadline, sparsest_median_ms, speeds[k]):
+            return False
+        k += 1
+        if k >= len(times) or times[k] > start_hi:
+            return True
+        t = times[k]
+
+
 @njit(nogil=True)  # replications and objectives run in threads (plan_bound)
 def _bound(
-    arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
+    arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops, late_drop, sparsest_median_ms,
     idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
 ):  # fmt: skip
     n_routes, n_segments = routes.shape
@@ -245,6 +270,10 @@ def _bound(
         m = 0
         for s in range(size):
             t_lo, t_hi, v = low[s], high[s], value[s]
+            if late_drop and _late_throughout(times, speeds, max(arrival, t_lo), max(arrival, t_hi), deadline, sparsest_median_ms):
+                new_low[m], new_high[m], new_value[m] = t_lo, t_hi, v  # its turn comes too late: dropped
+                m += 1
+                continue
             gap_lo_ms, gap_hi_ms = max(0.0, arrival - t_hi) * 1e3, max(0.0, arrival - t_lo) * 1e3
             _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, f_lo, f_hi)
             span = spans  # not pruning: the row where no route is dominated
@@ -323,15 +352,17 @@ def _bound(
     return value[:size].max(), exact
 
 
-def replication_bound(plan, inputs, max_states: int = MAX_STATES) -> dict[str, float | bool | int]:
+def replication_bound(plan, inputs, max_states: int = MAX_STATES, routes: list[tuple[int, ...]] | None = None,
+                      ) -> dict[str, float | bool | int]:
     """The offline optimum of one replication (module doc): ``accuracy_at_deadline`` (the
     best total accuracy of met requests over the counted ones; NaN without accuracy),
     ``met`` (the most requests that can meet their deadline), ``requests`` counted (after
-    warm-up), and ``exact``."""
-    return _pooled([_objectives(plan, inputs, max_states)], plan)
+    warm-up), and ``exact``. ``routes``: the routes it may choose (default: every route)."""
+    return _pooled([_objectives(plan, inputs, max_states, routes)], plan)
 
 
-def plan_bound(plan, replications: range | None = None) -> dict[str, float | bool | int]:
+def plan_bound(plan, replications: range | None = None, routes: list[tuple[int, ...]] | None = None,
+               ) -> dict[str, float | bool | int]:
     """:func:`replication_bound` of every replication (default: the scenario's), pooled:
     requests and met summed, accuracy-at-deadline weighted by requests, exact if all are. The
     replications' objectives run in threads, one per core (the DP releases the GIL)."""
@@ -340,16 +371,17 @@ def plan_bound(plan, replications: range | None = None) -> dict[str, float | boo
     todo = range(plan.scenario.replications) if replications is None else replications
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 2 * len(todo)))) as pool:
         inputs = list(pool.map(lambda r: sample_inputs(plan, r), todo))
-        parts = [_objectives(plan, inp, MAX_STATES, pool) for inp in inputs]
+        parts = [_objectives(plan, inp, MAX_STATES, routes, pool) for inp in inputs]
     return _pooled(parts, plan)
 
 
-def _objectives(plan, inputs, max_states: int, pool=None) -> dict:
+def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | None = None, pool=None) -> dict:
     """Futures (or, without ``pool``, values) of the two objectives' ``(value, exact)`` for one
-    replication: requests met, and total accuracy of met requests (when the profile has it)."""
+    replication: requests met, and total accuracy of met requests (when the profile has it),
+    with the largest accuracy of a route (``best_accuracy``)."""
     model, scenario = plan.model, plan.scenario
     queue = scenario.workload.queue
-    routes = np.array(model.routes_by_preference(), dtype=np.int64)
+    routes = np.array(model.routes_by_preference() if routes is None else routes, dtype=np.int64)
     n = len(inputs.arrivals_s)
     counted = np.arange(n) >= scenario.warmup_requests
     idle_factor = np.ascontiguousarray(model.idle_factor, dtype=np.float64)
@@ -358,6 +390,7 @@ def _objectives(plan, inputs, max_states: int, pool=None) -> dict:
         inputs.arrivals_s, inputs.deadlines_s, np.ascontiguousarray(inputs.work_ms), trace.times_s,
         trace.values.astype(float), inputs.speed.cum_work_ms, inputs.resident.times_s,
         inputs.resident.values.astype(np.int64), queue.capacity is not None or queue.late == "drop",
+        queue.late == "drop", float(model.sparsest_median_ms),
         np.ascontiguousarray(model.idle_ms, dtype=np.float64), idle_factor, routes,
         np.lexsort(routes.T[::-1]),
     )
@@ -368,6 +401,7 @@ def _objectives(plan, inputs, max_states: int, pool=None) -> dict:
     run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
     out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g)) for name, g in gains.items()}
     out["requests"] = int(counted.sum())
+    out["best_accuracy"] = float(gains["accuracy"].max()) if model.has_accuracy else math.nan
     return out
 
 
@@ -382,7 +416,9 @@ def _pooled(parts: list[dict], plan) -> dict[str, float | bool | int]:
     exact = all(e for _, e in met)
     if plan.model.has_accuracy:
         accuracy = [value(p["accuracy"]) for p in parts]
-        out["accuracy_at_deadline"] = float(sum(v for v, _ in accuracy)) / max(n, 1)
+        # both are bounds: no schedule meets more than `met` requests, each worth its route's accuracy at most
+        total = sum(min(v, m * p["best_accuracy"]) for (v, _), (m, _), p in zip(accuracy, met, parts))
+        out["accuracy_at_deadline"] = float(total) / max(n, 1)
         exact = exact and all(e for _, e in accuracy)
     else:
         out["accuracy_at_deadline"] = math.nan

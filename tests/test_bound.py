@@ -29,10 +29,11 @@ POLICIES = [
 ]
 
 
-def _brute_force(plan, inputs, free_drops: bool, late_drop: bool, values: dict) -> float:
-    """The best total value over every choice of route (or drop) for every request, in order."""
+def _brute_force(plan, inputs, free_drops: bool, late_drop: bool, values: dict, routes: list | None = None) -> float:
+    """The best total value over every choice of route (of ``routes``, default all; or drop)
+    for every request, in order."""
     model = plan.model
-    routes = model.routes_by_preference()
+    routes = routes or model.routes_by_preference()
     trace = inputs.speed.trace
     times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
     res_t, res_l = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
@@ -90,11 +91,17 @@ def test_exact_on_small_runs(bundle, capacity, late):
         assert bound["exact"]
         values = {r: plan.model.accuracy(r) for r in plan.model.routes_by_preference()}
         relaxed = capacity is not None or late == "drop"  # any request may be dropped (the module doc)
-        expected = _brute_force(plan, inputs, relaxed, False, values)
+        late_drop = late == "drop"  # and the late rule drops what it drops, whatever the schedule wanted
+        expected = _brute_force(plan, inputs, relaxed, late_drop, values)
         assert bound["accuracy_at_deadline"] * bound["requests"] == pytest.approx(expected, abs=1e-9)
-        assert bound["met"] == pytest.approx(_brute_force(plan, inputs, relaxed, False, dict.fromkeys(values, 1.0)))
-        if late == "drop":  # and the schedules the late rule allows are among those it searched
+        assert bound["met"] == pytest.approx(_brute_force(plan, inputs, relaxed, late_drop, dict.fromkeys(values, 1.0)))
+        if late_drop:  # the schedules that follow the rule exactly are among those it searched
             assert bound["accuracy_at_deadline"] * bound["requests"] >= _brute_force(plan, inputs, False, True, values) - 1e-9
+        alone = [(1, 1)]  # one level's route: which requests to run is all that is left to choose
+        one = replication_bound(plan, inputs, max_states=5**6, routes=alone)
+        assert one["exact"]
+        assert one["accuracy_at_deadline"] * one["requests"] == pytest.approx(
+            _brute_force(plan, inputs, relaxed, late_drop, values, alone), abs=1e-9)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -115,6 +122,11 @@ def test_no_policy_beats_the_bound(two_level, two_level_idle, seed, rate, deadli
         met = kept["outcome"] == "met"
         assert met.sum() <= bound["met"] + 1e-9
         assert np.where(met, kept["accuracy"], 0.0).mean() <= bound["accuracy_at_deadline"] + 1e-12
+        level = POLICIES[index].get("level")
+        if level is not None:  # a static level never beats the optimum of its own route
+            alone = replication_bound(plan, inputs, max_states=16, routes=[(level, level)])
+            assert met.sum() <= alone["met"] + 1e-9
+            assert np.where(met, kept["accuracy"], 0.0).mean() <= alone["accuracy_at_deadline"] + 1e-12
 
 
 def test_a_profile_without_accuracy_bounds_nines_only(tmp_path):
