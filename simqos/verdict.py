@@ -98,11 +98,16 @@ def verdict(summary: pd.DataFrame, records: pd.DataFrame, objective, deployable:
         **out_best,
     }
     if bound is not None:
-        ceiling = bound["accuracy_at_deadline"] if kind == "accuracy_at_deadline" else bound["met"] / bound["requests"]
+        ceiling = _ceiling(bound, kind)
         room = ceiling - out["baseline_value"]
         out |= {"bound": ceiling, "bound_exact": bound["exact"],
                 "gap_closed": (value[best] - out["baseline_value"]) / room if room > 1e-12 else math.nan}
     return out
+
+
+def _ceiling(bound: dict, objective: str) -> float:
+    """A bound (:func:`simqos.bound.plan_bound`) on the objective's scale."""
+    return bound["accuracy_at_deadline"] if objective == "accuracy_at_deadline" else bound["met"] / bound["requests"]
 
 
 def _known(x: float | None) -> bool:
@@ -134,14 +139,26 @@ def verdict_lines(v: dict | None) -> list[str]:
         closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if _known(v["gap_closed"]) else ""
         lines.append(f"The offline optimum of the same runs ({'exact' if v['bound_exact'] else 'an upper bound'}) reaches "
                      f"{v['bound']:.2%}{closed}.")
+    if "baseline_bound" in v:
+        rest = v["bound"] - v["baseline_bound"]
+        lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
+                     f"{v['baseline_bound']:.2%}" + (f"; the other {100 * rest:.2f} points need other levels." if rest > 0 else "."))
     return lines
 
 
 def plan_verdict(plan, summary: pd.DataFrame, records: pd.DataFrame, bound: dict | None) -> dict:
-    """:func:`verdict` for a plan's scenario objective, its deployable and static policies."""
+    """:func:`verdict` for a plan's scenario objective, its deployable and static policies;
+    with a bound and a static baseline, also the offline optimum on the baseline's route alone
+    (``baseline_bound``: what choosing which requests to run, with hindsight, adds to that level)."""
+    from simqos.bound import plan_bound
     from simqos.policies import Static
 
-    policies = [factory() for factory in plan.policy_factories]
-    deployable = [label for label, p in zip(plan.labels, policies) if not p.clairvoyant]
-    static = [label for label, p in zip(plan.labels, policies) if isinstance(p, Static)]
-    return verdict(summary, records, plan.scenario.objective, deployable, static, bound)
+    policies = dict(zip(plan.labels, (factory() for factory in plan.policy_factories)))
+    deployable = [label for label, p in policies.items() if not p.clairvoyant]
+    static = [label for label, p in policies.items() if isinstance(p, Static)]
+    out = verdict(summary, records, plan.scenario.objective, deployable, static, bound)
+    if "bound" in out and out["baseline"] in static:
+        level = policies[out["baseline"]].params.level
+        alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])
+        out["baseline_bound"] = _ceiling(alone, out["objective"])
+    return out
