@@ -313,49 +313,92 @@ def timeline(
 
 
 def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
-    """What each policy family can reach. Three panels: mean accuracy of served requests vs
-    latency p50 / p99 / p99.9; a fourth: accuracy-at-deadline vs nines of QoS, the objective
-    panel, with the offline optimum (``bound``, :mod:`simqos.bound`) drawn as the limits no
-    policy can pass. ``table`` has columns family, knob, the percentiles, mean_accuracy,
-    accuracy_at_deadline and nines. A family with a continuous knob (a quantile, a margin) is
-    a line through its settings; the static levels are separate points, as are policies
-    without a knob; the clairvoyant reference is dashed."""
+    """What each policy family can reach. Top row: mean accuracy of served requests vs latency
+    p50 / p99 / p99.9. Bottom row: the objective, accuracy-at-deadline vs nines of QoS, with the
+    offline optimum (``bound``, :mod:`simqos.bound`) drawn as the limits no policy can pass; on
+    its right the same panel zoomed on the rerouting policies, with 95 % interval bars (where
+    they cluster, the bars say whether they differ). ``table`` has columns family, knob, the
+    percentiles, mean_accuracy, accuracy_at_deadline and nines (and their ``_low`` / ``_high``
+    where known). A family with a continuous knob (a quantile, a margin) is a line through its
+    settings; the static levels are separate points, as are policies without a knob; the
+    clairvoyant reference is dashed."""
     families = list(dict.fromkeys(table["family"]))
-    singles = [f for f in families if f not in ("static", "clairvoyant") and (table["family"] == f).sum() == 1]
-    colours = policy_colours(families)
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
-    for ax, col in zip([*axes[:3], axes[3]], [*PERCENTILE_PANELS, "nines"]):
-        y = "accuracy_at_deadline" if col == "nines" else "mean_accuracy"
-        for family in families:
-            t = table[table["family"] == family].sort_values(col)
-            if family == "clairvoyant":
-                ax.plot(t[col], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
-            elif family == "static" or len(t) == 1:
-                marker = "D" if family == "static" else "*PXh"[singles.index(family) % 4]
-                hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}  # overlaps stay legible
-                ax.plot(t[col], t[y], marker, color=colours[family], markersize=7 if family == "static" else 11,
-                        linestyle="none", label=family, **hollow)
-                if family == "static":
-                    for _, row in t.iterrows():
-                        ax.annotate(f"L{int(row['knob'])}", (row[col], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-            else:
-                ax.plot(t[col], t[y], "-o", color=colours[family], linewidth=1, markersize=3.5, alpha=0.85, label=family)
-        ax.margins(0.1)  # room for the level labels inside the frame
-    _accuracy_panels(axes[:3], table)
-    ax = axes[3]
-    if bound is not None and bound.get("accuracy_at_deadline") is not None and not pd.isna(bound["accuracy_at_deadline"]):
-        ax.axhline(bound["accuracy_at_deadline"], color="firebrick", linewidth=1.2, linestyle=":", label="offline optimum (bound)")
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, max(high, bound["accuracy_at_deadline"] + 0.06 * (high - low)))  # the line inside the frame
-        ax.legend(fontsize=8, loc="lower right")
-    if bound is not None and bound["met"] < bound["requests"]:
-        ax.axvline(-np.log10(1 - bound["met"] / bound["requests"]), color="firebrick", linewidth=1.2, linestyle=":")
-    ax.set_xlabel("nines of QoS")
-    ax.set_ylabel("accuracy-at-deadline (a miss counts as wrong)")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
-    ax.grid(True, alpha=0.3)
+    fig = plt.figure(figsize=(13, 8.8))
+    grid = fig.add_gridspec(2, 6, height_ratios=[1, 1.25])
+    top = [fig.add_subplot(grid[0, 2 * k : 2 * k + 2]) for k in range(3)]
+    whole, zoom = fig.add_subplot(grid[1, :3]), fig.add_subplot(grid[1, 3:])
+    for ax, col in zip(top, PERCENTILE_PANELS):
+        _frontier_points(ax, table, families, col, "mean_accuracy", bars=False)
+    _accuracy_panels(top, table)
+    for ax in (whole, zoom):
+        _frontier_points(ax, table, families, "nines", "accuracy_at_deadline", bars=ax is zoom)
+        ax.set_xlabel("nines of QoS")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.grid(True, alpha=0.3)
+    whole.set_ylabel("accuracy-at-deadline (a miss counts as wrong)")
+    accuracy = None if bound is None else bound.get("accuracy_at_deadline")
+    known = accuracy is not None and not pd.isna(accuracy)
+    for ax in (whole, zoom):
+        if known:
+            ax.axhline(accuracy, color="firebrick", linewidth=1.2, linestyle=":", label="offline optimum (bound)")
+        if bound is not None and bound["met"] < bound["requests"]:
+            ax.axvline(-np.log10(1 - bound["met"] / bound["requests"]), color="firebrick", linewidth=1.2, linestyle=":")
+    if known:
+        low, high = whole.get_ylim()
+        whole.set_ylim(low, max(high, accuracy + 0.06 * (high - low)))  # the line inside the frame
+    _zoom_on_rerouting(zoom, table, accuracy if known else None)
+    (x0, x1), (y0, y1) = whole.get_xlim(), whole.get_ylim()
+    (zx0, zx1), (zy0, zy1) = zoom.get_xlim(), zoom.get_ylim()
+    zx0, zx1, zy0, zy1 = max(zx0, x0), min(zx1, x1), max(zy0, y0), min(zy1, y1)  # the part of the zoom inside the frame
+    if zx1 > zx0 and zy1 > zy0:
+        whole.indicate_inset([zx0, zy0, zx1 - zx0, zy1 - zy0], inset_ax=zoom, edgecolor="grey")
+    whole.legend(fontsize=8, loc="lower right")
     fig.suptitle("What every built-in policy family reaches on this scenario, listed or not (static: a point per level; "
-                 "greedy, deadline_aware: lines through quantiles; clairvoyant: margin ms; dotted red: the offline optimum)",
-                 fontsize=10)
+                 "greedy, deadline_aware: lines through quantiles;\nclairvoyant: margin ms; dotted red: the offline optimum; "
+                 "bottom right: the rerouting policies up close, bars 95 % intervals)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _frontier_points(ax, table: pd.DataFrame, families: list[str], x: str, y: str, bars: bool) -> None:
+    """One panel of :func:`accuracy_frontier`: each family as points or a line (see there);
+    with ``bars``, 95 % interval bars on the points that stand alone."""
+    singles = [f for f in families if f not in ("static", "clairvoyant") and (table["family"] == f).sum() == 1]
+    colours = policy_colours(families)
+    for family in families:
+        t = table[table["family"] == family].sort_values(x)
+        if family == "clairvoyant":
+            ax.plot(t[x], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
+        elif family == "static" or len(t) == 1:
+            marker = "D" if family == "static" else "*PXh"[singles.index(family) % 4]
+            hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}  # overlaps stay legible
+            for k, (_, row) in enumerate(t.iterrows()):
+                ax.errorbar(row[x], row[y], xerr=_error_bar(row, x) if bars else None, yerr=_error_bar(row, y) if bars else None,
+                            fmt=marker, color=colours[family], markersize=7 if family == "static" else 11, capsize=3,
+                            elinewidth=1, label=family if k == 0 else None, **hollow)
+                if family == "static":
+                    ax.annotate(f"L{int(row['knob'])}", (row[x], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points",
+                                annotation_clip=True)
+        else:
+            ax.plot(t[x], t[y], "-o", color=colours[family], linewidth=1, markersize=3.5, alpha=0.85, label=family)
+    ax.margins(0.1)  # room for the level labels inside the frame
+
+
+def _zoom_on_rerouting(ax, table: pd.DataFrame, bound_accuracy: float | None) -> None:
+    """Limit the zoomed objective panel to the rerouting policies' points and intervals (every
+    family but static and the clairvoyant reference), padded; the bound, when above the frame,
+    is written at its top."""
+    mine = table[~table["family"].isin(["static", "clairvoyant"])]
+    if mine.empty or mine["accuracy_at_deadline"].isna().all():
+        return
+    xs = pd.concat([mine["nines"], mine.get("nines_low", mine["nines"]), mine.get("nines_high", mine["nines"])]).dropna()
+    ys = pd.concat([mine["accuracy_at_deadline"], mine.get("accuracy_at_deadline_low", mine["accuracy_at_deadline"]),
+                    mine.get("accuracy_at_deadline_high", mine["accuracy_at_deadline"])]).dropna()
+    xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+    pad_x, pad_y = max(0.15 * (xs.max() - xs.min()), 0.02), max(0.15 * (ys.max() - ys.min()), 0.002)
+    ax.set_xlim(xs.min() - pad_x, xs.max() + pad_x)
+    ax.set_ylim(ys.min() - pad_y, ys.max() + pad_y)
+    if bound_accuracy is not None and bound_accuracy > ys.max() + pad_y:
+        ax.annotate(f"offline optimum {bound_accuracy:.1%} (above)", (0.5, 0.98), xycoords="axes fraction", ha="center",
+                    va="top", fontsize=8, color="firebrick")
+    ax.set_title("the rerouting policies up close", fontsize=9)
