@@ -250,6 +250,7 @@ def _bound(
     low, high, value = np.zeros(cap), np.zeros(cap), np.zeros(cap)
     size = 1
     exact = True
+    latest = 0.0  # the latest finite time any state reached: how far into the device's traces it looked
     new_low, new_high, new_value = np.empty(cap), np.empty(cap), np.empty(cap)
     f_lo, f_hi = np.empty(n_levels), np.empty(n_levels)
     n_gaps = len(idle_ms)
@@ -315,6 +316,7 @@ def _bound(
                         dropped = True
                         exact = False
                 new_low[m], new_high[m] = end_lo, end_hi
+                latest = max(latest, end_lo if math.isinf(end_hi) else end_hi)
                 new_value[m] = v + (gains[r] if counted[i] and end_lo <= deadline else 0.0)
                 m += 1
             if dropped:
@@ -349,7 +351,7 @@ def _bound(
                 half += 1
             size = half
         low[:size], high[:size], value[:size] = new_low[:size], new_high[:size], new_value[:size]
-    return value[:size].max(), exact
+    return value[:size].max(), exact, latest
 
 
 def replication_bound(plan, inputs, max_states: int = MAX_STATES, routes: list[tuple[int, ...]] | None = None,
@@ -358,7 +360,7 @@ def replication_bound(plan, inputs, max_states: int = MAX_STATES, routes: list[t
     best total accuracy of met requests over the counted ones; NaN without accuracy),
     ``met`` (the most requests that can meet their deadline), ``requests`` counted (after
     warm-up), and ``exact``. ``routes``: the routes it may choose (default: every route)."""
-    return _pooled([_objectives(plan, inputs, max_states, routes)], plan)
+    return _pooled([_resolved(_objectives(plan, inputs, max_states, routes))], plan)
 
 
 def plan_bound(plan, replications: range | None = None, routes: list[tuple[int, ...]] | None = None,
@@ -366,19 +368,22 @@ def plan_bound(plan, replications: range | None = None, routes: list[tuple[int, 
     """:func:`replication_bound` of every replication (default: the scenario's), pooled:
     requests and met summed, accuracy-at-deadline weighted by requests, exact if all are. The
     replications' objectives run in threads, one per core (the DP releases the GIL)."""
-    from simqos.engine import sample_inputs
+    from simqos.engine import until_covered
 
     todo = range(plan.scenario.replications) if replications is None else replications
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 2 * len(todo)))) as pool:
-        inputs = list(pool.map(lambda r: sample_inputs(plan, r), todo))
-        parts = [_objectives(plan, inp, MAX_STATES, routes, pool) for inp in inputs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 2))) as pool:
+        def run(inputs) -> tuple[dict, float]:
+            part = _resolved(_objectives(plan, inputs, MAX_STATES, routes, pool))
+            return part, part["latest_s"]
+
+        parts = [until_covered(plan, r, run) for r in todo]  # the objectives in parallel, a replication at a time
     return _pooled(parts, plan)
 
 
 def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | None = None, pool=None) -> dict:
-    """Futures (or, without ``pool``, values) of the two objectives' ``(value, exact)`` for one
-    replication: requests met, and total accuracy of met requests (when the profile has it),
-    with the largest accuracy of a route (``best_accuracy``)."""
+    """Futures (or, without ``pool``, values) of the two objectives' ``(value, exact, latest
+    time)`` for one replication: requests met, and total accuracy of met requests (when the
+    profile has it), with the largest accuracy of a route (``best_accuracy``)."""
     model, scenario = plan.model, plan.scenario
     queue = scenario.workload.queue
     routes = np.array(model.routes_by_preference() if routes is None else routes, dtype=np.int64)
@@ -405,17 +410,23 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
     return out
 
 
+def _resolved(part: dict) -> dict:
+    """One replication's objectives (:func:`_objectives`) as ``(value, exact)`` once computed,
+    with ``latest_s``, the latest time either looked at."""
+    done = {k: v.result() if isinstance(v, concurrent.futures.Future) else v for k, v in part.items()}
+    objectives = [k for k in ("met", "accuracy") if k in done]
+    done["latest_s"] = max(done[k][2] for k in objectives)
+    return done | {k: done[k][:2] for k in objectives}
+
+
 def _pooled(parts: list[dict], plan) -> dict[str, float | bool | int]:
     """Sum the replications' objectives (module doc of :func:`plan_bound`)."""
-    def value(x):
-        return x.result() if isinstance(x, concurrent.futures.Future) else x
-
     n = sum(p["requests"] for p in parts)
-    met = [value(p["met"]) for p in parts]
+    met = [p["met"] for p in parts]
     out: dict[str, float | bool | int] = {"requests": n, "met": float(sum(v for v, _ in met))}
     exact = all(e for _, e in met)
     if plan.model.has_accuracy:
-        accuracy = [value(p["accuracy"]) for p in parts]
+        accuracy = [p["accuracy"] for p in parts]
         # both are bounds: no schedule meets more than `met` requests, each worth its route's accuracy at most
         total = sum(min(v, m * p["best_accuracy"]) for (v, _), (m, _), p in zip(accuracy, met, parts))
         out["accuracy_at_deadline"] = float(total) / max(n, 1)

@@ -2,8 +2,10 @@
 
 A :class:`Trace` holds breakpoints ``times_s`` (the first is 0) and the value that holds from
 each breakpoint to the next; the last value holds forever. Traces are sampled from a process
-(``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV) over a horizon, with a
-``numpy.random.Generator`` passed in — never global random state.
+(``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV, held or repeated after its
+end) over a horizon, with a ``numpy.random.Generator`` passed in — never global random state;
+a longer horizon extends the same trace, so the engine samples further while a run outlasts
+it (:func:`simqos.engine.until_covered`).
 
 Compute speed is a factor: 1.0 runs layers as fast as when profiled, 0.5 twice as slow. Work W
 (profiled milliseconds) started at t finishes where the cumulative work function
@@ -37,6 +39,7 @@ __all__ = [
     "markov_trace",
     "periodic_trace",
     "read_trace_csv",
+    "repeated_trace",
     "resident_trace",
     "trace_from_spec",
     "transition_matrix",
@@ -246,7 +249,20 @@ def trace_from_spec(spec: Any, field: str, horizon_s: float, rng: np.random.Gene
         )
     if spec.kind == "periodic":
         return periodic_trace(spec.high, spec.low, spec.period_s, spec.duty, horizon_s, spec.phase_s)
-    return read_trace_csv(spec.path, field)
+    trace = read_trace_csv(spec.path, field)
+    return repeated_trace(trace, horizon_s) if spec.after_end == "repeat" else trace
+
+
+def repeated_trace(trace: Trace, horizon_s: float) -> Trace:
+    """``trace`` replayed end to end until ``horizon_s``: each replay starts one mean interval
+    after the previous one's last breakpoint (so its last value holds that long), as replayed
+    arrivals do."""
+    times = trace.times_s
+    if len(times) == 1:
+        return trace  # one value: the same forever
+    period = times[-1] + times[-1] / (len(times) - 1)
+    copies = max(1, int(np.ceil(horizon_s / period)) + 1)
+    return Trace((times[None, :] + period * np.arange(copies)[:, None]).reshape(-1), np.tile(trace.values, copies))
 
 
 def transition_matrix(transitions: list[list[float]] | None, n_states: int) -> np.ndarray:

@@ -26,12 +26,14 @@ tens of times faster; the run's summary says which engine served each policy.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,7 @@ from simqos.errors import SimqosError
 from simqos import serving
 from simqos.fastpath import serve_fast
 from simqos.metrics import per_replication, summarize
+from simqos.plausible import implausible
 from simqos.policies import POLICIES, Policy
 from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision
 from simqos.profile import load_profile
@@ -63,6 +66,7 @@ class Plan:
     model: ServiceModel
     policy_factories: tuple[Callable[[], Policy], ...]
     labels: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # values that are legal but most likely a slip of units (simqos.plausible)
 
 
 def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
@@ -96,7 +100,12 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            what = err["msg"]
+            if err["type"] == "extra_forbidden":
+                known = sorted(cls.Params.model_fields)
+                close = difflib.get_close_matches(field, known, n=1)
+                what = "unknown key" + (f" — did you mean {close[0]!r}?" if close else
+                                        f"; {spec.kind} takes {', '.join(known) if known else 'no parameters'}")
             got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
             raise SimqosError(f"{where}.{field}: {what}{got}") from None
         level = getattr(params, "level", None)
@@ -110,7 +119,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     duplicated = {lab for lab in labels if labels.count(lab) > 1}
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
-    return Plan(scenario, model, tuple(factories), tuple(labels))
+    return Plan(scenario, model, tuple(factories), tuple(labels), tuple(implausible(scenario, model)))
 
 
 MAX_BREAKPOINTS = 10**8
@@ -149,8 +158,17 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str) -> None:
 
 def _check_trace_files(scenario: Scenario, source: str) -> None:
     """Read every replayed trace once, so a bad file fails before the run starts."""
-    if scenario.workload.arrival.kind == "trace":
-        read_arrivals_csv(scenario.workload.arrival.path)
+    arrival = scenario.workload.arrival
+    if arrival.kind == "trace":
+        times = read_arrivals_csv(arrival.path)
+        short = (f"asks for {scenario.requests} requests" if scenario.requests is not None and scenario.requests > len(times)
+                 else f"lasts duration_s: {scenario.duration_s:g} s" if scenario.duration_s is not None and scenario.duration_s > times[-1]
+                 else None)
+        if short and arrival.after_end == "error":
+            raise SimqosError(
+                f"{source}: workload.arrival: {arrival.path} has {len(times)} arrivals until {times[-1]:g} s, but the run "
+                f"{short}; ask for fewer, or set workload.arrival.after_end: repeat (replayed end to end)"
+            )
     for field, spec in (("speed", scenario.device.speed), ("memory_mb", scenario.device.memory)):
         if spec is not None and spec.kind == "trace":
             trace = read_trace_csv(spec.path, field)
@@ -190,6 +208,7 @@ class ReplicationInputs:
     speed: SpeedTrace
     memory_mb: Trace
     resident: Trace  # least sparse resident level over time (n_levels: none)
+    horizon_s: float  # the device's processes are sampled (repeated traces replayed) until here
 
 
 def _arrivals(scenario: Scenario, rng_seed: np.random.SeedSequence) -> np.ndarray:
@@ -204,16 +223,20 @@ def _arrivals(scenario: Scenario, rng_seed: np.random.SeedSequence) -> np.ndarra
         n *= 2
 
 
-def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
+def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) -> ReplicationInputs:
     """Draw replication ``replication``'s inputs from the scenario seed: its SeedSequence child
     (``SeedSequence(seed).spawn(n)[replication]`` for any n > replication, so adding
-    replications leaves the earlier ones' inputs unchanged)."""
+    replications leaves the earlier ones' inputs unchanged). The device's processes are
+    sampled until twice the last arrival plus a minute, or ``horizon_s`` if later; a longer
+    horizon extends the same traces (their first part does not depend on it), which is how
+    :func:`until_covered` serves a run that outlasts it."""
     scenario, model = plan.scenario, plan.model
     streams = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)
     arrivals = _arrivals(scenario, streams[0])
     n = len(arrivals)
     deadlines = arrivals + deadlines_from_spec(scenario.workload.deadline, n, np.random.default_rng(streams[1])) / 1e3
-    horizon = 2.0 * float(arrivals[-1]) + 60.0
+    horizon = max(2.0 * float(arrivals[-1]) + 60.0, horizon_s or 0.0)
+    _check_trace_ends(scenario, float(arrivals[-1]), f"replication {replication}'s arrivals run to")
     speed = SpeedTrace(trace_from_spec(scenario.device.speed, "speed", horizon, np.random.default_rng(streams[2])))
     memory = (
         constant_trace(math.inf)
@@ -222,7 +245,42 @@ def sample_inputs(plan: Plan, replication: int) -> ReplicationInputs:
     )
     resident = resident_trace(memory, model.level_bytes, scenario.device.storage_bandwidth_mb_s)
     uniforms = np.random.default_rng(streams[4]).random((n, len(model.sorted_samples_ms)))
-    return ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, memory, resident)
+    sampled = any(spec is not None and (spec.kind in ("markov", "periodic") or spec.kind == "trace" and spec.after_end == "repeat")
+                  for spec in (scenario.device.speed, scenario.device.memory))
+    return ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, memory, resident,
+                             horizon if sampled else math.inf)
+
+
+def _check_trace_ends(scenario: Scenario, until_s: float, what: str) -> None:
+    """A device trace file with ``after_end: error`` must last until ``until_s``."""
+    for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
+        if spec is None or spec.kind != "trace" or spec.after_end != "error":
+            continue
+        end_s = float(read_trace_csv(spec.path, "speed" if field == "device.speed" else "memory_mb").times_s[-1])
+        if until_s > end_s:
+            raise SimqosError(
+                f"{field}: {spec.path} ends at {end_s:g} s, but {what} {until_s:g} s; give a trace that lasts the "
+                f"run, or set {field}.after_end: hold (its last value stays) or repeat (replayed end to end)"
+            )
+
+
+def until_covered(plan: Plan, replication: int, run: Callable[[ReplicationInputs], tuple[Any, float]]) -> Any:
+    """``run(inputs)`` returns a result and the latest time it used the device; while that is
+    past the horizon its device traces were sampled to, sample them further (the same traces,
+    longer) and run again: no part of a run sees a device frozen at a hidden horizon."""
+    inputs = sample_inputs(plan, replication)
+    while True:
+        result, latest_s = run(inputs)
+        _check_trace_ends(plan.scenario, latest_s, f"replication {replication} uses the device until")
+        if not latest_s > inputs.horizon_s:
+            return result
+        inputs = sample_inputs(plan, replication, 2.0 * latest_s)
+
+
+def latest_s(records: list[pd.DataFrame]) -> float:
+    """The latest start or finish in records (0 if none): how long a run used the device."""
+    times = [np.nanmax(r[c].to_numpy(), initial=0.0) for r in records for c in ("start_s", "finish_s")]
+    return float(max(times, default=0.0))
 
 
 class _Server:
@@ -405,8 +463,11 @@ def decisions(plan: Plan, inputs: ReplicationInputs, policy_index: int, request:
 
 
 def _replication(plan: Plan, replication: int) -> list[pd.DataFrame]:
-    inputs = sample_inputs(plan, replication)
-    return [run_policy(plan, inputs, p, replication) for p in range(len(plan.policy_factories))]
+    def run(inputs: ReplicationInputs) -> tuple[list[pd.DataFrame], float]:
+        records = [run_policy(plan, inputs, p, replication) for p in range(len(plan.policy_factories))]
+        return records, latest_s(records)
+
+    return until_covered(plan, replication, run)
 
 
 def _replication_in_worker(scenario_json: dict, source: str, replication: int) -> list[pd.DataFrame]:

@@ -125,9 +125,9 @@ def nines(
     missed the point is 0.
     """
     low_rate, high_rate = wilson_interval(misses, n, confidence, design_effect, dof)
-    point = None if misses == 0 else -math.log10(misses / n)
-    high = None if low_rate == 0 else -math.log10(low_rate)
-    return point, -math.log10(high_rate), high
+    point = None if misses == 0 else 0.0 - math.log10(misses / n)  # 0.0 - 0.0: no "-0.00" in a table
+    high = None if low_rate == 0 else 0.0 - math.log10(low_rate)
+    return point, 0.0 - math.log10(high_rate), high
 
 
 def batch_index(replication: np.ndarray, per_replication: int = BATCHES_PER_REPLICATION) -> np.ndarray:
@@ -278,6 +278,9 @@ def summarize(
             on_time = np.where(met_mask, accuracy, 0.0)
             met_share = (g.loc[met_mask, "route"].value_counts() / n).to_dict()
             at_deadline = _accuracy_interval(on_time, batch, met_share, route_intervals, 0.95)
+        elif route_intervals:  # the profile has accuracy, but nothing was served: every request counts as wrong
+            acc = (math.nan,) * 3
+            at_deadline = (0.0, 0.0, wilson_interval(0, n)[1])
         else:
             acc = at_deadline = (math.nan,) * 3
         row |= dict(zip(("mean_accuracy", "mean_accuracy_low", "mean_accuracy_high"), acc))

@@ -245,7 +245,7 @@ class Lookahead(Policy):
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         p, model = self.params, self.model
         speed = speed_model(self.scenario.device.speed)
-        table, step, work_step = _capacity(speed, _longest_deadline_s(self.scenario), p.grid, p.samples)
+        table, step, work_step = _capacity(speed, _longest_deadline_s(self.scenario, model, speed, p.queue + 2), p.grid, p.samples)
         points = (np.arange(p.quantiles) + 0.5) / p.quantiles
         work = model.remaining_work_quantiles_ms(points)  # (levels, segments + 1, quantiles)
         k, s = model.n_levels, model.n_segments
@@ -292,7 +292,7 @@ class Dp(Policy):
         speed = speed_model(self.scenario.device.speed)
         nines = self.scenario.objective.kind == "nines"
         values = {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
-        table, step = _solved(model, speed, values, _longest_deadline_s(self.scenario), p.grid, p.samples, p.quantiles)
+        table, step = _solved(model, speed, values, _longest_deadline_s(self.scenario, model, speed, 2), p.grid, p.samples, p.quantiles)
         header = [len(speed.speeds), p.grid, step, model.n_segments, speed.persistent, p.count_queue,
                   model.sparsest_median_ms, node_index(model.n_levels, model.n_segments + 1, 0)]
         assert len(header) == DP_HEADER
@@ -334,12 +334,13 @@ def _typical_deadline_s(scenario) -> float:
     return {"constant": lambda: d.ms, "uniform": lambda: (d.low_ms + d.high_ms) / 2, "lognormal": lambda: d.median_ms}[d.kind]() / 1e3
 
 
-def _longest_deadline_s(scenario) -> float:
-    """The longest relative deadline the scenario's requests get (s): a request and those queued
-    behind it all end within it."""
+def _longest_deadline_s(scenario, model: ServiceModel, speed: SpeedModel, requests: int) -> float:
+    """How far ahead a policy's tables look (s): the longest relative deadline the scenario's
+    requests get, but no longer than a hundred times what ``requests`` requests of the most work
+    a request can have take at the slowest speed (long past that every deadline is as good as
+    met; a deadline slipped into years would otherwise make tables of the process over years)."""
     d = scenario.workload.deadline
-    if d.kind == "constant":
-        return d.ms / 1e3
-    if d.kind == "uniform":
-        return d.high_ms / 1e3
-    return d.median_ms * float(np.exp(3.5 * d.sigma)) / 1e3
+    longest = d.ms if d.kind == "constant" else d.high_ms if d.kind == "uniform" else d.median_ms * float(np.exp(3.5 * d.sigma))
+    most_ms = float(model.remaining_quantile_ms(1.0)[:, 0].max() * model.idle_factor.max())
+    slowest = 1.0 if speed.persistent else min(speed.speeds)  # a persistent model is at speed 1, scaled when used
+    return min(longest, 100 * requests * most_ms / slowest) / 1e3

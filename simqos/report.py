@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import build_plan, run_plan, sample_inputs, summarize_plan
+from simqos.engine import build_plan, latest_s, run_plan, sample_inputs, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
@@ -129,8 +129,8 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
     specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
     specs += [("lookahead", 0, {"kind": "lookahead"}), ("dp", 0, {"kind": "dp"})]
-    specs += [("clairvoyant", round(f * base_ms, 2), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
-    policies = [{**spec, "label": f"{family} {knob}"} for family, knob, spec in specs]
+    specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
+    policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))
     summary = summarize_plan(plan, run_plan(plan), percentile_intervals=False)
     summary["family"] = [family for family, _, _ in specs]
@@ -143,7 +143,7 @@ def _timeline(scenario: Scenario, records: pd.DataFrame, deploy: str | None):
     deadline_aware, else the first policy that is not static, else the first), around its first
     rerouted request (the mechanism), else its first miss; traces re-drawn from the seed."""
     plan = build_plan(scenario)
-    inputs = sample_inputs(plan, 0)
+    inputs = sample_inputs(plan, 0, latest_s([records[records["replication"] == 0]]))  # the traces the run saw
     rep0 = records[(records["replication"] == 0) & ~records["warmup"]]
     dynamic = [p for p in plan.labels if not p.startswith("static")]
     policy = deploy if deploy in dynamic else next((p for p in dynamic if p.startswith("deadline_aware")),
@@ -213,6 +213,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     for name, fig in figures.items():
         plots.save(fig, folder / "plots" / f"{name}.png")
     notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
+    notes[:0] = [f"**warning**: {w}" for w in summary_json.get("warnings", [])]
     (folder / "report.md").write_text(_markdown(scenario, summary, notes, summary_json.get("verdict"), summary_json.get("bound")))
     return list(figures)
 

@@ -82,10 +82,11 @@ def write_results(
     stopping: dict | None = None,
     bound: dict | None = None,
     verdict: dict | None = None,
+    warnings: tuple[str, ...] = (),
 ) -> None:
     """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`);
-    ``bound`` (:func:`simqos.bound.plan_bound`) and ``verdict`` (:func:`simqos.verdict.verdict`)
-    go into summary.json."""
+    ``bound`` (:func:`simqos.bound.plan_bound`), ``verdict`` (:func:`simqos.verdict.verdict`)
+    and the scenario's ``warnings`` (:mod:`simqos.plausible`) go into summary.json."""
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     if scenario.outputs.records:
         records.to_csv(work / "records.csv.gz", index=False)  # full precision: met/missed follows from the columns
@@ -98,6 +99,7 @@ def write_results(
         "policies": rows,
         "bound": _json_safe(bound),
         "verdict": _json_safe(verdict),
+        "warnings": list(warnings),
     }
     (work / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
 

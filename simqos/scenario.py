@@ -97,6 +97,7 @@ class TraceArrival(_Model):
 
     kind: Literal["trace"]
     path: Path
+    after_end: Literal["error", "repeat"] = "error"
 
     _resolve_path = field_validator("path")(_resolve)
 
@@ -188,6 +189,7 @@ def _process_models(field: str, unit_doc: str, positive: bool) -> Any:
     class Trace(_Model):
         kind: Literal["trace"]
         path: Path
+        after_end: Literal["error", "hold", "repeat"] = "error"
 
         _resolve_path = field_validator("path")(_resolve)
 

@@ -402,10 +402,10 @@ def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float
     if tau_s <= 0.0:
         return 0.0
     x = tau_s / step_s
-    g = min(int(x), grid - 2)
+    g = int(min(x, grid - 2.0))  # clamped before the cast: a huge float does not fit an int64
     w = min(x - g, 1.0)
     y = work_ms / work_step_ms
-    k = min(int(y), table.shape[1] - 2)
+    k = int(min(y, table.shape[1] - 2.0))
     v = min(y - k, 1.0)
     row = block * grid + g
     p0 = (1.0 - v) * table[row, k] + v * table[row, k + 1]
@@ -514,7 +514,7 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     tau = (effective - state.now_s) * (state.speed if persistent != 0.0 else 1.0)  # a persistent model is at speed 1
     if tau < 0.0:
         return n_levels - 1  # the deadline is lost: free the device soonest
-    g = min(int(tau / step), grid - 1)
+    g = int(min(tau / step, grid - 1.0))  # clamped before the cast (a huge float does not fit an int64)
     node = node_index(n_levels, state.segment, state.route_code)
     choices = table.view(np.uint8)  # the levels are bytes, eight to a float64 (simqos.dp.solve)
     return int(choices[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])

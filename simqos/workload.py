@@ -110,7 +110,8 @@ def mean_rate_hz(spec: Any) -> float:
 
 def arrivals_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` arrival times (s) of the process a scenario's ``workload.arrival`` describes
-    (a replayed trace gives its own arrivals, repeated end to end if ``n`` exceeds them)."""
+    (a replayed trace gives its own arrivals, repeated end to end if ``n`` exceeds them; a
+    scenario allows that only with ``after_end: repeat``)."""
     if spec.kind == "poisson":
         return poisson_arrivals(spec.rate_hz, n, rng)
     if spec.kind == "periodic":

@@ -1,0 +1,77 @@
+"""Values a scenario may legally hold but that are most likely a slip of units: a speed given in
+percent, trace times in milliseconds, a log-normal ``sigma`` given as a spread in ms, a deadline
+no route can meet even on the fastest device. Each is a warning naming the field, the value and
+what it would mean; the run goes ahead (a user may mean it).
+
+The thresholds: a speed factor above :data:`MOST_SPEED` (a device that many times faster than
+the one profiled); a ``sigma`` above :data:`MOST_SIGMA` (its 99th percentile deadline e^(2.33
+sigma) times the median); a trace file whose times span more than :data:`MOST_SPAN` times the
+run's expected length, or arrivals sparser than one per :data:`MOST_GAP_S` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simqos.device import read_trace_csv
+from simqos.scenario import Scenario
+from simqos.service import ServiceModel
+from simqos.workload import mean_rate_hz, read_arrivals_csv
+
+__all__ = ["MOST_GAP_S", "MOST_SIGMA", "MOST_SPAN", "MOST_SPEED", "implausible"]
+
+MOST_SPEED = 10.0
+MOST_SIGMA = 3.0
+MOST_SPAN = 100.0
+MOST_GAP_S = 60.0
+
+
+def _speeds(spec) -> list[float]:
+    """Every speed factor a ``device.speed`` process can take."""
+    if spec.kind == "constant":
+        return [spec.speed]
+    if spec.kind == "markov":
+        return [s.speed for s in spec.states]
+    if spec.kind == "periodic":
+        return [spec.high, spec.low]
+    return read_trace_csv(spec.path, "speed").values.tolist()
+
+
+def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
+    """Warnings for ``scenario`` (module doc), each naming the field, the value and its meaning."""
+    out = []
+    speeds = _speeds(scenario.device.speed)
+    if max(speeds) > MOST_SPEED:
+        out.append(f"device.speed: {max(speeds):g} means a device {max(speeds):g} times faster than the one profiled; "
+                   "speed is a factor (1.0 = as profiled, 0.5 = half as fast), not a percentage")
+    deadline = scenario.workload.deadline
+    if deadline.kind == "lognormal" and deadline.sigma > MOST_SIGMA:
+        p99 = deadline.median_ms * math.exp(2.326 * deadline.sigma)
+        out.append(f"workload.deadline.sigma: {deadline.sigma:g} puts the 99th-percentile deadline at {p99:.3g} ms "
+                   f"(median {deadline.median_ms:g} ms); sigma is the standard deviation of the deadline's logarithm "
+                   "(0.3: about ±35 %), not a spread in ms")
+    fastest_ms = float(model.remaining_quantile_ms(0.0)[:, 0].min()) / max(speeds)
+    longest_ms = {"constant": lambda: deadline.ms, "uniform": lambda: deadline.high_ms,
+                  "lognormal": lambda: deadline.median_ms}[deadline.kind]()
+    if longest_ms < fastest_ms:
+        what = {"constant": "the deadline", "uniform": "the longest deadline", "lognormal": "the median deadline"}[deadline.kind]
+        out.append(f"workload.deadline: {what} is {longest_ms:g} ms, but the fastest route of {scenario.profile.name} "
+                   f"needs {fastest_ms:.3g} ms even at the device's top speed ({max(speeds):g}), so "
+                   f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
+    run_s = (scenario.requests / mean_rate_hz(scenario.workload.arrival) if scenario.requests is not None
+             else scenario.duration_s)
+    for field, spec, column in (("device.speed", scenario.device.speed, "speed"),
+                                ("device.memory", scenario.device.memory, "memory_mb")):
+        if spec is not None and spec.kind == "trace":
+            span_s = float(read_trace_csv(spec.path, column).times_s[-1])
+            if span_s > MOST_SPAN * run_s:
+                out.append(f"{field}: {spec.path} spans {span_s:g} s, but the run's arrivals last about {run_s:.3g} s; "
+                           "are its time_s in milliseconds? (times are in seconds)")
+    arrival = scenario.workload.arrival
+    if arrival.kind == "trace":
+        times = read_arrivals_csv(arrival.path)
+        gap_s = (times[-1] - times[0]) / max(len(times) - 1, 1)
+        if gap_s > MOST_GAP_S:
+            out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
+                       "arrival_s in milliseconds? (times are in seconds)")
+    return out

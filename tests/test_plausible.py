@@ -1,0 +1,87 @@
+"""Slips of units are warned about, naming the field, the value and its meaning; the shipped
+scenarios raise none; and a run with such values still completes (a deadline slipped into 10^41
+ms once made the lookahead's tables sample the speed process for ever, and the dp's lookup cast
+a float past int64 and crashed the compiled path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bundles import scenario_dict
+from simqos.cli import app
+from simqos.engine import build_plan, run_plan
+from simqos.scenario import load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKOV = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.05}, {"speed": 0.5, "mean_dwell_s": 0.02}]}}
+
+
+def _warnings(two_level, **overrides) -> list[str]:
+    return list(build_plan(parse_scenario(scenario_dict(two_level, **overrides))).warnings)
+
+
+def test_the_shipped_scenarios_raise_no_warning():
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        if not path.name.endswith(".sweep.yaml"):
+            assert build_plan(load_scenario(path)).warnings == (), path.name
+
+
+def test_a_speed_in_percent(two_level):
+    device = {"speed": {"kind": "markov", "states": [{"speed": 100, "mean_dwell_s": 0.05}, {"speed": 40, "mean_dwell_s": 0.02}]}}
+    (warning,) = _warnings(two_level, device=device)
+    assert warning.startswith("device.speed: 100 means a device 100 times faster") and "not a percentage" in warning
+
+
+def test_a_sigma_in_ms(two_level):
+    workload = {"arrival": {"kind": "poisson", "rate_hz": 100}, "deadline": {"kind": "lognormal", "median_ms": 20, "sigma": 40}}
+    (warning,) = _warnings(two_level, workload=workload)
+    assert warning.startswith("workload.deadline.sigma: 40 puts the 99th-percentile deadline at") and "not a spread in ms" in warning
+
+
+def test_a_deadline_no_route_can_meet(two_level):
+    """The two-level bundle's fastest route needs 1 ms (two layers of at least 0.5 ms)."""
+    workload = {"arrival": {"kind": "poisson", "rate_hz": 100}, "deadline": {"kind": "constant", "ms": 0.006}}
+    (warning,) = _warnings(two_level, workload=workload)
+    assert "the deadline is 0.006 ms, but the fastest route" in warning and "every request will miss" in warning
+    assert _warnings(two_level, workload={**workload, "deadline": {"kind": "constant", "ms": 1.2}}) == []
+
+
+def test_trace_times_in_ms(two_level, tmp_path):
+    speed = tmp_path / "speed.csv"
+    speed.write_text("time_s,speed\n0,1\n" + "".join(f"{k * 500},0.5\n{k * 500 + 250},1\n" for k in range(1, 200)))
+    (warning,) = _warnings(two_level, requests=2000, device={"speed": {"kind": "trace", "path": str(speed), "after_end": "hold"}})
+    assert warning.startswith("device.speed:") and "spans 99750 s, but the run's arrivals last about 20 s" in warning
+    arrivals = tmp_path / "arrivals.csv"
+    arrivals.write_text("arrival_s\n" + "".join(f"{k * 100}\n" for k in range(1, 3000)))
+    workload = {"arrival": {"kind": "trace", "path": str(arrivals)}, "deadline": {"kind": "constant", "ms": 20}}
+    (warning,) = _warnings(two_level, requests=2000, workload=workload)
+    assert warning.startswith("workload.arrival:") and "one arrival every 100 s" in warning
+
+
+@pytest.mark.parametrize("policy", ["lookahead", "dp", "deadline_aware"])
+def test_a_run_with_absurd_deadlines_completes(two_level, policy):
+    workload = {"arrival": {"kind": "poisson", "rate_hz": 300}, "deadline": {"kind": "lognormal", "median_ms": 3, "sigma": 40}}
+    plan = build_plan(parse_scenario(scenario_dict(two_level, requests=3000, workload=workload, device=MARKOV,
+                                                   policies=[{"kind": policy}])))
+    records = run_plan(plan)
+    served = records[records["outcome"] != "dropped"]
+    assert len(served) == 3000 and np.isfinite(served["finish_s"]).all()
+    early = records["deadline_s"] - records["arrival_s"] < 1e-3
+    assert (records.loc[early, "outcome"] == "missed").all() and (records.loc[~early & (records["latency_ms"] < 1), "outcome"] == "met").all()
+
+
+def test_the_command_line_prints_warnings_and_the_report_keeps_them(two_level, tmp_path):
+    import yaml
+
+    workload = {"arrival": {"kind": "poisson", "rate_hz": 100}, "deadline": {"kind": "constant", "ms": 0.006}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(scenario_dict(two_level, requests=300, workload=workload)))
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "every request will miss" in result.output
+    assert "accuracy is unavailable" not in result.output  # every request missed: 0 %, not "no accuracy"
+    assert "every request will miss" in (tmp_path / "out" / "report.md").read_text()
