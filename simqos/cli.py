@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -117,11 +119,63 @@ def _command_line(command, params: dict) -> str:
     return shlex.join(words)
 
 
-def _progress() -> Progress:
+class _LineProgress:
+    """Progress where the output is not a terminal (a file, a pipe, a CI log), where a live bar
+    shows nothing until the end: plain lines, flushed — one when a task starts or changes
+    stage, and otherwise at most one every :attr:`EVERY_S` seconds. Takes the calls the
+    commands make on a rich ``Progress``."""
+
+    EVERY_S = 10.0
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> _LineProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
+        task = len(self.tasks)
+        self.tasks[task] = {"description": description, "total": total, "completed": 0, "fields": fields,
+                            "start": time.monotonic(), "said": -math.inf}
+        self._say(task, force=True)
+        return task
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None,
+               description: str | None = None, advance: float | None = None, **fields: object) -> None:
+        t = self.tasks[task]
+        stage = description is not None and description != t["description"]
+        t |= {k: v for k, v in (("completed", completed), ("total", total), ("description", description)) if v is not None}
+        t["completed"] += advance or 0
+        t["fields"] |= fields
+        self._say(task, force=stage, count=not stage or completed is not None)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _say(self, task: int, force: bool, count: bool = True) -> None:
+        t, now = self.tasks[task], time.monotonic()
+        if not force and now - t["said"] < self.EVERY_S:
+            return
+        t["said"] = now
+        done = f": {t['completed']:g}/{t['total']:g}" if t["total"] and count else ""  # a new stage: the old count is not its
+        extra = "".join(f", {v}" for v in t["fields"].values() if v)
+        typer.echo(f"{t['description']}{done}{extra} ({now - t['start']:.0f} s)")
+        sys.stdout.flush()
+
+
+def _progress(*columns: TextColumn) -> Progress | _LineProgress:
+    """A live progress bar on a terminal (``columns`` added after the count), else plain lines
+    (:class:`_LineProgress`), so progress shows when output goes to a file too."""
+    if not console.is_terminal:
+        return _LineProgress()
     return Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *columns,
         TimeElapsedColumn(),
         TextColumn("left"),
         TimeRemainingColumn(),
@@ -483,6 +537,8 @@ def run(
             overrides["warmup_requests"] = min(spec.warmup_requests, overrides["requests"] // 10)
         spec = parse_scenario(spec.model_dump() | overrides, f"{scenario} (with overrides)")
     plan = build_plan(spec, str(scenario))
+    for warning in plan.warnings:
+        typer.echo(f"warning: {scenario}: {warning}", err=True)
     folder = out or spec.output or Path("runs") / spec.name
     with staged(folder, "results", "--out" if out else "output:") as work, _progress() as bar:
         task = bar.add_task(f"simulate {spec.name}", total=None)
@@ -492,7 +548,7 @@ def run(
         bar.update(task, description="offline optimum (the bound)", total=None)
         bound = plan_bound(outcome.plan)
         verdict = plan_verdict(outcome.plan, summary, outcome.records, bound)
-        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping(), bound, verdict)
+        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping(), bound, verdict, plan.warnings)
         if spec.outputs.plots:
             from simqos.report import write_report
 
@@ -527,21 +583,23 @@ def sweep(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
 ) -> None:
     """Run a base scenario over a grid of overrides and seeds, resumably; write a tidy table."""
-    import time as _time
-
-    from simqos.sweep import load_sweep, run_sweep
+    from simqos.sweep import finished_cells, load_sweep, run_sweep
 
     _, base, cells = load_sweep(sweep_file)
     folder = out or Path("runs") / f"sweep-{sweep_file.stem}"
-    started = _time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=True,
-    ) as bar:
+    same, other = finished_cells(folder, base, cells)
+    if same:
+        console.print(f"Resuming: {same} of {len(cells)} cells are already done in {folder}/cells/ (same base scenario, "
+                      "profile and simqos); the rest run now")
+    if other:
+        console.print(f"{other} cells in {folder}/cells/ were computed from another base scenario, profile or simqos "
+                      "version: they run again")
+    started = time.perf_counter()
+    with _progress(TextColumn("{task.fields[rate]}")) as bar:
         task = bar.add_task(f"sweep {sweep_file.stem}", total=len(cells), rate="")
 
         def tick(done: int, total: int, simulated: int, _name: str) -> None:
-            rate = simulated / max(_time.perf_counter() - started, 1e-9)
+            rate = simulated / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=done, rate=f"{rate:,.0f} requests/s")
 
         results = run_sweep(base, cells, folder, executor=executor, workers=workers, scheduler=scheduler, progress=tick)
@@ -697,6 +755,10 @@ def _print_run_summary(spec, summary) -> None:
         )
     console.print(table)
     console.print("miss: finished late or dropped; accuracy: of served requests; at deadline: a miss counts as wrong.")
+    if "engine" in summary:
+        engines = summary.groupby("engine", sort=False)["policy"].apply(list)
+        console.print("engine: " + ("; ".join(f"{e}: {', '.join(p)}" for e, p in engines.items()) if len(engines) > 1
+                                    else f"{engines.index[0]}, every policy") + " (compiled: the numba fast path; simpy: the reference engine)")
 
 
 def main() -> None:

@@ -11,10 +11,14 @@ A sweep file (YAML)::
     requests: 20000                 # optional overrides of the base for every cell
     replications: 2
 
-Each finished cell is written at once to ``OUT/cells/<id>.csv`` (its policies' summary rows and
-its parameters); a cell that fails is written as ``<id>.error`` with its message and does not
-stop the others. Running the same sweep again skips finished cells (failed ones are retried),
-so an interrupted sweep loses only the cells in flight. ``OUT/results.csv`` is the tidy table
+Each finished cell is written at once to ``OUT/cells/<id>-<key>.csv`` (its policies' summary
+rows and its parameters); ``<id>`` names the cell's overrides, ``<key>`` what else its numbers
+come from — the base scenario, its profile's files and simqos's sources (:func:`base_key`). A
+cell that fails is written as ``<id>-<key>.error`` with its message and does not stop the
+others. Running the same sweep again skips the cells finished with the same key (failed ones
+are retried; the command line says how many it skips), so an interrupted sweep loses only the
+cells in flight, and an edited base, a retrained profile or an updated simqos runs every cell
+afresh instead of mixing old numbers into the table. ``OUT/results.csv`` is the tidy table
 (one row per cell x policy) once every cell is done, and ``OUT/design.json`` lists the cells;
 ``simqos report OUT`` draws nines against each varied field from them.
 """
@@ -39,7 +43,7 @@ from simqos.workers import pool
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
-__all__ = ["Cell", "SweepSpec", "load_sweep", "run_cell", "run_sweep"]
+__all__ = ["Cell", "SweepSpec", "base_key", "cell_id", "finished_cells", "load_sweep", "run_cell", "run_sweep"]
 
 
 class SweepSpec(BaseModel):
@@ -112,6 +116,27 @@ def cell_id(cell: Cell) -> str:
     return hashlib.sha256(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def base_key(base: Scenario) -> str:
+    """What a cell's numbers come from besides its overrides: a hash of the base scenario, its
+    profile's files and simqos's sources."""
+    from simqos.compiled import source_digest
+    from simqos.results import folder_hash
+
+    digest = hashlib.sha256(json.dumps(base.model_dump(mode="json"), sort_keys=True, default=str).encode())
+    digest.update(folder_hash(base.profile).encode())
+    digest.update(source_digest(Path(__file__).parent).encode())
+    return digest.hexdigest()[:12]
+
+
+def finished_cells(out: Path, base: Scenario, cells: list[Cell]) -> tuple[int, int]:
+    """(cells of this sweep already finished in ``out`` with the same :func:`base_key`, cells
+    finished there from another base, profile or simqos: they will run again)."""
+    folder, key = out / "cells", base_key(base)
+    same = sum((folder / f"{cell_id(c)}-{key}.csv").exists() for c in cells)
+    other = sum(1 for c in cells for p in folder.glob(f"{cell_id(c)}-*.csv") if not p.name.endswith(f"-{key}.csv")) if folder.is_dir() else 0
+    return same, other
+
+
 def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
     """Simulate one cell; its policies' summary rows with the cell's parameters as columns
     (``scenario.requests`` for the override of ``requests``, which is also a summary column).
@@ -182,13 +207,18 @@ def run_sweep(
     except OSError as exc:
         raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
     (out / "design.json").write_text(json.dumps({"base": base.name, "cells": cells}, indent=1, default=str) + "\n")
-    todo = [c for c in cells if not (folder / f"{cell_id(c)}.csv").exists()]
+    key = base_key(base)
+
+    def stem(cell: Cell) -> str:
+        return f"{cell_id(cell)}-{key}"
+
+    todo = [c for c in cells if not (folder / f"{stem(c)}.csv").exists()]
     base_json = base.model_dump(mode="json")
     done, simulated = len(cells) - len(todo), 0
 
     def record(cell: Cell, table: pd.DataFrame | None, error: str | None) -> None:
         nonlocal done, simulated
-        name = cell_id(cell)
+        name = stem(cell)
         if table is None:
             (folder / f"{name}.error").write_text(json.dumps({"cell": cell, "error": error}, default=str) + "\n")
         else:
@@ -222,8 +252,8 @@ def run_sweep(
                 cluster.close()
     else:
         raise SimqosError(f"--executor: {executor!r} is not local or dask")
-    tables = [pd.read_csv(folder / f"{cell_id(c)}.csv") for c in cells if (folder / f"{cell_id(c)}.csv").exists()]
-    errors = [c for c in cells if (folder / f"{cell_id(c)}.error").exists()]
+    tables = [pd.read_csv(folder / f"{stem(c)}.csv") for c in cells if (folder / f"{stem(c)}.csv").exists()]
+    errors = [c for c in cells if (folder / f"{stem(c)}.error").exists()]
     results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     results.to_csv(out / "results.csv", index=False)
     if errors:

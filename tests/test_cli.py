@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from simqos.outputs import mark
 from simqos.profile import load_profile
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def invoke(*args):
@@ -135,3 +137,28 @@ def test_profile_an_attention_block(tmp_path):
     kernels = load_profile(out).kernels
     attn = kernels[kernels["layer"] == "attn"].set_index(["level", "kernel"])["status"]
     assert attn[(0, "nested_attention")] in ("exact", "chosen") and attn[(1, "dense")] in ("exact", "chosen")
+
+
+def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+    """Piped to a file, a live bar shows nothing for minutes (training behind validate did): the
+    commands print plain lines instead, at each stage and every EVERY_S seconds."""
+    import simqos.cli as cli
+
+    progress = cli._progress()
+    assert isinstance(progress, cli._LineProgress)  # pytest's output is not a terminal
+    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.0)
+    with progress as bar:
+        task = bar.add_task("train mlp", total=3)
+        bar.advance(task)
+        bar.update(task, description="profile")
+        bar.update(task, completed=2, rate="9 requests/s")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.rsplit(" (", 1)[0] for line in lines] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3, 9 requests/s"]
+
+
+def test_a_piped_run_prints_its_stages(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "simqos", "run", "scenarios/bursty-gateway.yaml", "--requests", "1000",
+                           "--replications", "1", "--out", str(tmp_path / "o")], capture_output=True, text=True, check=False,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("simulate bursty-gateway") and "offline optimum (the bound)" in done.stdout

@@ -79,7 +79,9 @@ FUZZ = [
     (_set("policies", []), "policies"),
     (_set("policies", [{"kind": "static", "level": 7}]), "policies[0].level: 7"),
     (_set("policies", [{"kind": "fastest"}]), "policies[0].kind: 'fastest' is not a registered policy"),
-    (_set("policies", [{"kind": "deadline_aware", "quantil": 0.9}]), "policies[0].quantil: unknown key"),
+    (_set("policies", [{"kind": "deadline_aware", "quantil": 0.9}]), "policies[0].quantil: unknown key — did you mean 'quantile'?"),
+    (_set("policies", [{"kind": "deadline_aware", "count_queues": True}]), "did you mean 'count_queue'?"),
+    (_set("policies", [{"kind": "greedy", "speed": 1}]), "policies[0].speed: unknown key; greedy takes quantile"),
     (_set("policies", [{"kind": "static", "level": 0}, {"kind": "static", "level": 0}]), "repeat"),
     (_set("requests", 0), "requests"),
     (_set("warmup_requests", 10**9), "warmup_requests"),
@@ -161,6 +163,7 @@ def test_a_users_registered_policy_runs_from_yaml(tmp_path):
     pd.testing.assert_frame_equal(python, compiled)
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary.set_index("policy")["engine"].to_dict() == {"sparsest_after": "simpy", "sparsest_after_compiled": "compiled"}
+    assert "engine: simpy: sparsest_after; compiled: sparsest_after_compiled" in result.output  # and the terminal says so
 
 
 def test_report_command(tmp_path):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from simqos.cli import app
 from simqos.errors import SimqosError
-from simqos.sweep import cell_id, load_sweep, run_sweep
+from simqos.sweep import base_key, cell_id, finished_cells, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -59,8 +59,25 @@ def test_a_failing_cell_is_recorded_and_the_rest_finish(tmp_path):
     broken = [cells[0] | {"policies": [{"kind": "static", "level": 9}]}] + cells[1:3]  # level 9 does not exist
     with pytest.raises(SimqosError, match="1 of 3 cells failed"):
         run_sweep(base, broken, tmp_path / "out", workers=2)
-    assert (tmp_path / "out" / "cells" / f"{cell_id(broken[0])}.error").exists()
+    assert (tmp_path / "out" / "cells" / f"{cell_id(broken[0])}-{base_key(base)}.error").exists()
     assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2 * len(base.policies)
+
+
+def test_an_edited_base_runs_every_cell_again(tmp_path):
+    """Finished cells are reused only with the same base scenario (and profile, and simqos):
+    before, a changed base silently kept the old cells' numbers."""
+    raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+    raw["profile"] = str((ROOT / "scenarios" / raw["profile"]).resolve())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(raw))
+    _, base, cells = load_sweep(_sweep_file(tmp_path, base=str(tmp_path / "base.yaml")))
+    cells = cells[:2]
+    first = run_sweep(base, cells, tmp_path / "out", workers=1)
+    assert finished_cells(tmp_path / "out", base, cells) == (2, 0)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(raw | {"policies": [{"kind": "static", "level": 1}]}))  # edited
+    _, edited, _ = load_sweep(_sweep_file(tmp_path, base=str(tmp_path / "base.yaml")))
+    assert finished_cells(tmp_path / "out", edited, cells) == (0, 2)
+    again = run_sweep(edited, cells, tmp_path / "out", workers=1)
+    assert len(first) == 2 * len(raw["policies"]) and list(again["policy"]) == ["static L1"] * 2
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
@@ -81,6 +98,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     before = {name: (cells_dir / name).stat().st_mtime_ns for name in finished}
     result = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
+    assert f"Resuming: {len(finished)} of 24 cells are already done" in result.output  # and it says so
     assert all((cells_dir / name).stat().st_mtime_ns == t for name, t in before.items()), "finished cells were re-run"
     results = pd.read_csv(out / "results.csv")
     n_policies = len(yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())["policies"])
