@@ -41,10 +41,11 @@ def _run(*args: object, cwd: Path | None = None, monkeypatch=None):
 
 
 def _refused(result, fragment: str) -> None:
+    """Exit 2 and one line on stderr (stdout may hold the progress lines printed before)."""
     assert result.exit_code == 2, result.output
-    assert fragment in result.output, result.output
+    assert fragment in result.stderr, result.output
     assert "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.output
 
 
 @pytest.mark.parametrize("name", ["../../escape", "../x", "/tmp/absolute", ".", "..", "a/b", "", "-flag", "x" * 101])

@@ -41,7 +41,8 @@ def simulate_like(
     frames = []
     for r, stream in enumerate(np.random.SeedSequence(seed).spawn(replications)):
         uniforms = np.random.default_rng(stream).random((len(arrivals), len(model.sorted_samples_ms)))
-        inputs = ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, constant_trace(math.inf), everything)
+        inputs = ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, constant_trace(math.inf), everything,
+                                   math.inf)  # the measured schedule, its last speed held: nothing sampled
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
 
