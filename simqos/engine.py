@@ -31,6 +31,7 @@ import functools
 import importlib
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,14 +72,7 @@ class Plan:
 
 def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     """Load the profile and build the policies; raises SimqosError naming the field."""
-    for i, module in enumerate(scenario.plugins):
-        if not module or module.startswith(".") or not all(part.isidentifier() for part in module.split(".")):
-            raise SimqosError(f"{source}: plugins[{i}]: {module!r} is not a module name; give an importable one, e.g. my_policies")
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a user's module may fail in any way while importing
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise SimqosError(f"{source}: plugins[{i}]: importing {module!r} failed ({type(exc).__name__}: {first})") from None
+    _import_plugins(scenario, source)
     if not scenario.profile.is_dir():
         raise SimqosError(f"{source}: profile: {scenario.profile.resolve()} is not a profile folder; a relative path is "
                           "taken from the scenario file's folder (the shipped profiles are in profiles/)")
@@ -120,6 +114,26 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
     return Plan(scenario, model, tuple(factories), tuple(labels), tuple(implausible(scenario, model)))
+
+
+def _import_plugins(scenario: Scenario, source: str) -> None:
+    """Import the scenario's plugins, from its ``plugin_path`` folders (default: the scenario
+    file's own) before the Python path."""
+    saved = list(sys.path)
+    sys.path[:0] = [str(folder) for folder in scenario.plugin_path]
+    try:
+        for i, module in enumerate(scenario.plugins):
+            if not module or module.startswith(".") or not all(part.isidentifier() for part in module.split(".")):
+                raise SimqosError(f"{source}: plugins[{i}]: {module!r} is not a module name; give an importable one, e.g. my_policies")
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # a user's module may fail in any way while importing
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                where = ", ".join(map(str, scenario.plugin_path)) or "nowhere but the Python path"
+                raise SimqosError(f"{source}: plugins[{i}]: importing {module!r} failed ({type(exc).__name__}: {first}); "
+                                  f"looked in {where}, then the Python path") from None
+    finally:
+        sys.path[:] = saved
 
 
 MAX_BREAKPOINTS = 10**8

@@ -277,12 +277,28 @@ class Scenario(_Model):
     device: Device = Device()
     policies: list[PolicySpec] = Field(min_length=1)
     plugins: list[str] = Field(default_factory=list)
+    plugin_path: list[Path] = Field(default_factory=list)
     engine: Literal["auto", "simpy"] = "auto"
     outputs: Outputs = Outputs()
     precision: Precision | None = None
     objective: Objective = Objective()
 
     _resolve_profile = field_validator("profile")(_resolve)
+
+    @field_validator("plugin_path")
+    @classmethod
+    def _resolve_plugin_path(cls, folders: list[Path], info: ValidationInfo) -> list[Path]:
+        return [_resolve(folder, info) for folder in folders]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_beside_the_file(cls, data: Any, info: ValidationInfo) -> Any:
+        """Plugins are looked for in the scenario file's folder first (``plugin_path``, when not
+        given), then on the Python path."""
+        base = (info.context or {}).get("base")
+        if isinstance(data, dict) and data.get("plugins") and "plugin_path" not in data and base is not None:
+            return {**data, "plugin_path": [str(base)]}
+        return data
 
     @field_validator("name")
     @classmethod

@@ -2,6 +2,7 @@
 set of broken scenarios each gives exit 2 and one line, and writes nothing."""
 
 import copy
+import sys
 import json
 from pathlib import Path
 
@@ -164,6 +165,35 @@ def test_a_users_registered_policy_runs_from_yaml(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary.set_index("policy")["engine"].to_dict() == {"sparsest_after": "simpy", "sparsest_after_compiled": "compiled"}
     assert "engine: simpy: sparsest_after; compiled: sparsest_after_compiled" in result.output  # and the terminal says so
+
+
+def test_a_plugin_beside_the_scenario_file_is_found(tmp_path, monkeypatch):
+    """``plugins:`` are looked for next to the scenario file first (before, only on the Python
+    path: a plugin beside the scenario failed to import unless run from its folder)."""
+    import uuid
+
+    module = f"beside_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(
+        "from simqos.policies import Policy, register_policy\n\n\n"
+        f"@register_policy({module!r})\n"
+        "class Sparsest(Policy):\n"
+        "    def choose(self, state):\n"
+        "        return state.n_levels - 1\n"
+    )
+    raw = copy.deepcopy(BASE)
+    raw.update(plugins=[module], requests=300, warmup_requests=0, replications=1, outputs={"plots": False},
+               policies=[{"kind": module}])
+    (folder / "s.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # not the scenario's folder
+    result = runner.invoke(app, ["run", "project/s.yaml", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert module not in sys.modules or str(folder) not in sys.path  # the path was restored
+    raw["plugins"] = ["no_such_plugin_anywhere"]
+    (folder / "t.yaml").write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", "project/t.yaml", "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 2 and f"looked in {folder.resolve()}, then the Python path" in result.output
 
 
 def test_report_command(tmp_path):
