@@ -1,10 +1,14 @@
 """simqos: how many nines of QoS a multi-level sparse network keeps on a fluctuating device.
 
-The simulator side (profile bundles, scenarios, the SimPy engine, metrics) imports neither torch
-nor matplotlib; the torch side lives in :mod:`simqos.nested`, :mod:`simqos.kernels`,
-:mod:`simqos.profiler` and :mod:`simqos.models`.
+The supported Python API is the names in ``__all__`` (README, "Python API"): load a scenario,
+build its plan, run it, summarise, bound and judge it, vary one field, write your own policy.
+They are imported on first use, so ``import simqos`` stays light. The simulator side (profile
+bundles, scenarios, the engines, metrics) imports neither torch nor matplotlib; the torch side
+lives in :mod:`simqos.nested`, :mod:`simqos.kernels`, :mod:`simqos.profiler` and
+:mod:`simqos.models`; figures in :mod:`simqos.plots`.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -12,4 +16,31 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+_API = {
+    "SimqosError": "simqos.errors",
+    "load_scenario": "simqos.scenario",
+    "parse_scenario": "simqos.scenario",
+    "build_plan": "simqos.engine",
+    "sample_inputs": "simqos.engine",
+    "run_plan": "simqos.engine",
+    "run_policy": "simqos.engine",
+    "summarize_plan": "simqos.engine",
+    "decisions": "simqos.engine",
+    "plan_bound": "simqos.bound",
+    "plan_verdict": "simqos.verdict",
+    "override": "simqos.study",
+    "vary": "simqos.study",
+    "load_profile": "simqos.profile",
+    "Policy": "simqos.policies",
+    "register_policy": "simqos.policies",
+    "Decision": "simqos.serving",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    """The API's names, imported from their modules on first use."""
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'simqos' has no attribute {name!r}")
