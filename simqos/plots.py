@@ -91,6 +91,8 @@ def validation_ccdf(real: pd.DataFrame, simulated: pd.DataFrame, deadline_ms: fl
 
 
 PERCENTILE_PANELS = ("p50_ms", "p99_ms", "p99.9_ms")
+MARKERS = "osD^vPX*<>h"
+"""One marker per policy, in order, where points may sit on one another."""
 
 
 def _accuracy_panels(axes, table: pd.DataFrame) -> None:
@@ -121,16 +123,20 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     """Mean accuracy against latency p50, p99 and p99.9: one panel per percentile, one point
     per policy. Empty panels say so when the profile has no accuracy."""
     colours = policy_colours(list(summary["policy"]))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.6), sharey=True)
     for ax, col in zip(axes, PERCENTILE_PANELS):
-        for _, row in summary.iterrows():
+        for k, (_, row) in enumerate(summary.iterrows()):
             xerr = _error_bar(row, col)
             yerr = _error_bar(row, "mean_accuracy")
-            ax.errorbar(row[col], row["mean_accuracy"], xerr=xerr, yerr=yerr, fmt="o", color=colours[row["policy"]],
-                        label=row["policy"], markersize=6, capsize=3, elinewidth=1)
+            ax.errorbar(row[col], row["mean_accuracy"], xerr=xerr, yerr=yerr, fmt=MARKERS[k % len(MARKERS)],
+                        color=colours[row["policy"]], markerfacecolor="none", markeredgewidth=1.5,  # hollow: overlaps stay visible
+                        label=row["policy"], markersize=8, capsize=3, elinewidth=1)
     _accuracy_panels(axes, summary)
+    axes[0].get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle("Accuracy vs latency percentile per policy (bars: 95 % intervals)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 1))  # the legend below the panels
     return fig
 
 
