@@ -178,21 +178,51 @@ def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: flo
     return fig
 
 
+_UNITS = {"ms": "ms", "s": "s", "hz": "Hz", "mb": "MB", "mb_s": "MB/s", "fps": "frames/s"}
+
+
+def field_label(dotted: str) -> str:
+    """A scenario field's dotted path as an axis label: ``workload.deadline.ms`` -> ``deadline
+    (ms)``, ``workload.arrival.rate_hz`` -> ``arrival rate (Hz)``."""
+    parts = dotted.split(".")
+    last = parts[-1]
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if last == suffix:  # a unit alone names the field before it
+            return f"{parts[-2].replace('_', ' ') if len(parts) > 1 else last} ({_UNITS[suffix]})"
+        if last.endswith("_" + suffix):
+            name = last[: -len(suffix) - 1].replace("_", " ")
+            return f"{parts[-2] + ' ' if len(parts) > 2 else ''}{name} ({_UNITS[suffix]})"  # below a section: its parent too
+    return last.replace("_", " ")
+
+
+FACETS_PER_ROW = 3
+
+
 def nines_facets(table: pd.DataFrame, x: str, facet: str | None, title: str) -> Figure:
-    """Nines against column ``x`` per policy, one panel per value of column ``facet`` (a sweep's
-    second varied field; one panel when ``None``), shared y axis."""
+    """Nines against column ``x`` (a dotted field path) per policy, one panel per value of column
+    ``facet`` (a sweep's second varied field; one panel when ``None``), :data:`FACETS_PER_ROW`
+    to a row, shared y axis, one legend below."""
     colours = policy_colours(list(dict.fromkeys(table["policy"])))
     values = [None] if facet is None else sorted(table[facet].unique())
-    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values) + 1.5, 4.2), sharey=True, squeeze=False)
-    for ax, value in zip(axes[0], values):
+    columns = min(len(values), FACETS_PER_ROW)
+    rows = -(-len(values) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns + 0.8, 3.9 * rows + 1.0), sharey=True, squeeze=False)
+    for ax, value in zip(axes.flat, values):
         _nines_lines(ax, table if facet is None else table[table[facet] == value], x, colours)
-        ax.set_xlabel(x)
+        ax.set_xlabel(field_label(x))
         if facet is not None:
-            ax.set_title(f"{facet} = {value:g}" if isinstance(value, float) else f"{facet} = {value}", fontsize=9)
-    axes[0][0].set_ylabel("nines of QoS, −log10(miss rate)")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{title} {_NINES_NOTE}", fontsize=10)
-    fig.tight_layout()
+            ax.set_title(f"{field_label(facet)} = {value:g}" if isinstance(value, float) else f"{field_label(facet)} = {value}", fontsize=10)
+    for ax in axes.flat[len(values):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("nines of QoS, −log10(miss rate)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in axes.flat[: len(values)]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(f"{title}\n{_NINES_NOTE}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * ((len(labels) - 1) // 4) / rows, 1, 1))
     return fig
 
 

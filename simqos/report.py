@@ -248,7 +248,8 @@ def write_sweep_report(folder: Path) -> list[str]:
     for x in varied:
         facet = next((f for f in varied if f != x), None)
         name = "nines_vs_" + x.replace(".", "_")
-        plots.save(plots.nines_facets(table, x, facet, f"{design['base']}: nines of QoS vs {x}"), folder / "plots" / f"{name}.png")
+        plots.save(plots.nines_facets(table, x, facet, f"{design['base']}: nines of QoS vs {plots.field_label(x)}"),
+                   folder / "plots" / f"{name}.png")
         names.append(name)
     lines = [
         f"# sweep of {design['base']}",
