@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -99,8 +100,26 @@ def read_yaml(path: Path, what: str, hint: str = "") -> object:
 def read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     """The named columns of CSV ``path`` as float arrays: present, non-empty, finite, >= 0.
 
-    ``what`` names the file's role in messages (e.g. "arrivals", "trace").
+    ``what`` names the file's role in messages (e.g. "arrivals", "trace"). A file is read once
+    while it is unchanged (same size and modification time): a run's checks, its replications
+    and its report share one reading; the arrays are read-only.
     """
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return _read_numeric_columns(path, columns, what)  # it says what is wrong with the path
+    return dict(_cached_columns(str(path), columns, what, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_columns(path: str, columns: tuple[str, ...], what: str, _size: int, _mtime_ns: int) -> dict[str, np.ndarray]:
+    out = _read_numeric_columns(Path(path), columns, what)
+    for values in out.values():
+        values.setflags(write=False)
+    return out
+
+
+def _read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     try:
         table = pd.read_csv(io.StringIO(_read_text(path, what)))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
