@@ -16,7 +16,7 @@ import numpy as np
 from simqos.engine import build_plan, run_plan, summarize_plan
 from simqos.metrics import nines
 from simqos.scenario import load_scenario
-from simqos.study import override
+from simqos.overrides import override
 
 
 def main() -> None:

@@ -525,7 +525,7 @@ def run(
     from simqos.engine import build_plan, summarize_plan
     from simqos.outputs import staged
     from simqos.verdict import plan_verdict, verdict_lines
-    from simqos.precision import run_to_precision
+    from simqos.stopping import run_to_precision
     from simqos.results import write_results
     from simqos.scenario import load_scenario, parse_scenario
 
@@ -661,7 +661,7 @@ def validate(
     from simqos.profile import load_profile
     from simqos.profiler.run import cpu_name
     from simqos.scenario import load_scenario
-    from simqos.study import override
+    from simqos.overrides import override
     from simqos.validate.run import ValidationSettings, run_validation, validation_plan
 
     if seconds <= 0 or sim_replications < 1 or probes < 1:

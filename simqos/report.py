@@ -27,7 +27,7 @@ from simqos.outputs import owned
 from simqos.profile import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
-from simqos.study import override, vary
+from simqos.overrides import override, vary
 from simqos.verdict import verdict_lines
 
 __all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "pooled_over_seeds", "write_report", "write_sweep_report"]

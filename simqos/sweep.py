@@ -97,7 +97,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
     if spec.replications is not None:
         common["replications"] = spec.replications
     cells = [{**common, **d, "seed": seed} for d in designs for seed in (spec.seeds or [base.seed])]
-    from simqos.study import override
+    from simqos.overrides import override
 
     for cell in cells:  # describe, then run: every cell must validate before any runs
         _scenario(base, cell, override)
@@ -145,7 +145,7 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
     classes made at import time, which do not pickle)."""
     from simqos.engine import build_plan, run_plan, summarize_plan
     from simqos.scenario import parse_scenario
-    from simqos.study import override
+    from simqos.overrides import override
 
     if isinstance(base, dict):
         base = parse_scenario(base, "sweep base")

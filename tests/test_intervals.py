@@ -21,7 +21,7 @@ from simqos.metrics import (
     percentile_intervals_ms,
     wilson_interval,
 )
-from simqos.precision import nines_half_width, run_to_precision
+from simqos.stopping import nines_half_width, run_to_precision
 from simqos.scenario import parse_scenario
 
 

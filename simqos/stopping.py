@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from simqos.engine import Plan, run_plan, summarize_plan
-from simqos.study import override
+from simqos.overrides import override
 
 __all__ = ["Outcome", "nines_half_width", "run_to_precision"]
 
