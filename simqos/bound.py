@@ -32,12 +32,10 @@ is never worse, and a state is its ``low`` alone: the DP keeps the Pareto fronti
 time, value), exactly, merging neighbours optimistically above ``max_states``.
 
 Queue rules: with an unbounded queue and ``late: run`` they are followed exactly (every
-request is served). With ``late: drop`` a request is dropped from every state whose whole
-interval of start times the rule drops it at (exact for point states: the late rule reads
-the speed at the start, so a later start is not always worse under it; from a state where it
-drops some starts and not others, both are followed), and any other request may be dropped
-too; with a bounded queue any request may be dropped (a relaxation: whether the queue is full
-depends on the schedule).
+request is served); with a bounded queue or ``late: drop`` any request may be dropped (a
+relaxation: whether a queue is full, or a request too late, depends on the schedule, and the
+late rule reads the speed at the start, so a later start is not always worse under it — which
+is also why the rule cannot be enforced here: the pruning keeps the earliest free time).
 
 The two objectives are solved apart, and the accuracy bound is also at most the most requests
 met times the largest accuracy of a route (a tighter bound where merging loosened the first).
@@ -58,7 +56,7 @@ import os
 import numpy as np
 
 from simqos.compiled import njit
-from simqos.serving import bisect_right, idle_factors, jit, segment_end, too_late
+from simqos.serving import idle_factors, jit, segment_end
 
 __all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
 
@@ -221,25 +219,9 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
     return t
 
 
-@jit
-def _late_throughout(times, speeds, start_lo, start_hi, deadline, sparsest_median_ms) -> bool:
-    """Whether the late-drop rule (:func:`simqos.serving.too_late`) drops a request whose turn
-    comes at any time in ``[start_lo, start_hi]``: on each piece of the speed trace the earliest
-    start is the most favourable, so those are the times to try."""
-    k = bisect_right(times, start_lo, len(times)) - 1
-    t = start_lo
-    while True:
-        if not too_late(t, deadline, sparsest_median_ms, speeds[k]):
-            return False
-        k += 1
-        if k >= len(times) or times[k] > start_hi:
-            return True
-        t = times[k]
-
-
 @njit(nogil=True)  # replications and objectives run in threads (plan_bound)
 def _bound(
-    arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops, late_drop, sparsest_median_ms,
+    arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
     idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
 ):  # fmt: skip
     n_routes, n_segments = routes.shape
@@ -271,10 +253,6 @@ def _bound(
         m = 0
         for s in range(size):
             t_lo, t_hi, v = low[s], high[s], value[s]
-            if late_drop and _late_throughout(times, speeds, max(arrival, t_lo), max(arrival, t_hi), deadline, sparsest_median_ms):
-                new_low[m], new_high[m], new_value[m] = t_lo, t_hi, v  # its turn comes too late: dropped
-                m += 1
-                continue
             gap_lo_ms, gap_hi_ms = max(0.0, arrival - t_hi) * 1e3, max(0.0, arrival - t_lo) * 1e3
             _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, f_lo, f_hi)
             span = spans  # not pruning: the row where no route is dominated
@@ -395,7 +373,6 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
         inputs.arrivals_s, inputs.deadlines_s, np.ascontiguousarray(inputs.work_ms), trace.times_s,
         trace.values.astype(float), inputs.speed.cum_work_ms, inputs.resident.times_s,
         inputs.resident.values.astype(np.int64), queue.capacity is not None or queue.late == "drop",
-        queue.late == "drop", float(model.sparsest_median_ms),
         np.ascontiguousarray(model.idle_ms, dtype=np.float64), idle_factor, routes,
         np.lexsort(routes.T[::-1]),
     )
