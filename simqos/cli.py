@@ -11,6 +11,7 @@ import json
 import math
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,19 +123,30 @@ def _command_line(command, params: dict) -> str:
 class _LineProgress:
     """Progress where the output is not a terminal (a file, a pipe, a CI log), where a live bar
     shows nothing until the end: plain lines, flushed — one when a task starts or changes
-    stage, and otherwise at most one every :attr:`EVERY_S` seconds. Takes the calls the
-    commands make on a rich ``Progress``."""
+    stage, and otherwise at most one every :attr:`EVERY_S` seconds; a thread that wakes every
+    :attr:`HEARTBEAT_S` seconds repeats the line, so a long stage without updates (the bound)
+    still shows it is alive. Takes the calls the commands make on a rich ``Progress``."""
 
     EVERY_S = 10.0
+    HEARTBEAT_S = 10.0
 
     def __init__(self) -> None:
         self.tasks: dict[int, dict] = {}
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
 
     def __enter__(self) -> _LineProgress:
+        self._beat.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        return None
+        self._stop.set()
+        self._beat.join()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_S):
+            for task in list(self.tasks):
+                self._say(task, force=False)
 
     def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
         task = len(self.tasks)

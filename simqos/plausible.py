@@ -26,24 +26,26 @@ MOST_SPAN = 100.0
 MOST_GAP_S = 60.0
 
 
-def _speeds(spec) -> list[float]:
-    """Every speed factor a ``device.speed`` process can take."""
+def _speeds(spec) -> dict[str, float]:
+    """Every speed factor a ``device.speed`` process can take, by the field that gives it."""
     if spec.kind == "constant":
-        return [spec.speed]
+        return {"device.speed.speed": spec.speed}
     if spec.kind == "markov":
-        return [s.speed for s in spec.states]
+        return {f"device.speed.states[{k}].speed" + (f" ({s.name})" if s.name else ""): s.speed for k, s in enumerate(spec.states)}
     if spec.kind == "periodic":
-        return [spec.high, spec.low]
-    return read_trace_csv(spec.path, "speed").values.tolist()
+        return {"device.speed.high": spec.high, "device.speed.low": spec.low}
+    return {f"device.speed: {spec.path}": float(read_trace_csv(spec.path, "speed").values.max())}
 
 
 def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
     """Warnings for ``scenario`` (module doc), each naming the field, the value and its meaning."""
     out = []
-    speeds = _speeds(scenario.device.speed)
-    if max(speeds) > MOST_SPEED:
-        out.append(f"device.speed: {max(speeds):g} means a device {max(speeds):g} times faster than the one profiled; "
-                   "speed is a factor (1.0 = as profiled, 0.5 = half as fast), not a percentage")
+    by_field = _speeds(scenario.device.speed)
+    speeds = list(by_field.values())
+    for field, speed in by_field.items():
+        if speed > MOST_SPEED:
+            out.append(f"{field}: {speed:g} means a device {speed:g} times faster than the one profiled; "
+                       "speed is a factor (1.0 = as profiled, 0.5 = half as fast), not a percentage")
     deadline = scenario.workload.deadline
     if deadline.kind == "lognormal" and deadline.sigma > MOST_SIGMA:
         p99 = deadline.median_ms * math.exp(2.326 * deadline.sigma)

@@ -110,6 +110,11 @@ def _ceiling(bound: dict, objective: str) -> float:
     return bound["accuracy_at_deadline"] if objective == "accuracy_at_deadline" else bound["met"] / bound["requests"]
 
 
+def _points(fraction: float) -> str:
+    """A difference in percentage points, signed, with no "-0.00" for a tiny negative."""
+    return f"{round(100 * fraction, 2) + 0.0:+.2f}"
+
+
 def _known(x: float | None) -> bool:
     return x is not None and not math.isnan(x)
 
@@ -122,18 +127,18 @@ def verdict_lines(v: dict | None) -> list[str]:
     if "deploy" not in v:
         return [f"**Verdict**: {v['note']}."]
     what = "accuracy-at-deadline" if v["objective"] == "accuracy_at_deadline" else "share of requests met"
-    interval = (f" [{100 * v['difference_low']:+.2f}, {100 * v['difference_high']:+.2f}] (95 %)"
+    interval = (f" [{_points(v['difference_low'])}, {_points(v['difference_high'])}] (95 %)"
                 if _known(v["difference_low"]) else "")
     if v["deploy"] == v["baseline"]:
         lines = [f"**Deploy `{v['deploy']}`** (the baseline) for {what}: {v['value']:.2%}."]
         if "best" in v:
             point, low, high = v["best_difference"]
             lines[0] += (f" No policy beats it beyond the 95 % interval: the best, `{v['best']}`, differs by "
-                         f"{100 * point:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}].")
+                         f"{_points(point)} points [{_points(low)}, {_points(high)}].")
     else:
         lines = [
             f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
-            f"`{v['baseline']}`, a paired difference of {100 * v['difference']:+.2f} points{interval}."
+            f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval}."
         ]
     if "bound" in v:
         closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if _known(v["gap_closed"]) else ""

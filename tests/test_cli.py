@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
 
     progress = cli._progress()
     assert isinstance(progress, cli._LineProgress)  # pytest's output is not a terminal
-    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.0)
+    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.0)  # every update says so; the heartbeat sleeps 10 s
     with progress as bar:
         task = bar.add_task("train mlp", total=3)
         bar.advance(task)
@@ -154,6 +155,12 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
         bar.update(task, completed=2, rate="9 requests/s")
     lines = capsys.readouterr().out.splitlines()
     assert [line.rsplit(" (", 1)[0] for line in lines] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3, 9 requests/s"]
+    monkeypatch.setattr(cli._LineProgress, "HEARTBEAT_S", 0.05)  # a long stage with no update still prints
+    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.05)
+    with cli._LineProgress() as bar:
+        bar.add_task("offline optimum")
+        time.sleep(0.3)
+    assert capsys.readouterr().out.count("offline optimum") >= 3
 
 
 def test_a_piped_run_prints_its_stages(tmp_path):

@@ -32,8 +32,9 @@ def test_the_shipped_scenarios_raise_no_warning():
 
 def test_a_speed_in_percent(two_level):
     device = {"speed": {"kind": "markov", "states": [{"speed": 100, "mean_dwell_s": 0.05}, {"speed": 40, "mean_dwell_s": 0.02}]}}
-    (warning,) = _warnings(two_level, device=device)
-    assert warning.startswith("device.speed: 100 means a device 100 times faster") and "not a percentage" in warning
+    first, second = _warnings(two_level, device=device)
+    assert first.startswith("device.speed.states[0].speed: 100 means a device 100 times faster") and "not a percentage" in first
+    assert second.startswith("device.speed.states[1].speed: 40 means")
 
 
 def test_a_sigma_in_ms(two_level):
