@@ -36,7 +36,7 @@ app = typer.Typer(
     help="Nines of QoS for multi-level sparse networks on fluctuating edge devices.",
 )
 # Wide enough for the result tables when the output is a file or a pipe (rich would use 80).
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -151,7 +151,7 @@ class _LineProgress:
     def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
         task = len(self.tasks)
         self.tasks[task] = {"description": description, "total": total, "completed": 0, "fields": fields,
-                            "start": time.monotonic(), "said": -math.inf}
+                            "start": time.monotonic(), "said": -math.inf, "count": True}
         self._say(task, force=True)
         return task
 
@@ -162,17 +162,19 @@ class _LineProgress:
         t |= {k: v for k, v in (("completed", completed), ("total", total), ("description", description)) if v is not None}
         t["completed"] += advance or 0
         t["fields"] |= fields
-        self._say(task, force=stage, count=not stage or completed is not None)
+        if stage or completed is not None:
+            t["count"] = completed is not None  # a new stage: the old count is not its
+        self._say(task, force=stage)
 
     def advance(self, task: int, advance: float = 1) -> None:
         self.update(task, advance=advance)
 
-    def _say(self, task: int, force: bool, count: bool = True) -> None:
+    def _say(self, task: int, force: bool) -> None:
         t, now = self.tasks[task], time.monotonic()
         if not force and now - t["said"] < self.EVERY_S:
             return
         t["said"] = now
-        done = f": {t['completed']:g}/{t['total']:g}" if t["total"] and count else ""  # a new stage: the old count is not its
+        done = f": {t['completed']:g}/{t['total']:g}" if t["total"] and t["count"] else ""
         extra = "".join(f", {v}" for v in t["fields"].values() if v)
         typer.echo(f"{t['description']}{done}{extra} ({now - t['start']:.0f} s)")
         sys.stdout.flush()
@@ -752,7 +754,7 @@ def _print_run_summary(spec, summary) -> None:
     n = int(summary["requests"].iloc[0])
     table = Table(title=f"{spec.name}: {n} requests per policy after warm-up ({spec.replications} replication{'s' if spec.replications != 1 else ''})")
     for col in ("policy", "nines [95% CI]", "miss %", "p50 ms", "p99 ms", "p99.9 ms", "accuracy", "at deadline", "reroutes"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=col in ("policy", "nines [95% CI]"))
     for _, row in summary.iterrows():
         table.add_row(
             row["policy"],
