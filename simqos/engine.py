@@ -80,6 +80,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     _check_trace_files(scenario, source)
     _check_memory(scenario, model, source)
     _check_size(scenario, model, source)
+    _check_trace_lengths(scenario, source)
     factories, labels = [], []
     for i, spec in enumerate(scenario.policies):
         where = f"{source}: policies[{i}]"
@@ -276,6 +277,20 @@ def _check_trace_ends(scenario: Scenario, until_s: float, what: str) -> None:
                 f"{field}: {spec.path} ends at {end_s:g} s, but {what} {until_s:g} s; give a trace that lasts the "
                 f"run, or set {field}.after_end: hold (its last value stays) or repeat (replayed end to end)"
             )
+
+
+def _check_trace_lengths(scenario: Scenario, source: str) -> None:
+    """Before any work: every replication's arrivals end within each device trace file that
+    must not end first (``after_end: error``); the arrivals are drawn as the run will draw them."""
+    if not any(spec is not None and spec.kind == "trace" and spec.after_end == "error"
+               for spec in (scenario.device.speed, scenario.device.memory)):
+        return
+    for replication in range(scenario.replications):
+        stream = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)[0]
+        try:
+            _check_trace_ends(scenario, float(_arrivals(scenario, stream)[-1]), f"replication {replication}'s arrivals run to")
+        except SimqosError as exc:
+            raise SimqosError(f"{source}: {exc}") from None
 
 
 def until_covered(plan: Plan, replication: int, run: Callable[[ReplicationInputs], tuple[Any, float]]) -> Any:

@@ -37,9 +37,8 @@ PERIODIC = {"arrival": {"kind": "periodic", "fps": 100, "jitter_ms": 0}, "deadli
 
 def test_a_speed_trace_shorter_than_the_arrivals_is_an_error_naming_both(four_ms, tmp_path):
     path = _speed_file(tmp_path, [(0, 1.0), (1.0, 0.5)])  # ends at 1 s; 200 arrivals at 100/s until 2 s
-    plan = _plan(four_ms, requests=200, workload=PERIODIC, device={"speed": {"kind": "trace", "path": str(path)}})
-    with pytest.raises(SimqosError, match=r"device.speed: .*speed.csv ends at 1 s, but replication 0's arrivals run to 2 s.*after_end: hold"):
-        run_plan(plan)
+    with pytest.raises(SimqosError, match=r"scenario: device.speed: .*speed.csv ends at 1 s, but replication 0's arrivals run to 2 s.*after_end: hold"):
+        _plan(four_ms, requests=200, workload=PERIODIC, device={"speed": {"kind": "trace", "path": str(path)}})  # before any work
 
 
 def test_hold_keeps_the_last_value_and_repeat_replays_the_file(four_ms, tmp_path):
