@@ -41,6 +41,7 @@ __all__ = [
     "read_trace_csv",
     "repeated_trace",
     "resident_trace",
+    "sampled_to_horizon",
     "trace_from_spec",
     "transition_matrix",
 ]
@@ -251,6 +252,12 @@ def trace_from_spec(spec: Any, field: str, horizon_s: float, rng: np.random.Gene
         return periodic_trace(spec.high, spec.low, spec.period_s, spec.duty, horizon_s, spec.phase_s)
     trace = read_trace_csv(spec.path, field)
     return repeated_trace(trace, horizon_s) if spec.after_end == "repeat" else trace
+
+
+def sampled_to_horizon(spec: Any) -> bool:
+    """Whether :func:`trace_from_spec` draws ``spec`` up to its horizon (a Markov or periodic
+    process, a repeated trace file), so that a longer run needs a longer horizon."""
+    return spec.kind in ("markov", "periodic") or (spec.kind == "trace" and spec.after_end == "repeat")
 
 
 def repeated_trace(trace: Trace, horizon_s: float) -> Trace:

@@ -41,7 +41,7 @@ import pandas as pd
 import simpy
 from pydantic import ValidationError
 
-from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, trace_from_spec
+from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, sampled_to_horizon, trace_from_spec
 from simqos.errors import SimqosError
 from simqos import serving
 from simqos.fastpath import serve_fast
@@ -184,10 +184,10 @@ def _check_trace_files(scenario: Scenario, source: str) -> None:
                 f"{source}: workload.arrival: {arrival.path} has {len(times)} arrivals until {times[-1]:g} s, but the run "
                 f"{short}; ask for fewer, or set workload.arrival.after_end: repeat (replayed end to end)"
             )
-    for field, spec in (("speed", scenario.device.speed), ("memory_mb", scenario.device.memory)):
-        if spec is not None and spec.kind == "trace":
-            trace = read_trace_csv(spec.path, field)
-            if field == "speed" and (trace.values <= 0).any():
+    for _, spec, column in scenario.device.processes():
+        if spec.kind == "trace":
+            trace = read_trace_csv(spec.path, column)
+            if column == "speed" and (trace.values <= 0).any():
                 raise SimqosError(f"{source}: device.speed: {spec.path} has speed factors <= 0; they must be > 0")
             if (trace.values < 0).any():
                 raise SimqosError(f"{source}: device.memory: {spec.path} has negative memory_mb")
@@ -260,18 +260,20 @@ def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) 
     )
     resident = resident_trace(memory, model.level_bytes, scenario.device.storage_bandwidth_mb_s)
     uniforms = np.random.default_rng(streams[4]).random((n, len(model.sorted_samples_ms)))
-    sampled = any(spec is not None and (spec.kind in ("markov", "periodic") or spec.kind == "trace" and spec.after_end == "repeat")
-                  for spec in (scenario.device.speed, scenario.device.memory))
+    sampled = any(sampled_to_horizon(spec) for _, spec, _ in scenario.device.processes())
     return ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, memory, resident,
                              horizon if sampled else math.inf)
 
 
+def _ending_traces(scenario: Scenario) -> list[tuple[str, Any, str]]:
+    """The device's trace files that must last the run (``after_end: error``)."""
+    return [p for p in scenario.device.processes() if p[1].kind == "trace" and p[1].after_end == "error"]
+
+
 def _check_trace_ends(scenario: Scenario, until_s: float, what: str) -> None:
     """A device trace file with ``after_end: error`` must last until ``until_s``."""
-    for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
-        if spec is None or spec.kind != "trace" or spec.after_end != "error":
-            continue
-        end_s = float(read_trace_csv(spec.path, "speed" if field == "device.speed" else "memory_mb").times_s[-1])
+    for field, spec, column in _ending_traces(scenario):
+        end_s = float(read_trace_csv(spec.path, column).times_s[-1])
         if until_s > end_s:
             raise SimqosError(
                 f"{field}: {spec.path} ends at {end_s:g} s, but {what} {until_s:g} s; give a trace that lasts the "
@@ -282,8 +284,7 @@ def _check_trace_ends(scenario: Scenario, until_s: float, what: str) -> None:
 def _check_trace_lengths(scenario: Scenario, source: str) -> None:
     """Before any work: every replication's arrivals end within each device trace file that
     must not end first (``after_end: error``); the arrivals are drawn as the run will draw them."""
-    if not any(spec is not None and spec.kind == "trace" and spec.after_end == "error"
-               for spec in (scenario.device.speed, scenario.device.memory)):
+    if not _ending_traces(scenario):
         return
     for replication in range(scenario.replications):
         stream = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)[0]

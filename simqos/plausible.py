@@ -62,9 +62,8 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
                    f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
     run_s = (scenario.requests / mean_rate_hz(scenario.workload.arrival) if scenario.requests is not None
              else scenario.duration_s)
-    for field, spec, column in (("device.speed", scenario.device.speed, "speed"),
-                                ("device.memory", scenario.device.memory, "memory_mb")):
-        if spec is not None and spec.kind == "trace":
+    for field, spec, column in scenario.device.processes():
+        if spec.kind == "trace":
             span_s = float(read_trace_csv(spec.path, column).times_s[-1])
             if span_s > MOST_SPAN * run_s:
                 out.append(f"{field}: {spec.path} spans {span_s:g} s, but the run's arrivals last about {run_s:.3g} s; "

@@ -210,6 +210,12 @@ class Device(_Model):
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
 
+    def processes(self) -> list[tuple[str, Any, str]]:
+        """``(field path, process, value column)`` of the speed and (when given) the memory
+        process, e.g. ``("device.speed", ..., "speed")``."""
+        both = [("device.speed", self.speed, "speed"), ("device.memory", self.memory, "memory_mb")]
+        return [(field, spec, column) for field, spec, column in both if spec is not None]
+
 
 # --- policies and the scenario ---------------------------------------------------------------
 

@@ -132,9 +132,14 @@ def finished_cells(out: Path, base: Scenario, cells: list[Cell]) -> tuple[int, i
     """(cells of this sweep already finished in ``out`` with the same :func:`base_key`, cells
     finished there from another base, profile or simqos: they will run again)."""
     folder, key = out / "cells", base_key(base)
-    same = sum((folder / f"{cell_id(c)}-{key}.csv").exists() for c in cells)
-    other = sum(1 for c in cells for p in folder.glob(f"{cell_id(c)}-*.csv") if not p.name.endswith(f"-{key}.csv")) if folder.is_dir() else 0
+    same = sum((folder / f"{_stem(c, key)}.csv").exists() for c in cells)
+    other = sum(1 for c in cells for p in folder.glob(f"{cell_id(c)}-*.csv") if p.stem != _stem(c, key)) if folder.is_dir() else 0
     return same, other
+
+
+def _stem(cell: Cell, key: str) -> str:
+    """A finished cell's file name without suffix: its overrides' id and the base key."""
+    return f"{cell_id(cell)}-{key}"
 
 
 def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
@@ -210,7 +215,7 @@ def run_sweep(
     key = base_key(base)
 
     def stem(cell: Cell) -> str:
-        return f"{cell_id(cell)}-{key}"
+        return _stem(cell, key)
 
     todo = [c for c in cells if not (folder / f"{stem(c)}.csv").exists()]
     base_json = base.model_dump(mode="json")
