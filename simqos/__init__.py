@@ -30,7 +30,7 @@ _API = {
     "plan_verdict": "simqos.verdict",
     "override": "simqos.overrides",
     "vary": "simqos.overrides",
-    "load_profile": "simqos.profile",
+    "load_profile": "simqos.bundle",
     "Policy": "simqos.policies",
     "register_policy": "simqos.policies",
     "Decision": "simqos.serving",

@@ -33,7 +33,7 @@ import pandas as pd
 from simqos.errors import SimqosError
 from simqos.metrics import wilson_interval
 from simqos.outputs import owned, staged
-from simqos.profile import SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
+from simqos.bundle import SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
 
 __all__ = ["attach_accuracy", "read_accuracy_csv"]
 

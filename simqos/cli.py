@@ -7,7 +7,6 @@ traceback), anything else a bug. torch is imported only by the commands that nee
 from __future__ import annotations
 
 import functools
-import json
 import math
 import shlex
 import sys
@@ -81,23 +80,43 @@ def _model_kwargs(pairs: list[str]) -> dict:
     return kwargs
 
 
-def _train_config(params: dict, growth: str):
-    """The TrainConfig of a train or profile command's parsed options (``growth`` given apart:
-    ``simqos train`` may run both methods)."""
-    from simqos.nested.training import TrainConfig
+def _checked(cls, options: dict[str, str], **values):
+    """``cls(**values)`` (a pydantic settings model), its first invalid field named by the
+    command-line option that gave it."""
+    from pydantic import ValidationError
 
-    dense, sparsest, grow = _ints("--epochs", params["epochs"], 3)
-    rates = _floats("--lr", params["lr"])
-    if len(rates) != 2 or min(rates) <= 0 or params["train_batch_size"] < 1:
-        raise SimqosError(
-            f"--lr {params['lr']!r} needs two rates > 0 (dense, sparse), e.g. 1e-3,5e-4; "
-            f"--train-batch-size ({params['train_batch_size']}) must be >= 1"
-        )
-    lr_dense, lr_sparse = rates
-    return TrainConfig(
-        epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow, seed=params["seed"], growth=growth,
-        batch_size=params["train_batch_size"], lr_dense=lr_dense, lr_sparse=lr_sparse, scope=params["scope"],
-        keep_dense=tuple(n for n in params["keep_dense"].split(",") if n),
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        raise SimqosError(f"{options.get(field, field)}: {error.get('input')!r}: {error['msg'][0].lower()}{error['msg'][1:]}") from None
+
+
+_TRAINING_OPTIONS = {
+    "epochs_dense": "--epochs", "epochs_sparsest": "--epochs", "epochs_grow": "--epochs", "batch_size": "--train-batch-size",
+    "lr_dense": "--lr", "lr_sparse": "--lr", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
+}
+
+
+def _recipe(model: str, levels: str, model_arg: list[str], training: dict, growth: str, input_shape: str | None = None):
+    """The NetworkRecipe of a train or profile command's parsed options (``growth`` given
+    apart: ``simqos train`` may run both methods)."""
+    from simqos.bundle import NetworkRecipe, TrainingSettings
+
+    dense, sparsest, grow = _ints("--epochs", training["epochs"], 3)
+    rates = _floats("--lr", training["lr"])
+    if len(rates) != 2:
+        raise SimqosError(f"--lr {training['lr']!r} needs two rates (dense, sparse), e.g. 1e-3,5e-4")
+    settings = _checked(
+        TrainingSettings, _TRAINING_OPTIONS, epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow,
+        batch_size=training["train_batch_size"], lr_dense=rates[0], lr_sparse=rates[1], seed=training["seed"], growth=growth,
+        scope=training["scope"], keep_dense=tuple(n for n in training["keep_dense"].split(",") if n),
+    )
+    return _checked(
+        NetworkRecipe, {"densities": "--levels", "input_shape": "--input-shape"}, model=model, model_kwargs=_model_kwargs(model_arg),
+        input_shape=_ints("--input-shape", input_shape) if input_shape else None, densities=_floats("--levels", levels),
+        training=settings,
     )
 
 
@@ -198,41 +217,12 @@ def _progress(*columns: TextColumn) -> Progress | _LineProgress:
     )
 
 
-def _trained(model: str, kwargs: dict, densities: tuple[float, ...], config, retrain: bool):
-    """Load or train the nested network, with a progress bar over epochs."""
-    from simqos.nested.checkpoint import trained_network
+def _epoch_bar(bar, recipe):
+    """A task on ``bar`` that the recipe's training advances, epoch by epoch."""
+    from simqos.profiler.recipe import total_epochs
 
-    total = config.epochs_dense + config.epochs_sparsest + config.epochs_grow * (len(densities) - 1)
-    with _progress() as bar:
-        task = bar.add_task(f"train {model} ({config.growth})", total=total)
-        net, spec, path = trained_network(
-            model, kwargs, densities, config, retrain, on_epoch=lambda phase, _e, loss: bar.advance(task)
-        )
-    return net, spec, path
-
-
-def _route_report(net, spec, checkpoint: Path | None = None):
-    """Every route's accuracy on both held-out splits, and the dense model's; kept beside the
-    checkpoint (``NAME.routes.json``) so that profiling the same network again reuses them."""
-    from dataclasses import asdict
-
-    from simqos.nested.checkpoint import routes_cache_path
-    from simqos.nested.routes import RouteAccuracy, enumerate_routes, route_accuracies
-    from simqos.nested.scoring import SPLITS
-    from simqos.profiler.run import RouteReport
-
-    data = spec.dataset
-    saved = None if checkpoint is None else routes_cache_path(checkpoint)
-    if saved is not None and saved.exists():
-        document = json.loads(saved.read_text())
-        accuracies = [RouteAccuracy(**{**a, "route": tuple(a["route"])}) for a in document["accuracies"]]
-        return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, document["complete"])
-    routes, complete = enumerate_routes(net.n_segments, net.n_levels)
-    batched = spec.batch_dim is not None
-    accuracies = [a for split in SPLITS for a in route_accuracies(net, data, routes, split, batched)]
-    if saved is not None:
-        saved.write_text(json.dumps({"complete": complete, "accuracies": [asdict(a) for a in accuracies]}))
-    return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, complete)
+    task = bar.add_task(f"train {recipe.model} ({recipe.training.growth})", total=total_epochs(recipe))
+    return lambda phase, _epoch, loss: bar.advance(task)
 
 
 LevelsOpt = Annotated[str, typer.Option("--levels", help="Kept-weight fractions, least sparse first (1.0 adds the dense model).")]
@@ -261,21 +251,21 @@ def train(
     retrain: Annotated[bool, typer.Option(help="Train even if a cached checkpoint exists.")] = False,
 ) -> None:
     """Train a nested multi-level sparse model sparse-first and report the accuracy of its routes."""
-    from simqos.nested.masks import validate_densities
     from simqos.nested.network import format_route
     from simqos.nested.training import GROWTH_METHODS
-    from simqos.profiler.timer import torch_threads
+    from simqos.profiler.recipe import build_network, route_report
 
-    densities = validate_densities(_floats("--levels", levels))
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
-    kwargs = _model_kwargs(model_arg)
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
     reports = {}
-    with torch_threads(threads):
-        for method in methods:
-            net, spec, path = _trained(model, kwargs, densities, _train_config(training, method), retrain)
-            reports[method] = _route_report(net, spec, path)
-            console.print(f"{method}: checkpoint {path}")
+    for method in methods:
+        recipe = _recipe(model, levels, model_arg, training, method)
+        with _progress() as bar:
+            built = build_network(recipe, retrain, on_epoch=_epoch_bar(bar, recipe), threads=threads)
+        if built.checkpoint is None:
+            raise SimqosError(f"{model}: no dataset ships for it, so it cannot be trained; `simqos profile {model}` prunes it by magnitude")
+        reports[method] = route_report(built)
+        console.print(f"{method}: checkpoint {built.checkpoint}")
     first = next(iter(reports.values()))
     test = [a for a in first.accuracies if a.split == "test"]
     dense = {a.split: a for a in first.dense}
@@ -327,78 +317,39 @@ def profile(
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
-    recorded_command: Annotated[str | None, typer.Option(hidden=True, help="The command line the bundle records (default: this one).")] = None,
 ) -> None:
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
     from simqos.kernels import kernel_names
-    from simqos.models import build_model
-    from simqos.nested.masks import validate_densities
-    from simqos.nested.network import NestedNetwork
-    from simqos.profiler.run import ProfileSettings, check_device, check_output, run_profile
-    from simqos.profiler.timer import torch_threads
+    from simqos.bundle import ProfileSettings
+    from simqos.profiler.run import profile_model
 
-    densities = validate_densities(_floats("--levels", levels))
-    if kernels is None:
-        kernels = ",".join(kernel_names(device))
-    kernel_list = tuple(k for k in kernels.split(",") if k)
+    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
+    recipe = _recipe(model, levels, model_arg, training, growth, input_shape)
+    kernel_list = tuple(k for k in (kernels or ",".join(kernel_names(device))).split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
     if unknown:
         raise SimqosError(f"--kernels: {unknown} unknown; choose among {kernel_names()}")
-    check_device(device)
-    for name, value in (("--threads", threads), ("--batch-size", batch_size), ("--samples", samples), ("--passes", passes), ("--choice-passes", choice_passes)):
-        if value < 1:
-            raise SimqosError(f"{name}: {value} must be >= 1")
-    if idle_samples < 0:
-        raise SimqosError(f"--idle-samples: {idle_samples} must be >= 0 (0 leaves idle.csv out)")
-    if min_sample_ms <= 0:
-        raise SimqosError(f"--min-sample-ms: {min_sample_ms} must be > 0")
-    kwargs = _model_kwargs(model_arg)
-    shape = _ints("--input-shape", input_shape) if input_shape else None
-    check_output(out, overwrite)  # fail on an unwritable --out before any training
-
-    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
-    config = _train_config(training, growth)
-    spec = build_model(model, shape, **kwargs)
-    if spec.dataset is None:
-        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after, config.scope, config.keep_dense)
-        routes, growth_used = None, None
-        console.print(f"{model}: no dataset ships for it; levels by magnitude, accuracy unavailable")
-    else:
-        with torch_threads(2):
-            net, spec, checkpoint = _trained(model, kwargs, densities, config, retrain=False)
-            routes, growth_used = _route_report(net, spec, checkpoint), growth
-    settings = ProfileSettings(
-        model=model,
-        model_kwargs=kwargs,
-        densities=densities,
-        growth=growth_used,
-        kernels=kernel_list,
-        batch_size=batch_size,
-        threads=threads,
-        device=device,
-        n_samples=samples,
-        min_sample_ms=min_sample_ms,
-        in_model_passes=passes,
-        choice_passes=choice_passes,
-        idle_samples=idle_samples,
+    settings = _checked(
+        ProfileSettings, _PROFILE_OPTIONS, device=device, kernels=kernel_list, batch_size=batch_size, threads=threads,
+        n_samples=samples, min_sample_ms=min_sample_ms, in_model_passes=passes, choice_passes=choice_passes, idle_samples=idle_samples,
     )
-    notes: list[str] = []
     with _progress() as bar:
         task = bar.add_task("profile", total=None)
-        result = run_profile(
-            spec,
-            net,
-            routes,
-            settings,
-            out,
-            overwrite=overwrite,
-            command=recorded_command or _command_line(ctx.command, ctx.params),
+        result, warnings = profile_model(
+            recipe, settings, out, overwrite, command=_command_line(ctx.command, ctx.params), on_epoch=_epoch_bar(bar, recipe),
             progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
-            notes=notes,
         )
-    for note in notes:
-        console.print(f"[yellow]warning[/yellow]: {note}")
+    for warning in warnings:
+        console.print(f"[yellow]warning[/yellow]: {warning}")
+    if result.meta.accuracy.available is False:
+        console.print(f"{model}: no dataset ships for it; levels by magnitude, accuracy unavailable")
     _print_profile_summary(result, out)
+
+
+_PROFILE_OPTIONS = {
+    "device": "--device", "kernels": "--kernels", "batch_size": "--batch-size", "threads": "--threads", "n_samples": "--samples",
+    "min_sample_ms": "--min-sample-ms", "in_model_passes": "--passes", "choice_passes": "--choice-passes", "idle_samples": "--idle-samples",
+}
 
 
 @app.command()
@@ -406,7 +357,7 @@ def profile(
 def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (profiles/resnet1d-cpu), or a folder of them (profiles).")]) -> None:
     """Validate a profile bundle and summarise it: accuracy and latency per level against the
     dense model, beside the paper's figures. Given a folder of bundles, list them."""
-    from simqos.profile import load_profile
+    from simqos.bundle import load_profile
 
     if folder.is_dir() and not (folder / "profile.json").exists():
         _list_bundles(folder)
@@ -414,7 +365,7 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
     bundle = load_profile(folder)
     prov = bundle.meta.provenance
     console.print(f"{bundle.meta.description}; {len(bundle.meta.layers)} layers, {bundle.n_segments} segments")
-    console.print(f"measured on {prov.cpu} ({prov.device}, {prov.threads} thread(s), batch {prov.batch_size}) on {prov.created_utc}")
+    console.print(f"measured on {prov.cpu} ({prov.settings.device}, {prov.settings.threads} thread(s), batch {prov.settings.batch_size}) on {prov.created_utc}")
     _print_profile_summary(bundle, folder)
     console.print(_paper_table(bundle))
     info = bundle.meta.accuracy
@@ -428,7 +379,7 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
 def _list_bundles(folder: Path) -> None:
     """One line per bundle under ``folder``: which carry measured or attached accuracy, and
     which are latency only."""
-    from simqos.profile import load_profile
+    from simqos.bundle import load_profile
 
     bundles = sorted(p.parent for p in folder.glob("*/profile.json"))
     if not bundles:
@@ -497,7 +448,7 @@ def attach_accuracy(
 def _print_profile_summary(result, out: Path) -> None:
     gap = result.end_to_end_gap()
     routes = None if result.routes is None else result.routes[result.routes["split"] == "test"].set_index("route")
-    table = Table(title=f"{result.meta.model}: median of {result.meta.provenance.timer.in_model_passes} whole-model passes")
+    table = Table(title=f"{result.meta.model}: median of {result.meta.provenance.settings.in_model_passes} whole-model passes")
     for col in ("level", "kept", "accuracy", "Σ layers ms", "model ms", "gap", "vs dense"):
         table.add_column(col, justify="right")
     for row in gap.itertuples(index=False):
@@ -624,44 +575,10 @@ def sweep(
     console.print(f"Report: {folder}/report.md and plots/: {', '.join(names)}")
 
 
-def _profile_params(profile) -> dict:
-    """The options of the ``simqos profile`` command that made ``profile`` (parsed by that
-    command itself, so omitted options take the same defaults)."""
-    words = shlex.split(profile.meta.provenance.command)
-    if words[:2] != ["simqos", "profile"]:
-        raise SimqosError(f"the profile was not made by `simqos profile` ({profile.meta.provenance.command!r}); its model cannot be rebuilt")
-    return _profile_command().make_context("profile", words[2:]).params
-
-
-def _profile_command():
-    """The ``simqos profile`` command object (its options and their defaults)."""
-    return typer.main.get_command(app).commands["profile"]
-
-
-def _profiled_network(params: dict):
-    """The nested network a profile measured and one request's input, from its options."""
-    from simqos.models import build_model
-    from simqos.nested.masks import validate_densities
-    from simqos.nested.network import NestedNetwork
-    from simqos.profiler.run import profile_input
-    from simqos.profiler.timer import torch_threads
-
-    densities = validate_densities(_floats("--levels", params["levels"]))
-    kwargs = _model_kwargs(params["model_arg"])
-    shape = _ints("--input-shape", params["input_shape"]) if params["input_shape"] else None
-    spec = build_model(params["model"], shape, **kwargs)
-    config = _train_config(params, params["growth"])
-    if spec.dataset is None:
-        net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after, config.scope, config.keep_dense)
-    else:
-        with torch_threads(2):
-            net, spec, _ = _trained(params["model"], kwargs, densities, config, retrain=False)
-    return net, profile_input(spec, params["batch_size"], "cpu")
-
-
 @app.command()
 @_user_errors
 def validate(
+    ctx: typer.Context,
     scenario: Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios/validate-fluctuating.yaml.")],
     out: Annotated[Path | None, typer.Option(help="Folder for the comparison (default: runs/validate-NAME).")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds of real arrivals per policy.")] = 20.0,
@@ -672,10 +589,11 @@ def validate(
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
     compare it with the simulator's prediction."""
     from simqos.outputs import claim, staged
-    from simqos.profile import load_profile
-    from simqos.profiler.run import cpu_name
-    from simqos.scenario import load_scenario
     from simqos.overrides import override
+    from simqos.bundle import load_profile
+    from simqos.profiler.recipe import build_network
+    from simqos.profiler.run import cpu_name, profile_input, profile_model
+    from simqos.scenario import load_scenario
     from simqos.validate.run import ValidationSettings, run_validation, validation_plan
 
     if seconds <= 0 or sim_replications < 1 or probes < 1:
@@ -683,28 +601,35 @@ def validate(
     spec = load_scenario(scenario)
     validation_plan(spec, seconds, str(scenario))  # refuse what cannot be played before any work
     bundle = load_profile(spec.profile)
-    if bundle.meta.provenance.device != "cpu":
-        raise SimqosError(f"{scenario}: profile: {spec.profile} was measured on {bundle.meta.provenance.device}; validate runs on this CPU, so give a CPU profile")
-    params = _profile_params(bundle)
+    made = bundle.meta.provenance
+    if made.settings.device != "cpu":
+        raise SimqosError(f"{scenario}: profile: {spec.profile} was measured on {made.settings.device}; validate runs on this CPU, so give a CPU profile")
+    if made.recipe is None:
+        raise SimqosError(f"{scenario}: profile: {spec.profile} records no recipe of its network (made by {made.command!r}), "
+                          "so validate cannot build the model to run; give a bundle made by `simqos profile`")
     folder = out or Path("runs") / f"validate-{spec.name}"
     claim(folder, "validate")  # before minutes of profiling
     here = cpu_name()
     measured_here = folder.with_name(folder.name + ".profile")
-    if reprofile or bundle.meta.provenance.cpu != here:
-        console.print(f"{spec.profile} was measured on {bundle.meta.provenance.cpu}; this machine is {here}: "
+    if reprofile or made.cpu != here:
+        console.print(f"{spec.profile} was measured on {made.cpu}; this machine is {here}: "
                       f"profiling the model here first, into {folder}/profile")
-        here_params = params | {"out": measured_here, "overwrite": True}
-        recorded = _command_line(_profile_command(), here_params | {"out": folder / "profile", "overwrite": False})
-        profile(None, **(here_params | {"recorded_command": recorded}))  # recorded where it ends up
+        with _progress() as bar:
+            task = bar.add_task("profile", total=None)
+            profile_model(made.recipe, made.settings, measured_here, overwrite=True, command=_command_line(ctx.command, ctx.params),
+                          on_epoch=_epoch_bar(bar, made.recipe),
+                          progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
         spec = override(spec, "profile", str(measured_here.resolve()))
         bundle = load_profile(spec.profile)
     plan, notes = validation_plan(spec, seconds, str(scenario))
-    net, x = _profiled_network(params)
+    with _progress() as bar:
+        built = build_network(made.recipe, on_epoch=_epoch_bar(bar, made.recipe))
+    x = profile_input(built.spec, made.settings.batch_size, "cpu")
     settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes)
     with staged(folder, "validate") as work:
         # Plain lines, not a live progress bar: its refresh thread would take the interpreter
         # lock from the requests being timed.
-        comparison = run_validation(plan, notes, bundle, net, x, work, settings, str(scenario),
+        comparison = run_validation(plan, notes, bundle, built.net, x, work, settings, str(scenario),
                                     progress=lambda what: console.print(f"validate: {what}"))
         if measured_here.exists():
             measured_here.rename(work / "profile")

@@ -49,7 +49,7 @@ from simqos.metrics import per_replication, summarize
 from simqos.plausible import implausible
 from simqos.policies import POLICIES, Policy
 from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.workload import arrivals_from_spec, deadlines_from_spec, mean_rate_hz, read_arrivals_csv

@@ -24,7 +24,7 @@ from simqos.engine import build_plan, latest_s, run_plan, sample_inputs, summari
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
 from simqos.overrides import override, vary

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simqos.profile import Profile
+from simqos.bundle import Profile
 
 __all__ = ["ServiceModel", "idle_factor_at"]
 

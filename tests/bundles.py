@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from simqos.metrics import wilson_interval
-from simqos.profile import (
+from simqos.bundle import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,
     AccuracyInfo,
@@ -15,8 +15,8 @@ from simqos.profile import (
     LevelInfo,
     Profile,
     ProfileMeta,
+    ProfileSettings,
     Provenance,
-    TimerSettings,
     save_profile,
 )
 
@@ -79,9 +79,9 @@ def write_bundle(
         accuracy=AccuracyInfo(available=accuracy is not None, source="measured" if accuracy else None,
                               dataset="hand" if accuracy else None, metric="top-1 accuracy" if accuracy else None,
                               unit="sample" if accuracy else None, routes_complete=True if accuracy else None),
-        provenance=Provenance(device="cpu", cpu="hand", threads=1, torch_version="none", simqos_version="test",
-                              python_version="3", dtype="float32", batch_size=1, created_utc="2026-01-01T00:00:00",
-                              command="hand", timer=TimerSettings(n_samples=1, min_sample_ms=1, warmup_ms=0, in_model_passes=1)),
+        provenance=Provenance(cpu="hand", torch_version="none", simqos_version="test", python_version="3", dtype="float32",
+                              created_utc="2026-01-01T00:00:00", command="hand",
+                              settings=ProfileSettings(kernels=("dense",), n_samples=1, warmup_ms=0, in_model_passes=1, idle_samples=0)),
     )
     idle = None if idle_factor is None else pd.DataFrame([
         {"level": k, "idle_ms": gap, "sample": 0, "latency_ms": e2e[k] * (1 + (factor - 1) * (1 + k / 2))}

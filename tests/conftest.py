@@ -24,10 +24,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Checkpoints go to a per-session temporary cache, never the user's."""
-    monkeypatch.setenv("SIMQOS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Checkpoints go to a per-session temporary cache, never the user's: set before any other
+    session fixture (the tiny profile trains a model)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMQOS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -14,7 +14,7 @@ from bundles import scenario_dict, write_bundle
 from simqos.cli import app
 from simqos.engine import build_plan, run_plan
 from simqos.outputs import mark
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 from simqos.results import folder_hash
 from simqos.scenario import parse_scenario
 from simqos.service import ServiceModel

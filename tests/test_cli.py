@@ -12,7 +12,7 @@ import simqos.profiler.run as profiler_run
 from conftest import TINY_PROFILE_ARGS
 from simqos.cli import app
 from simqos.outputs import mark
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,11 @@ def test_python_dash_m_runs():
         (["profile", "user_models:NOT_A_FACTORY", "--out", "{tmp}/x"], "not callable"),
         (["profile", "no_such_module:f", "--out", "{tmp}/x"], "cannot import"),
         (["train", "mlp", "--growth", "sideways"], "growth"),
+        (["profile", "mlp", "--lr", "0,1e-3", "--out", "{tmp}/x"], "--lr: 0.0"),
+        (["profile", "mlp", "--scope", "sideways", "--out", "{tmp}/x"], "--scope: 'sideways'"),
+        (["profile", "mlp", "--threads", "0", "--out", "{tmp}/x"], "--threads: 0"),
+        (["profile", "mlp", "--device", "gpu", "--out", "{tmp}/x"], "--device: 'gpu'"),
+        (["train", "gat", "--epochs", "1,1,1"], "cannot be trained"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_PROFILE_ARGS
 from simqos.cli import app
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 
 
 @pytest.mark.gpu
@@ -16,7 +16,7 @@ def test_profile_on_cuda(tmp_path):
     )
     assert result.exit_code == 0, result.output
     p = load_profile(out)
-    assert p.meta.provenance.device == "cuda" and p.meta.provenance.gpu
+    assert p.meta.provenance.settings.device == "cuda" and p.meta.provenance.gpu
     assert "scipy_csr" not in set(p.kernels["kernel"])
 
 

@@ -7,7 +7,7 @@ import pytest
 from bundles import scenario_dict, write_bundle
 from simqos.engine import build_plan, run_plan
 from simqos.errors import SimqosError
-from simqos.profile import load_profile, save_profile
+from simqos.bundle import load_profile, save_profile
 from simqos.scenario import parse_scenario
 from simqos.service import idle_factor_at
 

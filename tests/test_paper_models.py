@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from simqos.cli import app
 from simqos.models import build_model
 from simqos.nested import NestedNetwork
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 
 SEGMENTS = {"resnet50": 18, "pointnet2": 6, "gnmt": 6, "gat": 2}
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from simqos.errors import SimqosError
-from simqos.profile import DENSE_BASELINE_LEVEL, load_profile, save_profile
+from simqos.bundle import DENSE_BASELINE_LEVEL, load_profile, save_profile
 
 
 @pytest.fixture
@@ -59,7 +59,24 @@ def test_contents_follow_the_contract(tiny_profile_dir):
     gap = p.end_to_end_gap()
     assert set(gap.columns) >= {"sum_of_layers_ms", "end_to_end_ms", "gap_ms", "ratio_to_dense"}
     prov = p.meta.provenance
-    assert prov.threads == 1 and prov.batch_size == 1 and prov.dtype == "float32" and prov.device == "cpu"
+    assert prov.settings.threads == 1 and prov.settings.batch_size == 1 and prov.dtype == "float32" and prov.settings.device == "cpu"
+
+
+def test_a_bundle_rebuilds_its_network(tiny_profile_dir):
+    """The recipe in the provenance is what `simqos validate` builds and runs: the profiled
+    network itself (from the checkpoint cache, not trained again)."""
+    from simqos.nested.masks import level_mask
+    from simqos.profiler.recipe import build_network
+
+    p = load_profile(tiny_profile_dir)
+    recipe = p.meta.provenance.recipe
+    assert recipe.model == "mlp" and recipe.model_kwargs == {"hidden": 32, "depth": 2} and recipe.densities == (0.6, 0.3)
+    assert (recipe.training.epochs_dense, recipe.training.epochs_sparsest, recipe.training.epochs_grow) == (10, 10, 5)
+    assert p.meta.provenance.settings.idle_samples == 4 and p.meta.provenance.settings.in_model_passes == 20
+    built = build_network(recipe, on_epoch=lambda *_: pytest.fail("trained again"))
+    net = built.net
+    nnz = {(layer.name, k): sum(int(level_mask(net.ranks[w], k).sum()) for w in layer.weights) for layer in net.layers for k in range(2)}
+    assert nnz == {(r.layer, r.level): r.nnz for r in p.layers.itertuples()}
 
 
 def _edit_json(bundle, change):
@@ -84,7 +101,7 @@ def _edit_csv(bundle, name, change):
         (lambda b: _edit_json(b, lambda d: d.update(colour="red")), "colour: Extra inputs are not permitted"),
         (lambda b: _edit_json(b, lambda d: d["levels"][1].update(density=0.9)), "must strictly decrease"),
         (lambda b: _edit_json(b, lambda d: d.update(schema_version=99)), "schema_version is 99"),
-        (lambda b: _edit_json(b, lambda d: d["provenance"].update(threads=0)), "provenance.threads"),
+        (lambda b: _edit_json(b, lambda d: d["provenance"]["settings"].update(threads=0)), "provenance.settings.threads"),
         (lambda b: _edit_csv(b, "layers.csv", lambda t: t.assign(nnz=t["nnz"] * (1 + 3 * t["level"]))), "not nested"),
         (lambda b: _edit_csv(b, "layers.csv", lambda t: t.iloc[1:]), "one row per layer x level"),
         (lambda b: _edit_csv(b, "latency_samples.csv", lambda t: t.assign(latency_ms=-t["latency_ms"])), "latency_ms"),

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simqos.cli import app
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 from simqos.service import ServiceModel
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from simqos.profile import load_profile
+from simqos.bundle import load_profile
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 BUNDLES = sorted(p for p in PROFILES.iterdir() if (p / "profile.json").exists())
@@ -17,7 +17,15 @@ def test_profiles_are_shipped():
 @pytest.mark.parametrize("folder", BUNDLES, ids=lambda p: p.name)
 def test_shipped_profile_is_valid_and_documented(folder):
     p = load_profile(folder)
-    assert p.meta.provenance.command.startswith("simqos profile")
+    made = p.meta.provenance
+    assert made.command.startswith(f"simqos profile {made.recipe.model} ")
+    # the recipe that validate and the training benchmark rebuild from is this bundle's
+    assert [round(d, 4) for d in made.recipe.densities] == [round(level.density, 4) for level in p.meta.levels]
+    assert p.meta.model == made.recipe.model and p.meta.accuracy.scope == made.recipe.training.scope
+    assert (p.idle is not None) == (made.settings.idle_samples > 0)
+    if p.meta.accuracy.available:
+        assert p.meta.accuracy.growth == made.recipe.training.growth
+        assert list(p.meta.accuracy.keep_dense) == list(made.recipe.training.keep_dense)
     assert f"profiles/{folder.name}" in (PROFILES / "README.md").read_text()
     if p.meta.accuracy.available:
         test = p.routes[p.routes["split"] == "test"]

@@ -133,3 +133,27 @@ def test_what_cannot_be_played_is_refused(tmp_path, tiny_profile_dir, extra, fra
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, **extra)), "--out", str(tmp_path / "v")])
     assert result.exit_code == 2 and fragment in result.output, result.output
     assert not (tmp_path / "v").exists()
+
+
+def test_validate_profiles_this_machine_from_the_recipe(tmp_path, tiny_profile_dir):
+    """--reprofile measures the bundle's own network again here (built from its recipe, with its
+    settings) and keeps that profile with the comparison."""
+    from simqos.bundle import load_profile
+
+    out = tmp_path / "v"
+    result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
+                                 "--sim-replications", "1", "--probes", "5", "--reprofile", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    shipped, here = load_profile(tiny_profile_dir).meta.provenance, load_profile(out / "profile").meta.provenance
+    assert here.recipe == shipped.recipe and here.settings == shipped.settings
+    assert here.command.startswith("simqos validate ") and "--reprofile" in here.command
+    assert not (tmp_path / "v.profile").exists()
+
+
+def test_a_bundle_without_a_recipe_is_refused(tmp_path):
+    from bundles import write_bundle
+
+    bundle = write_bundle(tmp_path / "hand", {("a", k): [1.0, 1.1] for k in range(2)}, {"a": 0})
+    result = runner.invoke(app, ["validate", str(_scenario(tmp_path, bundle)), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2 and "records no recipe" in result.output, result.output
+    assert not (tmp_path / "v").exists()

@@ -12,7 +12,7 @@ weights in cache and looks faster than it is inside the model.
 Work happens in ``OUT.partial/``: the settings, then one JSON file per finished layer (all its
 levels) and one for the in-model timing of every level. An interrupted run keeps those files; running the same
 command again skips them (other settings start afresh). Only when everything is measured is the
-bundle written, read back through :func:`simqos.profile.load_profile` (so a shipped bundle has
+bundle written, read back through :func:`simqos.bundle.load_profile` (so a shipped bundle has
 always passed validation) and moved to ``OUT`` in one rename: a folder named ``OUT`` is always
 complete.
 """
@@ -24,7 +24,7 @@ import platform
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,20 +35,21 @@ import simqos
 from simqos.errors import SimqosError
 from simqos.models.spec import ModelSpec
 from simqos.nested.network import NestedNetwork, format_route
-from simqos.nested.routes import RouteAccuracy
 from simqos.nested.scoring import Accuracy
+from simqos.nested.training import EpochCallback
 from simqos.outputs import check_writable, claim, mark, partial, swap_in
-from simqos.profile import (
+from simqos.bundle import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,
     AccuracyInfo,
     LayerInfo,
     LevelInfo,
+    NetworkRecipe,
     Profile,
     ProfileMeta,
+    ProfileSettings,
     Provenance,
     SplitAccuracy,
-    TimerSettings,
     load_profile,
     save_profile,
 )
@@ -63,49 +64,13 @@ from simqos.profiler.measure import (
     time_after_idle,
     time_in_model,
 )
+from simqos.profiler.recipe import BuiltNetwork, RouteReport, build_network, route_report
 from simqos.profiler.timer import Measurement
 
-__all__ = ["IDLE_GAPS_MS", "ProfileSettings", "RouteReport", "check_device", "check_output", "cpu_name", "profile_input", "run_profile"]
-
-IDLE_GAPS_MS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
-"""Idle gaps (ms) before a whole-model pass at which the bundle's ``idle.csv`` is timed."""
+__all__ = ["check_device", "check_output", "cpu_name", "profile_input", "profile_model", "run_profile"]
 
 Progress = Callable[[str, int, int], None]
 """Called with (what was just finished, units done, units in all)."""
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    """What decides the measurements; a resumed run must have the same."""
-
-    model: str
-    model_kwargs: dict
-    densities: tuple[float, ...]
-    growth: str | None
-    kernels: tuple[str, ...]
-    batch_size: int = 1
-    threads: int = 1
-    device: str = "cpu"
-    n_samples: int = 30
-    min_sample_ms: float = 1.0
-    warmup_ms: float = 50.0
-    in_model_passes: int = 200
-    choice_passes: int = 20
-    idle_samples: int = 30
-    idle_gaps_ms: tuple[float, ...] = IDLE_GAPS_MS
-
-
-@dataclass(frozen=True)
-class RouteReport:
-    """Measured route accuracies on every held-out split, the dense model's, the dataset and
-    metric they come from, and whether all routes are listed (else the monotone ones)."""
-
-    accuracies: list[RouteAccuracy]
-    dense: tuple[Accuracy, ...]
-    dataset: str
-    metric: str
-    unit: str
-    complete: bool
 
 
 def check_device(device: str) -> None:
@@ -193,25 +158,54 @@ def profile_input(spec: ModelSpec, batch_size: int, device: str) -> torch.Tensor
     return x.to(device)
 
 
+def profile_model(
+    recipe: NetworkRecipe,
+    settings: ProfileSettings,
+    out: Path,
+    overwrite: bool = False,
+    command: str = "",
+    on_epoch: EpochCallback | None = None,
+    progress: Progress | None = None,
+) -> tuple[Profile, list[str]]:
+    """Build the recipe's network (training it if it is not cached) and profile it into ``out``
+    (:func:`run_profile`); ``out`` is checked before any training."""
+    check_device(settings.device)
+    check_output(out, overwrite)
+    built = build_network(recipe, on_epoch=on_epoch)
+    routes = None if built.spec.dataset is None else route_report(built)
+    return run_profile(built, routes, recipe, settings, out, overwrite, command, progress)
+
+
+def _resumable(path: Path, measure: Callable[[], object], dump: Callable, load: Callable) -> object:
+    """``load`` of what ``path`` holds from an interrupted run of the same settings, else
+    ``measure()``, written there (as ``dump`` of it) before it is returned."""
+    if path.exists():
+        return load(json.loads(path.read_text()))
+    value = measure()
+    _write_json(path, dump(value))
+    return value
+
+
 def run_profile(
-    spec: ModelSpec,
-    net: NestedNetwork,
+    built: BuiltNetwork,
     routes: RouteReport | None,
+    recipe: NetworkRecipe,
     settings: ProfileSettings,
     out: Path,
     overwrite: bool = False,
     command: str = "",
     progress: Progress | None = None,
-    notes: list[str] | None = None,
-) -> Profile:
-    """Measure every layer x level and every level end to end; write and return the bundle.
+) -> tuple[Profile, list[str]]:
+    """Measure every layer x level and every level end to end; write the bundle and return it
+    with the warnings about noisy measurements.
 
     ``routes`` is ``None`` when no dataset exists for the model: the bundle then says accuracy
-    is unavailable. Warnings about noisy measurements are appended to ``notes``.
+    is unavailable.
     """
+    net, spec = built.net, built.spec
     work = prepare_output(out, overwrite)
     settings_file = work / "settings.json"
-    wanted = json.loads(json.dumps(asdict(settings)))
+    wanted = json.loads(json.dumps({"recipe": recipe.model_dump(mode="json"), "settings": settings.model_dump(mode="json")}))
     if settings_file.exists() and json.loads(settings_file.read_text()) != wanted:
         shutil.rmtree(work)
         work = prepare_output(out, overwrite)
@@ -228,68 +222,57 @@ def run_profile(
     net.ranks = {k: v.to(settings.device) for k, v in net.ranks.items()}
     x = profile_input(spec, settings.batch_size, settings.device)
     calls = capture_layer_calls(net, x)
-    total = len(net.layers) * net.n_levels + (net.n_levels + 1) + (net.n_levels if settings.idle_samples else 0)
+    total = len(net.layers) + 1 + (net.n_levels if settings.idle_samples else 0)
     done = 0
-    results: list[LayerLevelResult] = []
-    for i, layer in enumerate(net.layers):
-        path = work / f"layer-{i:03d}.json"
-        if path.exists():
-            layer_results = [_result_from_dict(d) for d in json.loads(path.read_text())]
-            done += len(layer_results)
-        else:
-            layer_results = []
-            for level in range(net.n_levels):
-                layer_results.append(
-                    profile_layer_level(net, layer, level, calls[layer.name], list(settings.kernels), timer)
-                )
-                done += 1
-                if progress:
-                    progress(f"{layer.name} level {level}", done, total)
-            _write_json(path, [_result_to_dict(r) for r in layer_results])
-        results += layer_results
-    results = _choose_in_model(net, results, x, timer, settings, work)
-    kernel_by = {(r.layer, r.level): r.kernel for r in results}
-    path = work / "in-model.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        in_model = {
-            int(level): InModelTiming(
-                end_to_end=_measurement_from_dict(v["end_to_end"]),
-                layers={k: _measurement_from_dict(m) for k, m in v["layers"].items()},
-            )
-            for level, v in saved.items()
-        }
-    else:
-        # The baseline runs level 0's weights with dense kernels: dense kernels cost the same
-        # whatever the values, so this is the unpruned model's latency.
-        setups = {
-            level: (max(level, 0), {ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers})
-            for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]
-        }
-        in_model = time_in_model(net, setups, x, timer, settings.in_model_passes, "in model")
-        _write_json(path, {
-            str(level): {"end_to_end": _measurement_to_dict(t.end_to_end), "layers": {k: _measurement_to_dict(m) for k, m in t.layers.items()}}
-            for level, t in in_model.items()
-        })
-    done += net.n_levels + 1
-    if progress:
-        progress("in model, every level", done, total)
-    idle: dict[int, dict[float, tuple[float, ...]]] = {}
-    for level in range(net.n_levels) if settings.idle_samples else ():
-        path = work / f"idle-{level}.json"
-        if path.exists():
-            idle[level] = {float(g): tuple(v) for g, v in json.loads(path.read_text()).items()}
-        else:
-            kernels = {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}
-            idle[level] = time_after_idle(net, level, kernels, x, timer, settings.idle_gaps_ms, settings.idle_samples)
-            _write_json(path, {str(g): list(v) for g, v in idle[level].items()})
+
+    def finished(what: str) -> None:
+        nonlocal done
         done += 1
         if progress:
-            progress(f"after idle gaps, level {level}", done, total)
-    if notes is not None:  # in-model samples are single calls: their spread is data, not noise
-        notes += [w for r in results for w in r.measurement.warnings]
+            progress(what, done, total)
 
-    profile = _assemble(spec, net, routes, settings, results, in_model, idle, calls, x, command)
+    results: list[LayerLevelResult] = []
+    for i, layer in enumerate(net.layers):
+        results += _resumable(
+            work / f"layer-{i:03d}.json",
+            lambda: [profile_layer_level(net, layer, level, calls[layer.name], list(settings.kernels), timer) for level in range(net.n_levels)],
+            lambda rs: [_result_to_dict(r) for r in rs],
+            lambda saved: [_result_from_dict(d) for d in saved],
+        )
+        finished(f"{layer.name}, every level alone")
+    results = _choose_in_model(net, results, x, timer, settings, work)
+    kernel_by = {(r.layer, r.level): r.kernel for r in results}
+    # The baseline runs level 0's weights with dense kernels: dense kernels cost the same
+    # whatever the values, so this is the unpruned model's latency.
+    setups = {
+        level: (max(level, 0), {ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers})
+        for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]
+    }
+    in_model = _resumable(
+        work / "in-model.json",
+        lambda: time_in_model(net, setups, x, timer, settings.in_model_passes, "in model"),
+        lambda timings: {str(level): {"end_to_end": _measurement_to_dict(t.end_to_end),
+                                      "layers": {k: _measurement_to_dict(m) for k, m in t.layers.items()}}
+                         for level, t in timings.items()},
+        lambda saved: {int(level): InModelTiming(end_to_end=_measurement_from_dict(v["end_to_end"]),
+                                                 layers={k: _measurement_from_dict(m) for k, m in v["layers"].items()})
+                       for level, v in saved.items()},
+    )
+    finished("in model, every level")
+    idle: dict[int, dict[float, tuple[float, ...]]] = {}
+    for level in range(net.n_levels) if settings.idle_samples else ():
+        kernels = {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}
+        idle[level] = _resumable(
+            work / f"idle-{level}.json",
+            lambda: time_after_idle(net, level, kernels, x, timer, settings.idle_gaps_ms, settings.idle_samples),
+            lambda by_gap: {str(g): list(v) for g, v in by_gap.items()},
+            lambda saved: {float(g): tuple(v) for g, v in saved.items()},
+        )
+        finished(f"after idle gaps, level {level}")
+    # in-model samples are single calls: their spread is data, not noise
+    warnings = [w for r in results for w in r.measurement.warnings]
+
+    profile = _assemble(built, routes, recipe, settings, results, in_model, idle, calls, x, command)
     staging = work / "bundle"
     if staging.exists():
         shutil.rmtree(staging)
@@ -298,7 +281,7 @@ def run_profile(
     profile = load_profile(staging)
     swap_in(staging, out)
     shutil.rmtree(work)
-    return profile
+    return profile, warnings
 
 
 CONTENDER_FACTOR = 3.0
@@ -331,23 +314,12 @@ def _choose_in_model(
             timed = [t for t in r.trials if t.median_ms is not None]
             best = min(t.median_ms for t in timed)
             contenders[layer.name] = sorted(t.kernel for t in timed if t.median_ms <= CONTENDER_FACTOR * best)
-        path = work / f"choice-{level}.json"
-        if path.exists():
-            medians = json.loads(path.read_text())
-        else:
-            medians = {layer: {} for layer in contenders}
-            names = sorted({k for ks in contenders.values() for k in ks})
-            if any(len(ks) > 1 for ks in contenders.values()):
-                setups = {
-                    name: (level, {ly: name if name in ks else by_key[(ly, level)].kernel for ly, ks in contenders.items()})
-                    for name in names
-                }
-                timings = time_in_model(net, setups, x, timer, settings.choice_passes, f"choice@{level}")
-                for name in names:
-                    for ly, ks in contenders.items():
-                        if name in ks:
-                            medians[ly][name] = timings[name].layers[ly].median_ms
-            _write_json(path, medians)
+        medians = _resumable(
+            work / f"choice-{level}.json",
+            lambda: _in_model_medians(net, level, contenders, by_key, x, timer, settings.choice_passes),
+            lambda m: m,
+            lambda m: m,
+        )
         for layer in net.layers:
             r = by_key[(layer.name, level)]
             inside = medians[layer.name]
@@ -366,6 +338,33 @@ def _choose_in_model(
     return sorted(chosen, key=lambda r: order[(r.layer, r.level)])
 
 
+def _in_model_medians(
+    net: NestedNetwork,
+    level: int,
+    contenders: dict[str, list[str]],
+    by_key: dict[tuple[str, int], LayerLevelResult],
+    x: torch.Tensor,
+    timer: TimerOptions,
+    passes: int,
+) -> dict[str, dict[str, float]]:
+    """Per layer, the median inside the model of each of its contending kernels at ``level``
+    (none where a layer has a single contender anywhere: nothing to choose)."""
+    medians: dict[str, dict[str, float]] = {layer: {} for layer in contenders}
+    if not any(len(ks) > 1 for ks in contenders.values()):
+        return medians
+    names = sorted({k for ks in contenders.values() for k in ks})
+    setups = {
+        name: (level, {ly: name if name in ks else by_key[(ly, level)].kernel for ly, ks in contenders.items()})
+        for name in names
+    }
+    timings = time_in_model(net, setups, x, timer, passes, f"choice@{level}")
+    for name in names:
+        for ly, ks in contenders.items():
+            if name in ks:
+                medians[ly][name] = timings[name].layers[ly].median_ms
+    return medians
+
+
 def split_accuracy(a: Accuracy) -> SplitAccuracy:
     """A measured :class:`~simqos.nested.scoring.Accuracy` as the bundle stores it."""
     low, high = a.interval
@@ -373,9 +372,9 @@ def split_accuracy(a: Accuracy) -> SplitAccuracy:
 
 
 def _assemble(
-    spec: ModelSpec,
-    net: NestedNetwork,
+    built: BuiltNetwork,
     routes: RouteReport | None,
+    recipe: NetworkRecipe,
     settings: ProfileSettings,
     results: list[LayerLevelResult],
     in_model: dict[int, InModelTiming],
@@ -384,8 +383,74 @@ def _assemble(
     x: torch.Tensor,
     command: str,
 ) -> Profile:
+    """The bundle of the measurements: its ``profile.json`` and its tables."""
+    net = built.net
+    meta = ProfileMeta(
+        schema_version=SCHEMA_VERSION,
+        model=built.spec.name,
+        description=built.spec.description,
+        input_shape=list(x.shape),
+        levels=[
+            LevelInfo(index=k, name=f"L{k} ({d:.1%} kept)", density=d, kept_fraction=net.kept_fraction(k))
+            for k, d in enumerate(net.densities)
+        ],
+        layers=_layers_info(net, calls),
+        reroute_after=[a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment],
+        accuracy=_accuracy_info(net, routes, recipe),
+        provenance=_provenance(net, recipe, settings, command),
+    )
+    return Profile(
+        meta=meta,
+        layers=pd.DataFrame([
+            {
+                "layer": r.layer,
+                "level": r.level,
+                "kernel": r.kernel,
+                "nnz": r.nnz,
+                "density": r.nnz / r.n_weights,
+                "flops": r.flops,
+                "weight_bytes": r.weight_bytes,
+                "kernel_weight_bytes": r.kernel_weight_bytes,
+                "activation_bytes": r.activation_bytes,
+                "latency_median_ms": in_model[r.level].layers[r.layer].median_ms,
+                "latency_iqr_ms": in_model[r.level].layers[r.layer].iqr_ms,
+                "isolated_median_ms": r.measurement.median_ms,
+                "isolated_calls_per_sample": r.measurement.calls_per_sample,
+            }
+            for r in results
+        ]),
+        latency_samples=pd.DataFrame([
+            {"layer": r.layer, "level": r.level, "sample": i, "latency_ms": s}
+            for r in results
+            for i, s in enumerate(in_model[r.level].layers[r.layer].samples_ms)
+        ]),
+        kernels=pd.DataFrame([
+            {"layer": r.layer, "level": r.level, "kernel": t.kernel, "median_ms": t.median_ms,
+             "in_model_median_ms": t.in_model_median_ms, "status": t.status}
+            for r in results
+            for t in r.trials
+        ]),
+        end_to_end=pd.DataFrame([
+            {"level": level, "sample": i, "latency_ms": s}
+            for level, t in in_model.items()
+            for i, s in enumerate(t.end_to_end.samples_ms)
+        ]),
+        routes=None if routes is None else pd.DataFrame(
+            [{"route": format_route(a.route), **split_accuracy(a).model_dump()} for a in routes.accuracies]
+        ),
+        idle=pd.DataFrame([
+            {"level": level, "idle_ms": gap, "sample": i, "latency_ms": t}
+            for level, by_gap in idle.items()
+            for gap, times in by_gap.items()
+            for i, t in enumerate(times)
+        ]) if idle else None,
+    )
+
+
+def _layers_info(net: NestedNetwork, calls: dict) -> list[LayerInfo]:
+    """Each layer's kind, segment, weight count and the shapes it was called with."""
     params = dict(net.module.named_parameters())
-    layers_meta = [
+    return [
         LayerInfo(
             name=layer.name,
             kind=layer.kind,
@@ -397,119 +462,45 @@ def _assemble(
         )
         for layer in net.layers
     ]
-    boundaries = [a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment]
+
+
+def _accuracy_info(net: NestedNetwork, routes: RouteReport | None, recipe: NetworkRecipe) -> AccuracyInfo:
+    """Where the routes' accuracy comes from, or why there is none."""
     if routes is None:
-        accuracy = AccuracyInfo(
+        return AccuracyInfo(
             available=False,
             scope=net.pruning.scope,
             keep_dense=list(net.keep_dense),
             note="no dataset ships for this model; accuracy is unavailable, never invented",
         )
-    else:
-        accuracy = AccuracyInfo(
-            available=True,
-            source="measured",
-            dataset=routes.dataset,
-            metric=routes.metric,
-            unit=routes.unit,
-            growth=settings.growth,
-            scope=net.pruning.scope,
-            keep_dense=list(net.keep_dense),
-            routes_complete=routes.complete,
-            dense=[split_accuracy(a) for a in routes.dense],
-            note="per route and split; ci_low/ci_high: 95 % Wilson interval on the effective sample size"
-            + ("" if routes.complete else "; only monotone routes (less sparse to sparser) are listed"),
-        )
-    gpu = torch.cuda.get_device_name() if settings.device == "cuda" else None
-    meta = ProfileMeta(
-        schema_version=SCHEMA_VERSION,
-        model=spec.name,
-        description=spec.description,
-        input_shape=list(x.shape),
-        levels=[
-            LevelInfo(index=k, name=f"L{k} ({d:.1%} kept)", density=d, kept_fraction=net.kept_fraction(k))
-            for k, d in enumerate(net.densities)
-        ],
-        layers=layers_meta,
-        reroute_after=boundaries,
-        accuracy=accuracy,
-        provenance=Provenance(
-            device=settings.device,
-            cpu=cpu_name(),
-            gpu=gpu,
-            threads=settings.threads,
-            torch_version=torch.__version__,
-            simqos_version=simqos.__version__,
-            python_version=sys.version.split()[0],
-            dtype=str(params[net.layers[0].weights[0]].dtype).removeprefix("torch."),
-            batch_size=settings.batch_size,
-            created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            command=command,
-            timer=TimerSettings(
-                n_samples=settings.n_samples,
-                min_sample_ms=settings.min_sample_ms,
-                warmup_ms=settings.warmup_ms,
-                in_model_passes=settings.in_model_passes,
-            ),
-        ),
+    return AccuracyInfo(
+        available=True,
+        source="measured",
+        dataset=routes.dataset,
+        metric=routes.metric,
+        unit=routes.unit,
+        growth=recipe.training.growth,
+        scope=net.pruning.scope,
+        keep_dense=list(net.keep_dense),
+        routes_complete=routes.complete,
+        dense=[split_accuracy(a) for a in routes.dense],
+        note="per route and split; ci_low/ci_high: 95 % Wilson interval on the effective sample size"
+        + ("" if routes.complete else "; only monotone routes (less sparse to sparser) are listed"),
     )
-    layer_rows = [
-        {
-            "layer": r.layer,
-            "level": r.level,
-            "kernel": r.kernel,
-            "nnz": r.nnz,
-            "density": r.nnz / r.n_weights,
-            "flops": r.flops,
-            "weight_bytes": r.weight_bytes,
-            "kernel_weight_bytes": r.kernel_weight_bytes,
-            "activation_bytes": r.activation_bytes,
-            "latency_median_ms": in_model[r.level].layers[r.layer].median_ms,
-            "latency_iqr_ms": in_model[r.level].layers[r.layer].iqr_ms,
-            "isolated_median_ms": r.measurement.median_ms,
-            "isolated_calls_per_sample": r.measurement.calls_per_sample,
-        }
-        for r in results
-    ]
-    sample_rows = [
-        {"layer": r.layer, "level": r.level, "sample": i, "latency_ms": s}
-        for r in results
-        for i, s in enumerate(in_model[r.level].layers[r.layer].samples_ms)
-    ]
-    kernel_rows = [
-        {
-            "layer": r.layer,
-            "level": r.level,
-            "kernel": t.kernel,
-            "median_ms": t.median_ms,
-            "in_model_median_ms": t.in_model_median_ms,
-            "status": t.status,
-        }
-        for r in results
-        for t in r.trials
-    ]
-    e2e_rows = [
-        {"level": level, "sample": i, "latency_ms": s}
-        for level, t in in_model.items()
-        for i, s in enumerate(t.end_to_end.samples_ms)
-    ]
-    route_table = None
-    if routes is not None:
-        route_table = pd.DataFrame(
-            [{"route": format_route(a.route), **split_accuracy(a).model_dump()} for a in routes.accuracies]
-        )
-    idle_rows = [
-        {"level": level, "idle_ms": gap, "sample": i, "latency_ms": t}
-        for level, by_gap in idle.items()
-        for gap, times in by_gap.items()
-        for i, t in enumerate(times)
-    ]
-    return Profile(
-        meta=meta,
-        layers=pd.DataFrame(layer_rows),
-        latency_samples=pd.DataFrame(sample_rows),
-        kernels=pd.DataFrame(kernel_rows),
-        end_to_end=pd.DataFrame(e2e_rows),
-        routes=route_table,
-        idle=pd.DataFrame(idle_rows) if idle_rows else None,
+
+
+def _provenance(net: NestedNetwork, recipe: NetworkRecipe, settings: ProfileSettings, command: str) -> Provenance:
+    """This machine, the versions, and what made the bundle."""
+    first_weight = dict(net.module.named_parameters())[net.layers[0].weights[0]]
+    return Provenance(
+        cpu=cpu_name(),
+        gpu=torch.cuda.get_device_name() if settings.device == "cuda" else None,
+        torch_version=torch.__version__,
+        simqos_version=simqos.__version__,
+        python_version=sys.version.split()[0],
+        dtype=str(first_weight.dtype).removeprefix("torch."),
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        settings=settings,
+        recipe=recipe,
     )

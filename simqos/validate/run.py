@@ -33,7 +33,7 @@ from simqos.engine import Plan, build_plan, sample_inputs
 from simqos.errors import SimqosError
 from simqos.nested.network import NestedNetwork
 from simqos.policies import POLICIES
-from simqos.profile import Profile
+from simqos.bundle import Profile
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, simulate_like
@@ -114,7 +114,7 @@ def run_validation(
     (work / "plots").mkdir()
 
     real_frames, applied_frames = [], []
-    with LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.threads):
+    with LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.settings.threads):
         say(f"warm-up on core {load.core}")
         real = real_model(net, kernels, x)
         for _ in range(settings.warmup):
@@ -176,7 +176,7 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         f"# validation of {scenario.name}",
         "",
         f"{settings.seconds:g} s of real arrivals per policy on one core of {profile.meta.provenance.cpu} "
-        f"({profile.meta.provenance.threads} thread), profile `{scenario.profile.name}`; the simulation replays the same "
+        f"({profile.meta.provenance.settings.threads} thread), profile `{scenario.profile.name}`; the simulation replays the same "
         f"arrivals and the applied load schedule, {settings.sim_replications} latency draws.",
         "",
         "## Calibration: the speed each load state delivered",

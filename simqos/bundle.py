@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,7 +58,9 @@ __all__ = [
     "Profile",
     "ProfileMeta",
     "Provenance",
-    "TimerSettings",
+    "NetworkRecipe",
+    "ProfileSettings",
+    "TrainingSettings",
     "SPLITS",
     "SplitAccuracy",
     "check_routes",
@@ -66,7 +68,7 @@ __all__ = [
     "save_profile",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DENSE_BASELINE_LEVEL = -1
 """The ``level`` of end-to-end samples of the dense baseline (unpruned model, dense kernels)."""
 
@@ -145,32 +147,74 @@ class AccuracyInfo(_Strict):
     note: str = ""
 
 
-class TimerSettings(_Strict):
-    """How latencies were timed: ``n_samples`` samples of at least ``min_sample_ms`` per kernel
-    alone (to choose kernels), ``in_model_passes`` whole-model passes per level (the shipped
-    samples), each after ``warmup_ms`` of warm-up (see :mod:`simqos.profiler`)."""
+class TrainingSettings(_Strict):
+    """How the nested network was trained (:class:`simqos.nested.training.TrainConfig`'s
+    fields): epochs of the dense, sparsest and each growth phase, batch size, Adam learning
+    rates of the dense and sparse phases, seed, growth method, pruning scope and the layers kept
+    whole. ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
+    (no dataset ships for it), which is not trained."""
 
-    n_samples: int = Field(ge=1)
-    min_sample_ms: float = Field(gt=0)
-    warmup_ms: float = Field(ge=0)
-    in_model_passes: int = Field(ge=1)
+    epochs_dense: int = Field(20, ge=0)
+    epochs_sparsest: int = Field(15, ge=0)
+    epochs_grow: int = Field(10, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr_dense: float = Field(1e-3, gt=0)
+    lr_sparse: float = Field(5e-4, gt=0)
+    seed: int = 0
+    growth: Literal["sparse-first", "route-aware"] = "sparse-first"
+    scope: Literal["layer", "global"] = "layer"
+    keep_dense: tuple[str, ...] = ()
+
+
+class NetworkRecipe(_Strict):
+    """What makes the profiled network, enough to make it again (``simqos validate`` runs it
+    for real): the model (a shipped name or ``package.module:factory``), its factory's keyword
+    arguments and input shape, the levels' kept-weight fractions (least sparse first) and the
+    training."""
+
+    model: str
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+    densities: tuple[float, ...]
+    training: TrainingSettings = TrainingSettings()
+
+
+class ProfileSettings(_Strict):
+    """How latencies were measured (see :mod:`simqos.profiler`): on ``device`` with ``threads``
+    torch threads and inputs of ``batch_size``; every candidate kernel in ``kernels`` timed alone
+    (``n_samples`` samples of at least ``min_sample_ms``, after ``warmup_ms`` of warm-up), the
+    contenders compared in ``choice_passes`` whole-model passes, the chosen kernels timed in
+    ``in_model_passes`` whole-model passes per level (the shipped samples), and ``idle_samples``
+    passes per level after each idle gap in ``idle_gaps_ms`` (0: no ``idle.csv``)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    kernels: tuple[str, ...]
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+    n_samples: int = Field(30, ge=1)
+    min_sample_ms: float = Field(1.0, gt=0)
+    warmup_ms: float = Field(50.0, ge=0)
+    in_model_passes: int = Field(200, ge=1)
+    choice_passes: int = Field(20, ge=1)
+    idle_samples: int = Field(30, ge=0)
+    idle_gaps_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 class Provenance(_Strict):
-    """Where and how the profile was measured."""
+    """Where and how the profile was measured: the machine, the versions, the command line that
+    made it, the measurement settings and the network's recipe (absent from a bundle written by
+    hand or by another tool: such a model cannot be rebuilt, so ``simqos validate`` refuses it)."""
 
-    device: str
     cpu: str
     gpu: str | None = None
-    threads: int = Field(ge=1)
     torch_version: str
     simqos_version: str
     python_version: str
     dtype: str
-    batch_size: int = Field(ge=1)
     created_utc: str
     command: str
-    timer: TimerSettings
+    settings: ProfileSettings
+    recipe: NetworkRecipe | None = None
 
 
 class ProfileMeta(_Strict):
