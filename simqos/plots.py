@@ -412,11 +412,13 @@ def _frontier_points(ax, table: pd.DataFrame, families: list[str], x: str, y: st
             ax.plot(t[x], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
         elif family == "static" or len(t) == 1:
             marker = "D" if family == "static" else "*PXh"[singles.index(family) % 4]
-            hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}  # overlaps stay legible
+            # overlaps stay legible: a static level's small filled diamond is drawn over the
+            # rerouting policies' larger hollow markers (a policy that always picks it sits on it)
+            hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}
             for k, (_, row) in enumerate(t.iterrows()):
                 ax.errorbar(row[x], row[y], xerr=_error_bar(row, x) if bars else None, yerr=_error_bar(row, y) if bars else None,
                             fmt=marker, color=colours[family], markersize=7 if family == "static" else 11, capsize=3,
-                            elinewidth=1, label=family if k == 0 else None, **hollow)
+                            elinewidth=1, label=family if k == 0 else None, zorder=4 if family == "static" else 3, **hollow)
                 if family == "static":
                     ax.annotate(f"L{int(row['knob'])}", (row[x], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points",
                                 annotation_clip=True)
