@@ -22,7 +22,8 @@ Built in: ``static`` (one level), ``greedy`` (decides once, at the start), ``dea
 (the paper's rerouting), ``lookahead`` (model-predictive: the expected accuracy-at-deadline of
 this request and those queued behind it, over the device's speed process), ``dp`` (the
 per-request optimum over the device's speed process, by dynamic programming: a table lookup per
-decision), and ``clairvoyant`` (per request, it sees the exact finish of every route with the realised
+decision), ``queue_dp`` (the stationary optimum over the request in service, the queue behind it
+and the device's speed process, by value iteration), and ``clairvoyant`` (per request, it sees the exact finish of every route with the realised
 future: not deployable, a reference).
 """
 
@@ -37,10 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simqos.devicemodel import SpeedModel, capacity_table, speed_model
 from simqos.dp import solve
+from simqos.errors import SimqosError
+from simqos.queuedp import QueueModel, solve_queue
 from simqos.workload import mean_rate_hz
 from simqos.serving import (
     DP_HEADER,
     LOOKAHEAD_HEADER,
+    QUEUE_DP_HEADER,
     Decision,
     clairvoyant_decide,
     deadline_aware_decide,
@@ -48,6 +52,7 @@ from simqos.serving import (
     greedy_decide,
     lookahead_decide,
     node_index,
+    queue_dp_decide,
     static_decide,
 )
 from simqos.service import ServiceModel
@@ -61,6 +66,7 @@ __all__ = [
     "Greedy",
     "Lookahead",
     "Policy",
+    "QueueDp",
     "Static",
     "register_policy",
 ]
@@ -298,6 +304,62 @@ class Dp(Policy):
         assert len(header) == DP_HEADER
         factors = [model.idle_factors_at(float(gap)) for gap in model.idle_ms]
         return np.concatenate([header, speed.speeds, np.ravel(factors)]), table
+
+
+@register_policy("queue_dp")
+class QueueDp(Policy):
+    """The queue-aware optimum for the scenario's speed *process* (:mod:`simqos.queuedp`): a
+    stationary policy, by relative value iteration, that maximises the long-run mean
+    accuracy-at-deadline per request (for ``objective: {kind: nines}``, or a profile without
+    accuracy, the share of deadlines met) over the request in service (route so far, time left
+    on ``grid`` steps), the queue behind it (up to ``max_queue`` waiting, and the first one's time
+    left on ``queue_grid`` steps), the speed state and the resident floor, with arrivals taken as
+    Poisson at the workload's mean rate, over a horizon of about ``1 / (1 - discount)``
+    requests. Routes never return to a less sparse level. Each decision is one lookup; the
+    table is solved once per scenario (seconds to a minute: on iot.yaml about 20 s). Needs a speed process (``markov``, ``periodic`` as a two-state chain,
+    ``constant``), not a replayed trace."""
+
+    class Params(Policy.Params):
+        grid: int = Field(default=48, ge=4, le=400)
+        queue_grid: int = Field(default=12, ge=1, le=100)
+        max_queue: int = Field(default=6, ge=0, le=32)
+        samples: int = Field(default=256, ge=16, le=20_000)
+        quantiles: int = Field(default=8, ge=1, le=200)
+        discount: float = Field(default=0.9, gt=0, lt=1)
+
+    decide = staticmethod(queue_dp_decide)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        p, model, scenario = self.params, self.model, self.scenario
+        speed = speed_model(scenario.device.speed)
+        if speed.persistent:
+            raise SimqosError("policies: queue_dp plans over the device's speed process, and device.speed is a replayed "
+                              "trace; use lookahead or dp there (they take the observed speed to persist)")
+        nines = scenario.objective.kind == "nines"
+        values = {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
+        queue = scenario.workload.queue
+        capacity = -1 if queue.capacity is None else queue.capacity
+        late_drop = queue.late == "drop"
+        key = (model.work_digest, tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), tuple(sorted(values.items())),
+               mean_rate_hz(scenario.workload.arrival), _typical_deadline_s(scenario), capacity, late_drop, p)
+        if key not in _SOLVED_QUEUE:
+            horizon = _longest_deadline_s(scenario, model, speed, 2)
+            queue_model = QueueModel(key[5], min(key[6], horizon), horizon, capacity, late_drop)
+            _SOLVED_QUEUE.clear()  # one at a time: a table is tens of MB
+            _SOLVED_QUEUE[key] = solve_queue(model, speed, queue_model, values, p.grid, p.queue_grid, p.max_queue, p.samples,
+                                             p.quantiles, p.discount)
+        solved = _SOLVED_QUEUE[key]
+        table = solved["table"]
+        n_levels, n_nodes, n_states, n_fine, n_columns = table.shape
+        width = -(-n_columns // 8) * 8
+        packed = np.zeros((n_levels * n_nodes * n_states * n_fine, width), dtype=np.uint8)
+        packed[:, :n_columns] = table.reshape(-1, n_columns)
+        header = [n_states, n_fine - 1, solved["step_s"], solved["ratio"], solved["coarse"], solved["n_max"], n_nodes]
+        assert len(header) == QUEUE_DP_HEADER
+        return np.concatenate([header, speed.speeds, solved["node_of"]]), packed.view(np.float64)
+
+
+_SOLVED_QUEUE: dict[tuple, dict] = {}
 
 
 _SOLVED: dict[tuple, tuple[np.ndarray, float]] = {}

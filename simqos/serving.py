@@ -53,6 +53,7 @@ __all__ = [
     "bisect_right",
     "clairvoyant_decide",
     "DP_HEADER",
+    "QUEUE_DP_HEADER",
     "deadline_aware_decide",
     "dp_decide",
     "finish_time",
@@ -61,6 +62,7 @@ __all__ = [
     "least_sparse_fitting",
     "lookahead_decide",
     "node_index",
+    "queue_dp_decide",
     "resident_from",
     "route_code",
     "route_finish_time",
@@ -518,3 +520,35 @@ def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     node = node_index(n_levels, state.segment, state.route_code)
     choices = table.view(np.uint8)  # the levels are bytes, eight to a float64 (simqos.dp.solve)
     return int(choices[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])
+
+
+QUEUE_DP_HEADER = 7
+"""``params`` of :func:`queue_dp_decide`: states, fine grid steps, fine step (s), fine steps per
+coarse step, coarse steps, most requests waiting counted, monotone route prefixes; then each
+state's speed and, by :func:`node_index`, each route prefix's row (-1: not monotone)."""
+
+
+@jit
+def queue_dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+    """The queue-aware optimum (:mod:`simqos.queuedp`, :class:`simqos.policies.QueueDp`): one
+    lookup by resident floor, route so far, speed state, time left, the number waiting and the
+    time left of the first of them."""
+    n_states, grid, step = int(params[0]), int(params[1]), params[2]
+    ratio, coarse, n_max, n_nodes = int(params[3]), int(params[4]), int(params[5]), int(params[6])
+    n_levels = state.n_levels
+    floor = max(state.min_resident_level, state.current_level)  # never back to a less sparse level
+    floor = min(floor, n_levels - 1)
+    left = (state.deadline_s - state.now_s) / step
+    if floor == n_levels - 1 or left < 0.0:
+        return n_levels - 1  # one level left, or the deadline is lost: free the device soonest
+    s = speed_state(params, QUEUE_DP_HEADER, n_states, state.speed)
+    node = int(params[QUEUE_DP_HEADER + n_states + node_index(n_levels, state.segment, state.route_code)])
+    t0 = int(min(left, grid - 1.0))  # clamped before the cast (a huge float does not fit an int64)
+    waiting = min(len(state.queued_deadlines_s), n_max)
+    column = 0
+    if waiting > 0:
+        first = (state.queued_deadlines_s[0] - state.now_s) / (step * ratio)
+        c = coarse if first < 0.0 else int(min(first, coarse - 1.0))
+        column = 1 + (waiting - 1) * (coarse + 1) + c
+    row = ((floor * n_nodes + node) * n_states + s) * (grid + 1) + t0
+    return int(table.view(np.uint8)[row, column])

@@ -25,6 +25,7 @@ POLICIES = [
     {"kind": "deadline_aware", "count_queue": True, "label": "da-queue"},
     {"kind": "lookahead"},
     {"kind": "dp"},
+    {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2},
     {"kind": "clairvoyant"},
 ]
 

@@ -35,6 +35,7 @@ POLICIES = [
     {"kind": "deadline_aware"},
     {"kind": "deadline_aware", "back_up": True, "count_queue": True, "slack_ms": 0.3, "label": "da-all"},
     {"kind": "dp", "grid": 24, "samples": 32},
+    {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2},
     {"kind": "clairvoyant"},
     {"kind": "clairvoyant", "margin_ms": 1.0, "label": "clairvoyant-margin"},
 ]

@@ -63,7 +63,7 @@ def test_trace_times_in_ms(two_level, tmp_path):
     assert warning.startswith("workload.arrival:") and "one arrival every 100 s" in warning
 
 
-@pytest.mark.parametrize("policy", ["lookahead", "dp", "deadline_aware"])
+@pytest.mark.parametrize("policy", ["lookahead", "dp", "queue_dp", "deadline_aware"])
 def test_a_run_with_absurd_deadlines_completes(two_level, policy):
     workload = {"arrival": {"kind": "poisson", "rate_hz": 300}, "deadline": {"kind": "lognormal", "median_ms": 3, "sigma": 40}}
     plan = build_plan(parse_scenario(scenario_dict(two_level, requests=3000, workload=workload, device=MARKOV,

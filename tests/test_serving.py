@@ -112,7 +112,8 @@ def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
     scenario = scenario_dict(two_level, requests=400, warmup_requests=0,
                              workload={"arrival": {"kind": "poisson", "rate_hz": 400}, "deadline": {"kind": "constant", "ms": 4},
                                        "queue": {"capacity": 4, "late": "drop"}},
-                             policies=[{"kind": "deadline_aware"}, {"kind": "lookahead"}, {"kind": "greedy"}, {"kind": "dp"}])
+                             policies=[{"kind": "deadline_aware"}, {"kind": "lookahead"}, {"kind": "greedy"}, {"kind": "dp"},
+                                       {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2}])
     plan = build_plan(parse_scenario(scenario))
     inputs = sample_inputs(plan, 0)
     for index in range(len(plan.labels)):
