@@ -94,8 +94,9 @@ def _checked(cls, options: dict[str, str], **values):
 
 
 _TRAINING_OPTIONS = {
-    "epochs_dense": "--epochs", "epochs_sparsest": "--epochs", "epochs_grow": "--epochs", "batch_size": "--train-batch-size",
-    "lr_dense": "--lr", "lr_sparse": "--lr", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
+    "epochs_dense": "--epochs (the dense phase's)", "epochs_sparsest": "--epochs (the sparsest phase's)",
+    "epochs_grow": "--epochs (each growth phase's)", "batch_size": "--train-batch-size",
+    "lr_dense": "--lr (the dense phase's rate)", "lr_sparse": "--lr (the sparse phases' rate)", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
 }
 
 
@@ -218,13 +219,21 @@ def _progress(*columns: TextColumn) -> Progress | _LineProgress:
 
 
 def _epoch_bar(bar, recipe):
-    """A task on ``bar`` that the recipe's training advances, epoch by epoch."""
+    """A callback for the recipe's training that advances a task on ``bar`` epoch by epoch, the
+    task made at the first epoch (a cached network trains none, and shows no bar)."""
     from simqos.profiler.recipe import total_epochs
 
-    task = bar.add_task(f"train {recipe.model} ({recipe.training.growth})", total=total_epochs(recipe))
-    return lambda phase, _epoch, loss: bar.advance(task)
+    task = []
+
+    def advance(_phase: str, _epoch: int, _loss: float) -> None:
+        if not task:
+            task.append(bar.add_task(f"train {recipe.model} ({recipe.training.growth})", total=total_epochs(recipe)))
+        bar.advance(task[0])
+
+    return advance
 
 
+_MODEL_HELP = "A shipped model (mlp, mlp1d, cnn, cnn1d, resnet1d, pointnet2_shapes, gnmt_grammar, gat_sbm, and the paper's resnet50, pointnet2, gnmt, gat) or package.module:factory."
 LevelsOpt = Annotated[str, typer.Option("--levels", help="Kept-weight fractions, least sparse first (1.0 adds the dense model).")]
 EpochsOpt = Annotated[str, typer.Option(help="Epochs of the dense, sparsest and each growth phase.")]
 LrOpt = Annotated[str, typer.Option(help="Adam learning rates of the dense phase and of the sparse phases.")]
@@ -237,7 +246,7 @@ ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE p
 @app.command()
 @_user_errors
 def train(
-    model: Annotated[str, typer.Argument(help="A shipped model (mlp, cnn) or package.module:factory.")],
+    model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
     levels: LevelsOpt = "0.134,0.054",
     growth: Annotated[str, typer.Option(help="sparse-first, route-aware, or both (compared side by side).")] = "both",
     epochs: EpochsOpt = "20,15,10",
@@ -295,7 +304,7 @@ def _accuracy_cell(a) -> str:
 @_user_errors
 def profile(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A shipped model (mlp, cnn) or package.module:factory.")],
+    model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
     out: Annotated[Path, typer.Option(help="Folder for the profile bundle, e.g. profiles/mlp-cpu.")],
     levels: LevelsOpt = "0.134,0.054",
     threads: Annotated[int, typer.Option(help="torch threads while timing.")] = 1,
@@ -519,8 +528,8 @@ def run(
 
             write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
     _print_run_summary(spec, summary)
-    for line in verdict_lines(verdict):
-        console.print(line.replace("**", "").replace("`", ""))
+    for line in verdict_lines(verdict):  # one line each, as a log keeps it (a terminal wraps it itself)
+        console.print(line.replace("**", "").replace("`", ""), soft_wrap=True)
     if spec.precision is not None:
         console.print(_stopping_line(outcome.stopping(), spec.precision))
     extra = ", report.md, plots/" if spec.outputs.plots else ""
@@ -612,8 +621,8 @@ def validate(
     here = cpu_name()
     measured_here = folder.with_name(folder.name + ".profile")
     if reprofile or made.cpu != here:
-        console.print(f"{spec.profile} was measured on {made.cpu}; this machine is {here}: "
-                      f"profiling the model here first, into {folder}/profile")
+        why = "--reprofile" if reprofile else f"{spec.profile} was measured on {made.cpu}; this machine is {here}"
+        console.print(f"{why}: profiling the model here first, into {folder}/profile")
         with _progress() as bar:
             task = bar.add_task("profile", total=None)
             profile_model(made.recipe, made.settings, measured_here, overwrite=True, command=_command_line(ctx.command, ctx.params),

@@ -44,7 +44,7 @@ def test_python_dash_m_runs():
         (["profile", "user_models:NOT_A_FACTORY", "--out", "{tmp}/x"], "not callable"),
         (["profile", "no_such_module:f", "--out", "{tmp}/x"], "cannot import"),
         (["train", "mlp", "--growth", "sideways"], "growth"),
-        (["profile", "mlp", "--lr", "0,1e-3", "--out", "{tmp}/x"], "--lr: 0.0"),
+        (["profile", "mlp", "--lr", "0,1e-3", "--out", "{tmp}/x"], "--lr (the dense phase's rate): 0.0"),
         (["profile", "mlp", "--scope", "sideways", "--out", "{tmp}/x"], "--scope: 'sideways'"),
         (["profile", "mlp", "--threads", "0", "--out", "{tmp}/x"], "--threads: 0"),
         (["profile", "mlp", "--device", "gpu", "--out", "{tmp}/x"], "--device: 'gpu'"),
