@@ -313,10 +313,11 @@ class QueueDp(Policy):
     accuracy-at-deadline per request (for ``objective: {kind: nines}``, or a profile without
     accuracy, the share of deadlines met) over the request in service (route so far, time left
     on ``grid`` steps), the queue behind it (up to ``max_queue`` waiting, and the first one's time
-    left on ``queue_grid`` steps), the speed state and the resident floor, with arrivals taken as
+    left on ``queue_grid`` steps), the speed state, the resident floor and whether the request found
+    the device idle (a cold start, slower by the profile's idle factors), with arrivals taken as
     Poisson at the workload's mean rate, over a horizon of about ``1 / (1 - discount)``
     requests. Routes never return to a less sparse level. Each decision is one lookup; the
-    table is solved once per scenario (seconds to a minute: on iot.yaml about 20 s). Needs a speed process (``markov``, ``periodic`` as a two-state chain,
+    table is solved once per scenario (seconds to a minute: on iot.yaml about 45 s). Needs a speed process (``markov``, ``periodic`` as a two-state chain,
     ``constant``), not a replayed trace."""
 
     class Params(Policy.Params):
@@ -350,9 +351,9 @@ class QueueDp(Policy):
                                              p.quantiles, p.discount)
         solved = _SOLVED_QUEUE[key]
         table = solved["table"]
-        n_levels, n_nodes, n_states, n_fine, n_columns = table.shape
+        n_levels, n_cold, n_nodes, n_states, n_fine, n_columns = table.shape
         width = -(-n_columns // 8) * 8
-        packed = np.zeros((n_levels * n_nodes * n_states * n_fine, width), dtype=np.uint8)
+        packed = np.zeros((n_levels * n_cold * n_nodes * n_states * n_fine, width), dtype=np.uint8)
         packed[:, :n_columns] = table.reshape(-1, n_columns)
         header = [n_states, n_fine - 1, solved["step_s"], solved["ratio"], solved["coarse"], solved["n_max"], n_nodes]
         assert len(header) == QUEUE_DP_HEADER

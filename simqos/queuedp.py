@@ -7,11 +7,13 @@ head request's reroute points, the queue behind it and the device's speed state,
 the speed state (:mod:`simqos.devicemodel`'s chain), the head's time left to its deadline on a
 fine grid of ``grid`` steps over the longest relative deadline, the number of requests waiting
 (up to ``max_queue``) and the time left of the first of them on a coarse grid (``queue_grid``
-steps; none when the queue is empty). Solved once per resident floor (levels below it are not
+steps; none when the queue is empty), and whether the request in service found the device idle
+(then every segment's work is scaled by each level's idle factor, averaged over the exponential
+idle gaps: a cold start is slower). Solved once per resident floor (levels below it are not
 resident: the memory state, held for the request, as the ``dp`` policy holds it).
 
 **Action**: the level of the next segment. **Transition**: the segment's work at that level
-(``quantiles`` equally likely points of the profile's distribution, idle factor 1) done along
+(``quantiles`` equally likely points of the profile's distribution) done along
 ``samples`` paths of the speed process; the time it takes is split between the two grid steps
 around it (so rounding does not bias the time, as always rounding up would over seven
 segments). Meanwhile arrivals come as a Poisson process at the workload's mean rate (the queue
@@ -39,9 +41,9 @@ such states by a few per cent a sweep.)
 
 What is approximated: arrivals are Poisson at the mean rate (exact for ``poisson``; a bursty or
 periodic stream's variability is left out), relative deadlines are the median but the head's and
-the first waiting request's are observed, idle factors are 1 (a request that found the device
-idle is slower than the table plans), memory is held for the request, and times are on the
-grids above. The table is computed once per policy, with numba; each decision is one lookup.
+the first waiting request's are observed, a cold request's idle factors are their mean over the
+idle gap rather than its own gap's, memory is held for the request, and times are on the grids
+above. The table is computed once per policy, with numba; each decision is one lookup.
 """
 
 from __future__ import annotations
@@ -77,9 +79,10 @@ def _monotone_prefixes(n_levels: int, n_segments: int) -> list[tuple[int, ...]]:
 
 
 @jit
-def _split_transitions(work_points, paths_work, paths_state, out) -> None:
+def _split_transitions(work_points, factors, paths_work, paths_state, out) -> None:
     """``out[start, level, segment, g, end]``: probability that the segment's work at ``level``
-    started in speed state ``start`` ends near grid step ``g`` in state ``end``: each draw's
+    (times ``factors[level]``) started in speed state ``start`` ends near grid step ``g`` in
+    state ``end``: each draw's
     time, interpolated between grid points, is split between the two steps around it; work not
     done within the grid goes to the last index (past the horizon)."""
     n_states, n_paths, n_points_grid = paths_work.shape
@@ -91,7 +94,7 @@ def _split_transitions(work_points, paths_work, paths_state, out) -> None:
         for level in range(n_levels):
             for seg in range(n_segments):
                 for q in range(n_q):
-                    work = work_points[level, seg, q]
+                    work = work_points[level, seg, q] * factors[level]
                     for m in range(n_paths):
                         row = paths_work[start, m]
                         g = np.searchsorted(row, work)
@@ -124,12 +127,12 @@ def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, i
     """``U[s, n, c]``: the value of the state right after a request finishes in speed state
     ``s`` with ``n`` waiting, the first with coarse time left ``c``: the first starts (or,
     dropped late, the next), or the device idles until an arrival."""
-    n_states = V.shape[1]
-    lost_fine = V.shape[2] - 1
+    n_states = V.shape[2]
+    lost_fine = V.shape[3] - 1
     for s in range(n_states):
         v = 0.0
         for s2 in range(n_states):
-            v += idle_to[s, s2] * V[root, s2, full, 0]
+            v += idle_to[s, s2] * V[1, root, s2, full, 0]  # it found the device idle: cold
         for c in range(coarse + 1):
             U[s, 0, c] = v
     for n in range(1, n_max + 1):
@@ -139,7 +142,7 @@ def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, i
                 t0 = lost_fine if c == coarse else min(int((c + 0.5) * ratio), lost_fine - 1)
                 v = 0.0
                 if n == 1:
-                    v = gamma * U[s, 0, 0] if dropped else V[root, s, t0, 0]
+                    v = gamma * U[s, 0, 0] if dropped else V[0, root, s, t0, 0]
                 else:
                     for c2 in range(coarse + 1):
                         w = next_split[n - 1, c, c2]
@@ -147,7 +150,7 @@ def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, i
                             if dropped:
                                 v += w * gamma * U[s, n - 1, c2]
                             else:
-                                v += w * V[root, s, t0, 1 + (n - 2) * (coarse + 1) + c2]
+                                v += w * V[0, root, s, t0, 1 + (n - 2) * (coarse + 1) + c2]
                 U[s, n, c] = v
 
 
@@ -158,10 +161,11 @@ def _sweep(V, U, choice, P, pA, first_split, shift_to, shift_w, child, leaf_valu
     (Gauss-Seidel), the deepest route prefixes first so that a request's segments are solved
     backwards within one sweep: ``V`` and the best level ``choice`` at every state, with the
     head-forming values ``U``."""
-    n_nodes, n_states, n_fine, n_queue = V.shape
+    n_cold, n_nodes, n_states, n_fine, n_queue = V.shape
     lost = n_fine - 1
-    n_g = P.shape[3]
-    for node in range(n_nodes - 1, -1, -1):
+    n_g = P.shape[4]
+    for index in range(n_nodes * n_cold - 1, -1, -1):  # the deepest prefixes first
+        node, cold = index // n_cold, index % n_cold
         d = depth[node]
         low = max(floor, last[node])
         for s in range(n_states):
@@ -177,7 +181,7 @@ def _sweep(V, U, choice, P, pA, first_split, shift_to, shift_w, child, leaf_valu
                         reward, ev = 0.0, 0.0
                         for g in range(n_g):
                             for s2 in range(n_states):
-                                p = P[s, level, d, g, s2]
+                                p = P[cold, s, level, d, g, s2]
                                 if p == 0.0:
                                     continue
                                 t0n = lost if (t0 == lost or g > t0) else t0 - g
@@ -205,12 +209,19 @@ def _sweep(V, U, choice, P, pA, first_split, shift_to, shift_w, child, leaf_valu
                                         if nxt < 0:
                                             ev += pw * gamma * U[s2, nn, c2]
                                         else:
-                                            ev += pw * V[nxt, s2, t0n, 0 if nn == 0 else 1 + (nn - 1) * (coarse + 1) + c2]
+                                            ev += pw * V[cold, nxt, s2, t0n, 0 if nn == 0 else 1 + (nn - 1) * (coarse + 1) + c2]
                         q = reward + ev
                         if q >= best - 1e-12:  # ties go to the sparser level: it frees the device sooner
                             best, best_level = q, level
-                    V[node, s, t0, qi] = best
-                    choice[node, s, t0, qi] = best_level
+                    V[cold, node, s, t0, qi] = best
+                    choice[cold, node, s, t0, qi] = best_level
+
+
+def _mean_idle_factors(model: ServiceModel, rate_hz: float, points: int = 64) -> np.ndarray:
+    """Each level's idle factor (:meth:`ServiceModel.idle_factors_at`) averaged over the idle
+    gaps before an arrival that finds the device idle (exponential, mean ``1 / rate_hz``)."""
+    gaps_ms = -np.log1p(-(np.arange(points) + 0.5) / points) / rate_hz * 1e3
+    return np.mean([model.idle_factors_at(float(g)) for g in gaps_ms], axis=0)
 
 
 def _idle_transition(speed: SpeedModel, rate_hz: float) -> np.ndarray:
@@ -227,8 +238,8 @@ def _idle_transition(speed: SpeedModel, rate_hz: float) -> np.ndarray:
 def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route_value: dict[tuple[int, ...], float],
                 grid: int = 48, queue_grid: int = 12, max_queue: int = 6, samples: int = 256, quantiles: int = 8,
                 discount: float = 0.9, tolerance: float = 1e-2, max_sweeps: int = 2000, seed: int = 0) -> dict:
-    """Solve (module doc); returns the policy's arrays: ``table`` (best level by floor, node,
-    speed state, fine time left, queue column; uint8; at the last floor every choice is the
+    """Solve (module doc); returns the policy's arrays: ``table`` (best level by floor, cold
+    (0/1), node, speed state, fine time left, queue column; uint8; at the last floor every choice is the
     last level), ``node_of`` (route prefix by :func:`simqos.serving.node_index` -> node, -1
     where not monotone), the grids (fine step in s, fine steps per coarse step, coarse steps),
     the most requests waiting counted, and per floor solved the value per request of an idle
@@ -243,8 +254,9 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
     draws = model.segment_work_ms(np.random.default_rng(seed).random((4096, len(model.sorted_samples_ms))))
     work_points = np.ascontiguousarray(np.moveaxis(np.quantile(draws, points, axis=0), 0, -1))
     n_states = len(speed.speeds)
-    P = np.empty((n_states, n_levels, n_segments, grid + 2, n_states))
-    _split_transitions(work_points, paths_work, paths_state, P)
+    P = np.empty((2, n_states, n_levels, n_segments, grid + 2, n_states))
+    for cold, factors in enumerate([np.ones(n_levels), _mean_idle_factors(model, queue.rate_hz)]):
+        _split_transitions(work_points, factors, paths_work, paths_state, P[cold])
 
     prefixes = _monotone_prefixes(n_levels, n_segments)
     index = {p: i for i, p in enumerate(prefixes)}
@@ -302,11 +314,11 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
     full = min(int(full_steps), grid - 1)
 
     n_queue = 1 + n_max * (coarse + 1)
-    table = np.zeros((n_levels, len(prefixes), n_states, grid + 1, n_queue), dtype=np.uint8)
+    table = np.zeros((n_levels, 2, len(prefixes), n_states, grid + 1, n_queue), dtype=np.uint8)
     table[:] = n_levels - 1
     values, sweeps = [], []
     for floor in range(n_levels - 1):  # at the last floor one level is left: nothing to choose
-        V = np.zeros((len(prefixes), n_states, grid + 1, n_queue))
+        V = np.zeros((2, len(prefixes), n_states, grid + 1, n_queue))
         choice = np.empty(V.shape, dtype=np.uint8)
         U = np.zeros((n_states, n_max + 1, coarse + 1))
         for k in range(max_sweeps):
@@ -320,7 +332,7 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
             span = float(diff.max() - diff.min()) * discount / (1 - discount)
             if span < tolerance:
                 break
-        gain = (float(V[0, 0, full, 0]) + discount / (1 - discount) * float(diff.max() + diff.min()) / 2) * (1 - discount)
+        gain = (float(V[1, 0, 0, full, 0]) + discount / (1 - discount) * float(diff.max() + diff.min()) / 2) * (1 - discount)
         values.append(gain)
         sweeps.append(k + 1)
         table[floor] = choice

@@ -531,8 +531,8 @@ state's speed and, by :func:`node_index`, each route prefix's row (-1: not monot
 @jit
 def queue_dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     """The queue-aware optimum (:mod:`simqos.queuedp`, :class:`simqos.policies.QueueDp`): one
-    lookup by resident floor, route so far, speed state, time left, the number waiting and the
-    time left of the first of them."""
+    lookup by resident floor, whether the request found the device idle, route so far, speed
+    state, time left, the number waiting and the time left of the first of them."""
     n_states, grid, step = int(params[0]), int(params[1]), params[2]
     ratio, coarse, n_max, n_nodes = int(params[3]), int(params[4]), int(params[5]), int(params[6])
     n_levels = state.n_levels
@@ -550,5 +550,9 @@ def queue_dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> i
         first = (state.queued_deadlines_s[0] - state.now_s) / (step * ratio)
         c = coarse if first < 0.0 else int(min(first, coarse - 1.0))
         column = 1 + (waiting - 1) * (coarse + 1) + c
-    row = ((floor * n_nodes + node) * n_states + s) * (grid + 1) + t0
+    cold = 0
+    for k in range(n_levels):
+        if state.idle_factor[k] != 1.0:  # it found the device idle
+            cold = 1
+    row = (((floor * 2 + cold) * n_nodes + node) * n_states + s) * (grid + 1) + t0
     return int(table.view(np.uint8)[row, column])

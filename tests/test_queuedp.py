@@ -13,21 +13,26 @@ from simqos.scenario import parse_scenario
 from simqos.serving import Decision, queue_dp_decide
 
 
-def _decision(deadline_s: float, queued_s: list[float]) -> Decision:
+def _decision(deadline_s: float, queued_s: list[float], idle_factor=(1.0, 1.0)) -> Decision:
     return Decision(request=0, now_s=0.0, arrival_s=0.0, deadline_s=deadline_s, segment=0, current_level=-1, route_code=0,
                     speed=1.0, min_resident_level=0, n_levels=2, queued_deadlines_s=np.array(queued_s, dtype=float),
-                    idle_factor=np.ones(2), route_finish_s=np.zeros(0))
+                    idle_factor=np.array(idle_factor), route_finish_s=np.zeros(0))
 
 
-@pytest.fixture
-def one_segment(tmp_path):
+def _one_segment(folder, idle_factor=None):
     """One segment; level 0 takes 6 ms and is right 100 % of the time, level 1 takes 2 ms and
     is right 70 %; a 10 ms deadline, a constant speed, and arrivals too rare to matter."""
-    bundle = write_bundle(tmp_path / "b", {("a", 0): [6.0] * 5, ("a", 1): [2.0] * 5}, {"a": 0}, accuracy={"0": 1.0, "1": 0.7})
+    bundle = write_bundle(folder, {("a", 0): [6.0] * 5, ("a", 1): [2.0] * 5}, {"a": 0}, accuracy={"0": 1.0, "1": 0.7},
+                          idle_factor=idle_factor)
     workload = {"arrival": {"kind": "poisson", "rate_hz": 0.01}, "deadline": {"kind": "constant", "ms": 10},
                 "queue": {"capacity": 4, "late": "run"}}
     plan = build_plan(parse_scenario(scenario_dict(bundle, workload=workload, policies=[{"kind": "queue_dp"}])))
     return plan.policy_factories[0]()
+
+
+@pytest.fixture
+def one_segment(tmp_path):
+    return _one_segment(tmp_path / "b")
 
 
 def test_a_waiting_request_changes_the_choice(one_segment):
@@ -38,6 +43,16 @@ def test_a_waiting_request_changes_the_choice(one_segment):
     assert queue_dp_decide(_decision(0.010, []), params, table) == 0
     assert queue_dp_decide(_decision(0.010, [0.005]), params, table) == 1
     assert queue_dp_decide(_decision(0.001, []), params, table) == 1  # nothing fits: free the device soonest
+
+
+def test_a_cold_start_changes_the_choice(tmp_path):
+    """After an idle gap (every arrival here: they are 100 s apart) level 0 works twice as long
+    (12 ms: too late) and level 1 2.5 times (5 ms): a request that found the device idle runs
+    level 1, one that waited runs level 0."""
+    policy = _one_segment(tmp_path / "b", idle_factor={0.0: 1.0, 1.0: 2.0})
+    params, table = policy.prepared()
+    assert queue_dp_decide(_decision(0.010, [], idle_factor=(2.0, 2.5)), params, table) == 1
+    assert queue_dp_decide(_decision(0.010, []), params, table) == 0
 
 
 def test_a_replayed_speed_trace_is_refused(two_level, tmp_path):
