@@ -394,7 +394,7 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     if zx1 > zx0 and zy1 > zy0:
         whole.indicate_inset([zx0, zy0, zx1 - zx0, zy1 - zy0], inset_ax=zoom, edgecolor="grey")
     whole.legend(fontsize=8, loc="lower right")
-    fig.suptitle("What every built-in policy family reaches on this scenario, listed or not (static: a point per level; "
+    fig.suptitle("What the built-in policy families reach on this scenario, listed or not (static: a point per level; "
                  "greedy, deadline_aware: lines through quantiles;\nclairvoyant: margin ms; dotted red: the offline optimum; "
                  "bottom right: the rerouting policies up close, bars 95 % intervals)", fontsize=10)
     fig.tight_layout()

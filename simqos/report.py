@@ -116,8 +116,8 @@ MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
 def _knob_table(scenario: Scenario) -> pd.DataFrame:
     """One run with every policy family at several settings of its knob: static at each level,
     greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
-    parameters), lookahead and dp as they are, and the clairvoyant reference at several planning margins
-    (fractions of the deadline)."""
+    parameters), lookahead and dp as they are (and queue_dp, when the scenario lists it), and the
+    clairvoyant reference at several planning margins (fractions of the deadline)."""
     n_levels = build_plan(scenario).model.n_levels
     da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
     da = {k: v for k, v in da.items() if k != "quantile"}
@@ -129,6 +129,8 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
     specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
     specs += [("lookahead", 0, {"kind": "lookahead"}), ("dp", 0, {"kind": "dp"})]
+    # queue_dp only when the scenario lists it: its table takes up to a minute to solve
+    specs += [("queue_dp", 0, {"kind": "queue_dp", **p.params}) for p in scenario.policies if p.kind == "queue_dp"][:1]
     specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))

@@ -90,3 +90,13 @@ def test_queue_dp_gains_where_the_queue_decides(tmp_path):
     assert at_deadline["queue_dp"] > max(at_deadline["static L0"], at_deadline["static L1"]) + 0.05
     assert at_deadline["queue_dp"] >= at_deadline["dp"] - 0.002
     assert 0.1 < first["queue_dp"].get("0", 0.0) < 0.9  # both levels start requests
+
+
+def test_the_accuracy_frontier_shows_queue_dp_only_when_listed(two_level):
+    from simqos.report import _knob_table
+
+    small = {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2}
+    listed = parse_scenario(scenario_dict(two_level, requests=300, policies=[{"kind": "static", "level": 0}, small]))
+    families = list(_knob_table(listed)["family"])
+    assert families.count("queue_dp") == 1 and {"static", "lookahead", "dp", "clairvoyant"} <= set(families)
+    assert "queue_dp" not in set(_knob_table(parse_scenario(scenario_dict(two_level, requests=300)))["family"])
