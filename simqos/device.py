@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from simqos.compiled import njit
 from simqos.userfiles import read_numeric_columns
 from simqos.errors import SimqosError
 
@@ -131,14 +133,30 @@ def markov_trace(
     if initial is None:
         stationary = embedded_stationary(transitions) * dwell
         initial = int(rng.choice(n, p=stationary / stationary.sum()))
+    cdf = np.cumsum(transitions, axis=1)
+    cdf /= cdf[:, -1:]  # as Generator.choice normalises p
+    times, states = _markov_walk(rng, dwell, cdf, initial, float(horizon_s))
+    return Trace(times, values[states])
+
+
+@njit()
+def _markov_walk(rng: np.random.Generator, dwell: np.ndarray, cdf: np.ndarray, initial: int,
+                 horizon_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The chain's jump times and states until ``horizon_s``, compiled. Each dwell draws
+    ``rng.exponential`` and each jump ``rng.random()`` searched in its row of ``cdf``: the very
+    draws, in the same order, that ``Generator.choice(n, p=row)`` makes, so the trace is the
+    one an uncompiled loop gives for the same seed (numba's Generator runs NumPy's algorithms
+    on the same bit generator), about a hundred times faster."""
+    n = cdf.shape[0]
     times, states = [0.0], [initial]
     t, state = 0.0, initial
     while t < horizon_s:
         t += rng.exponential(dwell[state])
-        state = int(rng.choice(n, p=transitions[state])) if n > 1 else state
+        if n > 1:
+            state = np.searchsorted(cdf[state], rng.random(), side="right")
         times.append(t)
         states.append(state)
-    return Trace(np.array(times), values[np.array(states)])
+    return np.array(times), np.array(states)
 
 
 def embedded_stationary(transitions: np.ndarray) -> np.ndarray:

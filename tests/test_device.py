@@ -58,3 +58,18 @@ def test_a_second_drop_cancels_a_reload():
     memory = Trace(np.array([0.0, 1.0, 2.0, 2.2, 3.0]), np.array([10.0, 3.0, 10.0, 3.0, 10.0]))
     r = resident_trace(memory, [8_000_000, 2_000_000], bandwidth_mb_s=12.0)
     assert r.at(2.3) == 1 and r.at(3.4) == 1 and r.at(3.5) == 0
+
+
+def test_the_compiled_markov_walk_draws_what_numpy_draws():
+    """markov_trace's loop is compiled; numba's Generator must give NumPy's very draws (else the
+    same seed would give other records than an uncompiled run, or another numba)."""
+    import numpy as np
+
+    from simqos.device import _markov_walk
+
+    dwell = np.array([1.0, 0.2, 0.05])
+    cdf = np.cumsum([[0.0, 0.5, 0.5], [0.7, 0.0, 0.3], [0.5, 0.5, 0.0]], axis=1)
+    compiled = _markov_walk(np.random.default_rng(7), dwell, cdf, 0, 500.0)
+    reference = _markov_walk.py_func(np.random.default_rng(7), dwell, cdf, 0, 500.0)
+    assert len(compiled[0]) > 1000
+    assert np.array_equal(compiled[0], reference[0]) and np.array_equal(compiled[1], reference[1])
