@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from simqos.compiled import njit
 from simqos.userfiles import read_numeric_columns
 from simqos.device import embedded_stationary, transition_matrix
 from simqos.errors import SimqosError
@@ -55,20 +57,34 @@ def bursty_arrivals(
     at ``rates_hz[i]``; the next state is drawn from row i of ``transitions``. Starts in
     state 0.
     """
-    rates = np.asarray(rates_hz, dtype=float)
-    dwell = np.asarray(mean_dwell_s, dtype=float)
-    out: list[np.ndarray] = []
+    cdf = np.cumsum(transitions, axis=1)
+    cdf /= cdf[:, -1:]  # as Generator.choice normalises p
+    return _bursty_walk(rng, np.asarray(rates_hz, dtype=float), np.asarray(mean_dwell_s, dtype=float), cdf, n)
+
+
+@njit()
+def _bursty_walk(rng: np.random.Generator, rates: np.ndarray, dwell: np.ndarray, cdf: np.ndarray, n: int) -> np.ndarray:
+    """:func:`bursty_arrivals`, compiled: per state visit an exponential dwell, a Poisson count
+    and that many sorted uniform times in it, then ``rng.random()`` searched in the row of
+    ``cdf`` — the draws, in order, of the uncompiled loop with ``Generator.choice``, so the
+    arrivals are the same for the same seed (numba's Generator runs NumPy's algorithms)."""
+    chunks = []
     count, t, state = 0, 0.0, 0
     while count < n:
         end = t + rng.exponential(dwell[state])
         if rates[state] > 0:
             k = rng.poisson(rates[state] * (end - t))
-            times = np.sort(rng.uniform(t, end, size=k))
-            out.append(times)
+            chunks.append(np.sort(rng.uniform(t, end, k)))
             count += k
         t = end
-        state = int(rng.choice(len(rates), p=transitions[state])) if len(rates) > 1 else state
-    return np.concatenate(out)[:n]
+        if len(rates) > 1:
+            state = np.searchsorted(cdf[state], rng.random(), side="right")
+    out = np.empty(count)
+    i = 0
+    for chunk in chunks:
+        out[i:i + len(chunk)] = chunk
+        i += len(chunk)
+    return out[:n]
 
 
 def constant_deadlines(ms: float, n: int) -> np.ndarray:

@@ -73,3 +73,15 @@ def test_the_compiled_markov_walk_draws_what_numpy_draws():
     reference = _markov_walk.py_func(np.random.default_rng(7), dwell, cdf, 0, 500.0)
     assert len(compiled[0]) > 1000
     assert np.array_equal(compiled[0], reference[0]) and np.array_equal(compiled[1], reference[1])
+
+
+def test_the_compiled_bursty_walk_draws_what_numpy_draws():
+    import numpy as np
+
+    from simqos.workload import _bursty_walk
+
+    rates, dwell = np.array([30.0, 0.0, 800.0]), np.array([0.2, 0.1, 0.05])
+    cdf = np.cumsum([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.9, 0.1, 0.0]], axis=1)
+    compiled = _bursty_walk(np.random.default_rng(3), rates, dwell, cdf, 5000)
+    assert len(compiled) == 5000 and (np.diff(compiled) >= 0).all()
+    assert np.array_equal(compiled, _bursty_walk.py_func(np.random.default_rng(3), rates, dwell, cdf, 5000))
