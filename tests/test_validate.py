@@ -157,3 +157,25 @@ def test_a_bundle_without_a_recipe_is_refused(tmp_path):
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, bundle)), "--out", str(tmp_path / "v")])
     assert result.exit_code == 2 and "records no recipe" in result.output, result.output
     assert not (tmp_path / "v").exists()
+
+
+def test_a_busy_machine_is_named(tmp_path, tiny_profile_dir, monkeypatch):
+    """The calibration's first row (no competing load) ran at half the profile's speed, as on a
+    machine with other work: validate says so while it runs, and in its notes and report."""
+    import simqos.validate.run as validate_run
+
+    real_calibrate = validate_run.calibrate
+
+    def on_a_busy_machine(*args, **kwargs):
+        table = real_calibrate(*args, **kwargs)
+        table.loc[table["gaps"] == "none", "measured_speed"] = 0.5
+        return table
+
+    monkeypatch.setattr(validate_run, "calibrate", on_a_busy_machine)
+    out = tmp_path / "v"
+    result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
+                                 "--sim-replications", "1", "--probes", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "validate: warning: with no competing load, this machine ran level 0 at 0.50 of the profile's speed" in result.output
+    assert "note: with no competing load" in result.output
+    assert "it is busy" in (out / "report.md").read_text()

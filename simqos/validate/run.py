@@ -131,6 +131,10 @@ def run_validation(
         calibration["competitors"] = [p.count for p in plans]
         calibration["nice"] = [p.nice for p in plans]
         calibration["fair_share"] = [p.expected for p in plans]
+        busy = _busy_machine(calibration, profile)
+        if busy:
+            notes.append(busy)
+            say(f"warning: {busy}")
         played = calibration[calibration["gaps"] != "none"]
         factor = dict(zip(played["target_speed"], played["measured_speed"]))
         for index, label in enumerate(plan.labels):
@@ -168,6 +172,23 @@ def run_validation(
                work / "plots" / "validation_ccdf.png")
     (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, comparison, notes))
     return comparison
+
+
+QUIET_SPEED = (0.85, 1.15)
+"""The speed, against the profile, at which level 0 must run back to back with no competing
+load for the machine to count as the quiet one the profile was measured on."""
+
+
+def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
+    """A warning when the calibration's first row (no competing load, back to back) ran outside
+    :data:`QUIET_SPEED`: the machine is busy, or it is not the one the profile was measured on."""
+    drift = float(calibration.loc[calibration["gaps"] == "none", "measured_speed"].iloc[0])
+    if QUIET_SPEED[0] <= drift <= QUIET_SPEED[1]:
+        return None
+    return (f"with no competing load, this machine ran level 0 at {drift:.2f} of the profile's speed: it is busy (other "
+            f"work on its cores), or it is not the machine the profile was measured on ({profile.meta.provenance.cpu}, "
+            f"{profile.meta.provenance.created_utc}). The comparison plays the scenario's speeds against what was measured, "
+            "but the real tails carry that other load; validate on a quiet machine, or with --reprofile")
 
 
 def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
