@@ -133,10 +133,16 @@ def markov_trace(
     if initial is None:
         stationary = embedded_stationary(transitions) * dwell
         initial = int(rng.choice(n, p=stationary / stationary.sum()))
-    cdf = np.cumsum(transitions, axis=1)
-    cdf /= cdf[:, -1:]  # as Generator.choice normalises p
-    times, states = _markov_walk(rng, dwell, cdf, initial, float(horizon_s))
+    times, states = _markov_walk(rng, dwell, jump_cdf(transitions), initial, float(horizon_s))
     return Trace(times, values[states])
+
+
+def jump_cdf(transitions: np.ndarray) -> np.ndarray:
+    """Each row of a jump matrix as the cumulative distribution ``Generator.choice(n, p=row)``
+    searches (normalised as it normalises): a compiled walk that draws ``rng.random()`` and
+    searches it there makes the very jumps ``choice`` would."""
+    cdf = np.cumsum(transitions, axis=1)
+    return cdf / cdf[:, -1:]
 
 
 @njit()

@@ -106,9 +106,7 @@ def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, .
         raise ValueError(f"{n_levels} levels over {n_segments} segments make {n_nodes} route prefixes, more than "
                          f"the dp policy's {MAX_NODES}; use lookahead for this model")
     paths_work, paths_state, step = speed_paths(speed, horizon_s, grid, samples, seed)
-    points = (np.arange(quantiles) + 0.5) / quantiles
-    draws = model.segment_work_ms(np.random.default_rng(seed).random((4096, len(model.sorted_samples_ms))))
-    work_points = np.ascontiguousarray(np.moveaxis(np.quantile(draws, points, axis=0), 0, -1))  # level, seg, q
+    work_points = model.segment_work_quantiles_ms((np.arange(quantiles) + 0.5) / quantiles, seed=seed)  # level, seg, q
     leaves = np.zeros(n_levels**n_segments)
     for route, v in route_value.items():
         leaves[route_code(route, n_levels)] = v

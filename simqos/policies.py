@@ -296,8 +296,7 @@ class Dp(Policy):
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         p, model = self.params, self.model
         speed = speed_model(self.scenario.device.speed)
-        nines = self.scenario.objective.kind == "nines"
-        values = {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
+        values = _route_values(self.scenario, model)
         table, step = _solved(model, speed, values, _longest_deadline_s(self.scenario, model, speed, 2), p.grid, p.samples, p.quantiles)
         header = [len(speed.speeds), p.grid, step, model.n_segments, speed.persistent, p.count_queue,
                   model.sparsest_median_ms, node_index(model.n_levels, model.n_segments + 1, 0)]
@@ -336,8 +335,7 @@ class QueueDp(Policy):
         if speed.persistent:
             raise SimqosError("policies: queue_dp plans over the device's speed process, and device.speed is a replayed "
                               "trace; use lookahead or dp there (they take the observed speed to persist)")
-        nines = scenario.objective.kind == "nines"
-        values = {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
+        values = _route_values(scenario, model)
         queue = scenario.workload.queue
         capacity = -1 if queue.capacity is None else queue.capacity
         late_drop = queue.late == "drop"
@@ -389,6 +387,13 @@ def _capacity(model: SpeedModel, horizon_s: float, grid: int, samples: int) -> t
     """:func:`capacity_table`, computed once per device model (every replication reuses it)."""
     return _capacity_cached(tuple(model.speeds), tuple(model.mean_dwell_s), tuple(map(tuple, model.jumps)),
                             model.persistent, horizon_s, grid, samples)
+
+
+def _route_values(scenario, model: ServiceModel) -> dict[tuple[int, ...], float]:
+    """What a full route is worth to the dp tables: its decision accuracy (validation split), or
+    1 for ``objective: {kind: nines}`` or a profile without accuracy (meeting the deadline is all)."""
+    nines = scenario.objective.kind == "nines"
+    return {r: (1.0 if nines or not model.has_accuracy else model.decision_accuracy[r]) for r in model.routes_by_preference()}
 
 
 def _typical_deadline_s(scenario) -> float:

@@ -49,24 +49,29 @@ above. The table is computed once per policy, with numba; each decision is one l
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import poisson
 
 from simqos.devicemodel import SpeedModel, speed_paths
 from simqos.service import ServiceModel
-from simqos.serving import jit, node_index
+from simqos.serving import jit, node_index, route_code
 
 __all__ = ["QueueModel", "solve_queue"]
 
 
+@dataclass(frozen=True)
 class QueueModel:
     """What the solver takes of the scenario: arrival rate (Hz), median relative deadline (s),
     the longest (s, the grids' span), the queue's capacity (negative: unbounded) and whether
     late requests are dropped."""
 
-    def __init__(self, rate_hz: float, deadline_s: float, horizon_s: float, capacity: int, late_drop: bool) -> None:
-        self.rate_hz, self.deadline_s, self.horizon_s = rate_hz, deadline_s, horizon_s
-        self.capacity, self.late_drop = capacity, late_drop
+    rate_hz: float
+    deadline_s: float
+    horizon_s: float
+    capacity: int
+    late_drop: bool
 
 
 def _monotone_prefixes(n_levels: int, n_segments: int) -> list[tuple[int, ...]]:
@@ -123,16 +128,17 @@ def _coarse_split(fine_steps: float, ratio: int, coarse: int) -> list[tuple[int,
 
 
 @jit
-def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, idle_to, next_split, gamma) -> None:
+def _form_heads(V, U, full, ratio, coarse, n_max, late_drop, drop_below, idle_to, next_split, gamma) -> None:
     """``U[s, n, c]``: the value of the state right after a request finishes in speed state
     ``s`` with ``n`` waiting, the first with coarse time left ``c``: the first starts (or,
-    dropped late, the next), or the device idles until an arrival."""
+    dropped late, the next), or the device idles until an arrival; a request starts at the root
+    (the empty route prefix, node 0)."""
     n_states = V.shape[2]
     lost_fine = V.shape[3] - 1
     for s in range(n_states):
         v = 0.0
         for s2 in range(n_states):
-            v += idle_to[s, s2] * V[1, root, s2, full, 0]  # it found the device idle: cold
+            v += idle_to[s, s2] * V[1, 0, s2, full, 0]  # it found the device idle: cold
         for c in range(coarse + 1):
             U[s, 0, c] = v
     for n in range(1, n_max + 1):
@@ -142,7 +148,7 @@ def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, i
                 t0 = lost_fine if c == coarse else min(int((c + 0.5) * ratio), lost_fine - 1)
                 v = 0.0
                 if n == 1:
-                    v = gamma * U[s, 0, 0] if dropped else V[0, root, s, t0, 0]
+                    v = gamma * U[s, 0, 0] if dropped else V[0, 0, s, t0, 0]
                 else:
                     for c2 in range(coarse + 1):
                         w = next_split[n - 1, c, c2]
@@ -150,7 +156,7 @@ def _form_heads(V, U, root, full, ratio, coarse, n_max, late_drop, drop_below, i
                             if dropped:
                                 v += w * gamma * U[s, n - 1, c2]
                             else:
-                                v += w * V[0, root, s, t0, 1 + (n - 2) * (coarse + 1) + c2]
+                                v += w * V[0, 0, s, t0, 1 + (n - 2) * (coarse + 1) + c2]
                 U[s, n, c] = v
 
 
@@ -249,10 +255,8 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
     coarse = grid // ratio
     grid = coarse * ratio
     n_max = max_queue if queue.capacity < 0 else max(min(queue.capacity, max_queue), 0)
-    paths_work, paths_state, step = speed_paths(speed, queue.horizon_s, grid + 1, samples, seed)
-    points = (np.arange(quantiles) + 0.5) / quantiles
-    draws = model.segment_work_ms(np.random.default_rng(seed).random((4096, len(model.sorted_samples_ms))))
-    work_points = np.ascontiguousarray(np.moveaxis(np.quantile(draws, points, axis=0), 0, -1))
+    paths_work, paths_state, dt = speed_paths(speed, queue.horizon_s, grid + 1, samples, seed)
+    work_points = model.segment_work_quantiles_ms((np.arange(quantiles) + 0.5) / quantiles, seed=seed)  # level, seg, q
     n_states = len(speed.speeds)
     P = np.empty((2, n_states, n_levels, n_segments, grid + 2, n_states))
     for cold, factors in enumerate([np.ones(n_levels), _mean_idle_factors(model, queue.rate_hz)]):
@@ -266,10 +270,7 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
     last = np.array([p[-1] if p else 0 for p in prefixes], dtype=np.int64)
     node_of = np.full(node_index(n_levels, n_segments, 0), -1, dtype=np.int64)
     for i, p in enumerate(prefixes):
-        code = 0
-        for lv in p:
-            code = code * n_levels + lv
-        node_of[node_index(n_levels, len(p), code)] = i
+        node_of[node_index(n_levels, len(p), route_code(p, n_levels))] = i
         for lv in range(last[i], n_levels):
             full = p + (lv,)
             if len(full) == n_segments:
@@ -278,13 +279,9 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
             else:
                 child[i, lv] = index[full]
 
-    dt = step
-    mean_arrivals = queue.rate_hz * dt * np.arange(grid + 2)
-    pA = np.zeros((grid + 2, n_max + 1))
-    for g, mu in enumerate(mean_arrivals):
-        pmf = np.array([math.exp(-mu) * mu**a / math.factorial(a) for a in range(n_max)])
-        pA[g, :n_max] = pmf
-        pA[g, n_max] = max(1.0 - pmf.sum(), 0.0)
+    # arrivals while a segment runs g steps: Poisson, the queue's last place taking the tail
+    pA = poisson.pmf(np.arange(n_max + 1), queue.rate_hz * dt * np.arange(grid + 2)[:, None])
+    pA[:, n_max] = poisson.sf(n_max - 1, queue.rate_hz * dt * np.arange(grid + 2))
     full_steps = queue.deadline_s / dt  # the median relative deadline, in fine steps
     first_split = np.zeros((grid + 2, n_max + 1, coarse + 1))  # an empty queue: the first arrival's time left
     for g in range(1, grid + 2):
@@ -314,8 +311,7 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
     full = min(int(full_steps), grid - 1)
 
     n_queue = 1 + n_max * (coarse + 1)
-    table = np.zeros((n_levels, 2, len(prefixes), n_states, grid + 1, n_queue), dtype=np.uint8)
-    table[:] = n_levels - 1
+    table = np.full((n_levels, 2, len(prefixes), n_states, grid + 1, n_queue), n_levels - 1, dtype=np.uint8)
     values, sweeps = [], []
     for floor in range(n_levels - 1):  # at the last floor one level is left: nothing to choose
         V = np.zeros((2, len(prefixes), n_states, grid + 1, n_queue))
@@ -323,7 +319,7 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
         U = np.zeros((n_states, n_max + 1, coarse + 1))
         for k in range(max_sweeps):
             before = V.copy()
-            _form_heads(V, U, 0, full, ratio, coarse, n_max, queue.late_drop, drop_below, idle_to, next_split, discount)
+            _form_heads(V, U, full, ratio, coarse, n_max, queue.late_drop, drop_below, idle_to, next_split, discount)
             _sweep(V, U, choice, P, pA, first_split, shift_to, shift_w, child, leaf_value, depth, last, floor, n_levels, coarse,
                    n_max, discount)
             diff = V - before
@@ -332,8 +328,8 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
             span = float(diff.max() - diff.min()) * discount / (1 - discount)
             if span < tolerance:
                 break
-        gain = (float(V[1, 0, 0, full, 0]) + discount / (1 - discount) * float(diff.max() + diff.min()) / 2) * (1 - discount)
-        values.append(gain)
+        per_request = (float(V[1, 0, 0, full, 0]) + discount / (1 - discount) * float(diff.max() + diff.min()) / 2) * (1 - discount)
+        values.append(per_request)
         sweeps.append(k + 1)
         table[floor] = choice
     return {"table": table, "node_of": node_of, "step_s": dt, "ratio": ratio, "coarse": coarse, "n_max": n_max,

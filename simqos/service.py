@@ -140,12 +140,21 @@ class ServiceModel:
                 out[k, : seg + 1] += np.quantile(samples, quantile) + self.glue_ms[k]
         return out
 
+    def _work_draws(self, draws: int, seed: int) -> np.ndarray:
+        """``draws`` requests' work per level and segment (:meth:`segment_work_ms`), from ``seed``."""
+        return self.segment_work_ms(np.random.default_rng(seed).random((draws, len(self.sorted_samples_ms))))
+
+    def segment_work_quantiles_ms(self, quantiles: np.ndarray, draws: int = 4096, seed: int = 0) -> np.ndarray:
+        """(n_levels, n_segments, len(quantiles)): quantiles of each segment's work (profiled ms)
+        at each level, as requests draw it (``draws`` requests from ``seed``)."""
+        return np.ascontiguousarray(np.moveaxis(np.quantile(self._work_draws(draws, seed), np.asarray(quantiles), axis=0), 0, -1))
+
     def remaining_work_quantiles_ms(self, quantiles: np.ndarray, draws: int = 4096, seed: int = 0) -> np.ndarray:
         """(n_levels, n_segments + 1, len(quantiles)): quantiles of a request's remaining work
         (profiled ms) from segment s to the end at level k — of the sum, as requests draw it
         (:meth:`segment_work_ms`, ``draws`` requests from ``seed``), not a sum of quantiles.
         Column S is 0."""
-        work = self.segment_work_ms(np.random.default_rng(seed).random((draws, len(self.sorted_samples_ms))))
+        work = self._work_draws(draws, seed)
         remaining = np.concatenate([np.cumsum(work[:, :, ::-1], axis=2)[:, :, ::-1], np.zeros((draws, self.n_levels, 1))], axis=2)
         return np.moveaxis(np.quantile(remaining, np.asarray(quantiles), axis=0), 0, -1)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from simqos.compiled import njit
 from simqos.userfiles import read_numeric_columns
-from simqos.device import embedded_stationary, transition_matrix
+from simqos.device import embedded_stationary, jump_cdf, transition_matrix
 from simqos.errors import SimqosError
 
 __all__ = [
@@ -57,9 +57,7 @@ def bursty_arrivals(
     at ``rates_hz[i]``; the next state is drawn from row i of ``transitions``. Starts in
     state 0.
     """
-    cdf = np.cumsum(transitions, axis=1)
-    cdf /= cdf[:, -1:]  # as Generator.choice normalises p
-    return _bursty_walk(rng, np.asarray(rates_hz, dtype=float), np.asarray(mean_dwell_s, dtype=float), cdf, n)
+    return _bursty_walk(rng, np.asarray(rates_hz, dtype=float), np.asarray(mean_dwell_s, dtype=float), jump_cdf(transitions), n)
 
 
 @njit()
