@@ -1,6 +1,6 @@
 """Policies compared on the same requests: each policy's accuracy-at-deadline over every
 replication of a scenario, and its paired difference from one of them with the verdict's 95 %
-batch-means interval (:func:`simqos.verdict.paired_difference`) — without the report, the bound
+batch-means interval (:func:`simqos.tally.paired_difference`) — without the report, the bound
 or the figures, so a policy whose table is slow to solve is solved once.
 
     python benchmarks/paired.py scenarios/iot.yaml --add '{kind: queue_dp}' --against lookahead
@@ -13,10 +13,10 @@ import time
 
 import yaml
 
-from simqos.engine import build_plan, run_plan
+from simqos.engine import build_plan, simulate, summarize_plan
 from simqos.overrides import override
 from simqos.scenario import load_scenario
-from simqos.verdict import paired_difference
+from simqos.tally import paired_difference
 
 
 def main() -> None:
@@ -29,17 +29,16 @@ def main() -> None:
     policies = [p.model_dump(exclude_none=True) for p in scenario.policies] + [yaml.safe_load(a) for a in args.add]
     plan = build_plan(override(scenario, "policies", policies))
     started = time.perf_counter()
-    records = run_plan(plan)
-    kept = records[~records["warmup"]]
+    run = simulate(plan, keep_records=False)
+    pooled = run.pooled()
+    summary = summarize_plan(plan, run, percentile_intervals=False).set_index("policy")
     against = args.against or plan.labels[0]
     print(f"{scenario.name}: {scenario.replications} replications, {time.perf_counter() - started:.0f} s; "
           f"paired with {against} (95 %)")
     for label in plan.labels:
-        mine = kept[kept["policy"] == label]
-        score = ((mine["outcome"] == "met") * mine["accuracy"].fillna(0.0)).mean()
-        line = f"{label:<32} {score:8.2%}"
+        line = f"{label:<32} {summary.loc[label, 'accuracy_at_deadline']:8.2%}"
         if label != against:
-            mean, low, high = paired_difference(records, label, against, "accuracy_at_deadline")
+            mean, low, high = paired_difference(pooled[label], pooled[against], "accuracy_at_deadline")
             line += f"   {100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}] points"
         print(line)
 

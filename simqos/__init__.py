@@ -23,6 +23,7 @@ _API = {
     "build_plan": "simqos.engine",
     "sample_inputs": "simqos.engine",
     "run_plan": "simqos.engine",
+    "simulate": "simqos.engine",
     "run_policy": "simqos.engine",
     "summarize_plan": "simqos.engine",
     "decisions": "simqos.engine",

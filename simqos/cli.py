@@ -518,10 +518,10 @@ def run(
         task = bar.add_task(f"simulate {spec.name}", total=None)
         outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers)
         spec, summary = outcome.plan.scenario, outcome.summary
-        by_replication = summarize_plan(outcome.plan, outcome.records, by_replication=True)
+        by_replication = summarize_plan(outcome.plan, outcome.run, by_replication=True)
         bar.update(task, description="offline optimum (the bound)", total=None)
         bound = plan_bound(outcome.plan)
-        verdict = plan_verdict(outcome.plan, summary, outcome.records, bound)
+        verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
         write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping(), bound, verdict, plan.warnings)
         if spec.outputs.plots:
             from simqos.report import write_report

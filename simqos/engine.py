@@ -34,7 +34,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -44,17 +44,18 @@ from pydantic import ValidationError
 from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, sampled_to_horizon, trace_from_spec
 from simqos.errors import SimqosError
 from simqos import serving
-from simqos.fastpath import serve_fast
-from simqos.metrics import per_replication, summarize
+from simqos.fastpath import FastServer, serve_fast
 from simqos.plausible import implausible
 from simqos.policies import POLICIES, Policy
-from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision
+from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision, route_text
 from simqos.bundle import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
-from simqos.workload import arrivals_from_spec, deadlines_from_spec, mean_rate_hz, read_arrivals_csv
+from simqos.tally import Tally, TallyBuilder, per_replication, summarize, tallies_from_records
+from simqos.workload import ArrivalStream, deadlines_from_spec, mean_rate_hz, read_arrivals_csv
 
-__all__ = ["OUTCOMES", "Plan", "engines", "ReplicationInputs", "build_plan", "decisions", "records_table", "run_plan", "run_policy", "sample_inputs", "summarize_plan"]
+__all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "Run", "Served", "build_plan", "decisions", "engines", "plan_tallies", "records_table",
+           "run_plan", "run_policy", "sample_inputs", "serve", "simulate", "summarize_plan"]
 
 
 
@@ -226,43 +227,92 @@ class ReplicationInputs:
     horizon_s: float  # the device's processes are sampled (repeated traces replayed) until here
 
 
-def _arrivals(scenario: Scenario, rng_seed: np.random.SeedSequence) -> np.ndarray:
-    spec = scenario.workload.arrival
-    if scenario.requests is not None:
-        return arrivals_from_spec(spec, scenario.requests, np.random.default_rng(rng_seed))
-    n = 1024
-    while True:  # same seed each time: the first n arrivals do not depend on n
-        times = arrivals_from_spec(spec, n, np.random.default_rng(rng_seed))
-        if times[-1] >= scenario.duration_s:
-            return times[times < scenario.duration_s]
-        n *= 2
+CHUNK_REQUESTS = 1 << 17
+"""Requests per chunk of a streamed replication (:func:`simulate`): the inputs and outputs of
+one chunk are what a run holds at a time; the results do not depend on it (tested)."""
 
 
-def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) -> ReplicationInputs:
-    """Draw replication ``replication``'s inputs from the scenario seed: its SeedSequence child
-    (``SeedSequence(seed).spawn(n)[replication]`` for any n > replication, so adding
-    replications leaves the earlier ones' inputs unchanged). The device's processes are
-    sampled until twice the last arrival plus a minute, or ``horizon_s`` if later; a longer
-    horizon extends the same traces (their first part does not depend on it), which is how
-    :func:`until_covered` serves a run that outlasts it."""
+def _seeds(scenario: Scenario, replication: int) -> list[np.random.SeedSequence]:
+    """Replication ``replication``'s five input streams: arrivals, deadlines, speed, memory and
+    latency draws (``SeedSequence(seed).spawn(n)[replication]``'s children, for any n >
+    replication: adding replications leaves the earlier ones' inputs unchanged)."""
+    return np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)
+
+
+def _arrival_stream(scenario: Scenario, seed: np.random.SeedSequence) -> ArrivalStream:
+    return ArrivalStream(scenario.workload.arrival, np.random.default_rng(seed), scenario.requests,
+                         None if scenario.requests is not None else scenario.duration_s)  # fmt: skip
+
+
+def arrival_span(scenario: Scenario, replication: int) -> tuple[int, float]:
+    """How many requests replication ``replication`` has and when the last arrives (s), drawn
+    chunk by chunk and not kept."""
+    stream, n, last = _arrival_stream(scenario, _seeds(scenario, replication)[0]), 0, 0.0
+    while len(chunk := stream.take(CHUNK_REQUESTS)):
+        n, last = n + len(chunk), float(chunk[-1])
+    return n, last
+
+
+class RequestStream:
+    """Replication ``replication``'s per-request inputs in chunks (:meth:`take`): arrival
+    times (s), absolute deadlines (s) and each segment's work at each level (profiled ms), the
+    same whatever the chunk sizes."""
+
+    def __init__(self, plan: Plan, replication: int) -> None:
+        seeds = _seeds(plan.scenario, replication)
+        self.plan = plan
+        self.arrivals = _arrival_stream(plan.scenario, seeds[0])
+        self.deadline_rng, self.latency_rng = np.random.default_rng(seeds[1]), np.random.default_rng(seeds[4])
+
+    @property
+    def exhausted(self) -> bool:
+        return self.arrivals.exhausted
+
+    def take(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next (up to) ``m`` requests' arrivals, deadlines and work."""
+        model = self.plan.model
+        arrivals = self.arrivals.take(m)
+        n = len(arrivals)
+        deadlines = arrivals + deadlines_from_spec(self.plan.scenario.workload.deadline, n, self.deadline_rng) / 1e3
+        return arrivals, deadlines, model.segment_work_ms(self.latency_rng.random((n, len(model.sorted_samples_ms))))
+
+
+@dataclass(frozen=True)
+class DeviceInputs:
+    """One replication's device: its speed, memory and resident-level traces, sampled until
+    ``horizon_s`` (inf when no process is sampled: replayed files only)."""
+
+    speed: SpeedTrace
+    memory_mb: Trace
+    resident: Trace
+    horizon_s: float
+
+
+def device_inputs(plan: Plan, replication: int, last_arrival_s: float, horizon_s: float | None = None) -> DeviceInputs:
+    """The device's processes sampled until twice the last arrival plus a minute, or
+    ``horizon_s`` if later; a longer horizon extends the same traces (their first part does
+    not depend on it), which is how :func:`until_covered` serves a run that outlasts it."""
     scenario, model = plan.scenario, plan.model
-    streams = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)
-    arrivals = _arrivals(scenario, streams[0])
-    n = len(arrivals)
-    deadlines = arrivals + deadlines_from_spec(scenario.workload.deadline, n, np.random.default_rng(streams[1])) / 1e3
-    horizon = max(2.0 * float(arrivals[-1]) + 60.0, horizon_s or 0.0)
-    _check_trace_ends(scenario, float(arrivals[-1]), f"replication {replication}'s arrivals run to")
-    speed = SpeedTrace(trace_from_spec(scenario.device.speed, "speed", horizon, np.random.default_rng(streams[2])))
+    seeds = _seeds(scenario, replication)
+    horizon = max(2.0 * last_arrival_s + 60.0, horizon_s or 0.0)
+    _check_trace_ends(scenario, last_arrival_s, f"replication {replication}'s arrivals run to")
+    speed = SpeedTrace(trace_from_spec(scenario.device.speed, "speed", horizon, np.random.default_rng(seeds[2])))
     memory = (
         constant_trace(math.inf)
         if scenario.device.memory is None
-        else trace_from_spec(scenario.device.memory, "memory_mb", horizon, np.random.default_rng(streams[3]))
+        else trace_from_spec(scenario.device.memory, "memory_mb", horizon, np.random.default_rng(seeds[3]))
     )
     resident = resident_trace(memory, model.level_bytes, scenario.device.storage_bandwidth_mb_s)
-    uniforms = np.random.default_rng(streams[4]).random((n, len(model.sorted_samples_ms)))
     sampled = any(sampled_to_horizon(spec) for _, spec, _ in scenario.device.processes())
-    return ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, memory, resident,
-                             horizon if sampled else math.inf)
+    return DeviceInputs(speed, memory, resident, horizon if sampled else math.inf)
+
+
+def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) -> ReplicationInputs:
+    """Replication ``replication``'s inputs, all at once (:class:`RequestStream` and
+    :func:`device_inputs`, drawn from the scenario seed)."""
+    arrivals, deadlines, work = RequestStream(plan, replication).take(sys.maxsize)
+    device = device_inputs(plan, replication, float(arrivals[-1]), horizon_s)
+    return ReplicationInputs(arrivals, deadlines, work, device.speed, device.memory_mb, device.resident, device.horizon_s)
 
 
 def _ending_traces(scenario: Scenario) -> list[tuple[str, Any, str]]:
@@ -287,9 +337,8 @@ def _check_trace_lengths(scenario: Scenario, source: str) -> None:
     if not _ending_traces(scenario):
         return
     for replication in range(scenario.replications):
-        stream = np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)[0]
         try:
-            _check_trace_ends(scenario, float(_arrivals(scenario, stream)[-1]), f"replication {replication}'s arrivals run to")
+            _check_trace_ends(scenario, arrival_span(scenario, replication)[1], f"replication {replication}'s arrivals run to")
         except SimqosError as exc:
             raise SimqosError(f"{source}: {exc}") from None
 
@@ -389,37 +438,43 @@ def _choose(policy: Policy) -> Callable[[Decision, np.ndarray, np.ndarray], int]
     return decide
 
 
-def _route_text(code: int, n_levels: int, n_segments: int) -> str:
-    if code < 0:
-        return ""
-    digits = []
-    for _ in range(n_segments):
-        code, d = divmod(code, n_levels)
-        digits.append(str(d))
-    return "-".join(reversed(digits))
+class Served(NamedTuple):
+    """Per request of one replication under one policy: when it started and finished (s; NaN
+    when it never did), its route code (-1: not served), reroutes and outcome code."""
+
+    start_s: np.ndarray
+    finish_s: np.ndarray
+    route_code: np.ndarray
+    reroutes: np.ndarray
+    outcome: np.ndarray
+
+    def latest_s(self) -> float:
+        """The latest start or finish (0 if none): how long the run used the device."""
+        return float(max(np.nanmax(self.start_s, initial=0.0), np.nanmax(self.finish_s, initial=0.0)))
 
 
-def run_policy(
-    plan: Plan, inputs: ReplicationInputs, policy_index: int, replication: int, engine: str | None = None
-) -> pd.DataFrame:
-    """Serve ``inputs`` under policy ``policy_index``; one row per request (see results.py).
+def serve(plan: Plan, inputs: ReplicationInputs, policy_index: int, engine: str | None = None) -> Served:
+    """Serve ``inputs`` under policy ``policy_index``.
 
     ``engine`` (default: the scenario's) is ``simpy``, or ``auto``: the compiled fast path
     (:mod:`simqos.fastpath`, equal record for record) for built-in policies, SimPy otherwise.
     """
     policy = plan.policy_factories[policy_index]()
     if (engine or plan.scenario.engine) == "auto" and policy.compiled():
-        start_s, finish_s, route_code, reroutes, outcome = serve_fast(plan, inputs, policy)
-    else:
-        server = _Server(plan, inputs, policy)
-        env = simpy.Environment()
-        env.process(server.process(env))
-        env.run()
-        start_s, finish_s = server.start_s, server.finish_s
-        route_code, reroutes, outcome = server.route_code, server.reroutes, server.outcome
-    return records_table(
-        plan, policy_index, replication, inputs.arrivals_s, inputs.deadlines_s, start_s, finish_s, route_code, reroutes, outcome
-    )
+        return Served(*serve_fast(plan, inputs, policy))
+    server = _Server(plan, inputs, policy)
+    env = simpy.Environment()
+    env.process(server.process(env))
+    env.run()
+    return Served(server.start_s, server.finish_s, server.route_code, server.reroutes, server.outcome)
+
+
+def run_policy(
+    plan: Plan, inputs: ReplicationInputs, policy_index: int, replication: int, engine: str | None = None
+) -> pd.DataFrame:
+    """Serve ``inputs`` under policy ``policy_index`` (:func:`serve`); one row per request (see results.py)."""
+    served = serve(plan, inputs, policy_index, engine)
+    return records_table(plan, policy_index, replication, inputs.arrivals_s, inputs.deadlines_s, *served)
 
 
 def records_table(
@@ -433,21 +488,24 @@ def records_table(
     route_code: np.ndarray,
     reroutes: np.ndarray,
     outcome: np.ndarray,
+    first_request: int = 0,
 ) -> pd.DataFrame:
     """The records of one replication under one policy (columns in results.py) from per-request
     arrays: times in seconds, ``route_code`` the route's levels as base-``n_levels`` digits
-    (-1: not served), ``outcome`` an index into :data:`OUTCOMES`."""
+    (-1: not served), ``outcome`` an index into :data:`OUTCOMES`; the first row is request
+    ``first_request``."""
     model = plan.model
     codes = np.unique(route_code)
-    text = {c: _route_text(int(c), model.n_levels, model.n_segments) for c in codes}
+    text = {c: route_text(int(c), model.n_levels, model.n_segments) for c in codes}
     accuracy = {c: (model.accuracy(tuple(int(p) for p in text[c].split("-"))) if c >= 0 else math.nan) for c in codes}
     n = len(arrivals_s)
+    request = first_request + np.arange(n)
     return pd.DataFrame(
         {
             "replication": np.full(n, replication, dtype=np.int64),
             "policy": plan.labels[policy_index],
-            "request": np.arange(n),
-            "warmup": np.arange(n) < plan.scenario.warmup_requests,
+            "request": request,
+            "warmup": request < plan.scenario.warmup_requests,
             "arrival_s": arrivals_s,
             "start_s": start_s,
             "finish_s": finish_s,
@@ -492,35 +550,122 @@ def decisions(plan: Plan, inputs: ReplicationInputs, policy_index: int, request:
     return table
 
 
-def _replication(plan: Plan, replication: int) -> list[pd.DataFrame]:
-    def run(inputs: ReplicationInputs) -> tuple[list[pd.DataFrame], float]:
-        records = [run_policy(plan, inputs, p, replication) for p in range(len(plan.policy_factories))]
-        return records, latest_s(records)
+@dataclass(frozen=True)
+class Run:
+    """What a run of replications produced: per policy label, one :class:`~simqos.tally.Tally`
+    per replication in order (what summaries and the verdict are computed from), and the
+    records table when they were kept (None otherwise)."""
+
+    tallies: dict[str, list[Tally]]
+    records: pd.DataFrame | None
+    simulated: int  # requests served, summed over policies and replications (warm-up included)
+
+    def pooled(self) -> dict[str, Tally]:
+        """Each policy's tallies pooled over the replications."""
+        return {label: Tally.pool(tallies) for label, tallies in self.tallies.items()}
+
+
+def _replication(plan: Plan, replication: int, keep_records: bool) -> tuple[list[Tally], list[pd.DataFrame], int]:
+    """Replication ``replication`` under every policy: a tally per policy, the records if kept,
+    and how many requests were served (all policies). Streamed in chunks when every policy
+    runs on the compiled path; else whole (SimPy serves a Python policy's replication at once)."""
+    if all(engine == "compiled" for engine in engines(plan)):
+        return _streamed_replication(plan, replication, keep_records)
+    model, warmup = plan.model, plan.scenario.warmup_requests
+    accuracy = model.accuracy_by_code()
+
+    def run(inputs: ReplicationInputs) -> tuple[tuple[list[Tally], list[pd.DataFrame], int], float]:
+        tallies, frames, latest = [], [], 0.0
+        n_kept = max(len(inputs.arrivals_s) - warmup, 0)
+        for p in range(len(plan.policy_factories)):
+            served = serve(plan, inputs, p)
+            latest = max(latest, served.latest_s())
+            builder = TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy)
+            _tally_block(builder, warmup, 0, inputs.arrivals_s, served)
+            tallies.append(builder.finish())
+            if keep_records:
+                frames.append(records_table(plan, p, replication, inputs.arrivals_s, inputs.deadlines_s, *served))
+        return (tallies, frames, len(inputs.arrivals_s) * len(tallies)), latest
 
     return until_covered(plan, replication, run)
 
 
-def _replication_in_worker(scenario_json: dict, source: str, replication: int) -> list[pd.DataFrame]:
+def _tally_block(builder: TallyBuilder, warmup: int, first: int, arrivals_s: np.ndarray, served: Served) -> None:
+    """Add requests ``first`` .. (``arrivals_s`` and ``served`` are theirs) past the warm-up."""
+    skip = min(max(warmup - first, 0), len(arrivals_s))
+    latency_ms = (served.finish_s[skip:] - arrivals_s[skip:]) * 1e3
+    if len(latency_ms):
+        builder.add(served.outcome[skip:], latency_ms, served.route_code[skip:], served.reroutes[skip:])
+
+
+def _streamed_replication(plan: Plan, replication: int, keep_records: bool,
+                          chunk: int | None = None) -> tuple[list[Tally], list[pd.DataFrame], int]:  # fmt: skip
+    """:func:`_replication` on the compiled path, its inputs drawn and served ``chunk``
+    requests at a time (default :data:`CHUNK_REQUESTS`): memory holds a chunk and the queue
+    that carries over, not the replication."""
+    scenario, model = plan.scenario, plan.model
+    chunk = chunk or CHUNK_REQUESTS
+    n, last = arrival_span(scenario, replication)
+    n_kept = max(n - scenario.warmup_requests, 0)
+    accuracy = model.accuracy_by_code()
+    horizon = None
+    while True:
+        device = device_inputs(plan, replication, last, horizon)
+        servers = [FastServer(plan, device.speed, device.resident, factory()) for factory in plan.policy_factories]
+        builders = [TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy) for _ in servers]
+        frames: list[list[pd.DataFrame]] = [[] for _ in servers]
+        stream = RequestStream(plan, replication)
+        window = stream.take(0)
+        first, begins, latest = 0, [0] * len(servers), 0.0  # request index of window[0]; each server's next
+        while True:
+            new = stream.take(chunk)
+            final = stream.exhausted
+            window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
+            arrivals, deadlines, work = window
+            for p, server in enumerate(servers):
+                stop, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final)
+                served = Served(*arrays)
+                latest = max(latest, served.latest_s())
+                block = slice(begins[p], stop)
+                _tally_block(builders[p], scenario.warmup_requests, first + begins[p], arrivals[block], served)
+                if keep_records and stop > begins[p]:
+                    frames[p].append(records_table(plan, p, replication, arrivals[block], deadlines[block], *served,
+                                                   first_request=first + begins[p]))  # fmt: skip
+                begins[p] = stop
+            if final:
+                break
+            lo = min(begins)
+            window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
+        _check_trace_ends(scenario, latest, f"replication {replication} uses the device until")
+        if not latest > device.horizon_s:
+            break
+        horizon = 2.0 * latest
+    records = [pd.concat(f, ignore_index=True) for f in frames] if keep_records else []
+    return [b.finish() for b in builders], records, n * len(servers)
+
+
+def _replication_in_worker(scenario_json: dict, source: str, replication: int, keep_records: bool):
     from simqos.scenario import parse_scenario
 
-    return _replication(build_plan(parse_scenario(scenario_json, source), source), replication)
+    return _replication(build_plan(parse_scenario(scenario_json, source), source), replication, keep_records)
 
 
-def run_plan(
+def simulate(
     plan: Plan,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     replications: range | None = None,
-) -> pd.DataFrame:
+    keep_records: bool = True,
+) -> Run:
     """Every replication (default: the scenario's ``range(replications)``) under every policy;
     ``progress(done, total)`` after each replication.
 
     With ``workers > 1`` replications run in that many processes (each rebuilds the plan from
-    the scenario); the records are the same as with one, in the same order.
+    the scenario); the result is the same as with one, in the same order.
     """
     todo = range(plan.scenario.replications) if replications is None else replications
     n = len(todo)
-    results: dict[int, list[pd.DataFrame]] = {}
+    results: dict[int, tuple[list[Tally], list[pd.DataFrame], int]] = {}
     if workers < 1:
         raise SimqosError(f"--workers: {workers} must be >= 1")
     if workers > 1 and n > 1:
@@ -530,29 +675,53 @@ def run_plan(
 
         scenario_json = plan.scenario.model_dump(mode="json")
         with pool(min(workers, n)) as processes:
-            futures = {processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r): r for r in todo}
+            futures = {
+                processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, keep_records): r for r in todo
+            }
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if progress:
                     progress(len(results), n)
     else:
         for r in todo:
-            results[r] = _replication(plan, r)
+            results[r] = _replication(plan, r, keep_records)
             if progress:
                 progress(len(results), n)
-    return pd.concat([frame for r in todo for frame in results[r]], ignore_index=True)
+    tallies = {label: [results[r][0][p] for r in todo] for p, label in enumerate(plan.labels)}
+    records = pd.concat([frame for r in todo for frame in results[r][1]], ignore_index=True) if keep_records else None
+    return Run(tallies, records, sum(results[r][2] for r in todo))
+
+
+def run_plan(
+    plan: Plan,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    replications: range | None = None,
+) -> pd.DataFrame:
+    """The records of :func:`simulate`."""
+    return simulate(plan, progress, workers, replications).records
+
+
+def plan_tallies(plan: Plan, data: Run | pd.DataFrame) -> dict[str, list[Tally]]:
+    """Per policy, a tally per replication: a run's, or made from a records table."""
+    if isinstance(data, Run):
+        return data.tallies
+    model = plan.model
+    return tallies_from_records(data, model.n_levels, model.n_segments, model.accuracy_by_code())
 
 
 def summarize_plan(
-    plan: Plan, records: pd.DataFrame, by_replication: bool = False, percentile_intervals: bool = True
+    plan: Plan, data: Run | pd.DataFrame, by_replication: bool = False, percentile_intervals: bool = True
 ) -> pd.DataFrame:
-    """:func:`simqos.metrics.summarize` (or, ``by_replication``, :func:`~simqos.metrics.per_replication`)
-    with the plan's levels and its routes' measured accuracy intervals, and an ``engine``
-    column: which engine served each policy (``compiled`` or ``simpy``)."""
+    """:func:`simqos.tally.summarize` of a run (or of a records table), with the routes'
+    measured accuracy intervals (or, ``by_replication``, :func:`~simqos.tally.per_replication`),
+    and an ``engine`` column: which engine served each policy (``compiled`` or ``simpy``)."""
+    tallies = plan_tallies(plan, data)
+    intervals = plan.model.route_accuracy_interval
     if by_replication:
-        summary = per_replication(records, plan.model.n_levels, plan.model.route_accuracy_interval)
+        summary = per_replication(tallies, intervals)
     else:
-        summary = summarize(records, plan.model.n_levels, plan.model.route_accuracy_interval, percentile_intervals)
+        summary = summarize(tallies, intervals, percentile_intervals)
     summary["engine"] = summary["policy"].map(dict(zip(plan.labels, engines(plan))))
     return summary
 

@@ -31,36 +31,53 @@ from simqos.serving import (
     waiting_at,
 )
 
-__all__ = ["serve_fast"]
+__all__ = ["FastServer", "serve_fast"]
 
 
-_f8, _i8 = types.float64[::1], types.int64[::1]
+_t8, _ti8 = types.float64[::1], types.int64[::1]
+_f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the compiled types: writable, C order
 
 
 @njit((
-    _f8, _f8, types.float64[:, :, ::1], _f8, _f8, _f8, _f8, _i8,  # arrivals .. resident levels
-    types.int64, types.boolean, types.float64, _f8, types.float64[:, ::1],  # capacity .. idle factor
-    DECIDE_TYPE, _f8, types.float64[:, ::1], types.int64[:, ::1],  # decide, params, table, candidates
+    _t8, _t8, types.float64[:, :, ::1], _t8, _t8, _t8, _t8, _ti8,  # arrivals .. resident levels
+    types.int64, types.boolean, types.float64, _t8, types.float64[:, ::1],  # capacity .. idle factor
+    DECIDE_TYPE, _t8, types.float64[:, ::1], types.int64[:, ::1],  # decide, params, table, candidates
+    types.int64, types.int64, types.boolean, _t8, _t8,  # first request, begin, final, clock, waiting
 ))
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
     capacity, late_drop, sparsest_median_ms, idle_ms, idle_factor, decide, params, table, candidates,
+    first, begin, final, clock, waiting_left,
 ):  # fmt: skip
+    """Serve requests ``begin``, ``begin`` + 1, ... of the window ``arrivals`` (request ``first``
+    of the replication and on, with their
+    deadlines and work) from the state ``clock`` = (now, busy until) and ``waiting_left`` (when
+    the admitted requests still waiting leave the queue). Unless ``final``, it stops before a
+    request whose queue could hold arrivals beyond the window (the clock has reached the
+    window's last arrival): the caller serves it with the next chunk appended. Returns the
+    index it stopped at, the served requests' arrays, and the new ``waiting_left``; ``clock``
+    is updated in place."""
     n = len(arrivals)
+    m = n - begin
     n_levels = work.shape[1]
-    start_s = np.full(n, np.nan)
-    finish_s = np.full(n, np.nan)
-    codes = np.full(n, -1, dtype=np.int64)
-    reroutes = np.zeros(n, dtype=np.int64)
-    outcome = np.full(n, DROPPED, dtype=np.int8)
-    left = np.empty(n)  # when each admitted request left the queue
-    n_left = 0
+    start_s = np.full(m, np.nan)
+    finish_s = np.full(m, np.nan)
+    codes = np.full(m, -1, dtype=np.int64)
+    reroutes = np.zeros(m, dtype=np.int64)
+    outcome = np.full(m, DROPPED, dtype=np.int8)
+    left = np.empty(len(waiting_left) + m)  # when each admitted request left the queue
+    left[: len(waiting_left)] = waiting_left
+    n_left = len(waiting_left)
     factors = np.ones(n_levels)
-    now = 0.0
-    busy_until = 0.0
-    gone, i_speed, q_end = 0, 0, 0  # search hints: the clock only moves forward
-    for i in range(n):
+    now, busy_until = clock[0], clock[1]
+    gone, i_speed, q_end = 0, 0, begin  # search hints: the clock only moves forward
+    stop = n
+    for i in range(begin, n):
         arrival = arrivals[i]
+        if not final and arrivals[n - 1] <= max(now, arrival):
+            stop = i
+            break
+        j = i - begin
         if now < arrival:
             now = now + (arrival - now)
         waiting = waiting_at(left, n_left, arrival, gone)
@@ -70,51 +87,64 @@ def _serve(
         deadline = deadlines[i]
         left[n_left] = now
         n_left += 1
-        start_s[i] = now
+        start_s[j] = now
         i_speed = bisect_from(times, now, len(times), i_speed + 1) - 1
         if late_drop and too_late(now, deadline, sparsest_median_ms, speeds[i_speed]):
             continue
         q_end = max(bisect_from(arrivals, now, n, q_end), i + 1)
         idle_factors(idle_ms, idle_factor, (now - busy_until) * 1e3, factors)
         t, code, changes = serve_request(
-            i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
+            first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
             deadlines[i + 1 : q_end], decide, params, table, candidates,
         )  # fmt: skip
         if math.isinf(t):
             continue  # its level never returns: dropped
         now = now + (t - now)
         busy_until = t
-        finish_s[i] = t
-        codes[i] = code
-        reroutes[i] = changes
-        outcome[i] = MET if t <= deadline else MISSED
-    return start_s, finish_s, codes, reroutes, outcome
+        finish_s[j] = t
+        codes[j] = code
+        reroutes[j] = changes
+        outcome[j] = MET if t <= deadline else MISSED
+    clock[0], clock[1] = now, busy_until
+    k = stop - begin
+    # Later arrivals come at or after the stop's: only who leaves the queue after it still counts.
+    gone = n_left - waiting_at(left, n_left, arrivals[stop], gone) if stop < n else n_left
+    return stop, start_s[:k], finish_s[:k], codes[:k], reroutes[:k], outcome[:k], left[gone:n_left].copy()
+
+
+class FastServer:
+    """One policy's compiled server over a replication's inputs given in chunks
+    (:meth:`serve`): the queue and the clock carry from chunk to chunk, so the records do not
+    depend on the chunk sizes (tested)."""
+
+    def __init__(self, plan, speed, resident, policy: Policy) -> None:
+        model, queue = plan.model, plan.scenario.workload.queue
+        self.policy = policy
+        self.params, self.table = policy.prepared()
+        self.candidates = np.require(policy.candidates(), np.int64, "CW")
+        self.traces = tuple(_f8(a) for a in (speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s))
+        self.resident_levels = np.require(resident.values, np.int64, "CW")
+        self.rules = (-1 if queue.capacity is None else queue.capacity, queue.late == "drop", float(model.sparsest_median_ms),
+                      _f8(model.idle_ms), _f8(model.idle_factor))  # fmt: skip
+        self.clock = np.zeros(2)
+        self.waiting = np.empty(0)
+
+    def serve(self, arrivals_s, deadlines_s, work_ms, first: int, begin: int, final: bool) -> tuple[int, tuple[np.ndarray, ...]]:
+        """Serve the window's requests from ``begin`` (the window starts at request ``first``):
+        (where it stopped, (start_s, finish_s, route codes, reroutes, outcome codes) of
+        requests ``begin`` .. stop - 1). Unless ``final``, the requests from the stop on are to
+        be served with the next chunk appended."""
+        times, speeds, cum, res_times = self.traces
+        stop, *served, self.waiting = _serve(
+            _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), times, speeds, cum, res_times, self.resident_levels,
+            *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
+            first, begin, final, self.clock, self.waiting,
+        )  # fmt: skip
+        return stop, tuple(served)
 
 
 def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
     with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
-    model = plan.model
-    queue = plan.scenario.workload.queue
-    speed = inputs.speed
-    params, table = policy.prepared()
-    f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the compiled types: writable, C order
-    return _serve(
-        f8(inputs.arrivals_s),
-        f8(inputs.deadlines_s),
-        f8(inputs.work_ms),
-        f8(speed.trace.times_s),
-        f8(speed.trace.values),
-        f8(speed.cum_work_ms),
-        f8(inputs.resident.times_s),
-        np.require(inputs.resident.values, np.int64, "CW"),
-        -1 if queue.capacity is None else queue.capacity,
-        queue.late == "drop",
-        float(model.sparsest_median_ms),
-        f8(model.idle_ms),
-        f8(model.idle_factor),
-        type(policy).decide,
-        params,
-        table,
-        np.require(policy.candidates(), np.int64, "CW"),
-    )
+    server = FastServer(plan, inputs.speed, inputs.resident, policy)
+    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True)[1]

@@ -1,5 +1,5 @@
-"""Pure functions over per-request records: percentiles, nines of QoS, accuracy, and their
-95 % intervals.
+"""Pure functions behind the summaries: nines of QoS, batches, design effects, and the 95 %
+intervals of nines, percentiles and accuracy.
 
 No state, no I/O: every function takes counts or arrays and returns numbers.
 
@@ -16,8 +16,8 @@ the batches sets the intervals:
   is Wilson's at ``n`` (nothing to cluster).
 - latency percentiles: a bootstrap over batches (whole batches resampled with replacement,
   :data:`BOOTSTRAP_RESAMPLES` times, from a fixed seed: the same records give the same
-  interval) on a log-spaced histogram of :data:`HISTOGRAM_BINS` bins, each end widened to its
-  bin's edge; the point estimates are exact.
+  interval) on each batch's log-spaced latency histogram, each end widened to its bin's edge
+  (:mod:`simqos.tally`, which keeps the histograms).
 - accuracy: its uncertainty has two sources, the routes' accuracies measured on a finite test
   set (their Wilson intervals, from the profile, mixed by how often each route ran) and the
   simulation's (batch means); the two half-widths are added in quadrature.
@@ -31,31 +31,24 @@ replication, is what narrows an interval honestly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
 __all__ = [
     "BATCHES_PER_REPLICATION",
     "PERCENTILES",
-    "batch_index",
     "cluster_design_effect",
     "critical_value",
+    "batch_design_effect",
     "design_effect",
-    "latency_percentiles_ms",
     "nines",
-    "per_replication",
-    "percentile_intervals_ms",
-    "summarize",
     "wilson_interval",
 ]
 
 BATCHES_PER_REPLICATION = 10
 BOOTSTRAP_RESAMPLES = 1000
-HISTOGRAM_BINS = 4096
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 """Latency percentiles every summary reports."""
 
@@ -130,178 +123,29 @@ def nines(
     return point, 0.0 - math.log10(high_rate), high
 
 
-def batch_index(replication: np.ndarray, per_replication: int = BATCHES_PER_REPLICATION) -> np.ndarray:
-    """Batch of each record: ``per_replication`` contiguous, near-equal batches per replication
-    (records in request order within each replication); batches are numbered 0, 1, ..."""
-    replication = np.asarray(replication)
-    out = np.empty(len(replication), dtype=np.int64)
-    offset = 0
-    for r in pd.unique(replication):
-        where = np.flatnonzero(replication == r)
-        k = min(per_replication, len(where))
-        out[where] = offset + np.arange(len(where)) * k // len(where)
-        offset += k
-    return out
+def batch_design_effect(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> float:
+    """How much the spread of batch means exceeds that of independent draws (>= 1), from each
+    batch's count, sum and sum of squares of the values.
+
+    ``var(batch means) * mean batch size / var(values)`` over the batches that hold values,
+    floored at 1; 1 when fewer than two batches hold values or the values do not vary (to
+    rounding).
+    """
+    sums, squares, counts = (np.asarray(a, dtype=float) for a in (sums, squares, counts))
+    used = counts > 0
+    if used.sum() < 2:
+        return 1.0
+    n = counts.sum()
+    mean = sums.sum() / n
+    spread = float(squares.sum() / n - mean * mean)
+    if spread <= 1e-12 * max(1.0, mean * mean):
+        return 1.0
+    means = sums[used] / counts[used]
+    return max(1.0, float(means.var(ddof=1)) * float(counts[used].mean()) / spread)
 
 
 def design_effect(values: np.ndarray, batch: np.ndarray) -> float:
-    """How much the spread of batch means exceeds that of independent draws (>= 1).
-
-    ``var(batch means) * mean batch size / var(values)``, floored at 1; 1 when there are fewer
-    than two batches or the values do not vary.
-    """
+    """:func:`batch_design_effect` of ``values`` cut into batches (``batch[i]``: the batch of value i)."""
     values = np.asarray(values, dtype=float)
-    counts = np.bincount(batch)
-    used = counts > 0
-    spread = float(values.var())
-    if used.sum() < 2 or spread == 0.0:
-        return 1.0
-    means = np.bincount(batch, weights=values)[used] / counts[used]
-    counts = counts[used]
-    return max(1.0, float(means.var(ddof=1)) * float(counts.mean()) / spread)
-
-
-def latency_percentiles_ms(latency_ms: np.ndarray) -> dict[str, float]:
-    """``p50`` ... ``p99.99`` of the finite latencies (ms); NaN when there are none."""
-    finite = latency_ms[np.isfinite(latency_ms)]
-    values = np.percentile(finite, PERCENTILES) if len(finite) else [math.nan] * len(PERCENTILES)
-    return {f"p{p:g}_ms": float(v) for p, v in zip(PERCENTILES, values)}
-
-
-def percentile_intervals_ms(latency_ms: np.ndarray, batch: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
-    """``p50_ms_low``, ``p50_ms_high``, ... : batch-bootstrap intervals of the percentiles of
-    the finite latencies (see the module doc); NaN when there are fewer than two batches."""
-    keep = np.isfinite(latency_ms)
-    latency_ms, batch = latency_ms[keep], batch[keep]
-    _, batch = np.unique(batch, return_inverse=True)
-    n_batches = int(batch.max()) + 1 if len(batch) else 0
-    names = [f"p{p:g}_ms" for p in PERCENTILES]
-    if n_batches < 2:
-        return {f"{name}_{end}": math.nan for name in names for end in ("low", "high")}
-    log = np.log(np.maximum(latency_ms, 1e-9))
-    lowest, step = float(log.min()), max(float(log.max() - log.min()), 1e-12) / HISTOGRAM_BINS
-    edges = np.exp(lowest + step * np.arange(HISTOGRAM_BINS + 1))
-    bins = np.clip(((log - lowest) / step).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-    counts = np.bincount(batch * HISTOGRAM_BINS + bins, minlength=n_batches * HISTOGRAM_BINS)
-    counts = counts.reshape(n_batches, HISTOGRAM_BINS).astype(float)
-    rng = np.random.default_rng(0)
-    weights = rng.multinomial(n_batches, np.full(n_batches, 1.0 / n_batches), size=BOOTSTRAP_RESAMPLES)
-    cumulative = np.cumsum(weights @ counts, axis=1)
-    tail = (1.0 - confidence) / 2.0
-    out = {}
-    for name, p in zip(names, PERCENTILES):
-        # Index of the bin holding each resample's percentile (numpy's 'linear' rank).
-        rank = p / 100.0 * (cumulative[:, -1] - 1.0)
-        held = (cumulative <= rank[:, None]).sum(axis=1)
-        out[f"{name}_low"] = float(edges[int(np.quantile(held, tail, method="lower"))])
-        out[f"{name}_high"] = float(edges[int(np.quantile(held, 1.0 - tail, method="higher")) + 1])
-    return out
-
-
-def _accuracy_interval(
-    values: np.ndarray,
-    batch: np.ndarray,
-    route_share: Mapping[str, float],
-    route_intervals: Mapping[str, tuple[float, float]] | None,
-    confidence: float,
-) -> tuple[float, float, float]:
-    """(point, low, high) of the mean of per-request accuracies ``values``; see the module doc."""
-    point = float(np.mean(values))
-    d = design_effect(values, batch)
-    simulation = critical_value(confidence, int(batch.max()) if d > 1.0 else None) * math.sqrt(float(values.var()) * d / len(values))
-    below = above = 0.0
-    if route_intervals is not None and all(r in route_intervals for r in route_share):
-        low = sum(share * route_intervals[r][0] for r, share in route_share.items())
-        high = sum(share * route_intervals[r][1] for r, share in route_share.items())
-        below, above = max(0.0, point - low), max(0.0, high - point)
-    return point, max(0.0, point - math.hypot(below, simulation)), min(1.0, point + math.hypot(above, simulation))
-
-
-def summarize(
-    records: pd.DataFrame,
-    n_levels: int,
-    route_intervals: Mapping[str, tuple[float, float]] | None = None,
-    percentile_intervals: bool = True,
-) -> pd.DataFrame:
-    """One row per policy (in order of appearance) from per-request records, warm-up excluded.
-
-    Columns: requests, met, missed, dropped, miss_rate, nines, nines_low, nines_high,
-    miss_design_effect, latency percentiles (served requests) with ``_low``/``_high`` ends,
-    mean_accuracy (served requests), accuracy_at_deadline (a request that misses or is dropped
-    counts as wrong), each with ``_low``/``_high`` ends, level_share_L{k} (share of segments
-    run at level k), reroutes_per_request, and the spread over replications of the miss rate
-    (replication_miss_rate_std). ``route_intervals`` maps a route (``0-1-1``) to the 95 %
-    interval of its measured accuracy (the profile's ``routes.csv``); without it the accuracy
-    intervals cover the simulation's uncertainty only. ``percentile_intervals=False`` leaves
-    out the percentiles' ``_low``/``_high`` columns (the bootstrap is most of the cost).
-    """
-    rows = []
-    kept = records[~records["warmup"]]
-    for policy, g in kept.groupby("policy", sort=False):
-        n = len(g)
-        outcome = g["outcome"].to_numpy()
-        batch = batch_index(g["replication"].to_numpy())
-        met_mask = outcome == "met"
-        met = int(met_mask.sum())
-        missed_or_dropped = n - met
-        d = design_effect(~met_mask, batch) if missed_or_dropped else 1.0
-        dof = int(batch.max()) if d > 1.0 else None  # batches - 1, when the batches set the width
-        point, low, high = nines(missed_or_dropped, n, design_effect=d, dof=dof)
-        served_mask = outcome != "dropped"
-        served = g[served_mask]
-        latency = served["latency_ms"].to_numpy()
-        counts = served["route"].value_counts()  # few distinct routes: split each once
-        segments = np.zeros(n_levels)
-        for route, count in counts.items():
-            segments += count * np.bincount(np.array(route.split("-"), dtype=int), minlength=n_levels)
-        per_rep = g.groupby("replication")["outcome"].apply(lambda o: float((o != "met").mean()))
-        accuracy = g["accuracy"].to_numpy()
-        row = {
-            "policy": policy,
-            "requests": n,
-            "met": met,
-            "missed": int((outcome == "missed").sum()),
-            "dropped": int((outcome == "dropped").sum()),
-            "miss_rate": missed_or_dropped / n,
-            "nines": point,
-            "nines_low": low,
-            "nines_high": high,
-            "miss_design_effect": d,
-            **latency_percentiles_ms(latency),
-        }
-        if percentile_intervals:
-            row |= percentile_intervals_ms(latency, batch[served_mask])
-        available = len(served) and not np.isnan(accuracy[served_mask]).any()
-        if available:
-            share = (counts / len(served)).to_dict()
-            acc = _accuracy_interval(accuracy[served_mask], batch[served_mask], share, route_intervals, 0.95)
-            on_time = np.where(met_mask, accuracy, 0.0)
-            met_share = (g.loc[met_mask, "route"].value_counts() / n).to_dict()
-            at_deadline = _accuracy_interval(on_time, batch, met_share, route_intervals, 0.95)
-        elif route_intervals:  # the profile has accuracy, but nothing was served: every request counts as wrong
-            acc = (math.nan,) * 3
-            at_deadline = (0.0, 0.0, wilson_interval(0, n)[1])
-        else:
-            acc = at_deadline = (math.nan,) * 3
-        row |= dict(zip(("mean_accuracy", "mean_accuracy_low", "mean_accuracy_high"), acc))
-        row |= dict(zip(("accuracy_at_deadline", "accuracy_at_deadline_low", "accuracy_at_deadline_high"), at_deadline))
-        row |= {
-            **{f"level_share_L{k}": float(segments[k] / segments.sum()) if segments.sum() else math.nan for k in range(n_levels)},
-            "reroutes_per_request": float(served["reroutes"].mean()) if len(served) else math.nan,
-            "replication_miss_rate_std": float(per_rep.std(ddof=1)) if len(per_rep) > 1 else math.nan,
-        }
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def per_replication(
-    records: pd.DataFrame, n_levels: int, route_intervals: Mapping[str, tuple[float, float]] | None = None
-) -> pd.DataFrame:
-    """:func:`summarize` of each replication alone: one row per replication x policy, with a
-    ``replication`` column first (its intervals come from that replication's batches)."""
-    frames = [
-        summarize(g, n_levels, route_intervals).assign(replication=r)
-        for r, g in records.groupby("replication", sort=True)
-    ]
-    table = pd.concat(frames, ignore_index=True)
-    return table[["replication", *[c for c in table.columns if c != "replication"]]]
+    return batch_design_effect(np.bincount(batch, weights=values), np.bincount(batch, weights=values * values),
+                               np.bincount(batch))

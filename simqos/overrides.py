@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from simqos.engine import build_plan, run_plan, summarize_plan
+from simqos.engine import build_plan, simulate, summarize_plan
 from simqos.errors import SimqosError
 from simqos.scenario import Scenario, parse_scenario
 
@@ -37,13 +37,13 @@ def vary(
     values: Sequence[object],
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """One summary row per value x policy (see :func:`simqos.metrics.summarize`), with the
+    """One summary row per value x policy (see :func:`simqos.tally.summarize`), with the
     value in a column named after the last part of ``dotted``."""
     column = dotted.rsplit(".", 1)[-1]
     frames = []
     for i, value in enumerate(values):
         plan = build_plan(override(scenario, dotted, value))
-        frames.append(summarize_plan(plan, run_plan(plan), percentile_intervals=False).assign(**{column: value}))
+        frames.append(summarize_plan(plan, simulate(plan, keep_records=False), percentile_intervals=False).assign(**{column: value}))
         if progress:
             progress(i + 1, len(values))
     return pd.concat(frames, ignore_index=True)

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import build_plan, latest_s, run_plan, sample_inputs, summarize_plan
+from simqos.engine import build_plan, latest_s, sample_inputs, simulate, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
@@ -134,7 +134,7 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))
-    summary = summarize_plan(plan, run_plan(plan), percentile_intervals=False)
+    summary = summarize_plan(plan, simulate(plan, keep_records=False), percentile_intervals=False)
     summary["family"] = [family for family, _, _ in specs]
     summary["knob"] = [knob for _, knob, _ in specs]
     return summary

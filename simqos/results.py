@@ -3,7 +3,7 @@
 Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the replications
 that ran), ``records.csv.gz`` (one row per request and policy; columns below), ``summary.csv``
 and ``summary.json`` (one row per policy, pooled over replications, see
-:func:`simqos.metrics.summarize`, plus provenance, what the stopping rule did, the offline
+:func:`simqos.tally.summarize`, plus provenance, what the stopping rule did, the offline
 optimum of the same runs (:mod:`simqos.bound`) and the verdict (:mod:`simqos.verdict`)), and
 ``replications.csv`` (the same columns for each replication alone, beside the pooled ones), and
 the figures and ``report.md`` of :mod:`simqos.report`. Everything is written into

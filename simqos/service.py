@@ -115,6 +115,13 @@ class ServiceModel:
         """Measured accuracy of ``route``, or NaN when the profile has none for it."""
         return self.route_accuracy.get(route, float("nan"))
 
+    def accuracy_by_code(self) -> np.ndarray:
+        """The measured accuracy of every route, indexed by its code
+        (:func:`simqos.serving.route_code`); NaN where the profile has none."""
+        codes = np.arange(self.n_levels**self.n_segments)
+        digits = (codes[:, None] // self.n_levels ** np.arange(self.n_segments - 1, -1, -1)) % self.n_levels
+        return np.array([self.accuracy(tuple(int(d) for d in row)) for row in digits])
+
     def segment_work_ms(self, uniforms: np.ndarray) -> np.ndarray:
         """Work (profiled ms) of every segment at every level for each request.
 

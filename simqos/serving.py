@@ -66,6 +66,7 @@ __all__ = [
     "resident_from",
     "route_code",
     "route_finish_time",
+    "route_text",
     "segment_end",
     "serve_request",
     "speed_state",
@@ -235,6 +236,18 @@ def route_code(levels, n_levels: int) -> int:
     for level in levels:
         code = code * n_levels + level
     return code
+
+
+def route_text(code: int, n_levels: int, n_segments: int) -> str:
+    """A route code as records write it: its levels joined by ``-`` (``0-0-1``); empty for
+    -1 (not served)."""
+    if code < 0:
+        return ""
+    digits = []
+    for _ in range(n_segments):
+        code, d = divmod(int(code), n_levels)
+        digits.append(str(d))
+    return "-".join(reversed(digits))
 
 
 @jit

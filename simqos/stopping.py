@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from simqos.engine import Plan, run_plan, summarize_plan
+from simqos.engine import Plan, Run, simulate, summarize_plan
 from simqos.overrides import override
 
 __all__ = ["Outcome", "nines_half_width", "run_to_precision"]
@@ -23,13 +23,19 @@ __all__ = ["Outcome", "nines_half_width", "run_to_precision"]
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished run: the plan whose scenario says how many replications ran, the records,
-    the pooled summary, and why it stopped (``fixed``, ``precise`` or ``budget``)."""
+    """A finished run: the plan whose scenario says how many replications ran, what they
+    produced (tallies, and records when kept), the pooled summary, and why it stopped
+    (``fixed``, ``precise`` or ``budget``)."""
 
     plan: Plan
-    records: pd.DataFrame
+    run: Run
     summary: pd.DataFrame
     stopped: str
+
+    @property
+    def records(self) -> pd.DataFrame | None:
+        """The records, when the run kept them."""
+        return self.run.records
 
     def stopping(self) -> dict:
         """What the stopping rule did, for the results' provenance."""
@@ -50,7 +56,7 @@ def nines_half_width(summary: pd.DataFrame) -> pd.Series:
 
 
 def run_to_precision(
-    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1
+    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1, keep_records: bool = True
 ) -> Outcome:
     """The scenario's replications; then, under a ``precision`` rule, rounds of as many more
     until :func:`nines_half_width` is at most the target for every policy or
@@ -59,14 +65,17 @@ def run_to_precision(
     rule = scenario.precision
     step = scenario.replications
     most = step if rule is None else rule.max_replications
-    frames: list[pd.DataFrame] = []
+    runs: list[Run] = []
     done = 0
     while True:
         batch = range(done, min(done + step, most))
-        frames.append(run_plan(plan, None if progress is None else lambda d, _t: progress(batch.start + d, most), workers, batch))
+        report = None if progress is None else lambda d, _t: progress(batch.start + d, most)
+        runs.append(simulate(plan, report, workers, batch, keep_records))
         done = batch.stop
-        records = pd.concat(frames, ignore_index=True)
-        summary = summarize_plan(plan, records)
+        run = Run({label: [t for r in runs for t in r.tallies[label]] for label in plan.labels},
+                  pd.concat([r.records for r in runs], ignore_index=True) if keep_records else None,
+                  sum(r.simulated for r in runs))
+        summary = summarize_plan(plan, run)
         if rule is None:
             stopped = "fixed"
             break
@@ -78,4 +87,4 @@ def run_to_precision(
             break
     if done != scenario.replications:
         plan = dataclasses.replace(plan, scenario=override(scenario, "replications", done))
-    return Outcome(plan, records, summary, stopped)
+    return Outcome(plan, run, summary, stopped)

@@ -148,7 +148,7 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
 
     ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
     classes made at import time, which do not pickle)."""
-    from simqos.engine import build_plan, run_plan, summarize_plan
+    from simqos.engine import build_plan, simulate, summarize_plan
     from simqos.scenario import parse_scenario
     from simqos.overrides import override
 
@@ -156,13 +156,13 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
         base = parse_scenario(base, "sweep base")
     plan = build_plan(_scenario(base, cell, override))
     started = time.perf_counter()
-    records = run_plan(plan)
+    run = simulate(plan, keep_records=False)
     seconds = time.perf_counter() - started
-    summary = summarize_plan(plan, records)
+    summary = summarize_plan(plan, run)
     summary.insert(0, "cell", cell_id(cell))
     for key, value in cell.items():  # an override named like a summary column (requests) keeps a prefix
         summary[f"scenario.{key}" if key in summary else key] = value
-    summary["simulated_requests"] = len(records)
+    summary["simulated_requests"] = run.simulated
     summary["seconds"] = seconds
     return summary
 

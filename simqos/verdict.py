@@ -24,45 +24,24 @@ share of requests met, with the bound of :mod:`simqos.bound` (pooled over replic
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
-from simqos.metrics import batch_index, critical_value
+from simqos.tally import Tally, paired_difference
 
-__all__ = ["paired_difference", "plan_verdict", "verdict", "verdict_lines"]
-
-
-def _scores(records: pd.DataFrame, policy: str, objective: str) -> pd.DataFrame:
-    g = records[(records["policy"] == policy) & ~records["warmup"]].sort_values(["replication", "request"])
-    met = (g["outcome"] == "met").to_numpy()
-    score = np.where(met, g["accuracy"].to_numpy(), 0.0) if objective == "accuracy_at_deadline" else met.astype(float)
-    return pd.DataFrame({"replication": g["replication"].to_numpy(), "score": score})
-
-
-def paired_difference(records: pd.DataFrame, policy: str, baseline: str, objective: str,
-                      confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of ``policy``'s score minus ``baseline``'s over the same requests:
-    accuracy-at-deadline, or met (1) / not (0) for ``nines``; a batch-means interval."""
-    a, b = _scores(records, policy, objective), _scores(records, baseline, objective)
-    diff = a["score"].to_numpy() - b["score"].to_numpy()
-    batch = batch_index(a["replication"].to_numpy())
-    means = np.bincount(batch, weights=diff) / np.bincount(batch)
-    point = float(diff.mean())
-    if len(means) < 2:
-        return point, math.nan, math.nan
-    half = critical_value(confidence, len(means) - 1) * float(means.std(ddof=1)) / math.sqrt(len(means))
-    return point, point - half, point + half
+__all__ = ["plan_verdict", "verdict", "verdict_lines"]
 
 
 def _objective_value(row: pd.Series, objective: str) -> float:
     return float(row["accuracy_at_deadline"]) if objective == "accuracy_at_deadline" else 1.0 - float(row["miss_rate"])
 
 
-def verdict(summary: pd.DataFrame, records: pd.DataFrame, objective, deployable: list[str], static: list[str],
+def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, deployable: list[str], static: list[str],
             bound: dict | None) -> dict:
     """The verdict for ``objective`` (a scenario's :class:`~simqos.scenario.Objective`) among the
-    ``deployable`` policy labels, against the named baseline or the best of ``static``."""
+    ``deployable`` policy labels, against the named baseline or the best of ``static``;
+    ``tallies``: each policy's, pooled over the replications (the paired differences)."""
     kind = objective.kind
     table = summary.set_index("policy")
     if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
@@ -78,7 +57,7 @@ def verdict(summary: pd.DataFrame, records: pd.DataFrame, objective, deployable:
     baseline = objective.baseline or max(pool, key=lambda p: value[p])
     if baseline not in table.index:
         return {"objective": kind, "note": f"objective.baseline {baseline!r} is not one of the policies {list(table.index)}"}
-    differences = {p: paired_difference(records, p, baseline, kind) for p in table.index if p != baseline}
+    differences = {p: paired_difference(tallies[p], tallies[baseline], kind) for p in table.index if p != baseline}
     point, low, high = differences.get(best, (0.0, 0.0, 0.0))
     if best != baseline and not low > 0:  # not better beyond its interval: keep the baseline
         out_best = {"best": best, "best_difference": [point, low, high]}
@@ -151,17 +130,19 @@ def verdict_lines(v: dict | None) -> list[str]:
     return lines
 
 
-def plan_verdict(plan, summary: pd.DataFrame, records: pd.DataFrame, bound: dict | None) -> dict:
+def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     """:func:`verdict` for a plan's scenario objective, its deployable and static policies;
     with a bound and a static baseline, also the offline optimum on the baseline's route alone
     (``baseline_bound``: what choosing which requests to run, with hindsight, adds to that level)."""
     from simqos.bound import plan_bound
+    from simqos.engine import plan_tallies
     from simqos.policies import Static
 
     policies = dict(zip(plan.labels, (factory() for factory in plan.policy_factories)))
     deployable = [label for label, p in policies.items() if not p.clairvoyant]
     static = [label for label, p in policies.items() if isinstance(p, Static)]
-    out = verdict(summary, records, plan.scenario.objective, deployable, static, bound)
+    pooled = {label: Tally.pool(parts) for label, parts in plan_tallies(plan, run).items()}
+    out = verdict(summary, pooled, plan.scenario.objective, deployable, static, bound)
     if "bound" in out and out["baseline"] in static:
         level = policies[out["baseline"]].params.level
         alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])

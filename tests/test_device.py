@@ -82,6 +82,7 @@ def test_the_compiled_bursty_walk_draws_what_numpy_draws():
 
     rates, dwell = np.array([30.0, 0.0, 800.0]), np.array([0.2, 0.1, 0.05])
     cdf = np.cumsum([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.9, 0.1, 0.0]], axis=1)
-    compiled = _bursty_walk(np.random.default_rng(3), rates, dwell, cdf, 5000)
-    assert len(compiled) == 5000 and (np.diff(compiled) >= 0).all()
-    assert np.array_equal(compiled, _bursty_walk.py_func(np.random.default_rng(3), rates, dwell, cdf, 5000))
+    compiled, t, state = _bursty_walk(np.random.default_rng(3), rates, dwell, cdf, 5000, 0.0, 0)
+    assert len(compiled) >= 5000 and (np.diff(compiled) >= 0).all() and compiled[-1] <= t
+    python, t_python, state_python = _bursty_walk.py_func(np.random.default_rng(3), rates, dwell, cdf, 5000, 0.0, 0)
+    assert np.array_equal(compiled, python) and (t, state) == (t_python, state_python)

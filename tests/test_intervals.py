@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 from bundles import scenario_dict
 from simqos.engine import build_plan, run_plan, summarize_plan
 from simqos.errors import SimqosError
-from simqos.metrics import (
-    PERCENTILES,
-    batch_index,
-    design_effect,
-    latency_percentiles_ms,
-    nines,
-    percentile_intervals_ms,
-    wilson_interval,
-)
+from simqos.metrics import PERCENTILES, design_effect, nines, wilson_interval
+from simqos.serving import MET
+from simqos.tally import Tally, TallyBuilder, percentile_intervals_ms, percentiles_ms
 from simqos.stopping import nines_half_width, run_to_precision
 from simqos.scenario import parse_scenario
 
@@ -46,35 +40,61 @@ def test_design_effect_divides_the_sample_size():
 
 
 def test_batches_are_contiguous_and_near_equal_per_replication():
-    rep = np.array([0] * 25 + [1] * 5)
-    batch = batch_index(rep, per_replication=10)
-    assert list(np.bincount(batch[:25])) == [3, 2, 3, 2, 3, 2, 3, 2, 3, 2]
-    assert list(batch[25:]) == [10, 11, 12, 13, 14]  # fewer records than batches: one each
-    assert (np.diff(batch) >= 0).all()
+    tallies = []
+    for replication, n in ((0, 25), (1, 5)):
+        builder = TallyBuilder(replication, n, 1, 1, np.array([1.0]))
+        zeros = np.zeros(n, dtype=np.int64)
+        for chunk in np.array_split(np.arange(n), 3):  # in chunks: the batches do not depend on them
+            builder.add(np.full(len(chunk), MET), np.ones(len(chunk)), zeros[: len(chunk)], zeros[: len(chunk)])
+        tallies.append(builder.finish())
+    pooled = Tally.pool(tallies)
+    assert list(pooled.counts[:10, 0]) == [3, 2, 3, 2, 3, 2, 3, 2, 3, 2]
+    assert list(pooled.counts[10:, 0]) == [1] * 5  # fewer requests than batches: one each
+    assert list(pooled.replication) == [0] * 10 + [1] * 5
+
+
+def _tally(latency_ms: np.ndarray, replications: int) -> Tally:
+    """Every request met, ``latency_ms`` cut evenly into ``replications``."""
+    parts = []
+    for r, part in enumerate(np.split(latency_ms, replications)):
+        builder = TallyBuilder(r, len(part), 1, 1, np.array([1.0]))
+        zeros = np.zeros(len(part), dtype=np.int64)
+        builder.add(np.full(len(part), MET), part, zeros, zeros)
+        parts.append(builder.finish())
+    return Tally.pool(parts)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 6), st.floats(0.1, 2.0))
-def test_percentile_intervals_hold_the_exact_percentiles(seed, replications, sigma):
+def test_percentiles_read_from_the_histogram_are_the_exact_ones_and_their_intervals_hold_them(seed, replications, sigma):
     rng = np.random.default_rng(seed)
-    n = 400 * replications
-    latency = rng.lognormal(0.0, sigma, n)
-    batch = batch_index(np.repeat(np.arange(replications), 400))
-    points = latency_percentiles_ms(latency)
-    ends = percentile_intervals_ms(latency, batch)
-    for p in PERCENTILES:
+    latency = rng.lognormal(0.0, sigma, 400 * replications)
+    tally = _tally(latency, replications)
+    points, ends = percentiles_ms(tally), percentile_intervals_ms(tally)
+    for p, exact in zip(PERCENTILES, np.percentile(latency, PERCENTILES)):
         name = f"p{p:g}_ms"
-        assert ends[f"{name}_low"] <= points[name] <= ends[f"{name}_high"]
+        assert points[name] == pytest.approx(exact, rel=1e-4)  # bins are 1.15e-4 wide in log
+        assert ends[f"{name}_low"] <= exact <= ends[f"{name}_high"]
+
+
+def test_percentiles_by_hand():
+    points = percentiles_ms(_tally(np.array([10.0, 20.0, 30.0, 40.0]), 2))
+    assert points["p50_ms"] == pytest.approx(25.0, rel=1e-4)  # between the 2nd and 3rd, numpy's 'linear'
+    assert points["p99.99_ms"] == pytest.approx(40.0 - 3e-4 * 10.0, rel=1e-4)
+    single = percentiles_ms(_tally(np.full(10, 7.5), 2))
+    assert all(v == 7.5 for v in single.values())  # clamped to the exact extremes
 
 
 def test_percentile_intervals_narrow_with_more_batches_and_are_reproducible():
     rng = np.random.default_rng(3)
     small, large = rng.exponential(1.0, 2_000), rng.exponential(1.0, 200_000)
-    a = percentile_intervals_ms(small, batch_index(np.repeat(np.arange(2), 1_000)))
-    b = percentile_intervals_ms(large, batch_index(np.repeat(np.arange(20), 10_000)))
+    a = percentile_intervals_ms(_tally(small, 2))
+    b = percentile_intervals_ms(_tally(large, 20))
     assert b["p99_ms_high"] - b["p99_ms_low"] < (a["p99_ms_high"] - a["p99_ms_low"]) / 3
-    assert percentile_intervals_ms(small, batch_index(np.repeat(np.arange(2), 1_000))) == a
-    assert math.isnan(percentile_intervals_ms(small, np.zeros(2_000, dtype=int))["p50_ms_low"])  # one batch
+    assert percentile_intervals_ms(_tally(small, 2)) == a
+    one = TallyBuilder(0, 1, 1, 1, np.array([1.0]))
+    one.add(np.full(1, MET), np.ones(1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    assert math.isnan(percentile_intervals_ms(one.finish())["p50_ms_low"])  # one batch
 
 
 CLUSTERED = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 2.0}, {"speed": 0.3, "mean_dwell_s": 0.5}]}}
@@ -111,9 +131,10 @@ def test_accuracy_interval_holds_the_test_set_uncertainty(two_level):
     low, high = wilson_interval(920, 1000)  # route 1-1: 92 % of 1000 test samples
     assert row["mean_accuracy"] == pytest.approx(0.92)
     assert row["mean_accuracy_low"] == pytest.approx(low) and row["mean_accuracy_high"] == pytest.approx(high)
-    from simqos.metrics import summarize
+    from simqos.engine import plan_tallies
+    from simqos.tally import summarize
 
-    sim_only = summarize(records, plan.model.n_levels).iloc[0]  # no route intervals: one route, no spread
+    sim_only = summarize(plan_tallies(plan, records)).iloc[0]  # no route intervals: one route, no spread
     assert sim_only["mean_accuracy_low"] == pytest.approx(0.92) and sim_only["mean_accuracy_high"] == pytest.approx(0.92)
 
 

@@ -1,4 +1,4 @@
-"""The verdict: hand-computable records (which policy, its paired difference and interval, the
+"""The verdict: hand-computable tallies (which policy, its paired difference and interval, the
 gap closed) and, on a simulated scenario, the offline optimum on the baseline's route alone."""
 
 from __future__ import annotations
@@ -11,27 +11,30 @@ from bundles import scenario_dict
 from simqos.bound import plan_bound
 from simqos.engine import build_plan, run_plan, summarize_plan
 from simqos.scenario import Objective, parse_scenario
-from simqos.verdict import paired_difference, plan_verdict, verdict, verdict_lines
+from simqos.serving import MET, MISSED
+from simqos.tally import Tally, TallyBuilder, paired_difference, summary_row
+from simqos.verdict import plan_verdict, verdict, verdict_lines
 
 N = 40  # requests per replication: 10 batches of 4
 
 
-def _records(scores: dict[str, tuple[np.ndarray, float]]) -> pd.DataFrame:
+def _tallies(scores: dict[str, tuple[np.ndarray, float]]) -> dict[str, Tally]:
     """Two replications of ``N`` requests; per policy, which requests met (bool array over both
-    replications) and the accuracy of its route."""
-    rows = []
+    replications) and the accuracy of its route (one route, one segment)."""
+    out = {}
     for policy, (met, accuracy) in scores.items():
-        for k, m in enumerate(met):
-            rows.append({"policy": policy, "replication": k // N, "request": k % N, "warmup": False,
-                         "outcome": "met" if m else "missed", "accuracy": accuracy})
-    return pd.DataFrame(rows)
+        parts = []
+        for r in range(2):
+            builder = TallyBuilder(r, N, 1, 1, np.array([accuracy]))
+            mine = met[r * N : (r + 1) * N]
+            builder.add(np.where(mine, MET, MISSED), np.ones(N), np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64))
+            parts.append(builder.finish())
+        out[policy] = Tally.pool(parts)
+    return out
 
 
-def _summary(records: pd.DataFrame) -> pd.DataFrame:
-    met = records["outcome"] == "met"
-    g = records.assign(score=np.where(met, records["accuracy"], 0.0), miss=~met).groupby("policy")
-    return pd.DataFrame({"policy": g.size().index, "accuracy_at_deadline": g["score"].mean().to_numpy(),
-                         "miss_rate": g["miss"].mean().to_numpy(), "mean_accuracy": g["accuracy"].mean().to_numpy()})
+def _summary(tallies: dict[str, Tally]) -> pd.DataFrame:
+    return pd.DataFrame([{"policy": p, **summary_row(t)} for p, t in tallies.items()])
 
 
 ALL = np.ones(2 * N, dtype=bool)
@@ -39,8 +42,8 @@ HALF = np.arange(2 * N) % 2 == 0
 
 
 def test_a_policy_better_on_every_request_is_deployed_with_its_gap_closed():
-    records = _records({"static L0": (HALF, 0.9), "static L1": (ALL, 0.8), "smart": (ALL, 0.9)})
-    v = verdict(_summary(records), records, Objective(), ["static L0", "static L1", "smart"], ["static L0", "static L1"],
+    tallies = _tallies({"static L0": (HALF, 0.9), "static L1": (ALL, 0.8), "smart": (ALL, 0.9)})
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L0", "static L1", "smart"], ["static L0", "static L1"],
                 {"accuracy_at_deadline": 0.95, "met": 2 * N, "requests": 2 * N, "exact": True})
     assert v["baseline"] == "static L1" and v["baseline_value"] == pytest.approx(0.8)  # 0.8 beats 0.45
     assert v["deploy"] == "smart" and v["value"] == pytest.approx(0.9)
@@ -54,17 +57,17 @@ def test_a_difference_inside_its_interval_keeps_the_baseline():
     better, worse = np.zeros(2 * N, dtype=bool), np.zeros(2 * N, dtype=bool)
     better[::8], worse[4::8] = True, True  # the baseline misses these; smart misses those, one fewer
     worse[4] = False
-    records = _records({"static L1": (~better, 0.8), "smart": (~worse, 0.8)})
-    point, low, high = paired_difference(records, "smart", "static L1", "accuracy_at_deadline")
+    tallies = _tallies({"static L1": (~better, 0.8), "smart": (~worse, 0.8)})
+    point, low, high = paired_difference(tallies["smart"], tallies["static L1"], "accuracy_at_deadline")
     assert point == pytest.approx(0.8 / (2 * N)) and low < 0 < high  # +0.8 or -0.8 a batch: a wide interval
-    v = verdict(_summary(records), records, Objective(), ["static L1", "smart"], ["static L1"], None)
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None)
     assert v["deploy"] == "static L1" and v["best"] == "smart" and v["difference"] == 0.0
     assert "No policy beats it beyond the 95 % interval" in verdict_lines(v)[0]
 
 
 def test_nines_respects_the_accuracy_floor():
-    records = _records({"static L0": (HALF, 0.95), "static L1": (ALL, 0.7)})
-    v = verdict(_summary(records), records, Objective(kind="nines", accuracy_floor=0.9), ["static L0", "static L1"],
+    tallies = _tallies({"static L0": (HALF, 0.95), "static L1": (ALL, 0.7)})
+    v = verdict(_summary(tallies), tallies, Objective(kind="nines", accuracy_floor=0.9), ["static L0", "static L1"],
                 ["static L0", "static L1"], None)
     assert v["deploy"] == "static L0" and v["value"] == pytest.approx(0.5)  # L1 meets all, but is below the floor
 
