@@ -13,7 +13,7 @@ import time
 
 import yaml
 
-from simqos.engine import build_plan, simulate, summarize_plan
+from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
 from simqos.overrides import override
 from simqos.scenario import load_scenario
 from simqos.tally import paired_difference
@@ -29,7 +29,7 @@ def main() -> None:
     policies = [p.model_dump(exclude_none=True) for p in scenario.policies] + [yaml.safe_load(a) for a in args.add]
     plan = build_plan(override(scenario, "policies", policies))
     started = time.perf_counter()
-    run = simulate(plan, keep_records=False)
+    run = simulate(plan, records=NO_RECORDS)
     pooled = run.pooled()
     summary = summarize_plan(plan, run, percentile_intervals=False).set_index("policy")
     against = args.against or plan.labels[0]

@@ -3,7 +3,7 @@ against a naive reference.
 
     python benchmarks/simulator.py                 # 20,000 requests of scenarios/iot.yaml, 3 repeats
     python benchmarks/simulator.py --million       # also 10^6 requests under deadline_aware
-    python benchmarks/simulator.py --ten-million   # 10^7 requests (4 replications on 2 processes), with nines
+    python benchmarks/simulator.py --scale         # wall time and peak RSS of `simqos run`, 10^5 ... 10^8 requests
 
 The naive reference is the design the engine avoids: one SimPy process per request, one
 ``simpy.Resource`` for the device, and one ``timeout`` per layer (speed read at the layer's
@@ -18,11 +18,16 @@ cached) before timing.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import simpy
+import yaml
 
 from simqos.engine import build_plan, run_plan, run_policy, sample_inputs, summarize_plan
 from simqos.scenario import load_scenario, parse_scenario
@@ -73,9 +78,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--million", action="store_true")
-    parser.add_argument("--ten-million", action="store_true")
+    parser.add_argument("--scale", action="store_true", help="the wall time and memory table, 10^5 ... --up-to")
+    parser.add_argument("--up-to", type=int, default=10**8)
+    parser.add_argument("--records", nargs="+", default=["none", "all"], choices=["all", "sample", "none"])
     args = parser.parse_args()
     base = load_scenario(ROOT / "scenarios" / "iot.yaml")
+    if args.scale:
+        scale(base, args.up_to, args.records, args.repeats)
+        return
     # iot.yaml's policies and queue_dp, which the scenario leaves out (its table takes ~45 s to solve)
     policies = [p.model_dump() for p in base.policies] + [{"kind": "queue_dp"}]
     spec = parse_scenario(base.model_dump() | {"requests": args.requests, "replications": 1, "warmup_requests": 0,
@@ -110,28 +120,41 @@ def main() -> None:
             miss = float((records["outcome"] != "met").mean())
             print(f"10^6 requests under {plan.labels[index]} ({engine}): inputs {sampled - start:.1f} s, "
                   f"simulation and records {done - begin:.1f} s; miss rate {miss:.2e}")
-    if args.ten_million:
-        ten_million(spec)
 
 
-def ten_million(spec) -> None:
-    """10^7 requests of iot.yaml under deadline_aware: 4 replications of 2.5 x 10^6 on 2
-    processes, fast path, records and summary (nines with their 95 % interval) included."""
+
+def scale(spec, up_to: int, records: list[str], repeats: int) -> None:
+    """Wall time and peak memory of what a user runs — ``python -m simqos run`` in a child
+    process, plots off — on iot.yaml under deadline_aware alone, one replication of 10^5 ...
+    ``up_to`` requests, keeping the records as each of ``records`` says (Parquet); the median
+    wall time of ``repeats`` runs, and the largest peak RSS."""
     da = next(p for p in spec.policies if p.kind == "deadline_aware")
-    big = parse_scenario(spec.model_dump() | {"requests": 2_500_000, "replications": 4, "warmup_requests": 1000,
-                                              "policies": [da.model_dump()]})
-    plan = build_plan(big)
-    start = time.perf_counter()
-    records = run_plan(plan, workers=2)
-    simulated = time.perf_counter()
-    row = summarize_plan(plan, records).iloc[0]
-    done = time.perf_counter()
-    total = done - start
-    print(f"10^7 requests under {plan.labels[0]}, 4 replications on 2 processes: {total:.1f} s "
-          f"(simulation and records {simulated - start:.1f} s, summary {done - simulated:.1f} s); "
-          f"{len(records) / total / 2:,.0f} requests/s per core")
-    print(f"  nines {row['nines']:.3f} [{row['nines_low']:.3f}, {row['nines_high']:.3f}] from {int(row['requests']):,} requests "
-          f"(miss rate {row['miss_rate']:.3e}, replication spread {row['replication_miss_rate_std']:.1e})")
+    print(f"iot.yaml under {da.kind}, one replication, `python -m simqos run` with plots off; median of {repeats}")
+    print("| requests | records | wall (s) | peak RSS (MB) | requests/s |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for exponent in range(5, len(str(up_to))):
+            n = 10**exponent
+            for which in records:
+                raw = spec.model_dump(mode="json") | {
+                    "requests": n, "replications": 1, "warmup_requests": 1000, "precision": None, "output": None,
+                    "policies": [da.model_dump(mode="json", exclude_none=True)],
+                    "outputs": {"records": which, "plots": False, "records_format": "parquet"},
+                }
+                path = Path(tmp) / f"scale-{exponent}-{which}.yaml"
+                path.write_text(yaml.safe_dump(raw))
+                walls, peak = [], 0
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    child = subprocess.Popen([sys.executable, "-m", "simqos", "run", str(path), "--out", str(Path(tmp) / "out")],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    _, status, usage = os.wait4(child.pid, 0)
+                    walls.append(time.perf_counter() - start)
+                    if status:
+                        raise SystemExit(f"simqos run failed on {n:,} requests: {child.stderr.read().decode()[-2000:]}")
+                    peak = max(peak, usage.ru_maxrss // 1024)
+                wall = statistics.median(walls)
+                print(f"| 10^{exponent} | {which} | {wall:.1f} | {peak} | {n / wall:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

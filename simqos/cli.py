@@ -496,11 +496,12 @@ def run(
 ) -> None:
     """Simulate a scenario under every policy it lists; write records, summary and figures."""
     from simqos.bound import plan_bound
-    from simqos.engine import build_plan, summarize_plan
+    from simqos.engine import KeptRecords, build_plan, summarize_plan
     from simqos.outputs import staged
     from simqos.verdict import plan_verdict, verdict_lines
     from simqos.stopping import run_to_precision
-    from simqos.results import write_results
+    from simqos.results import check_records_space, write_results
+    from simqos.tally import ccdf_table
     from simqos.scenario import load_scenario, parse_scenario
 
     spec = load_scenario(scenario)
@@ -514,15 +515,18 @@ def run(
     for warning in plan.warnings:
         typer.echo(f"warning: {scenario}: {warning}", err=True)
     folder = out or spec.output or Path("runs") / spec.name
+    check_records_space(spec, folder, "--out" if out else "output:")
     with staged(folder, "results", "--out" if out else "output:") as work, _progress() as bar:
         task = bar.add_task(f"simulate {spec.name}", total=None)
-        outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers)
+        outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers,
+                                   records=KeptRecords.of(spec, work))
         spec, summary = outcome.plan.scenario, outcome.summary
         by_replication = summarize_plan(outcome.plan, outcome.run, by_replication=True)
         bar.update(task, description="offline optimum (the bound)", total=None)
         bound = plan_bound(outcome.plan)
         verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
-        write_results(work, spec, outcome.records, summary, by_replication, outcome.stopping(), bound, verdict, plan.warnings)
+        ccdf = ccdf_table(outcome.run.pooled())
+        write_results(work, spec, summary, by_replication, outcome.stopping(), bound, verdict, plan.warnings, ccdf)
         if spec.outputs.plots:
             from simqos.report import write_report
 
@@ -532,8 +536,9 @@ def run(
         console.print(line.replace("**", "").replace("`", ""), soft_wrap=True)
     if spec.precision is not None:
         console.print(_stopping_line(outcome.stopping(), spec.precision))
+    records = {"all": ", records/", "sample": ", records/ (a sample)", "none": ""}[spec.outputs.records]
     extra = ", report.md, plots/" if spec.outputs.plots else ""
-    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv, records.csv.gz{extra})")
+    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv{records}{extra})")
 
 
 def _stopping_line(stopping: dict, rule) -> str:

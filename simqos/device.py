@@ -204,46 +204,67 @@ def resident_trace(memory_mb: Trace, level_bytes: Sequence[int], bandwidth_mb_s:
     whatever fits is resident (the model was loaded before the run).
     """
     sizes_mb = np.asarray(level_bytes, dtype=float) / 1e6
+    times, levels = _resident_walk(np.ascontiguousarray(memory_mb.times_s, dtype=float),
+                                   np.ascontiguousarray(memory_mb.values, dtype=float), sizes_mb, float(bandwidth_mb_s))
+    return Trace(times, levels.astype(float))
+
+
+@njit()
+def _fits(sizes_mb: np.ndarray, mb: float) -> int:
+    """Least sparse level whose weights fit in ``mb`` (``len(sizes_mb)`` if none)."""
+    for level in range(len(sizes_mb)):
+        if sizes_mb[level] <= mb:
+            return level
+    return len(sizes_mb)
+
+
+@njit()
+def _resident_walk(memory_times: np.ndarray, memory_mb: np.ndarray, sizes_mb: np.ndarray,
+                   bandwidth_mb_s: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`resident_trace`'s breakpoints, compiled: an eviction at once, a reload one level
+    at a time (least sparse last) until the memory changes again; a change to the level already
+    there, or two at one time, is merged."""
     k = len(sizes_mb)
-
-    def fits(mb: float) -> int:
-        """Least sparse level whose weights fit in ``mb`` (``k`` if none)."""
-        return int(np.argmax(sizes_mb <= mb)) if np.any(sizes_mb <= mb) else k
-
-    def size(level: int) -> float:
-        return sizes_mb[level] if level < k else 0.0
-
-    times, levels = [0.0], [fits(float(memory_mb.values[0]))]
-    bps = list(memory_mb.times_s[1:]) + [float("inf")]
-    for i, t in enumerate(memory_mb.times_s):
-        target = fits(float(memory_mb.values[i]))
-        end = bps[i]
-        current = levels[-1]
+    n = len(memory_times)
+    cap = 2 * n + 2
+    times = np.empty(cap)
+    levels = np.empty(cap, dtype=np.int64)
+    times[0], levels[0] = 0.0, _fits(sizes_mb, memory_mb[0])
+    m = 1
+    for i in range(n):
+        target = _fits(sizes_mb, memory_mb[i])
+        end = memory_times[i + 1] if i + 1 < n else np.inf
+        current = levels[m - 1]
         if target > current:  # evicted at once
-            _append(times, levels, float(t), target)
+            m = _append(times, levels, m, memory_times[i], target)
             continue
-        # reload one level at a time, least sparse last, until the memory changes again
-        clock = float(t)
+        clock = memory_times[i]
         while current > target:
-            clock += (size(current - 1) - size(current)) / bandwidth_mb_s
+            freed = sizes_mb[current] if current < k else 0.0
+            clock += (sizes_mb[current - 1] - freed) / bandwidth_mb_s
             if clock >= end:
                 break
             current -= 1
-            _append(times, levels, clock, current)
-    return Trace(np.array(times), np.array(levels, dtype=float))
+            if m + 1 >= len(times):  # more reloads than expected: grow
+                times = np.concatenate((times, np.empty(len(times))))
+                levels = np.concatenate((levels, np.empty(len(levels), dtype=np.int64)))
+            m = _append(times, levels, m, clock, current)
+    return times[:m].copy(), levels[:m].copy()
 
 
-def _append(times: list[float], values: list[int], t: float, v: int) -> None:
-    if v == values[-1]:
-        return
-    if t == times[-1]:
-        values[-1] = v
-        if len(values) > 1 and values[-2] == v:
-            times.pop()
-            values.pop()
-    else:
-        times.append(t)
-        values.append(v)
+@njit()
+def _append(times: np.ndarray, values: np.ndarray, m: int, t: float, v: int) -> int:
+    """Add the change to ``v`` at ``t`` after the first ``m``; returns the new count."""
+    if v == values[m - 1]:
+        return m
+    if t == times[m - 1]:
+        values[m - 1] = v
+        if m > 1 and values[m - 2] == v:
+            return m - 1
+        return m
+    times[m] = t
+    values[m] = v
+    return m + 1
 
 
 def read_trace_csv(path: Path, column: str) -> Trace:

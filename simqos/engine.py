@@ -33,7 +33,9 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -80,7 +82,6 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     model = ServiceModel.from_profile(load_profile(scenario.profile))
     _check_trace_files(scenario, source)
     _check_memory(scenario, model, source)
-    _check_size(scenario, model, source)
     _check_trace_lengths(scenario, source)
     factories, labels = [], []
     for i, spec in enumerate(scenario.policies):
@@ -112,6 +113,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
         factory = functools.partial(cls, params, model, scenario)
         factories.append(factory)
         labels.append(spec.label or factory().label())
+    _check_size(scenario, model, source, whole=scenario.engine == "simpy" or not all(f().compiled() for f in factories))
     duplicated = {lab for lab in labels if labels.count(lab) > 1}
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
@@ -142,9 +144,10 @@ MAX_BREAKPOINTS = 10**8
 """Changes of a sampled device process a run may need; beyond it the run is refused up front."""
 
 
-def _check_size(scenario: Scenario, model: ServiceModel, source: str) -> None:
-    """Refuse, before anything is allocated, a run that would not fit in this machine's memory
-    or whose device traces would need more than MAX_BREAKPOINTS changes, saying how much."""
+def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: bool) -> None:
+    """Refuse, before anything is allocated, a replication served at once (``whole``: by SimPy)
+    that would not fit in this machine's memory, or device traces that would need more than
+    MAX_BREAKPOINTS changes, saying how much. A streamed replication holds a chunk at a time."""
     rate = mean_rate_hz(scenario.workload.arrival)
     if scenario.workload.arrival.kind == "trace" and scenario.duration_s is not None:
         times = read_arrivals_csv(scenario.workload.arrival.path)
@@ -152,14 +155,23 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str) -> None:
             raise SimqosError(f"{source}: workload.arrival: {scenario.workload.arrival.path} spans no time, so it cannot be "
                               "repeated to fill duration_s; give requests instead, or arrivals spread over time")
     n = scenario.requests if scenario.requests is not None else scenario.duration_s * rate
-    per_request = model.n_levels * model.n_segments * 8 + len(model.sorted_samples_ms) * 8 + 130 * len(scenario.policies)
-    need = n * per_request * (scenario.precision.max_replications if scenario.precision else scenario.replications)
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > 0.8 * have:
+    if n > MAX_REQUESTS:
+        field = "requests" if scenario.requests is not None else "duration_s"
         raise SimqosError(
-            f"{source}: {n:,.0f} requests per replication would need about {need / 2**30:,.1f} GiB for inputs and "
-            f"records; this machine has {have / 2**30:,.1f} GiB. Lower requests (or duration_s) or replications"
+            f"{source}: {field}: {n:,.3g} requests in one replication, more than the {MAX_REQUESTS:,.0e} one replication "
+            f"serves (a replication runs on one core, about 10^6 requests/s: {MAX_REQUESTS / 1e6 / 3600:.0f} hours); "
+            "split them over replications (replications run in parallel: --workers, --executor dask)"
         )
+    if whole:  # SimPy serves a replication at once: its inputs and outputs are in memory together
+        per_request = model.n_levels * model.n_segments * 8 + len(model.sorted_samples_ms) * 8 + 130 * len(scenario.policies)
+        need = n * per_request
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > 0.8 * have:
+            raise SimqosError(
+                f"{source}: {n:,.0f} requests per replication, served by SimPy (a policy without a compiled decide, or "
+                f"engine: simpy), would need about {need / 2**30:,.1f} GiB at once; this machine has {have / 2**30:,.1f} GiB. "
+                "Lower requests (or duration_s), or use policies that run on the compiled path (streamed in chunks)"
+            )
     horizon_s = 2.0 * n / rate + 60.0
     for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
         if spec is None or spec.kind in ("constant", "trace"):
@@ -226,6 +238,9 @@ class ReplicationInputs:
     resident: Trace  # least sparse resident level over time (n_levels: none)
     horizon_s: float  # the device's processes are sampled (repeated traces replayed) until here
 
+
+MAX_REQUESTS = 10**10
+"""The most requests one replication may have (:func:`_check_size`)."""
 
 CHUNK_REQUESTS = 1 << 17
 """Requests per chunk of a streamed replication (:func:`simulate`): the inputs and outputs of
@@ -415,6 +430,7 @@ class _Server:
             t, code, changes = serving.serve_request.py_func(
                 i, now, arrival, deadline, inputs.work_ms[i], factors, times, speeds, cum, res_times, res_levels,
                 deadlines[i + 1 : q_end], _choose(policy), params, table, candidates,
+                serving.bisect_right(times, now, len(times)) - 1, serving.bisect_right(res_times, now, len(res_times)) - 1,
             )
             if math.isinf(t):
                 continue  # its level never returns: dropped
@@ -495,15 +511,13 @@ def records_table(
     (-1: not served), ``outcome`` an index into :data:`OUTCOMES`; the first row is request
     ``first_request``."""
     model = plan.model
-    codes = np.unique(route_code)
-    text = {c: route_text(int(c), model.n_levels, model.n_segments) for c in codes}
-    accuracy = {c: (model.accuracy(tuple(int(p) for p in text[c].split("-"))) if c >= 0 else math.nan) for c in codes}
+    routes, accuracy = model.record_routes
     n = len(arrivals_s)
     request = first_request + np.arange(n)
     return pd.DataFrame(
         {
             "replication": np.full(n, replication, dtype=np.int64),
-            "policy": plan.labels[policy_index],
+            "policy": pd.Categorical.from_codes(np.full(n, policy_index), categories=list(plan.labels)),
             "request": request,
             "warmup": request < plan.scenario.warmup_requests,
             "arrival_s": arrivals_s,
@@ -511,10 +525,10 @@ def records_table(
             "finish_s": finish_s,
             "deadline_s": deadlines_s,
             "latency_ms": (finish_s - arrivals_s) * 1e3,
-            "route": pd.Series(route_code).map(text).to_numpy(),
+            "route": pd.Categorical.from_codes(route_code + 1, categories=routes),
             "reroutes": reroutes,
-            "outcome": np.array(OUTCOMES)[outcome],
-            "accuracy": pd.Series(route_code).map(accuracy).to_numpy(dtype=float),
+            "outcome": pd.Categorical.from_codes(outcome, categories=list(OUTCOMES)),
+            "accuracy": accuracy[route_code + 1],
         }
     )
 
@@ -565,17 +579,83 @@ class Run:
         return {label: Tally.pool(tallies) for label, tallies in self.tallies.items()}
 
 
-def _replication(plan: Plan, replication: int, keep_records: bool) -> tuple[list[Tally], list[pd.DataFrame], int]:
-    """Replication ``replication`` under every policy: a tally per policy, the records if kept,
-    and how many requests were served (all policies). Streamed in chunks when every policy
-    runs on the compiled path; else whole (SimPy serves a Python policy's replication at once)."""
+@dataclass(frozen=True)
+class KeptRecords:
+    """Which records a run keeps — ``which``: ``all``, ``sample`` (requests before warm-up +
+    ``sample_requests`` of each replication) or ``none``, as a scenario's ``outputs`` says — and
+    where: written into ``folder`` as the run goes (:class:`simqos.results.RecordsWriter`, in
+    ``format``), or, with no folder, returned in memory."""
+
+    which: str = "all"
+    sample_requests: int = 10_000
+    folder: Path | None = None
+    format: str = "parquet"
+
+    @classmethod
+    def of(cls, scenario: Scenario, folder: Path | None = None) -> KeptRecords:
+        """What ``scenario``'s outputs ask for, written into ``folder``."""
+        outputs = scenario.outputs
+        return cls(outputs.records, outputs.sample_requests, folder, outputs.records_format)
+
+
+NO_RECORDS = KeptRecords("none")
+
+
+class _RecordSink:
+    """One replication's records as :class:`KeptRecords` asks: cut to the kept requests, then
+    kept in memory or written to the folder."""
+
+    def __init__(self, plan: Plan, replication: int, kept: KeptRecords) -> None:
+        self.plan, self.replication, self.kept = plan, replication, kept
+        self.end = {"all": sys.maxsize, "none": 0}.get(kept.which, plan.scenario.warmup_requests + kept.sample_requests)
+        self.frames: list[list[pd.DataFrame]] = [[] for _ in plan.labels]
+        self.writer = None
+        if kept.folder is not None and self.end:
+            from simqos.results import RecordsWriter
+
+            self.writer = RecordsWriter(kept.folder, kept.format)
+
+    def add(self, policy: int, first: int, arrivals_s: np.ndarray, deadlines_s: np.ndarray, served: Served) -> None:
+        """Requests ``first``, ``first`` + 1, ... under policy ``policy``."""
+        n = min(len(arrivals_s), self.end - first)
+        if n <= 0:
+            return
+        table = records_table(self.plan, policy, self.replication, arrivals_s[:n], deadlines_s[:n],
+                              *(a[:n] for a in served), first_request=first)  # fmt: skip
+        if self.writer is not None:
+            self.writer.write(self.replication, policy, table)
+        else:
+            self.frames[policy].append(table)
+
+    def finish(self) -> list[pd.DataFrame]:
+        """The records in memory (policy by policy), or none once the files are complete."""
+        if self.writer is not None:
+            for policy in range(len(self.frames)):
+                self.writer.close(self.replication, policy)
+            return []
+        return [pd.concat(f, ignore_index=True) for f in self.frames if f]
+
+    def abandon(self) -> None:
+        """Forget what was added: the replication runs again from its start."""
+        if self.writer is not None:
+            self.writer.abandon()
+        self.frames = [[] for _ in self.plan.labels]
+
+
+def _replication(plan: Plan, replication: int, kept: KeptRecords) -> tuple[list[Tally], list[pd.DataFrame], int]:
+    """Replication ``replication`` under every policy: a tally per policy, the records kept in
+    memory (if any), and how many requests were served (all policies). Streamed in chunks when
+    every policy runs on the compiled path; else whole (SimPy serves a Python policy's
+    replication at once)."""
     if all(engine == "compiled" for engine in engines(plan)):
-        return _streamed_replication(plan, replication, keep_records)
+        return _streamed_replication(plan, replication, kept)
     model, warmup = plan.model, plan.scenario.warmup_requests
     accuracy = model.accuracy_by_code()
+    sink = _RecordSink(plan, replication, kept)
 
-    def run(inputs: ReplicationInputs) -> tuple[tuple[list[Tally], list[pd.DataFrame], int], float]:
-        tallies, frames, latest = [], [], 0.0
+    def run(inputs: ReplicationInputs) -> tuple[tuple[list[Tally], int], float]:
+        sink.abandon()
+        tallies, latest = [], 0.0
         n_kept = max(len(inputs.arrivals_s) - warmup, 0)
         for p in range(len(plan.policy_factories)):
             served = serve(plan, inputs, p)
@@ -583,11 +663,11 @@ def _replication(plan: Plan, replication: int, keep_records: bool) -> tuple[list
             builder = TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy)
             _tally_block(builder, warmup, 0, inputs.arrivals_s, served)
             tallies.append(builder.finish())
-            if keep_records:
-                frames.append(records_table(plan, p, replication, inputs.arrivals_s, inputs.deadlines_s, *served))
-        return (tallies, frames, len(inputs.arrivals_s) * len(tallies)), latest
+            sink.add(p, 0, inputs.arrivals_s, inputs.deadlines_s, served)
+        return (tallies, len(inputs.arrivals_s) * len(tallies)), latest
 
-    return until_covered(plan, replication, run)
+    tallies, simulated = until_covered(plan, replication, run)
+    return tallies, sink.finish(), simulated
 
 
 def _tally_block(builder: TallyBuilder, warmup: int, first: int, arrivals_s: np.ndarray, served: Served) -> None:
@@ -598,56 +678,62 @@ def _tally_block(builder: TallyBuilder, warmup: int, first: int, arrivals_s: np.
         builder.add(served.outcome[skip:], latency_ms, served.route_code[skip:], served.reroutes[skip:])
 
 
-def _streamed_replication(plan: Plan, replication: int, keep_records: bool,
-                          chunk: int | None = None) -> tuple[list[Tally], list[pd.DataFrame], int]:  # fmt: skip
+def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
+                          chunk: int | None = None, progress: Callable[[int], None] | None = None,
+                          ) -> tuple[list[Tally], list[pd.DataFrame], int]:  # fmt: skip
     """:func:`_replication` on the compiled path, its inputs drawn and served ``chunk``
-    requests at a time (default :data:`CHUNK_REQUESTS`): memory holds a chunk and the queue
-    that carries over, not the replication."""
+    requests at a time (default :data:`CHUNK_REQUESTS`; the next chunk drawn in a thread while
+    this one is served): memory holds a chunk and the queue that carries over, not the
+    replication. ``progress(requests)`` after each chunk, with how many it served."""
     scenario, model = plan.scenario, plan.model
     chunk = chunk or CHUNK_REQUESTS
     n, last = arrival_span(scenario, replication)
     n_kept = max(n - scenario.warmup_requests, 0)
     accuracy = model.accuracy_by_code()
+    sink = _RecordSink(plan, replication, kept)
     horizon = None
     while True:
+        sink.abandon()
         device = device_inputs(plan, replication, last, horizon)
         servers = [FastServer(plan, device.speed, device.resident, factory()) for factory in plan.policy_factories]
         builders = [TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy) for _ in servers]
-        frames: list[list[pd.DataFrame]] = [[] for _ in servers]
         stream = RequestStream(plan, replication)
         window = stream.take(0)
         first, begins, latest = 0, [0] * len(servers), 0.0  # request index of window[0]; each server's next
-        while True:
-            new = stream.take(chunk)
-            final = stream.exhausted
-            window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
-            arrivals, deadlines, work = window
-            for p, server in enumerate(servers):
-                stop, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final)
-                served = Served(*arrays)
-                latest = max(latest, served.latest_s())
-                block = slice(begins[p], stop)
-                _tally_block(builders[p], scenario.warmup_requests, first + begins[p], arrivals[block], served)
-                if keep_records and stop > begins[p]:
-                    frames[p].append(records_table(plan, p, replication, arrivals[block], deadlines[block], *served,
-                                                   first_request=first + begins[p]))  # fmt: skip
-                begins[p] = stop
-            if final:
-                break
-            lo = min(begins)
-            window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
+        with ThreadPoolExecutor(1) as drawing:  # the next chunk is drawn while this one is served (both release the GIL)
+            ahead = drawing.submit(stream.take, chunk)
+            while True:
+                new = ahead.result()
+                final = stream.exhausted
+                if not final:
+                    ahead = drawing.submit(stream.take, chunk)
+                window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
+                arrivals, deadlines, work = window
+                for p, server in enumerate(servers):
+                    stop, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final)
+                    served = Served(*arrays)
+                    latest = max(latest, served.latest_s())
+                    block = slice(begins[p], stop)
+                    _tally_block(builders[p], scenario.warmup_requests, first + begins[p], arrivals[block], served)
+                    sink.add(p, first + begins[p], arrivals[block], deadlines[block], served)
+                    begins[p] = stop
+                lo = min(begins)
+                if progress:
+                    progress(lo)
+                if final:
+                    break
+                window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
         _check_trace_ends(scenario, latest, f"replication {replication} uses the device until")
         if not latest > device.horizon_s:
             break
         horizon = 2.0 * latest
-    records = [pd.concat(f, ignore_index=True) for f in frames] if keep_records else []
-    return [b.finish() for b in builders], records, n * len(servers)
+    return [b.finish() for b in builders], sink.finish(), n * len(servers)
 
 
-def _replication_in_worker(scenario_json: dict, source: str, replication: int, keep_records: bool):
+def _replication_in_worker(scenario_json: dict, source: str, replication: int, kept: KeptRecords):
     from simqos.scenario import parse_scenario
 
-    return _replication(build_plan(parse_scenario(scenario_json, source), source), replication, keep_records)
+    return _replication(build_plan(parse_scenario(scenario_json, source), source), replication, kept)
 
 
 def simulate(
@@ -655,10 +741,11 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     replications: range | None = None,
-    keep_records: bool = True,
+    records: KeptRecords = KeptRecords(),
 ) -> Run:
     """Every replication (default: the scenario's ``range(replications)``) under every policy;
-    ``progress(done, total)`` after each replication.
+    ``progress(done, total)`` after each replication. ``records``: which to keep, and whether
+    in memory (``Run.records``) or written to a folder (the default: all, in memory).
 
     With ``workers > 1`` replications run in that many processes (each rebuilds the plan from
     the scenario); the result is the same as with one, in the same order.
@@ -676,7 +763,7 @@ def simulate(
         scenario_json = plan.scenario.model_dump(mode="json")
         with pool(min(workers, n)) as processes:
             futures = {
-                processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, keep_records): r for r in todo
+                processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, records): r for r in todo
             }
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
@@ -684,12 +771,13 @@ def simulate(
                     progress(len(results), n)
     else:
         for r in todo:
-            results[r] = _replication(plan, r, keep_records)
+            results[r] = _replication(plan, r, records)
             if progress:
                 progress(len(results), n)
     tallies = {label: [results[r][0][p] for r in todo] for p, label in enumerate(plan.labels)}
-    records = pd.concat([frame for r in todo for frame in results[r][1]], ignore_index=True) if keep_records else None
-    return Run(tallies, records, sum(results[r][2] for r in todo))
+    frames = [frame for r in todo for frame in results[r][1]]
+    in_memory = records.folder is None and records.which != "none"
+    return Run(tallies, pd.concat(frames, ignore_index=True) if in_memory and frames else None, sum(results[r][2] for r in todo))
 
 
 def run_plan(

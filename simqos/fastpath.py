@@ -43,7 +43,7 @@ _f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the 
     types.int64, types.boolean, types.float64, _t8, types.float64[:, ::1],  # capacity .. idle factor
     DECIDE_TYPE, _t8, types.float64[:, ::1], types.int64[:, ::1],  # decide, params, table, candidates
     types.int64, types.int64, types.boolean, _t8, _t8,  # first request, begin, final, clock, waiting
-))
+), nogil=True)
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
     capacity, late_drop, sparsest_median_ms, idle_ms, idle_factor, decide, params, table, candidates,
@@ -70,7 +70,7 @@ def _serve(
     n_left = len(waiting_left)
     factors = np.ones(n_levels)
     now, busy_until = clock[0], clock[1]
-    gone, i_speed, q_end = 0, 0, begin  # search hints: the clock only moves forward
+    gone, i_speed, i_res, q_end = 0, 0, 0, begin  # search hints: the clock only moves forward
     stop = n
     for i in range(begin, n):
         arrival = arrivals[i]
@@ -92,10 +92,11 @@ def _serve(
         if late_drop and too_late(now, deadline, sparsest_median_ms, speeds[i_speed]):
             continue
         q_end = max(bisect_from(arrivals, now, n, q_end), i + 1)
+        i_res = bisect_from(res_times, now, len(res_times), i_res + 1) - 1
         idle_factors(idle_ms, idle_factor, (now - busy_until) * 1e3, factors)
         t, code, changes = serve_request(
             first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
-            deadlines[i + 1 : q_end], decide, params, table, candidates,
+            deadlines[i + 1 : q_end], decide, params, table, candidates, i_speed, i_res,
         )  # fmt: skip
         if math.isinf(t):
             continue  # its level never returns: dropped

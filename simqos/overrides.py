@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from simqos.engine import build_plan, simulate, summarize_plan
+from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
 from simqos.errors import SimqosError
 from simqos.scenario import Scenario, parse_scenario
 
@@ -43,7 +43,7 @@ def vary(
     frames = []
     for i, value in enumerate(values):
         plan = build_plan(override(scenario, dotted, value))
-        frames.append(summarize_plan(plan, simulate(plan, keep_records=False), percentile_intervals=False).assign(**{column: value}))
+        frames.append(summarize_plan(plan, simulate(plan, records=NO_RECORDS), percentile_intervals=False).assign(**{column: value}))
         if progress:
             progress(i + 1, len(values))
     return pd.concat(frames, ignore_index=True)

@@ -24,18 +24,19 @@ def policy_colours(policies: list[str]) -> dict[str, str]:
     return {p: cycle[i % len(cycle)] for i, p in enumerate(policies)}
 
 
-def latency_ccdf(records: pd.DataFrame, deadline_ms: float | None = None) -> Figure:
-    """P(latency > x) per policy on log axes (the tail), warm-up excluded; dropped requests
-    count as infinitely late, so every curve ends at the policy's loss rate."""
-    kept = records[~records["warmup"]]
-    policies = list(dict.fromkeys(kept["policy"]))
+def latency_ccdf(ccdf: pd.DataFrame, deadline_ms: float | None = None) -> Figure:
+    """P(latency > x) per policy on log axes (the tail), from a results folder's
+    ``latency_ccdf.csv`` (:func:`simqos.tally.ccdf_table`: warm-up excluded, every request of
+    the run); dropped requests count as infinitely late, so every curve ends at the policy's
+    loss rate."""
+    policies = list(dict.fromkeys(ccdf["policy"]))
     colours = policy_colours(policies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = 0
     for policy in policies:
-        x, y = _ccdf(kept.loc[kept["policy"] == policy, "latency_ms"].to_numpy())
-        ax.step(x, y, where="post", label=policy, color=colours[policy])
-        drawn += len(x)
+        mine = ccdf[(ccdf["policy"] == policy) & (ccdf["fraction_slower"] > 0)]
+        ax.step(mine["latency_ms"], mine["fraction_slower"], where="post", label=policy, color=colours[policy])
+        drawn += len(mine)
     if deadline_ms is not None:
         ax.axvline(deadline_ms, color="black", linestyle="--", linewidth=1)
         ax.text(deadline_ms, 1.0, " deadline", va="top", fontsize=9)

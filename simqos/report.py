@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import build_plan, latest_s, sample_inputs, simulate, summarize_plan
+from simqos.engine import NO_RECORDS, build_plan, latest_s, sample_inputs, simulate, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
@@ -134,7 +134,7 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
     policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))
-    summary = summarize_plan(plan, simulate(plan, keep_records=False), percentile_intervals=False)
+    summary = summarize_plan(plan, simulate(plan, records=NO_RECORDS), percentile_intervals=False)
     summary["family"] = [family for family, _, _ in specs]
     summary["knob"] = [knob for _, knob, _ in specs]
     return summary
@@ -173,7 +173,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     folder = Path(folder)
     if owned(folder) == "sweep":
         return write_sweep_report(folder)
-    summary_json, summary, records = read_results(folder)
+    summary_json, summary, records = read_results(folder, replication=0)  # the timeline's; the CCDF has every request
     try:
         scenario = parse_scenario(yaml.safe_load((folder / "scenario.yaml").read_text()), str(folder / "scenario.yaml"))
     except FileNotFoundError:
@@ -182,8 +182,9 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     figures: dict[str, object] = {}
     notes: list[str] = []
     deadline = scenario.workload.deadline
-    if records is not None:
-        figures["latency_ccdf"] = plots.latency_ccdf(records, deadline.ms if deadline.kind == "constant" else None)
+    if (folder / "latency_ccdf.csv").exists():
+        figures["latency_ccdf"] = plots.latency_ccdf(pd.read_csv(folder / "latency_ccdf.csv"),
+                                                     deadline.ms if deadline.kind == "constant" else None)
     small = override(scenario, "requests", min(scenario.requests or SWEEP_REQUESTS, SWEEP_REQUESTS)) if scenario.requests else scenario
     figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
     if progress:
@@ -209,6 +210,8 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
         notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
     if records is not None:
         figures["timeline"] = _timeline(scenario, records, (summary_json.get("verdict") or {}).get("deploy"))
+    else:
+        notes.append("timeline: skipped, the run kept no records (outputs.records: none)")
     profile = load_profile(scenario.profile)
     figures["profile_layers"] = plots.profile_layers(profile.layers, profile.kernels, profile.layer_names)
     figures["profile_gap"] = plots.profile_gap(profile.end_to_end_gap(), profile.dense_end_to_end_ms)

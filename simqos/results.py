@@ -76,22 +76,23 @@ def _json_safe(value: object) -> object:
 def write_results(
     work: Path,
     scenario: Scenario,
-    records: pd.DataFrame,
     summary: pd.DataFrame,
     by_replication: pd.DataFrame,
     stopping: dict | None = None,
     bound: dict | None = None,
     verdict: dict | None = None,
     warnings: tuple[str, ...] = (),
+    ccdf: pd.DataFrame | None = None,
 ) -> None:
     """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`);
     ``bound`` (:func:`simqos.bound.plan_bound`), ``verdict`` (:func:`simqos.verdict.verdict`)
-    and the scenario's ``warnings`` (:mod:`simqos.plausible`) go into summary.json."""
+    and the scenario's ``warnings`` (:mod:`simqos.plausible`) go into summary.json, ``ccdf``
+    (:func:`simqos.tally.ccdf_table`) into latency_ccdf.csv."""
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
-    if scenario.outputs.records:
-        records.to_csv(work / "records.csv.gz", index=False)  # full precision: met/missed follows from the columns
     summary.to_csv(work / "summary.csv", index=False, float_format="%.6g")
     by_replication.to_csv(work / "replications.csv", index=False, float_format="%.6g")
+    if ccdf is not None:
+        ccdf.to_csv(work / "latency_ccdf.csv", index=False, float_format="%.6g")
     rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
     document = {
         "provenance": provenance(scenario),
@@ -104,20 +105,130 @@ def write_results(
     (work / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
-def read_results(out: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    """(summary.json, summary table, records or None) of a results folder; raises SimqosError
-    when ``out`` is not a whole, readable results folder of simqos's."""
+RECORDS = "records"
+"""The folder of a run's records: one file per replication and policy, ``r{R:04d}-p{P:02d}``
+plus ``.parquet`` or ``.csv.gz``, in run order; each written chunk by chunk as the run goes."""
+
+
+class RecordsWriter:
+    """Writes records tables (:func:`simqos.engine.records_table`) into ``folder/records/``,
+    appending each replication x policy's chunks to its own file: Parquet (zstd; policy, route
+    and outcome dictionary-encoded, the route's index being its code + 1) or gzip CSV. A file is
+    written under a temporary name and renamed when :meth:`close` completes it, so a part on
+    disk is whole."""
+
+    def __init__(self, folder: Path, fmt: str) -> None:
+        self.folder, self.format = Path(folder) / RECORDS, fmt
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.open: dict[tuple[int, int], tuple[Path, object]] = {}
+
+    def path(self, replication: int, policy: int) -> Path:
+        suffix = ".parquet" if self.format == "parquet" else ".csv.gz"
+        return self.folder / f"r{replication:04d}-p{policy:02d}{suffix}"
+
+    def write(self, replication: int, policy: int, table: pd.DataFrame) -> None:
+        key = (replication, policy)
+        if key not in self.open:
+            final = self.path(replication, policy)
+            tmp = final.with_name(final.name + ".partial")
+            if self.format == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                schema = pa.Schema.from_pandas(table, preserve_index=False)
+                self.open[key] = (tmp, pq.ParquetWriter(tmp, schema, compression="zstd"))
+            else:
+                import gzip
+
+                self.open[key] = (tmp, gzip.open(tmp, "wt", compresslevel=6, newline=""))
+                table.iloc[:0].to_csv(self.open[key][1], index=False)
+        _, handle = self.open[key]
+        if self.format == "parquet":
+            import pyarrow as pa
+
+            handle.write_table(pa.Table.from_pandas(table, preserve_index=False))
+        else:
+            table.to_csv(handle, index=False, header=False)  # full precision: met/missed follows from the columns
+
+    def close(self, replication: int, policy: int) -> None:
+        """Complete the part of ``replication`` x ``policy`` (an empty one if nothing was written)."""
+        tmp, handle = self.open.pop((replication, policy), (None, None))
+        if handle is not None:
+            handle.close()
+            tmp.rename(self.path(replication, policy))
+
+    def abandon(self) -> None:
+        """Close and remove the parts not completed (a replication run again from its start)."""
+        for tmp, handle in self.open.values():
+            handle.close()
+            tmp.unlink(missing_ok=True)
+        self.open.clear()
+
+
+RECORD_BYTES = 50
+"""About what a record takes on disk, in either format (measured: 35-50 B in Parquet)."""
+
+
+def check_records_space(scenario: Scenario, out: Path, option: str = "--out") -> None:
+    """Refuse, before the run, records that would not fit on the disk of ``out``, saying how
+    much they need and how to keep fewer."""
+    import shutil
+
+    outputs = scenario.outputs
+    if outputs.records == "none":
+        return
+    from simqos.workload import mean_rate_hz
+
+    n = scenario.requests if scenario.requests is not None else scenario.duration_s * mean_rate_hz(scenario.workload.arrival)
+    if outputs.records == "sample":
+        n = min(n, scenario.warmup_requests + outputs.sample_requests)
+    replications = scenario.precision.max_replications if scenario.precision else scenario.replications
+    need = n * len(scenario.policies) * replications * RECORD_BYTES
+    where = out.resolve()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > 0.9 * free:
+        raise SimqosError(
+            f"{option} {out}: the records of every request ({n * len(scenario.policies) * replications:,.0f} rows) would take "
+            f"about {need / 2**30:,.1f} GiB, and {where} has {free / 2**30:,.1f} GiB free; set outputs.records: sample "
+            "(a stretch of each replication) or none (the summary still covers every request)"
+        )
+
+
+def read_records(out: Path, replication: int | None = None) -> pd.DataFrame | None:
+    """A results folder's records in run order — all of them, or one replication's — or None
+    if it kept none."""
+    folder = out / RECORDS
+    if not folder.is_dir():
+        return None
+    first = "" if replication is None else f"r{replication:04d}-"
+    parts = sorted(p for p in folder.iterdir() if p.name.startswith(first) and p.name.endswith((".parquet", ".csv.gz")))
+    if not parts:
+        return None
+    if parts[0].name.endswith(".parquet"):
+        frames = [pd.read_parquet(p) for p in parts]
+    else:
+        frames = [pd.read_csv(p, dtype={"route": str, "policy": str, "outcome": str}, keep_default_na=False,
+                              na_values={c: [""] for c in FLOAT_COLUMNS}) for p in parts]  # fmt: skip
+    records = pd.concat(frames, ignore_index=True)
+    for column in ("policy", "route", "outcome"):  # categories, as the run held them, from either format
+        records[column] = records[column].astype("category")
+    return records
+
+
+FLOAT_COLUMNS = ("arrival_s", "start_s", "finish_s", "deadline_s", "latency_ms", "accuracy")
+
+
+def read_results(out: Path, replication: int | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
+    """(summary.json, summary table, records or None: all, or ``replication``'s) of a results
+    folder; raises SimqosError when ``out`` is not a whole, readable results folder of simqos's."""
     if not out.is_dir():
         raise SimqosError(f"{out}: no such results folder; give a folder written by simqos run")
     try:
         summary_json = json.loads((out / "summary.json").read_text())
         summary = pd.read_csv(out / "summary.csv")
-        records_path = out / "records.csv.gz"
-        records = (
-            pd.read_csv(records_path, dtype={"route": str}, keep_default_na=False, na_values=[""])
-            if records_path.exists()
-            else None
-        )
+        records = read_records(out, replication)
     except FileNotFoundError as exc:
         raise SimqosError(f"{out}: not a whole results folder (no {Path(exc.filename).name}); run simqos run again") from None
     except (ValueError, EOFError, OSError) as exc:  # bad JSON, CSV or gzip; ValueError covers decoding

@@ -233,8 +233,21 @@ class PolicySpec(BaseModel):
 
 
 class Outputs(_Model):
-    records: bool = True
+    """What a run writes besides its summary: ``records`` — ``all`` (one row per request and
+    policy), ``sample`` (the first ``sample_requests`` requests after warm-up of each
+    replication, warm-up rows included: a contiguous stretch, which timelines need; the summary
+    always covers every request) or ``none`` (``true``/``false`` read as all/none); their
+    ``records_format``, ``parquet`` (columnar, compressed) or ``csv`` (gzip); and ``plots``."""
+
+    records: Literal["all", "sample", "none"] = "all"
+    sample_requests: int = Field(default=10_000, ge=1)
+    records_format: Literal["parquet", "csv"] = "parquet"
     plots: bool = True
+
+    @field_validator("records", mode="before")
+    @classmethod
+    def _boolean(cls, value: object) -> object:
+        return {True: "all", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 class Objective(_Model):

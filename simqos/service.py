@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simqos.bundle import Profile
+from simqos.compiled import njit
 
 __all__ = ["ServiceModel", "idle_factor_at"]
 
@@ -56,6 +57,24 @@ def _layer_samples(profile: Profile, layer: str) -> tuple[np.ndarray, ...]:
         np.sort(np.concatenate([profile.samples_ms(layer, j) for j in range(profile.n_levels) if same[j] == same[k]]))
         for k in range(profile.n_levels)
     )
+
+
+@njit(nogil=True)
+def _segment_work(uniforms, flat, start, length, layer_segment, glue, n_segments):
+    """:meth:`ServiceModel.segment_work_ms`, compiled: layer j's draw at level k is sample
+    ``min(floor(u * m), m - 1)`` of its m ascending samples, plus the level's glue, added to its
+    segment in layer order (the sums of the numpy form, bit for bit)."""
+    n, n_layers = uniforms.shape
+    n_levels = length.shape[1]
+    work = np.zeros((n, n_levels, n_segments))
+    for i in range(n):
+        for j in range(n_layers):
+            seg = layer_segment[j]
+            u = uniforms[i, j]
+            for k in range(n_levels):
+                m = length[j, k]
+                work[i, k, seg] += flat[start[j, k] + min(int(u * m), m - 1)] + glue[k]
+    return work
 
 
 @dataclass(frozen=True)
@@ -122,20 +141,33 @@ class ServiceModel:
         digits = (codes[:, None] // self.n_levels ** np.arange(self.n_segments - 1, -1, -1)) % self.n_levels
         return np.array([self.accuracy(tuple(int(d) for d in row)) for row in digits])
 
+    @functools.cached_property
+    def record_routes(self) -> tuple[list[str], np.ndarray]:
+        """Every route's text after "" (not served), and its accuracy (NaN for ""): records hold
+        a route as a category, each request's a small integer (its route code + 1)."""
+        from simqos.serving import route_text  # serving builds on this module
+
+        texts = [route_text(c, self.n_levels, self.n_segments) for c in range(self.n_levels**self.n_segments)]
+        return ["", *texts], np.concatenate(([np.nan], self.accuracy_by_code()))
+
     def segment_work_ms(self, uniforms: np.ndarray) -> np.ndarray:
         """Work (profiled ms) of every segment at every level for each request.
 
         ``uniforms`` is (n_requests, n_layers) in [0, 1); returns (n_requests, n_levels,
         n_segments).
         """
-        n = uniforms.shape[0]
-        work = np.zeros((n, self.n_levels, self.n_segments))
-        for j, per_level in enumerate(self.sorted_samples_ms):
-            seg = self.layer_segment[j]
-            for k, samples in enumerate(per_level):
-                idx = np.minimum((uniforms[:, j] * len(samples)).astype(np.int64), len(samples) - 1)
-                work[:, k, seg] += samples[idx] + self.glue_ms[k]
-        return work
+        flat, start, length = self._flat_samples
+        return _segment_work(np.ascontiguousarray(uniforms, dtype=np.float64), flat, start, length,
+                             self.layer_segment.astype(np.int64), self.glue_ms.astype(np.float64), self.n_segments)
+
+    @functools.cached_property
+    def _flat_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every layer's samples at every level end to end, and where each (layer, level) starts
+        and how many it has."""
+        parts = [samples for per_level in self.sorted_samples_ms for samples in per_level]
+        length = np.array([len(p) for p in parts], dtype=np.int64).reshape(len(self.sorted_samples_ms), self.n_levels)
+        start = np.concatenate(([0], np.cumsum(length.ravel())[:-1])).reshape(length.shape)
+        return np.concatenate(parts).astype(np.float64), start, length
 
     def remaining_quantile_ms(self, quantile: float) -> np.ndarray:
         """(n_levels, n_segments + 1): predicted work from segment s to the end at level k, as

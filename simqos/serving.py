@@ -287,7 +287,7 @@ def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_tim
 @jit
 def serve_request(
     request, start_s, arrival_s, deadline_s, work, factors, times, speeds, cum, res_times, res_levels,
-    queued, decide, params, table, candidates,
+    queued, decide, params, table, candidates, speed_piece, resident_piece,
 ):  # fmt: skip
     """Serve one request started at ``start_s``: at its start and at each reroute point ask
     ``decide`` for the next segment's level, wait for that level to be resident, and run the
@@ -295,7 +295,9 @@ def serve_request(
     ``(finish_s, route code, reroutes)``: the route's levels as base-``n_levels`` digits, and
     ``finish_s`` inf when a chosen level never becomes resident (the request is dropped).
     ``candidates`` (int64[:, :], one route per row) are the routes whose exact finish a
-    clairvoyant policy sees; empty for the others."""
+    clairvoyant policy sees; empty for the others. ``speed_piece`` and ``resident_piece``: the
+    pieces of the speed and residency traces that hold ``start_s`` (a driver follows them
+    forward; a search from the start of a long trace per request was most of a request's cost)."""
     n_levels, n_segments = work.shape[0], work.shape[1]
     route_finish = np.empty(candidates.shape[0])
     for r in range(candidates.shape[0]):
@@ -304,8 +306,7 @@ def serve_request(
     level = -1
     code = 0
     changes = 0
-    i_speed = bisect_right(times, t, len(times)) - 1  # the traces' pieces at t, followed forward
-    i_res = bisect_right(res_times, t, len(res_times)) - 1
+    i_speed, i_res = speed_piece, resident_piece  # the traces' pieces at t, followed forward
     for seg in range(n_segments):
         state = Decision(
             request, t, arrival_s, deadline_s, seg, level, code, speeds[i_speed],

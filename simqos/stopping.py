@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from simqos.engine import Plan, Run, simulate, summarize_plan
+from simqos.engine import KeptRecords, Plan, Run, simulate, summarize_plan
 from simqos.overrides import override
 
 __all__ = ["Outcome", "nines_half_width", "run_to_precision"]
@@ -56,7 +56,7 @@ def nines_half_width(summary: pd.DataFrame) -> pd.Series:
 
 
 def run_to_precision(
-    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1, keep_records: bool = True
+    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1, records: KeptRecords = KeptRecords()
 ) -> Outcome:
     """The scenario's replications; then, under a ``precision`` rule, rounds of as many more
     until :func:`nines_half_width` is at most the target for every policy or
@@ -70,10 +70,10 @@ def run_to_precision(
     while True:
         batch = range(done, min(done + step, most))
         report = None if progress is None else lambda d, _t: progress(batch.start + d, most)
-        runs.append(simulate(plan, report, workers, batch, keep_records))
+        runs.append(simulate(plan, report, workers, batch, records))
         done = batch.stop
         run = Run({label: [t for r in runs for t in r.tallies[label]] for label in plan.labels},
-                  pd.concat([r.records for r in runs], ignore_index=True) if keep_records else None,
+                  None if runs[0].records is None else pd.concat([r.records for r in runs], ignore_index=True),
                   sum(r.simulated for r in runs))
         summary = summarize_plan(plan, run)
         if rule is None:

@@ -148,7 +148,7 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
 
     ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
     classes made at import time, which do not pickle)."""
-    from simqos.engine import build_plan, simulate, summarize_plan
+    from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
     from simqos.scenario import parse_scenario
     from simqos.overrides import override
 
@@ -156,7 +156,7 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
         base = parse_scenario(base, "sweep base")
     plan = build_plan(_scenario(base, cell, override))
     started = time.perf_counter()
-    run = simulate(plan, keep_records=False)
+    run = simulate(plan, records=NO_RECORDS)
     seconds = time.perf_counter() - started
     summary = summarize_plan(plan, run)
     summary.insert(0, "cell", cell_id(cell))

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from simqos.results import read_records
 from simqos.cli import app
 from simqos.bundle import load_profile
 from simqos.service import ServiceModel
@@ -26,7 +27,7 @@ def test_shipped_scenario_runs(path, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--requests", "1500", "--replications", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for name in ("summary.json", "summary.csv", "replications.csv", "records.csv.gz", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
+    for name in ("summary.json", "summary.csv", "replications.csv", "records/r0000-p00.parquet", "scenario.yaml", "report.md", "plots/latency_ccdf.png",
                  "plots/accuracy_vs_percentile.png", "plots/accuracy_frontier.png", "plots/timeline.png",
                  "plots/profile_layers.png", "plots/profile_gap.png"):
         assert (out / name).exists(), name
@@ -156,9 +157,9 @@ def test_a_users_registered_policy_runs_from_yaml(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    records = pd.read_csv(tmp_path / "out" / "records.csv.gz", dtype={"route": str})
+    records = read_records(tmp_path / "out")
     n_segments = ServiceModel.from_profile(load_profile(BASE["profile"])).n_segments
-    assert set(records["route"].dropna()) == {"-".join(["0", "0"] + ["1"] * (n_segments - 2))}
+    assert set(records.loc[records["outcome"] != "dropped", "route"]) == {"-".join(["0", "0"] + ["1"] * (n_segments - 2))}
     python, compiled = (records[records["policy"] == p].drop(columns="policy").reset_index(drop=True)
                         for p in ("sparsest_after", "sparsest_after_compiled"))
     pd.testing.assert_frame_equal(python, compiled)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
 from simqos import serving
+from simqos.results import read_records
 from simqos.cli import app
 from simqos.engine import build_plan, run_policy, sample_inputs
 from simqos.scenario import parse_scenario
@@ -72,11 +73,13 @@ def test_the_records_decide_met_or_missed_from_their_own_columns(tmp_path, expon
     """Times are written at full precision: past 100 s of simulated time the columns still say
     which requests met their deadline."""
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(scenario_dict(exponential, requests=90_000, warmup_requests=0, outputs={"plots": False},
+    path.write_text(yaml.safe_dump(scenario_dict(exponential, requests=90_000, warmup_requests=0,
+                                                 outputs={"plots": False, "records_format": "csv"},
                                                  workload={"arrival": {"kind": "poisson", "rate_hz": 700},
                                                            "deadline": {"kind": "constant", "ms": 3}})))
     assert CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")]).exit_code == 0
-    records = pd.read_csv(tmp_path / "out" / "records.csv.gz")
+    assert (tmp_path / "out" / "records" / "r0000-p00.csv.gz").exists()
+    records = read_records(tmp_path / "out")
     served = records[records["outcome"] != "dropped"]
     assert served["finish_s"].max() > 100
     assert ((served["finish_s"] <= served["deadline_s"]) == (served["outcome"] == "met")).all()

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict
-from simqos.engine import _streamed_replication, build_plan, plan_tallies, run_policy, sample_inputs
+from simqos.engine import KeptRecords, _streamed_replication, build_plan, plan_tallies, run_policy, sample_inputs
 from simqos.scenario import parse_scenario
 from simqos.workload import ArrivalStream
 
@@ -73,7 +73,7 @@ def test_a_replication_in_chunks_is_the_replication_at_once(three_level, seed, a
                                                    workload=workload, policies=POLICIES)))  # fmt: skip
     inputs = sample_inputs(plan, 0)
     whole = pd.concat([run_policy(plan, inputs, p, 0, engine="auto") for p in range(len(POLICIES))], ignore_index=True)
-    tallies, frames, _ = _streamed_replication(plan, 0, True, chunk)
+    tallies, frames, _ = _streamed_replication(plan, 0, KeptRecords(), chunk)
     pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole, check_exact=True)
     reference = plan_tallies(plan, whole)
     for label, tally in zip(plan.labels, tallies):
