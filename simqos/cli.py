@@ -6,9 +6,11 @@ traceback), anything else a bug. torch is imported only by the commands that nee
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -21,8 +23,17 @@ import pandas as pd
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from simqos.errors import SimqosError
 
@@ -140,6 +151,13 @@ def _command_line(command, params: dict) -> str:
     return shlex.join(words)
 
 
+class _Rate(ProgressColumn):
+    """How fast a task advances (its count per second), once there is a count to time."""
+
+    def render(self, task) -> Text:
+        return Text("" if not task.speed else f"{task.speed:,.0f}/s", style="progress.data.speed")
+
+
 class _LineProgress:
     """Progress where the output is not a terminal (a file, a pipe, a CI log), where a live bar
     shows nothing until the end: plain lines, flushed — one when a task starts or changes
@@ -194,7 +212,12 @@ class _LineProgress:
         if not force and now - t["said"] < self.EVERY_S:
             return
         t["said"] = now
-        done = f": {t['completed']:g}/{t['total']:g}" if t["total"] and t["count"] else ""
+        done = ""
+        if t["total"] and t["count"]:
+            done = f": {t['completed']:,.0f}/{t['total']:,.0f}"
+            rate = t["completed"] / max(now - t["start"], 1e-9)
+            if 0 < t["completed"] < t["total"]:
+                done += f", {rate:,.0f}/s, about {(t['total'] - t['completed']) / rate:,.0f} s left"
         extra = "".join(f", {v}" for v in t["fields"].values() if v)
         typer.echo(f"{t['description']}{done}{extra} ({now - t['start']:.0f} s)")
         sys.stdout.flush()
@@ -492,11 +515,16 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Results folder (default: the scenario's output, else runs/NAME).")] = None,
     requests: Annotated[int | None, typer.Option(help="Override the scenario's request count.")] = None,
     replications: Annotated[int | None, typer.Option(help="Override the scenario's replications.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes running replications in parallel.")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes running replications in parallel (with dask: the LocalCluster's).")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this process, or --workers processes) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="dask scheduler address, e.g. tcp://HOST:8786 (default: a LocalCluster).")] = None,
 ) -> None:
-    """Simulate a scenario under every policy it lists; write records, summary and figures."""
+    """Simulate a scenario under every policy it lists; write records, summary and figures.
+
+    An interrupted run (Ctrl-C, a killed process) leaves its finished replications in
+    OUT.partial; the same command goes on from them."""
     from simqos.bound import plan_bound
-    from simqos.engine import KeptRecords, build_plan, summarize_plan
+    from simqos.engine import KeptRecords, build_plan, planned_requests, run_key, summarize_plan
     from simqos.outputs import staged
     from simqos.verdict import plan_verdict, verdict_lines
     from simqos.stopping import run_to_precision
@@ -516,10 +544,20 @@ def run(
         typer.echo(f"warning: {scenario}: {warning}", err=True)
     folder = out or spec.output or Path("runs") / spec.name
     check_records_space(spec, folder, "--out" if out else "output:")
-    with staged(folder, "results", "--out" if out else "output:") as work, _progress() as bar:
-        task = bar.add_task(f"simulate {spec.name}", total=None)
-        outcome = run_to_precision(plan, progress=lambda done, most: bar.update(task, completed=done, total=most), workers=workers,
-                                   records=KeptRecords.of(spec, work))
+    if executor not in ("local", "dask"):
+        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    most = spec.precision.max_replications if spec.precision else spec.replications
+    with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec)) as work, \
+            _progress(_Rate()) as bar:
+        checkpoints = work / "checkpoints"
+        done = sorted(p.stem for p in checkpoints.glob("r*.pickle")) if checkpoints.is_dir() else []
+        if done:
+            console.print(f"Resuming the interrupted run in {work}: {len(done)} replication(s) finished before are kept.")
+        task = bar.add_task(f"simulate {spec.name}", total=planned_requests(spec) * most)
+        outcome = run_to_precision(plan, progress=lambda requests: bar.advance(task, requests), workers=workers,
+                                   records=KeptRecords.of(spec, work), executor=executor, scheduler=scheduler,
+                                   checkpoints=checkpoints)
+        bar.update(task, completed=planned_requests(spec) * outcome.plan.scenario.replications)
         spec, summary = outcome.plan.scenario, outcome.summary
         by_replication = summarize_plan(outcome.plan, outcome.run, by_replication=True)
         bar.update(task, description="offline optimum (the bound)", total=None)
@@ -531,6 +569,7 @@ def run(
             from simqos.report import write_report
 
             write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the results hold everything
     _print_run_summary(spec, summary)
     for line in verdict_lines(verdict):  # one line each, as a log keeps it (a terminal wraps it itself)
         console.print(line.replace("**", "").replace("`", ""), soft_wrap=True)
@@ -539,6 +578,20 @@ def run(
     records = {"all": ", records/", "sample": ", records/ (a sample)", "none": ""}[spec.outputs.records]
     extra = ", report.md, plots/" if spec.outputs.plots else ""
     console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv{records}{extra})")
+
+
+@contextlib.contextmanager
+def _kept_on_interrupt(folder: Path):
+    """On Ctrl-C, say what of the run is kept and how to go on from it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from simqos.outputs import partial
+
+        done = len(list((partial(folder) / "checkpoints").glob("r*.pickle")))
+        typer.echo(f"interrupted: {done} finished replication(s) are kept in {partial(folder)}; "
+                   "the same command goes on from them", err=True)
+        raise
 
 
 def _stopping_line(stopping: dict, rule) -> str:

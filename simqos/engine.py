@@ -642,13 +642,14 @@ class _RecordSink:
         self.frames = [[] for _ in self.plan.labels]
 
 
-def _replication(plan: Plan, replication: int, kept: KeptRecords) -> tuple[list[Tally], list[pd.DataFrame], int]:
+def _replication(plan: Plan, replication: int, kept: KeptRecords,
+                 progress: Callable[[int], None] | None = None) -> tuple[list[Tally], list[pd.DataFrame], int]:  # fmt: skip
     """Replication ``replication`` under every policy: a tally per policy, the records kept in
     memory (if any), and how many requests were served (all policies). Streamed in chunks when
     every policy runs on the compiled path; else whole (SimPy serves a Python policy's
-    replication at once)."""
+    replication at once). ``progress(requests)`` as requests are served."""
     if all(engine == "compiled" for engine in engines(plan)):
-        return _streamed_replication(plan, replication, kept)
+        return _streamed_replication(plan, replication, kept, progress=progress)
     model, warmup = plan.model, plan.scenario.warmup_requests
     accuracy = model.accuracy_by_code()
     sink = _RecordSink(plan, replication, kept)
@@ -667,6 +668,8 @@ def _replication(plan: Plan, replication: int, kept: KeptRecords) -> tuple[list[
         return (tallies, len(inputs.arrivals_s) * len(tallies)), latest
 
     tallies, simulated = until_covered(plan, replication, run)
+    if progress:
+        progress(simulated // len(plan.labels))
     return tallies, sink.finish(), simulated
 
 
@@ -730,6 +733,56 @@ def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
     return [b.finish() for b in builders], sink.finish(), n * len(servers)
 
 
+def planned_requests(scenario: Scenario) -> int:
+    """Requests per replication: the scenario's, or its duration at the mean arrival rate."""
+    if scenario.requests is not None:
+        return scenario.requests
+    return max(1, round(scenario.duration_s * mean_rate_hz(scenario.workload.arrival)))
+
+
+def run_key(scenario: Scenario) -> str:
+    """What a replication's results depend on (the scenario but its replication count and
+    stopping rule, and this simqos version), as a hash: a finished replication of an
+    interrupted run is taken again only by a run with the same key."""
+    import hashlib
+    import json
+
+    import simqos
+
+    content = json.dumps(scenario.model_dump(mode="json", exclude={"replications", "precision", "output"}), sort_keys=True)
+    return hashlib.sha256(f"{simqos.__version__}\n{content}".encode()).hexdigest()
+
+
+class _Checkpoints:
+    """Finished replications of a run, one file each in ``folder`` (``r0000.pickle``: its
+    tallies, the records it kept in memory, and its count), valid for the plan's scenario and
+    this simqos version only: a file from another is ignored (and replaced)."""
+
+    def __init__(self, folder: Path, plan: Plan) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.key = run_key(plan.scenario)
+
+    def _path(self, replication: int) -> Path:
+        return self.folder / f"r{replication:04d}.pickle"
+
+    def load(self, replication: int):
+        import pickle
+
+        try:
+            key, result = pickle.loads(self._path(replication).read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+            return None
+        return result if key == self.key else None
+
+    def save(self, replication: int, result) -> None:
+        import pickle
+
+        tmp = self._path(replication).with_suffix(".partial")
+        tmp.write_bytes(pickle.dumps((self.key, result)))
+        tmp.replace(self._path(replication))  # on disk whole or not at all
+
+
 def _replication_in_worker(scenario_json: dict, source: str, replication: int, kept: KeptRecords):
     from simqos.scenario import parse_scenario
 
@@ -738,42 +791,68 @@ def _replication_in_worker(scenario_json: dict, source: str, replication: int, k
 
 def simulate(
     plan: Plan,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
     workers: int = 1,
     replications: range | None = None,
     records: KeptRecords = KeptRecords(),
+    executor: str = "local",
+    scheduler: str | None = None,
+    checkpoints: Path | None = None,
 ) -> Run:
     """Every replication (default: the scenario's ``range(replications)``) under every policy;
-    ``progress(done, total)`` after each replication. ``records``: which to keep, and whether
-    in memory (``Run.records``) or written to a folder (the default: all, in memory).
+    ``progress(requests)`` with how many more requests were served (chunk by chunk in this
+    process, replication by replication in others). ``records``: which to keep, and whether in
+    memory (``Run.records``) or written to a folder (the default: all, in memory).
 
     With ``workers > 1`` replications run in that many processes (each rebuilds the plan from
-    the scenario); the result is the same as with one, in the same order.
+    the scenario), or with ``executor="dask"`` as tasks on a dask.distributed cluster (the
+    scheduler at ``scheduler``, else a LocalCluster of ``workers`` processes, default 2); the
+    result is the same as in one process, in the same order. ``checkpoints``: a folder where
+    each finished replication's tallies are kept, and from which a run started again (the
+    same plan) takes them instead of serving it again.
     """
     todo = range(plan.scenario.replications) if replications is None else replications
-    n = len(todo)
     results: dict[int, tuple[list[Tally], list[pd.DataFrame], int]] = {}
     if workers < 1:
         raise SimqosError(f"--workers: {workers} must be >= 1")
-    if workers > 1 and n > 1:
+    if executor not in ("local", "dask"):
+        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    saved = _Checkpoints(checkpoints, plan) if checkpoints is not None else None
+    for r in todo:
+        if saved is not None and (done := saved.load(r)) is not None:
+            results[r] = done
+    left = [r for r in todo if r not in results]
+
+    def finished(r: int, result: tuple[list[Tally], list[pd.DataFrame], int], report: bool) -> None:
+        results[r] = result
+        if saved is not None:
+            saved.save(r, result)
+        if progress and report:
+            progress(result[2] // len(plan.labels))
+
+    scenario_json = plan.scenario.model_dump(mode="json")
+    if executor == "dask" and left:
+        from dask.distributed import as_completed as dask_completed
+
+        from simqos.workers import dask_client
+
+        with dask_client(scheduler, workers if workers > 1 else 2) as client:
+            futures = {client.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, records, pure=False): r
+                       for r in left}  # fmt: skip
+            for future in dask_completed(futures):
+                finished(futures[future], future.result(), True)
+    elif workers > 1 and len(left) > 1:
         from concurrent.futures import as_completed
 
         from simqos.workers import pool
 
-        scenario_json = plan.scenario.model_dump(mode="json")
-        with pool(min(workers, n)) as processes:
-            futures = {
-                processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, records): r for r in todo
-            }
+        with pool(min(workers, len(left))) as processes:
+            futures = {processes.submit(_replication_in_worker, scenario_json, plan.scenario.name, r, records): r for r in left}
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress(len(results), n)
+                finished(futures[future], future.result(), True)
     else:
-        for r in todo:
-            results[r] = _replication(plan, r, records)
-            if progress:
-                progress(len(results), n)
+        for r in left:
+            finished(r, _replication(plan, r, records, progress), False)
     tallies = {label: [results[r][0][p] for r in todo] for p, label in enumerate(plan.labels)}
     frames = [frame for r in todo for frame in results[r][1]]
     in_memory = records.folder is None and records.which != "none"
@@ -782,7 +861,7 @@ def simulate(
 
 def run_plan(
     plan: Plan,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
     workers: int = 1,
     replications: range | None = None,
 ) -> pd.DataFrame:

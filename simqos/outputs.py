@@ -122,17 +122,27 @@ def partial(out: Path) -> Path:
     return resolved.with_name(resolved.name + ".partial")
 
 
-def start(out: Path, kind: Kind, option: str = "--out") -> Path:
-    """Claim ``out`` and return a fresh, marked work folder ``OUT.partial`` (a leftover one of
-    an interrupted run is cleared first). Fails here, before any work, if it cannot write."""
+RESUME = "resume.key"
+"""The file, in a work folder that may be resumed, naming what it is the work of."""
+
+
+def start(out: Path, kind: Kind, option: str = "--out", resume: str | None = None) -> Path:
+    """Claim ``out`` and return a marked work folder ``OUT.partial``: fresh (a leftover one of
+    an interrupted run is cleared first), or, when ``resume`` names the work and a leftover
+    one is of that same work, the leftover one as it is. Fails here, before any work, if it
+    cannot write."""
     claim(out, kind, option)
     work = partial(out)
     claim(work, kind, option)
     try:
+        if resume is not None and owned(work) == kind and _read(work / RESUME) == resume:
+            return work
         if work.exists():
             shutil.rmtree(work)  # marked as simqos's own kind: claim() checked
         work.mkdir(parents=True)
         mark(work, kind)
+        if resume is not None:
+            (work / RESUME).write_text(resume)
     except OSError as exc:
         raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose a writable {option}") from None
     return work
@@ -151,6 +161,13 @@ def swap_in(work: Path, out: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def discard(work: Path) -> None:
     """Remove an unfinished work folder (it carries simqos's marker; nothing else is touched)."""
     if owned(work) is not None:
@@ -158,19 +175,28 @@ def discard(work: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged(out: Path, kind: Kind, option: str = "--out") -> Iterator[Path]:
+def staged(out: Path, kind: Kind, option: str = "--out", resume: str | None = None) -> Iterator[Path]:
     """Build ``out`` in a work folder and swap it in when the block finishes; if the block
     fails, the work folder is removed and the earlier ``out`` is left as it was. An OSError
-    inside the block (a full disk, a vanished folder) becomes one line naming the cause."""
-    work = start(out, kind, option)
+    inside the block (a full disk, a vanished folder) becomes one line naming the cause.
+
+    With ``resume`` (what the work is: :func:`start`), the work folder of an interrupted run
+    (Ctrl-C, or a killed process) is kept beside ``out`` for the same work to go on from; it is
+    never taken for a finished ``out``."""
+    work = start(out, kind, option, resume)
     try:
         yield work
+        (work / RESUME).unlink(missing_ok=True)
         swap_in(work, out)
     except OSError as exc:
         discard(work)
         earlier = "; the earlier one there is untouched" if out.exists() else ""
         where = f" ({exc.filename})" if exc.filename else ""
         raise SimqosError(f"{out}: cannot write the {_WHAT[kind]}: {exc.strerror or exc}{where}{earlier}") from None
+    except KeyboardInterrupt:
+        if resume is None:
+            discard(work)
+        raise
     except BaseException:
         discard(work)
         raise

@@ -35,6 +35,7 @@ import yaml
 import simqos
 from simqos.errors import SimqosError
 from simqos.scenario import Scenario
+from simqos.serving import OUTCOMES
 
 __all__ = ["folder_hash", "provenance", "read_results", "write_results"]
 
@@ -212,8 +213,11 @@ def read_records(out: Path, replication: int | None = None) -> pd.DataFrame | No
         frames = [pd.read_csv(p, dtype={"route": str, "policy": str, "outcome": str}, keep_default_na=False,
                               na_values={c: [""] for c in FLOAT_COLUMNS}) for p in parts]  # fmt: skip
     records = pd.concat(frames, ignore_index=True)
-    for column in ("policy", "route", "outcome"):  # categories, as the run held them, from either format
-        records[column] = records[column].astype("category")
+    # The same categories from either format: policies in run order, outcomes in code order,
+    # the routes that occur (sorted: code order).
+    records["policy"] = pd.Categorical(records["policy"].astype(str), categories=pd.unique(records["policy"].astype(str)))
+    records["outcome"] = pd.Categorical(records["outcome"].astype(str), categories=list(OUTCOMES))
+    records["route"] = pd.Categorical(records["route"].astype(str))
     return records
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -56,7 +57,13 @@ def nines_half_width(summary: pd.DataFrame) -> pd.Series:
 
 
 def run_to_precision(
-    plan: Plan, progress: Callable[[int, int], None] | None = None, workers: int = 1, records: KeptRecords = KeptRecords()
+    plan: Plan,
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    records: KeptRecords = KeptRecords(),
+    executor: str = "local",
+    scheduler: str | None = None,
+    checkpoints: Path | None = None,
 ) -> Outcome:
     """The scenario's replications; then, under a ``precision`` rule, rounds of as many more
     until :func:`nines_half_width` is at most the target for every policy or
@@ -69,8 +76,7 @@ def run_to_precision(
     done = 0
     while True:
         batch = range(done, min(done + step, most))
-        report = None if progress is None else lambda d, _t: progress(batch.start + d, most)
-        runs.append(simulate(plan, report, workers, batch, records))
+        runs.append(simulate(plan, progress, workers, batch, records, executor, scheduler, checkpoints))
         done = batch.stop
         run = Run({label: [t for r in runs for t in r.tallies[label]] for label in plan.labels},
                   None if runs[0].records is None else pd.concat([r.records for r in runs], ignore_index=True),

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simqos.errors import SimqosError
 from simqos.outputs import claim, mark
-from simqos.workers import pool
+from simqos.workers import dask_client, pool
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
@@ -178,18 +178,6 @@ Progress = Callable[[int, int, int, str], None]
 """Called with (cells done, cells in all, requests simulated so far, last cell's id)."""
 
 
-def _client(address):
-    """A dask Client of ``address`` (a scheduler's address, or a LocalCluster); one line when
-    the scheduler cannot be reached within 10 s."""
-    from dask.distributed import Client
-
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise SimqosError(f"--scheduler {address}: cannot reach it ({type(exc).__name__}); check the address, "
-                          "or leave --scheduler out for a local cluster") from None
-
-
 def run_sweep(
     base: Scenario,
     cells: list[Cell],
@@ -242,19 +230,12 @@ def run_sweep(
             for future in as_completed(futures):
                 record(*future.result())
     elif executor == "dask":
-        from dask.distributed import LocalCluster
         from dask.distributed import as_completed as dask_completed
 
-        cluster = None if scheduler else LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True)
-        try:
-            client = _client(scheduler or cluster)
-            with client:
-                futures = [client.submit(_safe_run, base_json, c, pure=False) for c in todo]
-                for future in dask_completed(futures):
-                    record(*future.result())
-        finally:
-            if cluster is not None:
-                cluster.close()
+        with dask_client(scheduler, workers) as client:
+            futures = [client.submit(_safe_run, base_json, c, pure=False) for c in todo]
+            for future in dask_completed(futures):
+                record(*future.result())
     else:
         raise SimqosError(f"--executor: {executor!r} is not local or dask")
     tables = [pd.read_csv(folder / f"{stem(c)}.csv") for c in cells if (folder / f"{stem(c)}.csv").exists()]

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["pool"]
+__all__ = ["dask_client", "pool"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,3 +49,26 @@ def pool(workers: int | None) -> Iterator[ProcessPoolExecutor]:
             process.terminate()
         raise
     executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int | None):
+    """A dask.distributed Client of the scheduler at ``scheduler`` (one line when it cannot be
+    reached within 10 s), or of a LocalCluster of ``workers`` processes (one thread each),
+    closed on the way out."""
+    from dask.distributed import Client, LocalCluster
+
+    from simqos.errors import SimqosError
+
+    cluster = None if scheduler else LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True)
+    try:
+        try:
+            client = Client(scheduler or cluster, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise SimqosError(f"--scheduler {scheduler}: cannot reach it ({type(exc).__name__}); check the address, "
+                              "or leave --scheduler out for a local cluster") from None
+        with client:
+            yield client
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -159,7 +159,10 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
         bar.update(task, description="profile")
         bar.update(task, completed=2, rate="9 requests/s")
     lines = capsys.readouterr().out.splitlines()
-    assert [line.rsplit(" (", 1)[0] for line in lines] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3, 9 requests/s"]
+    said = [line.rsplit(" (", 1)[0] for line in lines]
+    assert [line.split(",")[0] for line in said] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3"]
+    assert "/s, about" in said[1] and said[1].endswith(" s left")  # its rate, and the time left at that rate
+    assert said[3].endswith(", 9 requests/s")
     monkeypatch.setattr(cli._LineProgress, "HEARTBEAT_S", 0.05)  # a long stage with no update still prints
     monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.05)
     with cli._LineProgress() as bar:

@@ -1,0 +1,125 @@
+"""Long runs: which records a run keeps and in what format, an interrupted run going on from
+its finished replications, the same run on a dask LocalCluster, and the limits a run is
+checked against before it starts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bundles import scenario_dict
+from simqos import engine
+from simqos.cli import app
+from simqos.engine import NO_RECORDS, KeptRecords, build_plan, simulate, summarize_plan
+from simqos.errors import SimqosError
+from simqos.results import read_records
+from simqos.scenario import parse_scenario
+
+runner = CliRunner()
+DEVICE = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.5}, {"speed": 0.4, "mean_dwell_s": 0.2}]}}
+POLICIES = [{"kind": "static", "level": 0}, {"kind": "deadline_aware"}]
+
+
+def _scenario(profile, **extra) -> dict:
+    base = {"requests": 3000, "warmup_requests": 100, "replications": 3, "device": DEVICE, "policies": POLICIES,
+            "workload": {"arrival": {"kind": "poisson", "rate_hz": 150}, "deadline": {"kind": "constant", "ms": 9}}}
+    return scenario_dict(profile, **(base | extra))
+
+
+def _run(tmp_path, raw: dict, name: str, *options: str):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / name
+    result = runner.invoke(app, ["run", str(path), "--out", str(out), *options])
+    return result, out
+
+
+def test_records_all_sample_or_none_in_parquet_or_csv_with_the_same_summary(two_level, tmp_path):
+    summaries = {}
+    for records, fmt in (("all", "parquet"), ("all", "csv"), ("sample", "parquet"), ("none", "parquet")):
+        raw = _scenario(two_level, outputs={"records": records, "records_format": fmt, "sample_requests": 250})
+        result, out = _run(tmp_path, raw, f"{records}-{fmt}")
+        assert result.exit_code == 0, result.output
+        summaries[records, fmt] = pd.read_csv(out / "summary.csv")
+        kept = read_records(out)
+        if records == "none":
+            assert kept is None and not (out / "records").exists()
+            assert "timeline: skipped" in (out / "report.md").read_text()
+            continue
+        suffix = ".parquet" if fmt == "parquet" else ".csv.gz"
+        assert sorted(p.name for p in (out / "records").iterdir()) == [f"r{r:04d}-p{p:02d}{suffix}" for r in range(3) for p in range(2)]
+        per = kept.groupby(["replication", "policy"], observed=True)["request"]
+        assert (per.min() == 0).all()
+        assert (per.max() == (2999 if records == "all" else 349)).all()  # sample: the warm-up and 250 after it
+        assert (out / "plots" / "timeline.png").exists()
+    first = summaries["all", "parquet"]
+    for summary in summaries.values():
+        pd.testing.assert_frame_equal(summary, first)  # every request is in the summary, whatever is kept
+    a, b = read_records(tmp_path / "all-parquet"), read_records(tmp_path / "all-csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)  # CSV at full precision
+
+
+def test_an_interrupted_run_goes_on_from_its_finished_replications(two_level, tmp_path, monkeypatch):
+    raw = _scenario(two_level)
+    straight, out = _run(tmp_path, raw, "straight")
+    assert straight.exit_code == 0, straight.output
+    served = []
+    real = engine._replication
+
+    def interrupted(plan, replication, kept, progress=None):
+        served.append(replication)
+        if replication == 1 and served.count(1) == 1:
+            raise KeyboardInterrupt  # Ctrl-C during replication 1, the first time
+        return real(plan, replication, kept, progress)
+
+    monkeypatch.setattr(engine, "_replication", interrupted)
+    first, out = _run(tmp_path, raw, "resumed")
+    assert first.exit_code != 0 and not out.exists()
+    assert (tmp_path / "resumed.partial" / "checkpoints" / "r0000.pickle").exists()
+    assert "1 finished replication(s) are kept" in first.output
+    again, out = _run(tmp_path, raw, "resumed")
+    assert again.exit_code == 0, again.output
+    assert "Resuming the interrupted run" in again.output
+    assert served[:4] == [0, 1, 1, 2]  # replication 0 was not served again (after: the report's sweeps)
+    assert not (tmp_path / "resumed.partial").exists() and not (out / "checkpoints").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), pd.read_csv(tmp_path / "straight" / "summary.csv"))
+    pd.testing.assert_frame_equal(read_records(out), read_records(tmp_path / "straight"))
+
+
+def test_a_changed_scenario_does_not_resume(two_level, tmp_path, monkeypatch):
+    raw = _scenario(two_level)
+    monkeypatch.setattr(engine, "_replication", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    _run(tmp_path, raw, "out")
+    assert (tmp_path / "out.partial").exists()
+    monkeypatch.undo()
+    result, out = _run(tmp_path, raw | {"seed": 99}, "out")
+    assert result.exit_code == 0 and "Resuming" not in result.output
+
+
+def test_the_same_run_on_a_dask_local_cluster(two_level):
+    plan = build_plan(parse_scenario(_scenario(two_level, replications=2)))
+    local = simulate(plan, workers=2, records=KeptRecords())
+    dask = simulate(plan, executor="dask", workers=2, records=KeptRecords())
+    pd.testing.assert_frame_equal(summarize_plan(plan, dask), summarize_plan(plan, local))
+    pd.testing.assert_frame_equal(dask.records, local.records)
+
+
+def test_progress_counts_requests(two_level):
+    plan = build_plan(parse_scenario(_scenario(two_level)))
+    counted = []
+    simulate(plan, progress=counted.append, records=NO_RECORDS)
+    assert sum(counted) == 3 * 3000
+
+
+def test_a_replication_too_long_or_records_too_big_is_refused_before_it_starts(two_level, tmp_path, monkeypatch):
+    with pytest.raises(SimqosError, match=r"requests: 1e\+11 requests in one replication.*split them over replications"):
+        build_plan(parse_scenario(_scenario(two_level, requests=10**11)))
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 10**5, 10**5))
+    result, out = _run(tmp_path, _scenario(two_level), "full")
+    assert result.exit_code == 2 and "set outputs.records: sample" in result.output and not out.exists()
+    result, out = _run(tmp_path, _scenario(two_level, outputs={"records": "none", "plots": False}), "none")
+    assert result.exit_code == 0, result.output
