@@ -58,10 +58,15 @@ import numpy as np
 from simqos.compiled import njit
 from simqos.serving import idle_factors, jit, segment_end
 
-__all__ = ["MAX_STATES", "plan_bound", "replication_bound"]
+__all__ = ["MAX_REQUESTS", "MAX_STATES", "plan_bound", "replication_bound"]
 
 MAX_STATES = 16
 """States kept per request before neighbours are merged (optimistically)."""
+
+MAX_REQUESTS = 50_000
+"""The most requests per replication :func:`plan_bound` is computed for by ``simqos run``: it
+holds a whole replication's inputs and searches it (about 70 s at 10^5 on iot.yaml, minutes at 10^6)."""
+
 
 @jit
 def _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, lo, hi):

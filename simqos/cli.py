@@ -523,6 +523,7 @@ def run(
 
     An interrupted run (Ctrl-C, a killed process) leaves its finished replications in
     OUT.partial; the same command goes on from them."""
+    from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
     from simqos.bound import plan_bound
     from simqos.engine import KeptRecords, build_plan, planned_requests, run_key, summarize_plan
     from simqos.outputs import staged
@@ -560,11 +561,18 @@ def run(
         bar.update(task, completed=planned_requests(spec) * outcome.plan.scenario.replications)
         spec, summary = outcome.plan.scenario, outcome.summary
         by_replication = summarize_plan(outcome.plan, outcome.run, by_replication=True)
-        bar.update(task, description="offline optimum (the bound)", total=None)
-        bound = plan_bound(outcome.plan)
+        warnings = plan.warnings
+        if planned_requests(spec) <= BOUND_MAX_REQUESTS:
+            bar.update(task, description="offline optimum (the bound)", total=None)
+            bound = plan_bound(outcome.plan)
+        else:
+            bound = None
+            warnings += (f"the offline optimum (the bound) is computed for up to {BOUND_MAX_REQUESTS:,} requests per "
+                         f"replication, and this run has {planned_requests(spec):,}: run it shorter for the bound",)
+            typer.echo(f"note: {warnings[-1]}", err=True)
         verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
         ccdf = ccdf_table(outcome.run.pooled())
-        write_results(work, spec, summary, by_replication, outcome.stopping(), bound, verdict, plan.warnings, ccdf)
+        write_results(work, spec, summary, by_replication, outcome.stopping(), bound, verdict, warnings, ccdf)
         if spec.outputs.plots:
             from simqos.report import write_report
 

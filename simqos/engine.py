@@ -371,12 +371,6 @@ def until_covered(plan: Plan, replication: int, run: Callable[[ReplicationInputs
         inputs = sample_inputs(plan, replication, 2.0 * latest_s)
 
 
-def latest_s(records: list[pd.DataFrame]) -> float:
-    """The latest start or finish in records (0 if none): how long a run used the device."""
-    times = [np.nanmax(r[c].to_numpy(), initial=0.0) for r in records for c in ("start_s", "finish_s")]
-    return float(max(times, default=0.0))
-
-
 class _Server:
     """The device of one replication under one policy; :meth:`process` is the SimPy process.
 

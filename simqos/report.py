@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import NO_RECORDS, build_plan, latest_s, sample_inputs, simulate, summarize_plan
+from simqos.engine import NO_RECORDS, arrival_span, build_plan, device_inputs, simulate, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
@@ -140,12 +140,18 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     return summary
 
 
+TIMELINE_REQUESTS = 50_000
+"""The timeline looks for its moment among replication 0's first requests (its records are read
+no further)."""
+
+
 def _timeline(scenario: Scenario, records: pd.DataFrame, deploy: str | None):
     """Replication 0 under the policy the verdict deploys (if it is not static; else
     deadline_aware, else the first policy that is not static, else the first), around its first
-    rerouted request (the mechanism), else its first miss; traces re-drawn from the seed."""
+    rerouted request (the mechanism), else its first miss, among its first
+    :data:`TIMELINE_REQUESTS`; traces re-drawn from the seed."""
     plan = build_plan(scenario)
-    inputs = sample_inputs(plan, 0, latest_s([records[records["replication"] == 0]]))  # the traces the run saw
+    device = device_inputs(plan, 0, arrival_span(scenario, 0)[1])  # the traces the run saw (their start)
     rep0 = records[(records["replication"] == 0) & ~records["warmup"]]
     dynamic = [p for p in plan.labels if not p.startswith("static")]
     policy = deploy if deploy in dynamic else next((p for p in dynamic if p.startswith("deadline_aware")),
@@ -159,8 +165,8 @@ def _timeline(scenario: Scenario, records: pd.DataFrame, deploy: str | None):
     return plots.timeline(
         rep0,
         policy,
-        (inputs.speed.trace.times_s, inputs.speed.trace.values),
-        (inputs.resident.times_s, inputs.resident.values),
+        (device.speed.trace.times_s, device.speed.trace.values),
+        (device.resident.times_s, device.resident.values),
         max(float(rep0["arrival_s"].min()), centre - TIMELINE_WINDOW_S / 2),  # after warm-up: no empty half
         TIMELINE_WINDOW_S,
         deadline.ms if deadline.kind == "constant" else None,
@@ -173,7 +179,8 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     folder = Path(folder)
     if owned(folder) == "sweep":
         return write_sweep_report(folder)
-    summary_json, summary, records = read_results(folder, replication=0)  # the timeline's; the CCDF has every request
+    # The timeline's records: replication 0's first requests (the CCDF has every request).
+    summary_json, summary, records = read_results(folder, replication=0, rows=TIMELINE_REQUESTS)
     try:
         scenario = parse_scenario(yaml.safe_load((folder / "scenario.yaml").read_text()), str(folder / "scenario.yaml"))
     except FileNotFoundError:

@@ -197,9 +197,9 @@ def check_records_space(scenario: Scenario, out: Path, option: str = "--out") ->
         )
 
 
-def read_records(out: Path, replication: int | None = None) -> pd.DataFrame | None:
-    """A results folder's records in run order — all of them, or one replication's — or None
-    if it kept none."""
+def read_records(out: Path, replication: int | None = None, rows: int | None = None) -> pd.DataFrame | None:
+    """A results folder's records in run order — all of them, or one replication's; with
+    ``rows``, only the first ``rows`` of each replication x policy — or None if it kept none."""
     folder = out / RECORDS
     if not folder.is_dir():
         return None
@@ -208,10 +208,10 @@ def read_records(out: Path, replication: int | None = None) -> pd.DataFrame | No
     if not parts:
         return None
     if parts[0].name.endswith(".parquet"):
-        frames = [pd.read_parquet(p) for p in parts]
+        frames = [pd.read_parquet(p) if rows is None else _first_rows(p, rows) for p in parts]
     else:
         frames = [pd.read_csv(p, dtype={"route": str, "policy": str, "outcome": str}, keep_default_na=False,
-                              na_values={c: [""] for c in FLOAT_COLUMNS}) for p in parts]  # fmt: skip
+                              na_values={c: [""] for c in FLOAT_COLUMNS}, nrows=rows) for p in parts]  # fmt: skip
     records = pd.concat(frames, ignore_index=True)
     # The same categories from either format: policies in run order, outcomes in code order,
     # the routes that occur (sorted: code order).
@@ -221,18 +221,33 @@ def read_records(out: Path, replication: int | None = None) -> pd.DataFrame | No
     return records
 
 
+def _first_rows(path: Path, rows: int) -> pd.DataFrame:
+    """The first ``rows`` of a Parquet file, reading no more of it than they need."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=min(rows, 65536)):
+        batches.append(batch)
+        rows -= batch.num_rows
+        if rows <= 0:
+            break
+    return pa.Table.from_batches(batches).to_pandas().iloc[: sum(b.num_rows for b in batches) + min(rows, 0)]
+
+
 FLOAT_COLUMNS = ("arrival_s", "start_s", "finish_s", "deadline_s", "latency_ms", "accuracy")
 
 
-def read_results(out: Path, replication: int | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    """(summary.json, summary table, records or None: all, or ``replication``'s) of a results
+def read_results(out: Path, replication: int | None = None, rows: int | None = None,
+                 ) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:  # fmt: skip
+    """(summary.json, summary table, records or None: :func:`read_records`) of a results
     folder; raises SimqosError when ``out`` is not a whole, readable results folder of simqos's."""
     if not out.is_dir():
         raise SimqosError(f"{out}: no such results folder; give a folder written by simqos run")
     try:
         summary_json = json.loads((out / "summary.json").read_text())
         summary = pd.read_csv(out / "summary.csv")
-        records = read_records(out, replication)
+        records = read_records(out, replication, rows)
     except FileNotFoundError as exc:
         raise SimqosError(f"{out}: not a whole results folder (no {Path(exc.filename).name}); run simqos run again") from None
     except (ValueError, EOFError, OSError) as exc:  # bad JSON, CSV or gzip; ValueError covers decoding
