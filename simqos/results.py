@@ -1,21 +1,26 @@
 """A results folder per run: written complete or not at all.
 
 Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the replications
-that ran), ``records.csv.gz`` (one row per request and policy; columns below), ``summary.csv``
+that ran), ``records/`` (the records the scenario's ``outputs.records`` keeps — all, a sample
+or none — one file per replication and policy, :data:`RECORDS`; columns below), ``summary.csv``
 and ``summary.json`` (one row per policy, pooled over replications, see
 :func:`simqos.tally.summarize`, plus provenance, what the stopping rule did, the offline
-optimum of the same runs (:mod:`simqos.bound`) and the verdict (:mod:`simqos.verdict`)), and
-``replications.csv`` (the same columns for each replication alone, beside the pooled ones), and
-the figures and ``report.md`` of :mod:`simqos.report`. Everything is written into
-``OUT.partial/`` and swapped in for ``OUT`` only when complete, report included
+optimum of the same runs (:mod:`simqos.bound`), the verdict (:mod:`simqos.verdict`) and
+warnings), ``replications.csv`` (the same columns for each replication alone, beside the pooled
+ones), ``latency_ccdf.csv`` (:func:`simqos.tally.ccdf_table`: every request, whatever records
+are kept), and the figures and ``report.md`` of :mod:`simqos.report`. Everything is written
+into ``OUT.partial/`` and swapped in for ``OUT`` only when complete, report included
 (:mod:`simqos.outputs`): a folder named ``OUT`` is always a whole run, and an earlier run there
-is replaced only if simqos wrote it.
+is replaced only if simqos wrote it. An interrupted run leaves ``OUT.partial/`` with its
+finished replications (``checkpoints/``) for the same command to go on from.
 
-Record columns: replication, policy, request (index in the replication), warmup (excluded from
-summaries), arrival_s, start_s, finish_s, deadline_s (absolute, simulated seconds), latency_ms
-(finish - arrival; NaN if dropped), route (level per segment, e.g. ``0-0-1-1``; empty if
-dropped), reroutes (level changes), outcome (met / missed / dropped), accuracy (measured
-accuracy of the route; NaN if dropped or unavailable).
+Record columns: replication, policy (categorical), request (index in the replication), warmup
+(excluded from summaries), arrival_s, start_s, finish_s, deadline_s (absolute, simulated
+seconds), latency_ms (finish - arrival; NaN if dropped), route (categorical: level per
+segment, e.g. ``0-0-1-1``; empty if dropped; in Parquet its index is the route's code + 1),
+reroutes (level changes), outcome (categorical: met / missed / dropped), accuracy (measured
+accuracy of the route; NaN if dropped or unavailable). Parquet files are zstd-compressed with
+the categorical columns dictionary-encoded; CSV files are gzip, at full precision.
 """
 
 from __future__ import annotations
