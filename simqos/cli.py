@@ -525,6 +525,7 @@ def run(
     OUT.partial; the same command goes on from them."""
     from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
     from simqos.bound import plan_bound
+    from simqos.compiled import interruptible
     from simqos.engine import KeptRecords, build_plan, planned_requests, run_key, summarize_plan
     from simqos.outputs import staged
     from simqos.verdict import plan_verdict, verdict_lines
@@ -549,7 +550,7 @@ def run(
         raise SimqosError(f"--executor: {executor!r} is not local or dask")
     most = spec.precision.max_replications if spec.precision else spec.replications
     with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec)) as work, \
-            _progress(_Rate()) as bar:
+            _progress(_Rate()) as bar, interruptible():
         checkpoints = work / "checkpoints"
         done = sorted(p.stem for p in checkpoints.glob("r*.pickle")) if checkpoints.is_dir() else []
         if done:
@@ -585,7 +586,7 @@ def run(
         console.print(_stopping_line(outcome.stopping(), spec.precision))
     records = {"all": ", records/", "sample": ", records/ (a sample)", "none": ""}[spec.outputs.records]
     extra = ", report.md, plots/" if spec.outputs.plots else ""
-    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv{records}{extra})")
+    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv, latency_ccdf.csv{records}{extra})")
 
 
 @contextlib.contextmanager

@@ -20,14 +20,14 @@ import functools
 import hashlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numba
 
 from simqos.outputs import discard, mark, owned
 
-__all__ = ["cache_dir", "claim_cache", "njit", "source_digest"]
+__all__ = ["cache_dir", "claim_cache", "interruptible", "njit", "source_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _warned = False
@@ -64,6 +64,21 @@ def claim_cache(parent: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     mark(folder, "compiled")
     return folder
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C as a KeyboardInterrupt, also when it lands in compiled code: numba then raises a
+    SystemError ("returned a result with an exception set") whose causes hold the interrupt."""
+    try:
+        yield
+    except SystemError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise KeyboardInterrupt from None
 
 
 def njit(*signature: object, **options: object) -> Callable[[Callable], Callable]:

@@ -43,6 +43,7 @@ import pandas as pd
 import simpy
 from pydantic import ValidationError
 
+from simqos.compiled import interruptible
 from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, sampled_to_horizon, trace_from_spec
 from simqos.errors import SimqosError
 from simqos import serving
@@ -815,6 +816,8 @@ def simulate(
     for r in todo:
         if saved is not None and (done := saved.load(r)) is not None:
             results[r] = done
+            if progress:
+                progress(done[2] // len(plan.labels))  # served before: counted as done
     left = [r for r in todo if r not in results]
 
     def finished(r: int, result: tuple[list[Tally], list[pd.DataFrame], int], report: bool) -> None:
@@ -824,7 +827,19 @@ def simulate(
         if progress and report:
             progress(result[2] // len(plan.labels))
 
-    scenario_json = plan.scenario.model_dump(mode="json")
+    with interruptible():
+        _serve_replications(plan, left, finished, workers, records, executor, scheduler, progress)
+    tallies = {label: [results[r][0][p] for r in todo] for p, label in enumerate(plan.labels)}
+    frames = [frame for r in todo for frame in results[r][1]]
+    in_memory = records.folder is None and records.which != "none"
+    return Run(tallies, pd.concat(frames, ignore_index=True) if in_memory and frames else None, sum(results[r][2] for r in todo))
+
+
+def _serve_replications(plan: Plan, left: list[int], finished: Callable, workers: int, records: KeptRecords, executor: str,
+                        scheduler: str | None, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    """Serve replications ``left`` in this process, in local processes or on dask, calling
+    ``finished(r, result, report)`` as each completes (``report``: count its requests now)."""
+    scenario_json = plan.scenario.model_dump(mode="json")  # other processes rebuild the plan from it
     if executor == "dask" and left:
         from dask.distributed import as_completed as dask_completed
 
@@ -847,10 +862,6 @@ def simulate(
     else:
         for r in left:
             finished(r, _replication(plan, r, records, progress), False)
-    tallies = {label: [results[r][0][p] for r in todo] for p, label in enumerate(plan.labels)}
-    frames = [frame for r in todo for frame in results[r][1]]
-    in_memory = records.folder is None and records.which != "none"
-    return Run(tallies, pd.concat(frames, ignore_index=True) if in_memory and frames else None, sum(results[r][2] for r in todo))
 
 
 def run_plan(

@@ -136,16 +136,11 @@ class FastServer:
         requests ``begin`` .. stop - 1). Unless ``final``, the requests from the stop on are to
         be served with the next chunk appended."""
         times, speeds, cum, res_times = self.traces
-        try:
-            stop, *served, self.waiting = _serve(
-                _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), times, speeds, cum, res_times, self.resident_levels,
-                *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
-                first, begin, final, self.clock, self.waiting,
-            )  # fmt: skip
-        except SystemError as exc:  # Ctrl-C while compiled code ran: numba reports it so
-            if isinstance(exc.__cause__, KeyboardInterrupt):
-                raise KeyboardInterrupt from None
-            raise
+        stop, *served, self.waiting = _serve(
+            _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), times, speeds, cum, res_times, self.resident_levels,
+            *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
+            first, begin, final, self.clock, self.waiting,
+        )  # fmt: skip
         return stop, tuple(served)
 
 

@@ -175,6 +175,10 @@ RECORD_BYTES = 50
 """About what a record takes on disk, in either format (measured: 35-50 B in Parquet)."""
 
 
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.1f} MiB"
+
+
 def check_records_space(scenario: Scenario, out: Path, option: str = "--out") -> None:
     """Refuse, before the run, records that would not fit on the disk of ``out``, saying how
     much they need and how to keep fewer."""
@@ -197,7 +201,7 @@ def check_records_space(scenario: Scenario, out: Path, option: str = "--out") ->
     if need > 0.9 * free:
         raise SimqosError(
             f"{option} {out}: the records of every request ({n * len(scenario.policies) * replications:,.0f} rows) would take "
-            f"about {need / 2**30:,.1f} GiB, and {where} has {free / 2**30:,.1f} GiB free; set outputs.records: sample "
+            f"about {_size(need)}, and {where} has {_size(free)} free; set outputs.records: sample "
             "(a stretch of each replication) or none (the summary still covers every request)"
         )
 

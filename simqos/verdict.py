@@ -120,7 +120,8 @@ def verdict_lines(v: dict | None) -> list[str]:
             f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval}."
         ]
     if "bound" in v:
-        closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if _known(v["gap_closed"]) else ""
+        deployed = v["deploy"] != v["baseline"] and _known(v["gap_closed"])
+        closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if deployed else ""
         lines.append(f"The offline optimum of the same runs ({'exact' if v['bound_exact'] else 'an upper bound'}) reaches "
                      f"{v['bound']:.2%}{closed}.")
     if "baseline_bound" in v:

@@ -123,3 +123,25 @@ def test_a_replication_too_long_or_records_too_big_is_refused_before_it_starts(t
     assert result.exit_code == 2 and "set outputs.records: sample" in result.output and not out.exists()
     result, out = _run(tmp_path, _scenario(two_level, outputs={"records": "none", "plots": False}), "none")
     assert result.exit_code == 0, result.output
+
+
+def test_ctrl_c_inside_compiled_code_is_an_interrupt():
+    """numba reports a KeyboardInterrupt that lands in compiled code as a SystemError, possibly
+    caused by another SystemError (its unpickling of a constant); either way it is Ctrl-C."""
+    from simqos.compiled import interruptible
+
+    def nested() -> None:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as inner:
+                raise SystemError("_numba_unpickle returned a result with an exception set") from inner
+        except SystemError as middle:
+            raise SystemError("CPUDispatcher(_serve) returned a result with an exception set") from middle
+
+    with pytest.raises(KeyboardInterrupt):
+        with interruptible():
+            nested()
+    with pytest.raises(SystemError):  # any other SystemError stays one
+        with interruptible():
+            raise SystemError("something else")
