@@ -10,7 +10,6 @@ import contextlib
 import functools
 import math
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -527,7 +526,7 @@ def run(
     from simqos.bound import plan_bound
     from simqos.compiled import interruptible
     from simqos.engine import KeptRecords, build_plan, planned_requests, run_key, summarize_plan
-    from simqos.outputs import staged
+    from simqos.outputs import discard, staged
     from simqos.verdict import plan_verdict, verdict_lines
     from simqos.stopping import run_to_precision
     from simqos.results import check_records_space, write_results
@@ -578,7 +577,7 @@ def run(
             from simqos.report import write_report
 
             write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
-        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the results hold everything
+        discard(checkpoints)  # finished: the results hold everything (removed only if marked as simqos's)
     _print_run_summary(spec, summary)
     for line in verdict_lines(verdict):  # one line each, as a log keeps it (a terminal wraps it itself)
         console.print(line.replace("**", "").replace("`", ""), soft_wrap=True)

@@ -754,8 +754,9 @@ class _Checkpoints:
     this simqos version only: a file from another is ignored (and replaced)."""
 
     def __init__(self, folder: Path, plan: Plan) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from simqos.outputs import adopt
+
+        self.folder = adopt(Path(folder), "checkpoints", "checkpoints")  # files are replaced only in a folder of simqos's
         self.key = run_key(plan.scenario)
 
     def _path(self, replication: int) -> Path:

@@ -25,12 +25,12 @@ from typing import Literal
 
 from simqos.errors import SimqosError
 
-__all__ = ["MARKER", "Kind", "check_writable", "claim", "discard", "mark", "owned", "partial", "staged", "start", "swap_in"]
+__all__ = ["MARKER", "Kind", "adopt", "check_writable", "claim", "discard", "mark", "owned", "partial", "staged", "start", "swap_in"]
 
 MARKER = ".simqos"
 """The file, inside each folder simqos writes, that says it wrote the folder and what it is."""
 
-Kind = Literal["results", "sweep", "profile", "validate", "compiled"]
+Kind = Literal["results", "sweep", "profile", "validate", "compiled", "checkpoints"]
 
 _WHAT = {
     "results": "results folder (simqos run)",
@@ -38,6 +38,7 @@ _WHAT = {
     "profile": "profile bundle (simqos profile)",
     "validate": "validation folder (simqos validate)",
     "compiled": "compiled-code cache of one simqos version (simqos.compiled)",
+    "checkpoints": "checkpoints folder (the finished replications of a run)",
 }
 
 
@@ -99,6 +100,15 @@ def claim(out: Path, kind: Kind, option: str = "--out") -> None:
     reason = _refusal(out, kind, option)
     if reason is not None:
         raise SimqosError(reason)
+
+
+def adopt(folder: Path, kind: Kind, option: str) -> Path:
+    """``folder`` as simqos's own ``kind`` folder to add files to: :func:`claim` it (absent,
+    empty, or already that kind), then create and mark it. Returns it."""
+    claim(folder, kind, option)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark(folder, kind)
+    return folder
 
 
 def check_writable(out: Path, option: str = "--out") -> None:

@@ -39,6 +39,7 @@ import yaml
 
 import simqos
 from simqos.errors import SimqosError
+from simqos.outputs import adopt
 from simqos.scenario import Scenario
 from simqos.serving import OUTCOMES
 
@@ -124,8 +125,9 @@ class RecordsWriter:
     disk is whole."""
 
     def __init__(self, folder: Path, fmt: str) -> None:
+        adopt(Path(folder), "results", "records folder")  # parts are replaced only in a results folder of simqos's
         self.folder, self.format = Path(folder) / RECORDS, fmt
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(exist_ok=True)
         self.open: dict[tuple[int, int], tuple[Path, object]] = {}
 
     def path(self, replication: int, policy: int) -> Path:

@@ -145,3 +145,20 @@ def test_ctrl_c_inside_compiled_code_is_an_interrupt():
     with pytest.raises(SystemError):  # any other SystemError stays one
         with interruptible():
             raise SystemError("something else")
+
+
+def test_records_and_checkpoints_go_only_into_folders_of_simqos(two_level, tmp_path):
+    """The API takes any folder for records and checkpoints: one of the user's is refused
+    before anything in it is replaced."""
+    plan = build_plan(parse_scenario(_scenario(two_level, replications=1, requests=300)))
+    mine = tmp_path / "mine"
+    (mine / "records").mkdir(parents=True)
+    (mine / "records" / "r0000-p00.parquet").write_text("the user's")
+    with pytest.raises(SimqosError, match="not written by simqos"):
+        simulate(plan, records=KeptRecords(folder=mine))
+    with pytest.raises(SimqosError, match="not written by simqos"):
+        simulate(plan, records=NO_RECORDS, checkpoints=mine)
+    assert (mine / "records" / "r0000-p00.parquet").read_text() == "the user's"
+    ours = tmp_path / "ours"
+    simulate(plan, records=KeptRecords(folder=ours), checkpoints=tmp_path / "checkpoints")
+    assert read_records(ours) is not None and (tmp_path / "checkpoints" / "r0000.pickle").exists()
