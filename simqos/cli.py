@@ -551,9 +551,8 @@ def run(
     with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec)) as work, \
             _progress(_Rate()) as bar, interruptible():
         checkpoints = work / "checkpoints"
-        done = sorted(p.stem for p in checkpoints.glob("r*.pickle")) if checkpoints.is_dir() else []
-        if done:
-            console.print(f"Resuming the interrupted run in {work}: {len(done)} replication(s) finished before are kept.")
+        if done := _finished(work):
+            console.print(f"Resuming the interrupted run in {work}: {done} replication(s) finished before are kept.")
         task = bar.add_task(f"simulate {spec.name}", total=planned_requests(spec) * most)
         outcome = run_to_precision(plan, progress=lambda requests: bar.advance(task, requests), workers=workers,
                                    records=KeptRecords.of(spec, work), executor=executor, scheduler=scheduler,
@@ -588,6 +587,11 @@ def run(
     console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv, latency_ccdf.csv{records}{extra})")
 
 
+def _finished(work: Path) -> int:
+    """How many replications a run's work folder holds finished (its checkpoints)."""
+    return len(list((work / "checkpoints").glob("r*.pickle")))
+
+
 @contextlib.contextmanager
 def _kept_on_interrupt(folder: Path):
     """On Ctrl-C, say what of the run is kept and how to go on from it."""
@@ -596,8 +600,7 @@ def _kept_on_interrupt(folder: Path):
     except KeyboardInterrupt:
         from simqos.outputs import partial
 
-        done = len(list((partial(folder) / "checkpoints").glob("r*.pickle")))
-        typer.echo(f"interrupted: {done} finished replication(s) are kept in {partial(folder)}; "
+        typer.echo(f"interrupted: {_finished(partial(folder))} finished replication(s) are kept in {partial(folder)}; "
                    "the same command goes on from them", err=True)
         raise
 

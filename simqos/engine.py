@@ -54,7 +54,7 @@ from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision, route_text
 from simqos.bundle import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
-from simqos.tally import Tally, TallyBuilder, per_replication, summarize, tallies_from_records
+from simqos.tally import Tally, TallyBuilder, per_replication, pooled, summarize, tallies_from_records
 from simqos.workload import ArrivalStream, deadlines_from_spec, mean_rate_hz, read_arrivals_csv
 
 __all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "Run", "Served", "build_plan", "decisions", "engines", "plan_tallies", "records_table",
@@ -571,7 +571,7 @@ class Run:
 
     def pooled(self) -> dict[str, Tally]:
         """Each policy's tallies pooled over the replications."""
-        return {label: Tally.pool(tallies) for label, tallies in self.tallies.items()}
+        return pooled(self.tallies)
 
 
 @dataclass(frozen=True)

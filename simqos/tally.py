@@ -53,6 +53,7 @@ __all__ = [
     "per_replication",
     "percentile_intervals_ms",
     "percentiles_ms",
+    "pooled",
     "summarize",
     "summary_row",
     "tallies_from_records",
@@ -161,6 +162,11 @@ class Tally:
             min(t.latency_min_ms for t in tallies),
             max(t.latency_max_ms for t in tallies),
         )
+
+
+def pooled(tallies: Mapping[str, Sequence[Tally]]) -> dict[str, Tally]:
+    """Each policy's tallies pooled over its replications."""
+    return {label: Tally.pool(list(parts)) for label, parts in tallies.items()}
 
 
 def _merged(bins: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -396,10 +402,9 @@ def summarize(
     policy with no request after warm-up has no row.
     """
     rows = []
-    for policy, parts in tallies.items():
-        pooled = Tally.pool(list(parts))
-        if pooled.requests:
-            rows.append({"policy": policy, **summary_row(pooled, route_intervals, percentile_intervals)})
+    for policy, tally in pooled(tallies).items():
+        if tally.requests:
+            rows.append({"policy": policy, **summary_row(tally, route_intervals, percentile_intervals)})
     return pd.DataFrame(rows)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from simqos.tally import Tally, paired_difference
+from simqos.tally import Tally, paired_difference, pooled
 
 __all__ = ["plan_verdict", "verdict", "verdict_lines"]
 
@@ -142,8 +142,7 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     policies = dict(zip(plan.labels, (factory() for factory in plan.policy_factories)))
     deployable = [label for label, p in policies.items() if not p.clairvoyant]
     static = [label for label, p in policies.items() if isinstance(p, Static)]
-    pooled = {label: Tally.pool(parts) for label, parts in plan_tallies(plan, run).items()}
-    out = verdict(summary, pooled, plan.scenario.objective, deployable, static, bound)
+    out = verdict(summary, pooled(plan_tallies(plan, run)), plan.scenario.objective, deployable, static, bound)
     if "bound" in out and out["baseline"] in static:
         level = policies[out["baseline"]].params.level
         alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])

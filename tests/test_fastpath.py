@@ -41,6 +41,20 @@ POLICIES = [
 ]
 
 
+def fluctuating(slow: float, pressure_mb: float) -> dict:
+    """A device whose speed drops to ``slow`` and whose memory to ``pressure_mb`` in spells."""
+    return {
+        "speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.02}, {"speed": slow, "mean_dwell_s": 0.01}]},
+        "memory": {"kind": "markov", "states": [{"memory_mb": 10, "mean_dwell_s": 0.1}, {"memory_mb": pressure_mb, "mean_dwell_s": 0.05}]},
+        "storage_bandwidth_mb_s": 50,
+    }
+
+
+def queued(arrival: dict, deadline_ms: float, capacity: int | None, late: str) -> dict:
+    """A workload of ``arrival`` with a constant deadline and the queue rules given."""
+    return {"arrival": arrival, "deadline": {"kind": "constant", "ms": deadline_ms}, "queue": {"capacity": capacity, "late": late}}
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -52,12 +66,7 @@ POLICIES = [
     pressure_mb=st.floats(0.0, 3.5),
 )
 def test_fast_path_equals_simpy(three_level, seed, arrival, deadline_ms, capacity, late, slow, pressure_mb):
-    device = {
-        "speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.02}, {"speed": slow, "mean_dwell_s": 0.01}]},
-        "memory": {"kind": "markov", "states": [{"memory_mb": 10, "mean_dwell_s": 0.1}, {"memory_mb": pressure_mb, "mean_dwell_s": 0.05}]},
-        "storage_bandwidth_mb_s": 50,
-    }
-    workload = {"arrival": arrival, "deadline": {"kind": "constant", "ms": deadline_ms}, "queue": {"capacity": capacity, "late": late}}
+    device, workload = fluctuating(slow, pressure_mb), queued(arrival, deadline_ms, capacity, late)
     plan = build_plan(parse_scenario(scenario_dict(three_level, seed=seed, requests=400, device=device, workload=workload, policies=POLICIES)))
     inputs = sample_inputs(plan, 0)
     for p in range(len(POLICIES)):

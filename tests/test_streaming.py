@@ -11,7 +11,7 @@ from simqos.engine import KeptRecords, _streamed_replication, build_plan, plan_t
 from simqos.scenario import parse_scenario
 from simqos.workload import ArrivalStream
 
-from test_fastpath import ARRIVALS, POLICIES, three_level  # noqa: F401 (a fixture)
+from test_fastpath import ARRIVALS, POLICIES, fluctuating, queued, three_level  # noqa: F401 (a fixture)
 
 JITTERY = st.builds(lambda f, j: {"kind": "periodic", "fps": f, "jitter_ms": j}, st.floats(50, 800), st.floats(5, 40))
 """Frames whose jitter spans several periods: a later frame may arrive before an earlier one."""
@@ -63,12 +63,7 @@ def test_jittered_frames_are_sorted_across_chunks():
     warmup=st.integers(0, 120),
 )
 def test_a_replication_in_chunks_is_the_replication_at_once(three_level, seed, arrival, deadline_ms, capacity, late, chunk, warmup):
-    device = {
-        "speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.02}, {"speed": 0.3, "mean_dwell_s": 0.01}]},
-        "memory": {"kind": "markov", "states": [{"memory_mb": 10, "mean_dwell_s": 0.1}, {"memory_mb": 1.5, "mean_dwell_s": 0.05}]},
-        "storage_bandwidth_mb_s": 50,
-    }
-    workload = {"arrival": arrival, "deadline": {"kind": "constant", "ms": deadline_ms}, "queue": {"capacity": capacity, "late": late}}
+    device, workload = fluctuating(0.3, 1.5), queued(arrival, deadline_ms, capacity, late)
     plan = build_plan(parse_scenario(scenario_dict(three_level, seed=seed, requests=400, warmup_requests=warmup, device=device,
                                                    workload=workload, policies=POLICIES)))  # fmt: skip
     inputs = sample_inputs(plan, 0)
