@@ -424,7 +424,7 @@ class _Server:
             serving.idle_factors(model.idle_ms, model.idle_factor, (now - busy_until) * 1e3, factors)
             t, code, changes = serving.serve_request.py_func(
                 i, now, arrival, deadline, inputs.work_ms[i], factors, times, speeds, cum, res_times, res_levels,
-                deadlines[i + 1 : q_end], _choose(policy), params, table, candidates,
+                deadlines[i + 1 : q_end], _choose(policy), params, table, candidates, np.empty(len(candidates)),
                 serving.bisect_right(times, now, len(times)) - 1, serving.bisect_right(res_times, now, len(res_times)) - 1,
             )
             if math.isinf(t):

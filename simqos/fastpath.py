@@ -69,6 +69,7 @@ def _serve(
     left[: len(waiting_left)] = waiting_left
     n_left = len(waiting_left)
     factors = np.ones(n_levels)
+    route_finish = np.empty(candidates.shape[0])  # the clairvoyant's view, reused
     now, busy_until = clock[0], clock[1]
     gone, i_speed, i_res, q_end = 0, 0, 0, begin  # search hints: the clock only moves forward
     stop = n
@@ -96,7 +97,7 @@ def _serve(
         idle_factors(idle_ms, idle_factor, (now - busy_until) * 1e3, factors)
         t, code, changes = serve_request(
             first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
-            deadlines[i + 1 : q_end], decide, params, table, candidates, i_speed, i_res,
+            deadlines[i + 1 : q_end], decide, params, table, candidates, route_finish, i_speed, i_res,
         )  # fmt: skip
         if math.isinf(t):
             continue  # its level never returns: dropped

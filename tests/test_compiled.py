@@ -5,6 +5,7 @@ code."""
 from pathlib import Path
 
 import numba
+import numpy as np
 
 from simqos import compiled
 
@@ -53,3 +54,18 @@ def test_only_marked_caches_of_other_versions_are_removed(tmp_path):
     assert unmarked.is_dir() and results.is_dir() and (tmp_path / "notes.txt").read_text() == "mine"
     assert (tmp_path / "link").is_symlink()
     assert compiled.claim_cache(tmp_path, new.name) == new  # the current version's is kept
+
+
+
+def test_a_borrowed_array_reads_as_its_owner():
+    @numba.njit
+    def read(view):
+        return view.sum(), view[-1], view.shape[0]
+
+    @numba.njit
+    def through_borrow(a, i):
+        return read(compiled.borrow(a[i:]))
+
+    a = np.arange(10.0)
+    assert compiled.borrow(a) is a  # in Python, the array itself
+    assert through_borrow(a, 3) == (a[3:].sum(), 9.0, 7)
