@@ -32,8 +32,9 @@ import importlib
 import math
 import os
 import sys
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,10 +45,22 @@ import simpy
 from pydantic import ValidationError
 
 from simqos.compiled import interruptible
-from simqos.device import SpeedTrace, Trace, constant_trace, read_trace_csv, resident_trace, sampled_to_horizon, trace_from_spec
+from simqos.device import (
+    ConstantProcess,
+    DeviceWindow,
+    Residency,
+    SpeedTrace,
+    Trace,
+    constant_trace,
+    process_from_spec,
+    read_trace_csv,
+    resident_trace,
+    sampled_to_horizon,
+    trace_from_spec,
+)
 from simqos.errors import SimqosError
 from simqos import serving
-from simqos.fastpath import FastServer, serve_fast
+from simqos.fastpath import Device, FastServer, serve_fast
 from simqos.plausible import implausible
 from simqos.policies import POLICIES, Policy
 from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision, route_text
@@ -676,55 +689,89 @@ def _tally_block(builder: TallyBuilder, warmup: int, first: int, arrivals_s: np.
         builder.add(served.outcome[skip:], latency_ms, served.route_code[skip:], served.reroutes[skip:])
 
 
+def device_window(plan: Plan, replication: int, last_arrival_s: float) -> DeviceWindow:
+    """Replication ``replication``'s device, to be sampled in windows (:func:`device_inputs`'
+    very traces: the same processes on the same seeds), with the whole-run path's horizon as
+    the cap on waiting for a level."""
+    scenario, model = plan.scenario, plan.model
+    seeds = _seeds(scenario, replication)
+    speed = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
+    memory = (ConstantProcess(math.inf) if scenario.device.memory is None
+              else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
+    residency = Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)
+    return DeviceWindow(speed, memory, residency, cap_s=2.0 * last_arrival_s + 60.0)
+
+
+DEVICE_AHEAD_S = 60.0
+"""How far past a chunk's last arrival its device is sampled before it is served (a request
+that needs more stops its server, and the window grows)."""
+
+
 def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
                           chunk: int | None = None, progress: Callable[[int], None] | None = None,
                           ) -> tuple[list[Tally], list[pd.DataFrame], int]:  # fmt: skip
     """:func:`_replication` on the compiled path, its inputs drawn and served ``chunk``
     requests at a time (default :data:`CHUNK_REQUESTS`; the next chunk drawn in a thread while
-    this one is served): memory holds a chunk and the queue that carries over, not the
-    replication. ``progress(requests)`` after each chunk, with how many it served."""
+    this one is served) on a window of the device that moves with them: memory holds a chunk,
+    the queue that carries over and the device since the servers' clocks, not the replication.
+    ``progress(requests)`` after each chunk, with how many it served."""
     scenario, model = plan.scenario, plan.model
     chunk = chunk or CHUNK_REQUESTS
     n, last = arrival_span(scenario, replication)
     n_kept = max(n - scenario.warmup_requests, 0)
     accuracy = model.accuracy_by_code()
     sink = _RecordSink(plan, replication, kept)
-    horizon = None
-    while True:
-        sink.abandon()
-        device = device_inputs(plan, replication, last, horizon)
-        servers = [FastServer(plan, device.speed, device.resident, factory()) for factory in plan.policy_factories]
-        builders = [TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy) for _ in servers]
-        stream = RequestStream(plan, replication)
-        window = stream.take(0)
-        first, begins, latest = 0, [0] * len(servers), 0.0  # request index of window[0]; each server's next
-        with ThreadPoolExecutor(1) as drawing:  # the next chunk is drawn while this one is served (both release the GIL)
-            ahead = drawing.submit(stream.take, chunk)
-            while True:
-                new = ahead.result()
-                final = stream.exhausted
-                if not final:
-                    ahead = drawing.submit(stream.take, chunk)
-                window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
-                arrivals, deadlines, work = window
-                for p, server in enumerate(servers):
-                    stop, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final)
+    device = device_window(plan, replication, last)
+    servers = [FastServer(plan, factory()) for factory in plan.policy_factories]
+    builders = [TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy) for _ in servers]
+    stream = RequestStream(plan, replication)
+    window = stream.take(0)
+    first, begins, latest = 0, [0] * len(servers), 0.0  # request index of window[0]; each server's next
+
+    def keep(p: int, first_p: int, arrivals_s: np.ndarray, deadlines_s: np.ndarray, served: Served) -> None:
+        _tally_block(builders[p], scenario.warmup_requests, first_p, arrivals_s, served)
+        sink.add(p, first_p, arrivals_s, deadlines_s, served)
+
+    # A second thread draws the next chunk and tallies and writes the served ones while this
+    # thread serves (the compiled parts release the GIL); one thread, so each policy's blocks
+    # are kept in order.
+    kept_blocks: deque[Future] = deque()
+    with ThreadPoolExecutor(1) as helper:
+        ahead = helper.submit(stream.take, chunk)
+        while True:
+            new = ahead.result()
+            final = stream.exhausted
+            if not final:
+                ahead = helper.submit(stream.take, chunk)
+            window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
+            arrivals, deadlines, work = window
+            if len(arrivals):
+                device.ensure(float(arrivals[-1]) + DEVICE_AHEAD_S)
+            for p, server in enumerate(servers):
+                while True:
+                    stop, short, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final,
+                                                       Device(device.arrays(), device.known_s, device.cap_s))  # fmt: skip
                     served = Served(*arrays)
                     latest = max(latest, served.latest_s())
                     block = slice(begins[p], stop)
-                    _tally_block(builders[p], scenario.warmup_requests, first + begins[p], arrivals[block], served)
-                    sink.add(p, first + begins[p], arrivals[block], deadlines[block], served)
+                    kept_blocks.append(helper.submit(keep, p, first + begins[p], arrivals[block], deadlines[block], served))
                     begins[p] = stop
-                lo = min(begins)
-                if progress:
-                    progress(lo)
-                if final:
-                    break
-                window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
-        _check_trace_ends(scenario, latest, f"replication {replication} uses the device until")
-        if not latest > device.horizon_s:
-            break
-        horizon = 2.0 * latest
+                    if not short:
+                        break
+                    further = max(device.known_s - server.now_s, DEVICE_AHEAD_S)  # doubles while one request needs more
+                    device.ensure(max(server.now_s, device.known_s) + further)
+            device.forget(min(server.now_s for server in servers))
+            while kept_blocks and kept_blocks[0].done():
+                kept_blocks.popleft().result()  # raises what the helper raised
+            lo = min(begins)
+            if progress:
+                progress(lo)
+            if final:
+                break
+            window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
+        for block in kept_blocks:
+            block.result()
+    _check_trace_ends(scenario, latest, f"replication {replication} uses the device until")
     return [b.finish() for b in builders], sink.finish(), n * len(servers)
 
 

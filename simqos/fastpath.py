@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import types
@@ -31,11 +32,25 @@ from simqos.serving import (
     waiting_at,
 )
 
-__all__ = ["FastServer", "serve_fast"]
+__all__ = ["Device", "FastServer", "serve_fast", "whole_device"]
 
 
 _t8, _ti8 = types.float64[::1], types.int64[::1]
 _f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the compiled types: writable, C order
+
+
+@njit(nogil=True)
+def _beyond(t, known_s, cap_s):
+    """A finish past the device's window, or never (inf) while the window ends before the cap."""
+    return t >= known_s if not math.isinf(t) else known_s < cap_s
+
+
+@njit(nogil=True)
+def _beyond_any(finishes, known_s, cap_s):
+    for t in finishes:
+        if _beyond(t, known_s, cap_s):
+            return True
+    return False
 
 
 @njit((
@@ -43,11 +58,12 @@ _f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the 
     types.int64, types.boolean, types.float64, _t8, types.float64[:, ::1],  # capacity .. idle factor
     DECIDE_TYPE, _t8, types.float64[:, ::1], types.int64[:, ::1],  # decide, params, table, candidates
     types.int64, types.int64, types.boolean, _t8, _t8,  # first request, begin, final, clock, waiting
+    types.float64, types.float64,  # the device known until, the residency cap
 ), nogil=True)
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
     capacity, late_drop, sparsest_median_ms, idle_ms, idle_factor, decide, params, table, candidates,
-    first, begin, final, clock, waiting_left,
+    first, begin, final, clock, waiting_left, known_s, cap_s,
 ):  # fmt: skip
     """Serve requests ``begin``, ``begin`` + 1, ... of the window ``arrivals`` (request ``first``
     of the replication and on, with their
@@ -72,11 +88,14 @@ def _serve(
     route_finish = np.empty(candidates.shape[0])  # the clairvoyant's view, reused
     now, busy_until = clock[0], clock[1]
     gone, i_speed, i_res, q_end = 0, 0, 0, begin  # search hints: the clock only moves forward
-    stop = n
+    stop, short = n, False
     for i in range(begin, n):
         arrival = arrivals[i]
         if not final and arrivals[n - 1] <= max(now, arrival):
             stop = i
+            break
+        if max(now, arrival) >= known_s:
+            stop, short = i, True
             break
         j = i - begin
         if now < arrival:
@@ -99,6 +118,10 @@ def _serve(
             first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
             deadlines[i + 1 : q_end], decide, params, table, candidates, route_finish, i_speed, i_res,
         )  # fmt: skip
+        if _beyond(t, known_s, cap_s) or _beyond_any(route_finish, known_s, cap_s):
+            n_left -= 1  # not served in this window: undone
+            stop, short = i, True
+            break
         if math.isinf(t):
             continue  # its level never returns: dropped
         now = now + (t - now)
@@ -111,7 +134,7 @@ def _serve(
     k = stop - begin
     # Later arrivals come at or after the stop's: only who leaves the queue after it still counts.
     gone = n_left - waiting_at(left, n_left, arrivals[stop], gone) if stop < n else n_left
-    return stop, start_s[:k], finish_s[:k], codes[:k], reroutes[:k], outcome[:k], left[gone:n_left].copy()
+    return stop, short, start_s[:k], finish_s[:k], codes[:k], reroutes[:k], outcome[:k], left[gone:n_left].copy()
 
 
 class FastServer:
@@ -119,34 +142,55 @@ class FastServer:
     (:meth:`serve`): the queue and the clock carry from chunk to chunk, so the records do not
     depend on the chunk sizes (tested)."""
 
-    def __init__(self, plan, speed, resident, policy: Policy) -> None:
+    def __init__(self, plan, policy: Policy) -> None:
         model, queue = plan.model, plan.scenario.workload.queue
         self.policy = policy
         self.params, self.table = policy.prepared()
         self.candidates = np.require(policy.candidates(), np.int64, "CW")
-        self.traces = tuple(_f8(a) for a in (speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s))
-        self.resident_levels = np.require(resident.values, np.int64, "CW")
         self.rules = (-1 if queue.capacity is None else queue.capacity, queue.late == "drop", float(model.sparsest_median_ms),
                       _f8(model.idle_ms), _f8(model.idle_factor))  # fmt: skip
         self.clock = np.zeros(2)
         self.waiting = np.empty(0)
 
-    def serve(self, arrivals_s, deadlines_s, work_ms, first: int, begin: int, final: bool) -> tuple[int, tuple[np.ndarray, ...]]:
-        """Serve the window's requests from ``begin`` (the window starts at request ``first``):
-        (where it stopped, (start_s, finish_s, route codes, reroutes, outcome codes) of
-        requests ``begin`` .. stop - 1). Unless ``final``, the requests from the stop on are to
-        be served with the next chunk appended."""
-        times, speeds, cum, res_times = self.traces
-        stop, *served, self.waiting = _serve(
-            _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), times, speeds, cum, res_times, self.resident_levels,
+    @property
+    def now_s(self) -> float:
+        """The server's clock: no later request reads the device before it."""
+        return float(self.clock[0])
+
+    def serve(self, arrivals_s, deadlines_s, work_ms, first: int, begin: int, final: bool,
+              device: Device) -> tuple[int, bool, tuple[np.ndarray, ...]]:  # fmt: skip
+        """Serve the window's requests from ``begin`` (the window starts at request ``first``)
+        on ``device``: (where it stopped, whether for the device, (start_s, finish_s, route
+        codes, reroutes, outcome codes) of requests ``begin`` .. stop - 1). Unless ``final``, the
+        requests from the stop on are to be served with the next chunk appended; after a stop
+        for the device, with the device sampled further."""
+        stop, short, *served, self.waiting = _serve(
+            _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), *(_f8(a) for a in device.arrays[:4]),
+            np.require(device.arrays[4], np.int64, "CW"),
             *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
-            first, begin, final, self.clock, self.waiting,
+            first, begin, final, self.clock, self.waiting, device.known_s, device.cap_s,
         )  # fmt: skip
-        return stop, tuple(served)
+        return stop, short, tuple(served)
+
+
+class Device(NamedTuple):
+    """The device as :meth:`FastServer.serve` reads it: ``arrays`` (speed breakpoints, speeds,
+    C in ms, resident breakpoints, resident levels), exact until ``known_s``; a level not
+    resident by ``cap_s`` never returns (:class:`simqos.device.DeviceWindow`)."""
+
+    arrays: tuple[np.ndarray, ...]
+    known_s: float = math.inf
+    cap_s: float = math.inf
+
+
+def whole_device(speed, resident) -> Device:
+    """A replication's whole device (a :class:`~simqos.device.SpeedTrace` and the resident
+    :class:`~simqos.device.Trace`), as the whole-run path samples it."""
+    return Device((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values))
 
 
 def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
     with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
-    server = FastServer(plan, inputs.speed, inputs.resident, policy)
-    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True)[1]
+    server = FastServer(plan, policy)
+    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_device(inputs.speed, inputs.resident))[2]

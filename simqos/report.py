@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import NO_RECORDS, arrival_span, build_plan, device_inputs, simulate, summarize_plan
+from simqos.engine import NO_RECORDS, build_plan, device_inputs, simulate, summarize_plan
 from simqos.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
@@ -151,8 +151,9 @@ def _timeline(scenario: Scenario, records: pd.DataFrame, deploy: str | None):
     rerouted request (the mechanism), else its first miss, among its first
     :data:`TIMELINE_REQUESTS`; traces re-drawn from the seed."""
     plan = build_plan(scenario)
-    device = device_inputs(plan, 0, arrival_span(scenario, 0)[1])  # the traces the run saw (their start)
     rep0 = records[(records["replication"] == 0) & ~records["warmup"]]
+    seen_s = float(records.loc[records["replication"] == 0, "arrival_s"].max())
+    device = device_inputs(plan, 0, seen_s)  # the traces the run saw, as far as the records go
     dynamic = [p for p in plan.labels if not p.startswith("static")]
     policy = deploy if deploy in dynamic else next((p for p in dynamic if p.startswith("deadline_aware")),
                                                    dynamic[0] if dynamic else plan.labels[0])

@@ -69,8 +69,8 @@ def test_the_compiled_markov_walk_draws_what_numpy_draws():
 
     dwell = np.array([1.0, 0.2, 0.05])
     cdf = np.cumsum([[0.0, 0.5, 0.5], [0.7, 0.0, 0.3], [0.5, 0.5, 0.0]], axis=1)
-    compiled = _markov_walk(np.random.default_rng(7), dwell, cdf, 0, 500.0)
-    reference = _markov_walk.py_func(np.random.default_rng(7), dwell, cdf, 0, 500.0)
+    compiled = _markov_walk(np.random.default_rng(7), dwell, cdf, 0.0, 0, 500.0)
+    reference = _markov_walk.py_func(np.random.default_rng(7), dwell, cdf, 0.0, 0, 500.0)
     assert len(compiled[0]) > 1000
     assert np.array_equal(compiled[0], reference[0]) and np.array_equal(compiled[1], reference[1])
 
