@@ -535,6 +535,9 @@ def run(
 
     spec = load_scenario(scenario)
     overrides = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
+    for name, value in overrides.items():
+        if value < 1:
+            raise SimqosError(f"--{name}: {value} is not a count; give 1 or more (or leave it out for the scenario's {name})")
     if overrides:
         if "requests" in overrides:
             overrides["duration_s"] = None

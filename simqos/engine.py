@@ -155,13 +155,15 @@ def _import_plugins(scenario: Scenario, source: str) -> None:
 
 
 MAX_BREAKPOINTS = 10**8
-"""Changes of a sampled device process a run may need; beyond it the run is refused up front."""
+"""Changes of a sampled device process a run may hold at once (its whole run when SimPy serves
+it whole, else a window: :func:`_check_size`); beyond it the run is refused up front."""
 
 
 def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: bool) -> None:
     """Refuse, before anything is allocated, a replication served at once (``whole``: by SimPy)
-    that would not fit in this machine's memory, or device traces that would need more than
-    MAX_BREAKPOINTS changes, saying how much. A streamed replication holds a chunk at a time."""
+    that would not fit in this machine's memory, or whose device traces would need more than
+    MAX_BREAKPOINTS changes, saying how much. A streamed replication holds a chunk and a
+    window of the device at a time."""
     rate = mean_rate_hz(scenario.workload.arrival)
     if scenario.workload.arrival.kind == "trace" and scenario.duration_s is not None:
         times = read_arrivals_csv(scenario.workload.arrival.path)
@@ -186,15 +188,20 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: boo
                 f"engine: simpy), would need about {need / 2**30:,.1f} GiB at once; this machine has {have / 2**30:,.1f} GiB. "
                 "Lower requests (or duration_s), or use policies that run on the compiled path (streamed in chunks)"
             )
-    horizon_s = 2.0 * n / rate + 60.0
+    # The device's traces held at once: over the whole run when it is served at once; else over
+    # a window, about a chunk's span of arrivals plus what is sampled ahead of it.
+    held = n if whole else min(n, CHUNK_REQUESTS)
+    span_s = 2.0 * held / rate + DEVICE_AHEAD_S
     for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
         if spec is None or spec.kind in ("constant", "trace"):
             continue
         shortest = min(s.mean_dwell_s for s in spec.states) if spec.kind == "markov" else spec.period_s / 2
-        if horizon_s / shortest > MAX_BREAKPOINTS:
+        if span_s / shortest > MAX_BREAKPOINTS:
+            what = "the run's" if whole else f"a window of {held:,.0f} requests,"
             raise SimqosError(
-                f"{source}: {field}: over the run's {horizon_s:,.3g} s ({n:,.0f} requests at {rate:g}/s) the process would "
-                f"change about {horizon_s / shortest:,.3g} times, more than {MAX_BREAKPOINTS:,}; fewer requests or a faster arrival rate"
+                f"{source}: {field}: over {what} {span_s:,.3g} s at {rate:g} requests/s, the process would change about "
+                f"{span_s / shortest:,.3g} times, more than the {MAX_BREAKPOINTS:,} held at once; a faster arrival rate, a "
+                "slower process, or fewer requests"
             )
 
 
@@ -259,6 +266,10 @@ MAX_REQUESTS = 10**10
 CHUNK_REQUESTS = 1 << 17
 """Requests per chunk of a streamed replication (:func:`simulate`): the inputs and outputs of
 one chunk are what a run holds at a time; the results do not depend on it (tested)."""
+
+DEVICE_AHEAD_S = 60.0
+"""How far past a chunk's last arrival its device is sampled before it is served (a request
+that needs more stops its server, and the window grows)."""
 
 
 def _seeds(scenario: Scenario, replication: int) -> list[np.random.SeedSequence]:
@@ -700,11 +711,6 @@ def device_window(plan: Plan, replication: int, last_arrival_s: float) -> Device
               else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
     residency = Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)
     return DeviceWindow(speed, memory, residency, cap_s=2.0 * last_arrival_s + 60.0)
-
-
-DEVICE_AHEAD_S = 60.0
-"""How far past a chunk's last arrival its device is sampled before it is served (a request
-that needs more stops its server, and the window grows)."""
 
 
 def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,

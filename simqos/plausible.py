@@ -1,7 +1,8 @@
 """Values a scenario may legally hold but that are most likely a slip of units: a speed given in
 percent, trace times in milliseconds, a log-normal ``sigma`` given as a spread in ms, a deadline
 no route can meet even on the fastest device. Each is a warning naming the field, the value and
-what it would mean; the run goes ahead (a user may mean it).
+what it would mean; the run goes ahead (a user may mean it). Also a setting that has no
+effect: ``outputs.sample_requests`` without ``outputs.records: sample``.
 
 The thresholds: a speed factor above :data:`MOST_SPEED` (a device that many times faster than
 the one profiled); a ``sigma`` above :data:`MOST_SIGMA` (its 99th percentile deadline e^(2.33
@@ -75,4 +76,8 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
         if gap_s > MOST_GAP_S:
             out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
                        "arrival_s in milliseconds? (times are in seconds)")
+    outputs = scenario.outputs
+    if "sample_requests" in outputs.model_fields_set and outputs.records != "sample":
+        out.append(f"outputs.sample_requests: {outputs.sample_requests} has no effect with outputs.records: {outputs.records}; "
+                   "set records: sample to keep that many requests of each replication")
     return out

@@ -125,6 +125,17 @@ def test_a_replication_too_long_or_records_too_big_is_refused_before_it_starts(t
     assert result.exit_code == 0, result.output
 
 
+def test_a_streamed_replication_of_any_length_samples_its_device_in_a_window(two_level):
+    """A replication of 5 * 10^9 requests changes speed about 10^10 times: served whole (by
+    SimPy) that is refused up front; streamed, the device is sampled a window at a time, so
+    the plan is accepted."""
+    fast = {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.05}, {"speed": 0.4, "mean_dwell_s": 0.02}]}
+    raw = _scenario(two_level, requests=5 * 10**9, replications=1, device={"speed": fast})
+    assert build_plan(parse_scenario(raw)).scenario.requests == 5 * 10**9
+    with pytest.raises(SimqosError, match=r"would need about .* GiB at once|more than 100,000,000"):
+        build_plan(parse_scenario(raw | {"engine": "simpy"}))
+
+
 def test_ctrl_c_inside_compiled_code_is_an_interrupt():
     """numba reports a KeyboardInterrupt that lands in compiled code as a SystemError, possibly
     caused by another SystemError (its unpickling of a constant); either way it is Ctrl-C."""

@@ -51,6 +51,13 @@ def test_a_deadline_no_route_can_meet(two_level):
     assert _warnings(two_level, workload={**workload, "deadline": {"kind": "constant", "ms": 1.2}}) == []
 
 
+def test_a_sample_size_without_a_sample(two_level):
+    (warning,) = _warnings(two_level, outputs={"records": "all", "sample_requests": 500})
+    assert warning.startswith("outputs.sample_requests: 500 has no effect with outputs.records: all")
+    assert _warnings(two_level, outputs={"records": "sample", "sample_requests": 500}) == []
+    assert _warnings(two_level, outputs={"records": "none"}) == []
+
+
 def test_trace_times_in_ms(two_level, tmp_path):
     speed = tmp_path / "speed.csv"
     speed.write_text("time_s,speed\n0,1\n" + "".join(f"{k * 500},0.5\n{k * 500 + 250},1\n" for k in range(1, 200)))
