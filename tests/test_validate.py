@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -103,11 +104,12 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     sim = pd.read_csv(out / "sim_records.csv.gz", dtype={"route": str})
     policies = ["static L0", "deadline_aware (q0.9)"]
     assert list(dict.fromkeys(real["policy"])) == policies
-    per_policy = real.groupby("policy").size()
-    assert per_policy.nunique() == 1 and per_policy.iloc[0] > 100  # the same arrivals for each
-    assert len(sim) == 2 * len(real)  # two latency draws of each
+    per_run = real.groupby(["policy", "replication"]).size()
+    assert len(per_run) == 4 and per_run.nunique() == 1 and per_run.iloc[0] > 100  # two real runs, the same arrivals
+    assert len(sim) == len(real)  # one latency draw for each real run's schedule
     for policy in policies:  # the simulation replays the real arrivals and deadlines
-        r, s = real[real["policy"] == policy], sim[(sim["policy"] == policy) & (sim["replication"] == 1)]
+        r = real[(real["policy"] == policy) & (real["replication"] == 0)]
+        s = sim[(sim["policy"] == policy) & (sim["replication"] == 1)]
         assert r["arrival_s"].to_numpy() == pytest.approx(s["arrival_s"].to_numpy())
         assert r["deadline_s"].to_numpy() == pytest.approx(s["deadline_s"].to_numpy())
     served = real[real["outcome"] != "dropped"]
@@ -121,6 +123,9 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     comparison = pd.read_csv(out / "comparison.csv")
     assert list(comparison["policy"]) == policies
     assert comparison["ks_distance"].between(0, 1).all() and set(comparison["verdict"]) <= {"pass", "fail"}
+    assert (comparison[["p50_floor", "p90_floor", "p99_floor"]] >= 0).all().all()
+    schedule_runs = schedule.groupby("policy")["run"].unique()
+    assert all(sorted(runs) == [0, 1] for runs in schedule_runs)
     assert "Real vs simulated" in (out / "report.md").read_text()
 
 
@@ -179,3 +184,18 @@ def test_a_busy_machine_is_named(tmp_path, tiny_profile_dir, monkeypatch):
     assert "validate: warning: with no competing load, this machine ran level 0 at 0.50 of the profile's speed" in result.output
     assert "note: with no competing load" in result.output
     assert "it is busy" in (out / "report.md").read_text()
+
+
+def test_the_floor_is_how_far_one_real_run_lies_from_the_pooled_one():
+    from simqos.validate.compare import TOLERANCE, real_floor, within
+
+    def records(latencies_by_run):
+        return pd.DataFrame([{"policy": "a", "warmup": False, "replication": run, "latency_ms": x}
+                             for run, xs in enumerate(latencies_by_run) for x in xs])
+
+    two = records([[10.0] * 50, [12.0] * 50])
+    assert real_floor(two, "a", 50, 11.0) == pytest.approx(1 / 11)  # each run 1 ms from the pooled 11 ms
+    assert real_floor(records([[10.0] * 50]), "a", 50, 10.0) == 0.0  # one run: no floor
+    assert real_floor(records([[10.0] * 50, [np.nan] * 50]), "a", 50, 10.0) == 0.0  # a run that served nothing
+    assert within(TOLERANCE, 0.0) and not within(TOLERANCE + 0.01, 0.0)
+    assert within(-0.15, 0.2) and not within(0.25, 0.2)  # the floor widens the band when it is the larger

@@ -164,12 +164,13 @@ def serve(
     t0: float,
     clock: Callable[[], float] = time.perf_counter,
     wait: Callable[[float], None] | None = None,
+    replication: int = 0,
 ) -> pd.DataFrame:
     """Serve every arrival (seconds after ``t0``, a ``clock`` reading) in real time under the
     plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
     rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), read off
     this clock; ``wait(t)`` idles until the clock reads ``t`` (default: :func:`wait_until`). The
-    records have the simulator's columns (replication 0)."""
+    records have the simulator's columns, ``replication`` the real run's index."""
     policy = plan.policy_factories[policy_index]()
     if policy.clairvoyant:
         raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
@@ -216,5 +217,5 @@ def serve(
         route_code[i] = serving.route_code(route, model.n_levels)
         reroutes[i] = sum(a != b for a, b in zip(route, route[1:]))
         outcome[i] = MET if finish[i] <= deadline else MISSED
-    return records_table(plan, policy_index, 0, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
+    return records_table(plan, policy_index, replication, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
 
