@@ -77,7 +77,8 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
             out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
                        "arrival_s in milliseconds? (times are in seconds)")
     outputs = scenario.outputs
-    if "sample_requests" in outputs.model_fields_set and outputs.records != "sample":
+    default = type(outputs).model_fields["sample_requests"].default  # a copied scenario marks every field set
+    if outputs.sample_requests != default and outputs.records != "sample":
         out.append(f"outputs.sample_requests: {outputs.sample_requests} has no effect with outputs.records: {outputs.records}; "
                    "set records: sample to keep that many requests of each replication")
     return out

@@ -56,6 +56,8 @@ def test_a_sample_size_without_a_sample(two_level):
     assert warning.startswith("outputs.sample_requests: 500 has no effect with outputs.records: all")
     assert _warnings(two_level, outputs={"records": "sample", "sample_requests": 500}) == []
     assert _warnings(two_level, outputs={"records": "none"}) == []
+    copied = parse_scenario(parse_scenario(scenario_dict(two_level, outputs={"records": "none"})).model_dump())
+    assert build_plan(copied).warnings == ()  # as `simqos run --requests` copies it: every field set, none changed
 
 
 def test_trace_times_in_ms(two_level, tmp_path):
