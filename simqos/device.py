@@ -1,11 +1,12 @@
-"""The device's fluctuation as exogenous, piecewise-constant traces sampled up front.
+"""The device's fluctuation as exogenous, piecewise-constant traces.
 
 A :class:`Trace` holds breakpoints ``times_s`` (the first is 0) and the value that holds from
-each breakpoint to the next; the last value holds forever. Traces are sampled from a process
-(``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV, held or repeated after its
-end) over a horizon, with a ``numpy.random.Generator`` passed in — never global random state;
-a longer horizon extends the same trace, so the engine samples further while a run outlasts
-it (:func:`simqos.engine.until_covered`).
+each breakpoint to the next; the last value holds forever. Traces are sampled from a
+:class:`Process` (``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV, held or
+repeated after its end) as far as asked, with a ``numpy.random.Generator`` passed in — never
+global random state; sampling further extends the same trace. The whole-run path samples a
+replication's device to a horizon (:func:`simqos.engine.until_covered` samples further while a
+run outlasts it); the streamed path holds a :class:`DeviceWindow` that moves with the chunks.
 
 Compute speed is a factor: 1.0 runs layers as fast as when profiled, 0.5 twice as slow. Work W
 (profiled milliseconds) started at t finishes where the cumulative work function
@@ -14,9 +15,10 @@ search, so a change mid-layer slows the rest of that layer.
 
 Memory is the megabytes available to the model's weights. Under nested storage level k needs
 ``bytes_k`` resident, and a sparser level needs fewer, so the resident levels at any time are
-``k >= k_min(t)``. :func:`resident_trace` turns a memory trace into ``k_min(t)``: a drop evicts
-at once; a rise reloads the missing bytes at ``storage_bandwidth_mb_s``, so the level becomes
-usable only when its reload completes (and a further drop cancels it).
+``k >= k_min(t)``. :func:`resident_trace` (:class:`Residency`, fed in parts) turns a memory
+trace into ``k_min(t)``: a drop evicts at once; a rise reloads the missing bytes at
+``storage_bandwidth_mb_s``, so the level becomes usable only when its reload completes (and a
+further drop cancels it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +40,7 @@ __all__ = [
     "SpeedTrace",
     "Trace",
     "ConstantProcess",
+    "DeviceView",
     "DeviceWindow",
     "MarkovProcess",
     "PeriodicProcess",
@@ -54,9 +57,8 @@ __all__ = [
     "repeated_trace",
     "resident_trace",
     "sampled",
-    "sampled_to_horizon",
-    "trace_from_spec",
     "transition_matrix",
+    "whole_view",
 ]
 
 
@@ -126,57 +128,6 @@ def cumulative_work_s(times_s: np.ndarray, speeds: np.ndarray, before: tuple[flo
     t0, v0, c0 = before
     steps = np.diff(np.concatenate([[t0], times_s])) * np.concatenate([[v0], speeds[:-1]])
     return np.cumsum(np.concatenate([[c0], steps]))[1:]
-
-
-class DeviceWindow:
-    """A replication's device as the fast path reads it, over a window of time that moves
-    forward (:mod:`simqos.fastpath`): the speed trace with its C and the least sparse resident
-    level, exact until ``known_s``. :meth:`ensure` samples the processes further, and
-    :meth:`forget` drops the pieces before a time, so a long run holds a window of the device,
-    not its whole history. ``cap_s``: a level not resident by then is taken never to return
-    (a request that waits for it is dropped) — the whole-run path's horizon, twice the last
-    arrival plus a minute."""
-
-    def __init__(self, speed: Process, memory: Process, residency: Residency, cap_s: float = math.inf) -> None:
-        self.speed, self.memory, self.residency, self.cap_s = speed, memory, residency, cap_s
-        self.times_s, self.speeds, self.work_s = np.empty(0), np.empty(0), np.empty(0)
-        self.res_times_s, self.res_levels = np.empty(0), np.empty(0, dtype=np.int64)
-        self.until_s, self.known_s = -math.inf, -math.inf
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """(breakpoints, speeds, C in ms, resident breakpoints, resident levels): what the fast
-        path reads."""
-        return self.times_s, self.speeds, self.work_s * 1e3, self.res_times_s, self.res_levels
-
-    def ensure(self, t_s: float) -> None:
-        """Sample until the window is exact at least until ``t_s``."""
-        step = 1.0
-        while self.known_s < t_s:
-            target = max(t_s, self.until_s + step)
-            self._extend(target)
-            step *= 2.0
-
-    def _extend(self, until_s: float) -> None:
-        times, speeds = self.speed.extend(until_s)
-        if len(times):
-            before = (self.times_s[-1], self.speeds[-1], self.work_s[-1]) if len(self.times_s) else None
-            self.work_s = np.concatenate([self.work_s, cumulative_work_s(times, speeds, before)])
-            self.times_s, self.speeds = np.concatenate([self.times_s, times]), np.concatenate([self.speeds, speeds])
-        res_times, levels = self.residency.extend(*self.memory.extend(until_s), final=self.memory.final)
-        self.res_times_s = np.concatenate([self.res_times_s, res_times])
-        self.res_levels = np.concatenate([self.res_levels, levels.astype(np.int64)])
-        self.until_s = until_s
-        self.known_s = min(math.inf if self.speed.final else until_s, self.residency.until_s)
-
-    def forget(self, before_s: float) -> None:
-        """Drop the pieces that end before ``before_s`` (the window then starts with the piece
-        that holds it): nothing later reads them."""
-        i = max(int(np.searchsorted(self.times_s, before_s, side="right")) - 1, 0)
-        j = max(int(np.searchsorted(self.res_times_s, before_s, side="right")) - 1, 0)
-        if i > len(self.times_s) // 2:  # copied when most of it goes, so the arrays do not hold the rest
-            self.times_s, self.speeds, self.work_s = self.times_s[i:].copy(), self.speeds[i:].copy(), self.work_s[i:].copy()
-        if j > len(self.res_times_s) // 2:
-            self.res_times_s, self.res_levels = self.res_times_s[j:].copy(), self.res_levels[j:].copy()
 
 
 def constant_trace(value: float) -> Trace:
@@ -458,6 +409,76 @@ def _append(times: np.ndarray, values: np.ndarray, m: int, t: float, v: int) -> 
     return m + 1
 
 
+class DeviceView(NamedTuple):
+    """The device as the fast path reads it (:meth:`simqos.fastpath.FastServer.serve`):
+    ``arrays`` (speed breakpoints, speeds, C in ms, resident breakpoints, resident levels),
+    exact until ``known_s``; a level not resident by ``cap_s`` never returns."""
+
+    arrays: tuple[np.ndarray, ...]
+    known_s: float = math.inf
+    cap_s: float = math.inf
+
+
+def whole_view(speed: SpeedTrace, resident: Trace) -> DeviceView:
+    """A replication's whole device, as the whole-run path samples it."""
+    return DeviceView((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values))
+
+
+class DeviceWindow:
+    """A replication's device as the fast path reads it, over a window of time that moves
+    forward (:mod:`simqos.fastpath`): the speed trace with its C and the least sparse resident
+    level, exact until ``known_s``. :meth:`ensure` samples the processes further, and
+    :meth:`forget` drops the pieces before a time, so a long run holds a window of the device,
+    not its whole history. ``cap_s``: a level not resident by then is taken never to return
+    (a request that waits for it is dropped) — the whole-run path's horizon, twice the last
+    arrival plus a minute."""
+
+    def __init__(self, speed: Process, memory: Process, residency: Residency, cap_s: float = math.inf) -> None:
+        self.speed, self.memory, self.residency, self.cap_s = speed, memory, residency, cap_s
+        self.times_s, self.speeds, self.work_s = np.empty(0), np.empty(0), np.empty(0)
+        self.res_times_s, self.res_levels = np.empty(0), np.empty(0, dtype=np.int64)
+        self.until_s, self.known_s = -math.inf, -math.inf
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(breakpoints, speeds, C in ms, resident breakpoints, resident levels): what the fast
+        path reads."""
+        return self.times_s, self.speeds, self.work_s * 1e3, self.res_times_s, self.res_levels
+
+    def view(self) -> DeviceView:
+        """The window as the fast path reads it now."""
+        return DeviceView(self.arrays(), self.known_s, self.cap_s)
+
+    def ensure(self, t_s: float) -> None:
+        """Sample until the window is exact at least until ``t_s``."""
+        step = 1.0
+        while self.known_s < t_s:
+            target = max(t_s, self.until_s + step)
+            self._extend(target)
+            step *= 2.0
+
+    def _extend(self, until_s: float) -> None:
+        times, speeds = self.speed.extend(until_s)
+        if len(times):
+            before = (self.times_s[-1], self.speeds[-1], self.work_s[-1]) if len(self.times_s) else None
+            self.work_s = np.concatenate([self.work_s, cumulative_work_s(times, speeds, before)])
+            self.times_s, self.speeds = np.concatenate([self.times_s, times]), np.concatenate([self.speeds, speeds])
+        res_times, levels = self.residency.extend(*self.memory.extend(until_s), final=self.memory.final)
+        self.res_times_s = np.concatenate([self.res_times_s, res_times])
+        self.res_levels = np.concatenate([self.res_levels, levels.astype(np.int64)])
+        self.until_s = until_s
+        self.known_s = min(math.inf if self.speed.final else until_s, self.residency.until_s)
+
+    def forget(self, before_s: float) -> None:
+        """Drop the pieces that end before ``before_s`` (the window then starts with the piece
+        that holds it): nothing later reads them."""
+        i = max(int(np.searchsorted(self.times_s, before_s, side="right")) - 1, 0)
+        j = max(int(np.searchsorted(self.res_times_s, before_s, side="right")) - 1, 0)
+        if i > len(self.times_s) // 2:  # copied when most of it goes, so the arrays do not hold the rest
+            self.times_s, self.speeds, self.work_s = self.times_s[i:].copy(), self.speeds[i:].copy(), self.work_s[i:].copy()
+        if j > len(self.res_times_s) // 2:
+            self.res_times_s, self.res_levels = self.res_times_s[j:].copy(), self.res_levels[j:].copy()
+
+
 def read_trace_csv(path: Path, column: str) -> Trace:
     """A replayed trace: CSV with columns ``time_s`` and ``column``; the first value also holds
     before the first time. Raises SimqosError naming the file and the problem."""
@@ -468,11 +489,6 @@ def read_trace_csv(path: Path, column: str) -> Trace:
     if times[0] > 0:
         times, values = np.concatenate([[0.0], times]), np.concatenate([[values[0]], values])
     return Trace(times, values)
-
-
-def trace_from_spec(spec: Any, field: str, horizon_s: float, rng: np.random.Generator) -> Trace:
-    """Sample the process described by a scenario's ``device.speed`` or ``device.memory``."""
-    return sampled(process_from_spec(spec, field, rng), horizon_s)
 
 
 def process_from_spec(spec: Any, field: str, rng: np.random.Generator) -> Process:
@@ -491,12 +507,6 @@ def process_from_spec(spec: Any, field: str, rng: np.random.Generator) -> Proces
     if spec.kind == "periodic":
         return PeriodicProcess(spec.high, spec.low, spec.period_s, spec.duty, spec.phase_s)
     return ReplayedProcess(read_trace_csv(spec.path, field), repeat=spec.after_end == "repeat")
-
-
-def sampled_to_horizon(spec: Any) -> bool:
-    """Whether :func:`trace_from_spec` draws ``spec`` up to its horizon (a Markov or periodic
-    process, a repeated trace file), so that a longer run needs a longer horizon."""
-    return spec.kind in ("markov", "periodic") or (spec.kind == "trace" and spec.after_end == "repeat")
 
 
 def repeated_trace(trace: Trace, horizon_s: float) -> Trace:

@@ -48,19 +48,17 @@ from simqos.compiled import interruptible
 from simqos.device import (
     ConstantProcess,
     DeviceWindow,
+    Process,
     Residency,
     SpeedTrace,
     Trace,
-    constant_trace,
     process_from_spec,
     read_trace_csv,
-    resident_trace,
-    sampled_to_horizon,
-    trace_from_spec,
+    sampled,
 )
 from simqos.errors import SimqosError
 from simqos import serving
-from simqos.fastpath import Device, FastServer, serve_fast
+from simqos.fastpath import FastServer, serve_fast
 from simqos.plausible import implausible
 from simqos.policies import POLICIES, Policy
 from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, Decision, route_text
@@ -328,23 +326,28 @@ class DeviceInputs:
     horizon_s: float
 
 
+def _device_processes(plan: Plan, replication: int) -> tuple[Process, Process, Residency]:
+    """Replication ``replication``'s speed and memory processes on their seeds, and the
+    residency its memory gives: what both the whole run and the window sample."""
+    scenario, model = plan.scenario, plan.model
+    seeds = _seeds(scenario, replication)
+    speed = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
+    memory = (ConstantProcess(math.inf) if scenario.device.memory is None
+              else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
+    return speed, memory, Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)
+
+
 def device_inputs(plan: Plan, replication: int, last_arrival_s: float, horizon_s: float | None = None) -> DeviceInputs:
     """The device's processes sampled until twice the last arrival plus a minute, or
     ``horizon_s`` if later; a longer horizon extends the same traces (their first part does
     not depend on it), which is how :func:`until_covered` serves a run that outlasts it."""
-    scenario, model = plan.scenario, plan.model
-    seeds = _seeds(scenario, replication)
     horizon = max(2.0 * last_arrival_s + 60.0, horizon_s or 0.0)
-    _check_trace_ends(scenario, last_arrival_s, f"replication {replication}'s arrivals run to")
-    speed = SpeedTrace(trace_from_spec(scenario.device.speed, "speed", horizon, np.random.default_rng(seeds[2])))
-    memory = (
-        constant_trace(math.inf)
-        if scenario.device.memory is None
-        else trace_from_spec(scenario.device.memory, "memory_mb", horizon, np.random.default_rng(seeds[3]))
-    )
-    resident = resident_trace(memory, model.level_bytes, scenario.device.storage_bandwidth_mb_s)
-    sampled = any(sampled_to_horizon(spec) for _, spec, _ in scenario.device.processes())
-    return DeviceInputs(speed, memory, resident, horizon if sampled else math.inf)
+    _check_trace_ends(plan.scenario, last_arrival_s, f"replication {replication}'s arrivals run to")
+    speed, memory, residency = _device_processes(plan, replication)
+    memory_mb = sampled(memory, horizon)
+    resident = Trace(*residency.extend(memory_mb.times_s, memory_mb.values, final=True))
+    return DeviceInputs(SpeedTrace(sampled(speed, horizon)), memory_mb, resident,
+                        math.inf if speed.final and memory.final else horizon)  # fmt: skip
 
 
 def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) -> ReplicationInputs:
@@ -704,13 +707,7 @@ def device_window(plan: Plan, replication: int, last_arrival_s: float) -> Device
     """Replication ``replication``'s device, to be sampled in windows (:func:`device_inputs`'
     very traces: the same processes on the same seeds), with the whole-run path's horizon as
     the cap on waiting for a level."""
-    scenario, model = plan.scenario, plan.model
-    seeds = _seeds(scenario, replication)
-    speed = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
-    memory = (ConstantProcess(math.inf) if scenario.device.memory is None
-              else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
-    residency = Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)
-    return DeviceWindow(speed, memory, residency, cap_s=2.0 * last_arrival_s + 60.0)
+    return DeviceWindow(*_device_processes(plan, replication), cap_s=2.0 * last_arrival_s + 60.0)
 
 
 def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
@@ -755,8 +752,7 @@ def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
                 device.ensure(float(arrivals[-1]) + DEVICE_AHEAD_S)
             for p, server in enumerate(servers):
                 while True:
-                    stop, short, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final,
-                                                       Device(device.arrays(), device.known_s, device.cap_s))  # fmt: skip
+                    stop, short, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final, device.view())
                     served = Served(*arrays)
                     latest = max(latest, served.latest_s())
                     block = slice(begins[p], stop)

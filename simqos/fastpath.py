@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
 
 import numpy as np
 from numba import types
 
 from simqos.compiled import njit
+from simqos.device import DeviceView, whole_view
 from simqos.policies import Policy
 from simqos.serving import (
     DECIDE_TYPE,
@@ -32,7 +32,7 @@ from simqos.serving import (
     waiting_at,
 )
 
-__all__ = ["Device", "FastServer", "serve_fast", "whole_device"]
+__all__ = ["FastServer", "serve_fast"]
 
 
 _t8, _ti8 = types.float64[::1], types.int64[::1]
@@ -158,7 +158,7 @@ class FastServer:
         return float(self.clock[0])
 
     def serve(self, arrivals_s, deadlines_s, work_ms, first: int, begin: int, final: bool,
-              device: Device) -> tuple[int, bool, tuple[np.ndarray, ...]]:  # fmt: skip
+              device: DeviceView) -> tuple[int, bool, tuple[np.ndarray, ...]]:  # fmt: skip
         """Serve the window's requests from ``begin`` (the window starts at request ``first``)
         on ``device``: (where it stopped, whether for the device, (start_s, finish_s, route
         codes, reroutes, outcome codes) of requests ``begin`` .. stop - 1). Unless ``final``, the
@@ -173,24 +173,8 @@ class FastServer:
         return stop, short, tuple(served)
 
 
-class Device(NamedTuple):
-    """The device as :meth:`FastServer.serve` reads it: ``arrays`` (speed breakpoints, speeds,
-    C in ms, resident breakpoints, resident levels), exact until ``known_s``; a level not
-    resident by ``cap_s`` never returns (:class:`simqos.device.DeviceWindow`)."""
-
-    arrays: tuple[np.ndarray, ...]
-    known_s: float = math.inf
-    cap_s: float = math.inf
-
-
-def whole_device(speed, resident) -> Device:
-    """A replication's whole device (a :class:`~simqos.device.SpeedTrace` and the resident
-    :class:`~simqos.device.Trace`), as the whole-run path samples it."""
-    return Device((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values))
-
-
 def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
     with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
     server = FastServer(plan, policy)
-    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_device(inputs.speed, inputs.resident))[2]
+    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident))[2]

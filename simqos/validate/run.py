@@ -57,6 +57,11 @@ class ValidationSettings:
     warmup: int = 200
     real_runs: int = 2
 
+    @property
+    def draws_per_run(self) -> int:
+        """Latency draws simulated on each real run's schedule: its share of ``sim_replications``."""
+        return math.ceil(self.sim_replications / self.real_runs)
+
 
 def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Plan, list[str]]:
     """The scenario as it will be played: ``seconds`` of arrivals, no warm-up requests, the
@@ -161,7 +166,7 @@ def run_validation(
 
     say("simulation")
     sim_frames = []
-    per_run = math.ceil(settings.sim_replications / settings.real_runs)  # each real run's schedule, its share of the draws
+    per_run = settings.draws_per_run
     for index, label in enumerate(plan.labels):
         for run, real_run in enumerate(real_frames[index]):
             applied = schedule[(schedule["policy"] == label) & (schedule["run"] == run)].copy()
@@ -208,7 +213,7 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         f"{settings.seconds:g} s of real arrivals per policy, run {settings.real_runs} times, on one core of "
         f"{profile.meta.provenance.cpu} ({profile.meta.provenance.settings.threads} thread), profile `{scenario.profile.name}`; "
         "the simulation replays the same arrivals and each run's applied load schedule, "
-        f"{math.ceil(settings.sim_replications / settings.real_runs) * settings.real_runs} latency draws in all.",
+        f"{settings.draws_per_run * settings.real_runs} latency draws in all.",
         "",
         "## Calibration: the speed each load state delivered",
         "",
