@@ -19,6 +19,10 @@ Memory is the megabytes available to the model's weights. Under nested storage l
 trace into ``k_min(t)``: a drop evicts at once; a rise reloads the missing bytes at
 ``storage_bandwidth_mb_s``, so the level becomes usable only when its reload completes (and a
 further drop cancels it).
+
+A scenario's ``device.noise`` is a second speed process multiplied onto ``device.speed``
+(:class:`ProductProcess`): the machine's own wander and rare stalls, which no policy plans
+with (``simqos validate`` measures this machine's and writes it as such a process).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "MarkovProcess",
     "PeriodicProcess",
     "Process",
+    "ProductProcess",
     "ReplayedProcess",
     "Residency",
     "constant_trace",
@@ -295,6 +300,43 @@ class ReplayedProcess(Process):
         self.next = max(self.next, end)
         times = (self.trace.times_s[None, :] + self.period_s * copies[:, None]).reshape(-1)
         return times, np.tile(self.trace.values, len(copies))
+
+
+class ProductProcess(Process):
+    """Two speed processes multiplied: ``device.speed`` times ``device.noise``. Each factor is
+    extended as far as asked; a factor's trace is exact until its last breakpoint given (or
+    the time asked, if later), so the product gives the breakpoints of both up to the earlier
+    of the two and keeps the rest for the next call: the pieces do not depend on the steps."""
+
+    def __init__(self, first: Process, second: Process) -> None:
+        self.factors = (first, second)
+        self.final = first.final and second.final
+        self.pending = [(np.empty(0), np.empty(0)), (np.empty(0), np.empty(0))]  # given by a factor, not yet multiplied
+        self.current = [math.nan, math.nan]  # each factor's value at the last breakpoint given
+
+    def extend(self, until_s: float) -> tuple[np.ndarray, np.ndarray]:
+        known = []
+        for k, factor in enumerate(self.factors):
+            times, values = factor.extend(until_s)
+            self.pending[k] = (np.concatenate([self.pending[k][0], times]), np.concatenate([self.pending[k][1], values]))
+            last = self.pending[k][0][-1] if len(self.pending[k][0]) else -math.inf
+            known.append(math.inf if factor.final else max(until_s, last))
+        upto = min(known)
+        cut = [int(np.searchsorted(times, upto, side="right")) for times, _ in self.pending]
+        now = [(times[:c], values[:c]) for (times, values), c in zip(self.pending, cut)]
+        self.pending = [(times[c:], values[c:]) for (times, values), c in zip(self.pending, cut)]
+        merged = np.union1d(now[0][0], now[1][0])
+        if not len(merged):
+            return merged, merged
+        value = []
+        for k, (times, values) in enumerate(now):  # each factor at every merged breakpoint
+            if not len(values):
+                value.append(np.full(len(merged), self.current[k]))
+                continue
+            at = np.searchsorted(times, merged, side="right") - 1
+            value.append(np.where(at >= 0, values[np.maximum(at, 0)], self.current[k]))
+            self.current[k] = float(values[-1])
+        return merged, value[0] * value[1]
 
 
 def sampled(process: Process, horizon_s: float) -> Trace:

@@ -49,6 +49,7 @@ from simqos.device import (
     ConstantProcess,
     DeviceWindow,
     Process,
+    ProductProcess,
     Residency,
     SpeedTrace,
     Trace,
@@ -190,8 +191,8 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: boo
     # a window, about a chunk's span of arrivals plus what is sampled ahead of it.
     held = n if whole else min(n, CHUNK_REQUESTS)
     span_s = 2.0 * held / rate + DEVICE_AHEAD_S
-    for field, spec in (("device.speed", scenario.device.speed), ("device.memory", scenario.device.memory)):
-        if spec is None or spec.kind in ("constant", "trace"):
+    for field, spec, _ in scenario.device.processes():
+        if spec.kind in ("constant", "trace"):
             continue
         shortest = min(s.mean_dwell_s for s in spec.states) if spec.kind == "markov" else spec.period_s / 2
         if span_s / shortest > MAX_BREAKPOINTS:
@@ -216,11 +217,11 @@ def _check_trace_files(scenario: Scenario, source: str) -> None:
                 f"{source}: workload.arrival: {arrival.path} has {len(times)} arrivals until {times[-1]:g} s, but the run "
                 f"{short}; ask for fewer, or set workload.arrival.after_end: repeat (replayed end to end)"
             )
-    for _, spec, column in scenario.device.processes():
+    for field, spec, column in scenario.device.processes():
         if spec.kind == "trace":
             trace = read_trace_csv(spec.path, column)
             if column == "speed" and (trace.values <= 0).any():
-                raise SimqosError(f"{source}: device.speed: {spec.path} has speed factors <= 0; they must be > 0")
+                raise SimqosError(f"{source}: {field}: {spec.path} has speed factors <= 0; they must be > 0")
             if (trace.values < 0).any():
                 raise SimqosError(f"{source}: device.memory: {spec.path} has negative memory_mb")
 
@@ -271,10 +272,11 @@ that needs more stops its server, and the window grows)."""
 
 
 def _seeds(scenario: Scenario, replication: int) -> list[np.random.SeedSequence]:
-    """Replication ``replication``'s five input streams: arrivals, deadlines, speed, memory and
-    latency draws (``SeedSequence(seed).spawn(n)[replication]``'s children, for any n >
-    replication: adding replications leaves the earlier ones' inputs unchanged)."""
-    return np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(5)
+    """Replication ``replication``'s six input streams: arrivals, deadlines, speed, memory,
+    latency draws and noise (``SeedSequence(seed).spawn(n)[replication]``'s children, for any n >
+    replication: adding replications leaves the earlier ones' inputs unchanged; a child does
+    not depend on how many are spawned, so the noise's left the first five as they were)."""
+    return np.random.SeedSequence(scenario.seed, spawn_key=(replication,)).spawn(6)
 
 
 def _arrival_stream(scenario: Scenario, seed: np.random.SeedSequence) -> ArrivalStream:
@@ -327,11 +329,13 @@ class DeviceInputs:
 
 
 def _device_processes(plan: Plan, replication: int) -> tuple[Process, Process, Residency]:
-    """Replication ``replication``'s speed and memory processes on their seeds, and the
-    residency its memory gives: what both the whole run and the window sample."""
+    """Replication ``replication``'s speed (times the noise, when given) and memory processes on
+    their seeds, and the residency its memory gives: what both the whole run and the window sample."""
     scenario, model = plan.scenario, plan.model
     seeds = _seeds(scenario, replication)
     speed = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
+    if scenario.device.noise is not None:
+        speed = ProductProcess(speed, process_from_spec(scenario.device.noise, "speed", np.random.default_rng(seeds[5])))
     memory = (ConstantProcess(math.inf) if scenario.device.memory is None
               else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
     return speed, memory, Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)

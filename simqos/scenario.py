@@ -203,18 +203,21 @@ MemoryProcess = _process_models("memory_mb", "megabytes available to the model's
 
 
 class Device(_Model):
-    """``speed``: compute-speed process (default constant 1.0). ``memory``: memory available to
-    the weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights."""
+    """``speed``: compute-speed process (default constant 1.0). ``noise``: a second speed
+    process multiplied onto it, the machine's own wander and stalls, which the policies that
+    plan over ``speed`` do not know (default: none). ``memory``: memory available to the
+    weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights."""
 
     speed: SpeedProcess = Field(default={"kind": "constant", "speed": 1.0}, validate_default=True)  # type: ignore[valid-type]
+    noise: SpeedProcess | None = None  # type: ignore[valid-type]
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
 
     def processes(self) -> list[tuple[str, Any, str]]:
-        """``(field path, process, value column)`` of the speed and (when given) the memory
-        process, e.g. ``("device.speed", ..., "speed")``."""
-        both = [("device.speed", self.speed, "speed"), ("device.memory", self.memory, "memory_mb")]
-        return [(field, spec, column) for field, spec, column in both if spec is not None]
+        """``(field path, process, value column)`` of the speed and (when given) the noise and
+        memory processes, e.g. ``("device.speed", ..., "speed")``."""
+        every = [("device.speed", self.speed, "speed"), ("device.noise", self.noise, "speed"), ("device.memory", self.memory, "memory_mb")]
+        return [(field, spec, column) for field, spec, column in every if spec is not None]
 
 
 # --- policies and the scenario ---------------------------------------------------------------

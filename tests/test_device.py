@@ -1,9 +1,21 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simqos.device import SpeedTrace, Trace, constant_trace, markov_trace, periodic_trace, resident_trace
+from simqos.device import (
+    ConstantProcess,
+    MarkovProcess,
+    PeriodicProcess,
+    ProductProcess,
+    SpeedTrace,
+    Trace,
+    constant_trace,
+    markov_trace,
+    periodic_trace,
+    resident_trace,
+    sampled,
+)
 
 
 def test_finish_time_hand_computed():
@@ -86,3 +98,43 @@ def test_the_compiled_bursty_walk_draws_what_numpy_draws():
     assert len(compiled) >= 5000 and (np.diff(compiled) >= 0).all() and compiled[-1] <= t
     python, t_python, state_python = _bursty_walk.py_func(np.random.default_rng(3), rates, dwell, cdf, 5000, 0.0, 0)
     assert np.array_equal(compiled, python) and (t, state) == (t_python, state_python)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.lists(st.floats(0.001, 5.0), min_size=1, max_size=8), periodic=st.booleans())
+def test_a_product_of_processes_is_the_pointwise_product_whatever_the_steps(seed, steps, periodic):
+    """device.speed times device.noise: sampled in any steps, the same breakpoints as sampled at
+    once, and at every time the product of the two factors' traces."""
+    jumps = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
+
+    def product() -> ProductProcess:
+        speed = (PeriodicProcess(1.0, 0.5, 0.7, 0.3, 0.1) if periodic
+                 else MarkovProcess([1.0, 0.5, 0.25], [1.0, 0.5, 0.3], jumps, np.random.default_rng(seed), None))  # fmt: skip
+        noise = MarkovProcess([1.1, 0.9, 0.01], [0.05, 0.05, 0.005], jumps, np.random.default_rng(seed + 1), None)
+        return ProductProcess(speed, noise)
+
+    stepped = product()
+    parts, reached = [], 0.0
+    for step in steps:
+        reached += step
+        parts.append(stepped.extend(reached))
+    times = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    whole = sampled(product(), reached)
+    n = min(len(times), len(whole.times_s))
+    np.testing.assert_array_equal(times[:n], whole.times_s[:n])
+    np.testing.assert_array_equal(values[:n], whole.values[:n])
+    speed = (periodic_trace(1.0, 0.5, 0.7, 0.3, reached + 1, 0.1) if periodic
+             else markov_trace([1.0, 0.5, 0.25], [1.0, 0.5, 0.3], jumps, reached + 1, np.random.default_rng(seed)))  # fmt: skip
+    noise = markov_trace([1.1, 0.9, 0.01], [0.05, 0.05, 0.005], jumps, reached + 1, np.random.default_rng(seed + 1))
+    at = np.linspace(0.0, reached, 501)
+    np.testing.assert_array_equal(whole.at(at), speed.at(at) * noise.at(at))
+
+
+def test_a_product_with_a_constant_is_final_only_when_both_are():
+    assert ProductProcess(ConstantProcess(0.5), ConstantProcess(0.8)).final
+    product = ProductProcess(PeriodicProcess(1.0, 0.5, 0.1, 0.3), ConstantProcess(0.8))
+    assert not product.final
+    trace = sampled(product, 0.25)
+    np.testing.assert_allclose(trace.times_s, [0.0, 0.03, 0.1, 0.13, 0.2, 0.23])
+    np.testing.assert_allclose(trace.values, [0.4, 0.8] * 3)

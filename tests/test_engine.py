@@ -56,6 +56,28 @@ def test_static_policy_agrees_exactly_with_a_lindley_recursion(two_level, speed,
     assert (records["reroutes"] == 0).all()
 
 
+def test_noise_multiplies_the_speed_and_leaves_every_other_input_as_it_was(two_level):
+    """device.noise: a constant noise of 0.5 on speed 1 serves as speed 0.5 does, record for
+    record; a Markov noise draws from its own stream, so the arrivals, deadlines, latency
+    draws and the speed process's own jumps stay those of the scenario without it."""
+    markov = {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.05}, {"speed": 0.3, "mean_dwell_s": 0.02}]}
+    common = {"requests": 2000, "policies": [{"kind": "static", "level": 0}, {"kind": "deadline_aware"}]}
+    halved = run_plan(_plan(two_level, device={"speed": {"kind": "constant", "speed": 1.0},
+                                               "noise": {"kind": "constant", "speed": 0.5}}, **common))  # fmt: skip
+    slow = run_plan(_plan(two_level, device={"speed": {"kind": "constant", "speed": 0.5}}, **common))
+    pd.testing.assert_frame_equal(halved, slow, check_exact=True)
+    noise = {"kind": "markov", "states": [{"speed": 1.2, "mean_dwell_s": 0.01}, {"speed": 0.05, "mean_dwell_s": 0.002}]}
+    quiet, noisy = (sample_inputs(_plan(two_level, device={"speed": markov, **extra}, **common), 0) for extra in ({}, {"noise": noise}))
+    for field in ("arrivals_s", "deadlines_s", "work_ms"):
+        np.testing.assert_array_equal(getattr(quiet, field), getattr(noisy, field))
+    speed, both = quiet.speed.trace, noisy.speed.trace
+    assert len(both.times_s) > len(speed.times_s)
+    assert set(speed.times_s[speed.times_s <= both.times_s[-1]]) <= set(both.times_s)
+    at = np.linspace(0.0, 5.0, 2001)
+    ratio = both.at(at) / speed.at(at)
+    assert set(np.round(ratio, 12)) == {1.2, 0.05}
+
+
 def _mean_wait_ci(profile, rate_hz, replications=8, requests=20000):
     plan = _plan(profile, requests=requests, replications=replications, warmup_requests=1000,
                  workload={"arrival": {"kind": "poisson", "rate_hz": rate_hz}, "deadline": {"kind": "constant", "ms": 1e6}})
