@@ -666,6 +666,7 @@ def validate(
     sim_replications: Annotated[int, typer.Option(help="Latency draws of the simulation.")] = 20,
     probes: Annotated[int, typer.Option(help="Calibration inferences per load state.")] = 300,
     real_runs: Annotated[int, typer.Option(help="Real runs of each policy; how much they differ is the comparison's floor.")] = 2,
+    noise_seconds: Annotated[float, typer.Option(help="Seconds of idle probes the machine's own noise (wander, stalls) is fitted from.")] = 30.0,
     reprofile: Annotated[bool, typer.Option(help="Profile the model on this machine first (automatic when the profile's CPU is another).")] = False,
 ) -> None:
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
@@ -678,9 +679,9 @@ def validate(
     from simqos.scenario import load_scenario
     from simqos.validate.run import ValidationSettings, run_validation, validation_plan
 
-    if seconds <= 0 or sim_replications < 1 or probes < 1 or real_runs < 1:
-        raise SimqosError(f"--seconds ({seconds}) must be > 0, --sim-replications ({sim_replications}), --probes ({probes}) "
-                          f"and --real-runs ({real_runs}) >= 1")
+    if seconds <= 0 or noise_seconds < 0 or sim_replications < 1 or probes < 1 or real_runs < 1:
+        raise SimqosError(f"--seconds ({seconds}) must be > 0, --noise-seconds ({noise_seconds}) >= 0, --sim-replications "
+                          f"({sim_replications}), --probes ({probes}) and --real-runs ({real_runs}) >= 1")
     spec = load_scenario(scenario)
     validation_plan(spec, seconds, str(scenario))  # refuse what cannot be played before any work
     bundle = load_profile(spec.profile)
@@ -708,7 +709,8 @@ def validate(
     with _progress() as bar:
         built = build_network(made.recipe, on_epoch=_epoch_bar(bar, made.recipe))
     x = profile_input(built.spec, made.settings.batch_size, "cpu")
-    settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes, real_runs=real_runs)
+    settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes, real_runs=real_runs,
+                                  noise_seconds=noise_seconds)  # fmt: skip
     with staged(folder, "validate") as work:
         # Plain lines, not a live progress bar: its refresh thread would take the interpreter
         # lock from the requests being timed.

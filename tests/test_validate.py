@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simqos.cli import app
+from simqos.scenario import Device
 from simqos.validate.loadgen import CFS_WEIGHTS, LoadGenerator, competitors_for
 
 runner = CliRunner()
@@ -93,7 +94,7 @@ def _scenario(tmp_path, profile, **extra):
 def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     out = tmp_path / "v"
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir)), "--seconds", "1.5",
-                                 "--sim-replications", "2", "--probes", "20", "--out", str(out)])
+                                 "--noise-seconds", "1", "--sim-replications", "2", "--probes", "20", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "clairvoyant policies left out" in result.output
     for name in ("report.md", "comparison.csv", "calibration.csv", "schedule.csv", "real_records.csv", "sim_records.csv.gz",
@@ -116,8 +117,12 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     assert (served["finish_s"] >= served["start_s"]).all() and (served["start_s"] >= served["arrival_s"] - 1e-3).all()
     assert set(real.loc[real["policy"] == "static L0", "route"].dropna()) <= {"0-0-0"}
     calibration = pd.read_csv(out / "calibration.csv")
-    assert list(calibration["target_speed"]) == [1.0, 1.0, 0.5]
-    assert list(calibration["competitors"]) == [0, 0, 1] and (calibration["measured_speed"] > 0).all()
+    states = calibration.drop_duplicates(["target_speed", "gaps"])
+    assert list(states["target_speed"]) == [1.0, 1.0, 0.5] and list(states["competitors"]) == [0, 0, 1]
+    levels = sorted(real["route"].dropna().str.split("-").explode().astype(int).unique())
+    assert len(calibration) == 3 * len(set(levels) | {0, 1})  # every state measured at every level
+    assert (calibration.groupby(["target_speed", "gaps"])["level"].apply(list) == [[0, 1]] * 3).all()
+    assert (calibration["measured_speed"] > 0).all()
     schedule = pd.read_csv(out / "schedule.csv")
     assert set(schedule["policy"]) == set(policies) and schedule["measured_speed"].notna().all()
     comparison = pd.read_csv(out / "comparison.csv")
@@ -127,6 +132,12 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     schedule_runs = schedule.groupby("policy")["run"].unique()
     assert all(sorted(runs) == [0, 1] for runs in schedule_runs)
     assert "Real vs simulated" in (out / "report.md").read_text()
+    probes = pd.read_csv(out / "calibration_probes.csv")
+    idle = probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")]
+    assert len(idle) > 20 and idle["begin_s"].max() > 0.9  # the idle state ran for --noise-seconds
+    noise = yaml.safe_load((out / "noise.yaml").read_text())["noise"]
+    Device(noise=noise)  # what validate measured is a device.noise a scenario accepts
+    assert "The machine's own noise" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -147,7 +158,7 @@ def test_validate_profiles_this_machine_from_the_recipe(tmp_path, tiny_profile_d
 
     out = tmp_path / "v"
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
-                                 "--sim-replications", "1", "--probes", "5", "--reprofile", "--out", str(out)])
+                                 "--noise-seconds", "1", "--sim-replications", "1", "--probes", "5", "--reprofile", "--out", str(out)])
     assert result.exit_code == 0, result.output
     shipped, here = load_profile(tiny_profile_dir).meta.provenance, load_profile(out / "profile").meta.provenance
     assert here.recipe == shipped.recipe and here.settings == shipped.settings
@@ -172,18 +183,41 @@ def test_a_busy_machine_is_named(tmp_path, tiny_profile_dir, monkeypatch):
     real_calibrate = validate_run.calibrate
 
     def on_a_busy_machine(*args, **kwargs):
-        table = real_calibrate(*args, **kwargs)
+        table, probes = real_calibrate(*args, **kwargs)
         table.loc[table["gaps"] == "none", "measured_speed"] = 0.5
-        return table
+        return table, probes
 
     monkeypatch.setattr(validate_run, "calibrate", on_a_busy_machine)
     out = tmp_path / "v"
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
-                                 "--sim-replications", "1", "--probes", "5", "--out", str(out)])
+                                 "--noise-seconds", "1", "--sim-replications", "1", "--probes", "5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "validate: warning: with no competing load, this machine ran level 0 at 0.50 of the profile's speed" in result.output
     assert "note: with no competing load" in result.output
     assert "it is busy" in (out / "report.md").read_text()
+
+
+def test_a_machine_busy_for_real_is_named(tmp_path, tiny_profile_dir):
+    """Another process spinning on the serving core the whole time, as on a machine with other
+    work: the calibration's back-to-back probes with no load of validate's own get about half
+    the core, and validate warns that the machine is busy."""
+    from simqos.validate.loadgen import serving_core
+
+    spin = "import os, time\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n" % serving_core()
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.5)
+        out = tmp_path / "v"
+        result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
+                                     "--noise-seconds", "0.5", "--sim-replications", "1", "--probes", "50", "--out", str(out)])
+    finally:
+        busy.kill()
+        busy.wait()
+    assert result.exit_code == 0, result.output
+    assert "validate: warning: with no competing load, this machine ran level 0 at 0." in result.output
+    assert "it is busy" in result.output and "it is busy" in (out / "report.md").read_text()
+    calibration = pd.read_csv(out / "calibration.csv")
+    assert calibration.loc[calibration["gaps"] == "none", "measured_speed"].iloc[0] < 0.85
 
 
 def test_the_floor_is_how_far_one_real_run_lies_from_the_pooled_one():

@@ -2,8 +2,9 @@
 
 :func:`simulate_like` replays what really happened — the same arrivals and deadlines, and the
 load schedule as it was really applied, each state at the speed factor it was measured to
-deliver — through the simulator, ``replications`` times with fresh latency draws from the
-profile. :func:`compare` sets each policy's real records against the simulated ones, and
+deliver, times the machine's own noise as measured — through the simulator, ``replications``
+times with fresh latency draws (and noise) from the profile, each request charged the real
+server's mean cost of its own (bookkeeping and decisions, measured in the real run). :func:`compare` sets each policy's real records against the simulated ones, and
 measures the floor: how much the real runs of the same arrivals and schedule differ from each
 other.
 """
@@ -11,12 +12,13 @@ other.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from simqos.device import SpeedTrace, Trace, constant_trace
+from simqos.device import ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, sampled
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
 
 __all__ = ["TOLERANCE", "compare", "real_floor", "simulate_like", "within"]
@@ -33,21 +35,38 @@ def simulate_like(
     replications: int,
     seed: int,
     first_replication: int = 0,
+    noise: Any = None,
+    by_level: dict[float, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
-    (``real``) under its applied schedule (``applied``: columns t_s, measured_speed): replications
-    ``first_replication`` .. of the seed's latency draws."""
+    (``real``) under its applied schedule (``applied``: columns t_s, measured_speed), times the
+    machine's ``noise`` (a ``device.noise`` process, :mod:`simqos.validate.noise`) when given:
+    replications ``first_replication`` .. of the seed's latency draws, each with its own noise.
+    The real server's own cost (``real``'s ``overhead_work_ms``, its mean over the run) is
+    charged to every request as work spread over its segments. ``by_level``: for each load
+    state (``applied``'s target_speed), each level's measured speed relative to level 0's (the
+    schedule's): a request's work at a level is divided by it for the state in force at its
+    arrival, so that a short request under competitors gets the share it was measured to get."""
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()
-    speed = SpeedTrace(Trace(applied["t_s"].to_numpy(dtype=float), applied["measured_speed"].to_numpy(dtype=float)))
+    schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["measured_speed"].to_numpy(dtype=float))
     everything = constant_trace(0.0)  # the least sparse level, hence every level, is resident
+    horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
+    overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0
     model = plan.model
+    state = Trace(schedule.times_s, applied["target_speed"].to_numpy(dtype=float)).at(arrivals)
+    relative = (np.stack([by_level[float(v)] for v in state]) if by_level
+                else np.ones((len(arrivals), model.n_levels)))  # fmt: skip
     frames = []
     streams = np.random.SeedSequence(seed).spawn(first_replication + replications)[first_replication:]
     for r, stream in enumerate(streams, start=first_replication):
         uniforms = np.random.default_rng(stream).random((len(arrivals), len(model.sorted_samples_ms)))
-        inputs = ReplicationInputs(arrivals, deadlines, model.segment_work_ms(uniforms), speed, constant_trace(math.inf), everything,
-                                   math.inf)  # the measured schedule, its last speed held: nothing sampled
+        work_ms = (model.segment_work_ms(uniforms) + overhead_ms / model.n_segments) / relative[:, :, None]  # decides at each segment
+        speed = schedule if noise is None else sampled(
+            ProductProcess(ReplayedProcess(schedule, repeat=False),
+                           process_from_spec(noise, "speed", np.random.default_rng(stream.spawn(1)[0]))), horizon_s)  # fmt: skip
+        inputs = ReplicationInputs(arrivals, deadlines, work_ms, SpeedTrace(speed), constant_trace(math.inf),
+                                   everything, horizon_s)  # the measured schedule, its last speed held  # fmt: skip
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
 

@@ -18,6 +18,7 @@ process is played), and a clairvoyant policy, which needs the future, cannot run
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,45 +102,62 @@ def calibrate(
     speeds: list[float],
     probes: int,
     mean_gap_s: float,
-    predicted_ms: Callable[[float], float],
+    predicted_ms: Callable[[float, int], float],
+    levels: int = 1,
     seed: int = 0,
     clock: Callable[[], float] = time.perf_counter,
-) -> pd.DataFrame:
-    """The speed factor each load state delivers to request-like work, against the profile.
+    idle_seconds: float = 0.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The speed factor each load state delivers to request-like work at each level, against
+    the profile.
 
-    Each state (switched on by ``apply(speed)``) gets ``probes`` level-0 inferences arriving as
-    a Poisson stream with mean gap ``mean_gap_s``, as requests come: a probe finds the device
-    idle or, behind others, busy — and under competing load, which of the two decides how much
-    of the core it gets (a woken thread is favoured; a busy one gets its fair share). ``predicted_ms(idle_ms)``
-    is what the profile says a level-0 inference takes after that much idle time (its mean
-    whole-model time, times its idle slowdown); a state's measured speed is the sum of those
-    predictions over the probes' actual idle gaps, over the sum of the probes' service times. A first
-    row times back-to-back inferences with no load: against the profile, the machine's drift
-    since it was profiled.
+    Each state (switched on by ``apply(speed)``) gets ``probes`` inferences per level, the
+    levels taken in turn (a probe runs every segment at its level), arriving as a Poisson
+    stream with mean gap ``mean_gap_s``, as requests come: a probe finds the device idle or,
+    behind others, busy — and under competing load, which of the two decides how much of the
+    core it gets (a woken thread is favoured; a busy one gets its fair share), and how long it
+    runs decides how many of the competitors' slices it waits out, so the share differs by
+    level. ``predicted_ms(idle_ms, level)`` is what the profile says an inference at ``level``
+    takes after that much idle time (its mean whole-model time, times its idle slowdown); a
+    state's measured speed at a level is the sum of those predictions over the probes' actual
+    idle gaps, over the sum of the probes' service times. A first state times back-to-back
+    inferences with no load: against the profile, the machine's drift since it was profiled.
 
-    One row per state: target speed, gaps (``none`` or the mean gap in ms), probes, mean and
-    p90 ms, measured speed.
+    The state with no load and the scenario's gaps runs for at least ``idle_seconds``: its
+    probes are also what the machine's own noise is fitted from (:mod:`simqos.validate.noise`).
+
+    Returns one row per state and level — target speed, gaps (``none`` or the mean gap in ms),
+    level, probes, mean and p90 ms, measured speed — and one per probe: target speed, gaps,
+    level, begin (seconds after the state's start), took and predicted ms.
     """
     rng = np.random.default_rng(seed)
-    rows = []
+    every = []
     order = [(1.0, 0.0)] + [(s, mean_gap_s) for s in sorted({1.0, *speeds}, reverse=True)]
     for speed, gap_s in order:
         apply(speed)
         time.sleep(0.05)  # let the scheduler settle on the new set of runnable processes
-        times_ms, predicted = [], []
+        count = levels * (max(probes, math.ceil(idle_seconds / gap_s / levels)) if gap_s and speed == 1.0 else probes)
+        begins, times_ms, predicted = [], [], []
         last_end = t0 = clock()
-        for arrival in np.cumsum(rng.exponential(gap_s, probes)) if gap_s else np.zeros(probes):
+        for j, arrival in enumerate(np.cumsum(rng.exponential(gap_s, count)) if gap_s else np.zeros(count)):
             wait_until(t0 + arrival, clock)  # a Poisson stream: a probe that falls behind queues
+            level = j % levels
             begin = clock()
-            real.infer(lambda _segment: 0)
+            real.infer(lambda _segment, level=level: level)
             end = clock()
+            begins.append(begin - t0)
             times_ms.append((end - begin) * 1e3)
-            predicted.append(predicted_ms((begin - last_end) * 1e3))
+            predicted.append(predicted_ms((begin - last_end) * 1e3, level))
             last_end = end
-        rows.append({"target_speed": speed, "gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none", "probes": probes,
-                     "mean_ms": float(np.mean(times_ms)), "p90_ms": float(np.percentile(times_ms, 90)),
-                     "predicted_mean_ms": float(np.mean(predicted)), "measured_speed": float(np.sum(predicted) / np.sum(times_ms))})
-    return pd.DataFrame(rows)
+        every.append(pd.DataFrame({"target_speed": speed, "gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none",
+                                   "level": np.arange(count) % levels, "begin_s": begins, "took_ms": times_ms,
+                                   "predicted_ms": predicted}))  # fmt: skip
+    probed = pd.concat(every, ignore_index=True)
+    rows = [{"target_speed": speed, "gaps": gaps, "level": level, "probes": len(g), "mean_ms": float(g["took_ms"].mean()),
+             "p90_ms": float(np.percentile(g["took_ms"], 90)), "predicted_mean_ms": float(g["predicted_ms"].mean()),
+             "measured_speed": float(g["predicted_ms"].sum() / g["took_ms"].sum())}
+            for (speed, gaps, level), g in probed.groupby(["target_speed", "gaps", "level"], sort=False)]  # fmt: skip
+    return pd.DataFrame(rows), probed
 
 
 @contextmanager
@@ -170,7 +188,10 @@ def serve(
     plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
     rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), read off
     this clock; ``wait(t)`` idles until the clock reads ``t`` (default: :func:`wait_until`). The
-    records have the simulator's columns, ``replication`` the real run's index."""
+    records have the simulator's columns, ``replication`` the real run's index, and
+    ``overhead_work_ms``: the server's own cost of each request — its bookkeeping from the start
+    to the first layer, and the policy's decisions — in profiled milliseconds of work (the
+    time it took times the speed factor in force), which the model's kernels do not include."""
     policy = plan.policy_factories[policy_index]()
     if policy.clairvoyant:
         raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
@@ -183,6 +204,7 @@ def serve(
     route_code = np.full(n, -1, dtype=np.int64)
     reroutes = np.zeros(n, dtype=np.int64)
     outcome = np.full(n, DROPPED, dtype=np.int8)
+    overhead_work_ms = np.full(n, np.nan)
     left = np.empty(n)
     n_left = 0
     busy_until = 0.0
@@ -201,21 +223,28 @@ def serve(
             continue
         queued = deadlines_s[i + 1 : max(serving.bisect_right(arrivals_s, now, n), i + 1)]
         factors = np.array(model.idle_factors_at((now - busy_until) * 1e3))
+        deciding = [0.0]  # seconds spent in the decisions
 
         def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued, factors=factors) -> int:
+            entered = clock()
             levels = real.router.levels
-            state = Decision(i, clock() - t0, arrival, deadline, segment, levels[-1] if levels else -1,
+            state = Decision(i, entered - t0, arrival, deadline, segment, levels[-1] if levels else -1,
                              serving.route_code(levels, model.n_levels), speed_now(),
                              0, model.n_levels, queued, factors, no_future)
             chosen = int(policy.choose(state))
             if not 0 <= chosen < model.n_levels:
                 raise RuntimeError(f"policy {plan.labels[policy_index]} chose level {chosen}")
+            deciding[0] += clock() - entered
             return chosen
 
+        inferring = clock()
         route = real.infer(decide)
         finish[i] = busy_until = clock() - t0
+        overhead_work_ms[i] = (inferring - t0 - start[i] + deciding[0]) * 1e3 * speed_now()
         route_code[i] = serving.route_code(route, model.n_levels)
         reroutes[i] = sum(a != b for a, b in zip(route, route[1:]))
         outcome[i] = MET if finish[i] <= deadline else MISSED
-    return records_table(plan, policy_index, replication, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
+    records = records_table(plan, policy_index, replication, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
+    records["overhead_work_ms"] = overhead_work_ms
+    return records
 

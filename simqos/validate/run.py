@@ -4,13 +4,17 @@
    ``seconds``, served in real time by the profiled model on one core, while
    :mod:`simqos.validate.loadgen` plays the scenario's speed process with competing processes
    on that core. A calibration probe first measures the speed factor each load state really
-   delivers. Every policy gets the same arrivals and the same schedule.
+   delivers; its idle state, run longer, is what the machine's own noise (wander and stalls,
+   :mod:`simqos.validate.noise`) is fitted from. Every policy gets the same arrivals and the
+   same schedule, ``real_runs`` times.
 2. The simulation (:mod:`simqos.validate.compare`): the same arrivals and the schedule as it was
-   applied, at the measured factors, with latency drawn from the profile.
+   applied, at the measured factors, times the fitted noise, with latency drawn from the profile.
 3. The comparison, written to ``OUT/``: ``comparison.csv``, ``report.md`` (table and verdict),
-   ``calibration.csv``, ``schedule.csv`` (every switch as applied), ``real_records.csv`` and
-   ``sim_records.csv.gz`` (the simulator's columns), ``plots/validation_ccdf.png``. The folder
-   is built as ``OUT.partial`` and swapped in when complete (:mod:`simqos.outputs`).
+   ``calibration.csv`` and ``calibration_probes.csv``, ``noise.yaml`` (the fitted noise as a
+   scenario's ``device.noise``), ``schedule.csv`` (every switch as applied),
+   ``real_records.csv`` and ``sim_records.csv.gz`` (the simulator's columns),
+   ``plots/validation_ccdf.png``. The folder is built as ``OUT.partial`` and swapped in when
+   complete (:mod:`simqos.outputs`).
 
 What cannot be played for real is refused up front, naming the field: a memory process
 (evicting weights is the simulator's model, not something a load generator can do to this
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from simqos import plots
 from simqos.engine import Plan, build_plan, sample_inputs
@@ -36,8 +41,9 @@ from simqos.nested.network import NestedNetwork
 from simqos.policies import POLICIES
 from simqos.bundle import Profile
 from simqos.profiler.timer import torch_threads
-from simqos.scenario import Scenario, parse_scenario
+from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, simulate_like
+from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.real import calibrate, collector_paused, real_model, serve
 
@@ -49,13 +55,16 @@ class ValidationSettings:
     """``seconds`` of real arrivals per policy; ``sim_replications`` latency draws of the
     simulation; ``probes`` inferences per load state in the calibration; ``warmup`` inferences
     before anything is timed; ``real_runs``: each policy is run for real that many times (all
-    policies, then all again), and how much the runs differ is the comparison's floor."""
+    policies, then all again), and how much the runs differ is the comparison's floor;
+    ``noise_seconds``: the calibration's idle state at the scenario's gaps runs at least that
+    long, and the machine's noise is fitted from it."""
 
     seconds: float = 20.0
     sim_replications: int = 20
     probes: int = 300
     warmup: int = 200
     real_runs: int = 2
+    noise_seconds: float = 30.0
 
     @property
     def draws_per_run(self) -> int:
@@ -72,6 +81,8 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
             f"{source}: device.memory: validate cannot play a memory process on this machine (it would have to evict "
             "the model's weights); remove device.memory to validate the compute side"
         )
+    if scenario.device.noise is not None:
+        notes.append("device.noise left out: validate measures this machine's own noise and simulates with that (noise.yaml)")
     kept = [p for p in scenario.policies if not getattr(POLICIES.get(p.kind), "clairvoyant", False)]
     if len(kept) < len(scenario.policies):
         notes.append("clairvoyant policies left out: they need the future, so they cannot run on a real device")
@@ -79,7 +90,9 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
         raise SimqosError(f"{source}: policies: only clairvoyant policies are listed, and they cannot run for real; add another policy")
     changes = {"requests": None, "duration_s": seconds, "warmup_requests": 0, "replications": 1, "precision": None,
                "policies": [p.model_dump(exclude_none=True) for p in kept]}
-    played = parse_scenario(scenario.model_dump(mode="json") | changes, f"{source} (as validated)")
+    played = scenario.model_dump(mode="json") | changes
+    played["device"].pop("noise", None)
+    played = parse_scenario(played, f"{source} (as validated)")
     plan = build_plan(played, source)
     played_speeds(plan, source)
     return plan, notes
@@ -129,13 +142,15 @@ def run_validation(
         for _ in range(settings.warmup):
             real.infer(lambda _segment: 0)
         say("calibration")
-        profiled_ms = float(profile.end_to_end.loc[profile.end_to_end["level"] == 0, "latency_ms"].mean())
         model = plan.model
+        profiled_ms = [float(profile.end_to_end.loc[profile.end_to_end["level"] == k, "latency_ms"].mean()) for k in range(model.n_levels)]
 
-        def predicted_ms(idle_ms: float) -> float:
-            return profiled_ms * model.idle_factors_at(idle_ms)[0]
+        def predicted_ms(idle_ms: float, level: int) -> float:
+            return profiled_ms[level] * model.idle_factors_at(idle_ms)[level]
 
-        calibration = calibrate(real, load.apply, speeds, settings.probes, settings.seconds / max(len(arrivals), 1), predicted_ms)
+        mean_gap_s = settings.seconds / max(len(arrivals), 1)
+        calibration, probes = calibrate(real, load.apply, speeds, settings.probes, mean_gap_s, predicted_ms,
+                                        levels=model.n_levels, idle_seconds=settings.noise_seconds)  # fmt: skip
         plans = [load.plans[s] for s in calibration["target_speed"]]
         calibration["competitors"] = [p.count for p in plans]
         calibration["nice"] = [p.nice for p in plans]
@@ -144,8 +159,9 @@ def run_validation(
         if busy:
             notes.append(busy)
             say(f"warning: {busy}")
-        played = calibration[calibration["gaps"] != "none"]
-        factor = dict(zip(played["target_speed"], played["measured_speed"]))
+        played = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
+        factor = played[0].to_dict()  # the speed trace carries level 0's; the others run at theirs relative to it
+        by_level = {speed: (row / row[0]).to_numpy() for speed, row in played.iterrows()}
         for run in range(settings.real_runs):
             for index, label in enumerate(plan.labels):
                 say(f"real run {run + 1} of {settings.real_runs}: {label} ({settings.seconds:g} s)")
@@ -161,6 +177,8 @@ def run_validation(
                 applied.insert(0, "policy", label)
                 applied.insert(1, "run", run)
                 applied_frames.append(applied)
+    idle = probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")]
+    noise = fit_noise(idle["begin_s"], idle["took_ms"], idle["predicted_ms"], window_s=max(NOISE_WINDOW_S, 8 * mean_gap_s))
     real_records = pd.concat([frame for frames in real_frames for frame in frames], ignore_index=True)
     schedule = pd.concat(applied_frames, ignore_index=True)
 
@@ -172,11 +190,14 @@ def run_validation(
             applied = schedule[(schedule["policy"] == label) & (schedule["run"] == run)].copy()
             applied.iloc[0, applied.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
             applied = applied.drop_duplicates("t_s", keep="last")
-            sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run))
+            sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
+                                            noise=Device(noise=noise.spec).noise, by_level=by_level))  # fmt: skip
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
 
     calibration.to_csv(work / "calibration.csv", index=False, float_format="%.6g")
+    probes.to_csv(work / "calibration_probes.csv", index=False, float_format="%.6g")
+    (work / "noise.yaml").write_text(_noise_yaml(noise))
     schedule.to_csv(work / "schedule.csv", index=False, float_format="%.6f")
     real_records.to_csv(work / "real_records.csv", index=False, float_format="%.9g")
     sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
@@ -184,7 +205,7 @@ def run_validation(
     deadline = scenario.workload.deadline
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
-    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, comparison, notes))
+    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, noise, comparison, notes))
     return comparison
 
 
@@ -199,14 +220,34 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
     drift = float(calibration.loc[calibration["gaps"] == "none", "measured_speed"].iloc[0])
     if QUIET_SPEED[0] <= drift <= QUIET_SPEED[1]:
         return None
+    made = f"{profile.meta.provenance.cpu}, {profile.meta.provenance.created_utc}"
+    if drift > QUIET_SPEED[1]:
+        return (f"with no competing load, this machine ran level 0 at {drift:.2f} of the profile's speed: faster than "
+                f"profiled, so the profile was measured on another machine or while this one was busy ({made}). The "
+                "comparison plays the scenario's speeds against what was measured here, but the profile's spread is not "
+                "this machine's; validate with --reprofile")
     return (f"with no competing load, this machine ran level 0 at {drift:.2f} of the profile's speed: it is busy (other "
-            f"work on its cores), or it is not the machine the profile was measured on ({profile.meta.provenance.cpu}, "
-            f"{profile.meta.provenance.created_utc}). The comparison plays the scenario's speeds against what was measured, "
-            "but the real tails carry that other load; validate on a quiet machine, or with --reprofile")
+            f"work on its cores), or it is not the machine the profile was measured on ({made}). The comparison plays "
+            "the scenario's speeds against what was measured, but the real tails carry that other load; validate on a "
+            "quiet machine, or with --reprofile")
+
+
+NOISE_WINDOW_S = 0.05
+"""The shortest window the machine's wander is measured over (longer when the scenario's
+requests are sparse: at least eight probes' worth)."""
+
+
+def _noise_yaml(noise: NoiseFit) -> str:
+    """The fitted noise as a scenario's ``device.noise``, with what it rests on."""
+    head = (f"# This machine's own noise, measured by simqos validate: {noise.probes} probes over {noise.seconds:.1f} s with no "
+            f"competing load, in windows of {noise.window_s * 1e3:.0f} ms;\n# the wander explains {noise.persistent_share:.0%} "
+            f"of the windows' variance; {noise.stalls} stalls (a probe over {STALL_FACTOR:g}x its prediction).\n"
+            "# Paste under a scenario's device: to simulate with it.\n")
+    return head + yaml.safe_dump({"noise": noise.spec}, sort_keys=False)
 
 
 def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
-              comparison: pd.DataFrame, notes: list[str]) -> str:
+              noise: NoiseFit, comparison: pd.DataFrame, notes: list[str]) -> str:
     lines = [
         f"# validation of {scenario.name}",
         "",
@@ -217,17 +258,33 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         "",
         "## Calibration: the speed each load state delivered",
         "",
-        "Measured speed: what the profile predicts for the probes (its mean level-0 time, times its slowdown "
+        "Measured speed: what the profile predicts for the probes (its mean time at the level, times its slowdown "
         "after each probe's actual idle gap) over what they took; 1.0 = as profiled. Back-to-back probes with "
         "no load show the machine's drift since profiling; probes after idle gaps like the scenario's check "
         "the profile's idle slowdown; the other states add the competitors.",
         "",
-        "| target speed | gaps | competitors x nice | fair share | probe mean ms | p90 ms | predicted mean ms | measured speed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target speed | gaps | competitors x nice | fair share | level | probe mean ms | p90 ms | predicted mean ms | measured speed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in calibration.itertuples(index=False):
-        lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | "
+        lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | {row.level} | "
                      f"{row.mean_ms:.3f} | {row.p90_ms:.3f} | {row.predicted_mean_ms:.3f} | {row.measured_speed:.3f} |")
+    lines += [
+        "",
+        "## The machine's own noise",
+        "",
+        f"From the {noise.probes} probes of the idle state at the scenario's gaps ({noise.seconds:.1f} s), in windows of "
+        f"{noise.window_s * 1e3:.0f} ms: the wander explains {noise.persistent_share:.0%} of the windows' variance (the rest "
+        f"is the independent variation the profile's draws already carry); {noise.stalls} stalls (a probe over "
+        f"{STALL_FACTOR:g}x its prediction), {noise.stall_rate_hz:.3g} per second of service, {noise.stall_mean_ms:.3g} ms "
+        "long on average. The simulation multiplies this process onto the schedule's speed (`noise.yaml`: paste it "
+        "under a scenario's `device:`).",
+        "",
+        "| state | speed | mean dwell ms |",
+        "|---|---|---|",
+    ]
+    states = noise.spec.get("states", [{"name": "steady", "speed": 1.0, "mean_dwell_s": math.inf}])
+    lines += [f"| {s['name']} | {s['speed']:.3f} | {s['mean_dwell_s'] * 1e3:.3g} |" for s in states]
     lines += [
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
