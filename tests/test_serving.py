@@ -125,6 +125,8 @@ def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
         clock = _FakeClock()
         device = _FakeDevice(inputs.work_ms, served, clock)
         real = serve(device, plan, index, inputs.arrivals_s, inputs.deadlines_s, lambda: 1.0, 0.0, clock.read, clock.wait)
+        cost = real.pop("overhead_work_ms")  # the server's own cost: nothing, on a clock only the device moves
+        assert (cost[real["finish_s"].notna()] == 0.0).all()
         pd.testing.assert_frame_equal(real, simulated, check_exact=False, atol=1e-9)
         assert (real["route"] == simulated["route"]).all()
 
