@@ -200,7 +200,8 @@ def test_a_busy_machine_is_named(tmp_path, tiny_profile_dir, monkeypatch):
 def test_a_machine_busy_for_real_is_named(tmp_path, tiny_profile_dir):
     """Another process spinning on the serving core the whole time, as on a machine with other
     work: the calibration's back-to-back probes with no load of validate's own get about half
-    the core, and validate warns that the machine is busy."""
+    the core (3,000 probes of the tiny model span many scheduler slices: a few fit in one), and
+    validate warns that the machine is busy."""
     from simqos.validate.loadgen import serving_core
 
     spin = "import os, time\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n" % serving_core()
@@ -209,7 +210,7 @@ def test_a_machine_busy_for_real_is_named(tmp_path, tiny_profile_dir):
         time.sleep(0.5)
         out = tmp_path / "v"
         result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir, requests=50)), "--seconds", "0.5",
-                                     "--noise-seconds", "0.5", "--sim-replications", "1", "--probes", "50", "--out", str(out)])
+                                     "--noise-seconds", "0.5", "--sim-replications", "1", "--probes", "3000", "--out", str(out)])
     finally:
         busy.kill()
         busy.wait()
