@@ -35,8 +35,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
-__all__ = ["STALL_FACTOR", "STALL_SPEED", "NoiseFit", "fit_noise"]
+__all__ = ["STALL_FACTOR", "STALL_SPEED", "NoiseFit", "fit_noise", "window_s"]
 
 STALL_FACTOR = 4.0
 """A probe that took this many times its prediction (at the calibrated speed) is a stall."""
@@ -50,13 +51,25 @@ MIN_PROBES = 3
 NAMES = ("slow", "middle", "fast")
 
 
+SHORTEST_WINDOW_S = 0.05
+"""The shortest window the wander is measured over."""
+
+
+def window_s(mean_gap_s: float) -> float:
+    """The window for probes a mean ``mean_gap_s`` apart: :data:`SHORTEST_WINDOW_S`, or eight
+    probes' worth when they are sparser."""
+    return max(SHORTEST_WINDOW_S, 8 * mean_gap_s)
+
+
 @dataclass(frozen=True)
 class NoiseFit:
-    """The fitted noise: ``spec`` (a ``device.noise`` Markov process: states, jumps), and what
-    it rests on: seconds measured, probes, windows, the wander's share of the windows' variance
+    """The fitted noise: ``spec`` (a ``device.noise`` process; ``states``: its states, one
+    ``steady`` state when there is neither wander nor stall), and what it rests on: seconds
+    measured, probes, windows, the wander's share of the windows' variance
     (``persistent_share``), stalls seen with their rate (per second of service) and mean length."""
 
     spec: dict
+    states: list[dict]
     seconds: float
     probes: int
     windows: int
@@ -65,6 +78,14 @@ class NoiseFit:
     stalls: int
     stall_rate_hz: float
     stall_mean_ms: float
+
+    def yaml(self) -> str:
+        """The noise as a scenario's ``device.noise``, with what it rests on in comments."""
+        head = (f"# This machine's own noise, measured by simqos validate: {self.probes} probes over {self.seconds:.1f} s with "
+                f"no competing load, in windows of {self.window_s * 1e3:.0f} ms;\n# the wander explains "
+                f"{self.persistent_share:.0%} of the windows' variance; {self.stalls} stalls (a probe over {STALL_FACTOR:g}x "
+                "its prediction).\n# Paste under a scenario's device: to simulate with it.\n")
+        return head + yaml.safe_dump({"noise": self.spec}, sort_keys=False)
 
 
 def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray, window_s: float) -> NoiseFit:
@@ -83,7 +104,7 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     index, counts = np.unique(window, return_counts=True)
     kept = index[counts >= MIN_PROBES]
     if len(kept) < 3 * 2:  # too few windows to split into states and count their runs
-        return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [seconds], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
+        return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [math.inf], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
     at = np.searchsorted(kept, window)
     inside = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == window)
     w, t, e = at[inside], took[inside], expected[inside]
@@ -95,7 +116,7 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     between = float(np.var(log_speed, ddof=1))
     share = min(max(1.0 - chance / between, 0.0), 1.0) if between > 1e-12 else 0.0  # no spread: no wander
     if share == 0.0:
-        return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [seconds], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
+        return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [math.inf], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
     state = np.searchsorted(np.quantile(log_speed, [1 / 3, 2 / 3]), log_speed, side="right")
     shrunk = np.exp(math.sqrt(share) * (log_speed - log_speed.mean()))
     occupancy = np.bincount(state, minlength=3) / len(state)
@@ -149,4 +170,4 @@ def _fit(seconds, probes, windows, window_s, share, speeds, dwell, jumps, stalls
               for name, v, d in zip(names, speeds, dwell)]  # fmt: skip
     spec = {"kind": "constant", "speed": 1.0} if len(states) == 1 else {
         "kind": "markov", "states": states, "transitions": np.round(jumps, 6).tolist()}
-    return NoiseFit(spec, seconds, probes, windows, window_s, share, int(stalls), float(stall_rate), stall_ms)
+    return NoiseFit(spec, states, seconds, probes, windows, window_s, share, int(stalls), float(stall_rate), stall_ms)

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from simqos import plots
 from simqos.engine import Plan, build_plan, sample_inputs
@@ -43,7 +42,7 @@ from simqos.bundle import Profile
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, simulate_like
-from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise
+from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.real import calibrate, collector_paused, real_model, serve
 
@@ -178,7 +177,8 @@ def run_validation(
                 applied.insert(1, "run", run)
                 applied_frames.append(applied)
     idle = probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")]
-    noise = fit_noise(idle["begin_s"], idle["took_ms"], idle["predicted_ms"], window_s=max(NOISE_WINDOW_S, 8 * mean_gap_s))
+    noise = fit_noise(idle["begin_s"], idle["took_ms"], idle["predicted_ms"], window_s=noise_window_s(mean_gap_s))
+    noise_process = Device(noise=noise.spec).noise
     real_records = pd.concat([frame for frames in real_frames for frame in frames], ignore_index=True)
     schedule = pd.concat(applied_frames, ignore_index=True)
 
@@ -191,13 +191,13 @@ def run_validation(
             applied.iloc[0, applied.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
             applied = applied.drop_duplicates("t_s", keep="last")
             sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
-                                            noise=Device(noise=noise.spec).noise, by_level=by_level))  # fmt: skip
+                                            noise=noise_process, by_level=by_level))  # fmt: skip
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
 
     calibration.to_csv(work / "calibration.csv", index=False, float_format="%.6g")
     probes.to_csv(work / "calibration_probes.csv", index=False, float_format="%.6g")
-    (work / "noise.yaml").write_text(_noise_yaml(noise))
+    (work / "noise.yaml").write_text(noise.yaml())
     schedule.to_csv(work / "schedule.csv", index=False, float_format="%.6f")
     real_records.to_csv(work / "real_records.csv", index=False, float_format="%.9g")
     sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
@@ -230,20 +230,6 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
             f"work on its cores), or it is not the machine the profile was measured on ({made}). The comparison plays "
             "the scenario's speeds against what was measured, but the real tails carry that other load; validate on a "
             "quiet machine, or with --reprofile")
-
-
-NOISE_WINDOW_S = 0.05
-"""The shortest window the machine's wander is measured over (longer when the scenario's
-requests are sparse: at least eight probes' worth)."""
-
-
-def _noise_yaml(noise: NoiseFit) -> str:
-    """The fitted noise as a scenario's ``device.noise``, with what it rests on."""
-    head = (f"# This machine's own noise, measured by simqos validate: {noise.probes} probes over {noise.seconds:.1f} s with no "
-            f"competing load, in windows of {noise.window_s * 1e3:.0f} ms;\n# the wander explains {noise.persistent_share:.0%} "
-            f"of the windows' variance; {noise.stalls} stalls (a probe over {STALL_FACTOR:g}x its prediction).\n"
-            "# Paste under a scenario's device: to simulate with it.\n")
-    return head + yaml.safe_dump({"noise": noise.spec}, sort_keys=False)
 
 
 def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
@@ -283,8 +269,7 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         "| state | speed | mean dwell ms |",
         "|---|---|---|",
     ]
-    states = noise.spec.get("states", [{"name": "steady", "speed": 1.0, "mean_dwell_s": math.inf}])
-    lines += [f"| {s['name']} | {s['speed']:.3f} | {s['mean_dwell_s'] * 1e3:.3g} |" for s in states]
+    lines += [f"| {s['name']} | {s['speed']:.3f} | {s['mean_dwell_s'] * 1e3:.3g} |" for s in noise.states]
     lines += [
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
