@@ -179,6 +179,16 @@ class ServiceModel:
                 out[k, : seg + 1] += np.quantile(samples, quantile) + self.glue_ms[k]
         return out
 
+    @functools.cached_property
+    def mean_segment_work_ms(self) -> np.ndarray:
+        """(n_levels, n_segments): a segment's mean work (profiled ms) at each level, exactly
+        the mean of :meth:`segment_work_ms`'s draws (each layer's samples are equally likely)."""
+        out = np.zeros((self.n_levels, self.n_segments))
+        for j, per_level in enumerate(self.sorted_samples_ms):
+            for k, samples in enumerate(per_level):
+                out[k, self.layer_segment[j]] += float(np.mean(samples)) + self.glue_ms[k]
+        return out
+
     def _work_draws(self, draws: int, seed: int) -> np.ndarray:
         """``draws`` requests' work per level and segment (:meth:`segment_work_ms`), from ``seed``."""
         return self.segment_work_ms(np.random.default_rng(seed).random((draws, len(self.sorted_samples_ms))))

@@ -234,3 +234,32 @@ def test_the_floor_is_how_far_one_real_run_lies_from_the_pooled_one():
     assert real_floor(records([[10.0] * 50, [np.nan] * 50]), "a", 50, 10.0) == 0.0  # a run that served nothing
     assert within(TOLERANCE, 0.0) and not within(TOLERANCE + 0.01, 0.0)
     assert within(-0.15, 0.2) and not within(0.25, 0.2)  # the floor widens the band when it is the larger
+
+
+def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_path):
+    """Two segments at exactly 2 ms (level 0) and 1 ms (level 1): a request on route 0-1 is
+    predicted 3 ms of work — 4 ms where level 1 runs at half level 0's speed — plus the server's
+    own cost, spread over the segments; the state it started in is the schedule's at its start, and a state with fewer
+    than MIN_SERVED requests is left to the calibration."""
+    from bundles import scenario_dict, write_bundle
+    from simqos.engine import build_plan
+    from simqos.scenario import parse_scenario
+    from simqos.validate.compare import MIN_SERVED, served_speeds
+
+    bundle = write_bundle(tmp_path / "b", {("a", 0): [2.0], ("b", 0): [2.0], ("a", 1): [1.0], ("b", 1): [1.0]}, {"a": 0, "b": 1})
+    plan = build_plan(parse_scenario(scenario_dict(bundle)))
+    quick = MIN_SERVED + 5  # requests in the first state (speed 1): route 0-0, 4 ms of work in 5 ms
+    slow = MIN_SERVED - 1  # then at target 0.5: too few to read
+    start = np.arange(quick + slow) * 0.1
+    took_ms = np.r_[np.full(quick, 5.0), np.full(slow, 8.0)]
+    real = pd.DataFrame({"start_s": start, "finish_s": start + took_ms / 1e3, "route": ["0-0"] * quick + ["0-1"] * slow,
+                         "overhead_work_ms": 0.0})
+    real.loc[len(real)] = [np.nan, np.nan, "", np.nan]  # dropped: not served, not counted
+    applied = pd.DataFrame({"t_s": [0.0, quick * 0.1 - 0.05], "target_speed": [1.0, 0.5]})
+    by_level = {1.0: np.array([1.0, 1.0]), 0.5: np.array([1.0, 0.5])}
+    assert served_speeds(plan, real, applied, by_level) == pytest.approx({1.0: 0.8})
+    real.loc[quick:, "overhead_work_ms"] = 1.0
+    more = pd.concat([real, real.iloc[quick : quick + 1]], ignore_index=True).sort_values("start_s")  # now enough at 0.5
+    # 2 ms at level 0, 1 ms at level 1 running at half speed, and the server's 1 ms spread over the two segments as
+    # the simulation charges it (half of it at half speed): 5.5 ms of work in 8 ms
+    assert served_speeds(plan, more, applied, by_level)[0.5] == pytest.approx(5.5 / 8.0)

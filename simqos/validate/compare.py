@@ -1,8 +1,8 @@
 """The simulator's side of a validation, and the comparison (no torch here).
 
 :func:`simulate_like` replays what really happened — the same arrivals and deadlines, and the
-load schedule as it was really applied, each state at the speed factor it was measured to
-deliver, times the machine's own noise as measured — through the simulator, ``replications``
+load schedule as it was really applied, each state at the speed the run's own requests were
+served at (:func:`served_speeds`), times the machine's own noise as measured — through the simulator, ``replications``
 times with fresh latency draws (and noise) from the profile, each request charged the real
 server's mean cost of its own (bookkeeping and decisions, measured in the real run). :func:`compare` sets each policy's real records against the simulated ones, and
 measures the floor: how much the real runs of the same arrivals and schedule differ from each
@@ -21,10 +21,47 @@ from scipy.stats import ks_2samp
 from simqos.device import ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, sampled
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
 
-__all__ = ["TOLERANCE", "compare", "real_floor", "simulate_like", "within"]
+__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "real_floor", "served_speeds", "simulate_like", "within"]
 
 TOLERANCE = 0.10
 """Largest relative error of p50 and p99 that passes."""
+
+MIN_SERVED = 20
+"""A load state needs this many requests served in it for a run's own speed in it to be read;
+with fewer, the calibration's stands."""
+
+
+def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None) -> dict[float, float]:
+    """The speed each load state delivered to one real run's own served requests, level 0's as
+    the schedule carries it: the work the profile predicts for them over the time they took,
+    by the state in force when each started (``applied``: columns t_s, target_speed).
+
+    A request's predicted work is its route's mean work segment by segment
+    (:attr:`~simqos.service.ServiceModel.mean_segment_work_ms`) times each level's idle
+    slowdown after the request's real idle gap, each level's divided by its speed relative to
+    level 0's in that state (``by_level``, from the calibration); the server's own cost as
+    measured (``overhead_work_ms``) is spread over the segments and slowed with them, as
+    :func:`simulate_like` charges it. The machine's speed drifts over minutes — by 15 % between
+    runs a minute apart on a shared VM — so a calibration minutes earlier cannot stand for it;
+    this is what the simulation is given instead, and it leaves the queueing, the tails and
+    the policies' decisions for the comparison to test. States with fewer than
+    :data:`MIN_SERVED` requests are left out of the result."""
+    model = plan.model
+    served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
+    start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
+    idle_ms = np.maximum(start - np.concatenate(([0.0], finish[:-1])), 0.0) * 1e3
+    levels = np.array([[int(k) for k in str(route).split("-")] for route in served["route"]], dtype=np.int64).reshape(len(served), model.n_segments)
+    factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
+    state = Trace(applied["t_s"].to_numpy(dtype=float), applied["target_speed"].to_numpy(dtype=float)).at(start)
+    relative = np.stack([by_level[float(v)] for v in state]) if by_level else np.ones((len(served), model.n_levels))
+    rows = np.arange(len(served))[:, None]
+    segments = np.arange(model.n_segments)[None, :]
+    own_ms = served["overhead_work_ms"].fillna(0.0).to_numpy(dtype=float) if "overhead_work_ms" in served else np.zeros(len(served))
+    per_segment_ms = model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments
+    work_ms = (per_segment_ms * factors[rows, levels] / relative[rows, levels]).sum(axis=1)
+    took_ms = (finish - start) * 1e3
+    return {float(v): float(work_ms[state == v].sum() / took_ms[state == v].sum())
+            for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
 
 
 def simulate_like(
@@ -39,7 +76,8 @@ def simulate_like(
     by_level: dict[float, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
-    (``real``) under its applied schedule (``applied``: columns t_s, measured_speed), times the
+    (``real``) under its applied schedule (``applied``: columns t_s, target_speed, and
+    served_speed: what each state delivered, :func:`served_speeds`), times the
     machine's ``noise`` (a ``device.noise`` process, :mod:`simqos.validate.noise`) when given:
     replications ``first_replication`` .. of the seed's latency draws, each with its own noise.
     The real server's own cost (``real``'s ``overhead_work_ms``, its mean over the run) is
@@ -49,7 +87,7 @@ def simulate_like(
     arrival, so that a short request under competitors gets the share it was measured to get."""
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()
-    schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["measured_speed"].to_numpy(dtype=float))
+    schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float))
     everything = constant_trace(0.0)  # the least sparse level, hence every level, is resident
     horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
     overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0

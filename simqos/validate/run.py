@@ -8,7 +8,9 @@
    :mod:`simqos.validate.noise`) is fitted from. Every policy gets the same arrivals and the
    same schedule, ``real_runs`` times.
 2. The simulation (:mod:`simqos.validate.compare`): the same arrivals and the schedule as it was
-   applied, at the measured factors, times the fitted noise, with latency drawn from the profile.
+   applied, each state at the speed the run's own requests were served at (the machine drifts
+   over minutes, so the calibration's factor cannot stand for a later run; its levels' relative
+   speeds do), times the fitted noise, with latency drawn from the profile.
 3. The comparison, written to ``OUT/``: ``comparison.csv``, ``report.md`` (table and verdict),
    ``calibration.csv`` and ``calibration_probes.csv``, ``noise.yaml`` (the fitted noise as a
    scenario's ``device.noise``), ``schedule.csv`` (every switch as applied),
@@ -41,7 +43,7 @@ from simqos.policies import POLICIES
 from simqos.bundle import Profile
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
-from simqos.validate.compare import TOLERANCE, compare, simulate_like
+from simqos.validate.compare import TOLERANCE, compare, served_speeds, simulate_like
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.real import calibrate, collector_paused, real_model, serve
@@ -180,18 +182,22 @@ def run_validation(
     noise = fit_noise(idle["begin_s"], idle["took_ms"], idle["predicted_ms"], window_s=noise_window_s(mean_gap_s))
     noise_process = Device(noise=noise.spec).noise
     real_records = pd.concat([frame for frames in real_frames for frame in frames], ignore_index=True)
-    schedule = pd.concat(applied_frames, ignore_index=True)
 
     say("simulation")
-    sim_frames = []
+    sim_frames, replayed = [], []
     per_run = settings.draws_per_run
     for index, label in enumerate(plan.labels):
-        for run, real_run in enumerate(real_frames[index]):
-            applied = schedule[(schedule["policy"] == label) & (schedule["run"] == run)].copy()
+        for run, (real_run, as_applied) in enumerate(zip(real_frames[index], applied_frames[index::len(plan.labels)])):
+            applied = as_applied.copy()
             applied.iloc[0, applied.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
             applied = applied.drop_duplicates("t_s", keep="last")
+            served = served_speeds(plan, real_run, applied, by_level)
+            for frame in (applied, as_applied):
+                frame["served_speed"] = [served.get(v, m) for v, m in zip(frame["target_speed"], frame["measured_speed"])]
+            replayed.append(as_applied)
             sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
                                             noise=noise_process, by_level=by_level))  # fmt: skip
+    schedule = pd.concat(replayed, ignore_index=True)
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
 
@@ -205,7 +211,7 @@ def run_validation(
     deadline = scenario.workload.deadline
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
-    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, noise, comparison, notes))
+    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, noise, schedule, comparison, notes))
     return comparison
 
 
@@ -233,7 +239,7 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
 
 
 def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
-              noise: NoiseFit, comparison: pd.DataFrame, notes: list[str]) -> str:
+              noise: NoiseFit, schedule: pd.DataFrame, comparison: pd.DataFrame, notes: list[str]) -> str:
     lines = [
         f"# validation of {scenario.name}",
         "",
@@ -270,6 +276,20 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
         "|---|---|---|",
     ]
     lines += [f"| {s['name']} | {s['speed']:.3f} | {s['mean_dwell_s'] * 1e3:.3g} |" for s in noise.states]
+    lines += [
+        "",
+        "## The speed each run was served at",
+        "",
+        "What each load state delivered to the run's own requests (their predicted work over the time they took, "
+        "level 0's), against the calibration's: the simulation replays each run at its own, so that the machine's "
+        "drift over minutes is not laid to the simulator's account.",
+        "",
+        "| policy | run | target speed | calibrated | served |",
+        "|---|---|---|---|---|",
+    ]
+    speeds = schedule.groupby(["policy", "run", "target_speed"], sort=False)[["measured_speed", "served_speed"]].first()
+    lines += [f"| {policy} | {run + 1} | {target:g} | {row.measured_speed:.3f} | {row.served_speed:.3f} |"
+              for (policy, run, target), row in speeds.iterrows()]  # fmt: skip
     lines += [
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
