@@ -126,9 +126,63 @@ def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
         device = _FakeDevice(inputs.work_ms, served, clock)
         real = serve(device, plan, index, inputs.arrivals_s, inputs.deadlines_s, lambda: 1.0, 0.0, clock.read, clock.wait)
         cost = real.pop("overhead_work_ms")  # the server's own cost: nothing, on a clock only the device moves
+        assert (real.pop("resident_wait_ms") == 0.0).all()  # every level resident
         assert (cost[real["finish_s"].notna()] == 0.0).all()
         pd.testing.assert_frame_equal(real, simulated, check_exact=False, atol=1e-9)
         assert (real["route"] == simulated["route"]).all()
+
+
+def test_the_real_server_waits_for_evicted_levels_as_the_simulator_does_on_a_fake_clock(tmp_path):
+    """Under a memory process, on the fake clock: the policy sees the least sparse resident
+    level, a chosen level not resident is waited for until the simulator's residency has it
+    back, and a request whose level never returns is dropped — the simulator's records."""
+    from simqos.validate.real import serve
+
+    bundle = write_bundle(tmp_path / "m", {("a", 0): [2.0, 2.5], ("b", 0): [2.0, 2.5], ("a", 1): [1.0, 1.2], ("b", 1): [1.0, 1.2]},
+                          {"a": 0, "b": 1}, level_bytes=[2_000_000, 800_000])
+    memory = {"kind": "markov", "states": [{"memory_mb": 3, "mean_dwell_s": 0.3}, {"memory_mb": 1, "mean_dwell_s": 0.2},
+                                           {"memory_mb": 0.5, "mean_dwell_s": 0.05}]}
+    scenario = scenario_dict(bundle, requests=600, warmup_requests=0,
+                             device={"memory": memory, "storage_bandwidth_mb_s": 20},
+                             workload={"arrival": {"kind": "poisson", "rate_hz": 300}, "deadline": {"kind": "constant", "ms": 8}},
+                             policies=[{"kind": "static", "level": 0}, {"kind": "static", "level": 1}, {"kind": "greedy"},
+                                       {"kind": "deadline_aware", "count_queue": True}])
+    plan = build_plan(parse_scenario(scenario))
+    inputs = sample_inputs(plan, 0)
+    levels = inputs.resident.values
+    assert {0, 1, 2} <= set(levels.astype(int))  # every level evicted, and all back, at some time
+    for index in range(len(plan.labels)):
+        simulated = run_policy(plan, inputs, index, 0)
+        served = simulated.index[simulated["finish_s"].notna()].tolist()
+        clock = _FakeClock()
+        device = _FakeDevice(inputs.work_ms, served, clock)
+        real = serve(device, plan, index, inputs.arrivals_s, inputs.deadlines_s, lambda: 1.0, 0.0, clock.read, clock.wait,
+                     residency=_FakeResidency(inputs.resident, clock))
+        real.pop("overhead_work_ms")
+        waited_ms = real.pop("resident_wait_ms")
+        pd.testing.assert_frame_equal(real, simulated, check_exact=False, atol=1e-9)
+        served_ms = real["latency_ms"].notna()
+        assert (waited_ms[served_ms] <= real.loc[served_ms, "latency_ms"] + 1e-9).all()
+        if index == 0:  # static level 0 waits out its evictions, and the records say how long
+            assert waited_ms.max() > 40
+
+
+class _FakeResidency:
+    """The simulator's residency, read on the fake clock: waiting moves the clock to when the
+    level is back."""
+
+    def __init__(self, resident, clock: _FakeClock) -> None:
+        self.times, self.levels, self.clock = resident.times_s, resident.values, clock
+
+    def sync(self) -> int:
+        return int(self.levels[bisect.bisect_right(self.times, self.clock.now) - 1])
+
+    def wait_for(self, level: int) -> bool:
+        back = serving.resident_from(self.times, self.levels, level, self.clock.now)
+        if np.isinf(back):
+            return False
+        self.clock.now = back
+        return True
 
 
 class _FakeClock:

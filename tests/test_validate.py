@@ -140,8 +140,37 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     assert "The machine's own noise" in (out / "report.md").read_text()
 
 
+def test_a_validation_under_memory_pressure(tmp_path, tiny_profile_dir):
+    """The memory schedule is played for real: levels are evicted and reloaded, reloads read
+    for at least the model's time, static level 0 waits for its level, and the simulation
+    replays the memory as it was applied."""
+    from simqos.bundle import load_profile
+
+    sizes_mb = load_profile(tiny_profile_dir).layers.groupby("level")["weight_bytes"].sum().sort_index().to_numpy() / 1e6
+    bandwidth = (sizes_mb[0] - sizes_mb[1]) / 0.04  # level 0's extra weights: 40 ms to reload
+    memory = {"kind": "markov", "states": [{"name": "free", "memory_mb": float(sizes_mb[0] * 1.5), "mean_dwell_s": 0.3},
+                                           {"name": "tight", "memory_mb": float(sizes_mb[1] * 1.2), "mean_dwell_s": 0.2}]}
+    scenario = _scenario(tmp_path, tiny_profile_dir, device={"memory": memory, "storage_bandwidth_mb_s": float(bandwidth)})
+    out = tmp_path / "v"
+    result = runner.invoke(app, ["validate", str(scenario), "--seconds", "2", "--noise-seconds", "1", "--sim-replications", "2",
+                                 "--probes", "20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    applied = pd.read_csv(out / "memory_schedule.csv")
+    assert set(applied["policy"]) == {"static L0", "deadline_aware (q0.9)"} and applied["memory_mb"].nunique() == 2
+    log = pd.read_csv(out / "residency.csv")
+    reloads = log[log["event"] == "reloaded"]
+    assert (log["event"] == "evicted").any() and len(reloads) > 0
+    assert (reloads["level"] == 0).all() and (reloads["read_ms"] >= 39).all()
+    real = pd.read_csv(out / "real_records.csv", dtype={"route": str})
+    sim = pd.read_csv(out / "sim_records.csv.gz", dtype={"route": str})
+    for records in (real, sim):  # static level 0 waits out every eviction, on both sides
+        assert records.loc[records["policy"] == "static L0", "latency_ms"].max() > 20
+    adaptive = real[real["policy"] == "deadline_aware (q0.9)"]
+    assert adaptive["route"].str.contains("1").any()  # rerouted around the evicted level
+    assert "Memory: what the real server evicted and reloaded" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("extra, fragment", [
-    ({"device": {"memory": {"kind": "constant", "memory_mb": 4}}}, "device.memory"),
     ({"device": {"speed": {"kind": "constant", "speed": 2.0}}}, "device.speed"),
     ({"policies": [{"kind": "clairvoyant"}]}, "only clairvoyant policies"),
 ])

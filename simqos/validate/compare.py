@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from simqos.device import ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, sampled
+from simqos.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, resident_trace,
+                           sampled)
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
 
 __all__ = ["MIN_SERVED", "TOLERANCE", "compare", "real_floor", "served_speeds", "simulate_like", "within"]
@@ -44,7 +45,8 @@ def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_leve
     :func:`simulate_like` charges it. The machine's speed drifts over minutes — by 15 % between
     runs a minute apart on a shared VM — so a calibration minutes earlier cannot stand for it;
     this is what the simulation is given instead, and it leaves the queueing, the tails and
-    the policies' decisions for the comparison to test. States with fewer than
+    the policies' decisions for the comparison to test. Time a request waited for an evicted
+    level (``resident_wait_ms``) is not service and is left out. States with fewer than
     :data:`MIN_SERVED` requests are left out of the result."""
     model = plan.model
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
@@ -60,6 +62,8 @@ def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_leve
     per_segment_ms = model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments
     work_ms = (per_segment_ms * factors[rows, levels] / relative[rows, levels]).sum(axis=1)
     took_ms = (finish - start) * 1e3
+    if "resident_wait_ms" in served:  # waiting for an evicted level is not service
+        took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
     return {float(v): float(work_ms[state == v].sum() / took_ms[state == v].sum())
             for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
 
@@ -74,6 +78,7 @@ def simulate_like(
     first_replication: int = 0,
     noise: Any = None,
     by_level: dict[float, np.ndarray] | None = None,
+    memory: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
     (``real``) under its applied schedule (``applied``: columns t_s, target_speed, and
@@ -84,11 +89,19 @@ def simulate_like(
     charged to every request as work spread over its segments. ``by_level``: for each load
     state (``applied``'s target_speed), each level's measured speed relative to level 0's (the
     schedule's): a request's work at a level is divided by it for the state in force at its
-    arrival, so that a short request under competitors gets the share it was measured to get."""
+    arrival, so that a short request under competitors gets the share it was measured to get.
+    ``memory``: the memory schedule as the real run applied it (columns t_s, memory_mb, the first
+    at 0), the levels resident following it as the simulator's model has them
+    (:func:`~simqos.device.resident_trace`, at the scenario's storage bandwidth); without it
+    every level is resident."""
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()
     schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float))
-    everything = constant_trace(0.0)  # the least sparse level, hence every level, is resident
+    if memory is None:
+        memory_mb, resident = constant_trace(math.inf), constant_trace(0.0)  # every level resident
+    else:
+        memory_mb = Trace(memory["t_s"].to_numpy(dtype=float), memory["memory_mb"].to_numpy(dtype=float))
+        resident = resident_trace(memory_mb, plan.model.level_bytes, plan.scenario.device.storage_bandwidth_mb_s)
     horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
     overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0
     model = plan.model
@@ -103,8 +116,8 @@ def simulate_like(
         speed = schedule if noise is None else sampled(
             ProductProcess(ReplayedProcess(schedule, repeat=False),
                            process_from_spec(noise, "speed", np.random.default_rng(stream.spawn(1)[0]))), horizon_s)  # fmt: skip
-        inputs = ReplicationInputs(arrivals, deadlines, work_ms, SpeedTrace(speed), constant_trace(math.inf),
-                                   everything, horizon_s)  # the measured schedule, its last speed held  # fmt: skip
+        inputs = ReplicationInputs(arrivals, deadlines, work_ms, SpeedTrace(speed), memory_mb,
+                                   resident, horizon_s)  # the measured schedules, their last values held  # fmt: skip
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
 

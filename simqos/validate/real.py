@@ -11,8 +11,9 @@ arrivals (first come, first served, one request at a time, the scenario's queue 
 
 The queue rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), as
 in the simulator, and the same :class:`~simqos.serving.Decision` reaches the policy: the speed
-is the calibrated factor of the load state in force, every level is resident (no memory
-process is played), and a clairvoyant policy, which needs the future, cannot run here.
+is the calibrated factor of the load state in force, the resident levels are those a memory
+schedule played for real leaves (:mod:`simqos.validate.memory`; all of them without one), and a
+clairvoyant policy, which needs the future, cannot run here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,27 +43,42 @@ __all__ = ["RealModel", "calibrate", "collector_paused", "real_model", "serve"]
 
 
 class _Router:
-    """The levels of the request in flight, decided segment by segment on first use."""
+    """The levels of the request in flight, decided segment by segment on first use; a
+    segment's kernels are taken when it is decided, so a level evicted while it runs is dropped
+    for the segments after it (as the simulator has it)."""
 
     def __init__(self) -> None:
         self.levels: list[int] = []
         self.decide: Callable[[int], int] = lambda _segment: 0
+        self.switches: dict[int, list[_Switch]] = {}  # by segment
+        self.taken: dict[int, Callable] = {}  # by id of the switch: the kernel its segment runs
 
     def level(self, segment: int) -> int:
         while len(self.levels) <= segment:  # segments are entered in order
-            self.levels.append(int(self.decide(len(self.levels))))
+            entered = len(self.levels)
+            level = int(self.decide(entered))
+            self.levels.append(level)
+            for switch in self.switches.get(entered, ()):
+                self.taken[id(switch)] = switch.kernels[level].fn
         return self.levels[segment]
+
+    def kernel(self, switch: _Switch) -> Callable:
+        self.level(switch.segment)
+        return self.taken[id(switch)]
 
 
 class _Switch(nn.Module):
-    """Stands in for a prunable layer: runs its kernel at the level of its segment."""
+    """Stands in for a prunable layer: runs its kernel at the level of its segment. ``kernels``
+    holds one built kernel per level, None where the level is not resident."""
 
-    def __init__(self, kernels: list[BuiltKernel], segment: int, router: _Router) -> None:
+    def __init__(self, layer: PrunableLayer, kernels: list[BuiltKernel | None], router: _Router) -> None:
         super().__init__()
-        self.kernels, self.segment, self.router = kernels, segment, router
+        self.layer, self.kernels, self.segment = layer, kernels, layer.segment
+        self.router = router
+        router.switches.setdefault(layer.segment, []).append(self)
 
     def forward(self, *args, **kwargs):
-        return self.kernels[self.router.level(self.segment)].fn(*args, **kwargs)
+        return self.router.kernel(self)(*args, **kwargs)
 
 
 @dataclass
@@ -72,6 +89,11 @@ class RealModel:
     x: torch.Tensor
     router: _Router
     n_segments: int
+    kernel_names: dict[tuple[str, int], str]  # (layer, level) -> the kernel the profile chose
+
+    @property
+    def switches(self) -> list[_Switch]:
+        return [switch for segment in sorted(self.router.switches) for switch in self.router.switches[segment]]
 
     def infer(self, decide: Callable[[int], int]) -> tuple[int, ...]:
         """One inference; ``decide(segment)`` is called at each segment's start; returns the route."""
@@ -91,9 +113,9 @@ def real_model(net: NestedNetwork, kernels: dict[tuple[str, int], str], x: torch
     def switch(layer: PrunableLayer) -> nn.Module:
         module = net.module.get_submodule(layer.name)
         built = [build_kernel(kernels[(layer.name, k)], module, layer_weights(net, layer, k)) for k in range(net.n_levels)]
-        return _Switch(built, layer.segment, router)
+        return _Switch(layer, built, router)
 
-    return RealModel(swap_layers(net, switch), x, router, net.n_segments)
+    return RealModel(swap_layers(net, switch), x, router, net.n_segments, kernels)
 
 
 def calibrate(
@@ -160,6 +182,18 @@ def calibrate(
     return pd.DataFrame(rows), probed
 
 
+class _NeverResident(Exception):
+    """A request's chosen level will not be resident again in this run."""
+
+
+class Residency(Protocol):
+    """What :func:`serve` needs of the levels resident (:class:`simqos.validate.memory.RealResidency`)."""
+
+    def sync(self) -> int: ...
+
+    def wait_for(self, level: int) -> bool: ...
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Collect garbage now, then none until the block ends: a collection inside a request would
@@ -183,6 +217,7 @@ def serve(
     clock: Callable[[], float] = time.perf_counter,
     wait: Callable[[float], None] | None = None,
     replication: int = 0,
+    residency: Residency | None = None,
 ) -> pd.DataFrame:
     """Serve every arrival (seconds after ``t0``, a ``clock`` reading) in real time under the
     plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
@@ -191,7 +226,14 @@ def serve(
     records have the simulator's columns, ``replication`` the real run's index, and
     ``overhead_work_ms``: the server's own cost of each request — its bookkeeping from the start
     to the first layer, and the policy's decisions — in profiled milliseconds of work (the
-    time it took times the speed factor in force), which the model's kernels do not include."""
+    time it took times the speed factor in force), which the model's kernels do not include.
+
+    ``residency`` (:class:`simqos.validate.memory.RealResidency`, or any object with its
+    ``sync`` and ``wait_for``): the levels resident, under a memory schedule being played. At
+    each reroute point the policy sees the least sparse resident level; a chosen level that is
+    not resident is waited for (the wait is not the server's own cost; ``resident_wait_ms`` in
+    the records), and a request whose level will not return is dropped. Without it every
+    level is resident."""
     policy = plan.policy_factories[policy_index]()
     if policy.clairvoyant:
         raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
@@ -205,6 +247,7 @@ def serve(
     reroutes = np.zeros(n, dtype=np.int64)
     outcome = np.full(n, DROPPED, dtype=np.int8)
     overhead_work_ms = np.full(n, np.nan)
+    resident_wait_ms = np.zeros(n)
     left = np.empty(n)
     n_left = 0
     busy_until = 0.0
@@ -228,17 +271,28 @@ def serve(
         def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued, factors=factors) -> int:
             entered = clock()
             levels = real.router.levels
+            floor = residency.sync() if residency is not None else 0
             state = Decision(i, entered - t0, arrival, deadline, segment, levels[-1] if levels else -1,
                              serving.route_code(levels, model.n_levels), speed_now(),
-                             0, model.n_levels, queued, factors, no_future)
+                             floor, model.n_levels, queued, factors, no_future)
             chosen = int(policy.choose(state))
             if not 0 <= chosen < model.n_levels:
                 raise RuntimeError(f"policy {plan.labels[policy_index]} chose level {chosen}")
-            deciding[0] += clock() - entered
+            waited = 0.0
+            if residency is not None and chosen < floor:  # not resident: wait for it
+                began = clock()
+                if not residency.wait_for(chosen):
+                    raise _NeverResident
+                waited = clock() - began
+                resident_wait_ms[i] += waited * 1e3
+            deciding[0] += clock() - entered - waited
             return chosen
 
         inferring = clock()
-        route = real.infer(decide)
+        try:
+            route = real.infer(decide)
+        except _NeverResident:
+            continue  # its level never returns: dropped
         finish[i] = busy_until = clock() - t0
         overhead_work_ms[i] = (inferring - t0 - start[i] + deciding[0]) * 1e3 * speed_now()
         route_code[i] = serving.route_code(route, model.n_levels)
@@ -246,5 +300,6 @@ def serve(
         outcome[i] = MET if finish[i] <= deadline else MISSED
     records = records_table(plan, policy_index, replication, arrivals_s, deadlines_s, start, finish, route_code, reroutes, outcome)
     records["overhead_work_ms"] = overhead_work_ms
+    records["resident_wait_ms"] = resident_wait_ms
     return records
 

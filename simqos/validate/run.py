@@ -18,20 +18,27 @@
    ``plots/validation_ccdf.png``. The folder is built as ``OUT.partial`` and swapped in when
    complete (:mod:`simqos.outputs`).
 
-What cannot be played for real is refused up front, naming the field: a memory process
-(evicting weights is the simulator's model, not something a load generator can do to this
-process), speed factors above 1 (this CPU cannot run faster than it was profiled) or below
-1/9. A clairvoyant policy needs the future, so it is left out, with a note.
+A memory process is played for real too (:mod:`simqos.validate.memory`): the real server's
+levels are evicted and reloaded, at the scenario's storage bandwidth, as the schedule says,
+and the simulation replays the memory as it was applied (``memory_schedule.csv``; evictions and
+reloads, with how long each reload read and built, in ``residency.csv``).
+
+What cannot be played for real is refused up front, naming the field: speed factors above 1
+(this CPU cannot run faster than it was profiled) or below 1/9. A clairvoyant policy needs
+the future, so it is left out, with a note.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -45,6 +52,7 @@ from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, served_speeds, simulate_like
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
+from simqos.validate.memory import RealResidency, WeightStore
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.real import calibrate, collector_paused, real_model, serve
 
@@ -77,11 +85,6 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
     """The scenario as it will be played: ``seconds`` of arrivals, no warm-up requests, the
     clairvoyant policies left out; raises SimqosError for what cannot be played. Returns the plan and notes."""
     notes = []
-    if scenario.device.memory is not None:
-        raise SimqosError(
-            f"{source}: device.memory: validate cannot play a memory process on this machine (it would have to evict "
-            "the model's weights); remove device.memory to validate the compute side"
-        )
     if scenario.device.noise is not None:
         notes.append("device.noise left out: validate measures this machine's own noise and simulates with that (noise.yaml)")
     kept = [p for p in scenario.policies if not getattr(POLICIES.get(p.kind), "clairvoyant", False)]
@@ -135,11 +138,17 @@ def run_validation(
     kernels = {(row.layer, int(row.level)): row.kernel for row in profile.layers.itertuples(index=False)}
     (work / "plots").mkdir()
 
+    memory_times, memory_mb = inputs.memory_mb.times_s.tolist(), inputs.memory_mb.values.tolist()
     real_frames: list[list[pd.DataFrame]] = [[] for _ in plan.labels]  # per policy, per real run
-    applied_frames = []
-    with LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.settings.threads):
+    applied_frames, memory_frames, residency_frames = [], [], []
+    with (LoadGenerator([*speeds, 1.0]) as load, pinned(load.core), torch_threads(profile.meta.provenance.settings.threads),
+          tempfile.TemporaryDirectory(prefix="simqos-weights-") as stored):  # fmt: skip
         say(f"warm-up on core {load.core}")
         real = real_model(net, kernels, x)
+        residency = None
+        if scenario.device.memory is not None:
+            residency = RealResidency(real, net, WeightStore(net, Path(stored)), plan.model.level_bytes,
+                                      scenario.device.storage_bandwidth_mb_s, load.all_cores - {load.core})  # fmt: skip
         for _ in range(settings.warmup):
             real.infer(lambda _segment: 0)
         say("calibration")
@@ -167,12 +176,19 @@ def run_validation(
             for index, label in enumerate(plan.labels):
                 say(f"real run {run + 1} of {settings.real_runs}: {label} ({settings.seconds:g} s)")
                 load.apply(1.0)
+                if residency is not None:
+                    residency.reset(memory_mb[0])
                 time.sleep(0.05)
                 with collector_paused():
                     t0 = time.perf_counter() + 0.01
-                    with SchedulePlayer(load, schedule_times.tolist(), schedule_speeds.tolist(), t0, settings.seconds) as player:
+                    memory = residency.play(memory_times, memory_mb, t0, settings.seconds) if residency else contextlib.nullcontext()
+                    with SchedulePlayer(load, schedule_times.tolist(), schedule_speeds.tolist(), t0, settings.seconds) as player, memory:
                         real_frames[index].append(serve(real, plan, index, arrivals, deadlines, lambda: factor[load.speed], t0,
-                                                        replication=run))  # fmt: skip
+                                                        replication=run, residency=residency))  # fmt: skip
+                if residency is not None:
+                    memory_frames.append(pd.DataFrame(residency.applied, columns=["t_s", "memory_mb"]).assign(policy=label, run=run))
+                    residency_frames.append(pd.DataFrame(residency.log, columns=["t_s", "event", "level", "read_ms"])
+                                            .assign(policy=label, run=run))  # fmt: skip
                 applied = pd.DataFrame(player.applied, columns=["t_s", "target_speed"])
                 applied["measured_speed"] = applied["target_speed"].map(factor)
                 applied.insert(0, "policy", label)
@@ -195,8 +211,12 @@ def run_validation(
             for frame in (applied, as_applied):
                 frame["served_speed"] = [served.get(v, m) for v, m in zip(frame["target_speed"], frame["measured_speed"])]
             replayed.append(as_applied)
+            memory = None
+            if memory_frames:
+                memory = memory_frames[run * len(plan.labels) + index].copy()
+                memory.iloc[0, memory.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
             sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
-                                            noise=noise_process, by_level=by_level))  # fmt: skip
+                                            noise=noise_process, by_level=by_level, memory=memory))  # fmt: skip
     schedule = pd.concat(replayed, ignore_index=True)
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
@@ -205,13 +225,19 @@ def run_validation(
     probes.to_csv(work / "calibration_probes.csv", index=False, float_format="%.6g")
     (work / "noise.yaml").write_text(noise.yaml())
     schedule.to_csv(work / "schedule.csv", index=False, float_format="%.6f")
+    residency_log, build_ms = None, []
+    if residency is not None:
+        build_ms = residency.build_ms
+        pd.concat(memory_frames, ignore_index=True).to_csv(work / "memory_schedule.csv", index=False, float_format="%.6f")
+        residency_log = pd.concat(residency_frames, ignore_index=True)
+        residency_log.to_csv(work / "residency.csv", index=False, float_format="%.6f")
     real_records.to_csv(work / "real_records.csv", index=False, float_format="%.9g")
     sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
     comparison.to_csv(work / "comparison.csv", index=False, float_format="%.6g")
     deadline = scenario.workload.deadline
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
-    (work / "report.md").write_text(_markdown(scenario, profile, settings, calibration, noise, schedule, comparison, notes))
+    (work / "report.md").write_text(_markdown(plan, profile, settings, calibration, noise, schedule, residency_log, build_ms, comparison, notes))
     return comparison
 
 
@@ -238,8 +264,10 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
             "quiet machine, or with --reprofile")
 
 
-def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
-              noise: NoiseFit, schedule: pd.DataFrame, comparison: pd.DataFrame, notes: list[str]) -> str:
+def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
+              noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
+              comparison: pd.DataFrame, notes: list[str]) -> str:
+    scenario = plan.scenario
     lines = [
         f"# validation of {scenario.name}",
         "",
@@ -290,6 +318,8 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
     speeds = schedule.groupby(["policy", "run", "target_speed"], sort=False)[["measured_speed", "served_speed"]].first()
     lines += [f"| {policy} | {run + 1} | {target:g} | {row.measured_speed:.3f} | {row.served_speed:.3f} |"
               for (policy, run, target), row in speeds.iterrows()]  # fmt: skip
+    if residency is not None:
+        lines += _memory_markdown(plan.model.level_bytes, scenario.device.storage_bandwidth_mb_s, residency, build_ms)
     lines += [
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
@@ -322,3 +352,28 @@ def _markdown(scenario: Scenario, profile: Profile, settings: ValidationSettings
     lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _memory_markdown(level_bytes: np.ndarray, bandwidth: float, residency: pd.DataFrame, build_ms: list[float]) -> list[str]:
+    """The report's memory section: evictions, and each level's reloads against the model's time."""
+    sizes_mb = np.asarray(level_bytes, dtype=float) / 1e6
+    lines = [
+        "",
+        "## Memory: what the real server evicted and reloaded",
+        "",
+        f"The memory schedule played for real: levels that no longer fit were taken out of the served model at once; "
+        f"they came back one at a time, sparsest first, each after reading its extra non-zeros paced at {bandwidth:g} MB/s "
+        "(the simulator's model: the profile's bytes over the bandwidth). "
+        f"{int((residency['event'] == 'evicted').sum())} evictions in all the runs. Building a level's kernels from the "
+        "non-zeros read is not part of the model, so the reload gives back kernels built before the runs; the last "
+        "column is what building them took here, which a deployment that stores the kernels' own format does not pay.",
+        "",
+        "| level | extra MB | modelled ms | reloads | read ms mean / max | building the kernels ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for level in range(len(sizes_mb)):
+        extra_mb = sizes_mb[level] - (sizes_mb[level + 1] if level + 1 < len(sizes_mb) else 0.0)
+        done = residency[(residency["event"] == "reloaded") & (residency["level"] == level)]
+        read = f"{done['read_ms'].mean():.1f} / {done['read_ms'].max():.1f}" if len(done) else "-"
+        lines.append(f"| {level} | {extra_mb:.3g} | {extra_mb / bandwidth * 1e3:.1f} | {len(done)} | {read} | {build_ms[level]:.1f} |")
+    return lines
