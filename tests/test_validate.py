@@ -266,12 +266,10 @@ def test_the_floor_is_how_far_one_real_run_lies_from_the_pooled_one():
 
 
 def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_path):
-    """Two segments at exactly 2 ms (level 0) and 1 ms (level 1). A level's speed in a state is
-    read from the requests that ran it throughout; a level without enough of them keeps the
-    calibration's ratio to level 0, whose speed is then read from all the state's requests (a
-    route 0-1 is 3 ms of work, 4 ms where level 1 runs at half level 0's speed), the server's
-    own cost spread over the segments; a state with fewer than MIN_SERVED requests is left to
-    the calibration."""
+    """Two segments at exactly 2 ms (level 0) and 1 ms (level 1): a request on route 0-1 is
+    predicted 3 ms of work — 4 ms where level 1 runs at half level 0's speed — plus the server's
+    own cost, spread over the segments; the state it started in is the schedule's at its start, and a state with fewer
+    than MIN_SERVED requests is left to the calibration."""
     from bundles import scenario_dict, write_bundle
     from simqos.engine import build_plan
     from simqos.scenario import parse_scenario
@@ -279,25 +277,18 @@ def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_
 
     bundle = write_bundle(tmp_path / "b", {("a", 0): [2.0], ("b", 0): [2.0], ("a", 1): [1.0], ("b", 1): [1.0]}, {"a": 0, "b": 1})
     plan = build_plan(parse_scenario(scenario_dict(bundle)))
-
-    def run(*groups):  # (state, route, took ms, own cost ms, how many), 0.1 s apart
-        rows = [(state, route, took, own) for state, route, took, own, count in groups for _ in range(count)]
-        start = np.arange(len(rows)) * 0.1
-        real = pd.DataFrame({"start_s": start, "finish_s": start + np.array([r[2] for r in rows]) / 1e3,
-                             "route": [r[1] for r in rows], "overhead_work_ms": [r[3] for r in rows]})
-        switch = next(i for i, r in enumerate(rows) if r[0] == 0.5) * 0.1 - 0.05
-        dropped = pd.DataFrame({"start_s": [np.nan], "finish_s": [np.nan], "route": [""], "overhead_work_ms": [np.nan]})
-        applied = pd.DataFrame({"t_s": [0.0, switch], "target_speed": [1.0, 0.5]})
-        return pd.concat([real, dropped], ignore_index=True), applied  # a dropped request is not counted
-
+    quick = MIN_SERVED + 5  # requests in the first state (speed 1): route 0-0, 4 ms of work in 5 ms
+    slow = MIN_SERVED - 1  # then at target 0.5: too few to read
+    start = np.arange(quick + slow) * 0.1
+    took_ms = np.r_[np.full(quick, 5.0), np.full(slow, 8.0)]
+    real = pd.DataFrame({"start_s": start, "finish_s": start + took_ms / 1e3, "route": ["0-0"] * quick + ["0-1"] * slow,
+                         "overhead_work_ms": 0.0})
+    real.loc[len(real)] = [np.nan, np.nan, "", np.nan]  # dropped: not served, not counted
+    applied = pd.DataFrame({"t_s": [0.0, quick * 0.1 - 0.05], "target_speed": [1.0, 0.5]})
     by_level = {1.0: np.array([1.0, 1.0]), 0.5: np.array([1.0, 0.5])}
-    few = run((1.0, "0-0", 5.0, 0.0, MIN_SERVED + 5), (0.5, "0-1", 8.0, 0.0, MIN_SERVED - 1))
-    speeds = served_speeds(plan, *few, by_level)
-    assert list(speeds) == [1.0] and speeds[1.0] == pytest.approx([0.8, 0.8])  # 4 ms in 5; level 1 as calibrated
-    # 2 ms at level 0, 1 ms at level 1 running at half speed, the server's 1 ms over the two segments (half of it
-    # at half speed): 5.5 ms of work in 8 ms at level 0, half that at level 1
-    mixed = run((1.0, "0-0", 5.0, 0.0, MIN_SERVED), (0.5, "0-1", 8.0, 1.0, MIN_SERVED))
-    assert served_speeds(plan, *mixed, by_level)[0.5] == pytest.approx([5.5 / 8, 5.5 / 16])
-    # with requests of its own, level 1's speed is theirs (2 ms of work in 2.5 ms), not the calibration's ratio
-    pure = run((1.0, "0-0", 5.0, 0.0, MIN_SERVED), (0.5, "0-0", 8.0, 0.0, MIN_SERVED), (0.5, "1-1", 2.5, 0.0, MIN_SERVED))
-    assert served_speeds(plan, *pure, by_level)[0.5] == pytest.approx([0.5, 0.8])
+    assert served_speeds(plan, real, applied, by_level) == pytest.approx({1.0: 0.8})
+    real.loc[quick:, "overhead_work_ms"] = 1.0
+    more = pd.concat([real, real.iloc[quick : quick + 1]], ignore_index=True).sort_values("start_s")  # now enough at 0.5
+    # 2 ms at level 0, 1 ms at level 1 running at half speed, and the server's 1 ms spread over the two segments as
+    # the simulation charges it (half of it at half speed): 5.5 ms of work in 8 ms
+    assert served_speeds(plan, more, applied, by_level)[0.5] == pytest.approx(5.5 / 8.0)

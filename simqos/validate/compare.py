@@ -32,31 +32,22 @@ MIN_SERVED = 20
 with fewer, the calibration's stands."""
 
 
-def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None) -> dict[float, np.ndarray]:
-    """The speed each load state delivered to one real run's own served requests at each level:
-    the work the profile predicts for them over the time they took, by the state in force when
-    each started (``applied``: columns t_s, target_speed).
+def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None) -> dict[float, float]:
+    """The speed each load state delivered to one real run's own served requests, level 0's as
+    the schedule carries it: the work the profile predicts for them over the time they took,
+    by the state in force when each started (``applied``: columns t_s, target_speed).
 
     A request's predicted work is its route's mean work segment by segment
     (:attr:`~simqos.service.ServiceModel.mean_segment_work_ms`) times each level's idle
-    slowdown after the request's real idle gap; the server's own cost as measured
-    (``overhead_work_ms``) is spread over the segments and slowed with them, as
-    :func:`simulate_like` charges it. Time a request waited for an evicted level
-    (``resident_wait_ms``) is not service and is left out.
-
-    A level's speed in a state is read from the requests that ran every segment at it, when
-    there are :data:`MIN_SERVED` of them; a level without is given its speed relative to level
-    0's from ``by_level`` (the calibration's), level 0's being read from all the state's
-    requests (each level's work divided by that relative speed) when it has too few of its own.
-    Under competing processes a level's share of the core depends on how long its requests are
-    and on whether they find the core idle, so the calibration's probes, and another policy's
-    requests, are a poor stand-in for it.
-
-    The machine's speed also drifts over minutes — by 15 % between runs a minute apart on a
-    shared VM — so a calibration minutes earlier cannot stand for it either: this is what the
-    simulation is given instead, and it leaves the queueing, the tails and the policies'
-    decisions for the comparison to test. States with fewer than :data:`MIN_SERVED` requests
-    are left out of the result."""
+    slowdown after the request's real idle gap, each level's divided by its speed relative to
+    level 0's in that state (``by_level``, from the calibration); the server's own cost as
+    measured (``overhead_work_ms``) is spread over the segments and slowed with them, as
+    :func:`simulate_like` charges it. The machine's speed drifts over minutes — by 15 % between
+    runs a minute apart on a shared VM — so a calibration minutes earlier cannot stand for it;
+    this is what the simulation is given instead, and it leaves the queueing, the tails and
+    the policies' decisions for the comparison to test. Time a request waited for an evicted
+    level (``resident_wait_ms``) is not service and is left out. States with fewer than
+    :data:`MIN_SERVED` requests are left out of the result."""
     model = plan.model
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
@@ -64,28 +55,17 @@ def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_leve
     levels = np.array([[int(k) for k in str(route).split("-")] for route in served["route"]], dtype=np.int64).reshape(len(served), model.n_segments)
     factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
     state = Trace(applied["t_s"].to_numpy(dtype=float), applied["target_speed"].to_numpy(dtype=float)).at(start)
+    relative = np.stack([by_level[float(v)] for v in state]) if by_level else np.ones((len(served), model.n_levels))
     rows = np.arange(len(served))[:, None]
     segments = np.arange(model.n_segments)[None, :]
     own_ms = served["overhead_work_ms"].fillna(0.0).to_numpy(dtype=float) if "overhead_work_ms" in served else np.zeros(len(served))
-    segment_ms = (model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments) * factors[rows, levels]
+    per_segment_ms = model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments
+    work_ms = (per_segment_ms * factors[rows, levels] / relative[rows, levels]).sum(axis=1)
     took_ms = (finish - start) * 1e3
     if "resident_wait_ms" in served:  # waiting for an evicted level is not service
         took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
-    out = {}
-    for v in np.unique(state):
-        here = state == v
-        if here.sum() < MIN_SERVED:
-            continue
-        relative = by_level[float(v)] if by_level else np.ones(model.n_levels)
-        speeds = np.full(model.n_levels, np.nan)
-        for k in range(model.n_levels):
-            pure = here & (levels == k).all(axis=1)
-            if pure.sum() >= MIN_SERVED:
-                speeds[k] = segment_ms[pure].sum() / took_ms[pure].sum()
-        if np.isnan(speeds[0]):
-            speeds[0] = (segment_ms[here] / relative[levels[here]]).sum() / took_ms[here].sum()
-        out[float(v)] = np.where(np.isnan(speeds), speeds[0] * relative, speeds)
-    return out
+    return {float(v): float(work_ms[state == v].sum() / took_ms[state == v].sum())
+            for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
 
 
 def simulate_like(
@@ -102,7 +82,7 @@ def simulate_like(
 ) -> pd.DataFrame:
     """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
     (``real``) under its applied schedule (``applied``: columns t_s, target_speed, and
-    served_speed_L0: what each state delivered to level 0, :func:`served_speeds`), times the
+    served_speed: what each state delivered, :func:`served_speeds`), times the
     machine's ``noise`` (a ``device.noise`` process, :mod:`simqos.validate.noise`) when given:
     replications ``first_replication`` .. of the seed's latency draws, each with its own noise.
     The real server's own cost (``real``'s ``overhead_work_ms``, its mean over the run) is
@@ -116,7 +96,7 @@ def simulate_like(
     every level is resident."""
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()
-    schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed_L0"].to_numpy(dtype=float))
+    schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float))
     if memory is None:
         memory_mb, resident = constant_trace(math.inf), constant_trace(0.0)  # every level resident
     else:

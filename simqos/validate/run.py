@@ -209,17 +209,14 @@ def run_validation(
             applied = applied.drop_duplicates("t_s", keep="last")
             served = served_speeds(plan, real_run, applied, by_level)
             for frame in (applied, as_applied):
-                for k in range(plan.model.n_levels):
-                    frame[f"served_speed_L{k}"] = [served[v][k] if v in served else m * by_level[v][k]
-                                                   for v, m in zip(frame["target_speed"], frame["measured_speed"])]  # fmt: skip
-            relative = by_level | {v: speeds / speeds[0] for v, speeds in served.items()}
+                frame["served_speed"] = [served.get(v, m) for v, m in zip(frame["target_speed"], frame["measured_speed"])]
             replayed.append(as_applied)
             memory = None
             if memory_frames:
                 memory = memory_frames[run * len(plan.labels) + index].copy()
                 memory.iloc[0, memory.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
             sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
-                                            noise=noise_process, by_level=relative, memory=memory))  # fmt: skip
+                                            noise=noise_process, by_level=by_level, memory=memory))  # fmt: skip
     schedule = pd.concat(replayed, ignore_index=True)
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
@@ -270,7 +267,7 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
 def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
               noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
               comparison: pd.DataFrame, notes: list[str]) -> str:
-    scenario, n_levels = plan.scenario, plan.model.n_levels
+    scenario = plan.scenario
     lines = [
         f"# validation of {scenario.name}",
         "",
@@ -311,19 +308,15 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
         "",
         "## The speed each run was served at",
         "",
-        "What each load state delivered to the run's own requests at each level (their predicted work over the time "
-        "they took; a level with too few requests of its own keeps the calibration's ratio to level 0), against the "
-        "calibration's: the simulation replays each run at its own, so that the machine's drift over minutes, and the "
-        "share of the core a level's requests get under competitors, are not laid to the simulator's account.",
+        "What each load state delivered to the run's own requests (their predicted work over the time they took, "
+        "level 0's), against the calibration's: the simulation replays each run at its own, so that the machine's "
+        "drift over minutes is not laid to the simulator's account.",
         "",
-        f"| policy | run | target speed | calibrated {' / '.join(f'L{k}' for k in range(n_levels))} | "
-        f"served {' / '.join(f'L{k}' for k in range(n_levels))} |",
+        "| policy | run | target speed | calibrated | served |",
         "|---|---|---|---|---|",
     ]
-    speeds = schedule.groupby(["policy", "run", "target_speed"], sort=False)[[f"served_speed_L{k}" for k in range(n_levels)]].first()
-    calibrated = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
-    lines += [f"| {policy} | {run + 1} | {target:g} | {' / '.join(f'{calibrated.loc[target, k]:.3f}' for k in range(n_levels))} | "
-              f"{' / '.join(f'{row.iloc[k]:.3f}' for k in range(n_levels))} |"
+    speeds = schedule.groupby(["policy", "run", "target_speed"], sort=False)[["measured_speed", "served_speed"]].first()
+    lines += [f"| {policy} | {run + 1} | {target:g} | {row.measured_speed:.3f} | {row.served_speed:.3f} |"
               for (policy, run, target), row in speeds.iterrows()]  # fmt: skip
     if residency is not None:
         lines += _memory_markdown(plan.model.level_bytes, scenario.device.storage_bandwidth_mb_s, residency, build_ms)
