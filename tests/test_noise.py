@@ -30,14 +30,17 @@ def test_independent_variation_alone_is_no_noise():
 
 def test_a_wander_between_two_speeds_is_found_with_its_correlation_time():
     """The machine jumps between speeds 1.2 and 0.8, 0.3 s in each on average (a two-state
-    Markov chain: correlation time 0.15 s): the slow and fast states sit near those speeds, the
-    wander explains nearly all of the windows' variance, and the fitted chain's correlation
-    time (two thirds of its dwell) is the machine's."""
+    Markov chain: correlation time 0.15 s): the slow and fast states sit near those speeds
+    relative to the run's speed (the time over the work: a harmonic mean, 0.96), so that 1 /
+    speed averages 1 over the states; the wander explains nearly all of the windows' variance,
+    and the fitted chain's correlation time (two thirds of its dwell) is the machine's."""
     trace = markov_trace([1.2, 0.8], [0.3, 0.3], np.array([[0.0, 1.0], [1.0, 0.0]]), 200.0, np.random.default_rng(5))
     fit = fit_noise(*_probes(trace.at, seconds=200.0, spread=0.05), window_s=0.05)
     speeds = {s["name"]: s["speed"] for s in fit.spec["states"]}
     assert fit.persistent_share > 0.95
-    assert speeds["slow"] == pytest.approx(0.8, rel=0.05) and speeds["fast"] == pytest.approx(1.2, rel=0.05)
+    run_speed = 2 / (1 / 1.2 + 1 / 0.8)
+    assert speeds["slow"] == pytest.approx(0.8 / run_speed, rel=0.05) and speeds["fast"] == pytest.approx(1.2 / run_speed, rel=0.05)
+    assert np.mean([1 / v for v in speeds.values()]) == pytest.approx(1.0, abs=1e-3)  # terciles: equally occupied
     assert [s["mean_dwell_s"] for s in fit.spec["states"]] == [pytest.approx(1.5 * 0.15, rel=0.25)] * 3
     Device(noise=fit.spec)  # a scenario accepts it as device.noise
 

@@ -9,7 +9,9 @@ request, carry neither. :func:`fit_noise` turns probes timed at the scenario's a
 
 1. Each probe's speed is its predicted time (the profile's, after its idle gap) over the time
    it took, relative to the whole run's (the calibrated factor, which the noise then leaves
-   alone: its time-weighted mean is 1).
+   alone: the mean of 1 / speed over the time in each state is 1, so that requests arriving
+   at random take as long on average as at the run's speed — the mean the simulation is
+   given, work over time, is a harmonic one).
 2. A probe that took more than :data:`STALL_FACTOR` times its prediction is a stall, of the
    excess over the prediction. Their count over the time the probes ran is the stall rate (a
    stall while the core idles slows nothing); their mean excess the stall's mean length. A stall is a state of speed :data:`STALL_SPEED`.
@@ -121,7 +123,7 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     shrunk = np.exp(math.sqrt(share) * (log_speed - log_speed.mean()))
     occupancy = np.bincount(state, minlength=3) / len(state)
     speeds = np.array([shrunk[state == k].mean() for k in range(3)])
-    speeds /= float(occupancy @ speeds)  # time-weighted mean 1: the calibrated factor stays the mean
+    speeds *= float(occupancy @ (1.0 / speeds))  # harmonic mean 1: requests take as long on average as at the run's speed
     dwell = np.full(3, 1.5 * _correlation_time_s(log_speed, kept, window_s))
     jumps = np.where(np.eye(3) == 1, 0.0, 0.5)
     return _fit(seconds, len(took_ms), len(kept), window_s, share, speeds.tolist(), dwell.tolist(), jumps, stall.sum(), stall_rate, stall_ms)
