@@ -532,6 +532,7 @@ def run(
     from simqos.results import check_records_space, write_results
     from simqos.tally import ccdf_table
     from simqos.scenario import load_scenario, parse_scenario
+    from simqos.workers import check_execution
 
     spec = load_scenario(scenario)
     overrides = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
@@ -548,10 +549,10 @@ def run(
         typer.echo(f"warning: {scenario}: {warning}", err=True)
     folder = out or spec.output or Path("runs") / spec.name
     check_records_space(spec, folder, "--out" if out else "output:")
-    if executor not in ("local", "dask"):
-        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    check_execution(executor, workers, scheduler)
     most = spec.precision.max_replications if spec.precision else spec.replications
-    with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec)) as work, \
+    with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec),
+                                             notice=lambda what: typer.echo(f"note: {what}", err=True)) as work, \
             _progress(_Rate()) as bar, interruptible():
         checkpoints = work / "checkpoints"
         if done := _finished(work):
@@ -630,7 +631,9 @@ def sweep(
 ) -> None:
     """Run a base scenario over a grid of overrides and seeds, resumably; write a tidy table."""
     from simqos.sweep import finished_cells, load_sweep, run_sweep
+    from simqos.workers import check_execution
 
+    check_execution(executor, workers, scheduler)
     _, base, cells = load_sweep(sweep_file)
     folder = out or Path("runs") / f"sweep-{sweep_file.stem}"
     same, other = finished_cells(folder, base, cells)

@@ -860,12 +860,11 @@ def simulate(
     each finished replication's tallies are kept, and from which a run started again (the
     same plan) takes them instead of serving it again.
     """
+    from simqos.workers import check_execution
+
     todo = range(plan.scenario.replications) if replications is None else replications
     results: dict[int, tuple[list[Tally], list[pd.DataFrame], int]] = {}
-    if workers < 1:
-        raise SimqosError(f"--workers: {workers} must be >= 1")
-    if executor not in ("local", "dask"):
-        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    check_execution(executor, workers, scheduler)
     saved = _Checkpoints(checkpoints, plan) if checkpoints is not None else None
     for r in todo:
         if saved is not None and (done := saved.load(r)) is not None:

@@ -19,7 +19,7 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -136,11 +136,12 @@ RESUME = "resume.key"
 """The file, in a work folder that may be resumed, naming what it is the work of."""
 
 
-def start(out: Path, kind: Kind, option: str = "--out", resume: str | None = None) -> Path:
+def start(out: Path, kind: Kind, option: str = "--out", resume: str | None = None,
+          notice: Callable[[str], None] | None = None) -> Path:  # fmt: skip
     """Claim ``out`` and return a marked work folder ``OUT.partial``: fresh (a leftover one of
-    an interrupted run is cleared first), or, when ``resume`` names the work and a leftover
-    one is of that same work, the leftover one as it is. Fails here, before any work, if it
-    cannot write."""
+    an interrupted run is cleared first, and ``notice`` told so when the work was resumable),
+    or, when ``resume`` names the work and a leftover one is of that same work, the leftover
+    one as it is. Fails here, before any work, if it cannot write."""
     claim(out, kind, option)
     work = partial(out)
     claim(work, kind, option)
@@ -148,6 +149,9 @@ def start(out: Path, kind: Kind, option: str = "--out", resume: str | None = Non
         if resume is not None and owned(work) == kind and _read(work / RESUME) == resume:
             return work
         if work.exists():
+            if resume is not None and notice is not None:
+                notice(f"{work} holds an interrupted run of another scenario, profile or simqos version; it is "
+                       "discarded and this run starts afresh")
             shutil.rmtree(work)  # marked as simqos's own kind: claim() checked
         work.mkdir(parents=True)
         mark(work, kind)
@@ -185,15 +189,16 @@ def discard(work: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged(out: Path, kind: Kind, option: str = "--out", resume: str | None = None) -> Iterator[Path]:
+def staged(out: Path, kind: Kind, option: str = "--out", resume: str | None = None,
+           notice: Callable[[str], None] | None = None) -> Iterator[Path]:  # fmt: skip
     """Build ``out`` in a work folder and swap it in when the block finishes; if the block
     fails, the work folder is removed and the earlier ``out`` is left as it was. An OSError
     inside the block (a full disk, a vanished folder) becomes one line naming the cause.
 
     With ``resume`` (what the work is: :func:`start`), the work folder of an interrupted run
     (Ctrl-C, or a killed process) is kept beside ``out`` for the same work to go on from; it is
-    never taken for a finished ``out``."""
-    work = start(out, kind, option, resume)
+    never taken for a finished ``out``; ``notice`` hears of one discarded as another work's."""
+    work = start(out, kind, option, resume, notice)
     try:
         yield work
         (work / RESUME).unlink(missing_ok=True)

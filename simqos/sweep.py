@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simqos.errors import SimqosError
 from simqos.outputs import claim, mark
-from simqos.workers import dask_client, pool
+from simqos.workers import check_execution, dask_client, pool
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
@@ -188,10 +188,7 @@ def run_sweep(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``)."""
-    if workers is not None and workers < 1:
-        raise SimqosError(f"--workers: {workers} must be >= 1 (or left out: one per core)")
-    if executor not in ("local", "dask"):
-        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    check_execution(executor, workers, scheduler)
     folder = out / "cells"
     claim(out, "sweep")  # a sweep adds to its own folder only: never into a user's
     try:

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["dask_client", "pool"]
+__all__ = ["check_execution", "dask_client", "pool"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,6 +49,28 @@ def pool(workers: int | None) -> Iterator[ProcessPoolExecutor]:
             process.terminate()
         raise
     executor.shutdown(wait=True)
+
+
+def check_execution(executor: str, workers: int | None, scheduler: str | None) -> None:
+    """Refuse, naming the option, an executor other than local or dask, fewer than one worker,
+    a --scheduler without dask, or a scheduler address without a port — before any work."""
+    from simqos.errors import SimqosError
+
+    if executor not in ("local", "dask"):
+        raise SimqosError(f"--executor: {executor!r} is not local or dask")
+    if workers is not None and workers < 1:
+        raise SimqosError(f"--workers: {workers} must be >= 1")
+    if scheduler is None:
+        return
+    if executor != "dask":
+        raise SimqosError(f"--scheduler {scheduler}: a scheduler is used only with --executor dask; add it, or leave --scheduler out")
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        parse_host_port(parse_address(scheduler)[1])
+    except ValueError as exc:
+        raise SimqosError(f"--scheduler {scheduler}: {exc}; give the address as tcp://HOST:PORT (a dask scheduler's "
+                          "default port is 8786)") from None
 
 
 @contextlib.contextmanager

@@ -201,3 +201,23 @@ def test_a_forged_or_damaged_marker_is_not_simqos(tmp_path):
     for text in ("", "not json", '{"written_by": "someone", "kind": "results"}', '{"written_by": "simqos", "kind": "x"}', "[]"):
         (folder / MARKER).write_text(text)
         assert owned(folder) is None
+
+
+def test_an_interrupted_run_of_other_work_is_discarded_out_loud(tmp_path):
+    """A leftover OUT.partial of the same work is resumed as it is; one of other work (another
+    scenario, profile or simqos) is cleared, and the caller is told, not left to wonder why
+    nothing was resumed."""
+    out = tmp_path / "results"
+    heard: list[str] = []
+    with pytest.raises(KeyboardInterrupt), staged(out, "results", resume="work A", notice=heard.append) as work:
+        (work / "kept.txt").write_text("a finished replication")
+        raise KeyboardInterrupt
+    with staged(out, "results", resume="work A", notice=heard.append) as work:
+        assert (work / "kept.txt").exists() and heard == []  # resumed as it was left
+    assert (out / "kept.txt").exists()
+    with pytest.raises(KeyboardInterrupt), staged(out, "results", resume="work A", notice=heard.append) as work:
+        (work / "kept.txt").write_text("another")
+        raise KeyboardInterrupt
+    with staged(out, "results", resume="work B", notice=heard.append) as work:
+        assert not (work / "kept.txt").exists()
+    assert len(heard) == 1 and "another scenario" in heard[0]
