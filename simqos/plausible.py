@@ -77,8 +77,11 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
             out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
                        "arrival_s in milliseconds? (times are in seconds)")
     outputs = scenario.outputs
-    default = type(outputs).model_fields["sample_requests"].default  # a copied scenario marks every field set
-    if outputs.sample_requests != default and outputs.records != "sample":
+    fields = type(outputs).model_fields  # defaults, not model_fields_set: a copied scenario marks every field set
+    if outputs.sample_requests != fields["sample_requests"].default and outputs.records != "sample":
         out.append(f"outputs.sample_requests: {outputs.sample_requests} has no effect with outputs.records: {outputs.records}; "
                    "set records: sample to keep that many requests of each replication")
+    if outputs.records_format != fields["records_format"].default and outputs.records == "none":
+        out.append(f"outputs.records_format: {outputs.records_format} has no effect with outputs.records: none (no records are "
+                   "written); set records: all or sample to write them")
     return out

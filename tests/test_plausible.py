@@ -60,6 +60,12 @@ def test_a_sample_size_without_a_sample(two_level):
     assert build_plan(copied).warnings == ()  # as `simqos run --requests` copies it: every field set, none changed
 
 
+def test_a_records_format_without_records(two_level):
+    (warning,) = _warnings(two_level, outputs={"records": "none", "records_format": "csv"})
+    assert warning.startswith("outputs.records_format: csv has no effect with outputs.records: none")
+    assert _warnings(two_level, outputs={"records": "sample", "records_format": "csv"}) == []
+
+
 def test_trace_times_in_ms(two_level, tmp_path):
     speed = tmp_path / "speed.csv"
     speed.write_text("time_s,speed\n0,1\n" + "".join(f"{k * 500},0.5\n{k * 500 + 250},1\n" for k in range(1, 200)))
