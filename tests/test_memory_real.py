@@ -65,11 +65,11 @@ def test_an_eviction_acts_at_once_and_a_level_that_cannot_return_is_reported(mod
     assert residency.sync() == 0
     t0 = time.perf_counter()
     with residency.play([0.0, 0.01], [5.0, 1.5], t0, 10.0):
-        time.sleep(0.05)
+        while residency.floor == 0 and time.perf_counter() < t0 + 5:  # the change, 10 ms in
+            time.sleep(0.005)
         assert residency.sync() == 2  # only the sparsest fits in 1.5 MB
         assert all(s.kernels[0] is None and s.kernels[1] is None and s.kernels[2] is not None for s in real.switches)
         torch.testing.assert_close(_output(real, x, 2), expected[2])
-        time.sleep(0.05)
         assert not residency.wait_for(1)  # the schedule has ended in 1.5 MB: level 1 will not return
 
 

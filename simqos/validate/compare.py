@@ -1,12 +1,13 @@
 """The simulator's side of a validation, and the comparison (no torch here).
 
-:func:`simulate_like` replays what really happened — the same arrivals and deadlines, and the
-load schedule as it was really applied, each state at the speed the run's own requests were
-served at (:func:`served_speeds`), times the machine's own noise as measured — through the simulator, ``replications``
-times with fresh latency draws (and noise) from the profile, each request charged the real
-server's mean cost of its own (bookkeeping and decisions, measured in the real run). :func:`compare` sets each policy's real records against the simulated ones, and
-measures the floor: how much the real runs of the same arrivals and schedule differ from each
-other.
+:func:`simulate_like` replays what really happened through the simulator: the same arrivals
+and deadlines, the load schedule as it was really applied (each state at the speed the run's
+own requests were served at, :func:`served_speeds`), the memory as it was applied, and the
+machine's own noise as measured. It does so ``replications`` times, with fresh latency draws
+(and noise) from the profile, each request charged the real server's mean cost of its own
+(bookkeeping and decisions, measured in the real run). :func:`compare` sets each policy's real
+records against the simulated ones, and measures the floor: how much the real runs of the
+same arrivals and schedule differ from each other.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ MIN_SERVED = 20
 with fewer, the calibration's stands."""
 
 
-def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None) -> dict[float, float]:
+def served_speeds(
+    plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None
+) -> dict[float, float]:
     """The speed each load state delivered to one real run's own served requests, level 0's as
     the schedule carries it: the work the profile predicts for them over the time they took,
     by the state in force when each started (``applied``: columns t_s, target_speed).
@@ -52,7 +55,8 @@ def served_speeds(plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_leve
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
     idle_ms = np.maximum(start - np.concatenate(([0.0], finish[:-1])), 0.0) * 1e3
-    levels = np.array([[int(k) for k in str(route).split("-")] for route in served["route"]], dtype=np.int64).reshape(len(served), model.n_segments)
+    routes = [[int(k) for k in str(route).split("-")] for route in served["route"]]
+    levels = np.array(routes, dtype=np.int64).reshape(len(served), model.n_segments)
     factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
     state = Trace(applied["t_s"].to_numpy(dtype=float), applied["target_speed"].to_numpy(dtype=float)).at(start)
     relative = np.stack([by_level[float(v)] for v in state]) if by_level else np.ones((len(served), model.n_levels))

@@ -51,6 +51,7 @@ MIN_PROBES = 3
 """Windows with fewer probes are left out of the wander (their speed is mostly chance)."""
 
 NAMES = ("slow", "middle", "fast")
+SHRINK = 1
 
 
 SHORTEST_WINDOW_S = 0.05
@@ -81,11 +82,16 @@ class NoiseFit:
     stall_rate_hz: float
     stall_mean_ms: float
 
+    @property
+    def stalls_text(self) -> str:
+        """How many stalls, in words: "no stalls", "1 stall", "13 stalls"."""
+        return "no stalls" if not self.stalls else f"{self.stalls} stall{'s' if self.stalls > 1 else ''}"
+
     def yaml(self) -> str:
         """The noise as a scenario's ``device.noise``, with what it rests on in comments."""
         head = (f"# This machine's own noise, measured by simqos validate: {self.probes} probes over {self.seconds:.1f} s with "
                 f"no competing load, in windows of {self.window_s * 1e3:.0f} ms;\n# the wander explains "
-                f"{self.persistent_share:.0%} of the windows' variance; {self.stalls} stalls (a probe over {STALL_FACTOR:g}x "
+                f"{self.persistent_share:.0%} of the windows' variance; {self.stalls_text} (a probe over {STALL_FACTOR:g}x "
                 "its prediction).\n# Paste under a scenario's device: to simulate with it.\n")
         return head + yaml.safe_dump({"noise": self.spec}, sort_keys=False)
 
@@ -105,7 +111,8 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     took, expected = took_ms[~stall], expected_ms[~stall]
     index, counts = np.unique(window, return_counts=True)
     kept = index[counts >= MIN_PROBES]
-    if len(kept) < 3 * 2:  # too few windows to split into states and count their runs
+    n_states = len(NAMES)
+    if len(kept) < n_states * 2:  # too few windows to split into states and count their runs
         return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [math.inf], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
     at = np.searchsorted(kept, window)
     inside = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == window)
@@ -119,13 +126,13 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     share = min(max(1.0 - chance / between, 0.0), 1.0) if between > 1e-12 else 0.0  # no spread: no wander
     if share == 0.0:
         return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [math.inf], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
-    state = np.searchsorted(np.quantile(log_speed, [1 / 3, 2 / 3]), log_speed, side="right")
-    shrunk = np.exp(math.sqrt(share) * (log_speed - log_speed.mean()))
-    occupancy = np.bincount(state, minlength=3) / len(state)
-    speeds = np.array([shrunk[state == k].mean() for k in range(3)])
+    state = np.searchsorted(np.quantile(log_speed, np.arange(1, n_states) / n_states), log_speed, side="right")
+    shrunk = np.exp(math.sqrt(share) ** SHRINK * (log_speed - log_speed.mean()))
+    occupancy = np.bincount(state, minlength=n_states) / len(state)
+    speeds = np.array([shrunk[state == k].mean() for k in range(n_states)])
     speeds *= float(occupancy @ (1.0 / speeds))  # harmonic mean 1: requests take as long on average as at the run's speed
-    dwell = np.full(3, 1.5 * _correlation_time_s(log_speed, kept, window_s))
-    jumps = np.where(np.eye(3) == 1, 0.0, 0.5)
+    dwell = np.full(n_states, n_states / (n_states - 1) * _correlation_time_s(log_speed, kept, window_s))
+    jumps = np.where(np.eye(n_states) == 1, 0.0, 1.0 / (n_states - 1))
     return _fit(seconds, len(took_ms), len(kept), window_s, share, speeds.tolist(), dwell.tolist(), jumps, stall.sum(), stall_rate, stall_ms)
 
 
@@ -156,7 +163,7 @@ def _correlation_time_s(log_speed: np.ndarray, index: np.ndarray, window_s: floa
 def _fit(seconds, probes, windows, window_s, share, speeds, dwell, jumps, stalls, stall_rate, stall_ms) -> NoiseFit:
     """The spec of states ``speeds`` (mean dwell ``dwell``, jump matrix ``jumps``), with the stall
     state added when stalls were seen."""
-    names = list(NAMES) if len(speeds) == 3 else ["steady"]
+    names = list(NAMES) if len(speeds) == len(NAMES) else ["steady"]
     n = len(speeds)
     if stalls:
         rate = stall_rate  # from every state, per second

@@ -39,7 +39,7 @@ from simqos.serving import DROPPED, MET, MISSED, Decision
 from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.profiler.timer import wait_until
 
-__all__ = ["RealModel", "calibrate", "collector_paused", "real_model", "serve"]
+__all__ = ["RealModel", "calibrate", "calibration_table", "collector_paused", "real_model", "serve"]
 
 
 class _Router:
@@ -149,8 +149,9 @@ def calibrate(
     probes are also what the machine's own noise is fitted from (:mod:`simqos.validate.noise`).
 
     Returns one row per state and level — target speed, gaps (``none`` or the mean gap in ms),
-    level, probes, mean and p90 ms, measured speed — and one per probe: target speed, gaps,
-    level, begin (seconds after the state's start), took and predicted ms.
+    level, probes, mean and p90 ms, measured speed (:func:`calibration_table`) — and one per
+    probe: target speed, gaps, level, begin (seconds after the state's start), idle ms before it,
+    took and predicted ms.
     """
     rng = np.random.default_rng(seed)
     every = []
@@ -159,7 +160,7 @@ def calibrate(
         apply(speed)
         time.sleep(0.05)  # let the scheduler settle on the new set of runnable processes
         count = levels * (max(probes, math.ceil(idle_seconds / gap_s / levels)) if gap_s and speed == 1.0 else probes)
-        begins, times_ms, predicted = [], [], []
+        begins, times_ms, idle_ms = [], [], []
         last_end = t0 = clock()
         for j, arrival in enumerate(np.cumsum(rng.exponential(gap_s, count)) if gap_s else np.zeros(count)):
             wait_until(t0 + arrival, clock)  # a Poisson stream: a probe that falls behind queues
@@ -169,29 +170,25 @@ def calibrate(
             end = clock()
             begins.append(begin - t0)
             times_ms.append((end - begin) * 1e3)
-            predicted.append(predicted_ms((begin - last_end) * 1e3, level))
+            idle_ms.append((begin - last_end) * 1e3)
             last_end = end
         every.append(pd.DataFrame({"target_speed": speed, "gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none",
-                                   "level": np.arange(count) % levels, "begin_s": begins, "took_ms": times_ms,
-                                   "predicted_ms": predicted}))  # fmt: skip
+                                   "level": np.arange(count) % levels, "begin_s": begins, "idle_ms": idle_ms,
+                                   "took_ms": times_ms}))  # fmt: skip
     probed = pd.concat(every, ignore_index=True)
+    return calibration_table(probed, predicted_ms), probed
+
+
+def calibration_table(probes: pd.DataFrame, predicted_ms: Callable[[float, int], float]) -> pd.DataFrame:
+    """One row per load state and level of the probes (:func:`calibrate`): the measured speed
+    against ``predicted_ms(idle_ms, level)``, which is also set as the probes' ``predicted_ms``
+    column (so a calibration can be read again against another model of the idle slowdown)."""
+    probes["predicted_ms"] = [predicted_ms(gap, int(level)) for gap, level in zip(probes["idle_ms"], probes["level"])]
     rows = [{"target_speed": speed, "gaps": gaps, "level": level, "probes": len(g), "mean_ms": float(g["took_ms"].mean()),
              "p90_ms": float(np.percentile(g["took_ms"], 90)), "predicted_mean_ms": float(g["predicted_ms"].mean()),
              "measured_speed": float(g["predicted_ms"].sum() / g["took_ms"].sum())}
-            for (speed, gaps, level), g in probed.groupby(["target_speed", "gaps", "level"], sort=False)]  # fmt: skip
-    return pd.DataFrame(rows), probed
-
-
-class _NeverResident(Exception):
-    """A request's chosen level will not be resident again in this run."""
-
-
-class Residency(Protocol):
-    """What :func:`serve` needs of the levels resident (:class:`simqos.validate.memory.RealResidency`)."""
-
-    def sync(self) -> int: ...
-
-    def wait_for(self, level: int) -> bool: ...
+            for (speed, gaps, level), g in probes.groupby(["target_speed", "gaps", "level"], sort=False)]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 @contextmanager

@@ -5,15 +5,18 @@
    :mod:`simqos.validate.loadgen` plays the scenario's speed process with competing processes
    on that core. A calibration probe first measures the speed factor each load state really
    delivers; its idle state, run longer, is what the machine's own noise (wander and stalls,
-   :mod:`simqos.validate.noise`) is fitted from. Every policy gets the same arrivals and the
-   same schedule, ``real_runs`` times.
+   :mod:`simqos.validate.noise`) and its idle slowdown at the scenario's rate
+   (:mod:`simqos.validate.idle`) are measured from; the real server and the simulation both use
+   that idle slowdown. Every policy gets the same arrivals and the same schedule,
+   ``real_runs`` times.
 2. The simulation (:mod:`simqos.validate.compare`): the same arrivals and the schedule as it was
    applied, each state at the speed the run's own requests were served at (the machine drifts
    over minutes, so the calibration's factor cannot stand for a later run; its levels' relative
    speeds do), times the fitted noise, with latency drawn from the profile.
 3. The comparison, written to ``OUT/``: ``comparison.csv``, ``report.md`` (table and verdict),
    ``calibration.csv`` and ``calibration_probes.csv``, ``noise.yaml`` (the fitted noise as a
-   scenario's ``device.noise``), ``schedule.csv`` (every switch as applied),
+   scenario's ``device.noise``), ``calibrated-profile/`` (the profile with the idle slowdown
+   measured here), ``schedule.csv`` (every switch as applied),
    ``real_records.csv`` and ``sim_records.csv.gz`` (the simulator's columns),
    ``plots/validation_ccdf.png``. The folder is built as ``OUT.partial`` and swapped in when
    complete (:mod:`simqos.outputs`).
@@ -31,6 +34,7 @@ the future, so it is left out, with a note.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import tempfile
 import time
@@ -47,14 +51,16 @@ from simqos.engine import Plan, build_plan, sample_inputs
 from simqos.errors import SimqosError
 from simqos.nested.network import NestedNetwork
 from simqos.policies import POLICIES
-from simqos.bundle import Profile
+from simqos.bundle import Profile, save_profile
+from simqos.overrides import override
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, served_speeds, simulate_like
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
 from simqos.validate.memory import RealResidency, WeightStore
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
-from simqos.validate.real import calibrate, collector_paused, real_model, serve
+from simqos.validate.idle import regime_idle
+from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
 
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
 
@@ -161,14 +167,24 @@ def run_validation(
         mean_gap_s = settings.seconds / max(len(arrivals), 1)
         calibration, probes = calibrate(real, load.apply, speeds, settings.probes, mean_gap_s, predicted_ms,
                                         levels=model.n_levels, idle_seconds=settings.noise_seconds)  # fmt: skip
-        plans = [load.plans[s] for s in calibration["target_speed"]]
-        calibration["competitors"] = [p.count for p in plans]
-        calibration["nice"] = [p.nice for p in plans]
-        calibration["fair_share"] = [p.expected for p in plans]
         busy = _busy_machine(calibration, profile)
         if busy:
             notes.append(busy)
             say(f"warning: {busy}")
+        profiled_idle = (model.idle_ms, model.idle_factor)
+        regime = regime_idle(probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")], model.idle_ms)
+        if regime is None:
+            notes.append("too few calibration probes found the device busy to measure its idle slowdown at the scenario's "
+                         "rate; the profile's is used (raise --probes or --noise-seconds)")
+        else:  # serve and simulate with this machine's idle slowdown at the scenario's rate
+            save_profile(dataclasses.replace(profile, idle=regime), work / "calibrated-profile")
+            plan = build_plan(override(scenario, "profile", str((work / "calibrated-profile").resolve())), source)
+            model = plan.model
+            calibration = calibration_table(probes, predicted_ms)
+        plans = [load.plans[s] for s in calibration["target_speed"]]
+        calibration["competitors"] = [p.count for p in plans]
+        calibration["nice"] = [p.nice for p in plans]
+        calibration["fair_share"] = [p.expected for p in plans]
         played = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
         factor = played[0].to_dict()  # the speed trace carries level 0's; the others run at theirs relative to it
         by_level = {speed: (row / row[0]).to_numpy() for speed, row in played.iterrows()}
@@ -237,7 +253,9 @@ def run_validation(
     deadline = scenario.workload.deadline
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
-    (work / "report.md").write_text(_markdown(plan, profile, settings, calibration, noise, schedule, residency_log, build_ms, comparison, notes))
+    idle_tables = (profiled_idle, (plan.model.idle_ms, plan.model.idle_factor) if regime is not None else None)
+    report = _markdown(plan, profile, settings, calibration, idle_tables, noise, schedule, residency_log, build_ms, comparison, notes)
+    (work / "report.md").write_text(report)
     return comparison
 
 
@@ -264,14 +282,15 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
             "quiet machine, or with --reprofile")
 
 
-def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame,
+def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame, idle_tables: tuple,
               noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
               comparison: pd.DataFrame, notes: list[str]) -> str:
     scenario = plan.scenario
     lines = [
         f"# validation of {scenario.name}",
         "",
-        f"{settings.seconds:g} s of real arrivals per policy, run {settings.real_runs} times, on one core of "
+        f"{settings.seconds:g} s of real arrivals per policy, "
+        f"run {'once' if settings.real_runs == 1 else f'{settings.real_runs} times'}, on one core of "
         f"{profile.meta.provenance.cpu} ({profile.meta.provenance.settings.threads} thread), profile `{scenario.profile.name}`; "
         "the simulation replays the same arrivals and each run's applied load schedule, "
         f"{settings.draws_per_run * settings.real_runs} latency draws in all.",
@@ -289,13 +308,14 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     for row in calibration.itertuples(index=False):
         lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | {row.level} | "
                      f"{row.mean_ms:.3f} | {row.p90_ms:.3f} | {row.predicted_mean_ms:.3f} | {row.measured_speed:.3f} |")
+    lines += _idle_markdown(*idle_tables)
     lines += [
         "",
         "## The machine's own noise",
         "",
         f"From the {noise.probes} probes of the idle state at the scenario's gaps ({noise.seconds:.1f} s), in windows of "
         f"{noise.window_s * 1e3:.0f} ms: the wander explains {noise.persistent_share:.0%} of the windows' variance (the rest "
-        f"is the independent variation the profile's draws already carry); {noise.stalls} stalls (a probe over "
+        f"is the independent variation the profile's draws already carry); {noise.stalls_text} (a probe over "
         f"{STALL_FACTOR:g}x its prediction), {noise.stall_rate_hz:.3g} per second of service, {noise.stall_mean_ms:.3g} ms "
         "long on average. The simulation multiplies this process onto the schedule's speed (`noise.yaml`: paste it "
         "under a scenario's `device:`).",
@@ -376,4 +396,25 @@ def _memory_markdown(level_bytes: np.ndarray, bandwidth: float, residency: pd.Da
         done = residency[(residency["event"] == "reloaded") & (residency["level"] == level)]
         read = f"{done['read_ms'].mean():.1f} / {done['read_ms'].max():.1f}" if len(done) else "-"
         lines.append(f"| {level} | {extra_mb:.3g} | {extra_mb / bandwidth * 1e3:.1f} | {len(done)} | {read} | {build_ms[level]:.1f} |")
+    return lines
+
+
+def _idle_markdown(profiled: tuple[np.ndarray, np.ndarray], measured: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
+    """The report's idle-slowdown section: the profile's table against the one measured at the
+    scenario's rate (:mod:`simqos.validate.idle`), each level's factor by idle gap."""
+    lines = ["", "## The idle slowdown at the scenario's rate", ""]
+    if measured is None:
+        return lines + ["Not measured (too few probes found the device busy); the simulation used the profile's."]
+    lines += [
+        "How much longer a request runs after the device idled a gap than a queued one, as the profile measured it "
+        "(after a long back-to-back streak) and as the calibration's probes at the scenario's gaps showed it; the real "
+        "server and the simulation used the measured one (`calibrated-profile/`, the profile with it as `idle.csv`).",
+        "",
+        "| level | idle ms | profile | measured here |",
+        "|---|---|---|---|",
+    ]
+    for level in range(len(profiled[1])):
+        for j, gap in enumerate(measured[0]):
+            before = profiled[1][level][list(profiled[0]).index(gap)] if gap in profiled[0] else float("nan")
+            lines.append(f"| {level} | {gap:g} | {before:.2f} | {measured[1][level][j]:.2f} |")
     return lines
