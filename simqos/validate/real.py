@@ -33,6 +33,7 @@ from torch import nn
 
 from simqos import serving
 from simqos.engine import Plan, records_table
+from simqos.policies import Policy
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork, PrunableLayer
 from simqos.serving import DROPPED, MET, MISSED, Decision
@@ -191,6 +192,18 @@ def calibration_table(probes: pd.DataFrame, predicted_ms: Callable[[float, int],
     return pd.DataFrame(rows)
 
 
+class _NeverResident(Exception):
+    """A request's chosen level will not be resident again in this run."""
+
+
+class Residency(Protocol):
+    """What :func:`serve` needs of the levels resident (:class:`simqos.validate.memory.RealResidency`)."""
+
+    def sync(self) -> int: ...
+
+    def wait_for(self, level: int) -> bool: ...
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Collect garbage now, then none until the block ends: a collection inside a request would
@@ -215,6 +228,7 @@ def serve(
     wait: Callable[[float], None] | None = None,
     replication: int = 0,
     residency: Residency | None = None,
+    policy: Policy | None = None,
 ) -> pd.DataFrame:
     """Serve every arrival (seconds after ``t0``, a ``clock`` reading) in real time under the
     plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
@@ -230,8 +244,9 @@ def serve(
     each reroute point the policy sees the least sparse resident level; a chosen level that is
     not resident is waited for (the wait is not the server's own cost; ``resident_wait_ms`` in
     the records), and a request whose level will not return is dropped. Without it every
-    level is resident."""
-    policy = plan.policy_factories[policy_index]()
+    level is resident. ``policy``: a fresh instance of the plan's policy ``policy_index``, built
+    before ``t0`` (default: built here, on the clock)."""
+    policy = plan.policy_factories[policy_index]() if policy is None else policy
     if policy.clairvoyant:
         raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
     queue = plan.scenario.workload.queue

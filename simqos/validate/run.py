@@ -188,9 +188,13 @@ def run_validation(
         played = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
         factor = played[0].to_dict()  # the speed trace carries level 0's; the others run at theirs relative to it
         by_level = {speed: (row / row[0]).to_numpy() for speed, row in played.iterrows()}
+        ahead = min(WARMUP_REQUESTS, len(arrivals))
+        for index in range(len(plan.labels)):  # compile each policy's and the serving core's code before any timing
+            serve(real, plan, index, arrivals[:ahead], deadlines[:ahead], lambda: 1.0, time.perf_counter() - arrivals[ahead - 1] - 1.0)
         for run in range(settings.real_runs):
             for index, label in enumerate(plan.labels):
                 say(f"real run {run + 1} of {settings.real_runs}: {label} ({settings.seconds:g} s)")
+                policy = plan.policy_factories[index]()  # built before the clock starts (a table may take a while)
                 load.apply(1.0)
                 if residency is not None:
                     residency.reset(memory_mb[0])
@@ -200,7 +204,7 @@ def run_validation(
                     memory = residency.play(memory_times, memory_mb, t0, settings.seconds) if residency else contextlib.nullcontext()
                     with SchedulePlayer(load, schedule_times.tolist(), schedule_speeds.tolist(), t0, settings.seconds) as player, memory:
                         real_frames[index].append(serve(real, plan, index, arrivals, deadlines, lambda: factor[load.speed], t0,
-                                                        replication=run, residency=residency))  # fmt: skip
+                                                        replication=run, residency=residency, policy=policy))  # fmt: skip
                 if residency is not None:
                     memory_frames.append(pd.DataFrame(residency.applied, columns=["t_s", "memory_mb"]).assign(policy=label, run=run))
                     residency_frames.append(pd.DataFrame(residency.log, columns=["t_s", "event", "level", "read_ms"])
@@ -258,6 +262,11 @@ def run_validation(
     (work / "report.md").write_text(report)
     return comparison
 
+
+WARMUP_REQUESTS = 50
+"""Requests each policy serves, untimed and back to back, before the real runs: the first call
+of a policy's and the serving core's compiled code compiles it (200-600 ms on the build machine,
+which the first real run's first requests would otherwise wait out)."""
 
 QUIET_SPEED = (0.85, 1.15)
 """The speed, against the profile, at which level 0 must run back to back with no competing
