@@ -167,6 +167,34 @@ def test_the_real_server_waits_for_evicted_levels_as_the_simulator_does_on_a_fak
             assert waited_ms.max() > 40
 
 
+def test_a_request_whose_level_never_returns_is_dropped_by_the_real_server_as_by_the_simulator(tmp_path):
+    """The memory shrinks for good half a second in: static level 0's later requests wait for
+    a level that never returns, and both servers drop them (no finish, no latency)."""
+    from simqos.validate.real import serve
+
+    bundle = write_bundle(tmp_path / "m", {("a", 0): [2.0], ("b", 0): [2.0], ("a", 1): [1.0], ("b", 1): [1.0]},
+                          {"a": 0, "b": 1}, level_bytes=[2_000_000, 800_000])
+    trace = tmp_path / "memory.csv"
+    trace.write_text("time_s,memory_mb\n0,3\n0.5,1\n")
+    scenario = scenario_dict(bundle, requests=300, warmup_requests=0,
+                             device={"memory": {"kind": "trace", "path": str(trace), "after_end": "hold"}},
+                             workload={"arrival": {"kind": "poisson", "rate_hz": 200}, "deadline": {"kind": "constant", "ms": 8}},
+                             policies=[{"kind": "static", "level": 0}])
+    plan = build_plan(parse_scenario(scenario))
+    inputs = sample_inputs(plan, 0)
+    simulated = run_policy(plan, inputs, 0, 0)
+    clock = _FakeClock()
+    served = simulated.index[simulated["finish_s"].notna()].tolist()
+    real = serve(_FakeDevice(inputs.work_ms, served, clock), plan, 0, inputs.arrivals_s, inputs.deadlines_s, lambda: 1.0, 0.0,
+                 clock.read, clock.wait, residency=_FakeResidency(inputs.resident, clock))
+    real.pop("overhead_work_ms")
+    real.pop("resident_wait_ms")
+    pd.testing.assert_frame_equal(real, simulated, check_exact=False, atol=1e-9)
+    late = simulated["arrival_s"] > 0.5
+    assert (simulated.loc[late, "outcome"] == "dropped").all() and simulated.loc[late, "finish_s"].isna().all()
+    assert (simulated.loc[simulated["arrival_s"] < 0.4, "outcome"] != "dropped").all()  # served before the squeeze
+
+
 class _FakeResidency:
     """The simulator's residency, read on the fake clock: waiting moves the clock to when the
     level is back."""
@@ -205,10 +233,11 @@ class _FakeDevice:
         self.router = type("Router", (), {"levels": []})()
 
     def infer(self, decide) -> tuple[int, ...]:
-        work = self.work_ms[self.served.pop(0)]
         self.router.levels = []
-        for segment in range(work.shape[1]):
-            level = decide(segment)
+        work = None
+        for segment in range(self.work_ms.shape[2]):
+            level = decide(segment)  # may wait for its level, or find it never returns (then the request is not served)
+            work = self.work_ms[self.served.pop(0)] if work is None else work
             self.router.levels.append(level)
             self.clock.now += work[level, segment] / 1e3
         return tuple(self.router.levels)
