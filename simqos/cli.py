@@ -680,6 +680,7 @@ def validate(
     from simqos.profiler.recipe import build_network
     from simqos.profiler.run import cpu_name, profile_input, profile_model
     from simqos.scenario import load_scenario
+    from simqos.validate.compare import floor_text
     from simqos.validate.run import ValidationSettings, run_validation, validation_plan
 
     if seconds <= 0 or noise_seconds < 0 or sim_replications < 1 or probes < 1 or real_runs < 1:
@@ -727,8 +728,8 @@ def validate(
     for row in comparison.itertuples(index=False):
         table.add_row(
             row.policy,
-            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%}; {_floor(row.p50_floor, real_runs)})",
-            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%}; {_floor(row.p99_floor, real_runs)})",
+            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%}; {floor_text(row.p50_floor, real_runs)})",
+            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%}; {floor_text(row.p99_floor, real_runs)})",
             f"{row.ks_distance:.3f}",
             f"{100 * row.real_miss_rate:.2f}/{100 * row.sim_miss_rate:.2f}",
             row.verdict,
@@ -736,12 +737,8 @@ def validate(
     console.print(table)
     for note in notes:
         console.print(f"note: {note}")
-    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, noise.yaml, schedule.csv, plots/validation_ccdf.png)")
-
-
-def _floor(floor: float, real_runs: int) -> str:
-    """A percentile's floor as the table shows it: none is measured from one real run."""
-    return f"floor {floor:.0%}" if real_runs > 1 else "no floor: one real run"
+    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, noise.yaml, calibrated-profile/, schedule.csv, "
+                  "plots/validation_ccdf.png)")
 
 
 @app.command()

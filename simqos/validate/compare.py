@@ -23,7 +23,7 @@ from simqos.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, c
                            sampled)
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
 
-__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "real_floor", "served_speeds", "simulate_like", "within"]
+__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "simulate_like", "within"]
 
 TOLERANCE = 0.10
 """Largest relative error of p50 and p99 that passes."""
@@ -139,6 +139,11 @@ def real_floor(real: pd.DataFrame, policy: str, q: float, pooled_ms: float) -> f
     if len(by_run) < 2 or not pooled_ms:
         return 0.0
     return float(max(abs(v - pooled_ms) / pooled_ms for v in by_run))
+
+
+def floor_text(floor: float, real_runs: int) -> str:
+    """A percentile's floor as the tables show it: none is measured from one real run."""
+    return f"floor {floor:.0%}" if real_runs > 1 else "no floor: one real run"
 
 
 def within(error: float, floor: float) -> bool:

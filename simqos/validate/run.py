@@ -55,7 +55,7 @@ from simqos.bundle import Profile, save_profile
 from simqos.overrides import override
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
-from simqos.validate.compare import TOLERANCE, compare, served_speeds, simulate_like
+from simqos.validate.compare import TOLERANCE, compare, floor_text, served_speeds, simulate_like
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
 from simqos.validate.memory import RealResidency, WeightStore
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
@@ -364,7 +364,7 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     for row in comparison.itertuples(index=False):
         cells = [
             f"{getattr(row, f'real_{p}_ms'):.3f} / {getattr(row, f'sim_{p}_ms'):.3f} ({getattr(row, f'{p}_error'):+.0%}; "
-            f"floor {getattr(row, f'{p}_floor'):.0%})"
+            f"{floor_text(getattr(row, f'{p}_floor'), settings.real_runs)})"
             for p in ("p50", "p90", "p99")
         ]
         miss = [
