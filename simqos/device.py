@@ -53,6 +53,7 @@ __all__ = [
     "ReplayedProcess",
     "Residency",
     "constant_trace",
+    "fits",
     "cumulative_work_s",
     "embedded_stationary",
     "markov_trace",
@@ -386,7 +387,7 @@ class Residency:
 
 
 @njit()
-def _fits(sizes_mb: np.ndarray, mb: float) -> int:
+def fits(sizes_mb: np.ndarray, mb: float) -> int:
     """Least sparse level whose weights fit in ``mb`` (``len(sizes_mb)`` if none)."""
     for level in range(len(sizes_mb)):
         if sizes_mb[level] <= mb:
@@ -410,12 +411,12 @@ def _resident_walk(memory_times: np.ndarray, memory_mb: np.ndarray, end_s: float
     levels = np.empty(cap, dtype=np.int64)
     first = last_level < 0
     if first:
-        times[0], levels[0] = 0.0, _fits(sizes_mb, memory_mb[0])
+        times[0], levels[0] = 0.0, fits(sizes_mb, memory_mb[0])
     else:
         times[0], levels[0] = last_time, last_level
     m = 1
     for i in range(n):
-        target = _fits(sizes_mb, memory_mb[i])
+        target = fits(sizes_mb, memory_mb[i])
         end = memory_times[i + 1] if i + 1 < n else end_s
         current = levels[m - 1]
         if target > current:  # evicted at once

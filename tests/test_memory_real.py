@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from simqos.nested.network import NestedNetwork
-from simqos.validate.memory import RealResidency, WeightStore, fits
+from simqos.device import fits
+from simqos.validate.memory import RealResidency, WeightStore
 from simqos.validate.real import real_model
 
 

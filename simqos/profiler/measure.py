@@ -32,6 +32,7 @@ __all__ = [
     "TimerOptions",
     "capture_layer_calls",
     "layer_weights",
+    "local_weights",
     "profile_layer_level",
     "swap_layers",
     "tensors_in",
@@ -144,8 +145,14 @@ class LayerLevelResult:
 def layer_weights(net: NestedNetwork, layer: PrunableLayer, level: int) -> dict[str, torch.Tensor]:
     """The layer's weights masked at ``level``, keyed by the layer module's own parameter names."""
     params = dict(net.module.named_parameters())
+    return local_weights(layer, {w: (params[w] * (net.ranks[w] >= level)).detach() for w in layer.weights})
+
+
+def local_weights(layer: PrunableLayer, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The layer's tensors among ``weights`` (keyed by the network's parameter names), keyed by
+    the layer module's own names, as a kernel is built from them."""
     prefix = f"{layer.name}." if layer.name else ""
-    return {w[len(prefix) :]: (params[w] * (net.ranks[w] >= level)).detach() for w in layer.weights}
+    return {w[len(prefix) :]: weights[w] for w in layer.weights}
 
 
 def _uses_per_weight(module: nn.Module, kind: str, call: CapturedCall) -> int:

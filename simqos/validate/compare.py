@@ -33,6 +33,15 @@ MIN_SERVED = 20
 with fewer, the calibration's stands."""
 
 
+def _states(applied: pd.DataFrame, times_s: np.ndarray, by_level: dict[float, np.ndarray] | None,
+            n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The load state (``applied``'s target_speed) in force at each of ``times_s``, and each
+    level's speed relative to level 0's in it (``by_level``; all 1 without it): (n,), (n, n_levels)."""
+    state = Trace(applied["t_s"].to_numpy(dtype=float), applied["target_speed"].to_numpy(dtype=float)).at(times_s)
+    relative = np.stack([by_level[float(v)] for v in state]) if by_level else np.ones((len(times_s), n_levels))
+    return state, relative
+
+
 def served_speeds(
     plan: Plan, real: pd.DataFrame, applied: pd.DataFrame, by_level: dict[float, np.ndarray] | None = None
 ) -> dict[float, float]:
@@ -58,8 +67,7 @@ def served_speeds(
     routes = [[int(k) for k in str(route).split("-")] for route in served["route"]]
     levels = np.array(routes, dtype=np.int64).reshape(len(served), model.n_segments)
     factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
-    state = Trace(applied["t_s"].to_numpy(dtype=float), applied["target_speed"].to_numpy(dtype=float)).at(start)
-    relative = np.stack([by_level[float(v)] for v in state]) if by_level else np.ones((len(served), model.n_levels))
+    state, relative = _states(applied, start, by_level, model.n_levels)
     rows = np.arange(len(served))[:, None]
     segments = np.arange(model.n_segments)[None, :]
     own_ms = served["overhead_work_ms"].fillna(0.0).to_numpy(dtype=float) if "overhead_work_ms" in served else np.zeros(len(served))
@@ -109,9 +117,7 @@ def simulate_like(
     horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
     overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0
     model = plan.model
-    state = Trace(schedule.times_s, applied["target_speed"].to_numpy(dtype=float)).at(arrivals)
-    relative = (np.stack([by_level[float(v)] for v in state]) if by_level
-                else np.ones((len(arrivals), model.n_levels)))  # fmt: skip
+    _, relative = _states(applied, arrivals, by_level, model.n_levels)
     frames = []
     streams = np.random.SeedSequence(seed).spawn(first_replication + replications)[first_replication:]
     for r, stream in enumerate(streams, start=first_replication):

@@ -44,20 +44,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simqos.device import fits
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork
+from simqos.profiler.measure import local_weights
 from simqos.validate.real import RealModel
 
-__all__ = ["CHUNK_BYTES", "RealResidency", "WeightStore", "fits"]
+__all__ = ["CHUNK_BYTES", "RealResidency", "WeightStore", "reload_mb"]
 
 CHUNK_BYTES = 1 << 16
 """A reload reads its file this much at a time, each chunk no earlier than its share of the
 paced time."""
 
 
-def fits(sizes_mb: np.ndarray, memory_mb: float) -> int:
-    """The least sparse level whose weights fit in ``memory_mb`` (``len(sizes_mb)``: none)."""
-    return next((k for k, size in enumerate(sizes_mb) if size <= memory_mb), len(sizes_mb))
+def reload_mb(sizes_mb: np.ndarray, level: int) -> float:
+    """What a reload of ``level`` reads (MB): its weights beyond the next sparser level's, or all
+    of them for the sparsest (``sizes_mb``: each level's resident MB)."""
+    return float(sizes_mb[level] - (sizes_mb[level + 1] if level + 1 < len(sizes_mb) else 0.0))
 
 
 class WeightStore:
@@ -103,6 +106,9 @@ class WeightStore:
 
 
 def _sleep_until(t: float, clock: Callable[[], float]) -> None:
+    """Sleep until ``clock`` reads ``t``. Not :func:`~simqos.profiler.timer.wait_until`: its
+    last stretch is spun, and a spinning reader would hold the interpreter lock that the
+    serving thread needs, at every chunk."""
     left = t - clock()
     if left > 0:
         time.sleep(left)
@@ -233,8 +239,7 @@ class RealResidency:
 
     def _reload(self, level: int, until: float) -> bool:
         """Read ``level`` (the next less sparse one) back; False when abandoned."""
-        below = self.sizes_mb[level + 1] if level + 1 < self.n_levels else 0.0
-        seconds = (self.sizes_mb[level] - below) / self.bandwidth_mb_s
+        seconds = reload_mb(self.sizes_mb, level) / self.bandwidth_mb_s
         begun = self.clock()
         if self.store.read(level, seconds, until, self.clock) is None or self._stop.is_set():
             return False
@@ -263,9 +268,7 @@ def _kernels_from_store(real: RealModel, net: NestedNetwork, store: WeightStore)
             w.view(-1)[torch.from_numpy(stored[f"{name}:index"])] = torch.from_numpy(stored[f"{name}:value"])
         for switch in real.switches:
             layer = switch.layer
-            prefix = f"{layer.name}." if layer.name else ""
             module = net.module.get_submodule(layer.name)
-            local = {w[len(prefix):]: weights[w] for w in layer.weights}
-            kept[level].append(build_kernel(real.kernel_names[(layer.name, level)], module, local))
+            kept[level].append(build_kernel(real.kernel_names[(layer.name, level)], module, local_weights(layer, weights)))
         build_ms[level] = (time.perf_counter() - begun) * 1e3
     return kept, build_ms

@@ -51,7 +51,6 @@ MIN_PROBES = 3
 """Windows with fewer probes are left out of the wander (their speed is mostly chance)."""
 
 NAMES = ("slow", "middle", "fast")
-SHRINK = 1
 
 
 SHORTEST_WINDOW_S = 0.05
@@ -127,7 +126,7 @@ def fit_noise(begin_s: np.ndarray, took_ms: np.ndarray, predicted_ms: np.ndarray
     if share == 0.0:
         return _fit(seconds, len(took_ms), len(kept), window_s, 0.0, [1.0], [math.inf], np.ones((1, 1)), stall.sum(), stall_rate, stall_ms)
     state = np.searchsorted(np.quantile(log_speed, np.arange(1, n_states) / n_states), log_speed, side="right")
-    shrunk = np.exp(math.sqrt(share) ** SHRINK * (log_speed - log_speed.mean()))
+    shrunk = np.exp(math.sqrt(share) * (log_speed - log_speed.mean()))
     occupancy = np.bincount(state, minlength=n_states) / len(state)
     speeds = np.array([shrunk[state == k].mean() for k in range(n_states)])
     speeds *= float(occupancy @ (1.0 / speeds))  # harmonic mean 1: requests take as long on average as at the run's speed

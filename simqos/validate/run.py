@@ -24,7 +24,7 @@
 A memory process is played for real too (:mod:`simqos.validate.memory`): the real server's
 levels are evicted and reloaded, at the scenario's storage bandwidth, as the schedule says,
 and the simulation replays the memory as it was applied (``memory_schedule.csv``; evictions and
-reloads, with how long each reload read and built, in ``residency.csv``).
+reloads, with how long each reload read, in ``residency.csv``).
 
 What cannot be played for real is refused up front, naming the field: speed factors above 1
 (this CPU cannot run faster than it was profiled) or below 1/9. A clairvoyant policy needs
@@ -57,7 +57,7 @@ from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, floor_text, served_speeds, simulate_like
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
-from simqos.validate.memory import RealResidency, WeightStore
+from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
 from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
@@ -172,7 +172,8 @@ def run_validation(
             notes.append(busy)
             say(f"warning: {busy}")
         profiled_idle = (model.idle_ms, model.idle_factor)
-        regime = regime_idle(probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")], model.idle_ms)
+        no_load = (probes["target_speed"] == 1.0) & (probes["gaps"] != "none")  # and the scenario's gaps
+        regime = regime_idle(probes[no_load], model.idle_ms)
         if regime is None:
             notes.append("too few calibration probes found the device busy to measure its idle slowdown at the scenario's "
                          "rate; the profile's is used (raise --probes or --noise-seconds)")
@@ -214,7 +215,7 @@ def run_validation(
                 applied.insert(0, "policy", label)
                 applied.insert(1, "run", run)
                 applied_frames.append(applied)
-    idle = probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")]
+    idle = probes[no_load]
     noise = fit_noise(idle["begin_s"], idle["took_ms"], idle["predicted_ms"], window_s=noise_window_s(mean_gap_s))
     noise_process = Device(noise=noise.spec).noise
     real_records = pd.concat([frame for frames in real_frames for frame in frames], ignore_index=True)
@@ -401,7 +402,7 @@ def _memory_markdown(level_bytes: np.ndarray, bandwidth: float, residency: pd.Da
         "|---|---|---|---|---|---|",
     ]
     for level in range(len(sizes_mb)):
-        extra_mb = sizes_mb[level] - (sizes_mb[level + 1] if level + 1 < len(sizes_mb) else 0.0)
+        extra_mb = reload_mb(sizes_mb, level)
         done = residency[(residency["event"] == "reloaded") & (residency["level"] == level)]
         read = f"{done['read_ms'].mean():.1f} / {done['read_ms'].max():.1f}" if len(done) else "-"
         lines.append(f"| {level} | {extra_mb:.3g} | {extra_mb / bandwidth * 1e3:.1f} | {len(done)} | {read} | {build_ms[level]:.1f} |")
