@@ -25,6 +25,16 @@ each clearing ``exact``: a state free no later with no less value absorbs anothe
 widened to cover both (the Pareto frontier of (low, value), widened); then neighbours (by
 ``low``) are merged into their union with the larger value.
 
+**Time-slicing.** With ``device.slice_ms`` a request's work is
+stretched by the competitors' turns it waits out (:mod:`simqos.timeslice`), which depends on
+whether it found the device idle and, if it queued, on the slice its predecessor left — a
+state the DP does not carry. So each state's range of factors is widened to every case its
+schedules may be in (woken at the arrival's share with a whole slice; queued at any share of
+its possible starts with any slice left), and a point state whose range is not a point is no
+longer exact. An earlier free time is then not always better (a later one may let the next
+request start with a whole slice), and the stretch, taken in proportion per level, breaks the route dominance that the
+pruning reads: with time-slicing the states are never pruned by dominance, only merged.
+
 All states the next arrival finds idle for at least the profile's longest measured gap (beyond
 it the factor is constant) have the same future, so they collapse into one, exactly. With no
 idle slowdown in the profile (each level's factor the same at every gap) an earlier free time
@@ -56,7 +66,8 @@ import os
 import numpy as np
 
 from simqos.compiled import njit
-from simqos.serving import idle_factors, jit, segment_end
+from simqos.serving import bisect_right, idle_factors, jit, segment_end
+from simqos.timeslice import sliced_work
 
 __all__ = ["MAX_REQUESTS", "MAX_STATES", "plan_bound", "replication_bound"]
 
@@ -80,6 +91,45 @@ def _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, lo, hi):
             if gap_lo_ms < idle_ms[j] < gap_hi_ms:
                 lo[k] = min(lo[k], idle_factor[k, j])
                 hi[k] = max(hi[k], idle_factor[k, j])
+
+
+@jit
+def _share_range(times, values, t1, t2) -> tuple[float, float]:
+    """The smallest and largest value a piecewise-constant trace takes on ``[t1, t2]``."""
+    i = bisect_right(times, t1, len(times)) - 1
+    low = high = values[i]
+    for j in range(i + 1, len(times)):
+        if times[j] > t2:
+            break
+        low, high = min(low, values[j]), max(high, values[j])
+    return low, high
+
+
+@jit
+def _sliced_range(lo, hi, work_i, arrival, start_lo, start_hi, woken, queued, share_times, shares, slice_ms):
+    """Each level's smallest and largest factor (``lo``, ``hi``, in place: the idle slowdown's
+    range) once the time-slicing stretches it (module doc): a woken request's first run is a
+    whole slice, at the share at its arrival; a queued one's anything from 0 to a whole slice,
+    at any share between its earliest and latest start. The sliced work is nondecreasing in the
+    work, nonincreasing in the first run and linear in the share below 1 (the work itself from
+    1 on): its extremes are at the ends of each range."""
+    s_arrival = shares[bisect_right(share_times, arrival, len(share_times)) - 1]
+    s_low, s_high = _share_range(share_times, shares, start_lo, start_hi)
+    for k in range(len(lo)):
+        raw = 0.0
+        for s in range(work_i.shape[1]):
+            raw += work_i[k, s]
+        if raw <= 0.0:
+            continue
+        best, worst = math.inf, -math.inf
+        if woken:
+            best = min(best, sliced_work(raw * lo[k], s_arrival, slice_ms, slice_ms))
+            worst = max(worst, sliced_work(raw * hi[k], s_arrival, slice_ms, slice_ms))
+        if queued:
+            for share in (s_low, s_high):
+                best = min(best, sliced_work(raw * lo[k], share, slice_ms, slice_ms))
+                worst = max(worst, sliced_work(raw * hi[k], share, 0.0, slice_ms))
+        lo[k], hi[k] = best / raw, worst / raw
 
 
 @jit
@@ -228,10 +278,12 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
 def _bound(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
     idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
+    share_times, shares, slice_ms,
 ):  # fmt: skip
     n_routes, n_segments = routes.shape
     n_levels = idle_factor.shape[0]
     n = len(arrivals)
+    sliced = slice_ms > 0.0
     saturated_s = idle_ms[len(idle_ms) - 1] / 1e3
     cap = max_states * (n_routes + 1) + 1
     low, high, value = np.zeros(cap), np.zeros(cap), np.zeros(cap)
@@ -251,7 +303,8 @@ def _bound(
     path_lo, path_hi = np.empty(n_segments + 1), np.empty(n_segments + 1)
     for i in range(n):
         arrival, deadline = arrivals[i], deadlines[i]
-        pruning = monotone or size * n_routes > max_states  # lossy with idle slowdown: only when needed
+        # lossy with idle slowdown: only when needed; never with time-slicing (module doc)
+        pruning = (monotone or size * n_routes > max_states) and not sliced
         if pruning:
             _dominance_masks(work[i], idle_factor, routes, dom_start, dom_index, prefix, masks)
             ready[:] = False
@@ -260,6 +313,9 @@ def _bound(
             t_lo, t_hi, v = low[s], high[s], value[s]
             gap_lo_ms, gap_hi_ms = max(0.0, arrival - t_hi) * 1e3, max(0.0, arrival - t_lo) * 1e3
             _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, f_lo, f_hi)
+            if sliced:
+                _sliced_range(f_lo, f_hi, work[i], arrival, max(arrival, t_lo), max(arrival, t_hi), gap_hi_ms > 0.0,
+                              gap_lo_ms <= 0.0, share_times, shares, slice_ms)  # fmt: skip
             span = spans  # not pruning: the row where no route is dominated
             if pruning:
                 g_first, g_last = (0, 0) if monotone else _gap_span(idle_ms, gap_lo_ms, gap_hi_ms)
@@ -268,7 +324,9 @@ def _bound(
                     need = ((1 << (g_last + 1)) - 1) ^ ((1 << g_first) - 1)
                     _dominated_in(need, masks, routes, dom_start, dom_index, by[span], levels_used[span], absorbs[span])
                     ready[span] = True
-            point = t_lo == t_hi  # then the factors are one vector and both ends are the same
+            point = t_lo == t_hi  # then the factors are one vector and both ends are the same ...
+            if point and sliced and (f_lo != f_hi).any():  # ... unless the slice left is not known: a range
+                point, exact = False, False
             path_lo[0], path_hi[0] = max(arrival, t_lo), max(arrival, t_hi)
             dropped = free_drops
             previous = -1
@@ -381,12 +439,15 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
         np.ascontiguousarray(model.idle_ms, dtype=np.float64), idle_factor, routes,
         np.lexsort(routes.T[::-1]),
     )
-    monotone = bool((idle_factor == idle_factor[:, :1]).all())
+    slice_ms = float(scenario.device.slice_ms)
+    monotone = bool((idle_factor == idle_factor[:, :1]).all()) and slice_ms <= 0.0
     gains = {"met": np.ones(len(routes))}
     if model.has_accuracy:
         gains["accuracy"] = np.array([model.accuracy(tuple(r)) for r in routes])
     run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
-    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g)) for name, g in gains.items()}
+    share = inputs.speed.trace if inputs.share is None else inputs.share
+    shared = (share.times_s, share.values.astype(float), slice_ms)
+    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared) for name, g in gains.items()}
     out["requests"] = int(counted.sum())
     out["best_accuracy"] = float(gains["accuracy"].max()) if model.has_accuracy else math.nan
     return out

@@ -454,17 +454,22 @@ def _append(times: np.ndarray, values: np.ndarray, m: int, t: float, v: int) -> 
 
 class DeviceView(NamedTuple):
     """The device as the fast path reads it (:meth:`simqos.fastpath.FastServer.serve`):
-    ``arrays`` (speed breakpoints, speeds, C in ms, resident breakpoints, resident levels),
-    exact until ``known_s``; a level not resident by ``cap_s`` never returns."""
+    ``arrays`` (speed breakpoints, speeds, C in ms, resident breakpoints, resident levels,
+    share breakpoints, shares), exact until ``known_s``; a level not resident by ``cap_s``
+    never returns. The share is ``device.speed`` alone, without the noise: the core that
+    competing processes leave (what the time-slicing reads, :mod:`simqos.timeslice`)."""
 
     arrays: tuple[np.ndarray, ...]
     known_s: float = math.inf
     cap_s: float = math.inf
 
 
-def whole_view(speed: SpeedTrace, resident: Trace) -> DeviceView:
-    """A replication's whole device, as the whole-run path samples it."""
-    return DeviceView((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values))
+def whole_view(speed: SpeedTrace, resident: Trace, share: Trace | None = None) -> DeviceView:
+    """A replication's whole device, as the whole-run path samples it (``share``: the speed
+    process without the noise; None: the speed trace itself)."""
+    share = speed.trace if share is None else share
+    return DeviceView((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values,
+                       share.times_s, share.values))  # fmt: skip
 
 
 class DeviceWindow:
@@ -476,16 +481,20 @@ class DeviceWindow:
     (a request that waits for it is dropped) — the whole-run path's horizon, twice the last
     arrival plus a minute."""
 
-    def __init__(self, speed: Process, memory: Process, residency: Residency, cap_s: float = math.inf) -> None:
-        self.speed, self.memory, self.residency, self.cap_s = speed, memory, residency, cap_s
+    def __init__(self, speed: Process, memory: Process, residency: Residency, cap_s: float = math.inf,
+                 share: Process | None = None) -> None:  # fmt: skip
+        self.speed, self.memory, self.residency, self.cap_s, self.share = speed, memory, residency, cap_s, share
         self.times_s, self.speeds, self.work_s = np.empty(0), np.empty(0), np.empty(0)
         self.res_times_s, self.res_levels = np.empty(0), np.empty(0, dtype=np.int64)
+        self.share_times_s, self.shares = np.empty(0), np.empty(0)
         self.until_s, self.known_s = -math.inf, -math.inf
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """(breakpoints, speeds, C in ms, resident breakpoints, resident levels): what the fast
-        path reads."""
-        return self.times_s, self.speeds, self.work_s * 1e3, self.res_times_s, self.res_levels
+        """(breakpoints, speeds, C in ms, resident breakpoints, resident levels, share
+        breakpoints, shares): what the fast path reads. ``share``: the speed process without the
+        noise (:class:`DeviceView`); None: the speed itself."""
+        shared = (self.share_times_s, self.shares) if self.share is not None else (self.times_s, self.speeds)
+        return self.times_s, self.speeds, self.work_s * 1e3, self.res_times_s, self.res_levels, *shared
 
     def view(self) -> DeviceView:
         """The window as the fast path reads it now."""
@@ -505,6 +514,9 @@ class DeviceWindow:
             before = (self.times_s[-1], self.speeds[-1], self.work_s[-1]) if len(self.times_s) else None
             self.work_s = np.concatenate([self.work_s, cumulative_work_s(times, speeds, before)])
             self.times_s, self.speeds = np.concatenate([self.times_s, times]), np.concatenate([self.speeds, speeds])
+        if self.share is not None:
+            times, shares = self.share.extend(until_s)
+            self.share_times_s, self.shares = np.concatenate([self.share_times_s, times]), np.concatenate([self.shares, shares])
         res_times, levels = self.residency.extend(*self.memory.extend(until_s), final=self.memory.final)
         self.res_times_s = np.concatenate([self.res_times_s, res_times])
         self.res_levels = np.concatenate([self.res_levels, levels.astype(np.int64)])
@@ -520,6 +532,9 @@ class DeviceWindow:
             self.times_s, self.speeds, self.work_s = self.times_s[i:].copy(), self.speeds[i:].copy(), self.work_s[i:].copy()
         if j > len(self.res_times_s) // 2:
             self.res_times_s, self.res_levels = self.res_times_s[j:].copy(), self.res_levels[j:].copy()
+        k = max(int(np.searchsorted(self.share_times_s, before_s, side="right")) - 1, 0)
+        if k > len(self.share_times_s) // 2:
+            self.share_times_s, self.shares = self.share_times_s[k:].copy(), self.shares[k:].copy()
 
 
 def read_trace_csv(path: Path, column: str) -> Trace:

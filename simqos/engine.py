@@ -67,6 +67,7 @@ from simqos.bundle import load_profile
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.tally import Tally, TallyBuilder, per_replication, pooled, summarize, tallies_from_records
+from simqos.timeslice import route_work, slice_left_after, sliced_factors
 from simqos.workload import ArrivalStream, deadlines_from_spec, mean_rate_hz, read_arrivals_csv
 
 __all__ = ["OUTCOMES", "Plan", "ReplicationInputs", "Run", "Served", "build_plan", "decisions", "engines", "plan_tallies", "records_table",
@@ -257,6 +258,7 @@ class ReplicationInputs:
     memory_mb: Trace
     resident: Trace  # least sparse resident level over time (n_levels: none)
     horizon_s: float  # the device's processes are sampled (repeated traces replayed) until here
+    share: Trace | None = None  # device.speed without the noise (the share the slicing reads); None: the speed trace
 
 
 MAX_REQUESTS = 10**10
@@ -326,19 +328,24 @@ class DeviceInputs:
     memory_mb: Trace
     resident: Trace
     horizon_s: float
+    share: Trace | None = None  # device.speed without the noise; None: the speed trace
 
 
-def _device_processes(plan: Plan, replication: int) -> tuple[Process, Process, Residency]:
+def _device_processes(plan: Plan, replication: int) -> tuple[Process, Process, Residency, Process | None]:
     """Replication ``replication``'s speed (times the noise, when given) and memory processes on
-    their seeds, and the residency its memory gives: what both the whole run and the window sample."""
+    their seeds, the residency its memory gives, and, with a noise, the speed process alone
+    again (the share the slicing reads; the same seed, so the very trace the product has):
+    what both the whole run and the window sample."""
     scenario, model = plan.scenario, plan.model
     seeds = _seeds(scenario, replication)
     speed = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
+    share = None
     if scenario.device.noise is not None:
         speed = ProductProcess(speed, process_from_spec(scenario.device.noise, "speed", np.random.default_rng(seeds[5])))
+        share = process_from_spec(scenario.device.speed, "speed", np.random.default_rng(seeds[2]))
     memory = (ConstantProcess(math.inf) if scenario.device.memory is None
               else process_from_spec(scenario.device.memory, "memory_mb", np.random.default_rng(seeds[3])))  # fmt: skip
-    return speed, memory, Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s)
+    return speed, memory, Residency(model.level_bytes, scenario.device.storage_bandwidth_mb_s), share
 
 
 def device_inputs(plan: Plan, replication: int, last_arrival_s: float, horizon_s: float | None = None) -> DeviceInputs:
@@ -347,11 +354,12 @@ def device_inputs(plan: Plan, replication: int, last_arrival_s: float, horizon_s
     not depend on it), which is how :func:`until_covered` serves a run that outlasts it."""
     horizon = max(2.0 * last_arrival_s + 60.0, horizon_s or 0.0)
     _check_trace_ends(plan.scenario, last_arrival_s, f"replication {replication}'s arrivals run to")
-    speed, memory, residency = _device_processes(plan, replication)
+    speed, memory, residency, share = _device_processes(plan, replication)
     memory_mb = sampled(memory, horizon)
     resident = Trace(*residency.extend(memory_mb.times_s, memory_mb.values, final=True))
     return DeviceInputs(SpeedTrace(sampled(speed, horizon)), memory_mb, resident,
-                        math.inf if speed.final and memory.final else horizon)  # fmt: skip
+                        math.inf if speed.final and memory.final else horizon,
+                        None if share is None else sampled(share, horizon))  # fmt: skip
 
 
 def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) -> ReplicationInputs:
@@ -359,7 +367,8 @@ def sample_inputs(plan: Plan, replication: int, horizon_s: float | None = None) 
     :func:`device_inputs`, drawn from the scenario seed)."""
     arrivals, deadlines, work = RequestStream(plan, replication).take(sys.maxsize)
     device = device_inputs(plan, replication, float(arrivals[-1]), horizon_s)
-    return ReplicationInputs(arrivals, deadlines, work, device.speed, device.memory_mb, device.resident, device.horizon_s)
+    return ReplicationInputs(arrivals, deadlines, work, device.speed, device.memory_mb, device.resident, device.horizon_s,
+                             device.share)  # fmt: skip
 
 
 def _ending_traces(scenario: Scenario) -> list[tuple[str, Any, str]]:
@@ -430,6 +439,11 @@ class _Server:
         trace = inputs.speed.trace
         times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
         res_times, res_levels = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
+        share = trace if inputs.share is None else inputs.share
+        share_times, shares = share.times_s, share.values.astype(float)
+        slice_ms = self.plan.scenario.device.slice_ms
+        sliced = slice_ms > 0.0
+        on_factors, slice_left = np.ones(model.n_levels), 0.0  # the work at the whole core; the server's slice left
         arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
         params, table = policy.prepared() if policy.compiled() else (np.zeros(0), np.zeros((0, 0)))
         candidates = np.ascontiguousarray(policy.candidates())
@@ -453,6 +467,10 @@ class _Server:
                 continue  # dropped late: no finish
             q_end = max(serving.bisect_right(arrivals, now, n), i + 1)
             serving.idle_factors(model.idle_ms, model.idle_factor, (now - busy_until) * 1e3, factors)
+            if sliced:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
+                run_first = slice_ms if arrival > busy_until else slice_left
+                on_factors[:] = factors
+                sliced_factors(factors, inputs.work_ms[i], serving.value_at(share_times, shares, now), run_first, slice_ms)
             t, code, changes = serving.serve_request.py_func(
                 i, now, arrival, deadline, inputs.work_ms[i], factors, times, speeds, cum, res_times, res_levels,
                 deadlines[i + 1 : q_end], _choose(policy), params, table, candidates, np.empty(len(candidates)),
@@ -461,6 +479,8 @@ class _Server:
             if math.isinf(t):
                 continue  # its level never returns: dropped
             yield env.timeout(t - now)
+            if sliced:
+                slice_left = slice_left_after(run_first, route_work(code, inputs.work_ms[i], on_factors), slice_ms)
             busy_until = t
             self.finish_s[i] = t
             self.route_code[i] = code
@@ -711,7 +731,8 @@ def device_window(plan: Plan, replication: int, last_arrival_s: float) -> Device
     """Replication ``replication``'s device, to be sampled in windows (:func:`device_inputs`'
     very traces: the same processes on the same seeds), with the whole-run path's horizon as
     the cap on waiting for a level."""
-    return DeviceWindow(*_device_processes(plan, replication), cap_s=2.0 * last_arrival_s + 60.0)
+    speed, memory, residency, share = _device_processes(plan, replication)
+    return DeviceWindow(speed, memory, residency, cap_s=2.0 * last_arrival_s + 60.0, share=share)
 
 
 def _streamed_replication(plan: Plan, replication: int, kept: KeptRecords,

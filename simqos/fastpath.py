@@ -19,6 +19,7 @@ from numba import types
 from simqos.compiled import njit
 from simqos.device import DeviceView, whole_view
 from simqos.policies import Policy
+from simqos.timeslice import route_work, slice_left_after, sliced_factors
 from simqos.serving import (
     DECIDE_TYPE,
     DROPPED,
@@ -59,11 +60,12 @@ def _beyond_any(finishes, known_s, cap_s):
     DECIDE_TYPE, _t8, types.float64[:, ::1], types.int64[:, ::1],  # decide, params, table, candidates
     types.int64, types.int64, types.boolean, _t8, _t8,  # first request, begin, final, clock, waiting
     types.float64, types.float64,  # the device known until, the residency cap
+    _t8, _t8, types.float64,  # share breakpoints, shares, slice
 ), nogil=True)
 def _serve(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels,
     capacity, late_drop, sparsest_median_ms, idle_ms, idle_factor, decide, params, table, candidates,
-    first, begin, final, clock, waiting_left, known_s, cap_s,
+    first, begin, final, clock, waiting_left, known_s, cap_s, share_times, shares, slice_ms,
 ):  # fmt: skip
     """Serve requests ``begin``, ``begin`` + 1, ... of the window ``arrivals`` (request ``first``
     of the replication and on, with their
@@ -72,7 +74,7 @@ def _serve(
     request whose queue could hold arrivals beyond the window (the clock has reached the
     window's last arrival): the caller serves it with the next chunk appended. Returns the
     index it stopped at, the served requests' arrays, and the new ``waiting_left``; ``clock``
-    is updated in place."""
+    (now, busy until, the server's slice left: :mod:`simqos.timeslice`) is updated in place."""
     n = len(arrivals)
     m = n - begin
     n_levels = work.shape[1]
@@ -86,8 +88,11 @@ def _serve(
     n_left = len(waiting_left)
     factors = np.ones(n_levels)
     route_finish = np.empty(candidates.shape[0])  # the clairvoyant's view, reused
-    now, busy_until = clock[0], clock[1]
-    gone, i_speed, i_res, q_end = 0, 0, 0, begin  # search hints: the clock only moves forward
+    now, busy_until, slice_left = clock[0], clock[1], clock[2]
+    sliced = slice_ms > 0.0
+    on_factors = np.ones(n_levels)  # the work at the whole core, before the slicing
+    run_first = 0.0
+    gone, i_speed, i_res, i_share, q_end = 0, 0, 0, 0, begin  # search hints: the clock only moves forward
     stop, short = n, False
     for i in range(begin, n):
         arrival = arrivals[i]
@@ -114,6 +119,11 @@ def _serve(
         q_end = max(bisect_from(arrivals, now, n, q_end), i + 1)
         i_res = bisect_from(res_times, now, len(res_times), i_res + 1) - 1
         idle_factors(idle_ms, idle_factor, (now - busy_until) * 1e3, factors)
+        if sliced:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
+            i_share = bisect_from(share_times, now, len(share_times), i_share + 1) - 1
+            run_first = slice_ms if arrival > busy_until else slice_left
+            on_factors[:] = factors
+            sliced_factors(factors, work[i], shares[i_share], run_first, slice_ms)
         t, code, changes = serve_request(
             first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
             deadlines[i + 1 : q_end], decide, params, table, candidates, route_finish, i_speed, i_res,
@@ -125,12 +135,14 @@ def _serve(
         if math.isinf(t):
             continue  # its level never returns: dropped
         now = now + (t - now)
+        if sliced:
+            slice_left = slice_left_after(run_first, route_work(code, work[i], on_factors), slice_ms)
         busy_until = t
         finish_s[j] = t
         codes[j] = code
         reroutes[j] = changes
         outcome[j] = MET if t <= deadline else MISSED
-    clock[0], clock[1] = now, busy_until
+    clock[0], clock[1], clock[2] = now, busy_until, slice_left
     k = stop - begin
     # Later arrivals come at or after the stop's: only who leaves the queue after it still counts.
     gone = n_left - waiting_at(left, n_left, arrivals[stop], gone) if stop < n else n_left
@@ -149,7 +161,8 @@ class FastServer:
         self.candidates = np.require(policy.candidates(), np.int64, "CW")
         self.rules = (-1 if queue.capacity is None else queue.capacity, queue.late == "drop", float(model.sparsest_median_ms),
                       _f8(model.idle_ms), _f8(model.idle_factor))  # fmt: skip
-        self.clock = np.zeros(2)
+        self.slice_ms = float(plan.scenario.device.slice_ms)
+        self.clock = np.zeros(3)
         self.waiting = np.empty(0)
 
     @property
@@ -169,6 +182,7 @@ class FastServer:
             np.require(device.arrays[4], np.int64, "CW"),
             *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
             first, begin, final, self.clock, self.waiting, device.known_s, device.cap_s,
+            _f8(device.arrays[5]), _f8(device.arrays[6]), self.slice_ms,
         )  # fmt: skip
         return stop, short, tuple(served)
 
@@ -177,4 +191,4 @@ def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
     with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
     server = FastServer(plan, policy)
-    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident))[2]
+    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident, inputs.share))[2]

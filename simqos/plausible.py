@@ -2,7 +2,8 @@
 percent, trace times in milliseconds, a log-normal ``sigma`` given as a spread in ms, a deadline
 no route can meet even on the fastest device. Each is a warning naming the field, the value and
 what it would mean; the run goes ahead (a user may mean it). Also a setting that has no
-effect: ``outputs.sample_requests`` without ``outputs.records: sample``.
+effect: ``outputs.sample_requests`` without ``outputs.records: sample``, a ``device.slice_ms``
+with a speed that never drops below 1.
 
 The thresholds: a speed factor above :data:`MOST_SPEED` (a device that many times faster than
 the one profiled); a ``sigma`` above :data:`MOST_SIGMA` (its 99th percentile deadline e^(2.33
@@ -76,6 +77,11 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
         if gap_s > MOST_GAP_S:
             out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
                        "arrival_s in milliseconds? (times are in seconds)")
+    spec = scenario.device.speed
+    lowest = float(read_trace_csv(spec.path, "speed").values.min()) if spec.kind == "trace" else min(speeds)
+    if scenario.device.slice_ms > 0.0 and lowest >= 1.0:
+        out.append(f"device.slice_ms: {scenario.device.slice_ms:g} has no effect: device.speed never drops below 1, and "
+                   "only a speed below 1 is sliced (the share of the core competing processes leave)")
     outputs = scenario.outputs
     fields = type(outputs).model_fields  # defaults, not model_fields_set: a copied scenario marks every field set
     if outputs.sample_requests != fields["sample_requests"].default and outputs.records != "sample":

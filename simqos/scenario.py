@@ -206,12 +206,20 @@ class Device(_Model):
     """``speed``: compute-speed process (default constant 1.0). ``noise``: a second speed
     process multiplied onto it, the machine's own wander and stalls, which the policies that
     plan over ``speed`` do not know (default: none). ``memory``: memory available to the
-    weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights."""
+    weights (default: unlimited). ``storage_bandwidth_mb_s``: reload speed of evicted weights.
+    ``slice_ms``: CPU time-slicing under competing processes (default 0: a speed factor alone).
+    With it, a ``speed`` below 1 is the share of the core that other processes leave: the server
+    runs slices of ``slice_ms`` of work at the whole core and waits out the competitors' turns
+    between them, and a request that finds the server idle starts with a whole slice (a thread
+    that slept is scheduled at once), so short and woken requests slow down less than long and
+    queued ones, and their times spread by whole turns (:mod:`simqos.timeslice`; ``simqos
+    validate`` measures this machine's slice)."""
 
     speed: SpeedProcess = Field(default={"kind": "constant", "speed": 1.0}, validate_default=True)  # type: ignore[valid-type]
     noise: SpeedProcess | None = None  # type: ignore[valid-type]
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
+    slice_ms: float = Field(default=0.0, ge=0)
 
     def processes(self) -> list[tuple[str, Any, str]]:
         """``(field path, process, value column)`` of the speed and (when given) the noise and

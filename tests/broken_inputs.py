@@ -66,6 +66,8 @@ SCENARIO_CHANGES = {
     "speed-inf": ("device.speed.states.0.speed", float("inf")),
     "speed-zero": ("device.speed.states.0.speed", 0),
     "dwell-inf": ("device.speed.states.0.mean_dwell_s", float("inf")),
+    "slice-negative": ("device.slice_ms", -4),
+    "slice-inf": ("device.slice_ms", float("inf")),
     "slack-inf": ("policies", [{"kind": "deadline_aware", "slack_ms": float("inf")}]),
     "quantile-one": ("policies", [{"kind": "greedy", "quantile": 1.0}]),
     "policy-unknown": ("policies", [{"kind": "fastest"}]),

@@ -78,6 +78,41 @@ def test_noise_multiplies_the_speed_and_leaves_every_other_input_as_it_was(two_l
     assert set(np.round(ratio, 12)) == {1.2, 0.05}
 
 
+@pytest.mark.parametrize("speed, noise, slice_ms, woken_ms", [
+    (0.5, None, 1.5, 4.0 + 2 * 1.5),  # a whole slice, then two slices each after a competitor's turn
+    (0.5, 0.8, 1.5, (4.0 + 2 * 1.5) / 0.8),  # the noise slows the whole core; the share is the speed alone
+    (0.5, None, 10.0, 4.0),  # a slice longer than the request: it never waits a turn
+    (1.0, 0.5, 1.5, 8.0),  # a slow machine, no competitors: no slicing
+    (0.5, None, 0.0, 8.0),  # no slice: a speed factor alone
+])
+def test_a_woken_request_starts_with_a_whole_slice(deterministic, speed, noise, slice_ms, woken_ms):
+    """The first of the requests below finds the device idle."""
+    device = {"speed": {"kind": "constant", "speed": speed}, "slice_ms": slice_ms}
+    if noise is not None:
+        device["noise"] = {"kind": "constant", "speed": noise}
+    for engine in ("simpy", "auto"):
+        plan = _plan(deterministic, requests=5, device=device, engine=engine,
+                     workload={"arrival": {"kind": "periodic", "fps": 200}, "deadline": {"kind": "constant", "ms": 1e6}})
+        records = run_policy(plan, sample_inputs(plan, 0), 0, 0)
+        assert (records["finish_s"][0] - records["start_s"][0]) * 1e3 == pytest.approx(woken_ms, rel=1e-9)
+
+
+def test_queued_requests_continue_the_slice_the_one_before_left(deterministic):
+    """4 ms of work every 5 ms at half the core, slices of 1.5 ms: the first request finds the
+    device idle and runs a whole slice, then two more after a competitor's 1.5 ms turn each,
+    7 ms, leaving 0.5 ms of its last; the next (queued) runs that 0.5, then three slices after
+    three turns, 8.5 ms, leaving 1 ms; the next 1, two turns, 7 ms, ending at a slice's end; the
+    next waits a turn first: three turns, 8.5 ms, leaving 0.5 — and so on, 8 ms on average, the
+    speed factor's."""
+    device = {"speed": {"kind": "constant", "speed": 0.5}, "slice_ms": 1.5}
+    for engine in ("simpy", "auto"):
+        plan = _plan(deterministic, requests=10, device=device, engine=engine,
+                     workload={"arrival": {"kind": "periodic", "fps": 200}, "deadline": {"kind": "constant", "ms": 1e6}})
+        records = run_policy(plan, sample_inputs(plan, 0), 0, 0)
+        service_ms = ((records["finish_s"] - records["start_s"]) * 1e3).to_numpy()
+        np.testing.assert_allclose(service_ms, [7.0, 8.5, 7.0, 8.5, 8.5, 7.0, 8.5, 8.5, 7.0, 8.5], rtol=1e-9)
+
+
 def _mean_wait_ci(profile, rate_hz, replications=8, requests=20000):
     plan = _plan(profile, requests=requests, replications=replications, warmup_requests=1000,
                  workload={"arrival": {"kind": "poisson", "rate_hz": rate_hz}, "deadline": {"kind": "constant", "ms": 1e6}})

@@ -101,3 +101,10 @@ def test_the_command_line_prints_warnings_and_the_report_keeps_them(two_level, t
     assert "warning: " in result.output and "every request will miss" in result.output
     assert "accuracy is unavailable" not in result.output  # every request missed: 0 %, not "no accuracy"
     assert "every request will miss" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_slice_with_no_competitors(two_level):
+    (warning,) = _warnings(two_level, device={"speed": {"kind": "constant", "speed": 1.0}, "slice_ms": 4})
+    assert warning.startswith("device.slice_ms: 4 has no effect: device.speed never drops below 1")
+    markov = {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 1}, {"speed": 0.5, "mean_dwell_s": 1}]}
+    assert _warnings(two_level, device={"speed": markov, "slice_ms": 4}) == []

@@ -70,8 +70,10 @@ def test_jittered_frames_are_sorted_across_chunks():
 def test_a_replication_in_chunks_is_the_replication_at_once(three_level, seed, arrival, deadline_ms, capacity, late, chunk, warmup,
                                                              ahead_s):  # fmt: skip
     """Also with the device sampled no further than each chunk's last arrival (0) or a few ms
-    past it: every server then stops for the device again and again, and the window grows."""
-    device, workload = fluctuating(0.3, 1.5), queued(arrival, deadline_ms, capacity, late)
+    past it: every server then stops for the device again and again, and the window grows.
+    With time-slicing, whose slice left carries from chunk to chunk; half the cases have a noise,
+    so the window also carries the speed alone (the share the slicing reads)."""
+    device, workload = fluctuating(0.3, 1.5, noisy=seed % 2 == 0, slice_ms=0.5), queued(arrival, deadline_ms, capacity, late)
     plan = build_plan(parse_scenario(scenario_dict(three_level, seed=seed, requests=400, warmup_requests=warmup, device=device,
                                                    workload=workload, policies=POLICIES)))  # fmt: skip
     inputs = sample_inputs(plan, 0)
@@ -133,7 +135,8 @@ def test_the_device_window_is_the_device_sampled_at_once(seed, steps, periodic, 
     whole_memory = (periodic_trace(2.0, 0.5, 1.3, 0.4, horizon, 0.2) if periodic
                     else markov_trace([2.0, 0.5], [0.7, 0.3], transitions, horizon, np.random.default_rng(seed + 1)))  # fmt: skip
     whole_resident = resident_trace(whole_memory, [1_500_000, 400_000], 3.0)
-    times, speeds, cum, res_times, res_levels = window.arrays()
+    times, speeds, cum, res_times, res_levels, share_times, shares = window.arrays()
+    assert share_times is times and shares is speeds  # no noise: the share is the speed
     i = np.searchsorted(whole_speed.trace.times_s, times[0])
     np.testing.assert_array_equal(times, whole_speed.trace.times_s[i : i + len(times)])
     np.testing.assert_array_equal(speeds, whole_speed.trace.values[i : i + len(times)])
