@@ -289,12 +289,12 @@ def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_
     plan = build_plan(parse_scenario(scenario_dict(bundle)))
     quick = MIN_SERVED + 5  # requests in the first state (speed 1): route 0-0, 4 ms of work in 5 ms
     slow = MIN_SERVED - 1  # then at target 0.5: too few to read
-    start = np.arange(quick + slow) * 0.1
+    start = np.arange(1, quick + slow + 1) * 0.1  # the first after 0: it too finds the server idle
     took_ms = np.r_[np.full(quick, 5.0), np.full(slow, 8.0)]
-    real = pd.DataFrame({"start_s": start, "finish_s": start + took_ms / 1e3, "route": ["0-0"] * quick + ["0-1"] * slow,
-                         "overhead_work_ms": 0.0})
-    real.loc[len(real)] = [np.nan, np.nan, "", np.nan]  # dropped: not served, not counted
-    applied = pd.DataFrame({"t_s": [0.0, quick * 0.1 - 0.05], "target_speed": [1.0, 0.5]})
+    real = pd.DataFrame({"arrival_s": start, "start_s": start, "finish_s": start + took_ms / 1e3,
+                         "route": ["0-0"] * quick + ["0-1"] * slow, "overhead_work_ms": 0.0})
+    real.loc[len(real)] = [0.0, np.nan, np.nan, "", np.nan]  # dropped: not served, not counted
+    applied = pd.DataFrame({"t_s": [0.0, quick * 0.1 + 0.05], "target_speed": [1.0, 0.5]})
     by_level = {1.0: np.array([1.0, 1.0]), 0.5: np.array([1.0, 0.5])}
     assert served_speeds(plan, real, applied, by_level) == pytest.approx({1.0: 0.8})
     real.loc[quick:, "overhead_work_ms"] = 1.0
@@ -302,3 +302,15 @@ def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_
     # 2 ms at level 0, 1 ms at level 1 running at half speed, and the server's 1 ms spread over the two segments as
     # the simulation charges it (half of it at half speed): 5.5 ms of work in 8 ms
     assert served_speeds(plan, more, applied, by_level)[0.5] == pytest.approx(5.5 / 8.0)
+    # with slices of 2 ms a request that arrived to an idle server ran a whole slice, then waited a competitor's turn
+    # before each of the next two (5.5 ms: 2, 2 and 1.5, 4 ms of turns' slices), leaving 0.5 ms: every one here but the
+    # copy, which arrived while its original ran, ran that 0.5 and then three slices (6 ms); at target 1 nothing competes.
+    # The share a of the quiet state's speed (0.8) solves 160 ms = (a 110 + (1 - a) waited) / (a 0.8)
+    sliced = build_plan(parse_scenario(scenario_dict(bundle, device={"slice_ms": 2.0})))
+    waited = 19 * 4.0 + 6.0
+    share = waited / (160 * 0.8 - 110 + waited)
+    assert served_speeds(sliced, more, applied, by_level) == pytest.approx({1.0: 0.8, 0.5: 0.8 * share})
+    # each arrived as the one before started: it continues the slice left, and the 20 at 0.5 (from a slice's end)
+    # make five whole cycles of 6, 6, 6 and 4 ms of turns' slices, as much as their work: the speed a factor gives
+    queued = more.assign(arrival_s=more["start_s"].shift(1, fill_value=0.0))
+    assert served_speeds(sliced, queued, applied, by_level) == pytest.approx({1.0: 0.8, 0.5: 5.5 / 8.0})

@@ -22,8 +22,9 @@ from scipy.stats import ks_2samp
 from simqos.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, resident_trace,
                            sampled)
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
+from simqos.timeslice import slice_left_after, sliced_work
 
-__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "simulate_like", "within"]
+__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
 
 TOLERANCE = 0.10
 """Largest relative error of p50 and p99 that passes."""
@@ -59,7 +60,15 @@ def served_speeds(
     this is what the simulation is given instead, and it leaves the queueing, the tails and
     the policies' decisions for the comparison to test. Time a request waited for an evicted
     level (``resident_wait_ms``) is not service and is left out. States with fewer than
-    :data:`MIN_SERVED` requests are left out of the result."""
+    :data:`MIN_SERVED` requests are left out of the result.
+
+    With time-slicing (the plan's ``device.slice_ms``, :mod:`simqos.timeslice`) a loaded
+    state's speed ``s`` is the share ``a`` of the core the competitors left times the quiet
+    state's speed (the run's own at target 1), as the simulation replays it (:func:`shares`),
+    and a request's work ``W`` takes ``(a * W + (1 - a) * T) / s``, where ``T`` is the slices
+    it waited out (the model knows which requests found the server idle — they arrived after
+    the one before finished — and carries the slice left from one to the next): ``a`` solves
+    that summed over the state's requests."""
     model = plan.model
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
@@ -76,8 +85,33 @@ def served_speeds(
     took_ms = (finish - start) * 1e3
     if "resident_wait_ms" in served:  # waiting for an evicted level is not service
         took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
-    return {float(v): float(work_ms[state == v].sum() / took_ms[state == v].sum())
+    woken = served["arrival_s"].to_numpy(dtype=float) > np.concatenate(([0.0], finish[:-1]))
+    device = plan.scenario.device
+    waited_ms = np.zeros(len(served))  # the competitors' turns each waited out, at a share of 0
+    if device.slice_ms > 0.0:
+        left = 0.0
+        for i, work in enumerate(work_ms):
+            first = device.slice_ms if woken[i] else left
+            waited_ms[i] = sliced_work(work, 0.0, first, device.slice_ms)
+            left = slice_left_after(first, work, device.slice_ms)
+    sums = {float(v): (work_ms[state == v].sum(), waited_ms[state == v].sum(), took_ms[state == v].sum())
             for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
+    speeds = {v: float(work / took) for v, (work, _, took) in sums.items()}
+    quiet = speeds.get(1.0, 1.0)
+    for v, (work, waited, took) in sums.items():
+        if device.slice_ms > 0.0 and v < 1.0 and waited > 0.0:  # the share a solving took = (a W + (1 - a) T) / (a quiet)
+            speeds[v] = quiet * min(1.0, float(waited / (took * quiet - work + waited)))
+    return speeds
+
+
+def shares(applied: pd.DataFrame) -> Trace:
+    """The share of the core the competitors left, over time (``applied``: columns t_s,
+    target_speed, served_speed): each loaded state's served speed over the quiet state's
+    (target 1, whose share is 1; without one, over 1), at most 1 — what the simulator's
+    time-slicing reads (:mod:`simqos.timeslice`)."""
+    target, served = applied["target_speed"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float)
+    quiet = served[target >= 1.0][0] if (target >= 1.0).any() else 1.0
+    return Trace(applied["t_s"].to_numpy(dtype=float), np.where(target >= 1.0, 1.0, np.minimum(served / quiet, 1.0)))
 
 
 def simulate_like(
@@ -109,6 +143,7 @@ def simulate_like(
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()
     schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float))
+    share = shares(applied)
     if memory is None:
         memory_mb, resident = constant_trace(math.inf), constant_trace(0.0)  # every level resident
     else:
@@ -126,8 +161,8 @@ def simulate_like(
         speed = schedule if noise is None else sampled(
             ProductProcess(ReplayedProcess(schedule, repeat=False),
                            process_from_spec(noise, "speed", np.random.default_rng(stream.spawn(1)[0]))), horizon_s)  # fmt: skip
-        inputs = ReplicationInputs(arrivals, deadlines, work_ms, SpeedTrace(speed), memory_mb,
-                                   resident, horizon_s)  # the measured schedules, their last values held  # fmt: skip
+        inputs = ReplicationInputs(arrivals, deadlines, work_ms, SpeedTrace(speed), memory_mb, resident, horizon_s,
+                                   share)  # the measured schedules, their last values held  # fmt: skip
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
 

@@ -152,7 +152,7 @@ def calibrate(
     Returns one row per state and level — target speed, gaps (``none`` or the mean gap in ms),
     level, probes, mean and p90 ms, measured speed (:func:`calibration_table`) — and one per
     probe: target speed, gaps, level, begin (seconds after the state's start), idle ms before it,
-    took and predicted ms.
+    whether it found the device idle (woken), took and predicted ms.
     """
     rng = np.random.default_rng(seed)
     every = []
@@ -161,7 +161,7 @@ def calibrate(
         apply(speed)
         time.sleep(0.05)  # let the scheduler settle on the new set of runnable processes
         count = levels * (max(probes, math.ceil(idle_seconds / gap_s / levels)) if gap_s and speed == 1.0 else probes)
-        begins, times_ms, idle_ms = [], [], []
+        begins, times_ms, idle_ms, woken = [], [], [], []
         last_end = t0 = clock()
         for j, arrival in enumerate(np.cumsum(rng.exponential(gap_s, count)) if gap_s else np.zeros(count)):
             wait_until(t0 + arrival, clock)  # a Poisson stream: a probe that falls behind queues
@@ -172,10 +172,11 @@ def calibrate(
             begins.append(begin - t0)
             times_ms.append((end - begin) * 1e3)
             idle_ms.append((begin - last_end) * 1e3)
+            woken.append(t0 + arrival > last_end)  # it found the device idle, as the simulator's rule has it
             last_end = end
         every.append(pd.DataFrame({"target_speed": speed, "gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none",
                                    "level": np.arange(count) % levels, "begin_s": begins, "idle_ms": idle_ms,
-                                   "took_ms": times_ms}))  # fmt: skip
+                                   "woken": woken, "took_ms": times_ms}))  # fmt: skip
     probed = pd.concat(every, ignore_index=True)
     return calibration_table(probed, predicted_ms), probed
 

@@ -61,6 +61,7 @@ from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
 from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
+from simqos.validate.slicing import Slicing, fit_slicing
 
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
 
@@ -93,6 +94,8 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
     notes = []
     if scenario.device.noise is not None:
         notes.append("device.noise left out: validate measures this machine's own noise and simulates with that (noise.yaml)")
+    if scenario.device.slice_ms:
+        notes.append("device.slice_ms left out: validate measures this machine's slice and simulates with that")
     kept = [p for p in scenario.policies if not getattr(POLICIES.get(p.kind), "clairvoyant", False)]
     if len(kept) < len(scenario.policies):
         notes.append("clairvoyant policies left out: they need the future, so they cannot run on a real device")
@@ -102,6 +105,7 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
                "policies": [p.model_dump(exclude_none=True) for p in kept]}
     played = scenario.model_dump(mode="json") | changes
     played["device"].pop("noise", None)
+    played["device"]["slice_ms"] = 0.0
     played = parse_scenario(played, f"{source} (as validated)")
     plan = build_plan(played, source)
     played_speeds(plan, source)
@@ -186,7 +190,11 @@ def run_validation(
         calibration["competitors"] = [p.count for p in plans]
         calibration["nice"] = [p.nice for p in plans]
         calibration["fair_share"] = [p.expected for p in plans]
+        slicing = fit_slicing(probes)  # under competitors: the speed queued work gets, and the slice
+        plan = build_plan(override(plan.scenario, "device.slice_ms", slicing.slice_ms), source)
         played = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
+        for speed, queued in slicing.speeds.items():
+            played.loc[speed] = queued
         factor = played[0].to_dict()  # the speed trace carries level 0's; the others run at theirs relative to it
         by_level = {speed: (row / row[0]).to_numpy() for speed, row in played.iterrows()}
         ahead = min(WARMUP_REQUESTS, len(arrivals))
@@ -259,7 +267,9 @@ def run_validation(
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
                work / "plots" / "validation_ccdf.png")
     idle_tables = (profiled_idle, (plan.model.idle_ms, plan.model.idle_factor) if regime is not None else None)
-    report = _markdown(plan, profile, settings, calibration, idle_tables, noise, schedule, residency_log, build_ms, comparison, notes)
+    slicing.table.to_csv(work / "slicing.csv", index=False, float_format="%.6g")
+    report = _markdown(plan, profile, settings, calibration, idle_tables, slicing, noise, schedule, residency_log, build_ms,
+                       comparison, notes)  # fmt: skip
     (work / "report.md").write_text(report)
     return comparison
 
@@ -293,7 +303,7 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
 
 
 def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame, idle_tables: tuple,
-              noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
+              slicing: Slicing, noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
               comparison: pd.DataFrame, notes: list[str]) -> str:
     scenario = plan.scenario
     lines = [
@@ -319,6 +329,7 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
         lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | {row.level} | "
                      f"{row.mean_ms:.3f} | {row.p90_ms:.3f} | {row.predicted_mean_ms:.3f} | {row.measured_speed:.3f} |")
     lines += _idle_markdown(*idle_tables)
+    lines += _slicing_markdown(slicing)
     lines += [
         "",
         "## The machine's own noise",
@@ -406,6 +417,31 @@ def _memory_markdown(level_bytes: np.ndarray, bandwidth: float, residency: pd.Da
         done = residency[(residency["event"] == "reloaded") & (residency["level"] == level)]
         read = f"{done['read_ms'].mean():.1f} / {done['read_ms'].max():.1f}" if len(done) else "-"
         lines.append(f"| {level} | {extra_mb:.3g} | {extra_mb / bandwidth * 1e3:.1f} | {len(done)} | {read} | {build_ms[level]:.1f} |")
+    return lines
+
+
+def _slicing_markdown(slicing: Slicing) -> list[str]:
+    """The time-slicing section of report.md: the fitted slice, and each loaded state's queued
+    speed and probe times per level, queued and woken (:mod:`simqos.validate.slicing`)."""
+    if not len(slicing.table):
+        return []
+    lines = [
+        "",
+        "## CPU time-slicing under competitors",
+        "",
+        "Under competing processes the server gets the core a slice at a time and waits out the competitors' turns "
+        "between its slices; a request that finds it idle is scheduled at once with a whole slice, one that queued "
+        f"continues the slice left. Fitted to the loaded states' probe times: slices of **{slicing.slice_ms:g} ms** "
+        f"(`device.slice_ms`): the model's sorted probe times lie {slicing.distance:.1%} of the mean from the measured "
+        f"ones, where a speed factor alone lies {slicing.unsliced_distance:.1%}. Queued work runs at each state's queued "
+        "speed (level 0's is the schedule's; each level's own is kept relative to it). `slicing.csv` has the table.",
+        "",
+        "| target speed | level | probes | queued speed | mean ms | model mean ms | p90 ms | model p90 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {row.target_speed:g} | {row.level} | {row.probes} {'woken' if row.woken else 'queued'} | {row.queued_speed:.3f} | "
+              f"{row.mean_ms:.2f} | {row.model_mean_ms:.2f} | {row.p90_ms:.2f} | {row.model_p90_ms:.2f} |"
+              for row in slicing.table.itertuples(index=False)]  # fmt: skip
     return lines
 
 

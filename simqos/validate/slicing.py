@@ -1,0 +1,119 @@
+"""CPU time-slicing as this machine's scheduler does it, measured from the calibration's probes:
+each load state's speed for queued work, and the slice (:mod:`simqos.timeslice`).
+
+Under competing processes the serving thread gets the core a slice at a time and between its
+slices waits out the competitors' turns; a thread that slept is scheduled at once when it
+wakes, with a whole slice. The calibration's probes under load arrive as a Poisson stream with
+the scenario's mean gap, so some queue and some wake, and their times show the slices: at a
+quarter of the core a 5 ms request takes about 17 ms or about 30 ms, one round of turns or two,
+rarely anything between, and a woken one mostly the shorter.
+
+:func:`fit_slicing` reads, for each loaded state (target speed below 1) and level, the speed
+of its queued probes (predicted time over the time they took, level 0's the one the
+simulator's speed trace carries; over the quiet state's, the share of the core the competitors
+left, as :func:`simqos.validate.compare.shares` replays it), then the slice for
+which the simulator's model (:func:`simqos.timeslice.sliced_work`, the slice left carried from
+probe to probe in the order they ran) gives the probe times the distribution they had: the
+slice with the least distance between sorted model and sorted measured times, over a grid,
+each state's, level's, queued and woken probes weighing the same. States with no competitors
+have no slicing; their speed stays the calibration's, over all their probes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from simqos.compiled import njit
+from simqos.timeslice import slice_left_after, sliced_work
+
+__all__ = ["MIN_PROBES", "SLICES_MS", "Slicing", "fit_slicing", "probe_times_ms"]
+
+MIN_PROBES = 20
+"""Queued probes a state needs at each level for its slicing to be read; a group of queued or
+woken probes needs half as many to count in the fit."""
+
+SLICES_MS = np.arange(0.25, 12.01, 0.25)
+"""The slices tried (ms of work)."""
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """What :func:`fit_slicing` measured: ``speeds`` — for each loaded state, each level's speed
+    for queued work; ``slice_ms`` — the fitted slice (0 when nothing could be read);
+    ``distance`` and ``unsliced_distance`` — the mean distance between model and measured
+    probe times, relative to their mean, with the slice and with a speed factor alone;
+    ``table`` — per state and level: queued and woken probes, the queued speed, the measured
+    and modelled mean and p90 times of each."""
+
+    speeds: dict[float, np.ndarray]
+    slice_ms: float
+    distance: float
+    unsliced_distance: float
+    table: pd.DataFrame
+
+
+@njit()
+def probe_times_ms(work_ms, woken, share, speed, slice_ms):
+    """Each probe's time (ms) as the simulator runs it: ``work_ms`` sliced at its state's
+    ``share`` of the core (:func:`~simqos.timeslice.sliced_work`) at the speed ``speed``, the
+    probes taken in the order they ran (a woken one's first run is a whole slice, a queued
+    one's the slice its predecessor left); ``slice_ms`` 0: the work at the speed alone."""
+    out = np.empty(len(work_ms))
+    left = 0.0
+    for i in range(len(work_ms)):
+        if slice_ms <= 0.0:
+            out[i] = work_ms[i] / speed[i]
+            continue
+        first = slice_ms if woken[i] else left
+        out[i] = sliced_work(work_ms[i], share[i], first, slice_ms) / speed[i]
+        left = slice_left_after(first, work_ms[i], slice_ms)
+    return out
+
+
+def _distance(model_ms: np.ndarray, took_ms: np.ndarray, groups: list[np.ndarray]) -> float:
+    """The mean over groups of the mean |sorted model - sorted measured| within the group over
+    its mean measured time: each group weighs the same, however few its probes."""
+    return float(np.mean([np.abs(np.sort(model_ms[g]) - np.sort(took_ms[g])).mean() / took_ms[g].mean() for g in groups]))
+
+
+def fit_slicing(probes: pd.DataFrame) -> Slicing:
+    """The queued speeds and the slice from the calibration's probes (columns target_speed,
+    gaps, level, woken, took_ms, predicted_ms, in the order they ran; the states at the
+    scenario's gaps with a target speed below 1 are read): the module doc."""
+    loaded = probes[(probes["gaps"] != "none") & (probes["target_speed"] < 1.0)]
+    speeds: dict[float, np.ndarray] = {}
+    for target, state in loaded.groupby("target_speed", sort=False):
+        queued = [state[(state["level"] == k) & ~state["woken"]] for k in sorted(state["level"].unique())]
+        if all(len(q) >= MIN_PROBES for q in queued):
+            speeds[float(target)] = np.array([q["predicted_ms"].sum() / q["took_ms"].sum() for q in queued])
+    read = loaded[loaded["target_speed"].isin(list(speeds))]
+    columns = ["target_speed", "level", "woken", "probes", "queued_speed", "mean_ms", "model_mean_ms", "p90_ms", "model_p90_ms"]
+    if not len(read):
+        return Slicing(speeds, 0.0, float("nan"), float("nan"), pd.DataFrame(columns=columns))
+    quiet = probes[(probes["gaps"] != "none") & (probes["target_speed"] >= 1.0) & (probes["level"] == 0)]
+    quiet_speed = float(quiet["predicted_ms"].sum() / quiet["took_ms"].sum()) if len(quiet) else 1.0
+    target = read["target_speed"].to_numpy(dtype=float)
+    level = read["level"].to_numpy(dtype=np.int64)
+    speed = np.array([speeds[t][0] for t in target])
+    share = np.minimum(speed / quiet_speed, 1.0)  # the core the competitors left, as the simulation replays it
+    # as the simulator runs it: the work at level k is the prediction scaled to run at level k's own speed
+    work = read["predicted_ms"].to_numpy(dtype=float) * speed / np.array([speeds[t][k] for t, k in zip(target, level)])
+    woken = read["woken"].to_numpy(dtype=bool)
+    took = read["took_ms"].to_numpy(dtype=float)
+    keys = list(zip(target, level, woken))
+    groups = [g for g in (np.flatnonzero([key == k for key in keys]) for k in dict.fromkeys(keys)) if len(g) >= MIN_PROBES // 2]
+    distance = np.array([_distance(probe_times_ms(work, woken, share, speed, q), took, groups) for q in SLICES_MS])
+    slice_ms = float(SLICES_MS[int(np.argmin(distance))])
+    model = probe_times_ms(work, woken, share, speed, slice_ms)
+    rows = []
+    for g in groups:
+        t, k, w = keys[g[0]]
+        rows.append({"target_speed": float(t), "level": int(k), "woken": bool(w), "probes": len(g), "queued_speed": float(speeds[t][k]),
+                     "mean_ms": float(took[g].mean()), "model_mean_ms": float(model[g].mean()), "p90_ms": float(np.percentile(took[g], 90)),
+                     "model_p90_ms": float(np.percentile(model[g], 90))})  # fmt: skip
+    unsliced = _distance(probe_times_ms(work, woken, share, speed, 0.0), took, groups)
+    table = pd.DataFrame(rows, columns=columns).sort_values(["target_speed", "level", "woken"], ascending=[False, True, True])
+    return Slicing(speeds, slice_ms, float(distance.min()), unsliced, table.reset_index(drop=True))
