@@ -4,6 +4,7 @@ against a naive reference.
     python benchmarks/simulator.py                 # 20,000 requests of scenarios/iot.yaml, 3 repeats
     python benchmarks/simulator.py --million       # also 10^6 requests under deadline_aware
     python benchmarks/simulator.py --scale         # wall time and peak RSS of `simqos run`, 10^5 ... 10^8 requests
+    python benchmarks/simulator.py --slice-ms 4    # with the device time-sliced (device.slice_ms): its cost
 
 The naive reference is the design the engine avoids: one SimPy process per request, one
 ``simpy.Resource`` for the device, and one ``timeout`` per layer (speed read at the layer's
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="the wall time and memory table, 10^5 ... --up-to")
     parser.add_argument("--up-to", type=int, default=10**8)
     parser.add_argument("--records", nargs="+", default=["none", "all"], choices=["all", "sample", "none"])
+    parser.add_argument("--slice-ms", type=float, default=0.0, help="time-slice the device (device.slice_ms)")
     args = parser.parse_args()
     base = load_scenario(ROOT / "scenarios" / "iot.yaml")
     if args.scale:
@@ -88,8 +90,9 @@ def main() -> None:
         return
     # iot.yaml's policies and queue_dp, which the scenario leaves out (its table takes ~45 s to solve)
     policies = [p.model_dump() for p in base.policies] + [{"kind": "queue_dp"}]
+    device = base.device.model_dump() | {"slice_ms": args.slice_ms}
     spec = parse_scenario(base.model_dump() | {"requests": args.requests, "replications": 1, "warmup_requests": 0,
-                                                "policies": policies})
+                                                "policies": policies, "device": device})
     plan = build_plan(spec)
     inputs = sample_inputs(plan, 0)
     n = len(inputs.arrivals_s)
@@ -101,8 +104,8 @@ def main() -> None:
             cases[f"{'SimPy' if engine == 'simpy' else 'fast path'}: {label}"] = lambda p=p, e=engine: run_policy(plan, inputs, p, 0, engine=e)
     measured = rates(cases, n, args.repeats)
     naive = measured["naive reference (static L0)"]
-    print(f"iot.yaml, {n} requests, {plan.model.n_segments} segments, {len(plan.model.sorted_samples_ms)} layers; "
-          f"median of {args.repeats}, taken round-robin")
+    print(f"iot.yaml, {n} requests, {plan.model.n_segments} segments, {len(plan.model.sorted_samples_ms)} layers"
+          f"{f', slices of {args.slice_ms:g} ms' if args.slice_ms else ''}; median of {args.repeats}, taken round-robin")
     print(f"{'engine / policy':<44} {'requests/s':>12} {'x naive':>8}")
     for name, r in measured.items():
         print(f"{name:<44} {r:>12,.0f} {r / naive:>7.2f}x")
