@@ -737,8 +737,8 @@ def validate(
     console.print(table)
     for note in notes:
         console.print(f"note: {note}")
-    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, noise.yaml, calibrated-profile/, schedule.csv, "
-                  "plots/validation_ccdf.png)")
+    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, slicing.csv, noise.yaml, calibrated-profile/, "
+                  "schedule.csv, plots/validation_ccdf.png)")
 
 
 @app.command()

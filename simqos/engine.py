@@ -16,7 +16,8 @@ evicted weights to return) is computed from the speed and residency traces
 per reroute point. The simulated time unit is the second. A request that finds the device idle
 has its work at each level scaled by that level's idle slowdown for the time the device has
 been idle (:meth:`simqos.service.ServiceModel.idle_factors_at`; 1 when the profile has no
-``idle.csv``).
+``idle.csv``). With ``device.slice_ms`` the work is then stretched by the competitors' turns
+the request waits out (:mod:`simqos.timeslice`), from the slice the previous request left.
 
 This SimPy model is the reference and serves any policy. For a policy with a compiled
 ``decide`` (every built-in one) a scenario's ``engine: auto`` (the default) runs the compiled

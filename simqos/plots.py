@@ -75,7 +75,7 @@ def validation_ccdf(real: pd.DataFrame, simulated: pd.DataFrame, deadline_ms: fl
             x, y = _ccdf(kept["latency_ms"].to_numpy())
             ax.step(x, y, style, where="post", color=colours[policy], label=name, linewidth=1.4 if name == "real" else 1.2)
         if deadline_ms is not None:
-            ax.axvline(deadline_ms, color="black", linestyle=":", linewidth=1)
+            ax.axvline(deadline_ms, color="black", linestyle=":", linewidth=1, label="deadline")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, not 2x10^0
@@ -363,7 +363,14 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     percentiles, mean_accuracy, accuracy_at_deadline and nines (and their ``_low`` / ``_high``
     where known). A family with a continuous knob (a quantile, a margin) is a line through its
     settings; the static levels are separate points, as are policies without a knob; the
-    clairvoyant reference is dashed."""
+    clairvoyant reference is dashed. A policy that missed nothing has no nines, only a lower
+    bound (``nines_low``): it is drawn there."""
+    table = table.copy()
+    for column in ("nines", "nines_low", "nines_high"):
+        if column in table:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    if "nines_low" in table:
+        table["nines"] = table["nines"].fillna(table["nines_low"])
     families = list(dict.fromkeys(table["family"]))
     fig = plt.figure(figsize=(13, 8.8))
     grid = fig.add_gridspec(2, 6, height_ratios=[1, 1.25])

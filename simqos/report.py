@@ -68,6 +68,8 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         "",
         f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replication{'s' if scenario.replications != 1 else ''}, "
         f"seed {scenario.seed}, profile `{scenario.profile.name}`; objective: {objective.replace('_', '-')}.",
+        *([f"The device is time-sliced: slices of {scenario.device.slice_ms:g} ms, a speed below 1 being the share of the "
+           "core that competing processes leave (`device.slice_ms`)."] if scenario.device.slice_ms > 0 else []),
         "",
         *verdict_lines(verdict),
         "",
@@ -92,7 +94,8 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         met = bound["met"] / bound["requests"]
         lines.append(
             f"| offline optimum ({'exact' if bound['exact'] else 'upper bound'}) | — | "
-            f"{_fmt(-math.log10(1 - met) if met < 1 else None, '.2f')} (at most) | {100 * (1 - met):.3f} (at least) | — | — | — | — | "
+            f"{_fmt(-math.log10(1 - met), '.2f') + ' (at most)' if met < 1 else '∞ (every request can meet it)'} | "
+            f"{100 * (1 - met):.3f} (at least) | — | — | — | — | "
             f"{_fmt(bound['accuracy_at_deadline'], '.2%')} (at most) | — |"
         )
     lines += [

@@ -68,7 +68,8 @@ def served_speeds(
     and a request's work ``W`` takes ``(a * W + (1 - a) * T) / s``, where ``T`` is the slices
     it waited out (the model knows which requests found the server idle — they arrived after
     the one before finished — and carries the slice left from one to the next): ``a`` solves
-    that summed over the state's requests."""
+    that summed over the state's requests (a loaded state that ran as fast as the quiet one, as a
+    machine busy with other work can make it, keeps its plain speed: nothing to slice)."""
     model = plan.model
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
@@ -99,8 +100,9 @@ def served_speeds(
     speeds = {v: float(work / took) for v, (work, _, took) in sums.items()}
     quiet = speeds.get(1.0, 1.0)
     for v, (work, waited, took) in sums.items():
-        if device.slice_ms > 0.0 and v < 1.0 and waited > 0.0:  # the share a solving took = (a W + (1 - a) T) / (a quiet)
-            speeds[v] = quiet * min(1.0, float(waited / (took * quiet - work + waited)))
+        # the share a solving took = (a W + (1 - a) T) / (a quiet); none below 1 when the state ran as fast as the quiet one
+        if device.slice_ms > 0.0 and v < 1.0 and waited > 0.0 and took * quiet > work:
+            speeds[v] = quiet * float(waited / (took * quiet - work + waited))
     return speeds
 
 

@@ -147,6 +147,11 @@ def run_validation(
     speeds = played_speeds(plan, source)
     kernels = {(row.layer, int(row.level)): row.kernel for row in profile.layers.itertuples(index=False)}
     (work / "plots").mkdir()
+    real_requests = len(arrivals) * settings.real_runs
+    if real_requests < FEW_REAL_REQUESTS:
+        notes.append(f"{real_requests} real requests per policy: a p99 is then about the {math.ceil(real_requests / 100)}"
+                     f"{_ordinal(math.ceil(real_requests / 100))} slowest, so a verdict says little; the table in "
+                     "scenarios/README.md uses the defaults (--seconds 20, --real-runs 2)")
 
     memory_times, memory_mb = inputs.memory_mb.times_s.tolist(), inputs.memory_mb.values.tolist()
     real_frames: list[list[pd.DataFrame]] = [[] for _ in plan.labels]  # per policy, per real run
@@ -272,6 +277,15 @@ def run_validation(
                        comparison, notes)  # fmt: skip
     (work / "report.md").write_text(report)
     return comparison
+
+
+FEW_REAL_REQUESTS = 1000
+"""Below this many real requests per policy (over its real runs) validate says the verdict says little."""
+
+
+def _ordinal(n: int) -> str:
+    """The suffix of ``n``'s ordinal: 1st, 2nd, 3rd, 4th, 11th, 12th, 21st."""
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 WARMUP_REQUESTS = 50
@@ -431,10 +445,13 @@ def _slicing_markdown(slicing: Slicing) -> list[str]:
         "",
         "Under competing processes the server gets the core a slice at a time and waits out the competitors' turns "
         "between its slices; a request that finds it idle is scheduled at once with a whole slice, one that queued "
-        f"continues the slice left. Fitted to the loaded states' probe times: slices of **{slicing.slice_ms:g} ms** "
-        f"(`device.slice_ms`): the model's sorted probe times lie {slicing.distance:.1%} of the mean from the measured "
-        f"ones, where a speed factor alone lies {slicing.unsliced_distance:.1%}. Queued work runs at each state's queued "
-        "speed (level 0's is the schedule's; each level's own is kept relative to it). `slicing.csv` has the table.",
+        "continues the slice left. A state's *queued speed* at a level is what the profile predicts for the probes that "
+        "queued behind another, over the time they took: the share of the core that queued work gets. The slice is the "
+        "one for which the simulator's model, run on the probes in the order they came, gives times closest to the "
+        f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`). How close: sorted, the model's times lie on "
+        f"average {slicing.distance:.1%} of the mean from the measured ones (each state, level, queued and woken group "
+        f"weighing the same), where a speed factor alone lies {slicing.unsliced_distance:.1%}. The simulation serves "
+        "each level at its own queued speed and slices it so. `slicing.csv` has the table.",
         "",
         "| target speed | level | probes | queued speed | mean ms | model mean ms | p90 ms | model p90 ms |",
         "|---|---|---|---|---|---|---|---|",
