@@ -61,7 +61,7 @@ from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
 from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
-from simqos.validate.slicing import Slicing, fit_slicing
+from simqos.validate.slicing import MIN_PROBES, Slicing, fit_slicing
 
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
 
@@ -448,10 +448,12 @@ def _slicing_markdown(slicing: Slicing) -> list[str]:
         "continues the slice left. A state's *queued speed* at a level is what the profile predicts for the probes that "
         "queued behind another, over the time they took: the share of the core that queued work gets. The slice is the "
         "one for which the simulator's model, run on the probes in the order they came, gives times closest to the "
-        f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`). How close: sorted, the model's times lie on "
-        f"average {slicing.distance:.1%} of the mean from the measured ones (each state, level, queued and woken group "
-        f"weighing the same), where a speed factor alone lies {slicing.unsliced_distance:.1%}. The simulation serves "
-        "each level at its own queued speed and slices it so. `slicing.csv` has the table.",
+        f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`). How close: the model's fastest probe against "
+        "the measured fastest, its second against the second, and so on, lie on average "
+        f"{slicing.distance:.1%} of the mean time apart (each state, level, queued and woken group weighing the same; a "
+        f"group of fewer than {MIN_PROBES // 2} probes is left out), where a speed factor alone lies "
+        f"{slicing.unsliced_distance:.1%}. The simulation serves each level at its own queued speed and slices it so. "
+        "`slicing.csv` has the table.",
         "",
         "| target speed | level | probes | queued speed | mean ms | model mean ms | p90 ms | model p90 ms |",
         "|---|---|---|---|---|---|---|---|",
