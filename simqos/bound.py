@@ -66,8 +66,8 @@ import os
 import numpy as np
 
 from simqos.compiled import njit
-from simqos.serving import bisect_right, idle_factors, jit, segment_end
-from simqos.timeslice import sliced_work
+from simqos.serving import bisect_right, idle_factors, jit, segment_end, value_at
+from simqos.timeslice import level_work, sliced_work
 
 __all__ = ["MAX_REQUESTS", "MAX_STATES", "plan_bound", "replication_bound"]
 
@@ -113,12 +113,10 @@ def _sliced_range(lo, hi, work_i, arrival, start_lo, start_hi, woken, queued, sh
     at any share between its earliest and latest start. The sliced work is nondecreasing in the
     work, nonincreasing in the first run and linear in the share below 1 (the work itself from
     1 on): its extremes are at the ends of each range."""
-    s_arrival = shares[bisect_right(share_times, arrival, len(share_times)) - 1]
+    s_arrival = value_at(share_times, shares, arrival)
     s_low, s_high = _share_range(share_times, shares, start_lo, start_hi)
     for k in range(len(lo)):
-        raw = 0.0
-        for s in range(work_i.shape[1]):
-            raw += work_i[k, s]
+        raw = level_work(work_i, k)
         if raw <= 0.0:
             continue
         best, worst = math.inf, -math.inf
@@ -445,8 +443,7 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
     if model.has_accuracy:
         gains["accuracy"] = np.array([model.accuracy(tuple(r)) for r in routes])
     run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
-    share = inputs.speed.trace if inputs.share is None else inputs.share
-    shared = (share.times_s, share.values.astype(float), slice_ms)
+    shared = (inputs.share_trace.times_s, inputs.share_trace.values.astype(float), slice_ms)
     out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared) for name, g in gains.items()}
     out["requests"] = int(counted.sum())
     out["best_accuracy"] = float(gains["accuracy"].max()) if model.has_accuracy else math.nan

@@ -464,10 +464,9 @@ class DeviceView(NamedTuple):
     cap_s: float = math.inf
 
 
-def whole_view(speed: SpeedTrace, resident: Trace, share: Trace | None = None) -> DeviceView:
+def whole_view(speed: SpeedTrace, resident: Trace, share: Trace) -> DeviceView:
     """A replication's whole device, as the whole-run path samples it (``share``: the speed
-    process without the noise; None: the speed trace itself)."""
-    share = speed.trace if share is None else share
+    process without the noise, :class:`DeviceView`)."""
     return DeviceView((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values,
                        share.times_s, share.values))  # fmt: skip
 

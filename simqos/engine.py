@@ -261,6 +261,12 @@ class ReplicationInputs:
     horizon_s: float  # the device's processes are sampled (repeated traces replayed) until here
     share: Trace | None = None  # device.speed without the noise (the share the slicing reads); None: the speed trace
 
+    @property
+    def share_trace(self) -> Trace:
+        """The share the time-slicing reads (:mod:`simqos.timeslice`): ``share``, or the speed
+        trace itself when there is no noise to leave out."""
+        return self.speed.trace if self.share is None else self.share
+
 
 MAX_REQUESTS = 10**10
 """The most requests one replication may have (:func:`_check_size`)."""
@@ -440,8 +446,7 @@ class _Server:
         trace = inputs.speed.trace
         times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
         res_times, res_levels = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
-        share = trace if inputs.share is None else inputs.share
-        share_times, shares = share.times_s, share.values.astype(float)
+        share_times, shares = inputs.share_trace.times_s, inputs.share_trace.values.astype(float)
         slice_ms = self.plan.scenario.device.slice_ms
         sliced = slice_ms > 0.0
         on_factors, slice_left = np.ones(model.n_levels), 0.0  # the work at the whole core; the server's slice left

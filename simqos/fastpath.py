@@ -191,4 +191,4 @@ def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
     with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
     server = FastServer(plan, policy)
-    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident, inputs.share))[2]
+    return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident, inputs.share_trace))[2]

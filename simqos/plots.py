@@ -141,6 +141,13 @@ def accuracy_vs_percentile(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+def _shown_nines(table: pd.DataFrame) -> pd.Series:
+    """Each row's nines as a figure draws them: where nothing missed (no finite nines, only a
+    lower bound) at ``nines_low``."""
+    point = table["nines"].astype(float)
+    return point.where(point.notna(), table["nines_low"].astype(float))
+
+
 def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> None:
     """Nines against ``x`` per policy on ``ax``, the 95 % interval as a band; a zero-miss point
     (no finite nines) is an upward triangle at its lower bound. Each policy has its own marker
@@ -151,7 +158,7 @@ def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
             continue
         point = t["nines"].astype(float)
         high = t["nines_high"].astype(float)
-        shown = point.where(point.notna(), t["nines_low"])
+        shown = _shown_nines(t)
         ax.plot(t[x], shown, color=colours[policy], label=policy, marker="osDvPXph"[i % 8], markersize=5, markerfacecolor="none",
                 linestyle=("-", "--", "-.", ":")[i % 4])
         ax.fill_between(t[x], t["nines_low"], high.where(high.notna(), shown), color=colours[policy], alpha=0.15)
@@ -365,12 +372,9 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     settings; the static levels are separate points, as are policies without a knob; the
     clairvoyant reference is dashed. A policy that missed nothing has no nines, only a lower
     bound (``nines_low``): it is drawn there."""
-    table = table.copy()
-    for column in ("nines", "nines_low", "nines_high"):
-        if column in table:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-    if "nines_low" in table:
-        table["nines"] = table["nines"].fillna(table["nines_low"])
+    if "nines_low" in table:  # a column of a table where nothing missed holds no number at all
+        table = table.assign(nines=_shown_nines(table), nines_low=table["nines_low"].astype(float),
+                             nines_high=table["nines_high"].astype(float))
     families = list(dict.fromkeys(table["family"]))
     fig = plt.figure(figsize=(13, 8.8))
     grid = fig.add_gridspec(2, 6, height_ratios=[1, 1.25])

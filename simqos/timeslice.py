@@ -31,7 +31,7 @@ import numpy as np
 
 from simqos.compiled import njit
 
-__all__ = ["route_work", "slice_left_after", "sliced_factors", "sliced_work"]
+__all__ = ["level_work", "route_work", "slice_left_after", "sliced_factors", "sliced_work", "waited_ms"]
 
 jit = njit()
 
@@ -58,15 +58,36 @@ def slice_left_after(first_ms: float, work_ms: float, slice_ms: float) -> float:
 
 
 @jit
+def waited_ms(work_ms: np.ndarray, woken: np.ndarray, slice_ms: float) -> np.ndarray:
+    """The competitors' turns (as slices of work: :func:`sliced_work` at a share of 0) that each
+    of a sequence of requests waits out, in the order the server ran them: a woken one's first
+    run is a whole slice, a queued one's the slice its predecessor left."""
+    out = np.empty(len(work_ms))
+    left = 0.0
+    for i in range(len(work_ms)):
+        first = slice_ms if woken[i] else left
+        out[i] = sliced_work(work_ms[i], 0.0, first, slice_ms)
+        left = slice_left_after(first, work_ms[i], slice_ms)
+    return out
+
+
+@jit
+def level_work(work: np.ndarray, level: int) -> float:
+    """A request's whole work at ``level``: ``work[level]`` (per segment) summed."""
+    total = 0.0
+    for s in range(work.shape[1]):
+        total += work[level, s]
+    return total
+
+
+@jit
 def sliced_factors(factors: np.ndarray, work: np.ndarray, share: float, first_ms: float, slice_ms: float) -> np.ndarray:
     """Each level's work multiplier (``factors``, in place) so that the request's whole work
     at the level, ``work[level]`` summed times the factor, becomes its :func:`sliced_work`."""
     if share >= 1.0:
         return factors
     for k in range(len(factors)):
-        raw = 0.0
-        for s in range(work.shape[1]):
-            raw += work[k, s]
+        raw = level_work(work, k)
         if raw > 0.0:
             factors[k] = sliced_work(raw * factors[k], share, first_ms, slice_ms) / raw
     return factors

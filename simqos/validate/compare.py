@@ -22,7 +22,7 @@ from scipy.stats import ks_2samp
 from simqos.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, resident_trace,
                            sampled)
 from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
-from simqos.timeslice import slice_left_after, sliced_work
+from simqos.timeslice import waited_ms as turns_waited_ms
 
 __all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
 
@@ -88,13 +88,7 @@ def served_speeds(
         took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
     woken = served["arrival_s"].to_numpy(dtype=float) > np.concatenate(([0.0], finish[:-1]))
     device = plan.scenario.device
-    waited_ms = np.zeros(len(served))  # the competitors' turns each waited out, at a share of 0
-    if device.slice_ms > 0.0:
-        left = 0.0
-        for i, work in enumerate(work_ms):
-            first = device.slice_ms if woken[i] else left
-            waited_ms[i] = sliced_work(work, 0.0, first, device.slice_ms)
-            left = slice_left_after(first, work, device.slice_ms)
+    waited_ms = turns_waited_ms(work_ms, woken, device.slice_ms) if device.slice_ms > 0.0 else np.zeros(len(served))
     sums = {float(v): (work_ms[state == v].sum(), waited_ms[state == v].sum(), took_ms[state == v].sum())
             for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
     speeds = {v: float(work / took) for v, (work, _, took) in sums.items()}

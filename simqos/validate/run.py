@@ -61,7 +61,7 @@ from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
 from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
-from simqos.validate.slicing import MIN_PROBES, Slicing, fit_slicing
+from simqos.validate.slicing import MIN_GROUP, Slicing, fit_slicing
 
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
 
@@ -451,7 +451,7 @@ def _slicing_markdown(slicing: Slicing) -> list[str]:
         f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`). How close: the model's fastest probe against "
         "the measured fastest, its second against the second, and so on, lie on average "
         f"{slicing.distance:.1%} of the mean time apart (each state, level, queued and woken group weighing the same; a "
-        f"group of fewer than {MIN_PROBES // 2} probes is left out), where a speed factor alone lies "
+        f"group of fewer than {MIN_GROUP} probes is left out), where a speed factor alone lies "
         f"{slicing.unsliced_distance:.1%}. The simulation serves each level at its own queued speed and slices it so. "
         "`slicing.csv` has the table.",
         "",

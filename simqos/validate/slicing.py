@@ -26,14 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simqos.compiled import njit
-from simqos.timeslice import slice_left_after, sliced_work
+from simqos.timeslice import waited_ms
 
-__all__ = ["MIN_PROBES", "SLICES_MS", "Slicing", "fit_slicing", "probe_times_ms"]
+__all__ = ["MIN_GROUP", "MIN_PROBES", "SLICES_MS", "Slicing", "fit_slicing", "probe_times_ms"]
 
 MIN_PROBES = 20
-"""Queued probes a state needs at each level for its slicing to be read; a group of queued or
-woken probes needs half as many to count in the fit."""
+"""Queued probes a state needs at each level for its slicing to be read."""
+
+MIN_GROUP = MIN_PROBES // 2
+"""Probes a group (a state's queued, or woken, probes at a level) needs to count in the fit."""
 
 SLICES_MS = np.arange(0.25, 12.01, 0.25)
 """The slices tried (ms of work)."""
@@ -55,22 +56,14 @@ class Slicing:
     table: pd.DataFrame
 
 
-@njit()
-def probe_times_ms(work_ms, woken, share, speed, slice_ms):
+def probe_times_ms(work_ms: np.ndarray, woken: np.ndarray, share: np.ndarray, speed: np.ndarray, slice_ms: float) -> np.ndarray:
     """Each probe's time (ms) as the simulator runs it: ``work_ms`` sliced at its state's
-    ``share`` of the core (:func:`~simqos.timeslice.sliced_work`) at the speed ``speed``, the
-    probes taken in the order they ran (a woken one's first run is a whole slice, a queued
-    one's the slice its predecessor left); ``slice_ms`` 0: the work at the speed alone."""
-    out = np.empty(len(work_ms))
-    left = 0.0
-    for i in range(len(work_ms)):
-        if slice_ms <= 0.0:
-            out[i] = work_ms[i] / speed[i]
-            continue
-        first = slice_ms if woken[i] else left
-        out[i] = sliced_work(work_ms[i], share[i], first, slice_ms) / speed[i]
-        left = slice_left_after(first, work_ms[i], slice_ms)
-    return out
+    ``share`` of the core (:func:`~simqos.timeslice.sliced_work`, below 1) at the speed
+    ``speed``, the probes taken in the order they ran (:func:`~simqos.timeslice.waited_ms`);
+    ``slice_ms`` 0: the work at the speed alone."""
+    if slice_ms <= 0.0:
+        return work_ms / speed
+    return (share * work_ms + (1.0 - share) * waited_ms(work_ms, woken, slice_ms)) / speed
 
 
 def _distance(model_ms: np.ndarray, took_ms: np.ndarray, groups: list[np.ndarray]) -> float:
@@ -104,7 +97,7 @@ def fit_slicing(probes: pd.DataFrame) -> Slicing:
     woken = read["woken"].to_numpy(dtype=bool)
     took = read["took_ms"].to_numpy(dtype=float)
     keys = list(zip(target, level, woken))
-    groups = [g for g in (np.flatnonzero([key == k for key in keys]) for k in dict.fromkeys(keys)) if len(g) >= MIN_PROBES // 2]
+    groups = [g for g in (np.flatnonzero([key == k for key in keys]) for k in dict.fromkeys(keys)) if len(g) >= MIN_GROUP]
     distance = np.array([_distance(probe_times_ms(work, woken, share, speed, q), took, groups) for q in SLICES_MS])
     slice_ms = float(SLICES_MS[int(np.argmin(distance))])
     model = probe_times_ms(work, woken, share, speed, slice_ms)
