@@ -150,8 +150,11 @@ class AccuracyInfo(_Strict):
 class TrainingSettings(_Strict):
     """How the nested network was trained (:class:`simqos.nested.training.TrainConfig`'s
     fields): epochs of the dense, sparsest and each growth phase, batch size, Adam learning
-    rates of the dense and sparse phases, seed, growth method, pruning scope and the layers kept
-    whole. ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
+    rates of the dense and sparse phases (``lr_schedule``: held constant, or annealed to zero
+    along a half cosine over each phase), seed, growth method, pruning scope and the layers kept
+    whole, and the training inputs that re-estimate batch-norm statistics per route prefix
+    afterwards (0, the default of a recipe that does not say: the statistics training left, per
+    level). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
     (no dataset ships for it), which is not trained."""
 
     epochs_dense: int = Field(20, ge=0)
@@ -164,6 +167,8 @@ class TrainingSettings(_Strict):
     growth: Literal["sparse-first", "route-aware"] = "sparse-first"
     scope: Literal["layer", "global"] = "layer"
     keep_dense: tuple[str, ...] = ()
+    calibration_samples: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
 
 class NetworkRecipe(_Strict):
@@ -203,7 +208,9 @@ class ProfileSettings(_Strict):
 class Provenance(_Strict):
     """Where and how the profile was measured: the machine, the versions, the command line that
     made it, the measurement settings and the network's recipe (absent from a bundle written by
-    hand or by another tool: such a model cannot be rebuilt, so ``simqos validate`` refuses it)."""
+    hand or by another tool: such a model cannot be rebuilt, so ``simqos validate`` refuses it);
+    and the wall seconds training the network took, with how many torch threads (absent where
+    it was not trained, or its checkpoint predates the record)."""
 
     cpu: str
     gpu: str | None = None
@@ -215,6 +222,8 @@ class Provenance(_Strict):
     command: str
     settings: ProfileSettings
     recipe: NetworkRecipe | None = None
+    training_s: float | None = Field(None, ge=0)
+    training_threads: int | None = Field(None, ge=1)
 
 
 class ProfileMeta(_Strict):

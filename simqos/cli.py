@@ -107,6 +107,7 @@ _TRAINING_OPTIONS = {
     "epochs_dense": "--epochs (the dense phase's)", "epochs_sparsest": "--epochs (the sparsest phase's)",
     "epochs_grow": "--epochs (each growth phase's)", "batch_size": "--train-batch-size",
     "lr_dense": "--lr (the dense phase's rate)", "lr_sparse": "--lr (the sparse phases' rate)", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
+    "calibration_samples": "--calibration-samples", "lr_schedule": "--lr-schedule",
 }
 
 
@@ -123,6 +124,7 @@ def _recipe(model: str, levels: str, model_arg: list[str], training: dict, growt
         TrainingSettings, _TRAINING_OPTIONS, epochs_dense=dense, epochs_sparsest=sparsest, epochs_grow=grow,
         batch_size=training["train_batch_size"], lr_dense=rates[0], lr_sparse=rates[1], seed=training["seed"], growth=growth,
         scope=training["scope"], keep_dense=tuple(n for n in training["keep_dense"].split(",") if n),
+        calibration_samples=training["calibration_samples"], lr_schedule=training["lr_schedule"],
     )
     return _checked(
         NetworkRecipe, {"densities": "--levels", "input_shape": "--input-shape"}, model=model, model_kwargs=_model_kwargs(model_arg),
@@ -262,6 +264,8 @@ LrOpt = Annotated[str, typer.Option(help="Adam learning rates of the dense phase
 TrainBatchOpt = Annotated[int, typer.Option(help="Training batch size.")]
 ScopeOpt = Annotated[str, typer.Option(help="Pruning scope: layer (each tensor keeps the density) or global (all together, by magnitude).")]
 KeepDenseOpt = Annotated[str, typer.Option(help="Layers kept whole at every level, comma-separated (e.g. conv1,fc).")]
+ScheduleOpt = Annotated[str, typer.Option(help="Learning rate over each phase: constant, or cosine (annealed to zero).")]
+CalibrationOpt = Annotated[int, typer.Option(help="Training inputs (no labels) that re-measure batch-norm statistics per route prefix after training; 0 keeps each level's from training.")]
 ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
 
 
@@ -276,6 +280,8 @@ def train(
     train_batch_size: TrainBatchOpt = 64,
     scope: ScopeOpt = "layer",
     keep_dense: KeepDenseOpt = "",
+    lr_schedule: ScheduleOpt = "cosine",
+    calibration_samples: CalibrationOpt = 4000,
     seed: int = 0,
     threads: Annotated[int, typer.Option(help="torch threads for training.")] = 2,
     model_arg: ModelArgOpt = [],
@@ -287,7 +293,8 @@ def train(
     from simqos.profiler.recipe import build_network, route_report
 
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
-    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
+    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
+                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule}
     reports = {}
     for method in methods:
         recipe = _recipe(model, levels, model_arg, training, method)
@@ -345,6 +352,8 @@ def profile(
     train_batch_size: TrainBatchOpt = 64,
     scope: ScopeOpt = "layer",
     keep_dense: KeepDenseOpt = "",
+    lr_schedule: ScheduleOpt = "cosine",
+    calibration_samples: CalibrationOpt = 4000,
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
@@ -354,7 +363,8 @@ def profile(
     from simqos.bundle import ProfileSettings
     from simqos.profiler.run import profile_model
 
-    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed}
+    training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
+                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule}
     recipe = _recipe(model, levels, model_arg, training, growth, input_shape)
     kernel_list = tuple(k for k in (kernels or ",".join(kernel_names(device))).split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
@@ -397,6 +407,9 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
     prov = bundle.meta.provenance
     console.print(f"{bundle.meta.description}; {len(bundle.meta.layers)} layers, {bundle.n_segments} segments")
     console.print(f"measured on {prov.cpu} ({prov.settings.device}, {prov.settings.threads} thread(s), batch {prov.settings.batch_size}) on {prov.created_utc}")
+    if prov.training_s is not None:
+        console.print(f"trained in {prov.training_s / 60:.1f} min ({prov.training_threads} torch thread(s)), "
+                      f"recipe: {_recipe_text(prov.recipe)}")
     _print_profile_summary(bundle, folder)
     console.print(_paper_table(bundle))
     info = bundle.meta.accuracy
@@ -434,6 +447,14 @@ PAPER_LEVELS = {0.134: "13.38% / 14.97% / at dense", 0.054: "5.38% / 4.47% / 3.2
 """Qin et al. (ICTAI 2022), ResNet-50 on ImageNet, by the density of the level they compare
 with: weights, FLOPs and relative accuracy loss of the less sparse level and of the nested
 sparser one."""
+
+
+def _recipe_text(recipe) -> str:
+    """A bundle's training recipe in a line."""
+    t = recipe.training
+    text = (f"epochs {t.epochs_dense}/{t.epochs_sparsest}/{t.epochs_grow} (dense/sparsest/growth), lr {t.lr_dense:g}/{t.lr_sparse:g} "
+            f"{t.lr_schedule}, batch {t.batch_size}, {t.scope} magnitude, {t.growth}")
+    return text + (f", batch-norm calibrated on {t.calibration_samples} inputs" if t.calibration_samples else "")
 
 
 def _paper_table(bundle) -> Table:

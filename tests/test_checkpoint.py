@@ -11,9 +11,11 @@ CONFIG = TrainConfig(epochs_dense=1, epochs_sparsest=1, epochs_grow=1)
 
 
 def test_checkpoint_round_trip_and_cache_hit():
-    net, spec, path = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    net, spec, path, seconds, _, cached = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    assert seconds > 0 and not cached
     assert path == checkpoint_path("mlp", KWARGS, (0.5, 0.2), CONFIG) and path.exists()
-    again, _, _ = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)  # loaded, not retrained
+    again, _, _, seconds_again, _, cached = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)  # loaded, not retrained
+    assert cached and seconds_again == seconds
     x = spec.dataset.x_test[:4]
     for level in range(2):
         assert torch.equal(net.forward(x, net.uniform_route(level)), again.forward(x, again.uniform_route(level)))
@@ -41,11 +43,11 @@ def test_tampered_checkpoint_is_rejected(tmp_path):
 def test_a_checkpoint_from_an_older_simqos_is_retrained():
     """One written before per-level batch-norm statistics (no ``norm_segments``) is stale: load
     says so in one line, and trained_network trains afresh instead of crashing."""
-    _, _, path = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    path = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG).path
     saved = torch.load(path, weights_only=True)
     del saved["network"]["norm_segments"]
     torch.save(saved, path)
     with pytest.raises(StaleCheckpoint, match="older simqos.*--retrain"):
         load_checkpoint(path)
-    net, _, again = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
+    net, _, again, *_ = trained_network("mlp", KWARGS, (0.5, 0.2), CONFIG)
     assert again == path and "norm_segments" in torch.load(path, weights_only=True)["network"]

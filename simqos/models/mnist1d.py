@@ -42,11 +42,11 @@ LENGTH = 40
 """Points per sample (the benchmark's ``final_seq_length``)."""
 
 
-def _generate(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _generate(n_samples: int, seed: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     import mnist1d.data  # imports requests and matplotlib at import time: only when generating
 
     args = mnist1d.data.get_dataset_args()
-    args.num_samples, args.seed, args.train_split = n_samples, seed, 1.0
+    args.num_samples, args.seed, args.train_split, args.final_seq_length = n_samples, seed, 1.0, length
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         data = mnist1d.data.make_dataset(args)
@@ -56,16 +56,19 @@ def _generate(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return data["x"].astype(np.float32), data["y"].astype(np.int64)
 
 
-def load_mnist1d(seed: int = 42, splits: tuple[int, int, int] = SPLITS) -> Dataset:
+def load_mnist1d(seed: int = 42, splits: tuple[int, int, int] = SPLITS, length: int = LENGTH) -> Dataset:
     """MNIST-1D with ``sum(splits)`` samples from ``seed`` (42 is the benchmark's), split into
-    training, validation and test in that order; inputs (N, 1, 40), labels (N,)."""
+    training, validation and test in that order; inputs (N, 1, ``length``), labels (N,). A
+    length other than the benchmark's 40 resamples the same transformed signals more finely
+    (the generator's ``final_seq_length``): the task is the same, each input longer."""
     n = sum(splits)
-    path = cache_dir() / "datasets" / f"mnist1d-{n}-seed{seed}.npz"
+    suffix = "" if length == LENGTH else f"-len{length}"
+    path = cache_dir() / "datasets" / f"mnist1d-{n}-seed{seed}{suffix}.npz"
     if path.exists():
         saved = np.load(path)
         x, y = saved["x"], saved["y"]
     else:
-        x, y = _generate(n, seed)
+        x, y = _generate(n, seed, length)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, x=x, y=y)
@@ -73,7 +76,8 @@ def load_mnist1d(seed: int = 42, splits: tuple[int, int, int] = SPLITS) -> Datas
     xs, ys = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
     a, b = splits[0], splits[0] + splits[1]
     return Dataset(
-        name=f"MNIST-1D (Greydanus 2020), {n} samples generated from seed {seed}; split {'/'.join(map(str, splits))}",
+        name=f"MNIST-1D (Greydanus 2020), {n} samples generated from seed {seed}"
+        + ("" if length == LENGTH else f", {length} points each") + f"; split {'/'.join(map(str, splits))}",
         x_train=xs[:a], y_train=ys[:a], x_val=xs[a:b], y_val=ys[a:b], x_test=xs[b:], y_test=ys[b:],
     )
 
@@ -106,8 +110,9 @@ def cnn1d(channels: int = 64, seed: int = 0, samples: int = sum(SPLITS)) -> Mode
     return _sequential("cnn1d", layers, samples, f"MNIST-1D CNN, 4 conv1d x {channels} channels + linear, ReLU")
 
 
-def resnet1d(width: int = 16, counts: str = "1,1,2,1", seed: int = 0, samples: int = sum(SPLITS)) -> ModelSpec:
-    """The 1D bottleneck ResNet of the module docstring; ``counts`` blocks per stage."""
+def resnet1d(width: int = 16, counts: str = "1,1,2,1", seed: int = 0, samples: int = sum(SPLITS), length: int = LENGTH) -> ModelSpec:
+    """The 1D bottleneck ResNet of the module docstring; ``counts`` blocks per stage, on inputs
+    of ``length`` points."""
     torch.manual_seed(seed)
     blocks = tuple(int(c) for c in str(counts).split(","))
     mids = tuple(width * m // 2 for m in (1, 2, 4, 8))[: len(blocks)]
@@ -115,11 +120,11 @@ def resnet1d(width: int = 16, counts: str = "1,1,2,1", seed: int = 0, samples: i
     return ModelSpec(
         name="resnet1d",
         module=module,
-        example_input=torch.zeros(1, 1, LENGTH),
+        example_input=torch.zeros(1, 1, length),
         reroute_after=module.block_ends(),
-        dataset=load_mnist1d(splits=_scaled(samples)),
+        dataset=load_mnist1d(splits=_scaled(samples), length=length),
         description=f"MNIST-1D bottleneck ResNet (ResNet-50 blocks), stem {width}, stages {'-'.join(map(str, blocks))}, "
-        f"widths {'-'.join(str(4 * m) for m in mids)}",
+        f"widths {'-'.join(str(4 * m) for m in mids)}" + ("" if length == LENGTH else f", {length}-point inputs"),
     )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -22,7 +24,7 @@ from simqos.models import ModelSpec, build_model
 from simqos.nested.network import NestedNetwork
 from simqos.nested.training import EpochCallback, TrainConfig, train_nested
 
-__all__ = ["StaleCheckpoint", "checkpoint_path", "load_checkpoint", "routes_cache_path", "save_checkpoint", "trained_network"]
+__all__ = ["StaleCheckpoint", "Trained", "checkpoint_path", "load_checkpoint", "routes_cache_path", "save_checkpoint", "trained_network"]
 
 
 class StaleCheckpoint(SimqosError):
@@ -41,11 +43,14 @@ def routes_cache_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".routes.json")
 
 
-def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork) -> None:
-    """Write atomically: a crash leaves either the old file or none, never half a file."""
+def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork,
+                    training_s: float | None = None) -> None:
+    """Write atomically: a crash leaves either the old file or none, never half a file.
+    ``training_s``: the wall seconds training took, with the torch threads it had, kept beside."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state()}, tmp)
+    torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state(),
+                "training_s": training_s, "training_threads": torch.get_num_threads()}, tmp)
     tmp.replace(path)
     routes_cache_path(path).unlink(missing_ok=True)  # route accuracies of an earlier network
 
@@ -67,6 +72,19 @@ def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:
                               "run `simqos train` with --retrain") from None
 
 
+class Trained(NamedTuple):
+    """A trained nested network, a fresh spec of its model (its dataset, example input), its
+    checkpoint's path, the wall seconds its training took and with how many torch threads
+    (None for a checkpoint that did not record them), and whether it came from the cache."""
+
+    net: NestedNetwork
+    spec: ModelSpec
+    path: Path
+    training_s: float | None
+    training_threads: int | None
+    cached: bool
+
+
 def trained_network(
     model: str,
     model_kwargs: dict,
@@ -74,20 +92,18 @@ def trained_network(
     config: TrainConfig,
     retrain: bool = False,
     on_epoch: EpochCallback | None = None,
-) -> tuple[NestedNetwork, ModelSpec, Path]:
-    """The trained nested network for these settings: from the cache, or trained and cached.
-
-    Returns the network, a fresh spec of the model (its dataset, example input) and the
-    checkpoint's path.
-    """
+) -> Trained:
+    """The trained nested network for these settings: from the cache, or trained and cached."""
     path = checkpoint_path(model, model_kwargs, densities, config)
     spec = build_model(model, **model_kwargs)
     if path.exists() and not retrain:
         try:
-            net, _ = load_checkpoint(path)
-            return net, spec, path
+            net, saved = load_checkpoint(path)
+            return Trained(net, spec, path, saved.get("training_s"), saved.get("training_threads"), True)
         except StaleCheckpoint:
             pass  # trained again below, as if absent
+    started = time.perf_counter()
     net = train_nested(spec, densities, config, on_epoch=on_epoch)
-    save_checkpoint(path, model, model_kwargs, config, net)
-    return net, spec, path
+    seconds = time.perf_counter() - started
+    save_checkpoint(path, model, model_kwargs, config, net, seconds)
+    return Trained(net, spec, path, seconds, torch.get_num_threads(), False)

@@ -8,9 +8,10 @@ assignment runs through the unmodified module code.
 Prunable layers are ``Linear``, ``Conv1d``, ``Conv2d``, ``LSTM`` (all gate matrices) and
 ``MultiheadAttention`` (input and output projections); their order is the execution order seen
 on an example input. Biases and normalisation layers are never pruned: their parameters are
-shared by all levels; a batch-norm module's running statistics may be kept per level (a few
-numbers per channel), since a sparser level's activations have other statistics (see
-:mod:`simqos.nested.training`).
+shared by all levels. A batch-norm module's running statistics are kept per *route prefix* (a
+few numbers per channel): the activations reaching it depend on the levels of every segment up
+to its own (see :mod:`simqos.nested.calibration`); training leaves each level's own, those of
+its uniform route (see :mod:`simqos.nested.training`).
 
 A **reroute point** is a layer boundary where an inference may switch level; the layers between
 two reroute points form a **segment**, and a **route** gives one level per segment.
@@ -199,12 +200,15 @@ class NestedNetwork:
         keep_dense: Sequence[str] = (),
         dense_accuracy: Sequence[Accuracy] = (),
         norm_segments: dict[str, int] | None = None,
-        norm_stats: dict[int, dict[str, torch.Tensor]] | None = None,
+        norm_stats: dict[Route, dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.module = module
         self.dense_accuracy = tuple(dense_accuracy)
         self.norm_segments = dict(norm_segments or {})
-        self.norm_stats = {int(k): dict(v) for k, v in (norm_stats or {}).items()}
+        self.norm_stats = {tuple(k): dict(v) for k, v in (norm_stats or {}).items()}
+        """Batch-norm running statistics by route prefix: ``norm_stats[p]`` holds those of the
+        modules in segment ``len(p) - 1`` as reached along ``p``. Empty: the module's own buffers
+        serve every route."""
         self.layers = tuple(layers)
         self.keep_dense = _check_keep_dense(keep_dense, self.layers)
         dense = frozenset(w for layer in self.layers if layer.name in self.keep_dense for w in layer.weights)
@@ -281,16 +285,22 @@ class NestedNetwork:
             for w in layer.weights
         }
 
-    def route_tensors(self, route: Sequence[int]) -> dict[str, torch.Tensor]:
-        """:meth:`masked_weights`, and each batch-norm module's running statistics of its
-        segment's level when the levels keep their own (:attr:`norm_stats`)."""
-        tensors = self.masked_weights(route)
+    def norm_buffers(self, route: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Each batch-norm module's running statistics along ``route``: those of its route
+        prefix (:attr:`norm_stats`), else, for a prefix never calibrated, those of its segment's
+        level (the uniform prefix); none where the network keeps no statistics of its own."""
         route = self.check_route(route)
+        buffers: dict[str, torch.Tensor] = {}
         for name, segment in self.norm_segments.items():
-            stats = self.norm_stats.get(route[segment])
+            prefix = route[: segment + 1]
+            stats = self.norm_stats.get(prefix, self.norm_stats.get((route[segment],) * (segment + 1)))
             if stats is not None:
-                tensors |= {f"{name}.{b}": stats[f"{name}.{b}"] for b in NORM_STATS}
-        return tensors
+                buffers |= {f"{name}.{b}": stats[f"{name}.{b}"] for b in NORM_STATS}
+        return buffers
+
+    def route_tensors(self, route: Sequence[int]) -> dict[str, torch.Tensor]:
+        """:meth:`masked_weights` and :meth:`norm_buffers`: everything that differs by route."""
+        return self.masked_weights(route) | self.norm_buffers(route)
 
     def forward(self, x: torch.Tensor, route: Sequence[int]) -> torch.Tensor:
         """Run the module along ``route``."""
@@ -310,7 +320,7 @@ class NestedNetwork:
             "keep_dense": list(self.keep_dense),
             "dense_accuracy": [asdict(a) for a in self.dense_accuracy],
             "norm_segments": dict(self.norm_segments),
-            "norm_stats": {k: {n: t.clone() for n, t in v.items()} for k, v in self.norm_stats.items()},
+            "prefix_norm_stats": {format_route(k): {n: t.clone() for n, t in v.items()} for k, v in self.norm_stats.items()},
             "ranks": {k: v.clone() for k, v in self.ranks.items()},
             "layers": [vars(layer) | {"weights": list(layer.weights)} for layer in self.layers],
         }
@@ -322,4 +332,4 @@ class NestedNetwork:
         layers = [PrunableLayer(**{**layer, "weights": tuple(layer["weights"])}) for layer in state["layers"]]
         dense_accuracy = [Accuracy(**a) for a in state["dense_accuracy"]]
         return cls(module, state["densities"], layers, state["ranks"], state["scope"], state["keep_dense"], dense_accuracy,
-                   state["norm_segments"], state["norm_stats"])
+                   state["norm_segments"], {parse_route(k): v for k, v in state["prefix_norm_stats"].items()})

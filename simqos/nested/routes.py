@@ -19,7 +19,7 @@ from simqos.models.spec import Dataset
 from simqos.nested.network import NestedNetwork, Route
 from simqos.nested.scoring import Accuracy, measure
 
-__all__ = ["RouteAccuracy", "enumerate_routes", "is_monotone", "route_accuracies"]
+__all__ = ["RouteAccuracy", "enumerate_routes", "is_monotone", "monotone_routes", "route_accuracies"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,11 @@ def is_monotone(route: Route) -> bool:
     return all(a <= b for a, b in zip(route, route[1:]))
 
 
+def monotone_routes(n_segments: int, n_levels: int) -> list[Route]:
+    """Every monotone route: C(S+K-1, K-1) of them, in lexicographic order."""
+    return list(itertools.combinations_with_replacement(range(n_levels), n_segments))
+
+
 def enumerate_routes(n_segments: int, n_levels: int, max_routes: int = 256) -> tuple[list[Route], bool]:
     """All routes if there are at most ``max_routes``, else the monotone ones.
 
@@ -41,7 +46,7 @@ def enumerate_routes(n_segments: int, n_levels: int, max_routes: int = 256) -> t
     """
     if n_levels**n_segments <= max_routes:
         return list(itertools.product(range(n_levels), repeat=n_segments)), True
-    return list(itertools.combinations_with_replacement(range(n_levels), n_segments)), False
+    return monotone_routes(n_segments, n_levels), False
 
 
 def route_accuracies(

@@ -19,22 +19,31 @@ Phases, for densities ``d_0 > ... > d_{K-1}``:
 
 **Biases and normalisation layers** are not pruned. Their parameters are trained in phases 1-2
 and then frozen and shared by every level. A batch-norm module's *running statistics* are kept
-per level: while level k grows, batch norm normalises with the batch's statistics (as in any
-training) and its running statistics, started from level k+1's, become level k's; level
-k+1's are stored untouched. So growth leaves every sparser level's function bit-for-bit
-unchanged (the tests check it), and each level is normalised by statistics of its own
-activations. With one set of statistics frozen at the sparsest level's, growing a 1D ResNet on
-MNIST-1D drove level 0 (15.6 % of the weights) to 78 % test accuracy, below level 1's 87 %.
+per level while training: while level k grows, batch norm normalises with the batch's
+statistics (as in any training) and its running statistics, started from level k+1's, become
+level k's; level k+1's are stored untouched. So growth leaves every sparser level's function
+bit-for-bit unchanged (the tests check it), and each level is normalised by statistics of its
+own activations. With one set of statistics frozen at the sparsest level's, growing a 1D ResNet
+on MNIST-1D drove level 0 (15.6 % of the weights) to 78 % test accuracy, below level 1's 87 %.
+
+4. **calibrate** (``calibration_samples`` > 0): the statistics of every prefix of every
+   monotone route are measured afresh on that many training inputs, without labels
+   (:mod:`simqos.nested.calibration`). A route that switches to a sparser level is then
+   normalised by statistics of its own activations, and each level by statistics of its final
+   weights rather than a running average taken while they moved.
 
 **Growth methods.** ``sparse-first`` trains level k on its own route (all segments at k), as
 published. Its weak spot is a *mixed* route: a sparser tail never saw the activations of a
 less-sparse head during training. ``route-aware`` adds, for every batch, the loss of a sampled
 mixed route — head at level k up to a random reroute point, tail at a random already-formed
-sparser level — so the new weights learn to hand over to every sparser tail.
+sparser level — so the new weights learn to hand over to every sparser tail. The mixed route
+normalises by its batch's statistics throughout, as the calibrated network will by its own
+prefix's, and leaves no trace in any level's running statistics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -44,13 +53,16 @@ from torch import nn
 
 from simqos.errors import SimqosError
 from simqos.models.spec import IGNORE, ModelSpec
+from simqos.nested.calibration import calibrate_norms
 from simqos.nested.masks import PRUNED, SCOPES, Pruning, Scope, level_mask, validate_densities
 from simqos.nested.network import NORM_STATS, NestedNetwork, PrunableLayer, find_norms, find_prunable_layers
+from simqos.nested.routes import monotone_routes
 from simqos.nested.scoring import SPLITS, measure
 
-__all__ = ["GROWTH_METHODS", "TrainConfig", "train_nested"]
+__all__ = ["GROWTH_METHODS", "LR_SCHEDULES", "TrainConfig", "train_nested"]
 
 GROWTH_METHODS = ("sparse-first", "route-aware")
+LR_SCHEDULES = ("constant", "cosine")
 
 EpochCallback = Callable[[str, int, float], None]
 """Called after each epoch with (phase name, epoch index, mean training loss)."""
@@ -58,7 +70,9 @@ EpochCallback = Callable[[str, int, float], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Epochs per phase, batch size, Adam learning rates, seed and growth method."""
+    """Epochs per phase, batch size, Adam learning rates (held, or annealed along a half cosine
+    to zero over each phase), seed, growth method, pruning scope, layers kept whole, and the
+    training inputs that calibrate batch-norm statistics per route prefix (0: none)."""
 
     epochs_dense: int = 20
     epochs_sparsest: int = 15
@@ -70,13 +84,17 @@ class TrainConfig:
     growth: Literal["sparse-first", "route-aware"] = "sparse-first"
     scope: Scope = "layer"
     keep_dense: tuple[str, ...] = ()
+    calibration_samples: int = 4000
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
         if self.growth not in GROWTH_METHODS:
             raise SimqosError(f"growth: {self.growth!r} is not one of {list(GROWTH_METHODS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SimqosError(f"lr_schedule: {self.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
         if self.scope not in SCOPES:
             raise SimqosError(f"scope: {self.scope!r} is not one of {list(SCOPES)}")
-        for field in ("epochs_dense", "epochs_sparsest", "epochs_grow", "batch_size"):
+        for field in ("epochs_dense", "epochs_sparsest", "epochs_grow", "batch_size", "calibration_samples"):
             if getattr(self, field) < (1 if field == "batch_size" else 0):
                 raise SimqosError(f"{field}: {getattr(self, field)} must be >= 0 (batch_size >= 1)")
 
@@ -96,21 +114,12 @@ def _forward(
     return torch.func.functional_call(module, weights | (buffers or {}), (x,))
 
 
-def _tail_forward(module, layers, ranks, route, x, norms: dict[str, int], tail_stats: dict[str, torch.Tensor],
-                  switch: int) -> torch.Tensor:
-    """A mixed route while growing: the batch-norm modules of the tail (segments from
-    ``switch`` on, at a finished sparser level) run on that level's frozen statistics, not the
-    batch's, and keep them."""
-    tail = [n for n, segment in norms.items() if segment >= switch]
-    named = dict(module.named_modules())
-    for n in tail:
-        named[n].eval()
-    try:
-        buffers = {f"{n}.{b}": tail_stats[f"{n}.{b}"] for n in tail for b in NORM_STATS}
-        return _forward(module, layers, ranks, route, x, buffers)
-    finally:
-        for n in tail:
-            named[n].train()
+def _mixed_forward(module, layers, ranks, route, x, norms: dict[str, int]) -> torch.Tensor:
+    """A mixed route while growing: batch norm normalises by the batch's statistics, and its
+    running statistics are updated in copies that are thrown away."""
+    named = dict(module.named_buffers())
+    scratch = {f"{n}.{b}": named[f"{n}.{b}"].clone() for n in norms for b in (*NORM_STATS, "num_batches_tracked")}
+    return _forward(module, layers, ranks, route, x, scratch)
 
 
 def _epochs(
@@ -123,10 +132,21 @@ def _epochs(
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     on_epoch: EpochCallback | None,
     batched: bool,
+    optimiser: torch.optim.Optimizer,
 ) -> None:
+    """``n_epochs`` passes over ``(x, y)`` in shuffled batches (or whole, when not ``batched``),
+    ``step`` taking one optimiser step per batch; with ``config.lr_schedule == "cosine"`` the
+    learning rate falls from its start to zero along a half cosine over the phase's steps."""
+    steps_per_epoch = -(-len(y) // config.batch_size) if batched else 1
+    total_steps = max(1, n_epochs * steps_per_epoch)
+    schedule = None
+    if config.lr_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total_steps) / total_steps)))
     for epoch in range(n_epochs):
         if not batched:  # the whole input is one sample (a graph): one step per epoch
             total, batches = float(step(x, y)), 1
+            if schedule is not None:
+                schedule.step()
         else:
             order = torch.randperm(len(y), generator=generator)
             total, batches = 0.0, 0
@@ -134,6 +154,8 @@ def _epochs(
                 idx = order[start : start + config.batch_size]
                 total += float(step(x[idx], y[idx]))
                 batches += 1
+                if schedule is not None:
+                    schedule.step()
         if on_epoch is not None:
             on_epoch(phase, epoch, total / max(batches, 1))
 
@@ -179,7 +201,7 @@ def train_nested(
         optimiser.step()
         return loss.detach()
 
-    _epochs(config.epochs_dense, "dense", data.x_train, data.y_train, config, generator, dense_step, on_epoch, batched)
+    _epochs(config.epochs_dense, "dense", data.x_train, data.y_train, config, generator, dense_step, on_epoch, batched, optimiser)
     module.eval()
     dense_accuracy = tuple(measure(module, data, split, batched) for split in SPLITS)
     module.train()
@@ -203,7 +225,7 @@ def train_nested(
         optimiser.step()
         return loss.detach()
 
-    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch, batched)
+    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch, batched, optimiser)
 
     # 3. grow the less-sparse levels; everything else frozen
     norms = find_norms(module, spec.example_input, layers)
@@ -231,14 +253,14 @@ def train_nested(
                 switch = int(torch.randint(1, n_segments, (1,), generator=generator))
                 tail = int(torch.randint(level + 1, sparsest + 1, (1,), generator=generator))
                 mixed = (level,) * switch + (tail,) * (n_segments - switch)
-                loss = loss + _loss(_tail_forward(module, layers, ranks, mixed, xb, norms, norm_stats[tail], switch), yb)
+                loss = loss + _loss(_mixed_forward(module, layers, ranks, mixed, xb, norms), yb)
             loss.backward()
             for w in weight_names:
                 params[w].grad.mul_(trainable[w])
             optimiser.step()
             return loss.detach()
 
-        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch, batched)
+        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch, batched, optimiser)
         norm_stats[level] = statistics()
     with torch.no_grad():  # the module itself runs level 0
         for key, value in norm_stats[0].items():
@@ -247,4 +269,17 @@ def train_nested(
     for p in module.parameters():
         p.requires_grad_(True)
     module.eval()
-    return NestedNetwork(module, densities, layers, ranks, config.scope, config.keep_dense, dense_accuracy, norms, norm_stats)
+    prefix_stats = {
+        (level,) * (segment + 1): {f"{n}.{b}": stats[f"{n}.{b}"] for n, s in norms.items() if s == segment for b in NORM_STATS}
+        for level, stats in norm_stats.items()
+        for segment in sorted(set(norms.values()))
+    }
+    net = NestedNetwork(module, densities, layers, ranks, config.scope, config.keep_dense, dense_accuracy, norms, prefix_stats)
+    if config.calibration_samples:
+        x = data.x_train[: config.calibration_samples] if batched else data.x_train
+        calibrate_norms(net, x, monotone_routes(n_segments, len(densities)), batched)
+        with torch.no_grad():  # the module itself still runs level 0
+            buffers = dict(module.named_buffers())
+            for key, value in net.norm_buffers(net.uniform_route(0)).items():
+                buffers[key].copy_(value)
+    return net

@@ -32,12 +32,15 @@ TRAINING_THREADS = 2
 
 @dataclass(frozen=True)
 class BuiltNetwork:
-    """The nested network, a fresh spec of its model (dataset, example input) and the cached
-    checkpoint it was trained into (``None`` when pruned by magnitude: no dataset ships)."""
+    """The nested network, a fresh spec of its model (dataset, example input), the cached
+    checkpoint it was trained into (``None`` when pruned by magnitude: no dataset ships), and
+    the wall seconds and torch threads its training took (``None`` where unknown or untrained)."""
 
     net: NestedNetwork
     spec: ModelSpec
     checkpoint: Path | None
+    training_s: float | None = None
+    training_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ def build_network(
         net = NestedNetwork.from_magnitude(spec.module, densities, spec.example_input, spec.reroute_after, config.scope, config.keep_dense)
         return BuiltNetwork(net, spec, None)
     with torch_threads(threads):
-        net, spec, path = trained_network(recipe.model, recipe.model_kwargs, densities, config, retrain, on_epoch)
-    return BuiltNetwork(net, spec, path)
+        trained = trained_network(recipe.model, recipe.model_kwargs, densities, config, retrain, on_epoch)
+    return BuiltNetwork(trained.net, trained.spec, trained.path, trained.training_s, trained.training_threads)
 
 
 def route_report(built: BuiltNetwork) -> RouteReport:

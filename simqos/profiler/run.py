@@ -397,7 +397,7 @@ def _assemble(
         layers=_layers_info(net, calls),
         reroute_after=[a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment],
         accuracy=_accuracy_info(net, routes, recipe),
-        provenance=_provenance(net, recipe, settings, command),
+        provenance=_provenance(built, recipe, settings, command),
     )
     return Profile(
         meta=meta,
@@ -489,8 +489,9 @@ def _accuracy_info(net: NestedNetwork, routes: RouteReport | None, recipe: Netwo
     )
 
 
-def _provenance(net: NestedNetwork, recipe: NetworkRecipe, settings: ProfileSettings, command: str) -> Provenance:
-    """This machine, the versions, and what made the bundle."""
+def _provenance(built: BuiltNetwork, recipe: NetworkRecipe, settings: ProfileSettings, command: str) -> Provenance:
+    """This machine, the versions, what made the bundle, and how long training took."""
+    net = built.net
     first_weight = dict(net.module.named_parameters())[net.layers[0].weights[0]]
     return Provenance(
         cpu=cpu_name(),
@@ -503,4 +504,6 @@ def _provenance(net: NestedNetwork, recipe: NetworkRecipe, settings: ProfileSett
         command=command,
         settings=settings,
         recipe=recipe,
+        training_s=built.training_s,
+        training_threads=built.training_threads,
     )
