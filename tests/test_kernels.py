@@ -124,3 +124,47 @@ def test_nested_attention_equals_the_dense_masked_attention(heads, head_dim, bat
         torch.testing.assert_close(got[1], expected[1], rtol=1e-4, atol=1e-5)
     else:
         assert got[1] is None and expected[1] is None
+
+
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (3, 5)), (nn.BatchNorm1d, (3, 5, 7)), (nn.BatchNorm2d, (2, 5, 4, 3))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_a_batch_norm_runs_as_its_per_channel_affine(cls, shape, affine):
+    from simqos.profiler.measure import ChannelAffine
+
+    torch.manual_seed(0)
+    norm = cls(5, affine=affine).eval()
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+        if affine:
+            norm.weight.normal_()
+            norm.bias.normal_()
+    x = torch.randn(shape)
+    torch.testing.assert_close(ChannelAffine(norm)(x), norm(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_timed_model_computes_what_the_network_does():
+    """swap_layers' copy (each layer a kernel, each batch norm its affine) runs level 0 as the
+    nested network does, on the route's own statistics."""
+    from simqos.models import build_model
+    from simqos.nested import NestedNetwork
+    from simqos.profiler.measure import layer_weights, swap_layers
+
+    spec = build_model("resnet1d", width=8, samples=60)
+    net = NestedNetwork.from_magnitude(spec.module.eval(), (0.5, 0.2), spec.example_input, spec.reroute_after)
+    for name, norm in net.module.named_modules():
+        if isinstance(norm, nn.BatchNorm1d):
+            with torch.no_grad():
+                norm.running_mean.normal_(0, 0.1)
+                norm.running_var.uniform_(0.5, 2.0)
+
+    def kernel(layer):
+        built = build_kernel("nested_direct" if layer.kind == "conv1d" else "dense",
+                             net.module.get_submodule(layer.name), layer_weights(net, layer, 0))
+        wrapper = nn.Module()
+        wrapper.forward = built.fn
+        return wrapper
+
+    x = spec.dataset.x_test[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(swap_layers(net, kernel)(x), net.forward(x, net.uniform_route(0)), rtol=1e-4, atol=1e-4)

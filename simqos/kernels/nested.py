@@ -190,7 +190,8 @@ class NestedConv:
     into the zero-padded input plane stack (computed once, cached). Computing a weight adds a
     shifted input plane, times the weight, to the output plane — vectorised over pixels. With
     stride 1 the output is computed on the padded width (a few wasted columns) so that every
-    weight is one contiguous run. Groups must be 1.
+    weight is one contiguous run. Groups must be 1. A call is not reentrant (module docstring
+    of :meth:`conv`).
     """
 
     in_channels: int
@@ -203,7 +204,7 @@ class NestedConv:
     window: np.ndarray  # uint16 (nnz,) its position ky * kw + kx in the kernel window
     start: np.ndarray  # int64 (out,)
     stop: np.ndarray  # int64 (levels, out)
-    _offsets: dict = field(default_factory=dict, compare=False, repr=False)  # by input (H, W)
+    _plans: dict = field(default_factory=dict, compare=False, repr=False)  # by input (H, W): see _plan
 
     @classmethod
     def from_ranks(cls, weight: torch.Tensor, ranks: torch.Tensor, n_levels: int, stride, padding, dilation) -> NestedConv:
@@ -244,25 +245,34 @@ class NestedConv:
         return self.values.nbytes + self.channel.nbytes + self.window.nbytes + self.start.nbytes + self.stop.nbytes
 
     def conv(self, level: int, x: np.ndarray) -> np.ndarray:
-        """Level ``level`` convolution of x (N, C, H, W) float32 -> (N, out, H_out, W_out)."""
+        """Level ``level`` convolution of x (N, C, H, W) float32 -> (N, out, H_out, W_out).
+
+        Not reentrant: the zero-padded input and the output rows are buffers kept per input
+        size (a call at batch 1 spent as long allocating them as computing)."""
+        n, _, h, w = x.shape
+        plan = self._plans.get((h, w))
+        if plan is None:  # the same input size comes back every call: work it out once
+            plan = self._plans[(h, w)] = self._plan(h, w)
+        offsets, h_out, w_out, out_w, row_step, padded, planes, out = plan
+        ph, pw = self.padding
+        result = np.empty((n, len(self.start), h_out, w_out), dtype=np.float32)
+        for b in range(n):
+            planes[:, ph : ph + h, pw : pw + w] = x[b]  # the padding around stays zero
+            _conv_rows(self.values, offsets, self.start, self.stop[level], padded, out, row_step, self.stride[1], out_w)
+            result[b] = out.reshape(-1, h_out, out_w)[:, :, :w_out]
+        return result
+
+    def _plan(self, h: int, w: int) -> tuple:
+        """For inputs of ``h`` x ``w``: each weight's offset into the zero-padded input plane
+        stack, the output's size, and the buffers a call fills."""
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
-        n, c, h, w = x.shape
         hp, wp = h + 2 * ph, w + 2 * pw
         h_out = (hp - dh * (kh - 1) - 1) // sh + 1
         w_out = (wp - dw * (kw - 1) - 1) // sw + 1
-        wide = sh == 1 and sw == 1
-        out_w = wp if wide else w_out
-        offsets = self._offsets.get((h, w))
-        if offsets is None:  # the same input size comes back every call: compute once
-            ky, kx = np.divmod(self.window.astype(np.int64), kw)
-            offsets = (self.channel.astype(np.int64) * hp * wp + ky * dh * wp + kx * dw).astype(np.int32)
-            self._offsets[(h, w)] = offsets
-        result = np.empty((n, len(self.start), h_out, w_out), dtype=np.float32)
-        padded = np.zeros(c * hp * wp + wp + dw * kw, dtype=np.float32)  # tail: the wide rows' overrun
-        planes = padded[: c * hp * wp].reshape(c, hp, wp)
+        out_w = wp if sh == 1 and sw == 1 else w_out  # stride 1: computed on the padded width
+        ky, kx = np.divmod(self.window.astype(np.int64), kw)
+        offsets = (self.channel.astype(np.int64) * hp * wp + ky * dh * wp + kx * dw).astype(np.int32)
+        padded = np.zeros(self.in_channels * hp * wp + wp + dw * kw, dtype=np.float32)  # tail: the wide rows' overrun
+        planes = padded[: self.in_channels * hp * wp].reshape(self.in_channels, hp, wp)
         out = np.empty((len(self.start), h_out * out_w), dtype=np.float32)
-        for b in range(n):
-            planes[:, ph : ph + h, pw : pw + w] = x[b]
-            _conv_rows(self.values, offsets, self.start, self.stop[level], padded, out, sh * wp, sw, out_w)
-            result[b] = out.reshape(-1, h_out, out_w)[:, :, :w_out]
-        return result
+        return offsets, h_out, w_out, out_w, sh * wp, padded, planes, out

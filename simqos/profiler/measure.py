@@ -238,14 +238,46 @@ def profile_layer_level(
 
 def swap_layers(net: NestedNetwork, make: Callable[[PrunableLayer], nn.Module]) -> nn.Module:
     """A copy of the network's module, in eval mode, with each prunable layer replaced by
-    ``make(layer)`` (the rest of the model — activations, pooling, norms — runs unchanged)."""
+    ``make(layer)`` and each batch-norm module by its per-channel affine
+    (:class:`ChannelAffine`), as an inference runtime runs it; the rest of the model —
+    activations, pooling, residual adds — runs unchanged."""
     model = copy.deepcopy(net.module).eval()
     for layer in net.layers:
         if not layer.name:  # the model is a single prunable layer
             return make(layer)
-        parent_name, _, child = layer.name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, make(layer))
+        _replace(model, layer.name, make(layer))
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            _replace(model, name, ChannelAffine(module))
     return model
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, new)
+
+
+class ChannelAffine(nn.Module):
+    """An eval-mode batch norm as the one multiply-add per channel it is, ``x * scale + shift``:
+    torch's batch norm costs about 13 µs a call at batch 1, this about 2 µs. Equal to the
+    module within float32 rounding, for the statistics it holds when built."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.affine:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale + (norm.bias if norm.affine else 0.0)
+        self.scale, self.shift = scale.detach(), shift.detach()
+        self._by_dim: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = self._by_dim.get(x.dim())
+        if views is None:  # shaped once per input rank: the channel is the dimension after the batch
+            shape = (-1,) + (1,) * (x.dim() - 2)
+            views = self._by_dim[x.dim()] = (self.shift.view(shape), self.scale.view(shape))
+        return torch.addcmul(views[0], x, views[1])
 
 
 class _TimedKernel(nn.Module):
