@@ -50,6 +50,7 @@ from simqos.serving import (
     deadline_aware_decide,
     dp_decide,
     greedy_decide,
+    held_level,
     lookahead_decide,
     node_index,
     queue_dp_decide,
@@ -69,6 +70,7 @@ __all__ = [
     "QueueDp",
     "Static",
     "register_policy",
+    "start_only",
 ]
 
 _NO_PARAMS, _NO_TABLE = np.zeros(0), np.zeros((0, 0))
@@ -139,6 +141,48 @@ def register_policy(kind: str) -> Callable[[type[Policy]], type[Policy]]:
         return cls
 
     return register
+
+
+def start_only(policy: Policy) -> Policy:
+    """The ablation of ``policy`` that decides only at a request's start: its first decision —
+    the policy's own, made as if it could still reroute — holds for the rest of the request,
+    except that a level evicted meanwhile gives way to the least sparse resident one, as
+    ``greedy``'s does (waiting for the evicted level to be read back would measure the storage,
+    not the decisions). What ``policy`` gains over it on the same requests is what its
+    decisions after the start are worth. The ablation runs where ``policy`` runs: compiled
+    when it is, on SimPy otherwise."""
+    cls = type(policy)
+    ablation = _start_only_class(cls)
+    made = ablation(policy.params, policy.model, policy.scenario)
+    made._label = f"{policy.label()} (start only)"
+    return made
+
+
+@functools.cache
+def _start_only_class(cls: type[Policy]) -> type[Policy]:
+    attributes = {"label": lambda self: self._label, "kind": cls.kind}
+    if cls.decide is not None:
+        attributes["decide"] = staticmethod(_held(cls.decide))
+    else:
+        inner_choose = cls.choose
+        attributes["choose"] = lambda self, state: held_level(state) if state.current_level >= 0 else inner_choose(self, state)
+    return type(f"{cls.__name__}StartOnly", (cls,), attributes)
+
+
+@functools.cache
+def _held(decide: Callable) -> Callable:
+    """``decide`` at a request's start, its level after. Compiled without numba's disk cache
+    (a closure over another compiled function cannot be cached): about a second, once per
+    policy kind and process."""
+    import numba
+
+    @numba.njit(_nrt=False)
+    def held(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
+        if state.current_level >= 0:
+            return held_level(state)
+        return decide(state, params, table)
+
+    return held
 
 
 @register_policy("static")

@@ -59,6 +59,7 @@ __all__ = [
     "dp_decide",
     "finish_time",
     "greedy_decide",
+    "held_level",
     "idle_factors",
     "least_sparse_fitting",
     "lookahead_decide",
@@ -359,13 +360,20 @@ def static_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int
 
 
 @decide_jit
+def held_level(state: Decision) -> int:
+    """The level a request already runs, or, if it is evicted, the least sparse resident one
+    (when nothing is resident, the sparsest, waited for)."""
+    return min(max(state.current_level, state.min_resident_level), state.n_levels - 1)
+
+
+@decide_jit
 def greedy_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
     """At the start, the least sparse resident level whose predicted remaining work (``table``)
     fits the time left; then that level (or, if it is evicted, the least sparse resident one;
     when nothing is resident, the sparsest, waited for)."""
     last = state.n_levels - 1
     if state.current_level >= 0:
-        return min(max(state.current_level, state.min_resident_level), last)
+        return held_level(state)
     floor = min(state.min_resident_level, last)
     return least_sparse_fitting(table, 0, floor, state.deadline_s - state.now_s, state.speed, state.n_levels)
 

@@ -360,6 +360,8 @@ def summary_row(
     row |= {
         **{f"level_share_L{k}": float(segments[k] / segments.sum()) if segments.sum() else math.nan for k in range(n_levels)},
         "reroutes_per_request": tally.reroutes / n_served if n_served else math.nan,
+        "rerouted_share": sum(tally.routes_served[c] for c, t in text.items() if len(set(t.split("-"))) > 1) / n_served
+        if n_served else math.nan,
         "replication_miss_rate_std": float(np.std(per_rep, ddof=1)) if len(per_rep) > 1 else math.nan,
     }
     return row
@@ -394,7 +396,8 @@ def summarize(
     miss_design_effect, latency percentiles (served requests) with ``_low``/``_high`` ends,
     mean_accuracy (served requests), accuracy_at_deadline (a request that misses or is dropped
     counts as wrong), each with ``_low``/``_high`` ends, level_share_L{k} (share of segments
-    run at level k), reroutes_per_request, and the spread over replications of the miss rate
+    run at level k), reroutes_per_request, rerouted_share (served requests whose route changes
+    level after its first segment), and the spread over replications of the miss rate
     (replication_miss_rate_std). ``route_intervals`` maps a route (``0-1-1``) to the 95 %
     interval of its measured accuracy (the profile's ``routes.csv``); without it the accuracy
     intervals cover the simulation's uncertainty only. ``percentile_intervals=False`` leaves

@@ -19,6 +19,12 @@ the nines of both are given.
 
 **Gap closed**: (policy - baseline) / (bound - baseline) on accuracy-at-deadline, or on the
 share of requests met, with the bound of :mod:`simqos.bound` (pooled over replications).
+
+**What rerouting is worth** (``rerouting``): the deployed policy — or, when the baseline is
+deployed, the best deployable policy that reroutes — against its start-only ablation
+(:func:`simqos.policies.start_only`: its first decision held for the whole request), served the
+same requests; with the share of its served requests whose route changes level after the first
+segment. A policy that never reroutes has no such line.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from simqos.tally import Tally, paired_difference, pooled
+from simqos.tally import Tally, paired_difference, pooled, summary_row
 
-__all__ = ["plan_verdict", "verdict", "verdict_lines"]
+__all__ = ["plan_rerouting", "plan_verdict", "verdict", "verdict_lines"]
 
 
 def _objective_value(row: pd.Series, objective: str) -> float:
@@ -128,6 +134,15 @@ def verdict_lines(v: dict | None) -> list[str]:
         rest = v["bound"] - v["baseline_bound"]
         lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
                      f"{v['baseline_bound']:.2%}" + (f"; the other {100 * rest:.2f} points need other levels." if rest > 0 else "."))
+    if "rerouting" in v:
+        r = v["rerouting"]
+        point, low, high = r["difference"]
+        beyond = "beyond" if low > 0 or high < 0 else "within"
+        interval = f" [{_points(low)}, {_points(high)}]" if _known(low) else ""
+        lines.append(f"Rerouting: `{r['policy']}` switches to another level after the first segment in {r['rerouted_share']:.1%} "
+                     f"of its served requests; deciding only at the start (its first decision held), it scores "
+                     f"{r['ablation_value']:.2%}, so its later decisions are worth {_points(point)} points{interval}, "
+                     f"{beyond} the 95 % interval.")
     return lines
 
 
@@ -142,9 +157,39 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     policies = dict(zip(plan.labels, (factory() for factory in plan.policy_factories)))
     deployable = [label for label, p in policies.items() if not p.clairvoyant]
     static = [label for label, p in policies.items() if isinstance(p, Static)]
-    out = verdict(summary, pooled(plan_tallies(plan, run)), plan.scenario.objective, deployable, static, bound)
+    tallies = pooled(plan_tallies(plan, run))
+    out = verdict(summary, tallies, plan.scenario.objective, deployable, static, bound)
     if "bound" in out and out["baseline"] in static:
         level = policies[out["baseline"]].params.level
         alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])
         out["baseline_bound"] = _ceiling(alone, out["objective"])
+    if "deploy" in out:
+        rerouting = plan_rerouting(plan, summary, tallies, out["deploy"], deployable)
+        if rerouting is not None:
+            out["rerouting"] = rerouting
     return out
+
+
+def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], deployed: str, deployable: list[str]) -> dict | None:
+    """What rerouting is worth (module docstring): ``deployed`` if it reroutes, else the best
+    of ``deployable`` that does, against its start-only ablation served on the same
+    replications. None when no deployable policy reroutes."""
+    import dataclasses
+
+    from simqos.engine import NO_RECORDS, simulate
+    from simqos.policies import start_only
+
+    kind = plan.scenario.objective.kind
+    table = summary.set_index("policy")
+    rerouting = [p for p in deployable if table.loc[p, "rerouted_share"] > 0]
+    if not rerouting:
+        return None
+    policy = deployed if deployed in rerouting else max(rerouting, key=lambda p: _objective_value(table.loc[p], kind))
+    factory = plan.policy_factories[plan.labels.index(policy)]
+    label = start_only(factory()).label()
+    ablated = dataclasses.replace(plan, policy_factories=(lambda: start_only(factory()),), labels=(label,))
+    ablation = pooled(simulate(ablated, records=NO_RECORDS).tallies)[label]
+    point, low, high = paired_difference(tallies[policy], ablation, kind)
+    row = summary_row(ablation, percentile_intervals=False)
+    return {"policy": policy, "ablation": label, "rerouted_share": float(table.loc[policy, "rerouted_share"]),
+            "ablation_value": _objective_value(pd.Series(row), kind), "difference": [point, low, high]}
