@@ -143,18 +143,19 @@ def register_policy(kind: str) -> Callable[[type[Policy]], type[Policy]]:
     return register
 
 
-def start_only(policy: Policy) -> Policy:
+def start_only(policy: Policy, label: str | None = None) -> Policy:
     """The ablation of ``policy`` that decides only at a request's start: its first decision —
     the policy's own, made as if it could still reroute — holds for the rest of the request,
     except that a level evicted meanwhile gives way to the least sparse resident one, as
     ``greedy``'s does (waiting for the evicted level to be read back would measure the storage,
     not the decisions). What ``policy`` gains over it on the same requests is what its
     decisions after the start are worth. The ablation runs where ``policy`` runs: compiled
-    when it is, on SimPy otherwise."""
+    when it is, on SimPy otherwise. Its label: ``label``, else the policy's with " (start
+    only)"."""
     cls = type(policy)
     ablation = _start_only_class(cls)
     made = ablation(policy.params, policy.model, policy.scenario)
-    made._label = f"{policy.label()} (start only)"
+    made._label = label or f"{policy.label()} (start only)"
     return made
 
 

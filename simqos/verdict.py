@@ -186,8 +186,8 @@ def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], de
         return None
     policy = deployed if deployed in rerouting else max(rerouting, key=lambda p: _objective_value(table.loc[p], kind))
     factory = plan.policy_factories[plan.labels.index(policy)]
-    label = start_only(factory()).label()
-    ablated = dataclasses.replace(plan, policy_factories=(lambda: start_only(factory()),), labels=(label,))
+    label = f"{policy} (start only)"
+    ablated = dataclasses.replace(plan, policy_factories=(lambda: start_only(factory(), label),), labels=(label,))
     ablation = pooled(simulate(ablated, records=NO_RECORDS).tallies)[label]
     point, low, high = paired_difference(tallies[policy], ablation, kind)
     row = summary_row(ablation, percentile_intervals=False)
