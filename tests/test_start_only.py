@@ -77,3 +77,19 @@ def test_the_verdict_says_what_rerouting_is_worth(two_level):
     assert r["difference"][0] == pytest.approx(by_hand)
     assert r["difference"][1] <= r["difference"][0] <= r["difference"][2]
     assert any(line.startswith("Rerouting: `deadline_aware (q0.9)` switches") for line in verdict_lines(v))
+
+
+@pytest.mark.parametrize("kind", ["sparsest_after", "sparsest_after_compiled"])
+def test_a_users_policy_in_either_form_gets_its_ablation(two_level, kind):
+    """A user's policy that always switches after the first segment: held to its first
+    decision it runs that level throughout, in Python (SimPy) as compiled."""
+    raw = scenario_dict(two_level, requests=200, warmup_requests=0, plugins=["user_policies"],
+                        policies=[{"kind": kind, "segments": 1}])
+    plan = build_plan(parse_scenario(raw))
+    factory = plan.policy_factories[0]
+    plan = dataclasses.replace(plan, policy_factories=(factory, lambda: start_only(factory())), labels=("own", "held"))
+    assert plan.policy_factories[1]().compiled() == (kind == "sparsest_after_compiled")
+    inputs = sample_inputs(plan, 0)
+    own, held = serve(plan, inputs, 0), serve(plan, inputs, 1)
+    assert (own.reroutes[own.route_code >= 0] == 1).all()
+    assert held.reroutes.sum() == 0 and set(held.route_code[held.route_code >= 0]) == {0}  # route 0-0
