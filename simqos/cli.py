@@ -789,7 +789,7 @@ def _fmt_nines(row) -> str:
 def _print_run_summary(spec, summary) -> None:
     n = int(summary["requests"].iloc[0])
     table = Table(title=f"{spec.name}: {n} requests per policy after warm-up ({spec.replications} replication{'s' if spec.replications != 1 else ''})")
-    for col in ("policy", "nines [95% CI]", "miss %", "p50 ms", "p99 ms", "p99.9 ms", "accuracy", "at deadline", "reroutes"):
+    for col in ("policy", "nines [95% CI]", "miss %", "p50 ms", "p99 ms", "p99.9 ms", "accuracy", "at deadline", "switched", "reroutes"):
         table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=col in ("policy", "nines [95% CI]"))
     for _, row in summary.iterrows():
         table.add_row(
@@ -801,10 +801,12 @@ def _print_run_summary(spec, summary) -> None:
             f"{row['p99.9_ms']:.2f}",
             "n/a" if pd.isna(row["mean_accuracy"]) else f"{row['mean_accuracy']:.2%}",
             "n/a" if pd.isna(row["accuracy_at_deadline"]) else f"{row['accuracy_at_deadline']:.2%}",
+            "n/a" if pd.isna(row["rerouted_share"]) else f"{row['rerouted_share']:.1%}",
             f"{row['reroutes_per_request']:.3f}",
         )
     console.print(table)
-    console.print("miss: finished late or dropped; accuracy: of served requests; at deadline: a miss counts as wrong.")
+    console.print("miss: finished late or dropped; accuracy: of served requests; at deadline: a miss counts as wrong; "
+                  "switched: served requests whose level changes after the first segment; reroutes: level changes per request.")
     if "engine" in summary:
         engines = summary.groupby("engine", sort=False)["policy"].apply(list)
         console.print("engine: " + ("; ".join(f"{e}: {', '.join(p)}" for e, p in engines.items()) if len(engines) > 1
