@@ -91,3 +91,14 @@ def test_the_graph_labels_few_nodes_and_its_features_carry_the_class():
     assert int((spec.dataset.y_train != IGNORE).sum()) == 140
     scored = [(spec.dataset.split(s)[1] != IGNORE) for s in ("train", "validation", "test")]
     assert not (scored[0] & scored[1]).any() and not (scored[1] & scored[2]).any()
+
+
+def test_mnist1d_at_another_length_is_the_same_task_sampled_finer(monkeypatch, tmp_path):
+    from simqos.models.mnist1d import load_mnist1d
+
+    monkeypatch.setenv("SIMQOS_CACHE_DIR", str(tmp_path))
+    short, long = load_mnist1d(splits=(20, 10, 10)), load_mnist1d(splits=(20, 10, 10), length=80)
+    assert short.x_train.shape == (20, 1, 40) and long.x_train.shape == (20, 1, 80)
+    assert torch.equal(short.y_train, long.y_train)  # the same samples, labels and order
+    assert "80 points each" in long.name and "points" not in short.name
+    assert len(list((tmp_path / "datasets").glob("*.npz"))) == 2

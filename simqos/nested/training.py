@@ -17,6 +17,12 @@ Phases, for densities ``d_0 > ... > d_{K-1}``:
    up (its statistics are frozen at the sparsest level's, and the dense values' activations
    are many times larger — a loss of 10^7 in a 1D ResNet on MNIST-1D).
 
+4. **calibrate** (``calibration_samples`` > 0): the statistics of every prefix of every
+   monotone route are measured afresh on that many training inputs, without labels
+   (:mod:`simqos.nested.calibration`). A route that switches to a sparser level is then
+   normalised by statistics of its own activations, and each level by statistics of its final
+   weights rather than a running average taken while they moved.
+
 **Biases and normalisation layers** are not pruned. Their parameters are trained in phases 1-2
 and then frozen and shared by every level. A batch-norm module's *running statistics* are kept
 per level while training: while level k grows, batch norm normalises with the batch's
@@ -25,12 +31,6 @@ level k's; level k+1's are stored untouched. So growth leaves every sparser leve
 bit-for-bit unchanged (the tests check it), and each level is normalised by statistics of its
 own activations. With one set of statistics frozen at the sparsest level's, growing a 1D ResNet
 on MNIST-1D drove level 0 (15.6 % of the weights) to 78 % test accuracy, below level 1's 87 %.
-
-4. **calibrate** (``calibration_samples`` > 0): the statistics of every prefix of every
-   monotone route are measured afresh on that many training inputs, without labels
-   (:mod:`simqos.nested.calibration`). A route that switches to a sparser level is then
-   normalised by statistics of its own activations, and each level by statistics of its final
-   weights rather than a running average taken while they moved.
 
 **Growth methods.** ``sparse-first`` trains level k on its own route (all segments at k), as
 published. Its weak spot is a *mixed* route: a sparser tail never saw the activations of a
