@@ -152,9 +152,10 @@ class TrainingSettings(_Strict):
     fields): epochs of the dense, sparsest and each growth phase, batch size, Adam learning
     rates of the dense and sparse phases (``lr_schedule``: held constant, or annealed to zero
     along a half cosine over each phase), seed, growth method, pruning scope and the layers kept
-    whole, and the training inputs that re-estimate batch-norm statistics per route prefix
+    whole, the training inputs that re-estimate batch-norm statistics per route prefix
     afterwards (0, the default of a recipe that does not say: the statistics training left, per
-    level). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
+    level), Adam's L2 ``weight_decay`` (0: none; in the growth phases it acts on the re-opened
+    weights only) and the norm ``clip_grad_norm`` that each step's gradient is clipped to (0: none). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
     (no dataset ships for it), which is not trained."""
 
     epochs_dense: int = Field(20, ge=0)
@@ -169,6 +170,8 @@ class TrainingSettings(_Strict):
     keep_dense: tuple[str, ...] = ()
     calibration_samples: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    weight_decay: float = Field(0.0, ge=0)
+    clip_grad_norm: float = Field(0.0, ge=0)
 
 
 class NetworkRecipe(_Strict):

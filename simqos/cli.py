@@ -107,7 +107,8 @@ _TRAINING_OPTIONS = {
     "epochs_dense": "--epochs (the dense phase's)", "epochs_sparsest": "--epochs (the sparsest phase's)",
     "epochs_grow": "--epochs (each growth phase's)", "batch_size": "--train-batch-size",
     "lr_dense": "--lr (the dense phase's rate)", "lr_sparse": "--lr (the sparse phases' rate)", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
-    "calibration_samples": "--calibration-samples", "lr_schedule": "--lr-schedule",
+    "calibration_samples": "--calibration-samples", "lr_schedule": "--lr-schedule", "weight_decay": "--weight-decay",
+    "clip_grad_norm": "--clip-grad-norm",
 }
 
 
@@ -125,6 +126,7 @@ def _recipe(model: str, levels: str, model_arg: list[str], training: dict, growt
         batch_size=training["train_batch_size"], lr_dense=rates[0], lr_sparse=rates[1], seed=training["seed"], growth=growth,
         scope=training["scope"], keep_dense=tuple(n for n in training["keep_dense"].split(",") if n),
         calibration_samples=training["calibration_samples"], lr_schedule=training["lr_schedule"],
+        weight_decay=training["weight_decay"], clip_grad_norm=training["clip_grad_norm"],
     )
     return _checked(
         NetworkRecipe, {"densities": "--levels", "input_shape": "--input-shape"}, model=model, model_kwargs=_model_kwargs(model_arg),
@@ -265,6 +267,8 @@ TrainBatchOpt = Annotated[int, typer.Option(help="Training batch size.")]
 ScopeOpt = Annotated[str, typer.Option(help="Pruning scope: layer (each tensor keeps the density) or global (all together, by magnitude).")]
 KeepDenseOpt = Annotated[str, typer.Option(help="Layers kept whole at every level, comma-separated (e.g. conv1,fc).")]
 ScheduleOpt = Annotated[str, typer.Option(help="Learning rate over each phase: constant, or cosine (annealed to zero).")]
+WeightDecayOpt = Annotated[float, typer.Option(help="Adam's L2 weight decay in every phase (growth: on the re-opened weights only); 0 for none.")]
+ClipOpt = Annotated[float, typer.Option(help="Clip each step's gradient to this norm (recurrent models: 1 to 5); 0 for none.")]
 CalibrationOpt = Annotated[int, typer.Option(help="Training inputs (no labels) that re-measure batch-norm statistics per route prefix after training; 0 keeps each level's from training.")]
 ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
 
@@ -282,6 +286,8 @@ def train(
     keep_dense: KeepDenseOpt = "",
     lr_schedule: ScheduleOpt = "cosine",
     calibration_samples: CalibrationOpt = 4000,
+    weight_decay: WeightDecayOpt = 0.0,
+    clip_grad_norm: ClipOpt = 0.0,
     seed: int = 0,
     threads: Annotated[int, typer.Option(help="torch threads for training.")] = 2,
     model_arg: ModelArgOpt = [],
@@ -294,7 +300,8 @@ def train(
 
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
-                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule}
+                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule, "weight_decay": weight_decay,
+                "clip_grad_norm": clip_grad_norm}
     reports = {}
     for method in methods:
         recipe = _recipe(model, levels, model_arg, training, method)
@@ -354,6 +361,8 @@ def profile(
     keep_dense: KeepDenseOpt = "",
     lr_schedule: ScheduleOpt = "cosine",
     calibration_samples: CalibrationOpt = 4000,
+    weight_decay: WeightDecayOpt = 0.0,
+    clip_grad_norm: ClipOpt = 0.0,
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
@@ -364,7 +373,8 @@ def profile(
     from simqos.profiler.run import profile_model
 
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
-                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule}
+                "calibration_samples": calibration_samples, "lr_schedule": lr_schedule, "weight_decay": weight_decay,
+                "clip_grad_norm": clip_grad_norm}
     recipe = _recipe(model, levels, model_arg, training, growth, input_shape)
     kernel_list = tuple(k for k in (kernels or ",".join(kernel_names(device))).split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
@@ -454,6 +464,8 @@ def _recipe_text(recipe) -> str:
     t = recipe.training
     text = (f"epochs {t.epochs_dense}/{t.epochs_sparsest}/{t.epochs_grow} (dense/sparsest/growth), lr {t.lr_dense:g}/{t.lr_sparse:g} "
             f"{t.lr_schedule}, batch {t.batch_size}, {t.scope} magnitude, {t.growth}")
+    text += f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
+    text += f", gradients clipped to norm {t.clip_grad_norm:g}" if t.clip_grad_norm else ""
     return text + (f", batch-norm calibrated on {t.calibration_samples} inputs" if t.calibration_samples else "")
 
 

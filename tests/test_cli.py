@@ -46,6 +46,8 @@ def test_python_dash_m_runs():
         (["train", "mlp", "--growth", "sideways"], "growth"),
         (["profile", "mlp", "--lr", "0,1e-3", "--out", "{tmp}/x"], "--lr (the dense phase's rate): 0.0"),
         (["profile", "mlp", "--scope", "sideways", "--out", "{tmp}/x"], "--scope: 'sideways'"),
+        (["profile", "mlp", "--weight-decay", "-0.1", "--out", "{tmp}/x"], "--weight-decay: -0.1"),
+        (["train", "mlp", "--clip-grad-norm", "-1"], "--clip-grad-norm: -1.0"),
         (["profile", "mlp", "--threads", "0", "--out", "{tmp}/x"], "--threads: 0"),
         (["profile", "mlp", "--device", "gpu", "--out", "{tmp}/x"], "--device: 'gpu'"),
         (["train", "gat", "--epochs", "1,1,1"], "cannot be trained"),

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from simqos.models import build_model
-from simqos.models.grammar import BOS, EOS, PAD, make_sentences, translate
 from simqos.models.graphs import make_graph
 from simqos.models.shapes import CLASSES, make_shapes
 from simqos.models.spec import IGNORE
@@ -70,16 +69,6 @@ def test_the_shapes_are_what_the_docstring_says():
     assert np.allclose(np.linalg.norm(x, axis=2).max(axis=1), 1.0)
     again, _ = make_shapes(3, 128, seed=5)
     assert np.array_equal(x, again)
-
-
-def test_the_grammar_translates_by_its_rules():
-    # subject "det0 adj3 noun4" (gender 0, singular), verb 2, object "det1 noun5 plural", no PP
-    source, target = translate((0, [3], 4, False), 2, (1, [], 5, True), None)
-    assert len(source) == 3 + 1 + 3 and source[-1] == 3  # the plural marker ends the object
-    assert len(target) == 3 + 3 + 1  # det noun adj | det noun suffix | verb (verb-final)
-    src, tgt = make_sentences(50, seed=1)
-    assert (tgt[:, 0] == BOS).all() and all(EOS in row for row in tgt)
-    assert ((src == PAD).sum(axis=1) < src.shape[1]).all()
 
 
 def test_the_graph_labels_few_nodes_and_its_features_carry_the_class():

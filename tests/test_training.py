@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from simqos.models import build_model
@@ -13,8 +14,10 @@ def _train(growth="sparse-first", densities=(0.6, 0.4, 0.25), snapshot=None):
     return spec, train_nested(spec, densities, TrainConfig(growth=growth, **FAST), on_epoch=snapshot)
 
 
-def test_growth_never_moves_the_sparsest_level():
-    """Biases, norms and every weight of level K-1 are frozen once the sparsest phase ends."""
+@pytest.mark.parametrize("extra", [{}, {"weight_decay": 1e-2, "clip_grad_norm": 0.5}], ids=["plain", "decay-and-clipping"])
+def test_growth_never_moves_the_sparsest_level(extra):
+    """Biases, norms and every weight of level K-1 are frozen once the sparsest phase ends,
+    also with weight decay and clipping (Adam's own decay would move the frozen weights)."""
     spec = build_model("mlp", **TINY)
     captured = {}
 
@@ -22,7 +25,7 @@ def test_growth_never_moves_the_sparsest_level():
         if phase == "sparsest" and epoch == FAST["epochs_sparsest"] - 1:
             captured.update({k: v.detach().clone() for k, v in spec.module.named_parameters()})
 
-    net = train_nested(spec, (0.6, 0.4, 0.25), TrainConfig(**FAST), on_epoch=snapshot)
+    net = train_nested(spec, (0.6, 0.4, 0.25), TrainConfig(**FAST, **extra), on_epoch=snapshot)
     params = dict(net.module.named_parameters())
     for name, before in captured.items():
         if name in net.ranks:

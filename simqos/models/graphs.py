@@ -55,8 +55,9 @@ def _masks(labels: torch.Tensor, per_class: int, validation: int, seed: int) -> 
     return tuple(out)
 
 
-def gat_sbm(nodes: int = 6_000, features: int = 500, seed: int = 0) -> ModelSpec:
-    """The GAT of the module docstring on its generated graph (``nodes`` shrinks it for tests)."""
+def gat_sbm(nodes: int = 6_000, features: int = 500, seed: int = 0, hidden: int = 8) -> ModelSpec:
+    """The GAT of the module docstring on its generated graph (``nodes`` shrinks it for tests;
+    ``hidden`` is each first-layer head's width)."""
     edges, x, labels = make_graph(nodes, 2 * nodes, features, min(40, features // CLASSES), seed)
     y_train, y_val, y_test = _masks(labels, 20, min(500, nodes // 6), seed)
     data = Dataset(
@@ -65,6 +66,6 @@ def gat_sbm(nodes: int = 6_000, features: int = 500, seed: int = 0) -> ModelSpec
         x, y_train, x, y_val, x, y_test, metric="node accuracy", unit="node",
     )
     torch.manual_seed(seed)
-    module = GAT(edges, features=features, classes=CLASSES, dropout=0.6)
-    return ModelSpec("gat_sbm", module, x, None, data, f"GAT 2 layers (8x8 heads, {CLASSES} classes) on a generated "
+    module = GAT(edges, features=features, classes=CLASSES, dropout=0.6, hidden=hidden)
+    return ModelSpec("gat_sbm", module, x, None, data, f"GAT 2 layers (8x{hidden} heads, {CLASSES} classes) on a generated "
                      f"citation-like graph, {nodes} nodes, {features} features", batch_dim=None)

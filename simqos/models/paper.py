@@ -201,9 +201,19 @@ def pointnet2(seed: int = 0) -> ModelSpec:
 
 
 class GNMT(nn.Module):
-    def __init__(self, vocab: int = 8000, hidden: int = 512, src_len: int = 16) -> None:
+    """GNMT-style encoder-decoder: an LSTM encoder (the first layer bidirectional), an LSTM
+    decoder with Luong "general" attention between its two layers, a linear output.
+
+    Its input is the source then the decoder's input tokens, one row per sentence. Training
+    (and, unless ``free_running``, inference) is teacher-forced: the decoder reads the correct
+    previous tokens, all at once. With ``free_running``, inference decodes greedily as a
+    deployed translator does: it starts from the first decoder token (BOS), feeds each
+    predicted token back in, one step at a time, for as many steps as the decoder input has
+    (the later decoder tokens are not read), so every request costs the same steps."""
+
+    def __init__(self, vocab: int = 8000, hidden: int = 512, src_len: int = 16, free_running: bool = False) -> None:
         super().__init__()
-        self.src_len = src_len
+        self.src_len, self.free_running = src_len, free_running
         self.src_embed = nn.Embedding(vocab, hidden)
         self.tgt_embed = nn.Embedding(vocab, hidden)
         self.enc1 = nn.LSTM(hidden, hidden // 2, bidirectional=True, batch_first=True)
@@ -213,15 +223,26 @@ class GNMT(nn.Module):
         self.dec2 = nn.LSTM(2 * hidden, hidden, batch_first=True)
         self.out = nn.Linear(hidden, vocab)
 
+    def _decode(self, tgt: torch.Tensor, enc: torch.Tensor, states: tuple) -> tuple[torch.Tensor, tuple]:
+        """Decoder over the tokens ``tgt`` (batch, steps), from the LSTM ``states``: logits, states."""
+        dec, s1 = self.dec1(self.tgt_embed(tgt), states[0])
+        scores = torch.bmm(self.attn(dec), enc.transpose(1, 2))  # Luong "general"
+        context = torch.bmm(torch.softmax(scores, dim=-1), enc)
+        dec, s2 = self.dec2(torch.cat([dec, context], dim=-1), states[1])
+        return self.out(dec), (s1, s2)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         src, tgt = tokens[:, : self.src_len], tokens[:, self.src_len :]
         enc, _ = self.enc1(self.src_embed(src))
         enc, _ = self.enc2(enc)
-        dec, _ = self.dec1(self.tgt_embed(tgt))
-        scores = torch.bmm(self.attn(dec), enc.transpose(1, 2))  # Luong "general"
-        context = torch.bmm(torch.softmax(scores, dim=-1), enc)
-        dec, _ = self.dec2(torch.cat([dec, context], dim=-1))
-        return self.out(dec)
+        if self.training or not self.free_running:
+            return self._decode(tgt, enc, (None, None))[0]
+        steps, token, states = [], tgt[:, :1], (None, None)
+        for _ in range(tgt.shape[1]):
+            logits, states = self._decode(token, enc, states)
+            steps.append(logits)
+            token = logits.argmax(dim=-1)
+        return torch.cat(steps, dim=1)
 
 
 def gnmt(seed: int = 0) -> ModelSpec:
@@ -276,16 +297,17 @@ class GATLayer(nn.Module):
 
 
 class GAT(nn.Module):
-    """Two graph-attention layers (8 heads x 8, then 1 head x ``classes``) over the fixed
-    ``edges``; ``dropout`` on each layer's input while training (GAT's usual regulariser on
-    few labels; none at inference)."""
+    """Two graph-attention layers (8 heads x ``hidden``, then 1 head x ``classes``) over the
+    fixed ``edges``; ``dropout`` on each layer's input while training (GAT's usual regulariser
+    on few labels; none at inference)."""
 
-    def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0) -> None:
+    def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0,
+                 hidden: int = 8) -> None:
         super().__init__()
         self.register_buffer("edges", edges)
         self.dropout = dropout
-        self.layer1 = GATLayer(features, 8, 8)
-        self.layer2 = GATLayer(64, classes, 1)
+        self.layer1 = GATLayer(features, hidden, 8)
+        self.layer2 = GATLayer(8 * hidden, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         drop = torch.nn.functional.dropout

@@ -26,6 +26,8 @@ class Dataset:
     :data:`IGNORE`. The validation split is what policies may tune on; the test split is what
     tables report. ``metric`` names what a correct label means ("top-1 accuracy", "token
     accuracy", "node accuracy"); ``unit`` what one scored label is ("sample", "token", "node").
+    With ``exact_sequences``, a sample with several labels (a translation) is one unit, right
+    only when every scored label is ("exact match", unit "sentence").
     """
 
     name: str
@@ -37,6 +39,7 @@ class Dataset:
     y_test: torch.Tensor
     metric: str = "top-1 accuracy"
     unit: str = "sample"
+    exact_sequences: bool = False
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of the split ``"train"``, ``"validation"`` or ``"test"``."""

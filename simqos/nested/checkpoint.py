@@ -31,9 +31,15 @@ class StaleCheckpoint(SimqosError):
     """A checkpoint written by an older simqos, missing what this one stores (``trained_network`` retrains)."""
 
 
+_LATER_FIELDS = {"weight_decay": 0.0, "clip_grad_norm": 0.0}
+"""TrainConfig fields added after checkpoints were first keyed, with the value that trains as
+before: left out of the key at that value, so existing checkpoints keep their names."""
+
+
 def checkpoint_path(model: str, model_kwargs: dict, densities: tuple[float, ...], config: TrainConfig) -> Path:
     """Where the checkpoint for these settings lives in :func:`cache_dir`."""
-    key = json.dumps([model, model_kwargs, list(densities), asdict(config)], sort_keys=True)
+    settings = {k: v for k, v in asdict(config).items() if _LATER_FIELDS.get(k, object()) != v}
+    key = json.dumps([model, model_kwargs, list(densities), settings], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_dir() / "checkpoints" / f"{model}-{config.growth}-{digest}.pt"
 

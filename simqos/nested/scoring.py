@@ -37,14 +37,18 @@ class Accuracy:
         return wilson_interval(self.correct, self.n, design_effect=self.design_effect)
 
 
-def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score(logits: torch.Tensor, y: torch.Tensor, exact_sequences: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample (the first dimension): scored labels that the arg-max of ``logits`` gets
-    right, and scored labels in all (labels of :data:`IGNORE` are not scored)."""
+    right, and scored labels in all (labels of :data:`IGNORE` are not scored). With
+    ``exact_sequences`` a sample with any scored label is one unit, right when all of them are."""
     scored = y != IGNORE
     hit = (logits.argmax(dim=-1) == y) & scored
     if hit.dim() == 1:
         return hit.long(), scored.long()
-    return hit.flatten(1).sum(1), scored.flatten(1).sum(1)
+    hits, units = hit.flatten(1).sum(1), scored.flatten(1).sum(1)
+    if exact_sequences:
+        return ((hits == units) & (units > 0)).long(), (units > 0).long()
+    return hits, units
 
 
 @torch.no_grad()
@@ -56,7 +60,7 @@ def measure(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, spli
     step = batch_size if batched else len(x)
     hits, units = [], []
     for start in range(0, len(x), step):
-        h, u = score(forward(x[start : start + step]), y[start : start + step])
+        h, u = score(forward(x[start : start + step]), y[start : start + step], data.exact_sequences)
         hits.append(h)
         units.append(u)
     hit, unit = torch.cat(hits), torch.cat(units)

@@ -71,11 +71,13 @@ class TimerOptions:
 
 @dataclass(frozen=True)
 class CapturedCall:
-    """The real arguments one prunable layer was called with, and its output."""
+    """The real arguments of one prunable layer's first call in a forward pass, its output, and
+    how many times the pass calls it (a decoder's layers, once per generated token)."""
 
     args: tuple
     kwargs: dict
     output: object
+    calls_per_pass: int = 1
 
 
 def tensors_in(obj: object) -> list[torch.Tensor]:
@@ -90,7 +92,8 @@ def tensors_in(obj: object) -> list[torch.Tensor]:
 
 
 def capture_layer_calls(net: NestedNetwork, x: torch.Tensor) -> dict[str, CapturedCall]:
-    """Run ``net`` at level 0 on ``x`` and record each prunable layer's first call."""
+    """Run ``net`` at level 0 on ``x`` and record each prunable layer's first call and its
+    number of calls."""
     calls: dict[str, CapturedCall] = {}
     hooks = []
     for layer in net.layers:
@@ -99,6 +102,8 @@ def capture_layer_calls(net: NestedNetwork, x: torch.Tensor) -> dict[str, Captur
         def hook(_m, args, kwargs, output, name=layer.name):
             if name not in calls:
                 calls[name] = CapturedCall(tuple(args), dict(kwargs), output)
+            else:
+                calls[name] = replace(calls[name], calls_per_pass=calls[name].calls_per_pass + 1)
 
         hooks.append(module.register_forward_hook(hook, with_kwargs=True))
     try:
@@ -156,7 +161,8 @@ def local_weights(layer: PrunableLayer, weights: dict[str, torch.Tensor]) -> dic
 
 
 def _uses_per_weight(module: nn.Module, kind: str, call: CapturedCall) -> int:
-    """How many times each weight is multiplied in one call (output positions x batch)."""
+    """How many times each weight is multiplied in one call (output positions x batch); a pass
+    makes ``call.calls_per_pass`` such calls."""
     x = call.args[0] if call.args else next(iter(call.kwargs.values()))
     out = tensors_in(call.output)[0]
     if kind == "linear":
@@ -219,7 +225,7 @@ def profile_layer_level(
     unpruned_bytes = sum(
         p.numel() * p.element_size() for n, p in module.named_parameters() if f"{prefix}{n}" not in layer.weights
     )
-    uses = _uses_per_weight(module, layer.kind, call)
+    uses = _uses_per_weight(module, layer.kind, call) * call.calls_per_pass
     return LayerLevelResult(
         layer=layer.name,
         level=level,
@@ -281,19 +287,28 @@ class ChannelAffine(nn.Module):
 
 
 class _TimedKernel(nn.Module):
-    """Stands in for a prunable layer: runs a built kernel and appends each call's time (s)."""
+    """Stands in for a prunable layer: runs a built kernel and adds each call's time to the
+    current pass's (s); :meth:`end_pass` closes a pass (a layer called once per generated token
+    makes one sample of all its calls)."""
 
     def __init__(self, built: BuiltKernel, clock: Callable[[], float], sync: Callable[[], None]) -> None:
         super().__init__()
         self.built, self.clock, self.sync = built, clock, sync
         self.times_s: list[float] = []
+        self._pass_s = 0.0
 
     def forward(self, *args, **kwargs):
         start = self.clock()
         out = self.built.fn(*args, **kwargs)
         self.sync()
-        self.times_s.append(self.clock() - start)
+        self._pass_s += self.clock() - start
         return out
+
+    def end_pass(self, keep: bool = True) -> None:
+        """The pass's time becomes a sample (or, ``keep=False``, is dropped: a warm-up pass)."""
+        if keep:
+            self.times_s.append(self._pass_s)
+        self._pass_s = 0.0
 
 
 IDLE_SETTLE_PASSES = 3
@@ -366,7 +381,7 @@ def time_in_model(
 ) -> dict:
     """Run the whole model ``n_passes`` times in each setup — ``setups[key] = (level,
     kernel_by_layer)``: every layer at ``level`` on its kernel; keys are any labels — timing each
-    pass and each layer call inside it (one call per sample). Returns an InModelTiming per key.
+    pass and each layer inside it (all of its calls in a pass make one sample). Returns an InModelTiming per key.
 
     Inside the model, a layer finds the caches as the layers before it left them; timed alone
     and repeated, it finds its own weights still cached, which flatters memory-bound layers. So
@@ -400,7 +415,7 @@ def time_in_model(
             while clock() - start < timer.warmup_s:
                 models[key](x)
             for t in timed[key].values():
-                t.times_s.clear()
+                t.end_pass(keep=False)
         for b, first in enumerate(range(0, n_passes, IN_MODEL_BLOCK)):
             for key in keys[b % len(keys):] + keys[: b % len(keys)]:
                 for _ in range(min(IN_MODEL_BLOCK, n_passes - first)):
@@ -408,6 +423,8 @@ def time_in_model(
                     models[key](x)
                     timer.sync()
                     passes[key].append(clock() - begin)
+                    for t in timed[key].values():
+                        t.end_pass()
 
     def as_measurement(times_s: list[float], what: str) -> Measurement:
         return Measurement(f"{label}:{what}", tuple(t * 1e3 for t in times_s), calls_per_sample=1, threads=timer.threads)
