@@ -466,7 +466,7 @@ def _recipe_text(recipe) -> str:
             f"{t.lr_schedule}, batch {t.batch_size}, {t.scope} magnitude, {t.growth}")
     text += f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
     text += f", gradients clipped to norm {t.clip_grad_norm:g}" if t.clip_grad_norm else ""
-    return text + (f", batch-norm calibrated on {t.calibration_samples} inputs" if t.calibration_samples else "")
+    return text + (f", batch-norm statistics (if any) calibrated on {t.calibration_samples} inputs" if t.calibration_samples else "")
 
 
 def _paper_table(bundle) -> Table:
