@@ -53,3 +53,17 @@ def test_levels_that_run_the_same_work_draw_the_same_latency():
     assert np.array_equal(conv1[0], conv1[1]) and len(conv1[0]) == len(profile.samples_ms("conv1", 0)) * 2
     assert np.array_equal(sparse[0], np.sort(profile.samples_ms("blocks.0.conv1", 0)))
     assert np.array_equal(sparse[1], np.sort(profile.samples_ms("blocks.0.conv1", 1)))
+
+
+@pytest.mark.parametrize("folder", [f for f in BUNDLES if load_profile(f).meta.accuracy.available], ids=lambda p: p.name)
+def test_every_monotone_route_lies_between_its_levels(folder):
+    """A request that starts on a less sparse level and switches to a sparser one scores
+    between the two levels (within their 95 % intervals): the mechanism rerouting relies on."""
+    routes = load_profile(folder).routes
+    test = routes[routes["split"] == "test"].assign(levels=lambda d: d["route"].astype(str).str.split("-"))
+    segments = len(test["levels"].iloc[0])
+    uniform = [test[test["route"] == "-".join([str(k)] * segments)].iloc[0] for k in range(2)]
+    low, high = min(u["ci_low"] for u in uniform), max(u["ci_high"] for u in uniform)
+    monotone = test[test["levels"].map(lambda levels: [int(v) for v in levels] == sorted(int(v) for v in levels))]
+    outside = monotone[(monotone["ci_high"] < low) | (monotone["ci_low"] > high)]
+    assert outside.empty, f"{list(outside['route'])} lie outside [{low:.4f}, {high:.4f}]"
