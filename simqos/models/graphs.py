@@ -11,9 +11,9 @@ for test. All from one seed (``torch.Generator``).
 
 The model is :class:`simqos.models.paper.GAT`: two graph-attention layers (8 heads x ``hidden``
 — 8, as GAT on Cora, by default; the shipped bundle's 32 gives level 0 more hidden units to
-spread its kept inputs over — then 1 head x 7 classes) with GAT's dropout of 0.6 on each layer's input while training; its
-input is the whole feature matrix (no batch dimension), trained full-batch. A reroute point
-between the two layers.
+spread its kept inputs over — then 1 head x 7 classes) with GAT's dropout of 0.6 on each
+layer's input while training; its input is the whole feature matrix (no batch dimension),
+trained full-batch. A reroute point between the two layers.
 """
 
 from __future__ import annotations
