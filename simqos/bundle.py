@@ -53,11 +53,13 @@ __all__ = [
     "DENSE_BASELINE_LEVEL",
     "SCHEMA_VERSION",
     "AccuracyInfo",
+    "Deployment",
     "LayerInfo",
     "LevelInfo",
     "Profile",
     "ProfileMeta",
     "Provenance",
+    "Quietness",
     "NetworkRecipe",
     "ProfileSettings",
     "TrainingSettings",
@@ -209,12 +211,39 @@ class ProfileSettings(_Strict):
     idle_gaps_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 
 
+class Deployment(_Strict):
+    """The runtime the latency tables time (``runtime``): ``torch-eager`` (torch calls each
+    layer's chosen kernel) or ``simqos-nested`` (:mod:`simqos.runtime`: one compiled call over
+    the nested kernels); every candidate's whole-model median (ms) at each level, least sparse
+    first; and, where the nested runtime was not a candidate, why (``note``)."""
+
+    runtime: str = "torch-eager"
+    medians_ms: dict[str, list[float]] = Field(default_factory=dict)
+    note: str = ""
+
+
+class Quietness(_Strict):
+    """How quiet the machine was while the latencies were measured: its load averages (1, 5,
+    15 minutes) before and after (absent where the OS does not say), the in-model passes timed,
+    how many were dropped and run again for a stall (:mod:`simqos.profiler.passes`), how many
+    stalls came back every time and were kept, and the first stalls, described."""
+
+    load_average_before: tuple[float, float, float] | None = None
+    load_average_after: tuple[float, float, float] | None = None
+    passes: int = Field(0, ge=0)
+    stalled_passes: int = Field(0, ge=0)
+    kept_stalls: int = Field(0, ge=0)
+    stalls: list[str] = Field(default_factory=list)
+
+
 class Provenance(_Strict):
     """Where and how the profile was measured: the machine, the versions, the command line that
     made it, the measurement settings and the network's recipe (absent from a bundle written by
     hand or by another tool: such a model cannot be rebuilt, so ``simqos validate`` refuses it);
     and the wall seconds training the network took, with how many torch threads (absent where
-    it was not trained, or its checkpoint predates the record)."""
+    it was not trained, or its checkpoint predates the record); the runtime the latencies were
+    measured on (:class:`Deployment`) and how quiet the machine was (:class:`Quietness`; absent in
+    bundles made before simqos recorded it)."""
 
     cpu: str
     gpu: str | None = None
@@ -228,6 +257,8 @@ class Provenance(_Strict):
     recipe: NetworkRecipe | None = None
     training_s: float | None = Field(None, ge=0)
     training_threads: int | None = Field(None, ge=1)
+    deployment: Deployment = Deployment(note="profiled before simqos recorded its runtime: torch eager")
+    quietness: Quietness | None = None
 
 
 class ProfileMeta(_Strict):

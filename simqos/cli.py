@@ -420,6 +420,7 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
     if prov.training_s is not None:
         console.print(f"trained in {prov.training_s / 60:.1f} min ({prov.training_threads} torch thread(s)), "
                       f"recipe: {_recipe_text(prov.recipe)}")
+    console.print(_runtime_text(prov.deployment))
     _print_profile_summary(bundle, folder)
     console.print(_paper_table(bundle))
     info = bundle.meta.accuracy
@@ -428,6 +429,13 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
                       + (f", kept dense: {', '.join(info.keep_dense)}" if info.keep_dense else ""))
     else:
         console.print("accuracy: unavailable (latency only); attach accuracy measured elsewhere with simqos attach-accuracy")
+
+
+def _runtime_text(deployment) -> str:
+    """The runtime the latencies were measured on, and each candidate's whole-model medians."""
+    medians = "; ".join(f"{name} {' / '.join(f'{m:.3f}' for m in ms)} ms" for name, ms in deployment.medians_ms.items())
+    return (f"runtime: {deployment.runtime}" + (f" (whole-model median per level: {medians})" if medians else "")
+            + (f"; {deployment.note}" if deployment.note else ""))
 
 
 def _list_bundles(folder: Path) -> None:

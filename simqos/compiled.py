@@ -19,18 +19,21 @@ import contextlib
 import functools
 import hashlib
 import os
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numba
-from numba.core import types
+from llvmlite import ir
+from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
 from simqos.outputs import discard, mark, owned
 
-__all__ = ["borrow", "cache_dir", "claim_cache", "interruptible", "njit", "source_digest"]
+__all__ = ["borrow", "cache_dir", "claim_cache", "clock_ns", "interruptible", "njit", "source_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _warned = False
@@ -138,3 +141,33 @@ def _borrow(a):
     if isinstance(a, types.Array):
         return lambda a: _borrowed(a)
     return None
+
+
+def clock_ns() -> int:
+    """The monotonic clock in nanoseconds (``time.monotonic_ns``), callable from compiled code,
+    where it is one ``clock_gettime(CLOCK_MONOTONIC)`` call (about 70 ns here) and the function
+    stays cacheable (a ctypes pointer would not)."""
+    return time.monotonic_ns()
+
+
+_CLOCK_MONOTONIC = 6 if sys.platform == "darwin" else 1  # CLOCK_MONOTONIC: Linux's value, macOS's
+
+
+@intrinsic
+def _clock_gettime_ns(typingctx):
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), i64.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
+        ts = cgutils.alloca_once(builder, i64, size=2)  # struct timespec: seconds, nanoseconds
+        builder.call(fn, [ir.Constant(ir.IntType(32), _CLOCK_MONOTONIC), ts])
+        seconds = builder.load(ts)
+        nanoseconds = builder.load(builder.gep(ts, [ir.Constant(ir.IntType(32), 1)]))
+        return builder.add(builder.mul(seconds, ir.Constant(i64, 1_000_000_000)), nanoseconds)
+
+    return types.int64(), codegen
+
+
+@overload(clock_ns)
+def _clock_ns():
+    return lambda: _clock_gettime_ns()

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import nn
 
 from simqos.kernels import BuiltKernel, build_kernel
+from simqos.runtime import RUNTIME, CompiledNetwork
 from simqos.nested.network import NestedNetwork, PrunableLayer
+from simqos.profiler.passes import PassTime, Stall, time_passes
 from simqos.profiler.timer import Measurement, measure, torch_threads, wait_until
 
 __all__ = [
@@ -37,7 +40,10 @@ __all__ = [
     "swap_layers",
     "tensors_in",
     "time_after_idle",
+    "time_compiled",
+    "time_compiled_alone",
     "time_in_model",
+    "torch_pass",
 ]
 
 
@@ -288,27 +294,25 @@ class ChannelAffine(nn.Module):
 
 class _TimedKernel(nn.Module):
     """Stands in for a prunable layer: runs a built kernel and adds each call's time to the
-    current pass's (s); :meth:`end_pass` closes a pass (a layer called once per generated token
-    makes one sample of all its calls)."""
+    current pass's (``pass_s``, seconds: a layer called once per generated token makes one
+    sample of all its calls); :meth:`take_pass` reads it and starts the next pass."""
 
     def __init__(self, built: BuiltKernel, clock: Callable[[], float], sync: Callable[[], None]) -> None:
         super().__init__()
         self.built, self.clock, self.sync = built, clock, sync
-        self.times_s: list[float] = []
-        self._pass_s = 0.0
+        self.pass_s = 0.0
 
     def forward(self, *args, **kwargs):
         start = self.clock()
         out = self.built.fn(*args, **kwargs)
         self.sync()
-        self._pass_s += self.clock() - start
+        self.pass_s += self.clock() - start
         return out
 
-    def end_pass(self, keep: bool = True) -> None:
-        """The pass's time becomes a sample (or, ``keep=False``, is dropped: a warm-up pass)."""
-        if keep:
-            self.times_s.append(self._pass_s)
-        self._pass_s = 0.0
+    def take_pass(self) -> float:
+        """This pass's time (s), after which the next pass starts from 0."""
+        seconds, self.pass_s = self.pass_s, 0.0
+        return seconds
 
 
 IDLE_SETTLE_PASSES = 3
@@ -316,18 +320,33 @@ IDLE_SETTLE_PASSES = 3
 follows the recent rhythm of work, and takes a pass or two to settle into a new one."""
 
 
+def torch_pass(net: NestedNetwork, level: int, kernel_by_layer: dict[str, str], x: torch.Tensor, timer: TimerOptions) -> Callable[[], object]:
+    """One whole-model pass at ``level`` with each layer on its kernel, called by torch (eager)."""
+    def plain(layer: PrunableLayer) -> nn.Module:
+        built = build_kernel(kernel_by_layer[layer.name], net.module.get_submodule(layer.name), layer_weights(net, layer, level), timer.device)
+        return _TimedKernel(built, time.perf_counter, timer.sync)
+
+    model = swap_layers(net, plain)
+
+    def run() -> object:
+        with torch.no_grad():
+            out = model(x)
+        timer.sync()
+        return out
+
+    return run
+
+
 def time_after_idle(
-    net: NestedNetwork,
-    level: int,
-    kernel_by_layer: dict[str, str],
-    x: torch.Tensor,
+    run: Callable[[], object],
     timer: TimerOptions,
     gaps_ms: tuple[float, ...],
     n_samples: int,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[float, tuple[float, ...]]:
-    """Whole-model passes at ``level``, each after the device idled a given gap since the
-    previous one (:func:`~simqos.profiler.timer.wait_until`: asleep but for its last 0.3 ms).
+    """Whole-model passes (``run``: one pass, on the deployed runtime), each after the device
+    idled a given gap since the previous one (:func:`~simqos.profiler.timer.wait_until`: asleep
+    but for its last 0.3 ms).
 
     The gaps are taken in blocks — a run of passes at one gap, as a stream of requests with that
     spacing would see — first in ascending order and then descending, half the ``n_samples``
@@ -335,24 +354,18 @@ def time_after_idle(
     :data:`IDLE_SETTLE_PASSES` passes are not kept. Gap 0 is back to back. Returns the samples
     (ms) per gap.
     """
-    def plain(layer: PrunableLayer) -> nn.Module:
-        built = build_kernel(kernel_by_layer[layer.name], net.module.get_submodule(layer.name), layer_weights(net, layer, level), timer.device)
-        return _TimedKernel(built, clock, timer.sync)
-
-    model = swap_layers(net, plain)
     samples: dict[float, list[float]] = {gap: [] for gap in gaps_ms}
     halves = ((n_samples + 1) // 2, n_samples // 2)
-    with torch_threads(timer.threads), torch.no_grad():
+    with torch_threads(timer.threads):
         start = clock()
         while clock() - start < timer.warmup_s:
-            model(x)
+            run()
         for order, count in zip((list(gaps_ms), list(reversed(gaps_ms))), halves):
             for gap in order:
                 for i in range(IDLE_SETTLE_PASSES + count):
                     wait_until(clock() + gap / 1e3, clock)
                     begin = clock()
-                    model(x)
-                    timer.sync()
+                    run()
                     if i >= IDLE_SETTLE_PASSES:
                         samples[gap].append((clock() - begin) * 1e3)
     return {gap: tuple(times) for gap, times in samples.items()}
@@ -360,14 +373,33 @@ def time_after_idle(
 
 @dataclass(frozen=True)
 class InModelTiming:
-    """Whole-model forward passes (``end_to_end``) and each layer's time inside them."""
+    """Whole-model forward passes (``end_to_end``), each layer's time inside them, and the
+    stalls dropped from them (or kept: :mod:`simqos.profiler.passes`)."""
 
     end_to_end: Measurement
     layers: dict[str, Measurement]
+    stalls: tuple[Stall, ...] = ()
 
 
-IN_MODEL_BLOCK = 10
-"""Whole-model passes a setup runs back to back before the next takes its turn (time_in_model)."""
+def _setup_names(label: str, keys) -> dict:
+    """Each setup's name in stall warnings: the label and the level (-1: the dense baseline)."""
+    return {key: f"{label}, " + ("dense baseline" if key == -1 else f"level {key}" if isinstance(key, int) else str(key)) for key in keys}
+
+
+def _timings(passes: dict, stalls: list[Stall], label: str, threads: int) -> dict:
+    """:func:`~simqos.profiler.passes.time_passes`'s passes as an InModelTiming per setup."""
+    names = _setup_names(label, passes)
+    def as_measurement(times_s, what: str) -> Measurement:
+        return Measurement(f"{label}:{what}", tuple(float(t) * 1e3 for t in times_s), calls_per_sample=1, threads=threads)
+
+    return {
+        key: InModelTiming(
+            end_to_end=as_measurement([p.seconds for p in runs], f"{key}:end to end"),
+            layers={name: as_measurement([p.layers[name] for p in runs], f"{key}:{name}") for name in runs[0].layers},
+            stalls=tuple(s for s in stalls if s.setup == names[key]),
+        )
+        for key, runs in passes.items()
+    }
 
 
 def time_in_model(
@@ -381,17 +413,16 @@ def time_in_model(
 ) -> dict:
     """Run the whole model ``n_passes`` times in each setup — ``setups[key] = (level,
     kernel_by_layer)``: every layer at ``level`` on its kernel; keys are any labels — timing each
-    pass and each layer inside it (all of its calls in a pass make one sample). Returns an InModelTiming per key.
+    pass and each layer inside it (all of its calls in a pass make one sample). Returns an
+    InModelTiming per key.
 
     Inside the model, a layer finds the caches as the layers before it left them; timed alone
     and repeated, it finds its own weights still cached, which flatters memory-bound layers. So
-    these are the samples the simulator draws from. The setups take turns in blocks of
-    :data:`IN_MODEL_BLOCK` passes (in a rotating order): a machine whose speed drifts during the
-    measurement slows every setup alike, so their ratios — what rerouting trades on — stay true;
-    and within a block a setup runs back to back, as a server runs a stream of requests. Taking
-    turns pass by pass made every pass follow another setup's, whose weights had taken the
-    caches — the dense baseline's above all, which a nested deployment never runs: level 1 of
-    the ResNet-1D measured 0.84x level 0 so, and 0.70x back to back. Each setup warms up for
+    these are the samples the simulator draws from. The setups take turns in blocks
+    (:func:`~simqos.profiler.passes.time_passes`, which also drops stalls): taking turns pass by
+    pass made every pass follow another setup's, whose weights had taken the caches — the dense
+    baseline's above all, which a nested deployment never runs: level 1 of the ResNet-1D
+    measured 0.84x level 0 so, and 0.70x back to back. Each setup warms up for
     ``timer.warmup_s`` first.
     """
     timed: dict = {}
@@ -406,33 +437,84 @@ def time_in_model(
             return timed[key][layer.name]
 
         models[key] = swap_layers(net, timed_layer)
-    keys = list(setups)
-    passes: dict = {key: [] for key in keys}
-    with torch_threads(timer.threads), torch.no_grad():
-        for key in keys:
-            start = clock()
+
+    def warm_up(key) -> None:
+        start = clock()
+        models[key](x)
+        while clock() - start < timer.warmup_s:
             models[key](x)
-            while clock() - start < timer.warmup_s:
-                models[key](x)
-            for t in timed[key].values():
-                t.end_pass(keep=False)
-        for b, first in enumerate(range(0, n_passes, IN_MODEL_BLOCK)):
-            for key in keys[b % len(keys):] + keys[: b % len(keys)]:
-                for _ in range(min(IN_MODEL_BLOCK, n_passes - first)):
-                    begin = clock()
-                    models[key](x)
-                    timer.sync()
-                    passes[key].append(clock() - begin)
-                    for t in timed[key].values():
-                        t.end_pass()
+        for t in timed[key].values():
+            t.take_pass()
 
-    def as_measurement(times_s: list[float], what: str) -> Measurement:
-        return Measurement(f"{label}:{what}", tuple(t * 1e3 for t in times_s), calls_per_sample=1, threads=timer.threads)
+    def run_pass(key) -> PassTime:
+        begin = clock()
+        models[key](x)
+        timer.sync()
+        seconds = clock() - begin
+        return PassTime(seconds, {name: t.take_pass() for name, t in timed[key].items()})
 
-    return {
-        key: InModelTiming(
-            end_to_end=as_measurement(passes[key], f"{key}:end to end"),
-            layers={name: as_measurement(t.times_s, f"{key}:{name}") for name, t in timed[key].items()},
-        )
-        for key in keys
-    }
+    with torch_threads(timer.threads), torch.no_grad():
+        passes, stalls = time_passes(list(setups), run_pass, warm_up, n_passes, _setup_names(label, setups))
+    return _timings(passes, stalls, label, timer.threads)
+
+
+def time_compiled(
+    compiled: CompiledNetwork,
+    levels: Sequence[int],
+    x: torch.Tensor,
+    timer: TimerOptions,
+    n_passes: int,
+    label: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, InModelTiming]:
+    """:func:`time_in_model` on the nested runtime: each level's uniform route run whole (one
+    compiled call a pass), the levels taking turns in the same blocks after the same warm-up. A
+    layer's time inside a pass is its op's, read from the runtime's own clock (its fused batch
+    norm, residual and ReLU included); the pass's time includes copying the input in and the
+    output out."""
+    xn = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    layer_of_op = compiled.op_layers()
+    ops_of = {name: np.flatnonzero(layer_of_op == i) for i, name in enumerate(compiled.layer_names)}
+    op_ns = np.zeros(len(compiled.ops), dtype=np.int64)
+
+    def route(level: int) -> tuple[int, ...]:
+        return (level,) * compiled.n_segments
+
+    def warm_up(level) -> None:
+        start = clock()
+        compiled.run(xn, route(level), op_ns)
+        while clock() - start < timer.warmup_s:
+            compiled.run(xn, route(level), op_ns)
+
+    def run_pass(level) -> PassTime:
+        op_ns[:] = 0
+        begin = clock()
+        compiled.run(xn, route(level), op_ns)
+        seconds = clock() - begin
+        return PassTime(seconds, {name: float(op_ns[ops].sum()) / 1e9 for name, ops in ops_of.items()})
+
+    passes, stalls = time_passes(list(levels), run_pass, warm_up, n_passes, _setup_names(label, levels))
+    return _timings(passes, stalls, label, 1)
+
+
+def time_compiled_alone(compiled: CompiledNetwork, level: int, x: torch.Tensor, timer: TimerOptions) -> dict[str, Measurement]:
+    """Each prunable layer's op of the nested runtime timed alone at ``level`` (repeated on the
+    input the ops before it left), as :func:`profile_layer_level` times a torch kernel alone —
+    by the runtime's own clock around the op, so a sample is the op's time without Python's
+    call into compiled code (which a whole pass pays once)."""
+    route = (level,) * compiled.n_segments
+    batch = compiled.load(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
+    compiled.run_ops(0, len(compiled.ops), route, batch)  # every op's input in place
+    layer_of_op = compiled.op_layers()
+    op_ns = np.zeros(len(compiled.ops), dtype=np.int64)
+    out = {}
+    for i, name in enumerate(compiled.layer_names):
+        ops = [int(op) for op in np.flatnonzero(layer_of_op == i)]
+
+        def run(ops=ops) -> None:
+            for op in ops:
+                compiled.run_ops(op, op + 1, route, batch, op_ns)
+
+        out[name] = measure(run, label=f"{RUNTIME}:{name}@{level}", n_samples=timer.n_samples, min_sample_s=timer.min_sample_s,
+                            warmup_s=timer.warmup_s, threads=1, clock=lambda: op_ns.sum() / 1e9)
+    return out

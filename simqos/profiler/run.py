@@ -1,13 +1,18 @@
 """Profile a nested network into a bundle, resumably.
 
-Three passes of measurement. First, per layer and level, every candidate kernel is timed alone
-(:func:`simqos.profiler.measure.profile_layer_level`). Then the contenders are compared inside
-the model and each layer keeps the fastest there (:func:`_choose_in_model`). Finally the whole
-model runs at every level with the chosen kernels (and densely, the baseline), the levels
-taking turns pass by pass, and every layer call inside is timed
-(:func:`simqos.profiler.measure.time_in_model`): those in-model samples, one call each, are the
-latency distribution the bundle ships, because a layer timed alone and repeated keeps its
-weights in cache and looks faster than it is inside the model.
+Three passes of measurement on torch, then one on the nested runtime. First, per layer and level,
+every candidate kernel is timed alone (:func:`simqos.profiler.measure.profile_layer_level`).
+Then the contenders are compared inside the model and each layer keeps the fastest there
+(:func:`_choose_in_model`). Then the whole model runs at every level with the chosen kernels
+(and densely, the baseline), the levels taking turns in blocks, and every layer call inside is
+timed (:func:`simqos.profiler.measure.time_in_model`). Last, where the model lowers to the
+nested runtime (:mod:`simqos.runtime`: a route as one compiled call over the nested kernels),
+the same passes run there (:func:`simqos.profiler.measure.time_compiled`). The runtime whose
+levels are faster in all is the *deployed* one: its in-model samples, one call each, are the
+latency distribution the bundle ships (a layer timed alone and repeated keeps its weights in
+cache and looks faster than it is inside the model), and the provenance records it with both
+runtimes' medians (:class:`simqos.bundle.Deployment`). The dense baseline is always torch's
+dense kernels.
 
 Work happens in ``OUT.partial/``: the settings, then one JSON file per finished layer (all its
 levels) and one for the in-model timing of every level. An interrupted run keeps those files; running the same
@@ -42,6 +47,7 @@ from simqos.bundle import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,
     AccuracyInfo,
+    Deployment,
     LayerInfo,
     LevelInfo,
     NetworkRecipe,
@@ -49,6 +55,7 @@ from simqos.bundle import (
     ProfileMeta,
     ProfileSettings,
     Provenance,
+    Quietness,
     SplitAccuracy,
     load_profile,
     save_profile,
@@ -62,8 +69,13 @@ from simqos.profiler.measure import (
     profile_layer_level,
     tensors_in,
     time_after_idle,
+    time_compiled,
+    time_compiled_alone,
     time_in_model,
+    torch_pass,
 )
+from simqos.runtime import RUNTIME, CompiledNetwork, Unsupported, compile_network
+from simqos.profiler.passes import Stall, load_average
 from simqos.profiler.recipe import BuiltNetwork, RouteReport, build_network, route_report
 from simqos.profiler.timer import Measurement
 
@@ -129,6 +141,20 @@ def _measurement_to_dict(m: Measurement) -> dict:
 
 def _measurement_from_dict(d: dict) -> Measurement:
     return Measurement(**{**d, "samples_ms": tuple(d["samples_ms"])})
+
+
+def _timings_to_dict(timings: dict[int, InModelTiming]) -> dict:
+    return {str(level): {"end_to_end": _measurement_to_dict(t.end_to_end),
+                         "layers": {k: _measurement_to_dict(m) for k, m in t.layers.items()},
+                         "stalls": [asdict(s) for s in t.stalls]}
+            for level, t in timings.items()}
+
+
+def _timings_from_dict(saved: dict) -> dict[int, InModelTiming]:
+    return {int(level): InModelTiming(end_to_end=_measurement_from_dict(v["end_to_end"]),
+                                      layers={k: _measurement_from_dict(m) for k, m in v["layers"].items()},
+                                      stalls=tuple(Stall(**s) for s in v["stalls"]))
+            for level, v in saved.items()}
 
 
 def _result_to_dict(r: LayerLevelResult) -> dict:
@@ -222,7 +248,7 @@ def run_profile(
     net.ranks = {k: v.to(settings.device) for k, v in net.ranks.items()}
     x = profile_input(spec, settings.batch_size, settings.device)
     calls = capture_layer_calls(net, x)
-    total = len(net.layers) + 1 + (net.n_levels if settings.idle_samples else 0)
+    total = len(net.layers) + 2 + (net.n_levels if settings.idle_samples else 0)
     done = 0
 
     def finished(what: str) -> None:
@@ -231,6 +257,7 @@ def run_profile(
         if progress:
             progress(what, done, total)
 
+    load_before = load_average()
     results: list[LayerLevelResult] = []
     for i, layer in enumerate(net.layers):
         results += _resumable(
@@ -251,28 +278,53 @@ def run_profile(
     in_model = _resumable(
         work / "in-model.json",
         lambda: time_in_model(net, setups, x, timer, settings.in_model_passes, "in model"),
-        lambda timings: {str(level): {"end_to_end": _measurement_to_dict(t.end_to_end),
-                                      "layers": {k: _measurement_to_dict(m) for k, m in t.layers.items()}}
-                         for level, t in timings.items()},
-        lambda saved: {int(level): InModelTiming(end_to_end=_measurement_from_dict(v["end_to_end"]),
-                                                 layers={k: _measurement_from_dict(m) for k, m in v["layers"].items()})
-                       for level, v in saved.items()},
+        _timings_to_dict,
+        _timings_from_dict,
     )
     finished("in model, every level")
+    compiled, runtime_note = _lower(net, x, settings)
+    medians = {EAGER: [in_model[k].end_to_end.median_ms for k in range(net.n_levels)]}
+    if compiled is not None:
+        levels = list(range(net.n_levels))
+        timing = _resumable(
+            work / "runtime.json",
+            lambda: (time_compiled(compiled, levels, x, timer, settings.in_model_passes, RUNTIME),
+                     {k: time_compiled_alone(compiled, k, x, timer) for k in levels}),
+            lambda t: {"in_model": _timings_to_dict(t[0]),
+                       "alone": {str(k): {n: _measurement_to_dict(m) for n, m in v.items()} for k, v in t[1].items()}},
+            lambda saved: (_timings_from_dict(saved["in_model"]),
+                           {int(k): {n: _measurement_from_dict(m) for n, m in v.items()} for k, v in saved["alone"].items()}),
+        )
+        finished("nested runtime, every level")
+        medians[RUNTIME] = [timing[0][k].end_to_end.median_ms for k in levels]
+    runtime = min(medians, key=lambda name: sum(medians[name]))
+    if runtime == RUNTIME:
+        in_model = {DENSE_BASELINE_LEVEL: in_model[DENSE_BASELINE_LEVEL], **timing[0]}
+        results = [_on_runtime(r, timing[0][r.level].layers[r.layer], timing[1][r.level][r.layer], compiled.layer_bytes[r.layer])
+                   for r in results]
     idle: dict[int, dict[float, tuple[float, ...]]] = {}
     for level in range(net.n_levels) if settings.idle_samples else ():
-        kernels = {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}
+        if runtime == RUNTIME:
+            xn = x.detach().cpu().numpy()
+            run = lambda route=(level,) * net.n_segments: compiled.run(xn, route)  # noqa: E731
+        else:
+            run = torch_pass(net, level, {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}, x, timer)
         idle[level] = _resumable(
             work / f"idle-{level}.json",
-            lambda: time_after_idle(net, level, kernels, x, timer, settings.idle_gaps_ms, settings.idle_samples),
+            lambda: time_after_idle(run, timer, settings.idle_gaps_ms, settings.idle_samples),
             lambda by_gap: {str(g): list(v) for g, v in by_gap.items()},
             lambda saved: {float(g): tuple(v) for g, v in saved.items()},
         )
         finished(f"after idle gaps, level {level}")
-    # in-model samples are single calls: their spread is data, not noise
-    warnings = [w for r in results for w in r.measurement.warnings]
+    # in-model samples are single calls: their spread is data, not noise; their stalls are not
+    stalls = [st for t in in_model.values() for st in t.stalls]
+    warnings = [w for r in results for w in r.measurement.warnings] + [st.text() for st in stalls]
+    quietness = Quietness(load_average_before=load_before, load_average_after=load_average(),
+                          passes=len(in_model) * settings.in_model_passes, stalled_passes=len({(st.setup, st.pass_index) for st in stalls if not st.kept}),
+                          kept_stalls=sum(st.kept for st in stalls), stalls=[st.text() for st in stalls[:MAX_STALLS_LISTED]])
 
-    profile = _assemble(built, routes, recipe, settings, results, in_model, idle, calls, x, command)
+    deployment = Deployment(runtime=runtime, medians_ms=medians, note=runtime_note)
+    profile = _assemble(built, routes, recipe, settings, results, in_model, idle, calls, x, command, deployment, quietness)
     staging = work / "bundle"
     if staging.exists():
         shutil.rmtree(staging)
@@ -282,6 +334,31 @@ def run_profile(
     swap_in(staging, out)
     shutil.rmtree(work)
     return profile, warnings
+
+
+MAX_STALLS_LISTED = 20
+"""Stalls the provenance lists one by one (all are counted)."""
+
+EAGER = "torch-eager"
+"""The runtime name of torch's eager execution, each layer on its chosen kernel."""
+
+
+def _lower(net: NestedNetwork, x: torch.Tensor, settings: ProfileSettings) -> tuple[CompiledNetwork | None, str]:
+    """The network on the nested runtime, or None and why it cannot run there."""
+    if settings.device != "cpu":
+        return None, f"{RUNTIME} runs on the CPU, not {settings.device}"
+    try:
+        return compile_network(net, x), ""
+    except Unsupported as exc:
+        return None, f"{RUNTIME} cannot run this model: {exc}"
+
+
+def _on_runtime(r: LayerLevelResult, inside: Measurement, alone: Measurement, nbytes: int) -> LayerLevelResult:
+    """A layer x level's result with the nested runtime as its kernel: timed alone and inside
+    the model there; the torch kernels stay in its trials, as candidates not deployed."""
+    trials = [replace(t, status="exact" if t.status == "chosen" else t.status) for t in r.trials]
+    trials.append(KernelTrial(RUNTIME, "chosen", alone.median_ms, nbytes, inside.median_ms))
+    return replace(r, kernel=RUNTIME, kernel_weight_bytes=nbytes, measurement=alone, trials=trials)
 
 
 CONTENDER_FACTOR = 3.0
@@ -382,6 +459,8 @@ def _assemble(
     calls: dict,
     x: torch.Tensor,
     command: str,
+    deployment: Deployment,
+    quietness: Quietness,
 ) -> Profile:
     """The bundle of the measurements: its ``profile.json`` and its tables."""
     net = built.net
@@ -397,7 +476,7 @@ def _assemble(
         layers=_layers_info(net, calls),
         reroute_after=[a.name for a, b in zip(net.layers, net.layers[1:]) if b.segment != a.segment],
         accuracy=_accuracy_info(net, routes, recipe),
-        provenance=_provenance(built, recipe, settings, command),
+        provenance=_provenance(built, recipe, settings, command, deployment, quietness),
     )
     return Profile(
         meta=meta,
@@ -489,7 +568,8 @@ def _accuracy_info(net: NestedNetwork, routes: RouteReport | None, recipe: Netwo
     )
 
 
-def _provenance(built: BuiltNetwork, recipe: NetworkRecipe, settings: ProfileSettings, command: str) -> Provenance:
+def _provenance(built: BuiltNetwork, recipe: NetworkRecipe, settings: ProfileSettings, command: str, deployment: Deployment,
+                quietness: Quietness) -> Provenance:
     """This machine, the versions, what made the bundle, and how long training took."""
     net = built.net
     first_weight = dict(net.module.named_parameters())[net.layers[0].weights[0]]
@@ -506,4 +586,6 @@ def _provenance(built: BuiltNetwork, recipe: NetworkRecipe, settings: ProfileSet
         recipe=recipe,
         training_s=built.training_s,
         training_threads=built.training_threads,
+        deployment=deployment,
+        quietness=quietness,
     )

@@ -26,6 +26,10 @@ Here that is done to the real model (:mod:`simqos.validate.real`):
   policy sees the least sparse resident level; a chosen level that is not resident is waited
   for (:meth:`RealResidency.wait_for`).
 
+On the nested runtime (a profile that deployed it) there are no per-level kernels to take out:
+every level is the runtime's one copy of the weights, so an eviction only withholds the level
+from the policy and from requests, which wait for its reload as above.
+
 What stays in memory regardless: the trained network, and each level's kernels, held aside
 while evicted, so this plays the *timing* of memory pressure — what is resident when, how long
 a reload reads, who waits — not a limit on the process's memory.
@@ -258,6 +262,8 @@ def _kernels_from_store(real: RealModel, net: NestedNetwork, store: WeightStore)
     milliseconds each level's build took."""
     weights = {name: torch.zeros_like(p) for name, p in net.module.named_parameters() if name in net.ranks}
     kept: list[list[BuiltKernel]] = [[] for _ in range(net.n_levels)]
+    if real.compiled is not None:  # one copy of every level: nothing to build per level
+        return kept, [0.0] * net.n_levels
     build_ms = [0.0] * net.n_levels
     for level in reversed(range(net.n_levels)):
         stored = store.read(level, 0.0, math.inf, time.perf_counter)

@@ -2,8 +2,9 @@
 one core of this CPU, in real time, with the policy deciding at each reroute point from the
 real clock.
 
-:func:`real_model` builds the model the profile measured — every prunable layer replaced by a
-switch holding the layer's kernel at each level (the kernel the profile chose). A request's
+:func:`real_model` builds the model the profile measured: on the nested runtime when the profile
+deployed it (:mod:`simqos.runtime`: a segment is one compiled call), else every prunable layer
+replaced by a switch holding the layer's kernel at each level (the kernel the profile chose). A request's
 level for a segment is decided when the segment's first layer is called, by a callback that
 reads the clock then: that is the reroute point. :func:`serve` plays one policy over a list of
 arrivals (first come, first served, one request at a time, the scenario's queue rules), and
@@ -18,6 +19,7 @@ clairvoyant policy, which needs the future, cannot run here.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import time
@@ -39,6 +41,7 @@ from simqos.nested.network import NestedNetwork, PrunableLayer
 from simqos.serving import DROPPED, MET, MISSED, Decision
 from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.profiler.timer import wait_until
+from simqos.runtime import RUNTIME, CompiledNetwork, compile_network
 
 __all__ = ["RealModel", "calibrate", "calibration_table", "collector_paused", "real_model", "serve"]
 
@@ -84,13 +87,16 @@ class _Switch(nn.Module):
 
 @dataclass
 class RealModel:
-    """The profiled model, runnable one request at a time along decided levels."""
+    """The profiled model, runnable one request at a time along decided levels: on torch, each
+    layer a switch over its kernels (``model``), or on the nested runtime (``compiled``), one
+    compiled call per segment."""
 
-    model: nn.Module
+    model: nn.Module | None
     x: torch.Tensor
     router: _Router
     n_segments: int
     kernel_names: dict[tuple[str, int], str]  # (layer, level) -> the kernel the profile chose
+    compiled: CompiledNetwork | None = None
 
     @property
     def switches(self) -> list[_Switch]:
@@ -100,16 +106,31 @@ class RealModel:
         """One inference; ``decide(segment)`` is called at each segment's start; returns the route."""
         self.router.levels = []
         self.router.decide = decide
+        if self.compiled is not None:
+            batch = self.compiled.load(self._xn)
+            for segment in range(self.n_segments):
+                self.router.level(segment)  # the reroute point: decided now, from the clock now
+                # the ops of a segment read the route up to it only: the rest is a placeholder
+                levels = self.router.levels
+                self.compiled.run_segment(segment, (*levels, *[levels[-1]] * (self.n_segments - len(levels))), batch)
+            return tuple(self.router.levels)
         with torch.no_grad():
             self.model(self.x)
         self.router.level(self.n_segments - 1)  # a segment the model skipped still gets a level
         return tuple(self.router.levels)
 
+    @functools.cached_property
+    def _xn(self) -> np.ndarray:
+        return np.ascontiguousarray(self.x.detach().cpu().numpy(), dtype=np.float32)
+
 
 def real_model(net: NestedNetwork, kernels: dict[tuple[str, int], str], x: torch.Tensor) -> RealModel:
-    """``net`` with each layer on the kernel the profile chose for it at each level (``kernels``
-    maps (layer, level) to a kernel name), fed the input ``x``."""
+    """``net`` as the profile deployed it, fed the input ``x``: on the nested runtime where the
+    profile chose it for every layer (``kernels`` maps (layer, level) to the chosen kernel), else
+    with each layer on its chosen torch kernel at each level."""
     router = _Router()
+    if set(kernels.values()) == {RUNTIME}:
+        return RealModel(None, x, router, net.n_segments, kernels, compile_network(net, x))
 
     def switch(layer: PrunableLayer) -> nn.Module:
         module = net.module.get_submodule(layer.name)
