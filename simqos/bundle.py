@@ -215,11 +215,15 @@ class Deployment(_Strict):
     """The runtime the latency tables time (``runtime``): ``torch-eager`` (torch calls each
     layer's chosen kernel) or ``simqos-nested`` (:mod:`simqos.runtime`: one compiled call over
     the nested kernels); every candidate's whole-model median (ms) at each level, least sparse
-    first; and, where the nested runtime was not a candidate, why (``note``)."""
+    first; where the nested runtime was not a candidate, why (``note``); and the anchors: the
+    same levels' medians on a runtime users deploy instead, timed in the same run
+    (:mod:`simqos.profiler.anchors`; ONNX Runtime, dense kernels), or why there is none."""
 
     runtime: str = "torch-eager"
     medians_ms: dict[str, list[float]] = Field(default_factory=dict)
     note: str = ""
+    anchors_ms: dict[str, list[float]] = Field(default_factory=dict)
+    anchor_note: str = ""
 
 
 class Quietness(_Strict):

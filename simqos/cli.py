@@ -432,10 +432,22 @@ def show(folder: Annotated[Path, typer.Argument(help="A profile bundle folder (p
 
 
 def _runtime_text(deployment) -> str:
-    """The runtime the latencies were measured on, and each candidate's whole-model medians."""
-    medians = "; ".join(f"{name} {' / '.join(f'{m:.3f}' for m in ms)} ms" for name, ms in deployment.medians_ms.items())
-    return (f"runtime: {deployment.runtime}" + (f" (whole-model median per level: {medians})" if medians else "")
-            + (f"; {deployment.note}" if deployment.note else ""))
+    """The runtime the latencies were measured on, each candidate's whole-model medians, and the
+    anchor row: the levels on a runtime users deploy instead, against the deployed runtime."""
+    def per_level(ms: list[float]) -> str:
+        return " / ".join(f"{m:.3f}" for m in ms) + " ms"
+
+    medians = "; ".join(f"{name} {per_level(ms)}" for name, ms in deployment.medians_ms.items())
+    lines = [f"runtime: {deployment.runtime}" + (f" (whole-model median per level: {medians})" if medians else "")
+             + (f"; {deployment.note}" if deployment.note else "")]
+    deployed = deployment.medians_ms.get(deployment.runtime)
+    for name, ms in deployment.anchors_ms.items():
+        against = "" if deployed is None else ("; deployed level 0 " + f"{deployed[0] / ms[0]:.2f}x its level 0 (its kernels are dense: "
+                                               "every level runs at the dense model's speed there)")
+        lines.append(f"anchor: {name} {per_level(ms)}{against}")
+    if deployment.anchor_note:
+        lines.append(deployment.anchor_note)
+    return "\n".join(lines)
 
 
 def _list_bundles(folder: Path) -> None:

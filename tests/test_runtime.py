@@ -171,3 +171,20 @@ def test_an_input_of_another_shape_is_refused():
     compiled = compile_network(_nested(mlp, x[:1]), x)
     with pytest.raises(ValueError, match="built for up to 2 x \\[8\\]"):
         compiled.run(torch.randn(3, 8), (0,))
+
+
+def test_the_onnxruntime_anchor_runs_each_level():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from simqos.profiler.anchors import onnxruntime_anchor
+
+    module = BottleneckResNet(1, 1, 8, 5, 1, (4,), (1,), 10)
+    x = torch.randn(1, 1, 40, generator=torch.Generator().manual_seed(6))
+    net = _nested(module, x, module.block_ends())
+    anchor, note = onnxruntime_anchor(net, x, threads=1)
+    assert anchor is not None, note
+    for level in range(net.n_levels):
+        with torch.no_grad():
+            expected = net.forward(x, net.uniform_route(level)).numpy()
+        np.testing.assert_allclose(anchor.run(level), expected, **TOLERANCE)
+    assert [len(m.samples_ms) for m in anchor.time(n_passes=12, warmup_s=0.01)] == [12, 12]

@@ -1,8 +1,13 @@
 """Nested sliced-ELLPACK storage: one copy of the least sparse level serves every level.
 
-Layout (SELL-C, C = 16 rows per chunk). Within each row the non-zeros are ordered from the
-sparsest level to the least sparse (by rank, descending), so every level is a *prefix* of every
-row. Chunk c stores its rows' j-th non-zeros side by side in slot j, ``values[ptr[c] + j*C +
+Layout (SELL-C-σ, C = 16 rows per chunk, σ = all rows). Within each row the non-zeros are
+ordered from the sparsest level to the least sparse (by rank, descending), so every level is a
+*prefix* of every row. The rows are stored sorted by their length at level 0, then at level 1
+and so on (``rows[i]`` is the matrix row stored i-th): a chunk's rows then have nearly equal
+lengths, so the padding to the chunk's longest row, which storage and a product pay for,
+shrinks — on the trained MLP and ResNet-1D from 1.4-1.5x the non-zeros at level 0 to 1.01-1.07x,
+and at level 1 from 1.6-2.0x to 1.2-1.4x. (Sorting by level 1's length first would take level 1
+to 1.02-1.1x but level 0, and the storage, to 1.1-1.2x: one copy of the weights comes first.) Chunk c stores its rows' j-th non-zeros side by side in slot j, ``values[ptr[c] + j*C +
 lane]`` with its column index (16-bit where the row length allows, else 32-bit), padded with
 zeros to the chunk's longest row. Per level, ``lane_len[k, c, lane]`` is the prefix length of that row.
 A level-k product runs each chunk's slots up to the shortest level-k prefix in the chunk
@@ -30,7 +35,7 @@ CHUNK_ROWS = 16
 
 
 @njit(fastmath=True, boundscheck=False)
-def _spmv(values, cols, ptr, full, span, lane_len, x, y):
+def _spmv(values, cols, ptr, full, span, lane_len, rows, x, y):
     n_rows = y.shape[0]
     acc = np.zeros(CHUNK_ROWS, np.float32)
     for c in range(ptr.shape[0]):
@@ -52,18 +57,18 @@ def _spmv(values, cols, ptr, full, span, lane_len, x, y):
                 acc[lane] += keep * vs[lane] * x[cs[lane]]
         r0 = c * CHUNK_ROWS
         for lane in range(min(CHUNK_ROWS, n_rows - r0)):
-            y[r0 + lane] = acc[lane]
+            y[rows[r0 + lane]] = acc[lane]
 
 
 @njit(fastmath=True, boundscheck=False)
-def _spmm(values, cols, ptr, full, span, lane_len, x, y):
+def _spmm(values, cols, ptr, full, span, lane_len, rows, x, y):
     n_rows = y.shape[0]
     y[:, :] = 0.0
     for c in range(ptr.shape[0]):
         base = ptr[c]
         r0 = c * CHUNK_ROWS
         for lane in range(min(CHUNK_ROWS, n_rows - r0)):
-            yr = y[r0 + lane]
+            yr = y[rows[r0 + lane]]
             stop = base + lane + lane_len[c, lane] * CHUNK_ROWS
             vs = values[base + lane : stop : CHUNK_ROWS]
             cs = cols[base + lane : stop : CHUNK_ROWS]
@@ -85,6 +90,7 @@ class NestedSell:
     full: np.ndarray  # int64 (levels, chunks) slots every lane uses at that level
     span: np.ndarray  # int64 (levels, chunks) slots some lane uses at that level
     lane_len: np.ndarray  # int64 (levels, chunks, C) prefix length of each row (0 past the last row)
+    rows: np.ndarray  # int64 (rows,) the matrix row stored at each position
 
     @classmethod
     def from_ranks(cls, weight: torch.Tensor, ranks: torch.Tensor, n_levels: int) -> NestedSell:
@@ -93,30 +99,31 @@ class NestedSell:
         rk = ranks.detach().cpu().numpy().astype(np.int64)
         rows, n_cols = w.shape
         n_chunks = -(-rows // CHUNK_ROWS)
+        row_len = np.stack([(rk >= k).sum(axis=1) for k in range(n_levels)]).astype(np.int64)  # (levels, rows)
+        order = np.lexsort([-row_len[k] for k in reversed(range(n_levels))])  # by level 0's length, then level 1's ...
         per_row = []
-        for r in range(rows):
+        for r in order:
             held = np.flatnonzero(rk[r] >= 0)
             per_row.append(held[np.lexsort((held, -rk[r, held]))])  # sparsest level first
-        lengths = np.array([len(p) for p in per_row], dtype=np.int64)
-        row_len = np.array([[int((rk[r] >= k).sum()) for r in range(rows)] for k in range(n_levels)], dtype=np.int64)
+        lengths = row_len[0, order]
         padded = np.concatenate([lengths, np.zeros(n_chunks * CHUNK_ROWS - rows, dtype=np.int64)])
         chunk_max = padded.reshape(n_chunks, CHUNK_ROWS).max(axis=1)
         ptr = np.concatenate([[0], np.cumsum(chunk_max * CHUNK_ROWS)[:-1]]).astype(np.int64)
         total = int(chunk_max.sum() * CHUNK_ROWS)
         values = np.zeros(total, dtype=np.float32)
         cols = np.zeros(total, dtype=np.uint16 if n_cols <= 1 << 16 else np.int32)
-        for r, order in enumerate(per_row):
-            c, lane = divmod(r, CHUNK_ROWS)
-            slots = ptr[c] + np.arange(len(order)) * CHUNK_ROWS + lane
-            values[slots] = w[r, order]
-            cols[slots] = order
-        lens = np.concatenate([row_len, np.zeros((n_levels, n_chunks * CHUNK_ROWS - rows), dtype=np.int64)], axis=1)
+        for i, held in enumerate(per_row):
+            c, lane = divmod(i, CHUNK_ROWS)
+            slots = ptr[c] + np.arange(len(held)) * CHUNK_ROWS + lane
+            values[slots] = w[order[i], held]
+            cols[slots] = held
+        lens = np.concatenate([row_len[:, order], np.zeros((n_levels, n_chunks * CHUNK_ROWS - rows), dtype=np.int64)], axis=1)
         lens = lens.reshape(n_levels, n_chunks, CHUNK_ROWS)
         full = lens.min(axis=2)
         # Level 0's slots past a row's end are zero padding, so level 0 needs no mask at all;
         # a sparser level's slots past its prefix hold less sparse weights and must be masked.
         full[0] = lens[0].max(axis=1)
-        return cls((rows, n_cols), values, cols, ptr, full, lens.max(axis=2), np.ascontiguousarray(lens))
+        return cls((rows, n_cols), values, cols, ptr, full, lens.max(axis=2), np.ascontiguousarray(lens), order.astype(np.int64))
 
     @property
     def n_levels(self) -> int:
@@ -125,21 +132,21 @@ class NestedSell:
     @property
     def nbytes(self) -> int:
         """Bytes of every array: all levels together."""
-        return sum(a.nbytes for a in (self.values, self.cols, self.ptr, self.full, self.span, self.lane_len))
+        return sum(a.nbytes for a in (self.values, self.cols, self.ptr, self.full, self.span, self.lane_len, self.rows))
 
     def level_nbytes(self, level: int) -> int:
         """Bytes a single level would need on its own in this format (for comparison)."""
         slots = int(self.span[level].sum() * CHUNK_ROWS)
-        return slots * (4 + self.cols.itemsize) + self.ptr.nbytes + self.lane_len[level].nbytes
+        return slots * (4 + self.cols.itemsize) + self.ptr.nbytes + self.lane_len[level].nbytes + self.rows.nbytes
 
     def matmul(self, level: int, x: np.ndarray) -> np.ndarray:
         """``W_level @ x`` for x of shape (columns,) or (columns, n), float32."""
         if x.ndim == 1:
             y = np.empty(self.shape[0], dtype=np.float32)
-            _spmv(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level], x, y)
+            _spmv(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level], self.rows, x, y)
         else:
             y = np.empty((self.shape[0], x.shape[1]), dtype=np.float32)
-            _spmm(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level],
+            _spmm(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level], self.rows,
                   np.ascontiguousarray(x), y)
         return y
 

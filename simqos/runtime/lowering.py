@@ -271,13 +271,13 @@ class _Lowering:
         layer, weight, ranks = self.prunable(node)
         sell = NestedSell.from_ranks(weight, ranks, self.n_levels)
         self.layer_bytes[str(node.target)] = sell.values.nbytes + 4 * sell.cols.size + sum(
-            a.nbytes for a in (sell.ptr, sell.full, sell.span, sell.lane_len))
+            a.nbytes for a in (sell.ptr, sell.full, sell.span, sell.lane_len, sell.rows))
         op = _Op(OP_LINEAR, self.segment, self.buffer[x], self.output_of(node), weight.shape[1], 1, 1, weight.shape[0], 1, 1,
                  layer=layer, bias=None if mod.bias is None else mod.bias.detach().cpu().numpy().astype(np.float32),
                  extra={"values": self.put("fw", sell.values), "index": self.put("ic", sell.cols.astype(np.uint32)),
                         "chunk_ptr": self.put("iw", sell.ptr), "chunk_full": self.put("iw", sell.full.ravel()),
                         "chunk_span": self.put("iw", sell.span.ravel()), "lane_len": self.put("iw", sell.lane_len.ravel()),
-                        "chunks": len(sell.ptr)})
+                        "chunks": len(sell.ptr), "rows": self.put("iw", sell.rows)})
         self.add(op)
 
     # --- fusion --------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ FIELDS = (
     # place), the padding, a phase's size
     "values", "index", "start", "stop", "padded", "pad_h", "pad_w", "plane_h", "plane_w",
     # linear (sliced ELLPACK): values, index (columns), then these in iw
-    "chunk_ptr", "chunk_full", "chunk_span", "lane_len", "chunks",
+    "chunk_ptr", "chunk_full", "chunk_span", "lane_len", "chunks", "rows",
     # convolution and max pooling
     "stride_h", "stride_w",
     # max pooling
@@ -52,7 +52,7 @@ FIELDS = (
 """The columns of an op row; unused ones are 0 (a buffer offset that is absent is -1)."""
 (F_OP, F_SEG, F_LAYER, F_IN, F_OUT, F_RES, F_RELU, F_C, F_H, F_W, F_CO, F_HO, F_WO,
  F_VAL, F_IDX, F_START, F_STOP, F_PAD, F_PH, F_PW, F_HP, F_WP,
- F_PTR, F_FULL, F_SPAN, F_LANE, F_CHUNKS, F_SH, F_SW, F_KH, F_KW) = range(len(FIELDS))
+ F_PTR, F_FULL, F_SPAN, F_LANE, F_CHUNKS, F_ROWS, F_SH, F_SW, F_KH, F_KW) = range(len(FIELDS))
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
@@ -99,10 +99,13 @@ def _conv(a, op, level, fw, ic, iw, scale_at, acc):
                 row0 = op[F_PAD] + (c * sh * sw + (y % sh) * sw) * plane + (y // sh) * wq
                 if sw == 1:
                     a[row0 + pw : row0 + pw + w] = a[s0 : s0 + w]
-                else:
-                    for j in range(w):
-                        x = j + pw
-                        a[row0 + (x % sw) * plane + x // sw] = a[s0 + j]
+                else:  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
+                    for px in range(sw):
+                        first = max(0, -(-(pw - px) // sw))
+                        last = (w - 1 + pw - px) // sw
+                        dst = a[row0 + px * plane :]
+                        for jj in range(first, last + 1):
+                            dst[jj] = a[s0 + jj * sw + px - pw]
         src = op[F_PAD]
     length = h_out * wq  # rows computed on the phase width: the columns past w_out are dropped
     values = fw[op[F_VAL] :]
@@ -136,7 +139,6 @@ def _linear(a, op, level, fw, ic, iw, scale_at, acc):
     x = a[op[F_IN] : op[F_IN] + op[F_C]]
     values, cols = fw[op[F_VAL] :], ic[op[F_IDX] :]
     lanes = np.zeros(CHUNK_ROWS, np.float32)
-    one = acc[:1]
     for c in range(n_chunks):
         lanes[:] = 0.0
         base = iw[op[F_PTR] + c]
@@ -153,9 +155,12 @@ def _linear(a, op, level, fw, ic, iw, scale_at, acc):
             for lane in range(CHUNK_ROWS):
                 keep = np.float32(1.0) if j < lens[lane] else np.float32(0.0)
                 lanes[lane] += keep * vs[lane] * x[cs[lane]]
-        for lane in range(min(CHUNK_ROWS, n_rows - c * CHUNK_ROWS)):
-            one[0] = lanes[lane]
-            _finish(a, op, c * CHUNK_ROWS + lane, one, fw, scale_at, 1)
+        for lane in range(min(CHUNK_ROWS, n_rows - c * CHUNK_ROWS)):  # the epilogue, one number a row
+            r = iw[op[F_ROWS] + c * CHUNK_ROWS + lane]
+            v = lanes[lane] * fw[scale_at + r] + fw[scale_at + n_rows + r] if scale_at >= 0 else lanes[lane]
+            if op[F_RES] >= 0:
+                v += a[op[F_RES] + r]
+            a[op[F_OUT] + r] = max(v, np.float32(0.0)) if op[F_RELU] else v
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
