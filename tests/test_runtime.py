@@ -173,16 +173,17 @@ def test_an_input_of_another_shape_is_refused():
         compiled.run(torch.randn(3, 8), (0,))
 
 
-def test_the_onnxruntime_anchor_runs_each_level():
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    from simqos.profiler.anchors import onnxruntime_anchor
+@pytest.mark.parametrize("name", ["onnxruntime", "executorch"])
+def test_an_anchor_runs_each_level(name):
+    from simqos.profiler.anchors import ANCHORS, anchors
 
+    pytest.importorskip(ANCHORS[name][0])
     module = BottleneckResNet(1, 1, 8, 5, 1, (4,), (1,), 10)
     x = torch.randn(1, 1, 40, generator=torch.Generator().manual_seed(6))
     net = _nested(module, x, module.block_ends())
-    anchor, note = onnxruntime_anchor(net, x, threads=1)
-    assert anchor is not None, note
+    built, notes = anchors(net, x, threads=1)
+    anchor = next((a for a in built if a.name.startswith(name)), None)
+    assert anchor is not None, notes
     for level in range(net.n_levels):
         with torch.no_grad():
             expected = net.forward(x, net.uniform_route(level)).numpy()

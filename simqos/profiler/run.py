@@ -75,7 +75,7 @@ from simqos.profiler.measure import (
     torch_pass,
 )
 from simqos.runtime import RUNTIME, CompiledNetwork, Unsupported, compile_network
-from simqos.profiler.anchors import onnxruntime_anchor
+from simqos.profiler.anchors import anchors
 from simqos.profiler.passes import Stall, load_average
 from simqos.profiler.recipe import BuiltNetwork, RouteReport, build_network, route_report
 from simqos.profiler.timer import Measurement
@@ -299,12 +299,12 @@ def run_profile(
         finished("nested runtime, every level")
         medians[RUNTIME] = [timing[0][k].end_to_end.median_ms for k in levels]
     runtime = min(medians, key=lambda name: sum(medians[name]))
-    anchor, anchor_note = onnxruntime_anchor(net, x, settings.threads) if settings.device == "cpu" else (None, "")
-    anchors = {}
-    if anchor is not None:
-        anchors[anchor.name] = _resumable(work / "anchor.json", lambda: [m.median_ms for m in anchor.time(settings.in_model_passes, timer.warmup_s)],
-                                          lambda m: m, lambda m: m)
-        finished(f"{anchor.name}, every level")
+    built_anchors, anchor_notes = anchors(net, x, settings.threads) if settings.device == "cpu" else ([], [])
+    anchor_ms = {}
+    for i, anchor in enumerate(built_anchors):
+        anchor_ms[anchor.name] = _resumable(work / f"anchor-{i}.json", lambda: [m.median_ms for m in anchor.time(settings.in_model_passes, timer.warmup_s)],
+                                            lambda m: m, lambda m: m)
+    finished("anchors, every level")
     if runtime == RUNTIME:
         in_model = {DENSE_BASELINE_LEVEL: in_model[DENSE_BASELINE_LEVEL], **timing[0]}
         results = [_on_runtime(r, timing[0][r.level].layers[r.layer], timing[1][r.level][r.layer], compiled.layer_bytes[r.layer])
@@ -330,7 +330,7 @@ def run_profile(
                           passes=len(in_model) * settings.in_model_passes, stalled_passes=len({(st.setup, st.pass_index) for st in stalls if not st.kept}),
                           kept_stalls=sum(st.kept for st in stalls), stalls=[st.text() for st in stalls[:MAX_STALLS_LISTED]])
 
-    deployment = Deployment(runtime=runtime, medians_ms=medians, note=runtime_note, anchors_ms=anchors, anchor_note=anchor_note)
+    deployment = Deployment(runtime=runtime, medians_ms=medians, note=runtime_note, anchors_ms=anchor_ms, anchor_note="; ".join(anchor_notes))
     profile = _assemble(built, routes, recipe, settings, results, in_model, idle, calls, x, command, deployment, quietness)
     staging = work / "bundle"
     if staging.exists():
