@@ -29,7 +29,7 @@ import torch
 
 from simqos.compiled import njit
 
-__all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell"]
+__all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell", "add_runs"]
 
 CHUNK_ROWS = 16
 
@@ -151,6 +151,28 @@ class NestedSell:
         return y
 
 
+@njit(fastmath=True, boundscheck=False, nogil=True)
+def add_runs(row, values, offsets, plane, start, stop, length):
+    """``row[:length] += values[e] * plane[offsets[e] : offsets[e] + length]`` for every e in
+    ``start..stop``: four weights a pass over the row, vectorised along it."""
+    e = start
+    while e + 4 <= stop:
+        v0, v1, v2, v3 = values[e], values[e + 1], values[e + 2], values[e + 3]
+        s0 = plane[offsets[e] : offsets[e] + length]
+        s1 = plane[offsets[e + 1] : offsets[e + 1] + length]
+        s2 = plane[offsets[e + 2] : offsets[e + 2] + length]
+        s3 = plane[offsets[e + 3] : offsets[e + 3] + length]
+        for p in range(length):
+            row[p] += v0 * s0[p] + v1 * s1[p] + v2 * s2[p] + v3 * s3[p]
+        e += 4
+    while e < stop:
+        v = values[e]
+        s = plane[offsets[e] : offsets[e] + length]
+        for p in range(length):
+            row[p] += v * s[p]
+        e += 1
+
+
 @njit(fastmath=True, boundscheck=False)
 def _conv_rows(values, offsets, start, stop, padded, out, row_step, col_step, out_w):
     """out[o, i*out_w + j] = sum_e values[e] * padded[offsets[e] + i*row_step + j*col_step]."""
@@ -161,22 +183,7 @@ def _conv_rows(values, offsets, start, stop, padded, out, row_step, col_step, ou
         row[:] = 0.0
         if col_step == 1 and row_step == out_w:
             # stride 1 on the padded width: one contiguous run per weight, four weights at once
-            e = start[o]
-            while e + 4 <= stop[o]:
-                v0, v1, v2, v3 = values[e], values[e + 1], values[e + 2], values[e + 3]
-                s0 = padded[offsets[e] : offsets[e] + length]
-                s1 = padded[offsets[e + 1] : offsets[e + 1] + length]
-                s2 = padded[offsets[e + 2] : offsets[e + 2] + length]
-                s3 = padded[offsets[e + 3] : offsets[e + 3] + length]
-                for p in range(length):
-                    row[p] += v0 * s0[p] + v1 * s1[p] + v2 * s2[p] + v3 * s3[p]
-                e += 4
-            while e < stop[o]:
-                v = values[e]
-                s = padded[offsets[e] : offsets[e] + length]
-                for p in range(length):
-                    row[p] += v * s[p]
-                e += 1
+            add_runs(row, values, offsets, padded, start[o], stop[o], length)
         else:
             for e in range(start[o], stop[o]):
                 v = values[e]

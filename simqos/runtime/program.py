@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.compiled import clock_ns, njit
-from simqos.kernels.nested import CHUNK_ROWS
+from simqos.kernels.nested import CHUNK_ROWS, add_runs
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "OP_NAMES", "forward", "run_ops"]
 
@@ -114,22 +114,7 @@ def _conv(a, op, level, fw, ic, iw, scale_at, acc):
     for o in range(c_out):
         row = acc[:length]
         row[:] = 0.0
-        e, stop = iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o]
-        while e + 4 <= stop:  # four weights at once: one pass over the output row
-            v0, v1, v2, v3 = values[e], values[e + 1], values[e + 2], values[e + 3]
-            s0 = plane_in[offsets[e] : offsets[e] + length]
-            s1 = plane_in[offsets[e + 1] : offsets[e + 1] + length]
-            s2 = plane_in[offsets[e + 2] : offsets[e + 2] + length]
-            s3 = plane_in[offsets[e + 3] : offsets[e + 3] + length]
-            for p in range(length):
-                row[p] += v0 * s0[p] + v1 * s1[p] + v2 * s2[p] + v3 * s3[p]
-            e += 4
-        while e < stop:
-            v = values[e]
-            s = plane_in[offsets[e] : offsets[e] + length]
-            for p in range(length):
-                row[p] += v * s[p]
-            e += 1
+        add_runs(row, values, offsets, plane_in, iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o], length)
         _finish(a, op, o, row, fw, scale_at, length)
 
 
