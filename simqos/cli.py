@@ -459,7 +459,7 @@ def _list_bundles(folder: Path) -> None:
     if not bundles:
         raise SimqosError(f"{folder}: no profile bundle in it (a bundle is a folder with profile.json); see profiles/README.md")
     table = Table(title=f"profile bundles in {folder}")
-    for col in ("bundle", "model", "levels (kept)", "accuracy", "L0 / L1 (test)", "latency vs dense"):
+    for col in ("bundle", "model", "levels (kept)", "accuracy", "L0 / L1 (test)", "latency vs dense (torch eager)", "runtime; L0 vs anchors"):
         table.add_column(col)
     for path in bundles:
         bundle = load_profile(path)
@@ -469,7 +469,10 @@ def _list_bundles(folder: Path) -> None:
         accuracy = f"{info.source}: {info.metric}" if info.available else "latency only"
         levels = " / ".join(f"{a:.1%}" for a in summary["accuracy"]) if info.available else "—"
         latency = " / ".join(f"{r:.2f}x" for r in summary["latency_ratio"])
-        table.add_row(path.name, bundle.meta.model, kept, accuracy, levels, latency)
+        deployment = bundle.meta.provenance.deployment
+        deployed = deployment.medians_ms.get(deployment.runtime)
+        anchored = "" if deployed is None else "".join(f"; {deployed[0] / ms[0]:.2f}x {name.split()[0]}" for name, ms in deployment.anchors_ms.items())
+        table.add_row(path.name, bundle.meta.model, kept, accuracy, levels, latency, deployment.runtime + anchored)
     console.print(table)
 
 
