@@ -330,7 +330,7 @@ class CompiledNetwork:
     """A nested network lowered to the runtime: run a route, or a route segment by segment.
 
     Built for a batch of at most ``capacity`` samples of the example's per-sample shape. Not
-    reentrant (one activation arena); :meth:`copy` makes another.
+    reentrant: one activation arena.
     """
 
     ops: np.ndarray
@@ -420,12 +420,6 @@ class CompiledNetwork:
     def op_layers(self) -> np.ndarray:
         """The prunable layer each op runs (-1: a pooling or unfused epilogue op)."""
         return self.ops[:, FIELDS.index("layer")].copy()
-
-    def copy(self) -> CompiledNetwork:
-        """Another runner over the same weights, with its own activations."""
-        return CompiledNetwork(self.ops, self.fw, self.ic, self.iw, np.zeros_like(self.act), np.zeros_like(self.acc),
-                               self.input_at, self.input_shape, self.output_at, self.output_shape, self.output_size, self.segment_ops,
-                               self.layer_names, self.layer_bytes, {}, self._slots)
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)

@@ -30,10 +30,9 @@ import numpy as np
 from simqos.compiled import clock_ns, njit
 from simqos.kernels.nested import CHUNK_ROWS, add_runs
 
-__all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "OP_NAMES", "forward", "run_ops"]
+__all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
 
 OP_CONV, OP_LINEAR, OP_EPILOGUE, OP_MEAN, OP_MAXPOOL = range(5)
-OP_NAMES = ("conv", "linear", "epilogue", "mean", "maxpool")
 
 FIELDS = (
     # every op
