@@ -98,7 +98,6 @@ class _Lowering:
         self.size = 0  # floats per sample in the activation arena
         self.buffer: dict[fx.Node, int] = {}
         self.shape: dict[fx.Node, tuple[int, ...]] = {}
-        self.producer: dict[int, int] = {}  # buffer offset -> index of the op writing it
         self.ops: list[_Op] = []
         self.fw: list[np.ndarray] = []
         self.ic: list[np.ndarray] = []
@@ -126,7 +125,6 @@ class _Lowering:
         return at
 
     def add(self, op: _Op) -> None:
-        self.producer[op.output] = len(self.ops)
         self.ops.append(op)
 
     # --- nodes ---------------------------------------------------------------------------------
