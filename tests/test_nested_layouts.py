@@ -25,6 +25,22 @@ def test_every_level_equals_the_dense_masked_product(rows, cols, levels, n, seed
         np.testing.assert_allclose(matrix.matmul(k, x.numpy()), expected, rtol=1e-4, atol=1e-4)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 60), densities(max_levels=3), st.sampled_from([7, 8, 15, 16, 24, 31, 32, 40, 64, 67]),
+       st.integers(0, 10_000))
+def test_batched_products_of_every_width(rows, cols, levels, n, seed):
+    """Both batched schemes (rows summed in registers below 32 columns, rows of x added above)
+    and the scalar columns past a multiple of 8."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g)
+    ranks = nested_ranks(w.abs() * torch.rand(rows, cols, generator=g), levels)
+    w = w * (ranks >= 0)
+    matrix = NestedSell.from_ranks(w, ranks, len(levels))
+    x = torch.randn(cols, n, generator=g)
+    for k in range(len(levels)):
+        np.testing.assert_allclose(matrix.matmul(k, x.numpy()), ((w * (ranks >= k)) @ x).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_all_levels_cost_little_more_than_level_0_alone():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(1024, 1024, generator=g)

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
 from simqos.compiled import njit
 
 __all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell", "add_runs"]
@@ -60,22 +64,119 @@ def _spmv(values, cols, ptr, full, span, lane_len, rows, x, y):
             y[rows[r0 + lane]] = acc[lane]
 
 
+@intrinsic
+def _axpy8(typingctx, y, y_at, x, x_at, v):
+    """``y[y_at : y_at + 8] += v * x[x_at : x_at + 8]``: one 8-float fused multiply-add (AVX2)."""
+    def codegen(context, builder, signature, args):
+        y_, y_at_, x_, x_at_, v_ = args
+        ya = context.make_array(signature.args[0])(context, builder, y_)
+        xa = context.make_array(signature.args[2])(context, builder, x_)
+        y_ptr = builder.bitcast(builder.gep(ya.data, [y_at_]), _VEC8.as_pointer())
+        x_vec = builder.load(builder.bitcast(builder.gep(xa.data, [x_at_]), _VEC8.as_pointer()), align=4)
+        builder.store(builder.call(_fma8(builder), [x_vec, _splat8(builder, v_), builder.load(y_ptr, align=4)]), y_ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(y, y_at, x, x_at, v), codegen
+
+
+def _dot_rows(tiles: int):
+    """An intrinsic ``(y, y_at, values, start, count, step, cols, x)``: ``y[y_at : y_at + 8 *
+    tiles] = sum over j < count of values[k] * x[cols[k], y_at : y_at + 8 * tiles]`` with ``k =
+    start + j * step`` — one row's non-zeros against 8 x ``tiles`` of x's columns, each value and
+    column read once, summed in vector registers (two per tile, alternating, to hide the
+    multiply-add's latency) and stored once."""
+
+    @intrinsic
+    def dot(typingctx, y, y_at, values, start, count, step, cols, x):
+        def codegen(context, builder, signature, args):
+            y_, y_at_, values_, start_, count_, step_, cols_, x_ = args
+            ya = context.make_array(signature.args[0])(context, builder, y_)
+            va = context.make_array(signature.args[2])(context, builder, values_)
+            ca = context.make_array(signature.args[6])(context, builder, cols_)
+            xa = context.make_array(signature.args[7])(context, builder, x_)
+            i64 = ir.IntType(64)
+            row_length = builder.extract_value(xa.shape, 1)
+            widen = builder.sext if signature.args[6].dtype.signed else builder.zext
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(_VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
+
+            def add_term(j, totals):
+                k = builder.add(start_, builder.mul(j, step_))
+                column = widen(builder.load(builder.gep(ca.data, [k])), i64)
+                row = builder.add(builder.mul(column, row_length), y_at_)
+                v = _splat8(builder, builder.load(builder.gep(va.data, [k])))
+                for t, total in enumerate(totals):
+                    x_ptr = builder.gep(xa.data, [builder.add(row, ir.Constant(i64, 8 * t))])
+                    x_vec = builder.load(builder.bitcast(x_ptr, _VEC8.as_pointer()), align=4)
+                    builder.store(builder.call(_fma8(builder), [x_vec, v, builder.load(total)]), total)
+
+            two = ir.Constant(i64, 2)
+            with cgutils.for_range(builder, builder.udiv(count_, two)) as loop:
+                j = builder.mul(loop.index, two)
+                add_term(j, sums[0])
+                add_term(builder.add(j, ir.Constant(i64, 1)), sums[1])
+            with builder.if_then(builder.icmp_unsigned("!=", builder.urem(count_, two), ir.Constant(i64, 0))):
+                add_term(builder.sub(count_, ir.Constant(i64, 1)), sums[0])
+            for t in range(tiles):
+                y_ptr = builder.bitcast(builder.gep(ya.data, [builder.add(y_at_, ir.Constant(i64, 8 * t))]), _VEC8.as_pointer())
+                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), y_ptr, align=4)
+            return context.get_dummy_value()
+
+        return types.void(y, y_at, values, start, count, step, cols, x), codegen
+
+    return dot
+
+
+_VEC8 = ir.VectorType(ir.FloatType(), 8)
+
+
+def _fma8(builder):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC8, [_VEC8] * 3), "llvm.fma.v8f32")
+
+
+def _splat8(builder, v):
+    one = builder.insert_element(ir.Constant(_VEC8, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_VEC8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+
+SHORT_BATCH = 32
+"""Below this many columns of x, a batched product sums each row in registers (:func:`_dot_rows`);
+from it on, it adds rows of x to the output row (:func:`_axpy8`)."""
+
+_dot8, _dot16 = _dot_rows(1), _dot_rows(2)
+
+
 @njit(fastmath=True, boundscheck=False)
 def _spmm(values, cols, ptr, full, span, lane_len, rows, x, y):
-    n_rows = y.shape[0]
+    """``y = W x`` for x (columns, n), in explicit 8-float vector operations (numba's own loops
+    leave a row of 16 to a scalar remainder). Few columns: per row and 8 columns, the row's
+    non-zeros summed in registers, stored once. Many: each non-zero adds its row of x to the
+    output row, 8 floats at a time (the output row stays in cache). Columns past a multiple of
+    8: scalar."""
+    n_rows, n = y.shape
+    n8 = n - n % 8
     y[:, :] = 0.0
     for c in range(ptr.shape[0]):
         base = ptr[c]
         r0 = c * CHUNK_ROWS
         for lane in range(min(CHUNK_ROWS, n_rows - r0)):
             yr = y[rows[r0 + lane]]
-            stop = base + lane + lane_len[c, lane] * CHUNK_ROWS
-            vs = values[base + lane : stop : CHUNK_ROWS]
-            cs = cols[base + lane : stop : CHUNK_ROWS]
-            for j in range(vs.shape[0]):
-                v = vs[j]
-                xc = x[cs[j]]
-                for t in range(yr.shape[0]):
+            count = lane_len[c, lane]
+            if n < SHORT_BATCH:
+                t0 = 0
+                while t0 + 16 <= n8:
+                    _dot16(yr, t0, values, base + lane, count, CHUNK_ROWS, cols, x)
+                    t0 += 16
+                if t0 < n8:
+                    _dot8(yr, t0, values, base + lane, count, CHUNK_ROWS, cols, x)
+                if n8 == n:
+                    continue
+            for j in range(count):
+                k = base + lane + j * CHUNK_ROWS
+                v, xc = values[k], x[cols[k]]
+                if n >= SHORT_BATCH:
+                    for t0 in range(0, n8, 8):
+                        _axpy8(yr, t0, xc, t0, v)
+                for t in range(n8, n):
                     yr[t] += v * xc[t]
 
 
