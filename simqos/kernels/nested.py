@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from simqos.compiled import njit
 
-__all__ = ["CHUNK_ROWS", "NestedConv", "NestedSell", "add_runs"]
+__all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "add_short_runs"]
 
 CHUNK_ROWS = 16
 
@@ -124,6 +124,72 @@ def _dot_rows(tiles: int):
         return types.void(y, y_at, values, start, count, step, cols, x), codegen
 
     return dot
+
+
+def _dot_runs(tiles: int):
+    """An intrinsic ``(row, values, offsets, plane, start, stop)``: ``row[: 8 * tiles] = sum over
+    e in start..stop of values[e] * plane[offsets[e] : offsets[e] + 8 * tiles]`` — a convolution's
+    output channel over a short row, its weights' runs summed in vector registers (two sets,
+    alternating) and stored once. Reads up to 8 x ``tiles`` floats of each run: the caller's
+    plane must extend that far past every run's real end."""
+
+    @intrinsic
+    def dot(typingctx, row, values, offsets, plane, start, stop):
+        def codegen(context, builder, signature, args):
+            row_, values_, offsets_, plane_, start_, stop_ = args
+            ra = context.make_array(signature.args[0])(context, builder, row_)
+            va = context.make_array(signature.args[1])(context, builder, values_)
+            oa = context.make_array(signature.args[2])(context, builder, offsets_)
+            pa = context.make_array(signature.args[3])(context, builder, plane_)
+            i64 = ir.IntType(64)
+            widen = builder.sext if signature.args[2].dtype.signed else builder.zext
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(_VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
+
+            def add_term(e, totals):
+                offset = widen(builder.load(builder.gep(oa.data, [e])), i64)
+                v = _splat8(builder, builder.load(builder.gep(va.data, [e])))
+                for t, total in enumerate(totals):
+                    run = builder.gep(pa.data, [builder.add(offset, ir.Constant(i64, 8 * t))])
+                    x_vec = builder.load(builder.bitcast(run, _VEC8.as_pointer()), align=4)
+                    builder.store(builder.call(_fma8(builder), [x_vec, v, builder.load(total)]), total)
+
+            two = ir.Constant(i64, 2)
+            count = builder.sub(stop_, start_)
+            with cgutils.for_range(builder, builder.sdiv(count, two)) as loop:
+                e = builder.add(start_, builder.mul(loop.index, two))
+                add_term(e, sums[0])
+                add_term(builder.add(e, ir.Constant(i64, 1)), sums[1])
+            with builder.if_then(builder.icmp_signed("!=", builder.srem(count, two), ir.Constant(i64, 0))):
+                add_term(builder.sub(stop_, ir.Constant(i64, 1)), sums[0])
+            for t in range(tiles):
+                out = builder.bitcast(builder.gep(ra.data, [ir.Constant(i64, 8 * t)]), _VEC8.as_pointer())
+                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), out, align=4)
+            return context.get_dummy_value()
+
+        return types.void(row, values, offsets, plane, start, stop), codegen
+
+    return dot
+
+
+SHORT_RUN = 32
+"""A convolution row at most this long is summed in registers (:func:`add_short_runs`)."""
+
+_dot_runs8, _dot_runs16, _dot_runs24, _dot_runs32 = (_dot_runs(tiles) for tiles in (1, 2, 3, 4))
+
+
+@njit(fastmath=True, boundscheck=False, nogil=True)
+def add_short_runs(row, values, offsets, plane, start, stop, length):
+    """``row[:length]`` (at most :data:`SHORT_RUN`) set to the runs' sum, in whole vectors of
+    8 (``row`` must hold them; ``plane`` extend 31 floats past any run)."""
+    tiles = (length + 7) // 8
+    if tiles == 1:
+        _dot_runs8(row, values, offsets, plane, start, stop)
+    elif tiles == 2:
+        _dot_runs16(row, values, offsets, plane, start, stop)
+    elif tiles == 3:
+        _dot_runs24(row, values, offsets, plane, start, stop)
+    else:
+        _dot_runs32(row, values, offsets, plane, start, stop)
 
 
 _VEC8 = ir.VectorType(ir.FloatType(), 8)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from simqos.kernels.nested import NestedConv, NestedSell
+from simqos.kernels.nested import SHORT_RUN, NestedConv, NestedSell
 from simqos.nested.network import NestedNetwork, Route
 from simqos.runtime.program import FIELDS, OP_CONV, OP_EPILOGUE, OP_LINEAR, OP_MAXPOOL, OP_MEAN, forward, run_ops
 
@@ -247,13 +247,13 @@ class _Lowering:
         copy = padding != (0, 0) or kernel != (1, 1) or stride != (1, 1)  # else the input is read in place
         (sh, sw), (dh, dw) = stride, dilation
         hq, wq = (-(-(h + 2 * padding[0]) // sh), -(-(w + 2 * padding[1]) // sw)) if copy else (h, w)
-        tail = wq + dw * kernel[1]  # the last phase's rows overrun into it
+        tail = wq + dw * kernel[1] + SHORT_RUN  # the last phase's rows overrun into it; short rows read whole vectors
         padded = self.alloc(c * sh * sw * hq * wq + tail) if copy else -1
         ky, kx = np.divmod(nested.window.astype(np.int64), kernel[1])
         ky, kx = ky * dh, kx * dw  # tap position in the padded input
         phase = (ky % sh) * sw + kx % sw
         offsets = (nested.channel.astype(np.int64) * sh * sw + phase) * hq * wq + (ky // sh) * wq + kx // sw
-        self.longest_row = max(self.longest_row, h_out * wq)
+        self.longest_row = max(self.longest_row, h_out * wq, SHORT_RUN)
         self.layer_bytes[str(node.target)] = nested.values.nbytes + 4 * offsets.size + nested.start.nbytes + nested.stop.nbytes
         op = _Op(OP_CONV, self.segment, self.buffer[x], self.output_of(node), c, h, w, c_out, h_out, w_out, layer=layer,
                  bias=None if mod.bias is None else mod.bias.detach().cpu().numpy().astype(np.float32),
@@ -491,7 +491,8 @@ def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwor
     in_shape = tuple(int(d) for d in example.shape[1:])
     return CompiledNetwork(
         ops=table, fw=cat(lowering.fw, np.float32), ic=cat(lowering.ic, np.uint32), iw=cat(lowering.iw, np.int64),
-        act=np.zeros((capacity, lowering.size), dtype=np.float32), acc=np.zeros(lowering.longest_row, dtype=np.float32),
+        act=np.zeros((capacity, lowering.size + SHORT_RUN), dtype=np.float32),  # + short rows' whole vectors past the last buffer
+        acc=np.zeros(lowering.longest_row, dtype=np.float32),
         input_at=input_at, input_shape=in_shape, output_at=output_at, output_shape=lowering.shape[output], output_size=int(np.prod(lowering.shape[output])),
         segment_ops=segment_ops, layer_names=tuple(layer.name for layer in net.layers), layer_bytes=lowering.layer_bytes,
         _epilogues={}, _slots=slots,

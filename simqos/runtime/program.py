@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.compiled import clock_ns, njit
-from simqos.kernels.nested import CHUNK_ROWS, add_runs
+from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, add_short_runs
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
 
@@ -111,9 +111,14 @@ def _conv(a, op, level, fw, ic, iw, scale_at, acc):
     offsets = ic[op[F_IDX] :]
     plane_in = a[src:]
     for o in range(c_out):
-        row = acc[:length]
-        row[:] = 0.0
-        add_runs(row, values, offsets, plane_in, iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o], length)
+        row = acc[: max(length, SHORT_RUN)]
+        if length > SHORT_RUN:
+            row[:] = 0.0
+        start, stop = iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o]
+        if length <= SHORT_RUN:
+            add_short_runs(row, values, offsets, plane_in, start, stop, length)
+        else:
+            add_runs(row, values, offsets, plane_in, start, stop, length)
         _finish(a, op, o, row, fw, scale_at, length)
 
 
