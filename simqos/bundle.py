@@ -216,8 +216,10 @@ class Deployment(_Strict):
     layer's chosen kernel) or ``simqos-nested`` (:mod:`simqos.runtime`: one compiled call over
     the nested kernels); every candidate's whole-model median (ms) at each level, least sparse
     first; where the nested runtime was not a candidate, why (``note``); and the anchors: the
-    same levels' medians on a runtime users deploy instead, timed in the same run
-    (:mod:`simqos.profiler.anchors`; ONNX Runtime, dense kernels), or why there is none."""
+    same levels' medians on the runtimes users deploy instead (:mod:`simqos.profiler.anchors`;
+    ONNX Runtime, ExecuTorch XNNPACK: dense kernels), timed taking turns with the deployed
+    runtime, whose medians in that timing are in ``anchors_ms`` too under its own name — compare
+    within ``anchors_ms`` — or why there is none."""
 
     runtime: str = "torch-eager"
     medians_ms: dict[str, list[float]] = Field(default_factory=dict)

@@ -440,10 +440,13 @@ def _runtime_text(deployment) -> str:
     medians = "; ".join(f"{name} {per_level(ms)}" for name, ms in deployment.medians_ms.items())
     lines = [f"runtime: {deployment.runtime}" + (f" (whole-model median per level: {medians})" if medians else "")
              + (f"; {deployment.note}" if deployment.note else "")]
-    deployed = deployment.medians_ms.get(deployment.runtime)
+    # the deployed runtime's medians timed alongside the anchors (older bundles: its own timing)
+    deployed = deployment.anchors_ms.get(deployment.runtime, deployment.medians_ms.get(deployment.runtime))
     for name, ms in deployment.anchors_ms.items():
-        against = "" if deployed is None else ("; deployed level 0 " + f"{deployed[0] / ms[0]:.2f}x its level 0 (its kernels are dense: "
-                                               "every level runs at the dense model's speed there)")
+        if name == deployment.runtime:
+            continue
+        against = "" if deployed is None else (f"; {deployment.runtime} level 0 " + f"{deployed[0] / ms[0]:.2f}x its level 0, timed "
+                                               "alongside (its kernels are dense: every level runs at the dense model's speed there)")
         lines.append(f"anchor: {name} {per_level(ms)}{against}")
     if deployment.anchor_note:
         lines.append(deployment.anchor_note)
@@ -470,8 +473,9 @@ def _list_bundles(folder: Path) -> None:
         levels = " / ".join(f"{a:.1%}" for a in summary["accuracy"]) if info.available else "—"
         latency = " / ".join(f"{r:.2f}x" for r in summary["latency_ratio"])
         deployment = bundle.meta.provenance.deployment
-        deployed = deployment.medians_ms.get(deployment.runtime)
-        anchored = "" if deployed is None else "".join(f"; {deployed[0] / ms[0]:.2f}x {name.split()[0]}" for name, ms in deployment.anchors_ms.items())
+        deployed = deployment.anchors_ms.get(deployment.runtime, deployment.medians_ms.get(deployment.runtime))
+        anchored = "" if deployed is None else "".join(f"; {deployed[0] / ms[0]:.2f}x {name.split()[0]}"
+                                                       for name, ms in deployment.anchors_ms.items() if name != deployment.runtime)
         table.add_row(path.name, bundle.meta.model, kept, accuracy, levels, latency, deployment.runtime + anchored)
     console.print(table)
 

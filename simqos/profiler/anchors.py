@@ -28,9 +28,8 @@ import torch
 
 from simqos.nested.network import NestedNetwork
 from simqos.profiler.passes import PassTime, time_passes
-from simqos.profiler.timer import Measurement
 
-__all__ = ["ANCHORS", "Anchor", "anchors"]
+__all__ = ["ANCHORS", "Anchor", "anchors", "time_alongside"]
 
 
 class Anchor:
@@ -43,22 +42,31 @@ class Anchor:
     def run(self, level: int) -> np.ndarray:
         return self.runs[level]()
 
-    def time(self, n_passes: int, warmup_s: float, clock: Callable[[], float] = time.perf_counter) -> list[Measurement]:
-        """Each level's whole-model samples (ms), the levels taking turns in blocks, stalls
-        dropped (:func:`~simqos.profiler.passes.time_passes`)."""
-        def run_pass(level) -> PassTime:
-            begin = clock()
-            self.runs[level]()
-            return PassTime(clock() - begin, {})
 
-        def warm_up(level) -> None:
-            start = clock()
-            while clock() - start < warmup_s:
-                self.runs[level]()
 
-        levels = list(range(len(self.runs)))
-        passes, _ = time_passes(levels, run_pass, warm_up, n_passes, {k: f"{self.name}, level {k}" for k in levels})
-        return [Measurement(f"{self.name}:level {k}", tuple(p.seconds * 1e3 for p in passes[k]), 1, 1) for k in levels]
+def time_alongside(anchors: Sequence[Anchor], deployed: Anchor, n_passes: int, warmup_s: float,
+                   clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Every level of every anchor and of the ``deployed`` runtime (its levels as an Anchor),
+    all taking turns in the same blocks (:func:`~simqos.profiler.passes.time_passes`, stalls
+    dropped), so that the machine's drift — by half over minutes on a shared host — weighs on
+    all alike: each runtime's whole-model median (ms) per level, by name."""
+    runs = {(a.name, k): run for a in (*anchors, deployed) for k, run in enumerate(a.runs)}
+
+    def run_pass(key) -> PassTime:
+        begin = clock()
+        runs[key]()
+        return PassTime(clock() - begin, {})
+
+    def warm_up(key) -> None:
+        start = clock()
+        while clock() - start < warmup_s:
+            runs[key]()
+
+    passes, _ = time_passes(list(runs), run_pass, warm_up, n_passes, {key: f"{key[0]}, level {key[1]}" for key in runs})
+    medians: dict[str, list[float]] = {}
+    for (name, _level), ps in passes.items():
+        medians.setdefault(name, []).append(float(np.median([p.seconds for p in ps])) * 1e3)
+    return medians
 
 
 def _onnxruntime(net: NestedNetwork, x: torch.Tensor, threads: int) -> Anchor:

@@ -75,7 +75,7 @@ from simqos.profiler.measure import (
     torch_pass,
 )
 from simqos.runtime import RUNTIME, CompiledNetwork, Unsupported, compile_network
-from simqos.profiler.anchors import anchors
+from simqos.profiler.anchors import Anchor, anchors, time_alongside
 from simqos.profiler.passes import Stall, load_average
 from simqos.profiler.recipe import BuiltNetwork, RouteReport, build_network, route_report
 from simqos.profiler.timer import Measurement
@@ -300,10 +300,16 @@ def run_profile(
         medians[RUNTIME] = [timing[0][k].end_to_end.median_ms for k in levels]
     runtime = min(medians, key=lambda name: sum(medians[name]))
     built_anchors, anchor_notes = anchors(net, x, settings.threads) if settings.device == "cpu" else ([], [])
-    anchor_ms = {}
-    for i, anchor in enumerate(built_anchors):
-        anchor_ms[anchor.name] = _resumable(work / f"anchor-{i}.json", lambda: [m.median_ms for m in anchor.time(settings.in_model_passes, timer.warmup_s)],
-                                            lambda m: m, lambda m: m)
+    anchor_ms: dict[str, list[float]] = {}
+    if built_anchors:
+        if runtime == RUNTIME:
+            xn = x.detach().cpu().numpy()
+            deployed_runs = [lambda route=(k,) * net.n_segments: compiled.run(xn, route) for k in range(net.n_levels)]
+        else:
+            deployed_runs = [torch_pass(net, k, {ly.name: kernel_by[(ly.name, k)] for ly in net.layers}, x, timer) for k in range(net.n_levels)]
+        anchor_ms = _resumable(work / "anchors.json",
+                               lambda: time_alongside(built_anchors, Anchor(runtime, deployed_runs), settings.in_model_passes, timer.warmup_s),
+                               lambda m: m, lambda m: m)
     finished("anchors, every level")
     if runtime == RUNTIME:
         in_model = {DENSE_BASELINE_LEVEL: in_model[DENSE_BASELINE_LEVEL], **timing[0]}
