@@ -79,117 +79,75 @@ def _axpy8(typingctx, y, y_at, x, x_at, v):
     return types.void(y, y_at, x, x_at, v), codegen
 
 
-def _dot_rows(tiles: int):
-    """An intrinsic ``(y, y_at, values, start, count, step, cols, x)``: ``y[y_at : y_at + 8 *
-    tiles] = sum over j < count of values[k] * x[cols[k], y_at : y_at + 8 * tiles]`` with ``k =
-    start + j * step`` — one row's non-zeros against 8 x ``tiles`` of x's columns, each value and
-    column read once, summed in vector registers (two per tile, alternating, to hide the
-    multiply-add's latency) and stored once."""
+def _weighted_sum(tiles: int):
+    """An intrinsic ``(out, out_at, values, index, start, count, step, src, scale, src_at)``:
+    ``out[out_at : out_at + 8 * tiles] = sum over j < count of values[k] * src[a : a + 8 * tiles]``
+    with ``k = start + j * step`` and ``a = index[k] * scale + src_at`` — a row's non-zeros
+    against 8 x ``tiles`` of x's columns (``src`` x flattened, ``scale`` its row length), or a
+    convolution channel's weights against their runs over a short row (``scale`` 1), each value
+    and index read once, summed in vector registers (two sets, alternating, to hide the
+    multiply-add's latency) and stored once. Reads 8 x ``tiles`` floats from every ``a``."""
 
     @intrinsic
-    def dot(typingctx, y, y_at, values, start, count, step, cols, x):
+    def weighted_sum(typingctx, out, out_at, values, index, start, count, step, src, scale, src_at):
         def codegen(context, builder, signature, args):
-            y_, y_at_, values_, start_, count_, step_, cols_, x_ = args
-            ya = context.make_array(signature.args[0])(context, builder, y_)
+            out_, out_at_, values_, index_, start_, count_, step_, src_, scale_, src_at_ = args
+            oa = context.make_array(signature.args[0])(context, builder, out_)
             va = context.make_array(signature.args[2])(context, builder, values_)
-            ca = context.make_array(signature.args[6])(context, builder, cols_)
-            xa = context.make_array(signature.args[7])(context, builder, x_)
+            ia = context.make_array(signature.args[3])(context, builder, index_)
+            sa = context.make_array(signature.args[7])(context, builder, src_)
             i64 = ir.IntType(64)
-            row_length = builder.extract_value(xa.shape, 1)
-            widen = builder.sext if signature.args[6].dtype.signed else builder.zext
+            widen = builder.sext if signature.args[3].dtype.signed else builder.zext
             sums = [[cgutils.alloca_once_value(builder, ir.Constant(_VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
 
             def add_term(j, totals):
                 k = builder.add(start_, builder.mul(j, step_))
-                column = widen(builder.load(builder.gep(ca.data, [k])), i64)
-                row = builder.add(builder.mul(column, row_length), y_at_)
+                at = builder.add(builder.mul(widen(builder.load(builder.gep(ia.data, [k])), i64), scale_), src_at_)
                 v = _splat8(builder, builder.load(builder.gep(va.data, [k])))
                 for t, total in enumerate(totals):
-                    x_ptr = builder.gep(xa.data, [builder.add(row, ir.Constant(i64, 8 * t))])
-                    x_vec = builder.load(builder.bitcast(x_ptr, _VEC8.as_pointer()), align=4)
-                    builder.store(builder.call(_fma8(builder), [x_vec, v, builder.load(total)]), total)
-
-            two = ir.Constant(i64, 2)
-            with cgutils.for_range(builder, builder.udiv(count_, two)) as loop:
-                j = builder.mul(loop.index, two)
-                add_term(j, sums[0])
-                add_term(builder.add(j, ir.Constant(i64, 1)), sums[1])
-            with builder.if_then(builder.icmp_unsigned("!=", builder.urem(count_, two), ir.Constant(i64, 0))):
-                add_term(builder.sub(count_, ir.Constant(i64, 1)), sums[0])
-            for t in range(tiles):
-                y_ptr = builder.bitcast(builder.gep(ya.data, [builder.add(y_at_, ir.Constant(i64, 8 * t))]), _VEC8.as_pointer())
-                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), y_ptr, align=4)
-            return context.get_dummy_value()
-
-        return types.void(y, y_at, values, start, count, step, cols, x), codegen
-
-    return dot
-
-
-def _dot_runs(tiles: int):
-    """An intrinsic ``(row, values, offsets, plane, start, stop)``: ``row[: 8 * tiles] = sum over
-    e in start..stop of values[e] * plane[offsets[e] : offsets[e] + 8 * tiles]`` — a convolution's
-    output channel over a short row, its weights' runs summed in vector registers (two sets,
-    alternating) and stored once. Reads up to 8 x ``tiles`` floats of each run: the caller's
-    plane must extend that far past every run's real end."""
-
-    @intrinsic
-    def dot(typingctx, row, values, offsets, plane, start, stop):
-        def codegen(context, builder, signature, args):
-            row_, values_, offsets_, plane_, start_, stop_ = args
-            ra = context.make_array(signature.args[0])(context, builder, row_)
-            va = context.make_array(signature.args[1])(context, builder, values_)
-            oa = context.make_array(signature.args[2])(context, builder, offsets_)
-            pa = context.make_array(signature.args[3])(context, builder, plane_)
-            i64 = ir.IntType(64)
-            widen = builder.sext if signature.args[2].dtype.signed else builder.zext
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(_VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
-
-            def add_term(e, totals):
-                offset = widen(builder.load(builder.gep(oa.data, [e])), i64)
-                v = _splat8(builder, builder.load(builder.gep(va.data, [e])))
-                for t, total in enumerate(totals):
-                    run = builder.gep(pa.data, [builder.add(offset, ir.Constant(i64, 8 * t))])
+                    run = builder.gep(sa.data, [builder.add(at, ir.Constant(i64, 8 * t))])
                     x_vec = builder.load(builder.bitcast(run, _VEC8.as_pointer()), align=4)
                     builder.store(builder.call(_fma8(builder), [x_vec, v, builder.load(total)]), total)
 
             two = ir.Constant(i64, 2)
-            count = builder.sub(stop_, start_)
-            with cgutils.for_range(builder, builder.sdiv(count, two)) as loop:
-                e = builder.add(start_, builder.mul(loop.index, two))
-                add_term(e, sums[0])
-                add_term(builder.add(e, ir.Constant(i64, 1)), sums[1])
-            with builder.if_then(builder.icmp_signed("!=", builder.srem(count, two), ir.Constant(i64, 0))):
-                add_term(builder.sub(stop_, ir.Constant(i64, 1)), sums[0])
+            with cgutils.for_range(builder, builder.sdiv(count_, two)) as loop:
+                j = builder.mul(loop.index, two)
+                add_term(j, sums[0])
+                add_term(builder.add(j, ir.Constant(i64, 1)), sums[1])
+            with builder.if_then(builder.icmp_signed("!=", builder.srem(count_, two), ir.Constant(i64, 0))):
+                add_term(builder.sub(count_, ir.Constant(i64, 1)), sums[0])
             for t in range(tiles):
-                out = builder.bitcast(builder.gep(ra.data, [ir.Constant(i64, 8 * t)]), _VEC8.as_pointer())
-                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), out, align=4)
+                out_ptr = builder.bitcast(builder.gep(oa.data, [builder.add(out_at_, ir.Constant(i64, 8 * t))]), _VEC8.as_pointer())
+                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), out_ptr, align=4)
             return context.get_dummy_value()
 
-        return types.void(row, values, offsets, plane, start, stop), codegen
+        return types.void(out, out_at, values, index, start, count, step, src, scale, src_at), codegen
 
-    return dot
+    return weighted_sum
+
+
+_sum8, _sum16, _sum24, _sum32 = (_weighted_sum(tiles) for tiles in (1, 2, 3, 4))
 
 
 SHORT_RUN = 32
 """A convolution row at most this long is summed in registers (:func:`add_short_runs`)."""
 
-_dot_runs8, _dot_runs16, _dot_runs24, _dot_runs32 = (_dot_runs(tiles) for tiles in (1, 2, 3, 4))
+
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
 def add_short_runs(row, values, offsets, plane, start, stop, length):
     """``row[:length]`` (at most :data:`SHORT_RUN`) set to the runs' sum, in whole vectors of
     8 (``row`` must hold them; ``plane`` extend 31 floats past any run)."""
-    tiles = (length + 7) // 8
+    tiles, count = (length + 7) // 8, stop - start
     if tiles == 1:
-        _dot_runs8(row, values, offsets, plane, start, stop)
+        _sum8(row, 0, values, offsets, start, count, 1, plane, 1, 0)
     elif tiles == 2:
-        _dot_runs16(row, values, offsets, plane, start, stop)
+        _sum16(row, 0, values, offsets, start, count, 1, plane, 1, 0)
     elif tiles == 3:
-        _dot_runs24(row, values, offsets, plane, start, stop)
+        _sum24(row, 0, values, offsets, start, count, 1, plane, 1, 0)
     else:
-        _dot_runs32(row, values, offsets, plane, start, stop)
+        _sum32(row, 0, values, offsets, start, count, 1, plane, 1, 0)
 
 
 _VEC8 = ir.VectorType(ir.FloatType(), 8)
@@ -205,10 +163,10 @@ def _splat8(builder, v):
 
 
 SHORT_BATCH = 32
-"""Below this many columns of x, a batched product sums each row in registers (:func:`_dot_rows`);
+"""Below this many columns of x, a batched product sums each row in registers (:func:`_weighted_sum`);
 from it on, it adds rows of x to the output row (:func:`_axpy8`)."""
 
-_dot8, _dot16 = _dot_rows(1), _dot_rows(2)
+
 
 
 @njit(fastmath=True, boundscheck=False)
@@ -220,6 +178,7 @@ def _spmm(values, cols, ptr, full, span, lane_len, rows, x, y):
     8: scalar."""
     n_rows, n = y.shape
     n8 = n - n % 8
+    flat = x.ravel()
     y[:, :] = 0.0
     for c in range(ptr.shape[0]):
         base = ptr[c]
@@ -230,10 +189,10 @@ def _spmm(values, cols, ptr, full, span, lane_len, rows, x, y):
             if n < SHORT_BATCH:
                 t0 = 0
                 while t0 + 16 <= n8:
-                    _dot16(yr, t0, values, base + lane, count, CHUNK_ROWS, cols, x)
+                    _sum16(yr, t0, values, cols, base + lane, count, CHUNK_ROWS, flat, n, t0)
                     t0 += 16
                 if t0 < n8:
-                    _dot8(yr, t0, values, base + lane, count, CHUNK_ROWS, cols, x)
+                    _sum8(yr, t0, values, cols, base + lane, count, CHUNK_ROWS, flat, n, t0)
                 if n8 == n:
                     continue
             for j in range(count):
