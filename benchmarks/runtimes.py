@@ -7,7 +7,7 @@ Runtime's dense model.
 
 Each bundle's network is rebuilt from its recipe (the cached checkpoint, else trained again) and
 run on its test inputs at batch 1 on one thread: every level on the nested runtime
-(:mod:`simqos.runtime`, one compiled call a pass), the dense model and every level on torch's
+(:mod:`simqos.kernels.runtime`, one compiled call a pass), the dense model and every level on torch's
 eager dense kernels, and every level exported to ONNX Runtime and to ExecuTorch's XNNPACK backend
 (:mod:`simqos.profiler.anchors`; dense kernels: a level's zeros cost what its non-zeros do there,
 so its level 0 is the same dense model's time). All setups
@@ -35,7 +35,7 @@ from simqos.profiler.measure import TimerOptions, time_compiled_alone, torch_pas
 from simqos.profiler.passes import PassTime, time_passes
 from simqos.profiler.recipe import build_network
 from simqos.profiler.timer import torch_threads
-from simqos.runtime import compile_network
+from simqos.kernels.runtime import compile_network
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 

@@ -213,7 +213,7 @@ class ProfileSettings(_Strict):
 
 class Deployment(_Strict):
     """The runtime the latency tables time (``runtime``): ``torch-eager`` (torch calls each
-    layer's chosen kernel) or ``simqos-nested`` (:mod:`simqos.runtime`: one compiled call over
+    layer's chosen kernel) or ``simqos-nested`` (:mod:`simqos.kernels.runtime`: one compiled call over
     the nested kernels); every candidate's whole-model median (ms) at each level, least sparse
     first; where the nested runtime was not a candidate, why (``note``); and the anchors: the
     same levels' medians on the runtimes users deploy instead (:mod:`simqos.profiler.anchors`;

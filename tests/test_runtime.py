@@ -1,4 +1,4 @@
-"""The nested runtime (simqos.runtime): a lowered network's output equals the torch model's on
+"""The nested runtime (simqos.kernels.runtime): a lowered network's output equals the torch model's on
 every route, segment by segment as in one call, in every family it runs; what it cannot run is
 named."""
 
@@ -15,7 +15,7 @@ from simqos.models.digits import DigitsCNN
 from simqos.models.paper import BottleneckResNet
 from simqos.nested.masks import nested_ranks
 from simqos.nested.network import NestedNetwork, find_norms
-from simqos.runtime import Unsupported, compile_network
+from simqos.kernels.runtime import Unsupported, compile_network
 from strategies import densities
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}

@@ -40,7 +40,7 @@ def test_a_stalled_pass_is_run_again_and_a_persistent_one_kept():
 
 
 def test_a_profile_with_a_stall_injected_into_one_layer(tmp_path, monkeypatch):
-    from simqos.runtime import CompiledNetwork
+    from simqos.kernels.runtime import CompiledNetwork
 
     real_run = CompiledNetwork.run
     timed_calls = {"n": 0}

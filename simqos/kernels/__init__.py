@@ -1,4 +1,5 @@
-"""Layer kernels (torch): dense masked, torch CSR/BSR and scipy CSR, for Linear and Conv layers."""
+"""Layer kernels (torch): dense masked, torch CSR/BSR and scipy CSR, for Linear and Conv layers; and
+:mod:`simqos.kernels.runtime`, which runs a whole route over the nested ones as compiled code."""
 
 from simqos.kernels.formats import FORMATS, SparseFormat
 from simqos.kernels.layers import KERNELS, BuiltKernel, LayerKernel, build_kernel, kernel_names

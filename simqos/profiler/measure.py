@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from simqos.kernels import BuiltKernel, build_kernel
-from simqos.runtime import RUNTIME, CompiledNetwork
+from simqos.kernels.runtime import RUNTIME, CompiledNetwork
 from simqos.nested.network import NestedNetwork, PrunableLayer
 from simqos.profiler.passes import PassTime, Stall, time_passes
 from simqos.profiler.timer import Measurement, measure, torch_threads, wait_until

@@ -6,7 +6,7 @@ Then the contenders are compared inside the model and each layer keeps the faste
 (:func:`_choose_in_model`). Then the whole model runs at every level with the chosen kernels
 (and densely, the baseline), the levels taking turns in blocks, and every layer call inside is
 timed (:func:`simqos.profiler.measure.time_in_model`). Last, where the model lowers to the
-nested runtime (:mod:`simqos.runtime`: a route as one compiled call over the nested kernels),
+nested runtime (:mod:`simqos.kernels.runtime`: a route as one compiled call over the nested kernels),
 the same passes run there (:func:`simqos.profiler.measure.time_compiled`). The runtime whose
 levels are faster in all is the *deployed* one: its in-model samples, one call each, are the
 latency distribution the bundle ships (a layer timed alone and repeated keeps its weights in
@@ -74,7 +74,7 @@ from simqos.profiler.measure import (
     time_in_model,
     torch_pass,
 )
-from simqos.runtime import RUNTIME, CompiledNetwork, Unsupported, compile_network
+from simqos.kernels.runtime import RUNTIME, CompiledNetwork, Unsupported, compile_network
 from simqos.profiler.anchors import Anchor, anchors, time_alongside
 from simqos.profiler.passes import Stall, load_average
 from simqos.profiler.recipe import BuiltNetwork, RouteReport, build_network, route_report

@@ -3,7 +3,7 @@ one core of this CPU, in real time, with the policy deciding at each reroute poi
 real clock.
 
 :func:`real_model` builds the model the profile measured: on the nested runtime when the profile
-deployed it (:mod:`simqos.runtime`: a segment is one compiled call), else every prunable layer
+deployed it (:mod:`simqos.kernels.runtime`: a segment is one compiled call), else every prunable layer
 replaced by a switch holding the layer's kernel at each level (the kernel the profile chose). A request's
 level for a segment is decided when the segment's first layer is called, by a callback that
 reads the clock then: that is the reroute point. :func:`serve` plays one policy over a list of
@@ -41,7 +41,7 @@ from simqos.nested.network import NestedNetwork, PrunableLayer
 from simqos.serving import DROPPED, MET, MISSED, Decision
 from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.profiler.timer import wait_until
-from simqos.runtime import RUNTIME, CompiledNetwork, compile_network
+from simqos.kernels.runtime import RUNTIME, CompiledNetwork, compile_network
 
 __all__ = ["RealModel", "calibrate", "calibration_table", "collector_paused", "real_model", "serve"]
 

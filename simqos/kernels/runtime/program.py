@@ -1,6 +1,6 @@
 """The nested runtime's interpreter: a network as a table of ops, run by one compiled call.
 
-A lowered network (:mod:`simqos.runtime.lowering`) is a table ``ops`` of int64 rows, one per
+A lowered network (:mod:`simqos.kernels.runtime.lowering`) is a table ``ops`` of int64 rows, one per
 op, in execution order, and four flat arrays: ``fw`` (float32: the nested weight values of every
 layer, biases and per-route batch-norm scales and shifts), ``ic`` (uint32: a convolution
 weight's offset into its zero-padded input, a linear weight's column), ``iw`` (int64: where

@@ -1,6 +1,6 @@
 """Lower a :class:`~simqos.nested.network.NestedNetwork` to the nested runtime and run it.
 
-``torch.fx`` traces the module; every node becomes an op of :mod:`simqos.runtime.program`:
+``torch.fx`` traces the module; every node becomes an op of :mod:`simqos.kernels.runtime.program`:
 
 - ``Conv1d``/``Conv2d`` (groups 1, numeric zero padding) and ``Linear`` on a flat input: the
   prunable layers, with all their levels in one nested copy of the weights;
@@ -38,7 +38,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from simqos.kernels.nested import SHORT_RUN, NestedConv, NestedSell
 from simqos.nested.network import NestedNetwork, Route
-from simqos.runtime.program import FIELDS, OP_CONV, OP_EPILOGUE, OP_LINEAR, OP_MAXPOOL, OP_MEAN, forward, run_ops
+from simqos.kernels.runtime.program import FIELDS, OP_CONV, OP_EPILOGUE, OP_LINEAR, OP_MAXPOOL, OP_MEAN, forward, run_ops
 
 __all__ = ["CompiledNetwork", "Unsupported", "compile_network"]
 

@@ -1,6 +1,0 @@
-"""The nested runtime: a route of a nested network run as compiled code over its nested kernels
-(:mod:`simqos.runtime.lowering` lowers a network; :mod:`simqos.runtime.program` runs it)."""
-
-from simqos.runtime.lowering import RUNTIME, CompiledNetwork, Unsupported, compile_network
-
-__all__ = ["RUNTIME", "CompiledNetwork", "Unsupported", "compile_network"]
