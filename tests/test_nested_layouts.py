@@ -41,6 +41,21 @@ def test_batched_products_of_every_width(rows, cols, levels, n, seed):
         np.testing.assert_allclose(matrix.matmul(k, x.numpy()), ((w * (ranks >= k)) @ x).numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_a_layer_kept_whole_is_never_masked_and_a_cut_row_is_masked_from_its_prefix():
+    """10 rows (a chunk of 16 with 6 absent) of 4 columns: every row kept at both levels, so each
+    level runs all 4 slots unmasked; then row 3 cut to 1 weight at level 1, which masks the chunk
+    from slot 1 on."""
+    w = torch.arange(1, 41, dtype=torch.float32).reshape(10, 4)
+    ranks = torch.ones(10, 4, dtype=torch.int64)
+    whole = NestedSell.from_ranks(w, ranks, 2)
+    assert whole.full.tolist() == [[4], [4]] and whole.span.tolist() == [[4], [4]]
+    ranks[3, 1:] = 0
+    cut = NestedSell.from_ranks(w, ranks, 2)
+    assert cut.full.tolist() == [[4], [1]] and cut.span.tolist() == [[4], [4]]
+    x = np.arange(4, dtype=np.float32)
+    assert np.allclose(cut.matmul(1, x), (w * (ranks >= 1)).numpy() @ x)
+
+
 def test_all_levels_cost_little_more_than_level_0_alone():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(1024, 1024, generator=g)

@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from simqos.compiled import njit
 
-__all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "add_short_runs"]
+__all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "sum_short_runs"]
 
 CHUNK_ROWS = 16
 
@@ -126,28 +126,31 @@ def _weighted_sum(tiles: int):
     return weighted_sum
 
 
-_sum8, _sum16, _sum24, _sum32 = (_weighted_sum(tiles) for tiles in (1, 2, 3, 4))
+_sum8, _sum16, _sum24, _sum32, _sum40, _sum48 = (_weighted_sum(tiles) for tiles in range(1, 7))
 
 
-SHORT_RUN = 32
-"""A convolution row at most this long is summed in registers (:func:`add_short_runs`)."""
-
-
+SHORT_RUN = 48
+"""A convolution row at most this long is summed in registers (:func:`sum_short_runs`)."""
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
-def add_short_runs(row, values, offsets, plane, start, stop, length):
-    """``row[:length]`` (at most :data:`SHORT_RUN`) set to the runs' sum, in whole vectors of
-    8 (``row`` must hold them; ``plane`` extend 31 floats past any run)."""
+def sum_short_runs(out, out_at, values, offsets, plane, start, stop, length):
+    """``out[out_at : out_at + length]`` (at most :data:`SHORT_RUN`) set to the runs' sum, in
+    whole vectors of 8 (``out`` must hold them; ``plane`` extend :data:`SHORT_RUN` floats past
+    any run)."""
     tiles, count = (length + 7) // 8, stop - start
     if tiles == 1:
-        _sum8(row, 0, values, offsets, start, count, 1, plane, 1, 0)
+        _sum8(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
     elif tiles == 2:
-        _sum16(row, 0, values, offsets, start, count, 1, plane, 1, 0)
+        _sum16(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
     elif tiles == 3:
-        _sum24(row, 0, values, offsets, start, count, 1, plane, 1, 0)
+        _sum24(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
+    elif tiles == 4:
+        _sum32(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
+    elif tiles == 5:
+        _sum40(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
     else:
-        _sum32(row, 0, values, offsets, start, count, 1, plane, 1, 0)
+        _sum48(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
 
 
 _VEC8 = ir.VectorType(ir.FloatType(), 8)
@@ -245,10 +248,12 @@ class NestedSell:
             cols[slots] = held
         lens = np.concatenate([row_len[:, order], np.zeros((n_levels, n_chunks * CHUNK_ROWS - rows), dtype=np.int64)], axis=1)
         lens = lens.reshape(n_levels, n_chunks, CHUNK_ROWS)
-        full = lens.min(axis=2)
-        # Level 0's slots past a row's end are zero padding, so level 0 needs no mask at all;
-        # a sparser level's slots past its prefix hold less sparse weights and must be masked.
-        full[0] = lens[0].max(axis=1)
+        # A row's slots past its level-0 length are zero padding, and need no mask; a sparser
+        # level's slots between its prefix and that length hold less sparse weights and must be
+        # masked. So a chunk runs unmasked up to the shortest prefix of the rows that are cut
+        # at that level (all of them, at level 0 none: a layer kept dense is never masked).
+        cut = lens < lens[0]
+        full = np.where(cut.any(axis=2), np.where(cut, lens, np.iinfo(np.int64).max).min(axis=2), lens.max(axis=2))
         return cls((rows, n_cols), values, cols, ptr, full, lens.max(axis=2), np.ascontiguousarray(lens), order.astype(np.int64))
 
     @property

@@ -253,7 +253,7 @@ class _Lowering:
         ky, kx = ky * dh, kx * dw  # tap position in the padded input
         phase = (ky % sh) * sw + kx % sw
         offsets = (nested.channel.astype(np.int64) * sh * sw + phase) * hq * wq + (ky // sh) * wq + kx // sw
-        self.longest_row = max(self.longest_row, h_out * wq, SHORT_RUN)
+        self.longest_row = max(self.longest_row, c_out * 8 * -(-h_out * wq // 8))  # every channel's row, in whole vectors
         self.layer_bytes[str(node.target)] = nested.values.nbytes + 4 * offsets.size + nested.start.nbytes + nested.stop.nbytes
         op = _Op(OP_CONV, self.segment, self.buffer[x], self.output_of(node), c, h, w, c_out, h_out, w_out, layer=layer,
                  bias=None if mod.bias is None else mod.bias.detach().cpu().numpy().astype(np.float32),

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.compiled import clock_ns, njit
-from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, add_short_runs
+from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, sum_short_runs
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
 
@@ -55,29 +55,28 @@ FIELDS = (
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
-def _finish(a, op, o, row, fw, scale_at, out_len):
-    """Channel or row ``o``'s epilogue: ``row`` (its computed values, out_len of them at the
-    output's row stride) times its scale plus its shift, plus the residual, ReLU'd, into the
-    output."""
-    scale, shift = np.float32(1.0), np.float32(0.0)
-    if scale_at >= 0:
-        scale, shift = fw[scale_at + o], fw[scale_at + op[F_CO] + o]
-    h_out, w_out, row_w = op[F_HO], op[F_WO], out_len // op[F_HO]
-    out = a[op[F_OUT] + o * h_out * w_out : op[F_OUT] + (o + 1) * h_out * w_out]
-    res_at = op[F_RES]
-    for i in range(h_out):
-        src = row[i * row_w : i * row_w + w_out]
-        dst = out[i * w_out : (i + 1) * w_out]
-        if res_at >= 0:
-            res = a[res_at + o * h_out * w_out + i * w_out : res_at + o * h_out * w_out + (i + 1) * w_out]
-            for j in range(w_out):
-                dst[j] = src[j] * scale + shift + res[j]
-        else:
-            for j in range(w_out):
-                dst[j] = src[j] * scale + shift
-        if op[F_RELU]:
-            for j in range(w_out):
-                dst[j] = max(dst[j], np.float32(0.0))
+def _finish(a, op, src, src_at, step, fw, scale_at, length):
+    """Every output channel's epilogue: channel o's computed rows (``length`` values, h_out rows
+    of ``length // h_out``, the first w_out of each kept) at ``src[src_at + o * step:]``, times
+    its scale plus its shift, plus the residual, ReLU'd, into the output. One loop over all
+    channels: a call per channel costs more than its arithmetic."""
+    c_out, h_out, w_out = op[F_CO], op[F_HO], op[F_WO]
+    row_w, size, out_at, res_at = length // h_out, h_out * w_out, op[F_OUT], op[F_RES]
+    lo = np.float32(0.0) if op[F_RELU] else np.float32(-np.inf)
+    for o in range(c_out):
+        scale, shift = np.float32(1.0), np.float32(0.0)
+        if scale_at >= 0:
+            scale, shift = fw[scale_at + o], fw[scale_at + c_out + o]
+        for i in range(h_out):
+            row = src[src_at + o * step + i * row_w : src_at + o * step + i * row_w + w_out]
+            dst = a[out_at + o * size + i * w_out : out_at + o * size + (i + 1) * w_out]
+            if res_at >= 0:
+                res = a[res_at + o * size + i * w_out : res_at + o * size + (i + 1) * w_out]
+                for j in range(w_out):
+                    dst[j] = max(row[j] * scale + shift + res[j], lo)
+            else:
+                for j in range(w_out):
+                    dst[j] = max(row[j] * scale + shift, lo)
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
@@ -91,35 +90,39 @@ def _conv(a, op, level, fw, ic, iw, scale_at, acc):
         # every weight reads one contiguous run of its phase
         ph, pw = op[F_PH], op[F_PW]
         plane = hq * wq
-        for c in range(c_in):
-            for i in range(h):
-                y = i + ph
-                s0 = src + c * h * w + i * w
-                row0 = op[F_PAD] + (c * sh * sw + (y % sh) * sw) * plane + (y // sh) * wq
-                if sw == 1:
-                    a[row0 + pw : row0 + pw + w] = a[s0 : s0 + w]
-                else:  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
-                    for px in range(sw):
-                        first = max(0, -(-(pw - px) // sw))
-                        last = (w - 1 + pw - px) // sw
-                        dst = a[row0 + px * plane :]
+        for i in range(h):
+            y = i + ph
+            row0 = op[F_PAD] + (y % sh) * sw * plane + (y // sh) * wq  # channel 0's row, phase column 0
+            for px in range(sw):  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
+                first = max(0, -(-(pw - px) // sw))
+                last = (w - 1 + pw - px) // sw
+                for c in range(c_in):
+                    s0 = src + c * h * w + i * w + px - pw
+                    d0 = row0 + c * sh * sw * plane + px * plane
+                    if sw == 1:
+                        a[d0 + pw : d0 + pw + w] = a[s0 + pw : s0 + pw + w]
+                    else:
                         for jj in range(first, last + 1):
-                            dst[jj] = a[s0 + jj * sw + px - pw]
+                            a[d0 + jj] = a[s0 + jj * sw]
         src = op[F_PAD]
     length = h_out * wq  # rows computed on the phase width: the columns past w_out are dropped
     values = fw[op[F_VAL] :]
     offsets = ic[op[F_IDX] :]
     plane_in = a[src:]
-    for o in range(c_out):
-        row = acc[: max(length, SHORT_RUN)]
-        if length > SHORT_RUN:
-            row[:] = 0.0
-        start, stop = iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o]
-        if length <= SHORT_RUN:
-            add_short_runs(row, values, offsets, plane_in, start, stop, length)
-        else:
-            add_runs(row, values, offsets, plane_in, start, stop, length)
-        _finish(a, op, o, row, fw, scale_at, length)
+    # every channel's row first (in vector registers where it is short), then every epilogue:
+    # the channel loops stay tight
+    if length <= SHORT_RUN:
+        step = 8 * ((length + 7) // 8)
+        first, last = op[F_START], op[F_STOP] + level * c_out
+        for o in range(c_out):
+            sum_short_runs(acc, o * step, values, offsets, plane_in, iw[first + o], iw[last + o], length)
+    else:
+        step = length
+        acc[: c_out * length] = 0.0
+        for o in range(c_out):
+            start, stop = iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o]
+            add_runs(acc[o * length : (o + 1) * length], values, offsets, plane_in, start, stop, length)
+    _finish(a, op, acc, 0, step, fw, scale_at, length)
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
@@ -155,8 +158,7 @@ def _linear(a, op, level, fw, ic, iw, scale_at, acc):
 @njit(fastmath=True, boundscheck=False, nogil=True)
 def _epilogue(a, op, fw, scale_at):
     size = op[F_HO] * op[F_WO]
-    for o in range(op[F_CO]):
-        _finish(a, op, o, a[op[F_IN] + o * size : op[F_IN] + (o + 1) * size], fw, scale_at, size)
+    _finish(a, op, a, op[F_IN], size, fw, scale_at, size)
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
@@ -193,7 +195,7 @@ def _maxpool(a, op):
 def run_ops(ops, lo, hi, route, epilogue, fw, ic, iw, act, batch, acc, op_ns, timed):
     """Run ops ``lo..hi`` for samples ``0..batch`` of ``act``: op i at level
     ``route[ops[i, segment]]`` with epilogue scale and shift at ``fw[epilogue[i]:]`` (-1: none).
-    ``acc`` is scratch as long as the longest output plane (computed on its input phase's width); with ``timed``, each op's wall time (ns, all
+    ``acc`` is scratch for every channel's rows of the largest output (computed on its input phase's width); with ``timed``, each op's wall time (ns, all
     samples) is added to ``op_ns[i]``."""
     for i in range(lo, hi):
         t0 = clock_ns() if timed else 0
