@@ -32,6 +32,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from simqos.compiled import njit
+from simqos.kernels.vector import VEC8, fma8, load8, splat8, store8
 
 __all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "sum_short_runs"]
 
@@ -71,9 +72,8 @@ def _axpy8(typingctx, y, y_at, x, x_at, v):
         y_, y_at_, x_, x_at_, v_ = args
         ya = context.make_array(signature.args[0])(context, builder, y_)
         xa = context.make_array(signature.args[2])(context, builder, x_)
-        y_ptr = builder.bitcast(builder.gep(ya.data, [y_at_]), _VEC8.as_pointer())
-        x_vec = builder.load(builder.bitcast(builder.gep(xa.data, [x_at_]), _VEC8.as_pointer()), align=4)
-        builder.store(builder.call(_fma8(builder), [x_vec, _splat8(builder, v_), builder.load(y_ptr, align=4)]), y_ptr, align=4)
+        y_vec = load8(builder, ya.data, y_at_)
+        store8(builder, builder.call(fma8(builder), [load8(builder, xa.data, x_at_), splat8(builder, v_), y_vec]), ya.data, y_at_)
         return context.get_dummy_value()
 
     return types.void(y, y_at, x, x_at, v), codegen
@@ -98,16 +98,15 @@ def _weighted_sum(tiles: int):
             sa = context.make_array(signature.args[7])(context, builder, src_)
             i64 = ir.IntType(64)
             widen = builder.sext if signature.args[3].dtype.signed else builder.zext
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(_VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
 
             def add_term(j, totals):
                 k = builder.add(start_, builder.mul(j, step_))
                 at = builder.add(builder.mul(widen(builder.load(builder.gep(ia.data, [k])), i64), scale_), src_at_)
-                v = _splat8(builder, builder.load(builder.gep(va.data, [k])))
+                v = splat8(builder, builder.load(builder.gep(va.data, [k])))
                 for t, total in enumerate(totals):
-                    run = builder.gep(sa.data, [builder.add(at, ir.Constant(i64, 8 * t))])
-                    x_vec = builder.load(builder.bitcast(run, _VEC8.as_pointer()), align=4)
-                    builder.store(builder.call(_fma8(builder), [x_vec, v, builder.load(total)]), total)
+                    x_vec = load8(builder, sa.data, builder.add(at, ir.Constant(i64, 8 * t)))
+                    builder.store(builder.call(fma8(builder), [x_vec, v, builder.load(total)]), total)
 
             two = ir.Constant(i64, 2)
             with cgutils.for_range(builder, builder.sdiv(count_, two)) as loop:
@@ -117,8 +116,8 @@ def _weighted_sum(tiles: int):
             with builder.if_then(builder.icmp_signed("!=", builder.srem(count_, two), ir.Constant(i64, 0))):
                 add_term(builder.sub(count_, ir.Constant(i64, 1)), sums[0])
             for t in range(tiles):
-                out_ptr = builder.bitcast(builder.gep(oa.data, [builder.add(out_at_, ir.Constant(i64, 8 * t))]), _VEC8.as_pointer())
-                builder.store(builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])), out_ptr, align=4)
+                total = builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t]))
+                store8(builder, total, oa.data, builder.add(out_at_, ir.Constant(i64, 8 * t)))
             return context.get_dummy_value()
 
         return types.void(out, out_at, values, index, start, count, step, src, scale, src_at), codegen
@@ -151,18 +150,6 @@ def sum_short_runs(out, out_at, values, offsets, plane, start, stop, length):
         _sum40(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
     else:
         _sum48(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
-
-
-_VEC8 = ir.VectorType(ir.FloatType(), 8)
-
-
-def _fma8(builder):
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC8, [_VEC8] * 3), "llvm.fma.v8f32")
-
-
-def _splat8(builder, v):
-    one = builder.insert_element(ir.Constant(_VEC8, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(_VEC8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
 
 
 SHORT_BATCH = 32

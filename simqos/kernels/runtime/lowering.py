@@ -120,7 +120,7 @@ class _Lowering:
         return at
 
     def output_of(self, node: fx.Node) -> int:
-        at = self.alloc(int(np.prod(self.shape[node])))
+        at = self.alloc(int(np.prod(self.shape[node])) + 8)  # + the tail a whole-vector epilogue writes
         self.buffer[node] = at
         return at
 
@@ -492,7 +492,7 @@ def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwor
     return CompiledNetwork(
         ops=table, fw=cat(lowering.fw, np.float32), ic=cat(lowering.ic, np.uint32), iw=cat(lowering.iw, np.int64),
         act=np.zeros((capacity, lowering.size + SHORT_RUN), dtype=np.float32),  # + short rows' whole vectors past the last buffer
-        acc=np.zeros(lowering.longest_row, dtype=np.float32),
+        acc=np.zeros(lowering.longest_row + 8, dtype=np.float32),  # + the tail a whole-vector epilogue reads
         input_at=input_at, input_shape=in_shape, output_at=output_at, output_shape=lowering.shape[output], output_size=int(np.prod(lowering.shape[output])),
         segment_ops=segment_ops, layer_names=tuple(layer.name for layer in net.layers), layer_bytes=lowering.layer_bytes,
         _epilogues={}, _slots=slots,

@@ -26,8 +26,12 @@ phases, so that a strided convolution's runs are contiguous too; linear layers t
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from simqos.compiled import clock_ns, njit
+from simqos.kernels.vector import VEC8, fma8, load8, splat8, store8
 from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, sum_short_runs
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
@@ -54,15 +58,59 @@ FIELDS = (
  F_PTR, F_FULL, F_SPAN, F_LANE, F_CHUNKS, F_ROWS, F_SH, F_SW, F_KH, F_KW) = range(len(FIELDS))
 
 
+@intrinsic
+def _finish_vectors(typingctx, a, out_at, w_out, res_at, src, src_at, step, fw, scale_at, c_out, lo):
+    """Every output channel's epilogue over one row, in whole vectors of 8: ``a[out_at + o * w_out
+    + i] = max(src[src_at + o * step + i] * fw[scale_at + o] + fw[scale_at + c_out + o]
+    (+ a[res_at + o * w_out + i] where res_at >= 0), lo)`` for i < w_out rounded up to 8. A
+    channel's last vector runs into the next channel's outputs, which are written after it, and
+    the last channel's into the buffer's tail; the residual and ``src`` are read as far."""
+    def codegen(context, builder, signature, args):
+        a_, out_at_, w_out_, res_at_, src_, src_at_, step_, fw_, scale_at_, c_out_, lo_ = args
+        arena = context.make_array(signature.args[0])(context, builder, a_).data
+        rows = context.make_array(signature.args[4])(context, builder, src_).data
+        weights = context.make_array(signature.args[7])(context, builder, fw_).data
+        i64, eight = ir.IntType(64), ir.Constant(ir.IntType(64), 8)
+        tiles = builder.sdiv(builder.add(w_out_, ir.Constant(i64, 7)), eight)
+        floor = splat8(builder, lo_)
+
+        def channels(residual: bool) -> None:
+            with cgutils.for_range(builder, c_out_) as channel:
+                o = channel.index
+                scale = splat8(builder, builder.load(builder.gep(weights, [builder.add(scale_at_, o)])))
+                shift = splat8(builder, builder.load(builder.gep(weights, [builder.add(builder.add(scale_at_, c_out_), o)])))
+                out0, row0 = builder.add(out_at_, builder.mul(o, w_out_)), builder.add(src_at_, builder.mul(o, step_))
+                with cgutils.for_range(builder, tiles) as tile:
+                    at = builder.mul(tile.index, eight)
+                    v = builder.call(fma8(builder), [load8(builder, rows, builder.add(row0, at)), scale, shift])
+                    if residual:
+                        v = builder.fadd(v, load8(builder, arena, builder.add(builder.add(res_at_, builder.mul(o, w_out_)), at)))
+                    v = builder.select(builder.fcmp_ordered(">", v, floor), v, floor)
+                    store8(builder, v, arena, builder.add(out0, at))
+
+        with builder.if_else(builder.icmp_signed(">=", res_at_, ir.Constant(i64, 0))) as (with_residual, without):
+            with with_residual:
+                channels(True)
+            with without:
+                channels(False)
+        return context.get_dummy_value()
+
+    return types.void(a, out_at, w_out, res_at, src, src_at, step, fw, scale_at, c_out, lo), codegen
+
+
 @njit(fastmath=True, boundscheck=False, nogil=True)
 def _finish(a, op, src, src_at, step, fw, scale_at, length):
     """Every output channel's epilogue: channel o's computed rows (``length`` values, h_out rows
     of ``length // h_out``, the first w_out of each kept) at ``src[src_at + o * step:]``, times
     its scale plus its shift, plus the residual, ReLU'd, into the output. One loop over all
-    channels: a call per channel costs more than its arithmetic."""
+    channels (a call per channel costs more than its arithmetic), in vectors where each channel
+    is one row (:func:`_finish_vectors`)."""
     c_out, h_out, w_out = op[F_CO], op[F_HO], op[F_WO]
     row_w, size, out_at, res_at = length // h_out, h_out * w_out, op[F_OUT], op[F_RES]
     lo = np.float32(0.0) if op[F_RELU] else np.float32(-np.inf)
+    if h_out == 1 and scale_at >= 0:
+        _finish_vectors(a, out_at, w_out, res_at, src, src_at, step, fw, scale_at, c_out, lo)
+        return
     for o in range(c_out):
         scale, shift = np.float32(1.0), np.float32(0.0)
         if scale_at >= 0:
