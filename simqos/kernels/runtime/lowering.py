@@ -253,6 +253,8 @@ class _Lowering:
         ky, kx = ky * dh, kx * dw  # tap position in the padded input
         phase = (ky % sh) * sw + kx % sw
         offsets = (nested.channel.astype(np.int64) * sh * sw + phase) * hq * wq + (ky // sh) * wq + kx // sw
+        taps_y, taps_x = np.meshgrid(np.arange(kernel[0]) * dh, np.arange(kernel[1]) * dw, indexing="ij")
+        read = np.unique((taps_y % sh) * sw + taps_x % sw)  # the phases some tap reads (a 1x1 stride-2 one: only the first)
         self.longest_row = max(self.longest_row, c_out * 8 * -(-h_out * wq // 8))  # every channel's row, in whole vectors
         self.layer_bytes[str(node.target)] = nested.values.nbytes + 4 * offsets.size + nested.start.nbytes + nested.stop.nbytes
         op = _Op(OP_CONV, self.segment, self.buffer[x], self.output_of(node), c, h, w, c_out, h_out, w_out, layer=layer,
@@ -260,6 +262,7 @@ class _Lowering:
                  extra={"values": self.put("fw", nested.values), "index": self.put("ic", offsets.astype(np.uint32)),
                         "start": self.put("iw", nested.start), "stop": self.put("iw", nested.stop.ravel()),
                         "padded": padded, "pad_h": padding[0], "pad_w": padding[1], "plane_h": hq, "plane_w": wq,
+                        "phases": int(np.bitwise_or.reduce(1 << read)),
                         "stride_h": sh, "stride_w": sw})
         self.add(op)
 

@@ -43,8 +43,8 @@ FIELDS = (
     "op", "segment", "layer", "input", "output", "residual", "relu",
     "c", "h", "w", "c_out", "h_out", "w_out",
     # convolution: its weights, its padded input's stride phases (-1: reads its input in
-    # place), the padding, a phase's size
-    "values", "index", "start", "stop", "padded", "pad_h", "pad_w", "plane_h", "plane_w",
+    # place), the padding, a phase's size, which phases its taps read (bit (y % sh) * sw + x % sw)
+    "values", "index", "start", "stop", "padded", "pad_h", "pad_w", "plane_h", "plane_w", "phases",
     # linear (sliced ELLPACK): values, index (columns), then these in iw
     "chunk_ptr", "chunk_full", "chunk_span", "lane_len", "chunks", "rows",
     # convolution and max pooling
@@ -54,7 +54,7 @@ FIELDS = (
 )
 """The columns of an op row; unused ones are 0 (a buffer offset that is absent is -1)."""
 (F_OP, F_SEG, F_LAYER, F_IN, F_OUT, F_RES, F_RELU, F_C, F_H, F_W, F_CO, F_HO, F_WO,
- F_VAL, F_IDX, F_START, F_STOP, F_PAD, F_PH, F_PW, F_HP, F_WP,
+ F_VAL, F_IDX, F_START, F_STOP, F_PAD, F_PH, F_PW, F_HP, F_WP, F_PHASES,
  F_PTR, F_FULL, F_SPAN, F_LANE, F_CHUNKS, F_ROWS, F_SH, F_SW, F_KH, F_KW) = range(len(FIELDS))
 
 
@@ -142,6 +142,8 @@ def _conv(a, op, level, fw, ic, iw, scale_at, acc):
             y = i + ph
             row0 = op[F_PAD] + (y % sh) * sw * plane + (y // sh) * wq  # channel 0's row, phase column 0
             for px in range(sw):  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
+                if not (op[F_PHASES] >> ((y % sh) * sw + px)) & 1:
+                    continue  # no tap reads it
                 first = max(0, -(-(pw - px) // sw))
                 last = (w - 1 + pw - px) // sw
                 for c in range(c_in):
