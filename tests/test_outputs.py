@@ -20,7 +20,7 @@ runner = CliRunner()
 
 def _scenario(folder: Path, **changes) -> Path:
     raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
-    raw.update({"profile": str(ROOT / "profiles" / "resnet1d-cpu"), "requests": 300, "warmup_requests": 0,
+    raw.update({"profile": str((ROOT / "scenarios" / raw["profile"]).resolve()), "requests": 300, "warmup_requests": 0,
                 "replications": 1, "outputs": {"plots": False}, **changes})
     path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(raw))
