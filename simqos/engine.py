@@ -478,7 +478,7 @@ class _Server:
                 on_factors[:] = factors
                 sliced_factors(factors, inputs.work_ms[i], serving.value_at(share_times, shares, now), run_first, slice_ms)
             t, code, changes = serving.serve_request.py_func(
-                i, now, arrival, deadline, inputs.work_ms[i], factors, times, speeds, cum, res_times, res_levels,
+                i, now, arrival, deadline, inputs.work_ms[i], factors, on_factors if sliced else factors, times, speeds, cum, res_times, res_levels,
                 deadlines[i + 1 : q_end], _choose(policy), params, table, candidates, np.empty(len(candidates)),
                 serving.bisect_right(times, now, len(times)) - 1, serving.bisect_right(res_times, now, len(res_times)) - 1,
             )

@@ -125,7 +125,7 @@ def _serve(
             on_factors[:] = factors
             sliced_factors(factors, work[i], shares[i_share], run_first, slice_ms)
         t, code, changes = serve_request(
-            first + i, now, arrival, deadline, work[i], factors, times, speeds, cum, res_times, res_levels,
+            first + i, now, arrival, deadline, work[i], factors, on_factors if sliced else factors, times, speeds, cum, res_times, res_levels,
             deadlines[i + 1 : q_end], decide, params, table, candidates, route_finish, i_speed, i_res,
         )  # fmt: skip
         if _beyond(t, known_s, cap_s) or _beyond_any(route_finish, known_s, cap_s):

@@ -40,7 +40,7 @@ from simqos.devicemodel import SpeedModel, capacity_table, speed_model
 from simqos.dp import solve
 from simqos.errors import SimqosError
 from simqos.queuedp import QueueModel, solve_queue
-from simqos.workload import mean_rate_hz
+from simqos.workload import planning_rate_hz
 from simqos.serving import (
     DP_HEADER,
     LOOKAHEAD_HEADER,
@@ -308,7 +308,7 @@ class Lookahead(Policy):
                         route = (first,) * seg + (level,) * (s - seg)
                         accuracy[first, seg, level] = model.decision_accuracy.get(route, model.decision_accuracy[(level,) * s])
         header = [len(speed.speeds), p.grid, step, p.quantiles, p.queue, p.back_up, s, speed.persistent,
-                  mean_rate_hz(self.scenario.workload.arrival), _typical_deadline_s(self.scenario), work_step]
+                  planning_rate_hz(self.scenario.workload.arrival, "lookahead"), _typical_deadline_s(self.scenario), work_step]
         assert len(header) == LOOKAHEAD_HEADER
         return np.concatenate([header, speed.speeds, work.ravel(), accuracy.ravel()]), table
 
@@ -385,7 +385,7 @@ class QueueDp(Policy):
         capacity = -1 if queue.capacity is None else queue.capacity
         late_drop = queue.late == "drop"
         key = (model.work_digest, tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), tuple(sorted(values.items())),
-               mean_rate_hz(scenario.workload.arrival), _typical_deadline_s(scenario), capacity, late_drop, p)
+               planning_rate_hz(scenario.workload.arrival, "queue_dp"), _typical_deadline_s(scenario), capacity, late_drop, p)
         if key not in _SOLVED_QUEUE:
             horizon = _longest_deadline_s(scenario, model, speed, 2)
             queue_model = QueueModel(key[5], min(key[6], horizon), horizon, capacity, late_drop)

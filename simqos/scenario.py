@@ -93,11 +93,14 @@ class BurstyArrival(_Model):
 
 
 class TraceArrival(_Model):
-    """Arrival times (s) replayed from the ``arrival_s`` column of a CSV file."""
+    """Arrival times (s) replayed from the ``arrival_s`` column of a CSV file; ``rate_hz``: the
+    mean rate (requests/s) the planning policies (lookahead, queue_dp) may assume — the file's
+    own average would tell them of arrivals still to come."""
 
     kind: Literal["trace"]
     path: Path
     after_end: Literal["error", "repeat"] = "error"
+    rate_hz: float | None = Field(default=None, gt=0)
 
     _resolve_path = field_validator("path")(_resolve)
 

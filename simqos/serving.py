@@ -102,7 +102,8 @@ class Decision(NamedTuple):
     ``min_resident_level``: levels below it are not resident now (``n_levels`` if none is).
     ``queued_deadlines_s``: absolute deadlines of the requests that have arrived behind this one,
     in queue order. ``idle_factor``: each level's work multiplier for this request (it found the
-    device idle that long; 1 when it waited). ``route_finish_s``: clairvoyance, for bounds only —
+    device idle that long; 1 when it waited) — never time-slicing's, which would tell the
+    request's own drawn work. ``route_finish_s``: clairvoyance, for bounds only —
     the exact finish of each of the policy's candidate routes started now with this request's
     own latency draws and the realised device (empty for every deployable policy).
     """
@@ -296,12 +297,15 @@ def route_finish_time(route, start_s, work, factors, times, speeds, cum, res_tim
 
 @jit
 def serve_request(
-    request, start_s, arrival_s, deadline_s, work, factors, times, speeds, cum, res_times, res_levels,
+    request, start_s, arrival_s, deadline_s, work, factors, seen, times, speeds, cum, res_times, res_levels,
     queued, decide, params, table, candidates, route_finish, speed_piece, resident_piece,
 ):  # fmt: skip
     """Serve one request started at ``start_s``: at its start and at each reroute point ask
     ``decide`` for the next segment's level, wait for that level to be resident, and run the
-    segment's ``work[level, segment] * factors[level]`` on the speed trace. Returns
+    segment's ``work[level, segment] * factors[level]`` on the speed trace. The policy is shown
+    ``seen`` as the request's work factors: what a deployed system knows before it runs (the
+    idle gap's factors), where ``factors`` may hold more (time-slicing's, which depend on the
+    request's own drawn work; the drivers pass the same array when there is no slicing). Returns
     ``(finish_s, route code, reroutes)``: the route's levels as base-``n_levels`` digits, and
     ``finish_s`` inf when a chosen level never becomes resident (the request is dropped).
     ``candidates`` (int64[:, :], one route per row) are the routes whose exact finish a
@@ -320,7 +324,7 @@ def serve_request(
     for seg in range(n_segments):
         state = Decision(
             request, t, arrival_s, deadline_s, seg, level, code, speeds[i_speed],
-            res_levels[i_res], n_levels, borrow(queued), borrow(factors), borrow(route_finish),
+            res_levels[i_res], n_levels, borrow(queued), borrow(seen), borrow(route_finish),
         )
         chosen = decide(state, borrow(params), borrow(table))
         if chosen < 0 or chosen >= n_levels:

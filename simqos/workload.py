@@ -27,6 +27,7 @@ __all__ = [
     "constant_deadlines",
     "lognormal_deadlines",
     "mean_rate_hz",
+    "planning_rate_hz",
     "periodic_arrivals",
     "poisson_arrivals",
     "read_arrivals_csv",
@@ -200,6 +201,19 @@ def mean_rate_hz(spec: Any) -> float:
         return float(np.dot(time_share / time_share.sum(), [s.rate_hz for s in spec.states]))
     times = read_arrivals_csv(spec.path)
     return len(times) / max(float(times[-1]), 1e-9)
+
+
+def planning_rate_hz(spec: Any, policy: str) -> float:
+    """The mean arrival rate (requests/s) a planning ``policy`` may assume: the arrival
+    process's own, or for a replayed trace the ``rate_hz`` the scenario states (the trace's own
+    average is taken over arrivals still to come, which a deployed system cannot know)."""
+    if spec.kind != "trace":
+        return mean_rate_hz(spec)
+    if spec.rate_hz is None:
+        raise SimqosError(f"workload.arrival.rate_hz: {policy} plans with a mean arrival rate, and the replayed trace "
+                          f"{spec.path.name} states none (its own average would tell the policy of arrivals still to come); "
+                          "add the rate it should expect, e.g. rate_hz: 30 (requests/s), or drop the policy")
+    return float(spec.rate_hz)
 
 
 def arrivals_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:
