@@ -134,12 +134,15 @@ class ServiceModel:
         """Measured accuracy of ``route``, or NaN when the profile has none for it."""
         return self.route_accuracy.get(route, float("nan"))
 
-    def accuracy_by_code(self) -> np.ndarray:
+    def accuracy_by_code(self, split: str = "test") -> np.ndarray:
         """The measured accuracy of every route, indexed by its code
-        (:func:`simqos.serving.route_code`); NaN where the profile has none."""
+        (:func:`simqos.serving.route_code`), on the ``test`` split (reported) or the
+        ``validation`` one (what choices are made on: :attr:`decision_accuracy`); NaN where the
+        profile has none."""
+        table = {"test": self.route_accuracy, "validation": self.decision_accuracy}[split]
         codes = np.arange(self.n_levels**self.n_segments)
         digits = (codes[:, None] // self.n_levels ** np.arange(self.n_segments - 1, -1, -1)) % self.n_levels
-        return np.array([self.accuracy(tuple(int(d) for d in row)) for row in digits])
+        return np.array([table.get(tuple(int(d) for d in row), float("nan")) for row in digits])
 
     @functools.cached_property
     def record_routes(self) -> tuple[list[str], np.ndarray]:

@@ -8,7 +8,12 @@ requests) is at least ``accuracy_floor``.
 
 **Candidates** are the deployable policies (not the clairvoyant reference). The **baseline**
 is the policy the scenario names (``objective.baseline``, a label), else the best static level
-for the objective.
+for the objective. **Chosen on validation, reported on test**: the best policy, the best static
+level and those above an accuracy floor are chosen with each route's validation-split accuracy
+(:func:`validation_scores`, from the routes each policy served and met); the values, differences
+and intervals reported are the test split's, so the verdict is not judged on the numbers it was
+chosen on. (A policy other than the baseline is deployed only when its test difference is
+beyond its interval: that gate can only keep the baseline.)
 
 **Paired differences.** Every policy of a replication is served the same arrivals, latency
 draws and device (common random numbers), so the per-request difference of two policies'
@@ -32,11 +37,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from simqos.tally import Tally, paired_difference, pooled, summary_row
 
-__all__ = ["plan_rerouting", "plan_verdict", "verdict", "verdict_lines"]
+__all__ = ["plan_rerouting", "plan_verdict", "validation_scores", "verdict", "verdict_lines"]
 
 
 def _objective_value(row: pd.Series, objective: str) -> float:
@@ -44,23 +50,29 @@ def _objective_value(row: pd.Series, objective: str) -> float:
 
 
 def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, deployable: list[str], static: list[str],
-            bound: dict | None) -> dict:
+            bound: dict | None, validation: pd.DataFrame | None = None) -> dict:
     """The verdict for ``objective`` (a scenario's :class:`~simqos.scenario.Objective`) among the
     ``deployable`` policy labels, against the named baseline or the best of ``static``;
-    ``tallies``: each policy's, pooled over the replications (the paired differences)."""
+    ``tallies``: each policy's, pooled over the replications (the paired differences).
+    ``validation``: the summary's accuracy columns (``policy``, ``accuracy_at_deadline``,
+    ``mean_accuracy``) scored with the routes' validation-split accuracies — the policies
+    eligible, the best and the baseline are chosen on it, and the values reported are the
+    summary's (test split), so the verdict's numbers are not the ones it was chosen on."""
     kind = objective.kind
     table = summary.set_index("policy")
     if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
         return {"objective": kind, "note": "accuracy is unavailable for this profile: no accuracy-at-deadline verdict; "
                                            "use objective: {kind: nines}"}
+    chosen_on = table if validation is None else table.assign(**validation.set_index("policy")[["accuracy_at_deadline", "mean_accuracy"]])
     eligible = [p for p in deployable if kind == "accuracy_at_deadline" or objective.accuracy_floor is None
-                or (not pd.isna(table.loc[p, "mean_accuracy"]) and table.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
+                or (not pd.isna(chosen_on.loc[p, "mean_accuracy"]) and chosen_on.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
     if not eligible:
         return {"objective": kind, "note": f"no deployable policy reaches the accuracy floor {objective.accuracy_floor:g}"}
     value = {p: _objective_value(table.loc[p], kind) for p in eligible}
-    best = max(eligible, key=lambda p: value[p])
+    choice = {p: _objective_value(chosen_on.loc[p], kind) for p in eligible}
+    best = max(eligible, key=lambda p: choice[p])
     pool = [p for p in static if p in value] or eligible
-    baseline = objective.baseline or max(pool, key=lambda p: value[p])
+    baseline = objective.baseline or max(pool, key=lambda p: choice[p])
     if baseline not in table.index:
         return {"objective": kind, "note": f"objective.baseline {baseline!r} is not one of the policies {list(table.index)}"}
     differences = {p: paired_difference(tallies[p], tallies[baseline], kind) for p in table.index if p != baseline}
@@ -80,6 +92,8 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         "difference_low": low,
         "difference_high": high,
         "differences": {p: list(d) for p, d in differences.items()},
+        "chosen_on": "test" if validation is None else "validation",
+        "ties": _ties(tallies, best, [p for p in eligible if p != best], kind),
         **out_best,
     }
     if bound is not None:
@@ -87,6 +101,17 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         room = ceiling - out["baseline_value"]
         out |= {"bound": ceiling, "bound_exact": bound["exact"],
                 "gap_closed": (value[best] - out["baseline_value"]) / room if room > 1e-12 else math.nan}
+    return out
+
+
+def _ties(tallies: Mapping[str, Tally], deployed: str, others: list[str], objective: str) -> dict[str, list[float]]:
+    """The policies whose paired difference from the deployed one (theirs minus its) has an
+    interval that holds 0: the runs cannot tell them apart."""
+    out = {}
+    for p in others:
+        point, low, high = paired_difference(tallies[p], tallies[deployed], objective)
+        if _known(low) and low <= 0 <= high:
+            out[p] = [point, low, high]
     return out
 
 
@@ -125,6 +150,12 @@ def verdict_lines(v: dict | None) -> list[str]:
             f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
             f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval}."
         ]
+    if v.get("ties"):
+        tied = ", ".join(f"`{p}` ({_points(d[0])} [{_points(d[1])}, {_points(d[2])}])" for p, d in v["ties"].items())
+        lines.append(f"It ties with {tied} points against it, inside the 95 % interval: these runs cannot tell them apart, "
+                     "so prefer whichever costs least to run.")
+    if v.get("chosen_on") == "validation":
+        lines.append("Chosen on the routes' validation-split accuracies; every value here is the test split's.")
     if "bound" in v:
         deployed = v["deploy"] != v["baseline"] and _known(v["gap_closed"])
         closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if deployed else ""
@@ -158,7 +189,7 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     deployable = [label for label, p in policies.items() if not p.clairvoyant]
     static = [label for label, p in policies.items() if isinstance(p, Static)]
     tallies = pooled(plan_tallies(plan, run))
-    out = verdict(summary, tallies, plan.scenario.objective, deployable, static, bound)
+    out = verdict(summary, tallies, plan.scenario.objective, deployable, static, bound, validation_scores(plan.model, tallies))
     if "bound" in out and out["baseline"] in static:
         level = policies[out["baseline"]].params.level
         alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])
@@ -168,6 +199,18 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
         if rerouting is not None:
             out["rerouting"] = rerouting
     return out
+
+
+def validation_scores(model, tallies: Mapping[str, Tally]) -> pd.DataFrame | None:
+    """Each policy's accuracy-at-deadline and mean accuracy of served requests scored with the
+    routes' validation-split accuracies (from the routes each served and met), or None when the
+    profile has no accuracy."""
+    if not model.has_accuracy:
+        return None
+    accuracy = np.nan_to_num(model.accuracy_by_code("validation"))
+    rows = [{"policy": p, "accuracy_at_deadline": float(t.routes_met @ accuracy) / max(t.requests, 1),
+             "mean_accuracy": float(t.routes_served @ accuracy) / max(int(t.routes_served.sum()), 1)} for p, t in tallies.items()]
+    return pd.DataFrame(rows)
 
 
 def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], deployed: str, deployable: list[str]) -> dict | None:

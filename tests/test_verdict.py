@@ -88,3 +88,34 @@ def test_the_bound_on_the_baseline_route_lies_between_the_baseline_and_the_bound
     assert v["baseline_bound"] == pytest.approx(alone["accuracy_at_deadline"])
     assert v["baseline_value"] - 1e-12 <= v["baseline_bound"] <= v["bound"] + 1e-12
     assert any(f"On `{v['baseline']}`'s route alone" in line for line in verdict_lines(v))
+
+
+def test_the_choice_is_made_on_validation_accuracy_and_the_values_reported_on_test():
+    """On test static L1 (0.8) is the best static level; on validation, where L0's route scores
+    0.95 and L1's 0.4, L0 is: the baseline is L0, and the values reported are the test ones."""
+    tallies = _tallies({"static L0": (ALL, 0.7), "static L1": (ALL, 0.8), "smart": (ALL, 0.75)})
+    validation = pd.DataFrame([{"policy": "static L0", "accuracy_at_deadline": 0.95, "mean_accuracy": 0.95},
+                               {"policy": "static L1", "accuracy_at_deadline": 0.4, "mean_accuracy": 0.4},
+                               {"policy": "smart", "accuracy_at_deadline": 1.0, "mean_accuracy": 1.0}])
+    policies = ["static L0", "static L1", "smart"]
+    on_test = verdict(_summary(tallies), tallies, Objective(), policies, policies[:2], None)
+    assert on_test["baseline"] == "static L1" and on_test["chosen_on"] == "test"
+    v = verdict(_summary(tallies), tallies, Objective(), policies, policies[:2], None, validation)
+    assert v["baseline"] == "static L0" and v["baseline_value"] == pytest.approx(0.7) and v["chosen_on"] == "validation"
+    assert v["deploy"] == "smart" and v["value"] == pytest.approx(0.75) and v["difference"] == pytest.approx(0.05)
+    assert "validation-split accuracies" in " ".join(verdict_lines(v))
+
+
+def test_policies_inside_each_others_interval_are_named_as_ties():
+    """smart and twin differ on 2 of 80 requests, one each way: a difference of 0 inside its
+    interval, a tie; static L1 is worse on every 8th request, beyond it."""
+    twin, base = ALL.copy(), ALL.copy()
+    twin[3], base[::8] = False, False
+    smart = ALL.copy()
+    smart[11] = False
+    tallies = _tallies({"static L1": (base, 0.8), "smart": (smart, 0.8), "twin": (twin, 0.8)})
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart", "twin"], ["static L1"], None)
+    assert v["deploy"] in ("smart", "twin") and set(v["ties"]) == {"twin", "smart"} - {v["deploy"]}
+    point, low, high = next(iter(v["ties"].values()))
+    assert point == pytest.approx(0.0) and low < 0 < high
+    assert "ties with" in " ".join(verdict_lines(v))
