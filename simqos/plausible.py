@@ -1,6 +1,8 @@
 """Values a scenario may legally hold but that are most likely a slip of units: a speed given in
 percent, trace times in milliseconds, a log-normal ``sigma`` given as a spread in ms, a deadline
-no route can meet even on the fastest device. Each is a warning naming the field, the value and
+no route can meet even on the fastest device (back to back, or after the idle gap between
+arrivals, when the profile's idle table slows a request that finds the device idle), a memory
+in which no level fits, memory that never constrains (written in KB?). Each is a warning naming the field, the value and
 what it would mean; the run goes ahead (a user may mean it). Also a setting that has no
 effect: ``outputs.sample_requests`` without ``outputs.records: sample``, a ``device.slice_ms``
 with a speed that never drops below 1.
@@ -8,7 +10,8 @@ with a speed that never drops below 1.
 The thresholds: a speed factor above :data:`MOST_SPEED` (a device that many times faster than
 the one profiled); a ``sigma`` above :data:`MOST_SIGMA` (its 99th percentile deadline e^(2.33
 sigma) times the median); a trace file whose times span more than :data:`MOST_SPAN` times the
-run's expected length, or arrivals sparser than one per :data:`MOST_GAP_S` seconds.
+run's expected length, or arrivals sparser than one per :data:`MOST_GAP_S` seconds; memory at
+least :data:`MOST_MEMORY` times the least sparse level's in every state.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from simqos.scenario import Scenario
 from simqos.service import ServiceModel
 from simqos.workload import mean_rate_hz, read_arrivals_csv
 
-__all__ = ["MOST_GAP_S", "MOST_SIGMA", "MOST_SPAN", "MOST_SPEED", "implausible"]
+__all__ = ["MOST_GAP_S", "MOST_MEMORY", "MOST_SIGMA", "MOST_SPAN", "MOST_SPEED", "implausible"]
 
 MOST_SPEED = 10.0
 MOST_SIGMA = 3.0
 MOST_SPAN = 100.0
 MOST_GAP_S = 60.0
+MOST_MEMORY = 1000.0
 
 
 def _speeds(spec) -> dict[str, float]:
@@ -37,6 +41,33 @@ def _speeds(spec) -> dict[str, float]:
     if spec.kind == "periodic":
         return {"device.speed.high": spec.high, "device.speed.low": spec.low}
     return {f"device.speed: {spec.path}": float(read_trace_csv(spec.path, "speed").values.max())}
+
+
+def _memory_values(spec) -> dict[str, float]:
+    """Every memory (MB) a ``device.memory`` process can take, by the field that gives it."""
+    if spec.kind == "constant":
+        return {"device.memory.memory_mb": spec.memory_mb}
+    if spec.kind == "markov":
+        return {f"device.memory.states[{k}].memory_mb" + (f" ({s.name})" if s.name else ""): s.memory_mb for k, s in enumerate(spec.states)}
+    if spec.kind == "periodic":
+        return {"device.memory.high": spec.high, "device.memory.low": spec.low}
+    return {f"device.memory: {spec.path}": float(read_trace_csv(spec.path, "memory_mb").values.min())}
+
+
+def _memory_warnings(scenario: Scenario, model: ServiceModel) -> list[str]:
+    """A memory in which no level fits (its requests wait or drop), and memory that is
+    :data:`MOST_MEMORY` times what the model needs in every state (in KB?)."""
+    if scenario.device.memory is None:
+        return []
+    values = _memory_values(scenario.device.memory)
+    sparsest_mb, whole_mb = model.level_bytes[-1] / 1e6, model.level_bytes[0] / 1e6
+    out = [f"{field}: {mb:g} MB holds no level of {scenario.profile.name} (the sparsest needs {sparsest_mb:.3g} MB): "
+           "every request that comes while it lasts waits for memory or is dropped" for field, mb in values.items() if mb < sparsest_mb]
+    if min(values.values()) >= MOST_MEMORY * whole_mb:
+        out.append(f"device.memory: at least {min(values.values()):g} MB in every state, {MOST_MEMORY:g}x or more what the "
+                   f"least sparse level of {scenario.profile.name} needs ({whole_mb:.3g} MB), so memory never constrains the "
+                   "run; memory is in megabytes (a value in KB reads 1,000 times too large)")
+    return out
 
 
 def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
@@ -54,14 +85,24 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
         out.append(f"workload.deadline.sigma: {deadline.sigma:g} puts the 99th-percentile deadline at {p99:.3g} ms "
                    f"(median {deadline.median_ms:g} ms); sigma is the standard deviation of the deadline's logarithm "
                    "(0.3: about ±35 %), not a spread in ms")
-    fastest_ms = float(model.remaining_quantile_ms(0.0)[:, 0].min()) / max(speeds)
+    fastest_each = model.remaining_quantile_ms(0.0)[:, 0]  # each level's fastest draw, whole route
+    fastest_ms = float(fastest_each.min()) / max(speeds)
     longest_ms = {"constant": lambda: deadline.ms, "uniform": lambda: deadline.high_ms,
                   "lognormal": lambda: deadline.median_ms}[deadline.kind]()
+    what = {"constant": "the deadline", "uniform": "the longest deadline", "lognormal": "the median deadline"}[deadline.kind]
     if longest_ms < fastest_ms:
-        what = {"constant": "the deadline", "uniform": "the longest deadline", "lognormal": "the median deadline"}[deadline.kind]
         out.append(f"workload.deadline: {what} is {longest_ms:g} ms, but the fastest route of {scenario.profile.name} "
                    f"needs {fastest_ms:.3g} ms even at the device's top speed ({max(speeds):g}), so "
                    f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
+    else:
+        gap_ms = 1e3 / mean_rate_hz(scenario.workload.arrival) - fastest_ms  # the idle gap a request finds at the mean spacing
+        woken_ms = min(f * factor for f, factor in zip(fastest_each, model.idle_factors_at(max(gap_ms, 0.0)))) / max(speeds)
+        if gap_ms > 0 and longest_ms < woken_ms:
+            out.append(f"workload.deadline: {what} is {longest_ms:g} ms; the fastest route of {scenario.profile.name} needs "
+                       f"{fastest_ms:.3g} ms at the device's top speed back to back, but requests arriving "
+                       f"{1e3 / mean_rate_hz(scenario.workload.arrival):.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
+                       f"after which the profile's idle table slows it to {woken_ms:.3g} ms, so most requests will miss")
+    out += _memory_warnings(scenario, model)
     run_s = (scenario.requests / mean_rate_hz(scenario.workload.arrival) if scenario.requests is not None
              else scenario.duration_s)
     for field, spec, column in scenario.device.processes():

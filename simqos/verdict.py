@@ -42,11 +42,16 @@ import pandas as pd
 
 from simqos.tally import Tally, paired_difference, pooled, summary_row
 
-__all__ = ["plan_rerouting", "plan_verdict", "validation_scores", "verdict", "verdict_lines"]
+__all__ = ["NOT_VIABLE_MISS", "plan_rerouting", "plan_verdict", "validation_scores", "verdict", "verdict_lines"]
 
 
 def _objective_value(row: pd.Series, objective: str) -> float:
     return float(row["accuracy_at_deadline"]) if objective == "accuracy_at_deadline" else 1.0 - float(row["miss_rate"])
+
+
+NOT_VIABLE_MISS = 0.9
+"""When every deployable policy misses more than this share of requests, the verdict deploys
+none: a "best" policy that meets a few percent is not an answer."""
 
 
 def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, deployable: list[str], static: list[str],
@@ -68,6 +73,11 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
                 or (not pd.isna(chosen_on.loc[p, "mean_accuracy"]) and chosen_on.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
     if not eligible:
         return {"objective": kind, "note": f"no deployable policy reaches the accuracy floor {objective.accuracy_floor:g}"}
+    if all(table.loc[p, "miss_rate"] > NOT_VIABLE_MISS for p in eligible):
+        met = max(eligible, key=lambda p: 1.0 - table.loc[p, "miss_rate"])
+        return {"objective": kind, "note": f"no policy is viable: every deployable policy misses more than "
+                                           f"{NOT_VIABLE_MISS:.0%} of requests (the best, {met}, meets "
+                                           f"{1.0 - table.loc[met, 'miss_rate']:.1%}); the deadline is out of reach on this device"}
     value = {p: _objective_value(table.loc[p], kind) for p in eligible}
     choice = {p: _objective_value(chosen_on.loc[p], kind) for p in eligible}
     best = max(eligible, key=lambda p: choice[p])

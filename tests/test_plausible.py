@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bundles import scenario_dict
+from bundles import scenario_dict, write_bundle
 from simqos.cli import app
 from simqos.engine import build_plan, run_plan
 from simqos.scenario import load_scenario, parse_scenario
@@ -24,10 +24,38 @@ def _warnings(two_level, **overrides) -> list[str]:
     return list(build_plan(parse_scenario(scenario_dict(two_level, **overrides))).warnings)
 
 
-def test_the_shipped_scenarios_raise_no_warning():
+def test_the_shipped_scenarios_raise_no_warning_but_the_one_they_mean():
+    meant = {"validate-memory.yaml": ("device.memory.states[2].memory_mb (severe): 2 MB holds no level",)}  # "nothing fits, requests wait"
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         if not path.name.endswith(".sweep.yaml"):
-            assert build_plan(load_scenario(path)).warnings == (), path.name
+            warnings = build_plan(load_scenario(path)).warnings
+            assert len(warnings) == len(meant.get(path.name, ())), (path.name, warnings)
+            assert all(w.startswith(m) for w, m in zip(warnings, meant.get(path.name, ()))), (path.name, warnings)
+
+
+def test_a_deadline_that_the_idle_slowdown_puts_out_of_reach(tmp_path):
+    """Back to back the fastest route takes 1 ms (level 1's 0.5 + 0.5); frames 100 ms apart find
+    the device idle ~99 ms, after which the idle table slows level 1 by 1 + 3 x 1.5 = 5.5: 5.5 ms
+    against a 3 ms deadline."""
+    samples = {(name, k): [1.0 / (k + 1)] * 5 for name in ("a", "b") for k in (0, 1)}
+    bundle = write_bundle(tmp_path / "idle", samples, {"a": 0, "b": 1}, idle_factor={0.0: 1.0, 50.0: 4.0})
+    workload = {"arrival": {"kind": "periodic", "fps": 10}, "deadline": {"kind": "constant", "ms": 3}}
+    (warning,) = build_plan(parse_scenario(scenario_dict(bundle, workload=workload))).warnings
+    assert warning.startswith("workload.deadline: the deadline is 3 ms") and "idle for about 99 ms" in warning
+    assert "slows it to 5.5 ms" in warning
+    workload["deadline"]["ms"] = 6
+    assert build_plan(parse_scenario(scenario_dict(bundle, workload=workload))).warnings == ()
+
+
+def test_a_memory_state_that_holds_no_level_and_memory_written_in_kb(two_level):
+    """two_level holds 1000 bytes at level 0 and 500 at level 1: 0.001 and 0.0005 MB."""
+    memory = {"kind": "markov", "states": [{"name": "free", "memory_mb": 0.002, "mean_dwell_s": 1},
+                                           {"name": "squeezed", "memory_mb": 0.0004, "mean_dwell_s": 0.1}]}
+    (warning,) = _warnings(two_level, device={"speed": {"kind": "constant", "speed": 1.0}, "memory": memory})
+    assert warning.startswith("device.memory.states[1].memory_mb (squeezed): 0.0004 MB holds no level")
+    memory = {"kind": "constant", "memory_mb": 2.0}  # 2,000x level 0: meant 2 KB?
+    (warning,) = _warnings(two_level, device={"speed": {"kind": "constant", "speed": 1.0}, "memory": memory})
+    assert warning.startswith("device.memory: at least 2 MB in every state") and "in KB" in warning
 
 
 def test_a_speed_in_percent(two_level):

@@ -119,3 +119,12 @@ def test_policies_inside_each_others_interval_are_named_as_ties():
     point, low, high = next(iter(v["ties"].values()))
     assert point == pytest.approx(0.0) and low < 0 < high
     assert "ties with" in " ".join(verdict_lines(v))
+
+
+def test_no_policy_is_deployed_when_every_one_misses_nearly_every_request():
+    rare, rarer = np.zeros(2 * N, dtype=bool), np.zeros(2 * N, dtype=bool)
+    rare[::20], rarer[::40] = True, True  # 5 % and 2.5 % met
+    tallies = _tallies({"static L1": (rarer, 0.8), "smart": (rare, 0.8)})
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None)
+    assert "deploy" not in v and v["note"].startswith("no policy is viable") and "smart, meets 5.0%" in v["note"]
+    assert verdict_lines(v)[0].startswith("**Verdict**: no policy is viable")
