@@ -114,13 +114,17 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
 TIMELINE_WINDOW_S = 1.0
 QUANTILES = (0.3, 0.5, 0.7, 0.9, 0.99)
 MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
+KNOB_FAMILIES = frozenset({"static", "greedy", "deadline_aware", "lookahead", "dp", "queue_dp", "clairvoyant"})
+"""The built-in families the frontier always draws (queue_dp when listed); any other policy a
+scenario lists is drawn as it is."""
 
 
 def _knob_table(scenario: Scenario) -> pd.DataFrame:
     """One run with every policy family at several settings of its knob: static at each level,
     greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
-    parameters), lookahead and dp as they are (and queue_dp, when the scenario lists it), and the
-    clairvoyant reference at several planning margins (fractions of the deadline)."""
+    parameters), lookahead and dp as they are (and queue_dp, when the scenario lists it), the
+    clairvoyant reference at several planning margins (fractions of the deadline), and every
+    other policy the scenario lists (a user's own) as it is."""
     n_levels = build_plan(scenario).model.n_levels
     da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
     da = {k: v for k, v in da.items() if k != "quantile"}
@@ -135,6 +139,8 @@ def _knob_table(scenario: Scenario) -> pd.DataFrame:
     # queue_dp only when the scenario lists it: its table takes up to a minute to solve
     specs += [("queue_dp", 0, {"kind": "queue_dp", **p.params}) for p in scenario.policies if p.kind == "queue_dp"][:1]
     specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
+    # the scenario's own policies (a user's registered ones) as they are, each a point
+    specs += [(p.label or p.kind, 0, {"kind": p.kind, **p.params}) for p in scenario.policies if p.kind not in KNOB_FAMILIES]
     policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))
     summary = summarize_plan(plan, simulate(plan, records=NO_RECORDS), percentile_intervals=False)

@@ -100,3 +100,12 @@ def test_the_accuracy_frontier_shows_queue_dp_only_when_listed(two_level):
     families = list(_knob_table(listed)["family"])
     assert families.count("queue_dp") == 1 and {"static", "lookahead", "dp", "clairvoyant"} <= set(families)
     assert "queue_dp" not in set(_knob_table(parse_scenario(scenario_dict(two_level, requests=300)))["family"])
+
+
+def test_the_accuracy_frontier_shows_a_users_own_policy(two_level):
+    from simqos.report import _knob_table
+
+    scenario = scenario_dict(two_level, requests=300, plugins=["user_policies"],
+                             policies=[{"kind": "static", "level": 0}, {"kind": "sparsest_after", "segments": 1, "label": "mine"}])
+    table = _knob_table(parse_scenario(scenario))
+    assert list(table["family"]).count("mine") == 1 and table.loc[table["family"] == "mine", "requests"].iloc[0] > 0
