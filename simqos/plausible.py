@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from simqos.device import read_trace_csv
 from simqos.scenario import Scenario
 from simqos.service import ServiceModel
@@ -32,26 +34,16 @@ MOST_GAP_S = 60.0
 MOST_MEMORY = 1000.0
 
 
-def _speeds(spec) -> dict[str, float]:
-    """Every speed factor a ``device.speed`` process can take, by the field that gives it."""
+def _values(spec, field: str, column: str, of_trace) -> dict[str, float]:
+    """Every value (``column``: speed or memory_mb) a device process ``spec`` at ``field`` can
+    take, by the field that gives it; of a trace file, ``of_trace`` (max or min) of its values."""
     if spec.kind == "constant":
-        return {"device.speed.speed": spec.speed}
+        return {f"{field}.{column}": getattr(spec, column)}
     if spec.kind == "markov":
-        return {f"device.speed.states[{k}].speed" + (f" ({s.name})" if s.name else ""): s.speed for k, s in enumerate(spec.states)}
+        return {f"{field}.states[{k}].{column}" + (f" ({s.name})" if s.name else ""): getattr(s, column) for k, s in enumerate(spec.states)}
     if spec.kind == "periodic":
-        return {"device.speed.high": spec.high, "device.speed.low": spec.low}
-    return {f"device.speed: {spec.path}": float(read_trace_csv(spec.path, "speed").values.max())}
-
-
-def _memory_values(spec) -> dict[str, float]:
-    """Every memory (MB) a ``device.memory`` process can take, by the field that gives it."""
-    if spec.kind == "constant":
-        return {"device.memory.memory_mb": spec.memory_mb}
-    if spec.kind == "markov":
-        return {f"device.memory.states[{k}].memory_mb" + (f" ({s.name})" if s.name else ""): s.memory_mb for k, s in enumerate(spec.states)}
-    if spec.kind == "periodic":
-        return {"device.memory.high": spec.high, "device.memory.low": spec.low}
-    return {f"device.memory: {spec.path}": float(read_trace_csv(spec.path, "memory_mb").values.min())}
+        return {f"{field}.high": spec.high, f"{field}.low": spec.low}
+    return {f"{field}: {spec.path}": float(of_trace(read_trace_csv(spec.path, column).values))}
 
 
 def _memory_warnings(scenario: Scenario, model: ServiceModel) -> list[str]:
@@ -59,7 +51,7 @@ def _memory_warnings(scenario: Scenario, model: ServiceModel) -> list[str]:
     :data:`MOST_MEMORY` times what the model needs in every state (in KB?)."""
     if scenario.device.memory is None:
         return []
-    values = _memory_values(scenario.device.memory)
+    values = _values(scenario.device.memory, "device.memory", "memory_mb", np.min)
     sparsest_mb, whole_mb = model.level_bytes[-1] / 1e6, model.level_bytes[0] / 1e6
     out = [f"{field}: {mb:g} MB holds no level of {scenario.profile.name} (the sparsest needs {sparsest_mb:.3g} MB): "
            "every request that comes while it lasts waits for memory or is dropped" for field, mb in values.items() if mb < sparsest_mb]
@@ -73,7 +65,7 @@ def _memory_warnings(scenario: Scenario, model: ServiceModel) -> list[str]:
 def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
     """Warnings for ``scenario`` (module doc), each naming the field, the value and its meaning."""
     out = []
-    by_field = _speeds(scenario.device.speed)
+    by_field = _values(scenario.device.speed, "device.speed", "speed", np.max)
     speeds = list(by_field.values())
     for field, speed in by_field.items():
         if speed > MOST_SPEED:
