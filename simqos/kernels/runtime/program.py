@@ -31,8 +31,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from simqos.compiled import clock_ns, njit
-from simqos.kernels.vector import VEC8, fma8, load8, splat8, store8
 from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, sum_short_runs
+from simqos.kernels.vector import fma8, load8, splat8, store8
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
 
