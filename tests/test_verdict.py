@@ -128,3 +128,17 @@ def test_no_policy_is_deployed_when_every_one_misses_nearly_every_request():
     v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None)
     assert "deploy" not in v and v["note"].startswith("no policy is viable") and "smart, meets 5.0%" in v["note"]
     assert verdict_lines(v)[0].startswith("**Verdict**: no policy is viable")
+
+
+def test_the_gap_closed_has_its_interval_and_the_clairvoyant_reference_beside_it():
+    smart, oracle = ALL.copy(), ALL.copy()
+    smart[::40] = False  # 78 of 80 at 0.95
+    tallies = _tallies({"static L1": (ALL, 0.8), "smart": (smart, 0.95), "clairvoyant": (oracle, 0.9)})
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"],
+                {"accuracy_at_deadline": 1.0, "met": 2 * N, "requests": 2 * N, "exact": True})
+    room = 1.0 - 0.8
+    assert v["deploy"] == "smart" and v["gap_closed"] == pytest.approx((0.95 * 78 / 80 - 0.8) / room)
+    assert v["gap_closed_low"] == pytest.approx(v["difference_low"] / room) and v["gap_closed_low"] < v["gap_closed"] < v["gap_closed_high"]
+    assert v["reference"] == {"policy": "clairvoyant", "value": pytest.approx(0.9), "gap_closed": pytest.approx(0.5)}
+    text = " ".join(verdict_lines(v))
+    assert "of the gap from the baseline to it [" in text and "The reference `clairvoyant`" in text and "(50% of the gap)" in text
