@@ -185,8 +185,9 @@ def verdict_lines(v: dict | None) -> list[str]:
         if "reference" in v and _known(v["reference"]["gap_closed"]):
             r = v["reference"]
             lines.append(f"The reference `{r['policy']}`, which knows each request's own future but not the requests to come, "
-                         f"reaches {r['value']:.2%} ({r['gap_closed']:.0%} of the gap): the rest of the gap takes hindsight "
-                         "across requests, which no deployable policy has.")
+                         f"reaches {r['value']:.2%} ("
+                         + (f"{r['gap_closed']:.0%} of the gap" if r["gap_closed"] >= 0 else "below the baseline")
+                         + "): the rest of the gap takes hindsight across requests, which no deployable policy has.")
     if "baseline_bound" in v:
         rest = v["bound"] - v["baseline_bound"]
         lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
