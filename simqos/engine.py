@@ -586,9 +586,10 @@ def records_table(
 
 
 class _Recorder(Policy):
-    """Wraps a policy and keeps the states and choices of one request's decisions."""
+    """Wraps a policy and keeps the states and choices of one request's decisions (every
+    request's, with ``request`` None)."""
 
-    def __init__(self, inner: Policy, request: int) -> None:
+    def __init__(self, inner: Policy, request: int | None) -> None:
         super().__init__(inner.params, inner.model, inner.scenario)
         self.inner, self.request, self.rows = inner, request, []
 
@@ -597,7 +598,7 @@ class _Recorder(Policy):
 
     def choose(self, state: Decision) -> int:
         level = self.inner.choose(state)
-        if state.request == self.request:
+        if self.request is None or state.request == self.request:
             self.rows.append({**state._asdict(), "chosen": level})
         return level
 

@@ -2,8 +2,9 @@
 percent, trace times in milliseconds, a log-normal ``sigma`` given as a spread in ms, a deadline
 no route can meet even on the fastest device (back to back, or after the idle gap between
 arrivals, when the profile's idle table slows a request that finds the device idle), a memory
-in which no level fits, memory that never constrains (written in KB?). Each is a warning naming the field, the value and
-what it would mean; the run goes ahead (a user may mean it). Also a setting that has no
+in which no level fits, memory that never constrains (written in KB?). Each is a warning
+naming the field, the value and what it would mean; the run goes ahead (a user may mean it).
+Also a setting that has no
 effect: ``outputs.sample_requests`` without ``outputs.records: sample``, a ``device.slice_ms``
 with a speed that never drops below 1.
 
@@ -87,12 +88,13 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
                    f"needs {fastest_ms:.3g} ms even at the device's top speed ({max(speeds):g}), so "
                    f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
     else:
-        gap_ms = 1e3 / mean_rate_hz(scenario.workload.arrival) - fastest_ms  # the idle gap a request finds at the mean spacing
+        spacing_ms = 1e3 / mean_rate_hz(scenario.workload.arrival)
+        gap_ms = spacing_ms - fastest_ms  # the idle gap a request finds at the mean spacing
         woken_ms = min(f * factor for f, factor in zip(fastest_each, model.idle_factors_at(max(gap_ms, 0.0)))) / max(speeds)
         if gap_ms > 0 and longest_ms < woken_ms:
             out.append(f"workload.deadline: {what} is {longest_ms:g} ms; the fastest route of {scenario.profile.name} needs "
                        f"{fastest_ms:.3g} ms at the device's top speed back to back, but requests arriving "
-                       f"{1e3 / mean_rate_hz(scenario.workload.arrival):.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
+                       f"{spacing_ms:.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
                        f"after which the profile's idle table slows it to {woken_ms:.3g} ms, so most requests will miss")
     out += _memory_warnings(scenario, model)
     run_s = (scenario.requests / mean_rate_hz(scenario.workload.arrival) if scenario.requests is not None

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from simqos.cli import app
 from simqos.device import SpeedTrace, Trace
-from simqos.engine import ReplicationInputs, _Server, build_plan, sample_inputs
-from simqos.policies import Policy
+from simqos.engine import ReplicationInputs, _Recorder, _Server, build_plan, sample_inputs
 from simqos.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,28 +29,13 @@ DEPLOYABLE = [
 ]
 
 
-class _AllDecisions(Policy):
-    """Wraps a policy and keeps every decision: (request, segment, time, level)."""
-
-    def __init__(self, inner: Policy) -> None:
-        super().__init__(inner.params, inner.model, inner.scenario)
-        self.inner, self.rows = inner, []
-
-    def candidates(self) -> np.ndarray:
-        return self.inner.candidates()
-
-    def choose(self, state) -> int:
-        level = self.inner.choose(state)
-        self.rows.append((state.request, state.segment, state.now_s, level))
-        return level
-
-
 def _decisions(plan, inputs, policy_index):
-    recorder = _AllDecisions(plan.policy_factories[policy_index]())
+    """Every decision of the policy: (request, segment, time, level)."""
+    recorder = _Recorder(plan.policy_factories[policy_index](), None)
     env = simpy.Environment()
     env.process(_Server(plan, inputs, recorder).process(env))
     env.run()
-    return recorder.rows
+    return [(row["request"], row["segment"], row["now_s"], row["chosen"]) for row in recorder.rows]
 
 
 def _plan(tmp_path, slice_ms):
