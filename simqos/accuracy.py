@@ -33,7 +33,7 @@ import pandas as pd
 from simqos.errors import SimqosError
 from simqos.metrics import wilson_interval
 from simqos.outputs import owned, staged
-from simqos.bundle import SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
+from simqos.bundle import OUTCOMES_FILE, SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
 
 __all__ = ["attach_accuracy", "read_accuracy_csv"]
 
@@ -141,6 +141,7 @@ def attach_accuracy(bundle: Path, path: Path, dataset: str, metric: str, unit: s
     )
     with staged(bundle, "profile", "BUNDLE") as work:  # the bundle is replaced whole, or not at all
         shutil.copytree(bundle, work, dirs_exist_ok=True)
+        (work / OUTCOMES_FILE).unlink(missing_ok=True)  # the replaced accuracies' per-sample outcomes
         save_profile(new, work)
         result = load_profile(work)  # what is swapped in has passed validation
     return result

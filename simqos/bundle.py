@@ -21,6 +21,11 @@ A bundle is a folder of one JSON file and a few CSV tables, documented field by 
 ``routes.csv``
     accuracy per route on each held-out split (only when accuracy is available): the
     ``validation`` rows are what policies decide on, the ``test`` rows what reports show.
+``route_outcomes.npz`` (optional, with ``routes.csv``)
+    every route's outcome on each test sample (:class:`RouteOutcomes`): routes are scored on the
+    same samples, so the verdict's difference of two policies' accuracy gets its *paired*
+    test-set sampling error from it. Without it, the verdict's interval leaves that error out
+    and says so.
 ``idle.csv`` (optional)
     raw whole-model latency samples (ms) per level after the device idled ``idle_ms`` since the
     previous inference (0: back to back, as every other table is timed). An idle core loses
@@ -61,7 +66,9 @@ __all__ = [
     "Provenance",
     "Quietness",
     "NetworkRecipe",
+    "OUTCOMES_FILE",
     "ProfileSettings",
+    "RouteOutcomes",
     "TrainingSettings",
     "SPLITS",
     "SplitAccuracy",
@@ -88,6 +95,39 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "idle.csv": ("level", "idle_ms", "sample", "latency_ms"),
 }
 """Required columns of each table (more columns are an error too)."""
+
+
+OUTCOMES_FILE = "route_outcomes.npz"
+
+
+@dataclass(frozen=True)
+class RouteOutcomes:
+    """Every route's outcome on each scored sample of the test split: of sample i's
+    ``units[i]`` scored units (1 for a classified sample; a sentence's tokens), route
+    ``routes[r]`` gets ``hits[r, i]`` right. Stored as ``route_outcomes.npz`` (arrays ``route``:
+    route texts ``"0-1-1"``, ``hits``, ``units``)."""
+
+    routes: tuple[tuple[int, ...], ...]
+    hits: np.ndarray  # (routes, samples) int
+    units: np.ndarray  # (samples,) int
+
+    def save(self, path: Path) -> None:
+        """Write atomically (a crash leaves the old file or none)."""
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, route=np.array(["-".join(map(str, r)) for r in self.routes]),
+                            hits=self.hits.astype(np.min_scalar_type(max(int(self.units.max(initial=1)), 1))),
+                            units=self.units.astype(np.min_scalar_type(max(int(self.units.max(initial=1)), 1))))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> RouteOutcomes:
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                routes = tuple(tuple(int(p) for p in str(t).split("-")) for t in f["route"])
+                return cls(routes, f["hits"].astype(np.int64), f["units"].astype(np.int64))
+        except (OSError, KeyError, ValueError) as exc:
+            raise _fail(path, f"not a route outcomes file ({exc}); re-create the profile with `simqos profile`, "
+                              "or remove the file (the verdict then leaves the test set's sampling error out)") from None
 
 
 class _Strict(BaseModel):
@@ -292,6 +332,7 @@ class Profile:
     end_to_end: pd.DataFrame
     routes: pd.DataFrame | None
     idle: pd.DataFrame | None = None
+    outcomes: RouteOutcomes | None = None
 
     @property
     def n_levels(self) -> int:
@@ -404,6 +445,8 @@ def save_profile(profile: Profile, folder: Path) -> None:
     for name, table in tables.items():
         if table is not None:
             table.loc[:, list(TABLE_COLUMNS[name])].to_csv(folder / name, index=False, float_format="%.6g")
+    if profile.outcomes is not None:
+        profile.outcomes.save(folder / OUTCOMES_FILE)
 
 
 def _fail(where: Path, message: str) -> SimqosError:
@@ -525,6 +568,8 @@ def _validate(folder: Path, profile: Profile) -> None:
         raise _fail(folder / "routes.csv", "present, but profile.json says accuracy is unavailable; remove one")
     if profile.routes is not None:
         check_routes(folder / "routes.csv", profile.routes, profile.n_segments, k)
+    if profile.outcomes is not None:
+        _check_outcomes(folder / OUTCOMES_FILE, profile.outcomes, profile.routes)
 
     if profile.idle is not None:
         path = folder / "idle.csv"
@@ -536,6 +581,24 @@ def _validate(folder: Path, profile: Profile) -> None:
             raise _fail(path, f"needs samples for levels 0..{k - 1}, each at idle_ms 0 (back to back) and after gaps")
         if any(set(g["idle_ms"]) != gaps for _, g in d.groupby("level")):
             raise _fail(path, f"every level needs samples at the same idle gaps {sorted(gaps)}")
+
+
+def _check_outcomes(path: Path, outcomes: RouteOutcomes, routes: pd.DataFrame | None) -> None:
+    """Raise SimqosError unless ``outcomes`` are routes.csv's test rows, sample by sample: the
+    same routes, each one's hits summing to its ``correct`` and the units to its ``n``."""
+    if routes is None:
+        raise _fail(path, "present without routes.csv; remove it")
+    test = routes[routes["split"] == "test"].set_index("route")
+    texts = ["-".join(map(str, r)) for r in outcomes.routes]
+    if sorted(texts) != sorted(test.index) or outcomes.hits.shape != (len(texts), len(outcomes.units)):
+        raise _fail(path, f"needs one row of hits per test route of routes.csv ({len(test)}) and one column per sample; "
+                          f"has {outcomes.hits.shape[0]} routes of {outcomes.hits.shape[1] if outcomes.hits.ndim == 2 else '?'} samples")
+    n = int(outcomes.units.sum())
+    for text, hits in zip(texts, outcomes.hits):
+        row = test.loc[text]
+        if int(hits.sum()) != int(row.correct) or n != int(row.n) or (hits > outcomes.units).any() or (hits < 0).any():
+            raise _fail(path, f"route {text}: {int(hits.sum())} of {n} scored units right, but routes.csv's test row says "
+                              f"{int(row.correct)} of {int(row.n)}; re-create the profile with `simqos profile`")
 
 
 SPLITS = ("validation", "test")
@@ -591,6 +654,7 @@ def load_profile(folder: str | Path) -> Profile:
     meta = _read_meta(folder)
     routes = _read_table(folder, "routes.csv") if (folder / "routes.csv").exists() else None
     idle = _read_table(folder, "idle.csv") if (folder / "idle.csv").exists() else None
+    outcomes = RouteOutcomes.load(folder / OUTCOMES_FILE) if (folder / OUTCOMES_FILE).exists() else None
     profile = Profile(
         meta=meta,
         layers=_read_table(folder, "layers.csv"),
@@ -599,6 +663,7 @@ def load_profile(folder: str | Path) -> Profile:
         end_to_end=_read_table(folder, "end_to_end.csv"),
         routes=routes,
         idle=idle,
+        outcomes=outcomes,
     )
     _validate(folder, profile)
     return profile

@@ -91,11 +91,14 @@ class ServiceModel:
     route_accuracy: dict[tuple[int, ...], float]  # test split (reported); empty when unavailable
     route_accuracy_interval: dict[str, tuple[float, float]]  # by route text ("0-1-1"): 95 %, test split
     decision_accuracy: dict[tuple[int, ...], float]  # validation split: what policies may use
+    test_outcomes: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # route codes, their per-sample hits, units
     idle_ms: np.ndarray  # ascending idle gaps (ms), from 0 ...
     idle_factor: np.ndarray  # ... (n_levels, n_gaps): each level's work multiplier after each (1 at 0)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ServiceModel:
+        from simqos.serving import route_code  # serving builds on this module
+
         names = profile.layer_names
         gap = profile.end_to_end_gap().set_index("level")
         glue = np.array([max(0.0, gap.loc[k, "gap_ms"]) / len(names) for k in range(profile.n_levels)])
@@ -122,6 +125,9 @@ class ServiceModel:
             route_accuracy=accuracy,
             route_accuracy_interval=interval,
             decision_accuracy=decision or accuracy,
+            test_outcomes=None if profile.outcomes is None else (
+                np.array([route_code(r, profile.n_levels) for r in profile.outcomes.routes], dtype=np.int64),
+                profile.outcomes.hits, profile.outcomes.units),
             idle_ms=idle_ms,
             idle_factor=idle_factor,
         )

@@ -48,6 +48,7 @@ __all__ = [
     "FINE_PER_DECADE",
     "Tally",
     "TallyBuilder",
+    "accuracy_sampling_half_width",
     "ccdf_table",
     "paired_difference",
     "per_replication",
@@ -100,7 +101,7 @@ def _accumulate(first, n_kept, k, outcome, latency_ms, code, reroutes, accuracy,
             counts[b, 1] += 1
             sums[b, 2] += a
             sums[b, 3] += a * a
-            routes_met[c] += 1
+            routes_met[b, c] += 1
         else:
             counts[b, 2] += 1
         x = latency_ms[j]
@@ -117,8 +118,9 @@ class Tally:
     """One policy's summary state: per batch ``counts`` (requests, met, missed, dropped, served)
     and ``sums`` (accuracy and its square over served requests, accuracy at deadline and its
     square over all), the replication of each batch, the latency histograms (sparse: fine bin
-    indices and counts; coarse ``batch * n_coarse + bin`` and counts), route counts served and
-    met (by route code), the total reroutes and the smallest and largest latency (ms)."""
+    indices and counts; coarse ``batch * n_coarse + bin`` and counts), route counts served (by
+    route code) and met (per batch and route code: a policy's score under any route accuracies,
+    batch by batch), the total reroutes and the smallest and largest latency (ms)."""
 
     n_levels: int
     n_segments: int
@@ -130,7 +132,7 @@ class Tally:
     coarse_bins: np.ndarray
     coarse_counts: np.ndarray
     routes_served: np.ndarray
-    routes_met: np.ndarray
+    batch_routes_met: np.ndarray  # (batches, route codes)
     reroutes: int
     latency_min_ms: float
     latency_max_ms: float
@@ -138,6 +140,11 @@ class Tally:
     @property
     def requests(self) -> int:
         return int(self.counts[:, 0].sum())
+
+    @property
+    def routes_met(self) -> np.ndarray:
+        """Requests met on each route (by route code)."""
+        return self.batch_routes_met.sum(axis=0)
 
     @classmethod
     def pool(cls, tallies: Sequence[Tally]) -> Tally:
@@ -157,7 +164,7 @@ class Tally:
             np.concatenate([t.coarse_bins + off * _N_COARSE for t, off in zip(tallies, offsets)]),
             np.concatenate([t.coarse_counts for t in tallies]),
             np.sum([t.routes_served for t in tallies], axis=0),
-            np.sum([t.routes_met for t in tallies], axis=0),
+            np.concatenate([t.batch_routes_met for t in tallies]),
             int(sum(t.reroutes for t in tallies)),
             min(t.latency_min_ms for t in tallies),
             max(t.latency_max_ms for t in tallies),
@@ -190,7 +197,7 @@ class TallyBuilder:
         self.coarse = np.zeros((self.k, _N_COARSE), dtype=np.int64)
         self.fine = np.zeros(_N_FINE, dtype=np.int64)
         self.routes_served = np.zeros(n_routes, dtype=np.int64)
-        self.routes_met = np.zeros(n_routes, dtype=np.int64)
+        self.routes_met = np.zeros((self.k, n_routes), dtype=np.int64)
         self.extremes = np.array([math.inf, -math.inf, 0.0])  # smallest, largest latency; reroutes
         self.added = 0
 
@@ -367,12 +374,19 @@ def summary_row(
     return row
 
 
-def paired_difference(tally: Tally, baseline: Tally, objective: str, confidence: float = 0.95) -> tuple[float, float, float]:
+def paired_difference(tally: Tally, baseline: Tally, objective: str, confidence: float = 0.95,
+                      accuracy: np.ndarray | None = None) -> tuple[float, float, float]:
     """(mean, low, high) of ``tally``'s policy's score minus ``baseline``'s over the same
     requests (accuracy at deadline, or met (1) / not (0) for ``nines``): the difference of
     their batch means, which are over the same requests (common random numbers), with a
-    batch-means interval."""
-    column = (lambda t: t.sums[:, 2]) if objective == "accuracy_at_deadline" else (lambda t: t.counts[:, 1].astype(float))
+    batch-means interval — the simulation's noise only (:func:`accuracy_sampling_half_width`
+    adds the route accuracies' own). ``accuracy``: each route's (by code) to score with, in
+    place of the reported (test) ones the tallies were made with — e.g. the validation split's."""
+    def column(t: Tally) -> np.ndarray:
+        if objective != "accuracy_at_deadline":
+            return t.counts[:, 1].astype(float)
+        return t.sums[:, 2] if accuracy is None else t.batch_routes_met @ np.nan_to_num(accuracy)
+
     counts = tally.counts[:, 0]
     if not np.array_equal(counts, baseline.counts[:, 0]):
         raise ValueError("paired differences need the same requests in the same batches")
@@ -383,6 +397,29 @@ def paired_difference(tally: Tally, baseline: Tally, objective: str, confidence:
     means = diff / counts
     half = critical_value(confidence, len(means) - 1) * float(means.std(ddof=1)) / math.sqrt(len(means))
     return point, point - half, point + half
+
+
+def accuracy_sampling_half_width(tally: Tally, baseline: Tally, outcomes: tuple[np.ndarray, np.ndarray, np.ndarray],
+                                 confidence: float = 0.95) -> float:
+    """Half the 95 % interval of ``tally``'s accuracy-at-deadline minus ``baseline``'s that comes
+    from measuring the route accuracies on a finite test set (the simulation's noise aside).
+
+    ``outcomes``: the routes' codes, their per-sample hits and each sample's scored units
+    (:class:`~simqos.bundle.RouteOutcomes`). The difference is Σ_r d_r acc_r with d_r the
+    share of requests met on route r by one policy minus the other; every route is scored on
+    the same samples, so it is Σ_i z_i / Σ_i u_i with z_i = Σ_r d_r hits[r, i]: a ratio of
+    sample means, whose paired standard error is sqrt(n / (n - 1) Σ_i (z_i - Δ u_i)²) / Σ_i u_i.
+    Samples are independent; units within a sample (tokens of a sentence) need not be."""
+    codes, hits, units = outcomes
+    d = (tally.routes_met[codes] - baseline.routes_met[codes]) / tally.requests
+    z = d @ hits
+    total = float(units.sum())
+    delta = float(z.sum()) / total
+    n = len(units)
+    if n < 2:
+        return math.nan
+    se = math.sqrt(n / (n - 1) * float(np.sum((z - delta * units) ** 2))) / total
+    return critical_value(confidence) * se
 
 
 def summarize(

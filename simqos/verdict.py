@@ -43,7 +43,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from simqos.tally import Tally, paired_difference, pooled, summary_row
+from simqos.tally import Tally, accuracy_sampling_half_width, paired_difference, pooled, summary_row
 
 __all__ = ["NOT_VIABLE_MISS", "plan_rerouting", "plan_verdict", "validation_scores", "verdict", "verdict_lines"]
 
@@ -58,19 +58,23 @@ none: a "best" policy that meets a few percent is not an answer."""
 
 
 def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, deployable: list[str], static: list[str],
-            bound: dict | None, validation: pd.DataFrame | None = None) -> dict:
+            bound: dict | None, validation_accuracy: np.ndarray | None = None,
+            outcomes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
     """The verdict for ``objective`` (a scenario's :class:`~simqos.scenario.Objective`) among the
     ``deployable`` policy labels, against the named baseline or the best of ``static``;
     ``tallies``: each policy's, pooled over the replications (the paired differences).
-    ``validation``: the summary's accuracy columns (``policy``, ``accuracy_at_deadline``,
-    ``mean_accuracy``) scored with the routes' validation-split accuracies — the policies
-    eligible, the best and the baseline are chosen on it, and the values reported are the
-    summary's (test split), so the verdict's numbers are not the ones it was chosen on."""
+    ``validation_accuracy``: every route's validation-split accuracy (by route code) — the
+    policies eligible, the best, the baseline and whether the best beats it beyond its interval
+    are decided on it, and the values reported are the summary's (test split), so the verdict's
+    numbers are not the ones it was chosen on. ``outcomes``: the routes' per-sample test
+    outcomes (:attr:`simqos.service.ServiceModel.test_outcomes`), which widen every reported
+    accuracy difference by the test set's sampling error."""
     kind = objective.kind
     table = summary.set_index("policy")
     if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
         return {"objective": kind, "note": "accuracy is unavailable for this profile: no accuracy-at-deadline verdict; "
                                            "use objective: {kind: nines}"}
+    validation = None if validation_accuracy is None else validation_scores(validation_accuracy, tallies)
     chosen_on = table if validation is None else table.assign(**validation.set_index("policy")[["accuracy_at_deadline", "mean_accuracy"]])
     eligible = [p for p in deployable if kind == "accuracy_at_deadline" or objective.accuracy_floor is None
                 or (not pd.isna(chosen_on.loc[p, "mean_accuracy"]) and chosen_on.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
@@ -88,13 +92,16 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     baseline = objective.baseline or max(pool, key=lambda p: choice[p])
     if baseline not in table.index:
         return {"objective": kind, "note": f"objective.baseline {baseline!r} is not one of the policies {list(table.index)}"}
-    differences = {p: paired_difference(tallies[p], tallies[baseline], kind) for p in table.index if p != baseline}
-    point, low, high = differences.get(best, (0.0, 0.0, 0.0))
-    if best != baseline and not low > 0:  # not better beyond its interval: keep the baseline
-        out_best = {"best": best, "best_difference": [point, low, high]}
-        best, (point, low, high) = baseline, (0.0, 0.0, 0.0)
+    sampling = (lambda p, q: accuracy_sampling_half_width(tallies[p], tallies[q], outcomes)) \
+        if outcomes is not None and kind == "accuracy_at_deadline" else None
+    differences = {p: _difference(tallies, p, baseline, kind, sampling) for p in table.index if p != baseline}
+    gate = paired_difference(tallies[best], tallies[baseline], kind, accuracy=validation_accuracy) if best != baseline else None
+    if gate is not None and not gate[1] > 0:  # not better beyond its interval where it was chosen: keep the baseline
+        out_best = {"best": best, "best_difference": differences[best]["simulation"], "gate": list(gate)}
+        best = baseline
     else:
-        out_best = {}
+        out_best = {} if gate is None else {"gate": list(gate)}
+    point, low, high = differences[best]["simulation"] if best != baseline else (0.0, 0.0, 0.0)
     out = {
         "objective": kind,
         "deploy": best,
@@ -104,17 +111,30 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         "difference": point,
         "difference_low": low,
         "difference_high": high,
-        "differences": {p: list(d) for p, d in differences.items()},
+        "differences": {p: d["simulation"] for p, d in differences.items()},
         "chosen_on": "test" if validation is None else "validation",
-        "ties": _ties(tallies, best, [p for p in eligible if p != best], kind),
+        "accuracy_sampling": "left out" if sampling is None and kind == "accuracy_at_deadline" else
+                             ("included" if sampling is not None else "not applicable"),
+        "ties": _ties(tallies, best, [p for p in eligible if p != best], kind, sampling),
         **out_best,
     }
+    if best != baseline and "full" in differences[best]:
+        out["difference_full"] = differences[best]["full"]
     if bound is not None:
         ceiling = _ceiling(bound, kind)
         room = ceiling - out["baseline_value"]
         share = (lambda d: d / room) if room > 1e-12 else (lambda d: math.nan)
         out |= {"bound": ceiling, "bound_exact": bound["exact"], "gap_closed": share(value[best] - out["baseline_value"]),
                 "gap_closed_low": share(low), "gap_closed_high": share(high)}
+        if "difference_full" in out:
+            out["gap_closed_full"] = [share(x) for x in out["difference_full"][1:]]
+        if not bound["exact"]:  # the optimum lies between the best real schedule known and the bound
+            found = {p: _objective_value(table.loc[p], kind) for p in table.index}
+            feasible = _ceiling(bound, kind, "_feasible")
+            if _known(feasible):
+                found["the bound's own search"] = feasible
+            source = max(found, key=found.get)
+            out["bound_low"] = {"value": found[source], "by": source}
         references = [p for p in table.index if p not in deployable]  # the clairvoyant reference: each request's own future
         if references:
             ref = max(references, key=lambda p: _objective_value(table.loc[p], kind))
@@ -123,20 +143,38 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     return out
 
 
-def _ties(tallies: Mapping[str, Tally], deployed: str, others: list[str], objective: str) -> dict[str, list[float]]:
+def _difference(tallies: Mapping[str, Tally], policy: str, baseline: str, kind: str, sampling) -> dict[str, list[float]]:
+    """``policy`` minus ``baseline``: ``simulation`` (point, low, high), the batch-means interval,
+    and where the routes' per-sample outcomes are known, ``full``: that interval widened by the
+    test set's sampling error (half-widths added in quadrature)."""
+    point, low, high = paired_difference(tallies[policy], tallies[baseline], kind)
+    out = {"simulation": [point, low, high]}
+    if sampling is not None and _known(low):
+        half = math.hypot((high - low) / 2, sampling(policy, baseline))
+        out["full"] = [point, point - half, point + half]
+    return out
+
+
+def _ties(tallies: Mapping[str, Tally], deployed: str, others: list[str], objective: str, sampling=None) -> dict[str, list[float]]:
     """The policies whose paired difference from the deployed one (theirs minus its) has an
-    interval that holds 0: the runs cannot tell them apart."""
+    interval that holds 0 — with the test set's sampling error where ``sampling`` gives it: the
+    runs (and the test set) cannot tell them apart."""
     out = {}
     for p in others:
-        point, low, high = paired_difference(tallies[p], tallies[deployed], objective)
+        d = _difference(tallies, p, deployed, objective, sampling)
+        point, low, high = d.get("full", d["simulation"])
         if _known(low) and low <= 0 <= high:
             out[p] = [point, low, high]
     return out
 
 
-def _ceiling(bound: dict, objective: str) -> float:
-    """A bound (:func:`simqos.bound.plan_bound`) on the objective's scale."""
-    return bound["accuracy_at_deadline"] if objective == "accuracy_at_deadline" else bound["met"] / bound["requests"]
+def _ceiling(bound: dict, objective: str, which: str = "") -> float:
+    """A bound (:func:`simqos.bound.plan_bound`) on the objective's scale; ``which="_feasible"``:
+    the best real schedule its search found (NaN where it has none)."""
+    key = ("accuracy_at_deadline" if objective == "accuracy_at_deadline" else "met") + which
+    if key not in bound:
+        return math.nan
+    return bound[key] if objective == "accuracy_at_deadline" else bound[key] / bound["requests"]
 
 
 def _points(fraction: float) -> str:
@@ -156,52 +194,80 @@ def verdict_lines(v: dict | None) -> list[str]:
     if "deploy" not in v:
         return [f"**Verdict**: {v['note']}."]
     what = "accuracy-at-deadline" if v["objective"] == "accuracy_at_deadline" else "share of requests met"
-    interval = (f" [{_points(v['difference_low'])}, {_points(v['difference_high'])}] (95 %)"
-                if _known(v["difference_low"]) else "")
+    interval = (f" [{_points(v['difference_low'])}, {_points(v['difference_high'])}]" if _known(v["difference_low"]) else "")
     if v["deploy"] == v["baseline"]:
         lines = [f"**Deploy `{v['deploy']}`** (the baseline) for {what}: {v['value']:.2%}."]
         if "best" in v:
             point, low, high = v["best_difference"]
-            lines[0] += (f" No policy beats it beyond the 95 % interval: the best, `{v['best']}`, differs by "
-                         f"{_points(point)} points [{_points(low)}, {_points(high)}].")
+            gate = v.get("gate")
+            where = (f" on the validation split ({_points(gate[0])} points [{_points(gate[1])}, {_points(gate[2])}])"
+                     if gate is not None and v.get("chosen_on") == "validation" else "")
+            lines[0] += (f" No policy beats it beyond the 95 % interval{where}: the best, `{v['best']}`, differs by "
+                         f"{_points(point)} points [{_points(low)}, {_points(high)}] on test.")
     else:
         lines = [
             f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
-            f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval}."
+            f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval} (95 %, the simulation's noise)"
+            + _full_interval(v.get("difference_full"), v.get("accuracy_sampling")) + "."
         ]
     if v.get("ties"):
         tied = ", ".join(f"`{p}` ({_points(d[0])} [{_points(d[1])}, {_points(d[2])}])" for p, d in v["ties"].items())
-        lines.append(f"It ties with {tied} points against it, inside the 95 % interval: these runs cannot tell them apart, "
-                     "so prefer whichever costs least to run.")
+        noise = "the simulation's noise and the test set's sampling" if v.get("accuracy_sampling") == "included" else "the simulation's noise"
+        lines.append(f"It ties with {tied} points against it, inside the 95 % interval ({noise}): these runs cannot tell them "
+                     "apart, so prefer whichever costs least to run.")
     if v.get("chosen_on") == "validation":
-        lines.append("Chosen on the routes' validation-split accuracies; every value here is the test split's.")
+        lines.append("Chosen — the policy, the baseline, and whether it wins beyond its interval — on the routes' "
+                     "validation-split accuracies; every value here is the test split's.")
     if "bound" in v:
         deployed = v["deploy"] != v["baseline"] and _known(v["gap_closed"])
         closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if deployed else ""
         if deployed and _known(v.get("gap_closed_low")):
             closed += f" [{v['gap_closed_low']:.0%}, {v['gap_closed_high']:.0%}]"
-        lines.append(f"The offline optimum of the same runs ({'exact' if v['bound_exact'] else 'an upper bound'}) reaches "
-                     f"{v['bound']:.2%}{closed}.")
+            if "gap_closed_full" in v:
+                closed += f", [{v['gap_closed_full'][0]:.0%}, {v['gap_closed_full'][1]:.0%}] with the test set's sampling"
+        if v["bound_exact"]:
+            lines.append(f"The offline optimum of the same runs (exact) reaches {v['bound']:.2%}{closed}.")
+        else:
+            low = v["bound_low"]
+            who = f"`{low['by']}`'s" if low["by"] in v.get("differences", {}) or low["by"] == v["baseline"] else "found by its own search"
+            lines.append(f"The offline optimum of the same runs is not computed exactly: it lies between {low['value']:.2%} "
+                         f"(the best schedule known, {who}) and {v['bound']:.2%}, an upper bound at most "
+                         f"{100 * (v['bound'] - low['value']):.2f} points above it{closed}.")
         if "reference" in v and _known(v["reference"]["gap_closed"]):
             r = v["reference"]
+            share = r["gap_closed"]
+            rest = "" if share >= 0.995 else (": the rest of the gap takes hindsight across requests, which no deployable policy has"
+                                               + ("" if v["bound_exact"] else ", or is the bound's slack"))
             lines.append(f"The reference `{r['policy']}`, which knows each request's own future but not the requests to come, "
                          f"reaches {r['value']:.2%} ("
-                         + (f"{r['gap_closed']:.0%} of the gap" if r["gap_closed"] >= 0 else "below the baseline")
-                         + "): the rest of the gap takes hindsight across requests, which no deployable policy has.")
+                         + (f"{min(share, 1.0):.0%} of the gap" if share >= 0 else "below the baseline") + f"){rest}.")
     if "baseline_bound" in v:
         rest = v["bound"] - v["baseline_bound"]
         lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
                      f"{v['baseline_bound']:.2%}" + (f"; the other {100 * rest:.2f} points need other levels." if rest > 0 else "."))
     if "rerouting" in v:
         r = v["rerouting"]
-        point, low, high = r["difference"]
+        point, low, high = r.get("difference_full", r["difference"])
         beyond = "beyond" if low > 0 or high < 0 else "within"
-        interval = f" [{_points(low)}, {_points(high)}]" if _known(low) else ""
+        sim_low, sim_high = r["difference"][1:]
+        interval = f" [{_points(sim_low)}, {_points(sim_high)}]" if _known(sim_low) else ""
         lines.append(f"Rerouting: `{r['policy']}` switches to another level after the first segment in {r['rerouted_share']:.1%} "
                      f"of its served requests; deciding only at the start (its first decision held), it scores "
-                     f"{r['ablation_value']:.2%}, so its later decisions are worth {_points(point)} points{interval}, "
-                     f"{beyond} the 95 % interval.")
+                     f"{r['ablation_value']:.2%}, so its later decisions are worth {_points(point)} points{interval}"
+                     + _full_interval(r.get("difference_full"), "included" if "difference_full" in r else None, say_zero=False)
+                     + f", {beyond} the 95 % interval.")
     return lines
+
+
+def _full_interval(full: list[float] | None, sampling: str | None, say_zero: bool = True) -> str:
+    """The words after a simulation-only interval: the interval with the test set's sampling
+    error too (``say_zero``: and whether it holds 0), or that it is left out."""
+    if full is not None:
+        text = f"; [{_points(full[1])}, {_points(full[2])}] with the test set's sampling error too"
+        return text + (", which holds 0: this test set cannot confirm the gain" if say_zero and full[1] <= 0 <= full[2] else "")
+    if sampling == "left out":
+        return "; the test set's sampling error is left out (the profile has no per-sample route outcomes)"
+    return ""
 
 
 def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
@@ -216,34 +282,35 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     deployable = [label for label, p in policies.items() if not p.clairvoyant]
     static = [label for label, p in policies.items() if isinstance(p, Static)]
     tallies = pooled(plan_tallies(plan, run))
-    out = verdict(summary, tallies, plan.scenario.objective, deployable, static, bound, validation_scores(plan.model, tallies))
+    model = plan.model
+    validation_accuracy = model.accuracy_by_code("validation") if model.has_accuracy else None
+    out = verdict(summary, tallies, plan.scenario.objective, deployable, static, bound, validation_accuracy, model.test_outcomes)
     if "bound" in out and out["baseline"] in static:
         level = policies[out["baseline"]].params.level
-        alone = plan_bound(plan, routes=[(level,) * plan.model.n_segments])
+        alone = plan_bound(plan, routes=[(level,) * model.n_segments])
         out["baseline_bound"] = _ceiling(alone, out["objective"])
     if "deploy" in out:
-        rerouting = plan_rerouting(plan, summary, tallies, out["deploy"], deployable)
+        rerouting = plan_rerouting(plan, summary, tallies, out["deploy"], deployable, validation_accuracy)
         if rerouting is not None:
             out["rerouting"] = rerouting
     return out
 
 
-def validation_scores(model, tallies: Mapping[str, Tally]) -> pd.DataFrame | None:
-    """Each policy's accuracy-at-deadline and mean accuracy of served requests scored with the
-    routes' validation-split accuracies (from the routes each served and met), or None when the
-    profile has no accuracy."""
-    if not model.has_accuracy:
-        return None
-    accuracy = np.nan_to_num(model.accuracy_by_code("validation"))
+def validation_scores(accuracy: np.ndarray, tallies: Mapping[str, Tally]) -> pd.DataFrame:
+    """Each policy's accuracy-at-deadline and mean accuracy of served requests scored with
+    ``accuracy`` (every route's, by route code: the validation split's), from the routes each
+    served and met."""
+    accuracy = np.nan_to_num(accuracy)
     rows = [{"policy": p, "accuracy_at_deadline": float(t.routes_met @ accuracy) / max(t.requests, 1),
              "mean_accuracy": float(t.routes_served @ accuracy) / max(int(t.routes_served.sum()), 1)} for p, t in tallies.items()]
     return pd.DataFrame(rows)
 
 
-def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], deployed: str, deployable: list[str]) -> dict | None:
+def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], deployed: str, deployable: list[str],
+                   validation_accuracy: np.ndarray | None = None) -> dict | None:
     """What rerouting is worth (module docstring): ``deployed`` if it reroutes, else the best
-    of ``deployable`` that does, against its start-only ablation served on the same
-    replications. None when no deployable policy reroutes."""
+    of ``deployable`` that does (chosen on ``validation_accuracy`` where given), against its
+    start-only ablation served on the same replications. None when no deployable policy reroutes."""
     import dataclasses
 
     from simqos.engine import NO_RECORDS, simulate
@@ -254,12 +321,18 @@ def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], de
     rerouting = [p for p in deployable if table.loc[p, "rerouted_share"] > 0]
     if not rerouting:
         return None
-    policy = deployed if deployed in rerouting else max(rerouting, key=lambda p: _objective_value(table.loc[p], kind))
+    chosen_on = table if validation_accuracy is None else validation_scores(validation_accuracy, tallies).set_index("policy")
+    policy = deployed if deployed in rerouting else max(rerouting, key=lambda p: _objective_value(chosen_on.loc[p], kind))
     factory = plan.policy_factories[plan.labels.index(policy)]
     label = f"{policy} (start only)"
     ablated = dataclasses.replace(plan, policy_factories=(lambda: start_only(factory(), label),), labels=(label,))
     ablation = pooled(simulate(ablated, records=NO_RECORDS).tallies)[label]
-    point, low, high = paired_difference(tallies[policy], ablation, kind)
+    both = {policy: tallies[policy], label: ablation}
+    outcomes = plan.model.test_outcomes
+    sampling = (lambda p, q: accuracy_sampling_half_width(both[p], both[q], outcomes)) \
+        if outcomes is not None and kind == "accuracy_at_deadline" else None
+    difference = _difference(both, policy, label, kind, sampling)
     row = summary_row(ablation, percentile_intervals=False)
     return {"policy": policy, "ablation": label, "rerouted_share": float(table.loc[policy, "rerouted_share"]),
-            "ablation_value": _objective_value(pd.Series(row), kind), "difference": [point, low, high]}
+            "ablation_value": _objective_value(pd.Series(row), kind), "difference": difference["simulation"],
+            **({"difference_full": difference["full"]} if "full" in difference else {})}

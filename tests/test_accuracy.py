@@ -112,6 +112,21 @@ def test_files_that_are_not_csv_and_bundles_that_have_accuracy(latency_only, tmp
     assert runner.invoke(app, ["attach-accuracy", str(latency_only), str(good), "--dataset", "d", "--replace"]).exit_code == 0
 
 
+def test_replacing_the_accuracy_drops_the_old_per_sample_outcomes(tiny_profile_dir, tmp_path):
+    """A profiled bundle carries its routes' per-sample test outcomes; attached accuracies
+    replace routes.csv, so the old outcomes (of other data) go with them."""
+    import shutil
+
+    bundle = tmp_path / "profiled"
+    shutil.copytree(tiny_profile_dir, bundle)
+    assert load_profile(bundle).outcomes is not None
+    routes = ["-".join(map(str, r)) for r in itertools.product(range(2), repeat=3)]
+    rows = [{"route": r, "split": "test", "correct": 900, "n": 1000} for r in routes]
+    result = runner.invoke(app, ["attach-accuracy", str(bundle), str(_csv(tmp_path, rows)), "--dataset", "d", "--replace"])
+    assert result.exit_code == 0, result.output
+    assert load_profile(bundle).outcomes is None and not (bundle / "route_outcomes.npz").exists()
+
+
 def test_the_clairvoyant_decides_on_validation_never_on_test(tmp_path):
     """Shuffling what the test split says (the reported numbers) changes no decision: the
     records' routes stay the same, only their reported accuracy moves."""

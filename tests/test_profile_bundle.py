@@ -26,6 +26,18 @@ def test_round_trip(tiny_profile_dir, tmp_path):
         pd.testing.assert_frame_equal(getattr(p, name), getattr(q, name), check_exact=False, rtol=1e-5)
     for f in ("layers.csv", "latency_samples.csv", "end_to_end.csv", "routes.csv", "profile.json"):
         assert (tiny_profile_dir / f).read_text() == (tmp_path / "again" / f).read_text(), f
+    assert p.outcomes.routes == q.outcomes.routes and (p.outcomes.hits == q.outcomes.hits).all()
+
+
+def test_the_routes_per_sample_outcomes_add_up_to_their_accuracies(tiny_profile_dir):
+    """route_outcomes.npz holds every test route's hit on every test sample: summed, routes.csv's
+    test counts (load_profile checks that too)."""
+    p = load_profile(tiny_profile_dir)
+    test = p.routes[p.routes["split"] == "test"].set_index("route")
+    assert len(p.outcomes.routes) == len(test) and p.outcomes.hits.shape == (len(test), len(p.outcomes.units))
+    for route, hits in zip(p.outcomes.routes, p.outcomes.hits):
+        assert hits.sum() == test.loc["-".join(map(str, route)), "correct"]
+    assert p.outcomes.units.sum() == test["n"].iloc[0]
 
 
 def test_contents_follow_the_contract(tiny_profile_dir):
@@ -93,6 +105,15 @@ def _edit_csv(bundle, name, change):
     table.to_csv(path, index=False)
 
 
+def _flip_an_outcome(bundle):
+    from simqos.bundle import RouteOutcomes
+
+    outcomes = RouteOutcomes.load(bundle / "route_outcomes.npz")
+    hits = outcomes.hits.copy()
+    hits[0, 0] = 1 - hits[0, 0]
+    RouteOutcomes(outcomes.routes, hits, outcomes.units).save(bundle / "route_outcomes.npz")
+
+
 @pytest.mark.parametrize(
     "damage, fragment",
     [
@@ -116,6 +137,8 @@ def _edit_csv(bundle, name, change):
         (lambda b: (b / "routes.csv").unlink(), "accuracy is available"),
         (lambda b: _edit_csv(b, "end_to_end.csv", lambda t: t[t["level"] >= 0]), "dense baseline"),
         (lambda b: (b / "kernels.csv").write_bytes(b"\xff\xfe\x00garbage"), "kernels.csv"),
+        (lambda b: (b / "route_outcomes.npz").write_bytes(b"garbage"), "not a route outcomes file"),
+        (lambda b: _flip_an_outcome(b), "but routes.csv's test row says"),
     ],
 )
 def test_damage_is_named(bundle, damage, fragment):

@@ -20,14 +20,16 @@ N = 40  # requests per replication: 10 batches of 4
 
 def _tallies(scores: dict[str, tuple[np.ndarray, float]]) -> dict[str, Tally]:
     """Two replications of ``N`` requests; per policy, which requests met (bool array over both
-    replications) and the accuracy of its route (one route, one segment)."""
+    replications) and the accuracy of its route (one segment; policy i serves every request on
+    route i, of as many levels as policies)."""
     out = {}
-    for policy, (met, accuracy) in scores.items():
+    accuracy = np.array([a for _, a in scores.values()])
+    for i, (policy, (met, _)) in enumerate(scores.items()):
         parts = []
         for r in range(2):
-            builder = TallyBuilder(r, N, 1, 1, np.array([accuracy]))
+            builder = TallyBuilder(r, N, len(scores), 1, accuracy)
             mine = met[r * N : (r + 1) * N]
-            builder.add(np.where(mine, MET, MISSED), np.ones(N), np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64))
+            builder.add(np.where(mine, MET, MISSED), np.ones(N), np.full(N, i, dtype=np.int64), np.zeros(N, dtype=np.int64))
             parts.append(builder.finish())
         out[policy] = Tally.pool(parts)
     return out
@@ -94,9 +96,7 @@ def test_the_choice_is_made_on_validation_accuracy_and_the_values_reported_on_te
     """On test static L1 (0.8) is the best static level; on validation, where L0's route scores
     0.95 and L1's 0.4, L0 is: the baseline is L0, and the values reported are the test ones."""
     tallies = _tallies({"static L0": (ALL, 0.7), "static L1": (ALL, 0.8), "smart": (ALL, 0.75)})
-    validation = pd.DataFrame([{"policy": "static L0", "accuracy_at_deadline": 0.95, "mean_accuracy": 0.95},
-                               {"policy": "static L1", "accuracy_at_deadline": 0.4, "mean_accuracy": 0.4},
-                               {"policy": "smart", "accuracy_at_deadline": 1.0, "mean_accuracy": 1.0}])
+    validation = np.array([0.95, 0.4, 1.0])  # each policy's route's, in order
     policies = ["static L0", "static L1", "smart"]
     on_test = verdict(_summary(tallies), tallies, Objective(), policies, policies[:2], None)
     assert on_test["baseline"] == "static L1" and on_test["chosen_on"] == "test"
@@ -142,3 +142,54 @@ def test_the_gap_closed_has_its_interval_and_the_clairvoyant_reference_beside_it
     assert v["reference"] == {"policy": "clairvoyant", "value": pytest.approx(0.9), "gap_closed": pytest.approx(0.5)}
     text = " ".join(verdict_lines(v))
     assert "of the gap from the baseline to it [" in text and "The reference `clairvoyant`" in text and "(50% of the gap)" in text
+
+
+def test_the_test_sets_sampling_error_widens_the_interval_by_its_paired_standard_error():
+    """smart meets every request on route 1, the baseline on route 0; the two routes, scored on
+    the same 4 samples, differ on two of them: z = (0, +1, -1, 0), so the difference of their
+    accuracies (0) has a paired standard error sqrt(4/3 * 2) / 4, not the routes' own."""
+    from simqos.tally import accuracy_sampling_half_width
+
+    tallies = _tallies({"static L1": (ALL, 0.5), "smart": (ALL, 0.5)})
+    hits = np.array([[1, 0, 1, 0], [1, 1, 0, 0]])
+    outcomes = (np.array([0, 1]), hits, np.ones(4, dtype=np.int64))
+    half = accuracy_sampling_half_width(tallies["smart"], tallies["static L1"], outcomes)
+    assert half == pytest.approx(1.959964 * np.sqrt(4 / 3 * 2) / 4, rel=1e-5)
+    assert accuracy_sampling_half_width(tallies["smart"], tallies["smart"], outcomes) == 0.0  # same routes: no error
+
+
+def test_the_verdict_gives_both_intervals_and_says_which_is_which():
+    smart = ALL.copy()
+    smart[::40] = False  # 78 of 80 met, at 0.95 against 0.8: +0.1325, the same in every batch but two
+    tallies = _tallies({"static L1": (ALL, 0.8), "smart": (smart, 0.95)})
+    rng = np.random.default_rng(0)
+    base = rng.random(200) < 0.8
+    better = base | (rng.random(200) < 0.75)  # right where the baseline is, and on most others
+    outcomes = (np.array([0, 1]), np.array([base, better]).astype(np.int64), np.ones(200, dtype=np.int64))
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None,
+                np.array([0.8, 0.95]), (outcomes[0], outcomes[1], outcomes[2]))
+    assert v["deploy"] == "smart" and v["accuracy_sampling"] == "included"
+    point, low, high = v["difference_full"]
+    assert point == v["difference"] and low < v["difference_low"] and high > v["difference_high"]
+    text = " ".join(verdict_lines(v))
+    assert "the simulation's noise" in text and "with the test set's sampling error too" in text
+    without = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None, np.array([0.8, 0.95]))
+    assert without["accuracy_sampling"] == "left out" and "difference_full" not in without
+    assert "sampling error is left out" in " ".join(verdict_lines(without))
+
+
+def test_whether_the_best_beats_the_baseline_is_decided_on_validation_not_test():
+    """smart misses 2 of 80 requests. On test its route scores 0.9 against 0.8: +7.75 points,
+    beyond the interval. On validation it scores 0.83: +0.93 points, the best there, but within
+    the interval — no gain established where the choice is made, so the baseline is kept."""
+    smart = ALL.copy()
+    smart[::40] = False
+    tallies = _tallies({"static L1": (ALL, 0.8), "smart": (smart, 0.9)})
+    on_test = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None)
+    assert on_test["deploy"] == "smart" and on_test["difference_low"] > 0
+    v = verdict(_summary(tallies), tallies, Objective(), ["static L1", "smart"], ["static L1"], None, np.array([0.8, 0.83]))
+    assert v["deploy"] == "static L1" and v["best"] == "smart"
+    point, low, high = v["gate"]
+    assert point == pytest.approx((78 * 0.83 - 80 * 0.8) / 80) and low < 0 < high
+    assert v["best_difference"][0] == pytest.approx((78 * 0.9 - 80 * 0.8) / 80)  # reported on test
+    assert "on the validation split" in verdict_lines(v)[0]

@@ -49,6 +49,11 @@ def routes_cache_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".routes.json")
 
 
+def outcomes_cache_path(checkpoint: Path) -> Path:
+    """Where its routes' per-sample test outcomes are kept (:class:`~simqos.nested.routes.RouteOutcomes`)."""
+    return checkpoint.with_suffix(".outcomes.npz")
+
+
 def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork,
                     training_s: float | None = None) -> None:
     """Write atomically: a crash leaves either the old file or none, never half a file.
@@ -59,6 +64,7 @@ def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainCon
                 "training_s": training_s, "training_threads": torch.get_num_threads()}, tmp)
     tmp.replace(path)
     routes_cache_path(path).unlink(missing_ok=True)  # route accuracies of an earlier network
+    outcomes_cache_path(path).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> tuple[NestedNetwork, dict]:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from simqos.bundle import RouteOutcomes
 from simqos.models.spec import Dataset
 from simqos.nested.network import NestedNetwork, Route
-from simqos.nested.scoring import Accuracy, measure
+from simqos.nested.scoring import Accuracy, accuracy_of, unit_hits
 
-__all__ = ["RouteAccuracy", "enumerate_routes", "is_monotone", "monotone_routes", "route_accuracies"]
+__all__ = ["RouteAccuracy", "RouteOutcomes", "enumerate_routes", "is_monotone", "monotone_routes", "route_accuracies", "score_routes"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,23 @@ def enumerate_routes(n_segments: int, n_levels: int, max_routes: int = 256) -> t
     return monotone_routes(n_segments, n_levels), False
 
 
+def score_routes(
+    net: NestedNetwork, data: Dataset, routes: list[Route], split: str = "test", batched: bool = True
+) -> tuple[list[RouteAccuracy], RouteOutcomes]:
+    """Score each route on ``data``'s ``split`` (:func:`~simqos.nested.scoring.unit_hits`): its
+    accuracy, and every route's per-sample outcomes."""
+    net.module.eval()
+    results, hits, units = [], [], None
+    for route in routes:
+        hit, units = unit_hits(lambda x, r=tuple(route): net.forward(x, r), data, split, batched)
+        a = accuracy_of(hit, units, split)
+        results.append(RouteAccuracy(a.correct, a.n, a.split, a.design_effect, route=tuple(route)))
+        hits.append(hit)
+    return results, RouteOutcomes(tuple(map(tuple, routes)), np.array(hits, dtype=np.int64), np.asarray(units, dtype=np.int64))
+
+
 def route_accuracies(
     net: NestedNetwork, data: Dataset, routes: list[Route], split: str = "test", batched: bool = True
 ) -> list[RouteAccuracy]:
-    """Measure each route on ``data``'s ``split`` (see :func:`measure`)."""
-    net.module.eval()
-    results = []
-    for route in routes:
-        a = measure(lambda x, r=tuple(route): net.forward(x, r), data, split, batched)
-        results.append(RouteAccuracy(a.correct, a.n, a.split, a.design_effect, route=tuple(route)))
-    return results
+    """Each route's accuracy on ``data``'s ``split`` (:func:`score_routes`)."""
+    return score_routes(net, data, routes, split, batched)[0]

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from simqos.metrics import cluster_design_effect, wilson_interval
 from simqos.models.spec import IGNORE, Dataset
 
-__all__ = ["SPLITS", "Accuracy", "measure", "score"]
+__all__ = ["SPLITS", "Accuracy", "accuracy_of", "measure", "score", "unit_hits"]
 
 SPLITS = ("validation", "test")
 """The held-out splits every route is scored on: policies decide on the first, reports show the second."""
@@ -52,10 +53,12 @@ def score(logits: torch.Tensor, y: torch.Tensor, exact_sequences: bool = False) 
 
 
 @torch.no_grad()
-def measure(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str, batched: bool = True,
-            batch_size: int = 512) -> Accuracy:
-    """Score ``forward`` on ``data``'s ``split``, in batches of ``batch_size`` (``batched=False``:
-    the split's whole input at once, as for a graph, whose nodes are then units of their own)."""
+def unit_hits(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str, batched: bool = True,
+              batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Per scored sample of ``data``'s ``split`` (samples with no scored label left out): the
+    scored units ``forward`` gets right, and its scored units (:func:`score`), run in batches of
+    ``batch_size`` (``batched=False``: the split's whole input at once, as for a graph, whose
+    nodes are then units of their own)."""
     x, y = data.split(split)
     step = batch_size if batched else len(x)
     hits, units = [], []
@@ -65,5 +68,15 @@ def measure(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, spli
         units.append(u)
     hit, unit = torch.cat(hits), torch.cat(units)
     keep = unit > 0
-    hit, unit = hit[keep].numpy(), unit[keep].numpy()
+    return hit[keep].numpy(), unit[keep].numpy()
+
+
+def accuracy_of(hit: np.ndarray, unit: np.ndarray, split: str) -> Accuracy:
+    """The :class:`Accuracy` of per-sample ``hit`` and ``unit`` counts (:func:`unit_hits`)."""
     return Accuracy(int(hit.sum()), int(unit.sum()), split, cluster_design_effect(hit, unit))
+
+
+def measure(forward: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str, batched: bool = True,
+            batch_size: int = 512) -> Accuracy:
+    """Score ``forward`` on ``data``'s ``split`` (:func:`unit_hits`)."""
+    return accuracy_of(*unit_hits(forward, data, split, batched, batch_size), split)

@@ -13,15 +13,16 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+
 from simqos.models import build_model
 from simqos.models.spec import ModelSpec
-from simqos.nested.checkpoint import routes_cache_path, trained_network
+from simqos.nested.checkpoint import outcomes_cache_path, routes_cache_path, trained_network
 from simqos.nested.masks import validate_densities
 from simqos.nested.network import NestedNetwork
-from simqos.nested.routes import RouteAccuracy, enumerate_routes, route_accuracies
+from simqos.nested.routes import RouteAccuracy, enumerate_routes, score_routes
 from simqos.nested.scoring import SPLITS, Accuracy
 from simqos.nested.training import EpochCallback, TrainConfig
-from simqos.bundle import NetworkRecipe
+from simqos.bundle import NetworkRecipe, RouteOutcomes
 from simqos.profiler.timer import torch_threads
 
 __all__ = ["TRAINING_THREADS", "BuiltNetwork", "RouteReport", "build_network", "route_report", "total_epochs", "train_config"]
@@ -46,7 +47,8 @@ class BuiltNetwork:
 @dataclass(frozen=True)
 class RouteReport:
     """Measured route accuracies on every held-out split, the dense model's, the dataset and
-    metric they come from, and whether all routes are listed (else the monotone ones)."""
+    metric they come from, whether all routes are listed (else the monotone ones), and every
+    route's per-sample outcomes on the test split."""
 
     accuracies: list[RouteAccuracy]
     dense: tuple[Accuracy, ...]
@@ -54,6 +56,7 @@ class RouteReport:
     metric: str
     unit: str
     complete: bool
+    test_outcomes: RouteOutcomes
 
 
 def train_config(recipe: NetworkRecipe) -> TrainConfig:
@@ -86,16 +89,24 @@ def build_network(
 
 def route_report(built: BuiltNetwork) -> RouteReport:
     """Every route's accuracy on both held-out splits, and the dense model's; kept beside the
-    checkpoint (``NAME.routes.json``) so that profiling the same network again reuses them."""
+    checkpoint (``NAME.routes.json``, and the test outcomes in ``NAME.outcomes.npz``) so that
+    profiling the same network again reuses them."""
     net, data = built.net, built.spec.dataset
     saved = None if built.checkpoint is None else routes_cache_path(built.checkpoint)
-    if saved is not None and saved.exists():
+    outcomes_path = None if built.checkpoint is None else outcomes_cache_path(built.checkpoint)
+    if saved is not None and saved.exists() and outcomes_path.exists():
         document = json.loads(saved.read_text())
         accuracies = [RouteAccuracy(**{**a, "route": tuple(a["route"])}) for a in document["accuracies"]]
-        return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, document["complete"])
+        outcomes = RouteOutcomes.load(outcomes_path)
+        return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, document["complete"], outcomes)
     routes, complete = enumerate_routes(net.n_segments, net.n_levels)
     batched = built.spec.batch_dim is not None
-    accuracies = [a for split in SPLITS for a in route_accuracies(net, data, routes, split, batched)]
+    accuracies, scored = [], {}
+    for split in SPLITS:
+        a, scored[split] = score_routes(net, data, routes, split, batched)
+        accuracies += a
+    outcomes = scored["test"]
     if saved is not None:
+        outcomes.save(outcomes_path)
         saved.write_text(json.dumps({"complete": complete, "accuracies": [asdict(a) for a in accuracies]}))
-    return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, complete)
+    return RouteReport(accuracies, net.dense_accuracy, data.name, data.metric, data.unit, complete, outcomes)

@@ -536,6 +536,7 @@ def _assemble(
             for gap, times in by_gap.items()
             for i, t in enumerate(times)
         ]) if idle else None,
+        outcomes=None if routes is None else routes.test_outcomes,
     )
 
 
