@@ -47,6 +47,14 @@ relaxation: whether a queue is full, or a request too late, depends on the sched
 late rule reads the speed at the start, so a later start is not always worse under it — which
 is also why the rule cannot be enforced here: the pruning keeps the earliest free time).
 
+**How loose it is.** Where it is not exact, the same search is run again over real schedules
+only (``feasible``): every state a point (a schedule's own free time and value), successors at
+the factor of their own gap, and states dropped — never widened or merged — above
+``max_states`` (those free later with no more value, then all but ``max_states`` spread along
+the frontier). Its best value is met by a schedule, so the optimum lies between it and the
+bound; :mod:`simqos.verdict` also takes the policies' own values, each a schedule of the same
+runs, as lower ends. (Not under time-slicing, whose slices the states do not carry.)
+
 The two objectives are solved apart, and the accuracy bound is also at most the most requests
 met times the largest accuracy of a route (a tighter bound where merging loosened the first).
 ``routes`` restricts the schedules to some routes: with one level's route it is the best any
@@ -172,6 +180,16 @@ def _absorb(low, high, value, count) -> int:
     return kept
 
 
+@jit
+def _thin(low, high, value, count, keep) -> int:
+    """Keep ``keep`` of the ``count`` states (sorted by ``low``, values rising: a Pareto
+    frontier), evenly spaced, the first and the last (the most value) among them; in place."""
+    for q in range(keep):
+        k = (q * (count - 1)) // (keep - 1) if keep > 1 else count - 1
+        low[q], high[q], value[q] = low[k], high[k], value[k]
+    return keep
+
+
 def _dominance(routes: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each route ``r``, the routes that may dominate it (module doc): as sparse or sparser at
     every segment, not the same route, value no smaller. CSR form: ``index[start[r]:start[r+1]]``."""
@@ -276,7 +294,7 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
 def _bound(
     arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
     idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
-    share_times, shares, slice_ms,
+    share_times, shares, slice_ms, feasible,
 ):  # fmt: skip
     n_routes, n_segments = routes.shape
     n_levels = idle_factor.shape[0]
@@ -345,7 +363,7 @@ def _bound(
                     dropped = True
                     continue
                 end_hi = end_lo if point else path_hi[n_segments]
-                if not monotone:
+                if not monotone and not feasible:
                     if absorbs[span, r]:  # it stands for the routes it dominates: cover their ends too
                         envelope = _envelope_finish(levels_used[span, r], path_hi[0], work[i], f_hi, times, speeds, cum, res_times, res_levels)
                         if envelope > end_hi:
@@ -363,18 +381,27 @@ def _bound(
                 m += 1
         if not monotone and i + 1 < n:  # idle past the longest measured gap: one future
             horizon = arrivals[i + 1] - saturated_s
-            j, best, first, last = 0, -1.0, math.inf, -math.inf
+            j, best, first, last, saturated_end = 0, -1.0, math.inf, -math.inf, 0.0
             for k in range(m):
                 if new_high[k] <= horizon:
-                    best = max(best, new_value[k])
+                    if new_value[k] > best:
+                        best, saturated_end = new_value[k], new_low[k]
                     first, last = min(first, new_low[k]), max(last, new_high[k])
                 else:
                     new_low[j], new_high[j], new_value[j] = new_low[k], new_high[k], new_value[k]
                     j += 1
             if best >= 0.0:
+                if feasible:  # the best of them, as it is: one real schedule
+                    first = last = saturated_end
                 new_low[j], new_high[j], new_value[j] = first, last, best
                 j += 1
             m = j
+        if feasible:  # real schedules only: drop, never widen (module doc)
+            size = _prune(new_low, new_high, new_value, m, True)
+            if size > max_states:
+                size = _thin(new_low, new_high, new_value, size, max_states)
+            low[:size], high[:size], value[:size] = new_low[:size], new_high[:size], new_value[:size]
+            continue
         if m > max_states and not monotone:  # too many to compare pairwise: the widened frontier
             m = _absorb(new_low, new_high, new_value, m)
             exact = False
@@ -398,7 +425,8 @@ def replication_bound(plan, inputs, max_states: int = MAX_STATES, routes: list[t
     """The offline optimum of one replication (module doc): ``accuracy_at_deadline`` (the
     best total accuracy of met requests over the counted ones; NaN without accuracy),
     ``met`` (the most requests that can meet their deadline), ``requests`` counted (after
-    warm-up), and ``exact``. ``routes``: the routes it may choose (default: every route)."""
+    warm-up), and ``exact``; without time-slicing also ``accuracy_at_deadline_feasible`` and
+    ``met_feasible``: the best real schedules found (lower ends). ``routes``: the routes it may choose (default: every route)."""
     return _pooled([_resolved(_objectives(plan, inputs, max_states, routes))], plan)
 
 
@@ -444,7 +472,10 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
         gains["accuracy"] = np.array([model.accuracy(tuple(r)) for r in routes])
     run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
     shared = (inputs.share_trace.times_s, inputs.share_trace.values.astype(float), slice_ms)
-    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared) for name, g in gains.items()}
+    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared, False) for name, g in gains.items()}
+    if slice_ms <= 0.0:  # real schedules (a lower bound on the optimum): how loose the bound can be
+        out |= {f"{name}_feasible": run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared, True)
+                for name, g in gains.items()}
     out["requests"] = int(counted.sum())
     out["best_accuracy"] = float(gains["accuracy"].max()) if model.has_accuracy else math.nan
     return out
@@ -454,7 +485,7 @@ def _resolved(part: dict) -> dict:
     """One replication's objectives (:func:`_objectives`) as ``(value, exact)`` once computed,
     with ``latest_s``, the latest time either looked at."""
     done = {k: v.result() if isinstance(v, concurrent.futures.Future) else v for k, v in part.items()}
-    objectives = [k for k in ("met", "accuracy") if k in done]
+    objectives = [k for k in ("met", "accuracy", "met_feasible", "accuracy_feasible") if k in done]
     done["latest_s"] = max(done[k][2] for k in objectives)
     return done | {k: done[k][:2] for k in objectives}
 
@@ -474,4 +505,8 @@ def _pooled(parts: list[dict], plan) -> dict[str, float | bool | int]:
     else:
         out["accuracy_at_deadline"] = math.nan
     out["exact"] = bool(exact)
+    if all("met_feasible" in p for p in parts):  # the best real schedules found: the optimum lies between
+        out["met_feasible"] = float(sum(p["met_feasible"][0] for p in parts))
+        if plan.model.has_accuracy:
+            out["accuracy_at_deadline_feasible"] = float(sum(p["accuracy_feasible"][0] for p in parts)) / max(n, 1)
     return out
