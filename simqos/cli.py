@@ -846,6 +846,13 @@ def _print_run_summary(spec, summary) -> None:
     console.print(table)
     console.print("miss: finished late or dropped; accuracy: of served requests; at deadline: a miss counts as wrong; "
                   "switched: served requests whose level changes after the first segment; reroutes: level changes per request.")
+    charged = summary[summary["decision_ms"] > 0] if "decision_ms" in summary else summary.iloc[:0]
+    if len(charged):
+        measured = {summary["policy"].iloc[i] for i, p in enumerate(spec.policies) if p.decision_ms == "measured"}
+        console.print("decisions charged (device ms each, at a request's start and each reroute point): "
+                      + ", ".join(f"{row.policy} {row.decision_ms:.4f}" + ("*" if row.policy in measured else "")
+                                  for row in charged.itertuples())
+                      + ("; * measured on this machine: the records depend on it" if measured else ""))
     if "engine" in summary:
         engines = summary.groupby("engine", sort=False)["policy"].apply(list)
         console.print("engine: " + ("; ".join(f"{e}: {', '.join(p)}" for e, p in engines.items()) if len(engines) > 1

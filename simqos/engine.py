@@ -36,6 +36,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -125,14 +126,58 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
             raise SimqosError(
                 f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
             )
-        factory = functools.partial(cls, params, model, scenario)
+        factory = functools.partial(_charged, cls, params, model, scenario, 0.0 if spec.decision_ms == "measured" else spec.decision_ms)
         factories.append(factory)
         labels.append(spec.label or factory().label())
     _check_size(scenario, model, source, whole=scenario.engine == "simpy" or not all(f().compiled() for f in factories))
     duplicated = {lab for lab in labels if labels.count(lab) > 1}
     if duplicated:
         raise SimqosError(f"{source}: policies: labels {sorted(duplicated)} repeat; give each a distinct 'label'")
-    return Plan(scenario, model, tuple(factories), tuple(labels), tuple(implausible(scenario, model)))
+    plan = Plan(scenario, model, tuple(factories), tuple(labels), tuple(implausible(scenario, model)))
+    measured = [i for i, spec in enumerate(scenario.policies) if spec.decision_ms == "measured"]
+    if measured:
+        factories = list(plan.policy_factories)
+        for i in measured:
+            made = factories[i]
+            factories[i] = functools.partial(_charged, *made.args[:4], measure_decision_ms(plan, i))
+        plan = dataclasses.replace(plan, policy_factories=tuple(factories))
+    return plan
+
+
+def _charged(cls: type[Policy], params, model: ServiceModel, scenario: Scenario, decision_ms: float) -> Policy:
+    """A fresh policy charged ``decision_ms`` per decision."""
+    policy = cls(params, model, scenario)
+    policy.decision_ms = float(decision_ms)
+    return policy
+
+
+MEASURED_REQUESTS = 200
+"""Requests of replication 0 whose decisions :func:`measure_decision_ms` times."""
+
+
+def measure_decision_ms(plan: Plan, index: int, requests: int = MEASURED_REQUESTS) -> float:
+    """The median wall time (ms) of policy ``index``'s ``choose``, called from Python as the
+    real server calls it, over every decision of the first ``requests`` requests of replication
+    0 (served on SimPy, the policy uncharged); a first pass warms it up (compilation, caches)."""
+    import time
+
+    class Timed(_Recorder):
+        def choose(self, state: Decision) -> int:
+            start = time.perf_counter_ns()
+            level = self.inner.choose(state)
+            self.rows.append(time.perf_counter_ns() - start)
+            return level
+
+    inputs = sample_inputs(plan, 0)
+    inputs = dataclasses.replace(inputs, arrivals_s=inputs.arrivals_s[:requests], deadlines_s=inputs.deadlines_s[:requests],
+                                 work_ms=inputs.work_ms[:requests])
+    timed = Timed(plan.policy_factories[index](), None)
+    for _ in range(2):  # the first pass warms up; the second is timed
+        timed.rows = []
+        env = simpy.Environment()
+        env.process(_Server(plan, inputs, timed).process(env))
+        env.run()
+    return float(np.median(timed.rows)) / 1e6 if timed.rows else 0.0
 
 
 def _import_plugins(scenario: Scenario, source: str) -> None:
@@ -458,6 +503,7 @@ class _Server:
         n_left = 0
         factors = np.ones(model.n_levels)
         busy_until = 0.0
+        work_ms = inputs.work_ms + policy.decision_ms if policy.decision_ms > 0 else inputs.work_ms  # each segment follows a decision
         for i in range(n):
             arrival = float(arrivals[i])
             if env.now < arrival:
@@ -476,9 +522,9 @@ class _Server:
             if sliced:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
                 run_first = slice_ms if arrival > busy_until else slice_left
                 on_factors[:] = factors
-                sliced_factors(factors, inputs.work_ms[i], serving.value_at(share_times, shares, now), run_first, slice_ms)
+                sliced_factors(factors, work_ms[i], serving.value_at(share_times, shares, now), run_first, slice_ms)
             t, code, changes = serving.serve_request.py_func(
-                i, now, arrival, deadline, inputs.work_ms[i], factors, on_factors if sliced else factors, times, speeds, cum, res_times, res_levels,
+                i, now, arrival, deadline, work_ms[i], factors, on_factors if sliced else factors, times, speeds, cum, res_times, res_levels,
                 deadlines[i + 1 : q_end], _choose(policy), params, table, candidates, np.empty(len(candidates)),
                 serving.bisect_right(times, now, len(times)) - 1, serving.bisect_right(res_times, now, len(res_times)) - 1,
             )
@@ -486,7 +532,7 @@ class _Server:
                 continue  # its level never returns: dropped
             yield env.timeout(t - now)
             if sliced:
-                slice_left = slice_left_after(run_first, route_work(code, inputs.work_ms[i], on_factors), slice_ms)
+                slice_left = slice_left_after(run_first, route_work(code, work_ms[i], on_factors), slice_ms)
             busy_until = t
             self.finish_s[i] = t
             self.route_code[i] = code
@@ -968,7 +1014,8 @@ def summarize_plan(
 ) -> pd.DataFrame:
     """:func:`simqos.tally.summarize` of a run (or of a records table), with the routes'
     measured accuracy intervals (or, ``by_replication``, :func:`~simqos.tally.per_replication`),
-    and an ``engine`` column: which engine served each policy (``compiled`` or ``simpy``)."""
+    an ``engine`` column: which engine served each policy (``compiled`` or ``simpy``), and
+    ``decision_ms``: the device time charged for each of its decisions."""
     tallies = plan_tallies(plan, data)
     intervals = plan.model.route_accuracy_interval
     if by_replication:
@@ -976,6 +1023,7 @@ def summarize_plan(
     else:
         summary = summarize(tallies, intervals, percentile_intervals)
     summary["engine"] = summary["policy"].map(dict(zip(plan.labels, engines(plan))))
+    summary["decision_ms"] = summary["policy"].map(dict(zip(plan.labels, (f().decision_ms for f in plan.policy_factories))))
     return summary
 
 

@@ -177,8 +177,9 @@ class FastServer:
         codes, reroutes, outcome codes) of requests ``begin`` .. stop - 1). Unless ``final``, the
         requests from the stop on are to be served with the next chunk appended; after a stop
         for the device, with the device sampled further."""
+        charged = work_ms + self.policy.decision_ms if self.policy.decision_ms > 0 else work_ms  # each segment follows a decision
         stop, short, *served, self.waiting = _serve(
-            _f8(arrivals_s), _f8(deadlines_s), _f8(work_ms), *(_f8(a) for a in device.arrays[:4]),
+            _f8(arrivals_s), _f8(deadlines_s), _f8(charged), *(_f8(a) for a in device.arrays[:4]),
             np.require(device.arrays[4], np.int64, "CW"),
             *self.rules, type(self.policy).decide, self.params, self.table, self.candidates,
             first, begin, final, self.clock, self.waiting, device.known_s, device.cap_s,

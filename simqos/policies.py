@@ -88,6 +88,9 @@ class Policy:
     """A ``numba.njit`` function ``(state, params, table) -> level``, or None (Python only)."""
     clairvoyant: ClassVar[bool] = False
     """True for a reference that sees the realised future: it cannot run on a real device."""
+    decision_ms: float = 0.0
+    """Device time (profiled ms) charged for each decision: the scenario's ``decision_ms``
+    (:class:`simqos.scenario.PolicySpec`), set on the policy by :func:`simqos.engine.build_plan`."""
 
     def __init__(self, params: BaseModel, model: ServiceModel, scenario: object = None) -> None:
         self.params = params
@@ -156,6 +159,7 @@ def start_only(policy: Policy, label: str | None = None) -> Policy:
     ablation = _start_only_class(cls)
     made = ablation(policy.params, policy.model, policy.scenario)
     made._label = label or f"{policy.label()} (start only)"
+    made.decision_ms = policy.decision_ms
     return made
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -235,11 +236,31 @@ class Device(_Model):
 
 
 class PolicySpec(BaseModel):
-    """``kind`` names a registered policy; the other keys are its parameters, validated by it."""
+    """``kind`` names a registered policy; the other keys are its parameters, validated by it.
+    ``decision_ms``: device time (profiled ms, scaled by the device's speed as a layer's is)
+    charged for each of the policy's decisions — at a request's start and at each reroute point
+    — or ``measured``: the median time its ``choose`` takes on this machine, called from Python
+    as simqos's real server calls it, timed over the first requests of replication 0 before the
+    run (the records then depend on this machine: paste the printed value to fix it). Default
+    0: decisions are free."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: str
     label: str | None = None
+    decision_ms: float | Literal["measured"] = 0.0
+
+    @field_validator("decision_ms", mode="before")
+    @classmethod
+    def _decision_ms(cls, value: object) -> object:
+        if value == "measured":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+            raise ValueError(f"give the device ms charged per decision (0 or more) or 'measured'")
+        return number
 
     @property
     def params(self) -> dict[str, Any]:
@@ -385,6 +406,26 @@ _TAGS = {
 }
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The scenario's model at ``loc`` (a pydantic error's location, union tags included), or
+    None where it cannot tell."""
+    candidates: list[Any] = [Scenario]
+    for item in loc:
+        if isinstance(item, int):
+            continue  # an element of a list: the list's own annotation holds its model
+        tagged = [m for m in candidates if "kind" in m.model_fields and item in get_args(m.model_fields["kind"].annotation)]
+        if len(candidates) > 1 and tagged:  # a union's tag picks its member
+            candidates = tagged
+            continue
+        if len(candidates) != 1 or item not in candidates[0].model_fields:
+            return None
+        candidates = [a for a in _flatten(candidates[0].model_fields[item].annotation)
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return None
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def _dotted(loc: tuple) -> str:
     parts = []
     for item in loc:
@@ -402,8 +443,18 @@ def _message(error: dict) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(error["loc"][-1])
-        close = difflib.get_close_matches(key, sorted(_vocabulary()), n=1)
-        hint = f" — did you mean {close[0]!r}?" if close else ""
+        model = _model_at(error["loc"][:-1])
+        known = sorted(model.model_fields) if model is not None else sorted(_vocabulary())
+        close = difflib.get_close_matches(key, [k for k in known if k != key], n=1)
+        if close:
+            hint = f" — did you mean {close[0]!r}?"
+        elif model is not None:
+            tag = model.model_fields["kind"].annotation if "kind" in model.model_fields else None
+            parent = [str(x) for x in error["loc"][:-1] if not isinstance(x, int)]
+            what = f"kind {get_args(tag)[0]!r}" if tag is not None and get_args(tag) else (parent[-1] if parent else "a scenario")
+            hint = f" — {what} takes {', '.join(known)}"
+        else:
+            hint = ""
         return f"{where}: unknown key{hint}"
     if kind == "missing":
         return f"{where}: required, but missing"

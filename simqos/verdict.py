@@ -118,6 +118,9 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         "ties": _ties(tallies, best, [p for p in eligible if p != best], kind, sampling),
         **out_best,
     }
+    if out["ties"] and "decision_ms" in table and (table.loc[[best, *out["ties"]], "decision_ms"] > 0).all():
+        cost = table.loc[[best, *out["ties"]], "decision_ms"]
+        out["cheapest"] = [str(cost.idxmin()), float(cost.min())]
     if best != baseline and "full" in differences[best]:
         out["difference_full"] = differences[best]["full"]
     if bound is not None:
@@ -213,8 +216,11 @@ def verdict_lines(v: dict | None) -> list[str]:
     if v.get("ties"):
         tied = ", ".join(f"`{p}` ({_points(d[0])} [{_points(d[1])}, {_points(d[2])}])" for p, d in v["ties"].items())
         noise = "the simulation's noise and the test set's sampling" if v.get("accuracy_sampling") == "included" else "the simulation's noise"
+        cheapest = v.get("cheapest")
+        advice = (f"; of them, `{cheapest[0]}` costs least to run ({cheapest[1]:.4f} ms a decision, charged)" if cheapest
+                  else " (charge each its decision time with `decision_ms: measured` to compare)")
         lines.append(f"It ties with {tied} points against it, inside the 95 % interval ({noise}): these runs cannot tell them "
-                     "apart, so prefer whichever costs least to run.")
+                     f"apart, so prefer whichever costs least to run{advice}.")
     if v.get("chosen_on") == "validation":
         lines.append("Chosen — the policy, the baseline, and whether it wins beyond its interval — on the routes' "
                      "validation-split accuracies; every value here is the test split's.")

@@ -1,6 +1,7 @@
 """The SimPy engine against hand computation, an independent recursion, queueing theory and
 properties."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -217,3 +218,33 @@ def test_static_never_reroutes(two_level, seed, level, rate, dwell):
 def test_replications_in_parallel_give_the_same_records(two_level):
     plan = _plan(two_level, replications=3, requests=500, policies=POLICIES[:3], device=FLUCTUATING, engine="auto")
     pd.testing.assert_frame_equal(run_plan(plan, workers=2), run_plan(plan))
+
+
+@pytest.mark.parametrize("engine", ["simpy", "auto"])
+def test_a_charged_decision_adds_its_time_to_every_segment_on_both_engines(two_level, engine):
+    """decision_ms: each of a request's two decisions (start, one reroute point) costs 0.3 ms
+    of device work before its segment, scaled by the speed: on a markov-speed device, the
+    Lindley recursion with 0.3 ms added to each segment's work."""
+    speed = {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.05}, {"speed": 0.3, "mean_dwell_s": 0.02}]}
+    plan = _plan(two_level, requests=2000, device={"speed": speed}, engine=engine,
+                 workload={"arrival": {"kind": "poisson", "rate_hz": 200}, "deadline": {"kind": "constant", "ms": 10}},
+                 policies=[{"kind": "static", "level": 1, "decision_ms": 0.3}])
+    inputs = sample_inputs(plan, 0)
+    records = run_policy(plan, inputs, 0, 0)
+    charged = dataclasses.replace(inputs, work_ms=inputs.work_ms + 0.3)
+    start, finish = _lindley(charged, 1)
+    np.testing.assert_allclose(records["finish_s"], finish, rtol=0, atol=1e-12)
+    free = run_policy(_plan(two_level, requests=2000, device={"speed": speed}, engine=engine,
+                            workload={"arrival": {"kind": "poisson", "rate_hz": 200}, "deadline": {"kind": "constant", "ms": 10}},
+                            policies=[{"kind": "static", "level": 1}]), inputs, 0, 0)
+    assert (records["latency_ms"] > free["latency_ms"] + 0.6 - 1e-9).mean() > 0.5  # two decisions, 0.6 ms at least
+
+
+def test_a_measured_decision_time_is_timed_on_this_machine_and_charged(two_level):
+    from simqos.engine import measure_decision_ms
+
+    plan = _plan(two_level, requests=300, policies=[{"kind": "lookahead", "decision_ms": "measured"}, {"kind": "static", "level": 0}])
+    charged = plan.policy_factories[0]().decision_ms
+    assert 0.0 < charged < 50.0  # a decision takes microseconds here, not nothing and not a request's time
+    assert plan.policy_factories[1]().decision_ms == 0.0
+    assert 0.0 < measure_decision_ms(plan, 1) < 50.0

@@ -78,6 +78,10 @@ FUZZ = [
     (_set("device.storage_bandwidth_mb_s", 0), "device.storage_bandwidth_mb_s"),
     (_set("profile", "no/such/profile"), "no/such/profile is not a profile folder"),
     (_set("workload.arrival", {"kind": "poisson", "rat_hz": 45}), "workload.arrival.rat_hz: unknown key — did you mean 'rate_hz'?"),
+    # a key of another kind: never "did you mean" itself; what this kind takes
+    (_set("workload.arrival", {"kind": "periodic", "rate_hz": 30}), "workload.arrival.rate_hz: unknown key — kind 'periodic' takes fps"),
+    (_set("workload.queue", {"capacity": 8, "colour": "red"}), "workload.queue.colour: unknown key — queue takes capacity, late"),
+    (_set("policies", [{"kind": "lookahead", "decision_ms": -2}]), "policies[0].decision_ms: give the device ms charged per decision"),
     (_set("policies", []), "policies"),
     (_set("policies", [{"kind": "static", "level": 7}]), "policies[0].level: 7"),
     (_set("policies", [{"kind": "fastest"}]), "policies[0].kind: 'fastest' is not a registered policy"),
