@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import matplotlib
 
@@ -159,7 +160,9 @@ def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
         point = t["nines"].astype(float)
         high = t["nines_high"].astype(float)
         shown = _shown_nines(t)
-        ax.plot(t[x], shown, color=colours[policy], label=policy, marker="osDvPXph"[i % 8], markersize=5, markerfacecolor="none",
+        # the line joins finite nines only: a zero-miss point is a lower bound (its ▲), and a line down to it would
+        # read as nines falling
+        ax.plot(t[x], point, color=colours[policy], label=policy, marker="osDvPXph"[i % 8], markersize=5, markerfacecolor="none",
                 linestyle=("-", "--", "-.", ":")[i % 4])
         ax.fill_between(t[x], t["nines_low"], high.where(high.notna(), shown), color=colours[policy], alpha=0.15)
         bound = point.isna()
@@ -171,8 +174,10 @@ def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
 _NINES_NOTE = "(bands: 95 % interval; ▲: no miss, a lower bound)"
 
 
-def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: float | None = None) -> Figure:
-    """Nines of QoS against ``x`` per policy, with the 95 % interval as a band."""
+def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: float | None = None,
+             note: str | None = None) -> Figure:
+    """Nines of QoS against ``x`` per policy, with the 95 % interval as a band; ``note``: a line
+    under the axes (why the curves do what they do)."""
     colours = policy_colours(list(dict.fromkeys(table["policy"])))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _nines_lines(ax, table, x, colours)
@@ -183,6 +188,9 @@ def nines_vs(table: pd.DataFrame, x: str, xlabel: str, title: str, marker_x: flo
     ax.set_ylabel("nines of QoS, −log10(miss rate)")
     ax.set_title(f"{title}\n{_NINES_NOTE}", fontsize=10)
     ax.legend(fontsize=8)
+    if note:
+        fig.text(0.01, 0.01, textwrap.fill(note.replace("`", ""), 110), fontsize=7, va="bottom")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

@@ -58,6 +58,25 @@ def _nines_text(row: pd.Series) -> str:
     return f"{row['nines']:.2f} [{row['nines_low']:.2f}, {_fmt(row['nines_high'], '.2f')}]"
 
 
+def rising_with_load(table: pd.DataFrame, x: str, idle: bool) -> str | None:
+    """A note when some policy keeps more nines at the highest load of a load sweep (``table``:
+    :func:`simqos.sweep.vary`'s, ``x`` the load column) than at the lowest, beyond both
+    intervals — more load, fewer misses, which needs a reason; None otherwise."""
+    risen = []
+    for policy, t in table.groupby("policy", sort=False):
+        t = t.sort_values(x)
+        first, last = t.iloc[0], t.iloc[-1]
+        if pd.notna(last["nines_low"]) and pd.notna(first["nines_high"]) and last["nines_low"] > first["nines_high"]:
+            risen.append(f"`{policy}` ({first['nines']:.2f} → {_nines_text(last)} from {first[x]:g} to {last[x]:g})")
+    if not risen:
+        return None
+    why = ("the profile's idle table (idle.csv) makes a request that finds the device idle run slower — cold caches, "
+           "a lower clock — and the busier the device, the fewer requests find it idle" if idle else
+           "with no idle slowdown in the profile, look at the queue's rules (a bounded queue or late drops turn load into "
+           "drops, not misses) and the device's traces")
+    return f"nines rise with load for {', '.join(risen)}: {why}"
+
+
 def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdict: dict | None, bound: dict | None) -> str:
     differences = (verdict or {}).get("differences", {})
     baseline = (verdict or {}).get("baseline")
@@ -222,7 +241,11 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
         path, value, label = load
         column = path.rsplit(".", 1)[-1]
         table = vary(small, path, [value * f for f in LOAD_FACTORS])
-        figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value)
+        rising = rising_with_load(table, column, idle=len(load_profile(scenario.profile).idle_factors()[0]) > 1)
+        figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value,
+                                                  note=rising)
+        if rising:
+            notes.append(rising)
     else:
         notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
     if records is not None:
