@@ -79,6 +79,7 @@ def rising_with_load(table: pd.DataFrame, x: str, idle: bool) -> str | None:
 
 def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdict: dict | None, bound: dict | None) -> str:
     differences = (verdict or {}).get("differences", {})
+    full = (verdict or {}).get("differences_full", {})
     baseline = (verdict or {}).get("baseline")
     objective = scenario.objective.kind
     unit = "accuracy-at-deadline" if objective == "accuracy_at_deadline" else "share met"
@@ -93,7 +94,7 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         *verdict_lines(verdict),
         "",
         "| policy | engine | nines [95 % CI] | miss % | p50 ms | p99 ms [CI] | p99.9 ms | accuracy [CI] | at deadline | "
-        f"Δ {unit} vs {baseline or 'baseline'}, points [95 % CI] |",
+        f"Δ {unit} vs {baseline or 'baseline'}, points [95 % CI{'; with the test set' if full else ''}] |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in summary.iterrows():
@@ -103,7 +104,8 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         )
         d = differences.get(row["policy"])
         delta = "baseline" if row["policy"] == baseline else ("—" if d is None else
-                 f"{100 * d[0]:+.2f}" + (f" [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]" if d[1] is not None else ""))
+                 f"{100 * d[0]:+.2f}" + (f" [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]" if d[1] is not None else "")
+                 + (f"; [{100 * full[row['policy']][1]:+.2f}, {100 * full[row['policy']][2]:+.2f}]" if row["policy"] in full else ""))
         lines.append(
             f"| {row['policy']} | {row.get('engine', '—')} | {_nines_text(row)} | {100 * row['miss_rate']:.3f} | "
             f"{row['p50_ms']:.2f} | {p99} | {row['p99.9_ms']:.2f} | {accuracy} | "

@@ -112,6 +112,7 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         "difference_low": low,
         "difference_high": high,
         "differences": {p: d["simulation"] for p, d in differences.items()},
+        "differences_full": {p: d["full"] for p, d in differences.items() if "full" in d},
         "chosen_on": "test" if validation is None else "validation",
         "accuracy_sampling": "left out" if sampling is None and kind == "accuracy_at_deadline" else
                              ("included" if sampling is not None else "not applicable"),
@@ -126,7 +127,7 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     if bound is not None:
         ceiling = _ceiling(bound, kind)
         room = ceiling - out["baseline_value"]
-        share = (lambda d: d / room) if room > 1e-12 else (lambda d: math.nan)
+        share = (lambda d: min(d / room, 1.0)) if room > 1e-12 else (lambda d: math.nan)  # no policy passes the optimum
         out |= {"bound": ceiling, "bound_exact": bound["exact"], "gap_closed": share(value[best] - out["baseline_value"]),
                 "gap_closed_low": share(low), "gap_closed_high": share(high)}
         if "difference_full" in out:
@@ -245,15 +246,17 @@ def verdict_lines(v: dict | None) -> list[str]:
         if "reference" in v and _known(v["reference"]["gap_closed"]):
             r = v["reference"]
             share = r["gap_closed"]
-            rest = "" if share >= 0.995 else (": the rest of the gap takes hindsight across requests, which no deployable policy has"
+            rest = "" if share >= 0.995 else (": what it leaves of the gap takes hindsight across requests, which no deployable policy has"
                                                + ("" if v["bound_exact"] else ", or is the bound's slack"))
             lines.append(f"The reference `{r['policy']}`, which knows each request's own future but not the requests to come, "
                          f"reaches {r['value']:.2%} ("
                          + (f"{min(share, 1.0):.0%} of the gap" if share >= 0 else "below the baseline") + f"){rest}.")
     if "baseline_bound" in v:
         rest = v["bound"] - v["baseline_bound"]
+        more = ("." if rest <= 0 else f"; the other {100 * rest:.2f} points need other levels." if v["bound_exact"]
+                else f"; up to {100 * rest:.2f} points more may need other levels, or be the bound's slack.")
         lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
-                     f"{v['baseline_bound']:.2%}" + (f"; the other {100 * rest:.2f} points need other levels." if rest > 0 else "."))
+                     f"{v['baseline_bound']:.2%}{more}")
     if "rerouting" in v:
         r = v["rerouting"]
         point, low, high = r.get("difference_full", r["difference"])
