@@ -5,7 +5,8 @@ the end-to-end time that per-layer samples miss (the *gap*, spread evenly over t
 that a whole route costs what the model costs end to end); the segments between reroute points;
 resident weight bytes per level; the accuracy of each route when the profile has it (the
 validation split's, which policies may use to decide, and the test split's, which records and
-reports show); and how
+reports show, with every route's per-sample test outcomes when the profile has them, which give
+the verdict's differences their test-set sampling error); and how
 much slower a request runs when it finds the device idle (the profile's ``idle.csv``: per
 level, a factor on its work that grows with the idle gap before it; none without that table).
 

@@ -9,27 +9,33 @@ requests) is at least ``accuracy_floor``.
 **Candidates** are the deployable policies (not the clairvoyant reference). The **baseline**
 is the policy the scenario names (``objective.baseline``, a label), else the best static level
 for the objective. **Chosen on validation, reported on test**: the best policy, the best static
-level and those above an accuracy floor are chosen with each route's validation-split accuracy
-(:func:`validation_scores`, from the routes each policy served and met); the values, differences
-and intervals reported are the test split's, so the verdict is not judged on the numbers it was
-chosen on. (A policy other than the baseline is deployed only when its test difference is
-beyond its interval: that gate can only keep the baseline.)
+level, those above an accuracy floor, and whether the best beats the baseline beyond its
+interval (the *gate*; else the baseline is deployed) are decided with each route's
+validation-split accuracy (:func:`validation_scores`, from the routes each policy served and
+met, batch by batch); the values, differences and intervals reported are the test split's, so
+the verdict is not judged on the numbers it was chosen on.
 
 **Paired differences.** Every policy of a replication is served the same arrivals, latency
 draws and device (common random numbers), so the per-request difference of two policies'
 scores is what varies; its mean gets a batch-means interval (each replication cut into the
 same contiguous batches as the summary's, Student's t on batches - 1 degrees of freedom),
-which holds when misses cluster. For ``nines`` the difference is in miss rate (points), and
-the nines of both are given.
+which holds when misses cluster. That is the simulation's noise. The route accuracies are
+measured too, on a finite test set: where the profile has every route's per-sample outcomes
+(``route_outcomes.npz``), the paired sampling error of the two policies' route mixes over the
+same test samples (:func:`simqos.tally.accuracy_sampling_half_width`) is added in quadrature,
+and both intervals are given; ties are judged on the wider. For ``nines`` the difference is in
+miss rate (points), and the nines of both are given.
 
 **Gap closed**: (policy - baseline) / (bound - baseline) on accuracy-at-deadline, or on the
 share of requests met, with the bound of :mod:`simqos.bound` (pooled over replications); its
-interval is the paired difference's over the same room (the bound taken as fixed). Beside it, the
-clairvoyant reference's share of the gap: it knows each request's own future, so what it does
-not close takes hindsight across requests.
+interval is the paired difference's over the same room (the bound taken as fixed), at most 1.
+Where the bound is not exact, the optimum is given as the range it lies in: from the best
+schedule known (any policy's, or the bound's own search over real schedules) to the bound.
+Beside it, the clairvoyant reference's share of the gap: it knows each request's own future,
+so what it does not close takes hindsight across requests (or is an inexact bound's slack).
 
 **What rerouting is worth** (``rerouting``): the deployed policy — or, when the baseline is
-deployed, the best deployable policy that reroutes — against its start-only ablation
+deployed, the best deployable policy that reroutes (chosen on validation) — against its start-only ablation
 (:func:`simqos.policies.start_only`: its first decision held for the whole request), served the
 same requests; with the share of its served requests whose route changes level after the first
 segment. A policy that never reroutes has no such line.
