@@ -162,7 +162,7 @@ def _nines_lines(ax, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
         shown = _shown_nines(t)
         # the line joins finite nines only: a zero-miss point is a lower bound (its ▲), and a line down to it would
         # read as nines falling
-        ax.plot(t[x], point, color=colours[policy], label=policy, marker="osDvPXph"[i % 8], markersize=5, markerfacecolor="none",
+        ax.plot(t[x], point, color=colours[policy], label=policy, marker="osD*PXph"[i % 8], markersize=5, markerfacecolor="none",
                 linestyle=("-", "--", "-.", ":")[i % 4])
         ax.fill_between(t[x], t["nines_low"], high.where(high.notna(), shown), color=colours[policy], alpha=0.15)
         bound = point.isna()
