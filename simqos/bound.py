@@ -22,8 +22,11 @@ Because a device that idled longer can be slower, an earlier free time is not al
 so states are pruned only when one *covers* another (its interval contains the other's and its
 value is no smaller) — exact. Above ``max_states`` states two steps trade exactness for size,
 each clearing ``exact``: a state free no later with no less value absorbs another, its interval
-widened to cover both (the Pareto frontier of (low, value), widened); then neighbours (by
-``low``) are merged into their union with the larger value.
+widened to cover both — only within a band of the idle gap the next arrival would find (busy, or
+between two measured gaps), so that a widened state does not pair one free time's value with
+another's much smaller idle slowdown (on iot.yaml 0.22 points tighter than absorbing across
+bands, at the same cost); then neighbours (by ``low``) are merged into their union with the
+larger value.
 
 **Time-slicing.** With ``device.slice_ms`` a request's work is
 stretched by the competitors' turns it waits out (:mod:`simqos.timeslice`), which depends on
@@ -164,19 +167,31 @@ def _prune(low, high, value, count, monotone) -> int:
 
 
 @jit
-def _absorb(low, high, value, count) -> int:
-    """Sort the states ``[:count]`` by ``low`` and keep, in place, those whose value exceeds
-    every earlier one's: each other state is absorbed by the last kept before it (free no later,
-    no less value), whose ``high`` widens to cover it. Returns how many remain."""
+def _absorb_banded(low, high, value, count, next_arrival, idle_ms) -> int:
+    """Sort the states ``[:count]`` by ``low`` and, within each band of the idle gap the next
+    arrival (at ``next_arrival``) would find by a state's ``low`` — busy, or between two measured
+    gaps ``idle_ms`` — keep, in place, those whose value exceeds every earlier one's in the band:
+    each other state is absorbed by the last kept in its band (free no later, no less value),
+    whose ``high`` widens to cover it. Returns how many remain."""
     order = np.argsort(low[:count], kind="mergesort")
     lo, hi, v = low[order].copy(), high[order].copy(), value[order].copy()
+    n_bands = len(idle_ms) + 1
+    last = np.full(n_bands, -1)
     kept = 0
     for k in range(count):
-        if kept == 0 or v[k] > value[kept - 1]:
-            low[kept], high[kept], value[kept] = lo[k], hi[k], v[k]
-            kept += 1
+        gap_ms = (next_arrival - lo[k]) * 1e3
+        band = 0
+        if gap_ms > 0.0:
+            band = 1
+            while band < n_bands - 1 and idle_ms[band] <= gap_ms:
+                band += 1
+        j = last[band]
+        if j >= 0 and v[k] <= value[j]:
+            high[j] = max(high[j], hi[k])
         else:
-            high[kept - 1] = max(high[kept - 1], hi[k])
+            low[kept], high[kept], value[kept] = lo[k], hi[k], v[k]
+            last[band] = kept
+            kept += 1
     return kept
 
 
@@ -402,8 +417,8 @@ def _bound(
                 size = _thin(new_low, new_high, new_value, size, max_states)
             low[:size], high[:size], value[:size] = new_low[:size], new_high[:size], new_value[:size]
             continue
-        if m > max_states and not monotone:  # too many to compare pairwise: the widened frontier
-            m = _absorb(new_low, new_high, new_value, m)
+        if m > max_states and not monotone:  # too many to compare pairwise: the widened frontier, band by band
+            m = _absorb_banded(new_low, new_high, new_value, m, arrivals[i + 1] if i + 1 < n else math.inf, idle_ms)
             exact = False
         size = _prune(new_low, new_high, new_value, m, monotone)
         while size > max_states:  # merge neighbours into their union: still a bound

@@ -204,3 +204,19 @@ def test_a_profile_without_accuracy_bounds_nines_only(tmp_path):
     plan = build_plan(parse_scenario(scenario_dict(bundle, requests=200)))
     bound = replication_bound(plan, sample_inputs(plan, 0))
     assert math.isnan(bound["accuracy_at_deadline"]) and 0 < bound["met"] <= 200
+
+
+def test_states_are_widened_only_over_free_times_whose_idle_gap_is_alike():
+    """The next request arrives at 10 ms; the idle table is measured at 0, 1 and 5 ms. States
+    free at 0 ms (a 10 ms gap) and 1 ms (9 ms) are in one band: the later, worth less, is
+    absorbed (the first widens to cover it). States free at 9 and 9.5 ms (1 and 0.5 ms gaps) are
+    in bands of their own: a state worth more but idle 10 ms must not stand for them (it would
+    pair its value with their small slowdown)."""
+    from simqos.bound import _absorb_banded
+
+    low = np.array([0.0, 0.001, 0.009, 0.0095])
+    high, value = low.copy(), np.array([3.0, 2.0, 1.0, 2.5])
+    kept = _absorb_banded(low, high, value, 4, 0.010, np.array([0.0, 1.0, 5.0]))
+    assert kept == 3
+    assert low[:3].tolist() == [0.0, 0.009, 0.0095] and high[:3].tolist() == [0.001, 0.009, 0.0095]
+    assert value[:3].tolist() == [3.0, 1.0, 2.5]
