@@ -27,6 +27,14 @@ def test_import_simqos_is_light():
 def test_the_readme_example_runs(monkeypatch, capsys):
     block = re.search(r"## Python API.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     monkeypatch.chdir(ROOT)
-    exec(compile(block, "README.md", "exec"), {})
-    deploy = capsys.readouterr().out.split()[0]
-    assert deploy in {"lookahead", "dp", "deadline_aware", "greedy"} or deploy.startswith(("static", "deadline_aware"))
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    deploy, value, bound = re.fullmatch(r"(.+) (\S+%) bound (\S+%)", capsys.readouterr().out.strip()).groups()  # a label may hold spaces
+    plan, summary, verdict = ns["plan"], ns["summary"].set_index("policy"), ns["verdict"]
+    assert deploy == verdict["deploy"] and deploy in plan.labels  # what it prints is the verdict, for a policy it ran
+    assert value == f"{summary.loc[deploy, 'accuracy_at_deadline']:.2%}"
+    assert float(bound.rstrip("%")) / 100 >= summary["accuracy_at_deadline"].max() - 5e-5  # no policy beats the optimum
+    by_deadline = ns["by_deadline"]
+    assert len(by_deadline) == 3 * len(plan.labels) and sorted(set(by_deadline["ms"])) == [20, 30, 45]
+    miss = by_deadline[by_deadline["policy"] == "static L1"].sort_values("ms")["miss_rate"].to_numpy()
+    assert (miss[1:] <= miss[:-1]).all()  # a looser deadline misses no more: the same requests, served the same way
