@@ -114,9 +114,9 @@ class RouteOutcomes:
     def save(self, path: Path) -> None:
         """Write atomically (a crash leaves the old file or none)."""
         tmp = path.with_name(path.name + ".tmp.npz")
+        counts = np.min_scalar_type(int(self.units.max(initial=1)))  # the smallest integer holding a sample's units
         np.savez_compressed(tmp, route=np.array(["-".join(map(str, r)) for r in self.routes]),
-                            hits=self.hits.astype(np.min_scalar_type(max(int(self.units.max(initial=1)), 1))),
-                            units=self.units.astype(np.min_scalar_type(max(int(self.units.max(initial=1)), 1))))
+                            hits=self.hits.astype(counts), units=self.units.astype(counts))
         tmp.replace(path)
 
     @classmethod

@@ -237,8 +237,8 @@ class Device(_Model):
 
 class PolicySpec(BaseModel):
     """``kind`` names a registered policy; the other keys are its parameters, validated by it.
-    ``decision_ms``: device time (profiled ms, scaled by the device's speed as a layer's is)
-    charged for each of the policy's decisions — at a request's start and at each reroute point
+    ``decision_ms``: device time (profiled ms, scaled by the device's speed and its idle
+    slowdown as a segment's work is) charged for each of the policy's decisions — at a request's start and at each reroute point
     — or ``measured``: the median time its ``choose`` takes on this machine, called from Python
     as simqos's real server calls it, timed over the first requests of replication 0 before the
     run (the records then depend on this machine: paste the printed value to fix it). Default
