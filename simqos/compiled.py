@@ -4,23 +4,29 @@ numba renews a cached function when its own source file changes, not when a func
 from another module does — and the fast path's driver (``fastpath.py``) inlines the serving
 core (``serving.py``): after an update that touched only the core, a cache kept by file would
 run the old rules, silently. So simqos keeps its compiled code in a folder named by a digest of
-the package's sources (:func:`cache_dir`): any change to simqos compiles everything afresh
-once, and nothing stale is ever loaded. The folder lies in the package's ``__pycache__/numba``
-(marked with :mod:`simqos.outputs`'s marker; older versions' folders there that carry it are
-removed, nothing else), or under ``NUMBA_CACHE_DIR`` when that is set (nothing is removed
-there), or in ``~/.cache/simqos/numba`` for a read-only install. With none writable,
-:func:`njit` compiles without a cache, after one warning: each process compiles afresh, a few
-seconds, and everything else is the same.
+the code that compiles (:func:`compiled_code_digest`): the modules that define compiled
+functions and the simqos modules they import (whose constants compiled code reads), as code —
+comments and docstrings do not count. Changing any of that compiles everything afresh once,
+and nothing stale is ever loaded; changing anything else (the report, the CLI, a comment)
+keeps the cache. The folder lies in the package's ``__pycache__/numba`` (marked with
+:mod:`simqos.outputs`'s marker; older versions' folders there that carry it are removed,
+nothing else), or under ``NUMBA_CACHE_DIR`` when that is set (nothing is removed there), or in
+``~/.cache/simqos/numba`` for a read-only install. With none writable, :func:`njit` compiles
+without a cache, after one warning: each process compiles afresh, a few seconds, and
+everything else is the same.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
 import os
+import re
 import sys
 import time
+import types as pytypes
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,25 +39,70 @@ from numba.np.arrayobj import make_array
 
 from simqos.outputs import discard, mark, owned
 
-__all__ = ["borrow", "cache_dir", "claim_cache", "clock_ns", "interruptible", "njit", "source_digest"]
+__all__ = ["borrow", "cache_dir", "claim_cache", "clock_ns", "interruptible", "code_digest", "compiled_code_digest", "compiling_modules", "njit"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _warned = False
 
 
-def source_digest(package: Path) -> str:
-    """A digest of every ``.py`` file under ``package`` (names and contents)."""
+_COMPILES = re.compile(r"^from simqos\.compiled import .*\b(?:njit|intrinsic)\b|^\s*@(?:numba\.)?(?:njit|intrinsic|overload)\b",
+                       re.MULTILINE)
+_IMPORTS = re.compile(r"^(?:from|import) (simqos(?:\.\w+)*)", re.MULTILINE)
+
+
+def compiling_modules(package: Path) -> list[Path]:
+    """The modules under ``package`` that define compiled functions, and the modules of the
+    package those import at their top level (compiled code reads their constants), sorted."""
+    texts = {path: path.read_text() for path in package.rglob("*.py")}
+    found = {path for path, text in texts.items() if _COMPILES.search(text)}
+    for path in list(found):
+        for match in _IMPORTS.finditer(texts[path]):
+            module = package.parent.joinpath(*match.group(1).split("."))
+            found.update(p for p in (module.with_suffix(".py"), module / "__init__.py") if p in texts)
+    return sorted(found)
+
+
+def code_digest(paths: list[Path], root: Path) -> str:
+    """A digest of what the files in ``paths`` compute: their names relative to ``root`` and
+    their bytecode, compiled without docstrings, hashed without line numbers — so comments,
+    docstrings and blank lines leave it unchanged."""
     digest = hashlib.blake2b(digest_size=8)
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
+
+    def feed(code: pytypes.CodeType) -> None:
+        digest.update(code.co_code)
+        digest.update(repr((code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars, code.co_argcount,
+                            code.co_kwonlyargcount, code.co_flags)).encode())
+        for const in code.co_consts:
+            feed(const) if isinstance(const, pytypes.CodeType) else digest.update(repr(const).encode())
+
+    for path in paths:
+        tree = ast.parse(path.read_bytes())
+        _drop_docstrings(tree.body)
+        digest.update(str(path.relative_to(root)).encode())
+        feed(compile(tree, str(path), "exec", dont_inherit=True))
     return digest.hexdigest()
+
+
+def _drop_docstrings(body: list[ast.stmt]) -> None:
+    """Removes the docstrings of a module's, class's or function's ``body``, and of the classes
+    and functions defined in it, in place (``pass`` where one was the whole body)."""
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        body[0:1] = [] if len(body) > 1 else [ast.copy_location(ast.Pass(), first)]
+    for node in body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            _drop_docstrings(node.body)
+
+
+def compiled_code_digest(package: Path) -> str:
+    """:func:`code_digest` of :func:`compiling_modules`: what names the compiled-code cache."""
+    return code_digest(compiling_modules(package), package)
 
 
 @functools.cache
 def cache_dir() -> str:
     """Where this version of simqos keeps its compiled code (module doc)."""
-    name = f"simqos-{source_digest(_PACKAGE)}"
+    name = f"simqos-{compiled_code_digest(_PACKAGE)}"
     if numba.config.CACHE_DIR:
         return os.path.join(numba.config.CACHE_DIR, name)
     if os.access(_PACKAGE, os.W_OK):

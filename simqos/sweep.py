@@ -118,13 +118,14 @@ def cell_id(cell: Cell) -> str:
 
 def base_key(base: Scenario) -> str:
     """What a cell's numbers come from besides its overrides: a hash of the base scenario, its
-    profile's files and simqos's sources."""
-    from simqos.compiled import source_digest
+    profile's files and simqos's code (comments and docstrings aside)."""
+    from simqos.compiled import code_digest
     from simqos.results import folder_hash
 
     digest = hashlib.sha256(json.dumps(base.model_dump(mode="json"), sort_keys=True, default=str).encode())
     digest.update(folder_hash(base.profile).encode())
-    digest.update(source_digest(Path(__file__).parent).encode())
+    package = Path(__file__).parent
+    digest.update(code_digest(sorted(package.rglob("*.py")), package).encode())
     return digest.hexdigest()[:12]
 
 

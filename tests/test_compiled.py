@@ -1,6 +1,6 @@
-"""simqos's compiled code is cached by a digest of its sources, so an update that changes only a
-function others inline (the serving core, inlined by the fast path's driver) never loads stale
-code."""
+"""simqos's compiled code is cached by a digest of the code that compiles, so an update that
+changes only a function others inline (the serving core, inlined by the fast path's driver)
+never loads stale code, and one that changes only a comment or the report recompiles nothing."""
 
 from pathlib import Path
 
@@ -10,20 +10,35 @@ import numpy as np
 from simqos import compiled
 
 
-def test_the_digest_changes_with_any_source_file(tmp_path):
-    package = tmp_path / "pkg"
+def test_the_digest_changes_with_the_code_that_compiles_and_nothing_else(tmp_path):
+    package = tmp_path / "simqos"
     (package / "sub").mkdir(parents=True)
-    (package / "serving.py").write_text("def rule():\n    return 1\n")
-    (package / "sub" / "fastpath.py").write_text("from serving import rule\n")
-    before = compiled.source_digest(package)
-    assert compiled.source_digest(package) == before  # deterministic
-    (package / "serving.py").write_text("def rule():\n    return 2\n")  # only the inlined callee changes
-    assert compiled.source_digest(package) != before
+    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
+    (package / "sub" / "fastpath.py").write_text("from simqos.compiled import njit\nfrom simqos.serving import rule\n")
+    (package / "metrics.py").write_text('"""Constants."""\nBATCHES = 10\n')
+    (package / "tally.py").write_text("from simqos.compiled import njit\nfrom simqos.metrics import BATCHES\n")
+    (package / "report.py").write_text("def draw():\n    return 1\n")
+    assert [p.name for p in compiled.compiling_modules(package)] == ["metrics.py", "serving.py", "fastpath.py", "tally.py"]
+    before = compiled.compiled_code_digest(package)
+    assert compiled.compiled_code_digest(package) == before  # deterministic
+
+    (package / "report.py").write_text("def draw():\n    return 2\n")  # code that does not compile
+    (package / "metrics.py").write_text('"""Constants, read by compiled code."""\n\n# ten batches\nBATCHES = 10  # k\n')
+    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n"
+                                       '    """The rule."""\n    return 1  # one\n')
+    assert compiled.compiled_code_digest(package) == before  # comments, docstrings, blank lines, the report
+
+    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 2\n")
+    assert compiled.compiled_code_digest(package) != before  # only the inlined callee changes
+    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
+    assert compiled.compiled_code_digest(package) == before
+    (package / "metrics.py").write_text("BATCHES = 20\n")  # a constant compiled code reads
+    assert compiled.compiled_code_digest(package) != before
 
 
 def test_compiled_code_is_kept_under_this_versions_folder():
     folder = Path(compiled.cache_dir())
-    assert folder.name == f"simqos-{compiled.source_digest(Path(compiled.__file__).parent)}"
+    assert folder.name == f"simqos-{compiled.compiled_code_digest(Path(compiled.__file__).parent)}"
     before = numba.config.CACHE_DIR
 
     @compiled.njit()
