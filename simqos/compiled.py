@@ -73,7 +73,7 @@ def code_digest(paths: list[Path], root: Path) -> str:
         digest.update(repr((code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars, code.co_argcount,
                             code.co_kwonlyargcount, code.co_flags)).encode())
         for const in code.co_consts:
-            feed(const) if isinstance(const, pytypes.CodeType) else digest.update(repr(const).encode())
+            feed(const) if isinstance(const, pytypes.CodeType) else digest.update(_stable_repr(const).encode())
 
     for path in paths:
         tree = ast.parse(path.read_bytes())
@@ -81,6 +81,16 @@ def code_digest(paths: list[Path], root: Path) -> str:
         digest.update(str(path.relative_to(root)).encode())
         feed(compile(tree, str(path), "exec", dont_inherit=True))
     return digest.hexdigest()
+
+
+def _stable_repr(const: object) -> str:
+    """``repr(const)``, the same in every process: a frozenset's (``x in {"a", "b"}`` compiles to
+    one) follows the string hashes, which each process seeds afresh, so its items are sorted."""
+    if isinstance(const, frozenset):
+        return "frozenset(" + repr(sorted(_stable_repr(item) for item in const)) + ")"
+    if isinstance(const, tuple):
+        return "(" + ", ".join(_stable_repr(item) for item in const) + ")"
+    return repr(const)
 
 
 def _drop_docstrings(body: list[ast.stmt]) -> None:

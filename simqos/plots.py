@@ -376,9 +376,9 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     its right the same panel zoomed on the rerouting policies, with 95 % interval bars (where
     they cluster, the bars say whether they differ). ``table`` has columns family, knob, the
     percentiles, mean_accuracy, accuracy_at_deadline and nines (and their ``_low`` / ``_high``
-    where known). A family with a continuous knob (a quantile, a margin) is a line through its
-    settings; the static levels are separate points, as are policies without a knob; the
-    clairvoyant reference is dashed. A policy that missed nothing has no nines, only a lower
+    where known), and style (:attr:`simqos.policies.Policy.frontier_style`): a family of style
+    ``levels`` (static) is a point per level, ``reference`` (the clairvoyant) a dashed line, any
+    other a line through its settings (a quantile, a margin), or a marker if it has one. A policy that missed nothing has no nines, only a lower
     bound (``nines_low``): it is drawn there."""
     if "nines_low" in table:  # a column of a table where nothing missed holds no number at all
         table = table.assign(nines=_shown_nines(table), nines_low=table["nines_low"].astype(float),
@@ -425,22 +425,24 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
 def _frontier_points(ax, table: pd.DataFrame, families: list[str], x: str, y: str, bars: bool) -> None:
     """One panel of :func:`accuracy_frontier`: each family as points or a line (see there);
     with ``bars``, 95 % interval bars on the points that stand alone."""
-    singles = [f for f in families if f not in ("static", "clairvoyant") and (table["family"] == f).sum() == 1]
+    style = table.groupby("family", sort=False)["style"].first()
+    singles = [f for f in families if style[f] == "auto" and (table["family"] == f).sum() == 1]
     colours = policy_colours(families)
     for family in families:
         t = table[table["family"] == family].sort_values(x)
-        if family == "clairvoyant":
-            ax.plot(t[x], t[y], "--", color="black", linewidth=1.5, label="clairvoyant (reference)")
-        elif family == "static" or len(t) == 1:
-            marker = "D" if family == "static" else "*PXh"[singles.index(family) % 4]
+        levels = style[family] == "levels"
+        if style[family] == "reference":
+            ax.plot(t[x], t[y], "--", color="black", linewidth=1.5, label=f"{family} (reference)")
+        elif levels or len(t) == 1:
+            marker = "D" if levels else "*PXh"[singles.index(family) % 4]
             # overlaps stay legible: a static level's small filled diamond is drawn over the
             # rerouting policies' larger hollow markers (a policy that always picks it sits on it)
-            hollow = {} if family == "static" else {"markerfacecolor": "none", "markeredgewidth": 1.6}
+            hollow = {} if levels else {"markerfacecolor": "none", "markeredgewidth": 1.6}
             for k, (_, row) in enumerate(t.iterrows()):
                 ax.errorbar(row[x], row[y], xerr=_error_bar(row, x) if bars else None, yerr=_error_bar(row, y) if bars else None,
-                            fmt=marker, color=colours[family], markersize=7 if family == "static" else 11, capsize=3,
-                            elinewidth=1, label=family if k == 0 else None, zorder=4 if family == "static" else 3, **hollow)
-                if family == "static":
+                            fmt=marker, color=colours[family], markersize=7 if levels else 11, capsize=3,
+                            elinewidth=1, label=family if k == 0 else None, zorder=4 if levels else 3, **hollow)
+                if levels:
                     ax.annotate(f"L{int(row['knob'])}", (row[x], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points",
                                 annotation_clip=True)
         else:
@@ -450,9 +452,9 @@ def _frontier_points(ax, table: pd.DataFrame, families: list[str], x: str, y: st
 
 def _zoom_on_rerouting(ax, table: pd.DataFrame, bound_accuracy: float | None) -> None:
     """Limit the zoomed objective panel to the rerouting policies' points and intervals (every
-    family but static and the clairvoyant reference), padded; the bound, when above the frame,
+    family but the static levels and the reference), padded; the bound, when above the frame,
     is written at its top."""
-    mine = table[~table["family"].isin(["static", "clairvoyant"])]
+    mine = table[table["style"] == "auto"]
     if mine.empty or mine["accuracy_at_deadline"].isna().all():
         return
     xs = pd.concat([mine["nines"], mine.get("nines_low", mine["nines"]), mine.get("nines_high", mine["nines"])]).dropna()

@@ -28,6 +28,7 @@ from simqos.bundle import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
 from simqos.overrides import override, vary
+from simqos.policies import frontier_settings
 from simqos.verdict import verdict_lines
 
 __all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "pooled_over_seeds", "write_report", "write_sweep_report"]
@@ -133,40 +134,20 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
 
 
 TIMELINE_WINDOW_S = 1.0
-QUANTILES = (0.3, 0.5, 0.7, 0.9, 0.99)
-MARGIN_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
-KNOB_FAMILIES = frozenset({"static", "greedy", "deadline_aware", "lookahead", "dp", "queue_dp", "clairvoyant"})
-"""The built-in families the frontier always draws (queue_dp when listed); any other policy a
-scenario lists is drawn as it is."""
-
-
 def _knob_table(scenario: Scenario) -> pd.DataFrame:
-    """One run with every policy family at several settings of its knob: static at each level,
-    greedy and deadline_aware at several quantiles (deadline_aware keeps the scenario's other
-    parameters), lookahead and dp as they are (and queue_dp, when the scenario lists it), the
-    clairvoyant reference at several planning margins (fractions of the deadline), and every
-    other policy the scenario lists (a user's own) as it is."""
-    n_levels = build_plan(scenario).model.n_levels
-    da = next((p.params for p in scenario.policies if p.kind == "deadline_aware"), {})
-    da = {k: v for k, v in da.items() if k != "quantile"}
-    deadline = scenario.workload.deadline
-    base_ms = deadline.ms if deadline.kind == "constant" else (
-        deadline.median_ms if deadline.kind == "lognormal" else (deadline.low_ms + deadline.high_ms) / 2
-    )
-    specs = [("static", k, {"kind": "static", "level": k}) for k in range(n_levels)]
-    specs += [("greedy", q, {"kind": "greedy", "quantile": q}) for q in QUANTILES]
-    specs += [("deadline_aware", q, {"kind": "deadline_aware", **da, "quantile": q}) for q in QUANTILES]
-    specs += [("lookahead", 0, {"kind": "lookahead"}), ("dp", 0, {"kind": "dp"})]
-    # queue_dp only when the scenario lists it: its table takes up to a minute to solve
-    specs += [("queue_dp", 0, {"kind": "queue_dp", **p.params}) for p in scenario.policies if p.kind == "queue_dp"][:1]
-    specs += [("clairvoyant", float(f"{f * base_ms:.3g}"), {"kind": "clairvoyant", "margin_ms": f * base_ms}) for f in MARGIN_FRACTIONS]
-    # the scenario's own policies (a user's registered ones) as they are, each a point
-    specs += [(p.label or p.kind, 0, {"kind": p.kind, **p.params}) for p in scenario.policies if p.kind not in KNOB_FAMILIES]
-    policies = [{**spec, "label": f"{family} {knob:g}"} for family, knob, spec in specs]  # distinct at any scale
+    """One run with every registered policy family at its frontier settings
+    (:func:`simqos.policies.frontier_settings`: for the built-ins, static at each level, greedy
+    and deadline_aware at several quantiles, lookahead and dp at their defaults, queue_dp when
+    the scenario lists it, the clairvoyant reference at several planning margins; any other
+    policy as the scenario lists it)."""
+    plan = build_plan(scenario)  # imports the scenario's plugins, whose policies then register
+    settings = frontier_settings(scenario, plan.model.n_levels)
+    policies = [{**s.spec, "label": f"{s.family} {s.knob:g}"} for s in settings]  # distinct at any scale
     plan = build_plan(override(scenario, "policies", policies))
     summary = summarize_plan(plan, simulate(plan, records=NO_RECORDS), percentile_intervals=False)
-    summary["family"] = [family for family, _, _ in specs]
-    summary["knob"] = [knob for _, knob, _ in specs]
+    summary["family"] = [s.family for s in settings]
+    summary["knob"] = [s.knob for s in settings]
+    summary["style"] = [s.style for s in settings]
     return summary
 
 

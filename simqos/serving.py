@@ -1,5 +1,6 @@
-"""The serving core: queue rules, outcome codes, the device's clock arithmetic and the built-in
-policies' decisions, written once as plain functions over plain values.
+"""The serving core: queue rules, outcome codes, the device's clock arithmetic and what a policy's
+decision sees, written once as plain functions over plain values (the built-in decisions are in
+:mod:`simqos.policies`).
 
 numba compiles every function here for the fast path (:mod:`simqos.fastpath`); the SimPy
 engine (:mod:`simqos.engine`) runs the very same source through ``.py_func``, and the real
@@ -44,35 +45,21 @@ __all__ = [
     "MET",
     "MISSED",
     "OUTCOMES",
-    "LOOKAHEAD_HEADER",
     "Decision",
     "admits",
-    "capacity_probability",
     "advance",
     "bisect_from",
     "bisect_right",
-    "clairvoyant_decide",
-    "DP_HEADER",
-    "QUEUE_DP_HEADER",
-    "deadline_aware_decide",
     "decide_jit",
-    "dp_decide",
     "finish_time",
-    "greedy_decide",
-    "held_level",
     "idle_factors",
-    "least_sparse_fitting",
-    "lookahead_decide",
     "node_index",
-    "queue_dp_decide",
     "resident_from",
     "route_code",
     "route_finish_time",
     "route_text",
     "segment_end",
     "serve_request",
-    "speed_state",
-    "static_decide",
     "too_late",
     "value_at",
     "waiting_at",
@@ -341,253 +328,3 @@ def serve_request(
         level = chosen
         code = code * n_levels + chosen
     return t, code, changes
-
-
-# --- the built-in policies' decisions (see simqos.policies for their parameters) -------------
-
-
-@decide_jit
-def least_sparse_fitting(table: np.ndarray, segment: int, floor: int, budget_s: float, speed: float, n_levels: int) -> int:
-    """Least sparse level >= ``floor`` whose predicted remaining work (``table[level,
-    segment]``, profiled ms) fits ``budget_s`` at ``speed``; the sparsest if none does."""
-    budget_ms = budget_s * speed * 1e3
-    for level in range(floor, n_levels):
-        if table[level, segment] <= budget_ms:
-            return level
-    return n_levels - 1
-
-
-@decide_jit
-def static_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """``params[0]``: the level, for every segment (waiting for it when evicted)."""
-    return int(params[0])
-
-
-@decide_jit
-def held_level(state: Decision) -> int:
-    """The level a request already runs, or, if it is evicted, the least sparse resident one
-    (when nothing is resident, the sparsest, waited for)."""
-    return min(max(state.current_level, state.min_resident_level), state.n_levels - 1)
-
-
-@decide_jit
-def greedy_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """At the start, the least sparse resident level whose predicted remaining work (``table``)
-    fits the time left; then that level (or, if it is evicted, the least sparse resident one;
-    when nothing is resident, the sparsest, waited for)."""
-    last = state.n_levels - 1
-    if state.current_level >= 0:
-        return held_level(state)
-    floor = min(state.min_resident_level, last)
-    return least_sparse_fitting(table, 0, floor, state.deadline_s - state.now_s, state.speed, state.n_levels)
-
-
-@decide_jit
-def deadline_aware_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """The paper's rerouting: the least sparse resident level whose predicted remaining work
-    (``table``) fits the deadline minus ``params[0]`` ms of slack. ``params[1]``: may go back
-    to a less sparse level; ``params[2]``: the budget also keeps every queued request able to
-    meet its deadline at the sparsest level."""
-    n = state.n_levels
-    effective = state.deadline_s - params[0] / 1e3
-    if params[2] != 0.0:
-        sparsest_s = table[n - 1, 0] / state.speed / 1e3
-        for k in range(len(state.queued_deadlines_s)):
-            effective = min(effective, state.queued_deadlines_s[k] - (k + 1) * sparsest_s)
-    floor = state.min_resident_level
-    if state.current_level >= 0 and params[1] == 0.0:
-        floor = max(floor, state.current_level)
-    floor = min(floor, n - 1)
-    return least_sparse_fitting(table, state.segment, floor, effective - state.now_s, state.speed, n)
-
-
-@decide_jit
-def clairvoyant_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """Clairvoyant per request: the first candidate route (``table``, most preferred first)
-    whose exact finish (``state.route_finish_s``) is ``params[0]`` ms before the deadline, else
-    the one that finishes first; the same route at every segment of the request."""
-    target = state.deadline_s - params[0] / 1e3
-    best, best_finish = 0, math.inf
-    for r in range(len(state.route_finish_s)):
-        if state.route_finish_s[r] <= target:
-            best = r
-            break
-        if state.route_finish_s[r] < best_finish:
-            best, best_finish = r, state.route_finish_s[r]
-    return int(table[best, state.segment])
-
-
-@decide_jit
-def speed_state(params: np.ndarray, at: int, n_states: int, speed: float) -> int:
-    """The state of a device model (speeds ``params[at:at + n_states]``) whose speed is nearest
-    the one seen now (read in place: no slice, no allocation per decision)."""
-    best, distance = 0, math.inf
-    for k in range(n_states):
-        if abs(params[at + k] - speed) < distance:
-            best, distance = k, abs(params[at + k] - speed)
-    return best
-
-
-@decide_jit
-def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, work_step_ms: float, tau_s: float,
-                         work_ms: float) -> float:
-    """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the Monte Carlo
-    table of :func:`simqos.devicemodel.capacity_table` for a start in state ``block``: bilinear
-    between its grid points (τ rows, work columns), the last row beyond them."""
-    if work_ms <= 0.0:
-        return 1.0
-    if tau_s <= 0.0:
-        return 0.0
-    x = tau_s / step_s
-    g = int(min(x, grid - 2.0))  # clamped before the cast: a huge float does not fit an int64
-    w = min(x - g, 1.0)
-    y = work_ms / work_step_ms
-    k = int(min(y, table.shape[1] - 2.0))
-    v = min(y - k, 1.0)
-    row = block * grid + g
-    p0 = (1.0 - v) * table[row, k] + v * table[row, k + 1]
-    p1 = (1.0 - v) * table[row + 1, k] + v * table[row + 1, k + 1]
-    return (1.0 - w) * p0 + w * p1
-
-
-LOOKAHEAD_HEADER = 11
-"""``params`` of :func:`lookahead_decide`: states, grid, step (s), work quantiles, requests
-considered behind this one, back-up (0/1), segments, persistent (0/1), mean arrival rate (Hz),
-typical relative deadline (s), the capacity table's work step (ms); then each state's speed,
-the remaining-work quantiles (level x segment+1 x quantile, profiled ms), and the decision
-accuracy of each (head level, segment, tail level) route."""
-
-
-@decide_jit
-def lookahead_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """Model-predictive rerouting (see :class:`simqos.policies.Lookahead`): the level for the
-    rest of the request that maximises the expected accuracy-at-deadline of this request, of
-    those queued behind it, and of those expected to arrive while the device works through
-    them, over the device's future speed (``table``: the capacity table)."""
-    n_states, grid, step = int(params[0]), int(params[1]), params[2]
-    n_q, max_queue, back_up, n_segments, persistent = int(params[3]), int(params[4]), params[5], int(params[6]), params[7]
-    rate_hz, relative_deadline_s, work_step = params[8], params[9], params[10]
-    k_levels = state.n_levels
-    speeds_at = LOOKAHEAD_HEADER
-    work_at = speeds_at + n_states
-    acc_at = work_at + k_levels * (n_segments + 1) * n_q
-    block = speed_state(params, speeds_at, n_states, state.speed)
-    scale = state.speed if persistent != 0.0 else 1.0  # a persistent model's draws are at speed 1
-    floor = state.min_resident_level
-    if state.current_level >= 0 and back_up == 0.0:
-        floor = max(floor, state.current_level)
-    floor = min(floor, k_levels - 1)
-    if floor == k_levels - 1:
-        return floor  # one level left to choose: nothing to score
-    head = state.current_level
-    sparsest = k_levels - 1
-    queue_work = params[work_at + (sparsest * (n_segments + 1)) * n_q + n_q // 2]
-    queue_acc = params[acc_at + (sparsest * n_segments + 0) * k_levels + sparsest]
-    best, best_value = sparsest, -1.0
-    for level in range(floor, k_levels):
-        first = level if head < 0 else head
-        accuracy = params[acc_at + (first * n_segments + state.segment) * k_levels + level]
-        own = 0.0
-        for p in range(n_q):
-            work = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + p] * state.idle_factor[level]
-            own += capacity_probability(table, block, grid, step, work_step, state.deadline_s - state.now_s, work / scale)
-        value = accuracy * own / n_q
-        behind = params[work_at + (level * (n_segments + 1) + state.segment) * n_q + n_q // 2] * state.idle_factor[level]
-        queued = min(max_queue, len(state.queued_deadlines_s))
-        for j in range(queued):
-            behind += queue_work
-            tau = state.queued_deadlines_s[j] - state.now_s
-            value += queue_acc * capacity_probability(table, block, grid, step, work_step, tau, behind / scale)
-        # requests still to come while the device works through this backlog: the k-th at
-        # k / rate from now, each at the sparsest level after everything before it
-        busy_s = behind / (state.speed * 1e3)
-        for k in range(1, max_queue - queued + 1):
-            arrival = k / rate_hz
-            if arrival >= busy_s:
-                break
-            behind += queue_work
-            value += queue_acc * capacity_probability(table, block, grid, step, work_step, arrival + relative_deadline_s, behind / scale)
-        if value >= best_value:  # ties go to the sparser level: it frees the device sooner
-            best, best_value = level, value
-    return best
-
-
-DP_HEADER = 8
-"""``params`` of :func:`dp_decide`: states, grid, step (s), segments, persistent (0/1), count
-queue (0/1), the sparsest level's median work (profiled ms), route prefixes; then each state's
-speed and each measured idle gap's factors (gap x level)."""
-
-
-@decide_jit
-def dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """The per-request optimum (:mod:`simqos.dp`, :class:`simqos.policies.Dp`): one lookup in
-    the table of best levels by idle gap, resident floor, route so far, speed state and time
-    left."""
-    n_states, grid, step = int(params[0]), int(params[1]), params[2]
-    persistent, count_queue, sparsest_ms, n_nodes = params[4], params[5], params[6], int(params[7])
-    n_levels = state.n_levels
-    floor = min(state.min_resident_level, n_levels - 1)
-    if floor == n_levels - 1:
-        return floor  # one level left to choose
-    s = speed_state(params, DP_HEADER, n_states, state.speed)
-    gaps_at = DP_HEADER + n_states
-    n_gaps = (len(params) - gaps_at) // n_levels
-    gap, distance = 0, math.inf
-    for g in range(n_gaps - 1, -1, -1):  # the measured idle gap whose factors are nearest this request's
-        d = 0.0
-        for k in range(n_levels):
-            d += abs(params[gaps_at + g * n_levels + k] - state.idle_factor[k])
-            if d >= distance:
-                break
-        if d < distance:
-            gap, distance = g, d
-            if d == 0.0:  # idle past the longest gap (from the last), or busy: exact
-                break
-    effective = state.deadline_s
-    if count_queue != 0.0:
-        sparsest_s = sparsest_ms / state.speed / 1e3
-        for k in range(len(state.queued_deadlines_s)):
-            effective = min(effective, state.queued_deadlines_s[k] - (k + 1) * sparsest_s)
-    tau = (effective - state.now_s) * (state.speed if persistent != 0.0 else 1.0)  # a persistent model is at speed 1
-    if tau < 0.0:
-        return n_levels - 1  # the deadline is lost: free the device soonest
-    g = int(min(tau / step, grid - 1.0))  # clamped before the cast (a huge float does not fit an int64)
-    node = node_index(n_levels, state.segment, state.route_code)
-    choices = table.view(np.uint8)  # the levels are bytes, eight to a float64 (simqos.dp.solve)
-    return int(choices[((gap * n_levels + floor) * n_nodes + node) * n_states + s, g])
-
-
-QUEUE_DP_HEADER = 7
-"""``params`` of :func:`queue_dp_decide`: states, fine grid steps, fine step (s), fine steps per
-coarse step, coarse steps, most requests waiting counted, monotone route prefixes; then each
-state's speed and, by :func:`node_index`, each route prefix's row (-1: not monotone)."""
-
-
-@decide_jit
-def queue_dp_decide(state: Decision, params: np.ndarray, table: np.ndarray) -> int:
-    """The queue-aware optimum (:mod:`simqos.queuedp`, :class:`simqos.policies.QueueDp`): one
-    lookup by resident floor, whether the request found the device idle, route so far, speed
-    state, time left, the number waiting and the time left of the first of them."""
-    n_states, grid, step = int(params[0]), int(params[1]), params[2]
-    ratio, coarse, n_max, n_nodes = int(params[3]), int(params[4]), int(params[5]), int(params[6])
-    n_levels = state.n_levels
-    floor = max(state.min_resident_level, state.current_level)  # never back to a less sparse level
-    floor = min(floor, n_levels - 1)
-    left = (state.deadline_s - state.now_s) / step
-    if floor == n_levels - 1 or left < 0.0:
-        return n_levels - 1  # one level left, or the deadline is lost: free the device soonest
-    s = speed_state(params, QUEUE_DP_HEADER, n_states, state.speed)
-    node = int(params[QUEUE_DP_HEADER + n_states + node_index(n_levels, state.segment, state.route_code)])
-    t0 = int(min(left, grid - 1.0))  # clamped before the cast (a huge float does not fit an int64)
-    waiting = min(len(state.queued_deadlines_s), n_max)
-    column = 0
-    if waiting > 0:
-        first = (state.queued_deadlines_s[0] - state.now_s) / (step * ratio)
-        c = coarse if first < 0.0 else int(min(first, coarse - 1.0))
-        column = 1 + (waiting - 1) * (coarse + 1) + c
-    cold = 0
-    for k in range(n_levels):
-        if state.idle_factor[k] != 1.0:  # it found the device idle
-            cold = 1
-    row = (((floor * 2 + cold) * n_nodes + node) * n_states + s) * (grid + 1) + t0
-    return int(table.view(np.uint8)[row, column])

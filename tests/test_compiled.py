@@ -2,6 +2,7 @@
 changes only a function others inline (the serving core, inlined by the fast path's driver)
 never loads stale code, and one that changes only a comment or the report recompiles nothing."""
 
+import os
 from pathlib import Path
 
 import numba
@@ -34,6 +35,17 @@ def test_the_digest_changes_with_the_code_that_compiles_and_nothing_else(tmp_pat
     assert compiled.compiled_code_digest(package) == before
     (package / "metrics.py").write_text("BATCHES = 20\n")  # a constant compiled code reads
     assert compiled.compiled_code_digest(package) != before
+
+
+def test_the_digest_is_the_same_in_every_process():
+    """A set literal compiles to a frozenset whose order follows the process's string hashing."""
+    import subprocess
+    import sys
+
+    code = "from pathlib import Path; from simqos import compiled; print(compiled.compiled_code_digest(Path(compiled.__file__).parent))"
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(digests) == 1
 
 
 def test_compiled_code_is_kept_under_this_versions_folder():

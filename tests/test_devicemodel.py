@@ -1,4 +1,4 @@
-"""The device model a deployable policy plans with (simqos.devicemodel): its Monte Carlo
+"""The device model a deployable policy plans with (simqos.policies.planning.device_model): its Monte Carlo
 capacity table against closed forms, and the compiled lookup against the table."""
 
 import functools
@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import expm
 
-from simqos.devicemodel import SpeedModel, capacity_table
-from simqos.serving import capacity_probability
+from simqos.policies.planning.device_model import SpeedModel, capacity_probability, capacity_table
 
 
 def test_constant_speed_capacity_is_a_step_at_speed_times_tau():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict
-from simqos.dp import _backward, node_index
+from simqos.policies.planning.dp import _backward, node_index
 from simqos.engine import build_plan, run_policy, sample_inputs
 from simqos.scenario import parse_scenario
 from simqos.serving import route_code

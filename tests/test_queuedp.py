@@ -10,7 +10,8 @@ from bundles import scenario_dict, write_bundle
 from simqos.engine import build_plan, run_policy, sample_inputs
 from simqos.errors import SimqosError
 from simqos.scenario import parse_scenario
-from simqos.serving import Decision, queue_dp_decide
+from simqos.policies.queue_dp import queue_dp_decide
+from simqos.serving import Decision
 
 
 def _decision(deadline_s: float, queued_s: list[float], idle_factor=(1.0, 1.0)) -> Decision:

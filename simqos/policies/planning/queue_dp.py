@@ -4,7 +4,7 @@ head request's reroute points, the queue behind it and the device's speed state,
 
 **Decision epochs**: the start of each segment of the request in service (its start included).
 **State**: the route so far (monotone prefixes: a request never returns to a less sparse level),
-the speed state (:mod:`simqos.devicemodel`'s chain), the head's time left to its deadline on a
+the speed state (:mod:`simqos.policies.planning.device_model`'s chain), the head's time left to its deadline on a
 fine grid of ``grid`` steps over the longest relative deadline, the number of requests waiting
 (up to ``max_queue``) and the time left of the first of them on a coarse grid (``queue_grid``
 steps; none when the queue is empty), and whether the request in service found the device idle
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import poisson
 
-from simqos.devicemodel import SpeedModel, speed_paths
+from simqos.policies.planning.device_model import SpeedModel, speed_paths
 from simqos.service import ServiceModel
 from simqos.serving import jit, node_index, route_code
 

@@ -3,7 +3,7 @@ solved by dynamic programming (backward induction) into a lookup table for the `
 
 **State** at a reroute point (before segment ``k``): the route so far (the levels of segments
 ``0..k-1``, which fix which routes remain and their accuracies), the device's speed state
-(:mod:`simqos.devicemodel`'s Markov chain, identified by the speed observed now), the time
+(:mod:`simqos.policies.planning.device_model`'s Markov chain, identified by the speed observed now), the time
 left to the deadline on a grid of ``grid`` steps over the longest relative deadline (rounded
 down: the table never counts on time the request may not have), the least sparse resident
 level (memory: levels below it may not be chosen; the memory state is held for the rest of the
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simqos.devicemodel import SpeedModel, speed_paths
+from simqos.policies.planning.device_model import SpeedModel, speed_paths
 from simqos.service import ServiceModel
 from simqos.serving import jit, node_index, route_code
 

@@ -16,7 +16,7 @@ speed process, with its own seed (the run's randomness is not touched):
 The table has one block of rows per state and, per block, ``grid`` rows for τ = 0, Δ, 2Δ, …;
 across each row, P(C(τ) ≥ w) on a grid of works w = 0, δ, 2δ, … that reaches past the largest
 draw (so a lookup is a bilinear interpolation: constant time, no search). The state a request
-sees is identified by its speed (:func:`simqos.serving.speed_state`). Memory is not modelled ahead: a policy
+sees is identified by its speed (:func:`simqos.policies.decisions.speed_state`). Memory is not modelled ahead: a policy
 sees which levels are resident now.
 """
 
@@ -25,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.device import transition_matrix
+from simqos.serving import decide_jit
 
-__all__ = ["SpeedModel", "capacity_table", "speed_model", "speed_paths"]
+__all__ = ["SpeedModel", "capacity_probability", "capacity_table", "speed_model", "speed_paths"]
 
 
 class SpeedModel:
@@ -97,3 +98,25 @@ def capacity_table(model: SpeedModel, horizon_s: float, grid: int = 64, samples:
     reached = np.stack([samples - np.searchsorted(row, levels, side="left") for row in draws])
     reached[:, -1] = 0  # past every draw, rounding aside
     return reached / samples, step, work_step
+
+
+@decide_jit
+def capacity_probability(table: np.ndarray, block: int, grid: int, step_s: float, work_step_ms: float, tau_s: float,
+                         work_ms: float) -> float:
+    """P(the device does ``work_ms`` of profiled work within ``tau_s``), from the Monte Carlo
+    table of :func:`capacity_table` for a start in state ``block``: bilinear
+    between its grid points (τ rows, work columns), the last row beyond them."""
+    if work_ms <= 0.0:
+        return 1.0
+    if tau_s <= 0.0:
+        return 0.0
+    x = tau_s / step_s
+    g = int(min(x, grid - 2.0))  # clamped before the cast: a huge float does not fit an int64
+    w = min(x - g, 1.0)
+    y = work_ms / work_step_ms
+    k = int(min(y, table.shape[1] - 2.0))
+    v = min(y - k, 1.0)
+    row = block * grid + g
+    p0 = (1.0 - v) * table[row, k] + v * table[row, k + 1]
+    p1 = (1.0 - v) * table[row + 1, k] + v * table[row + 1, k + 1]
+    return (1.0 - w) * p0 + w * p1
