@@ -13,10 +13,12 @@ import math
 
 import numpy as np
 
-from simqos.engine import build_plan, run_plan, summarize_plan
-from simqos.metrics import nines
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import summarize_plan
+from simqos.sim.metrics import nines
 from simqos.scenario import load_scenario
-from simqos.overrides import override
+from simqos.scenario import override
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Policies compared on the same requests: each policy's accuracy-at-deadline over every
 replication of a scenario, and its paired difference from one of them with the verdict's 95 %
-batch-means interval (:func:`simqos.tally.paired_difference`) — without the report, the bound
+batch-means interval (:func:`simqos.sim.tally.paired_difference`) — without the report, the bound
 or the figures, so a policy whose table is slow to solve is solved once.
 
     python benchmarks/paired.py scenarios/iot.yaml --add '{kind: queue_dp}' --against lookahead
@@ -13,10 +13,12 @@ import time
 
 import yaml
 
-from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
-from simqos.overrides import override
+from simqos.sim.execution import simulate
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import NO_RECORDS, summarize_plan
+from simqos.scenario import override
 from simqos.scenario import load_scenario
-from simqos.tally import paired_difference
+from simqos.sim.tally import paired_difference
 
 
 def main() -> None:

@@ -30,7 +30,9 @@ from pathlib import Path
 import simpy
 import yaml
 
-from simqos.engine import build_plan, run_plan, run_policy, sample_inputs, summarize_plan
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from simqos.errors import SimqosError
-from simqos.metrics import wilson_interval
+from simqos.sim.metrics import wilson_interval
 from simqos.outputs import owned, staged
 from simqos.bundle import OUTCOMES_FILE, SPLITS, TABLE_COLUMNS, Profile, SplitAccuracy, check_routes, load_profile, save_profile
 

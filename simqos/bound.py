@@ -29,7 +29,7 @@ bands, at the same cost); then neighbours (by ``low``) are merged into their uni
 larger value.
 
 **Time-slicing.** With ``device.slice_ms`` a request's work is
-stretched by the competitors' turns it waits out (:mod:`simqos.timeslice`), which depends on
+stretched by the competitors' turns it waits out (:mod:`simqos.sim.timeslice`), which depends on
 whether it found the device idle and, if it queued, on the slice its predecessor left — a
 state the DP does not carry. So each state's range of factors is widened to every case its
 schedules may be in (woken at the arrival's share with a whole slice; queued at any share of
@@ -76,9 +76,9 @@ import os
 
 import numpy as np
 
-from simqos.compiled import njit
-from simqos.serving import bisect_right, idle_factors, jit, segment_end, value_at
-from simqos.timeslice import level_work, sliced_work
+from simqos.jit import njit
+from simqos.sim.serving import bisect_right, idle_factors, jit, segment_end, value_at
+from simqos.sim.timeslice import level_work, sliced_work
 
 __all__ = ["MAX_REQUESTS", "MAX_STATES", "plan_bound", "replication_bound"]
 
@@ -450,7 +450,7 @@ def plan_bound(plan, replications: range | None = None, routes: list[tuple[int, 
     """:func:`replication_bound` of every replication (default: the scenario's), pooled:
     requests and met summed, accuracy-at-deadline weighted by requests, exact if all are. The
     replications' objectives run in threads, one per core (the DP releases the GIL)."""
-    from simqos.engine import until_covered
+    from simqos.sim.inputs import until_covered
 
     todo = range(plan.scenario.replications) if replications is None else replications
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 2))) as pool:

@@ -584,15 +584,17 @@ def run(
     OUT.partial; the same command goes on from them."""
     from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
     from simqos.bound import plan_bound
-    from simqos.compiled import interruptible
-    from simqos.engine import KeptRecords, build_plan, planned_requests, run_key, summarize_plan
+    from simqos.jit import interruptible
+    from simqos.sim.execution import run_key
+    from simqos.sim.plan import build_plan, planned_requests
+    from simqos.sim.replication import KeptRecords, summarize_plan
     from simqos.outputs import discard, staged
     from simqos.verdict import plan_verdict, verdict_lines
-    from simqos.stopping import run_to_precision
+    from simqos.sim.stopping import run_to_precision
     from simqos.results import check_records_space, write_results
-    from simqos.tally import ccdf_table
+    from simqos.sim.tally import ccdf_table
     from simqos.scenario import load_scenario, parse_scenario
-    from simqos.workers import check_execution
+    from simqos.sim.workers import check_execution
 
     spec = load_scenario(scenario)
     overrides = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
@@ -691,7 +693,7 @@ def sweep(
 ) -> None:
     """Run a base scenario over a grid of overrides and seeds, resumably; write a tidy table."""
     from simqos.sweep import finished_cells, load_sweep, run_sweep
-    from simqos.workers import check_execution
+    from simqos.sim.workers import check_execution
 
     check_execution(executor, workers, scheduler)
     _, base, cells = load_sweep(sweep_file)
@@ -735,7 +737,7 @@ def validate(
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
     compare it with the simulator's prediction."""
     from simqos.outputs import claim, staged
-    from simqos.overrides import override
+    from simqos.scenario import override
     from simqos.bundle import load_profile
     from simqos.profiler.recipe import build_network
     from simqos.profiler.run import cpu_name, profile_input, profile_model

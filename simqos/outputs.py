@@ -37,7 +37,7 @@ _WHAT = {
     "sweep": "sweep folder (simqos sweep)",
     "profile": "profile bundle (simqos profile)",
     "validate": "validation folder (simqos validate)",
-    "compiled": "compiled-code cache of one simqos version (simqos.compiled)",
+    "compiled": "compiled-code cache of one simqos version (simqos.jit)",
     "checkpoints": "checkpoints folder (the finished replications of a run)",
 }
 

@@ -3,32 +3,16 @@ behind "nines vs deadline" and "nines vs load" (a dotted path names the field)."
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
-from simqos.errors import SimqosError
-from simqos.scenario import Scenario, parse_scenario
+from simqos.sim.execution import simulate
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import NO_RECORDS, summarize_plan
+from simqos.scenario import Scenario, override
 
-__all__ = ["override", "vary"]
-
-
-def override(scenario: Scenario, dotted: str, value: object) -> Scenario:
-    """A copy of ``scenario`` with the field at ``dotted`` (e.g. ``workload.deadline.ms``) set
-    to ``value``, validated again; raises SimqosError naming the path if it does not exist."""
-    raw = copy.deepcopy(scenario.model_dump(mode="json"))
-    node = raw
-    *parents, last = dotted.split(".")
-    for part in parents:
-        if not isinstance(node, dict) or part not in node:
-            raise SimqosError(f"{dotted}: {part!r} is not a field here; check the scenario's keys")
-        node = node[part]
-    if not isinstance(node, dict) or last not in node:
-        raise SimqosError(f"{dotted}: {last!r} is not a field here; check the scenario's keys")
-    node[last] = value
-    return parse_scenario(raw, f"{scenario.name} with {dotted}={value!r}")
+__all__ = ["vary"]
 
 
 def vary(
@@ -37,7 +21,7 @@ def vary(
     values: Sequence[object],
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """One summary row per value x policy (see :func:`simqos.tally.summarize`), with the
+    """One summary row per value x policy (see :func:`simqos.sim.tally.summarize`), with the
     value in a column named after the last part of ``dotted``."""
     column = dotted.rsplit(".", 1)[-1]
     frames = []

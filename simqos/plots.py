@@ -27,7 +27,7 @@ def policy_colours(policies: list[str]) -> dict[str, str]:
 
 def latency_ccdf(ccdf: pd.DataFrame, deadline_ms: float | None = None) -> Figure:
     """P(latency > x) per policy on log axes (the tail), from a results folder's
-    ``latency_ccdf.csv`` (:func:`simqos.tally.ccdf_table`: warm-up excluded, every request of
+    ``latency_ccdf.csv`` (:func:`simqos.sim.tally.ccdf_table`: warm-up excluded, every request of
     the run); dropped requests count as infinitely late, so every curve ends at the policy's
     loss rate."""
     policies = list(dict.fromkeys(ccdf["policy"]))

@@ -20,14 +20,18 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.engine import NO_RECORDS, build_plan, device_inputs, simulate, summarize_plan
-from simqos.metrics import nines
+from simqos.sim.execution import simulate
+from simqos.sim.inputs import device_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import NO_RECORDS, summarize_plan
+from simqos.sim.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
 from simqos.bundle import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
-from simqos.overrides import override, vary
+from simqos.overrides import vary
+from simqos.scenario import override
 from simqos.policies import frontier_settings
 from simqos.verdict import verdict_lines
 

@@ -4,10 +4,10 @@ Files: ``scenario.yaml`` (the resolved scenario: under a stopping rule, with the
 that ran), ``records/`` (the records the scenario's ``outputs.records`` keeps — all, a sample
 or none — one file per replication and policy, :data:`RECORDS`; columns below), ``summary.csv``
 and ``summary.json`` (one row per policy, pooled over replications, see
-:func:`simqos.tally.summarize`, plus provenance, what the stopping rule did, the offline
+:func:`simqos.sim.tally.summarize`, plus provenance, what the stopping rule did, the offline
 optimum of the same runs (:mod:`simqos.bound`), the verdict (:mod:`simqos.verdict`) and
 warnings), ``replications.csv`` (the same columns for each replication alone, beside the pooled
-ones), ``latency_ccdf.csv`` (:func:`simqos.tally.ccdf_table`: every request, whatever records
+ones), ``latency_ccdf.csv`` (:func:`simqos.sim.tally.ccdf_table`: every request, whatever records
 are kept), and the figures and ``report.md`` of :mod:`simqos.report`. Everything is written
 into ``OUT.partial/`` and swapped in for ``OUT`` only when complete, report included
 (:mod:`simqos.outputs`): a folder named ``OUT`` is always a whole run, and an earlier run there
@@ -41,7 +41,7 @@ import simqos
 from simqos.errors import SimqosError
 from simqos.outputs import adopt
 from simqos.scenario import Scenario
-from simqos.serving import OUTCOMES
+from simqos.sim.serving import OUTCOMES
 
 __all__ = ["folder_hash", "provenance", "read_results", "write_results"]
 
@@ -93,8 +93,8 @@ def write_results(
 ) -> None:
     """Write the results files into ``work``, the folder being built (see :func:`simqos.outputs.staged`);
     ``bound`` (:func:`simqos.bound.plan_bound`), ``verdict`` (:func:`simqos.verdict.verdict`)
-    and the scenario's ``warnings`` (:mod:`simqos.plausible`) go into summary.json, ``ccdf``
-    (:func:`simqos.tally.ccdf_table`) into latency_ccdf.csv."""
+    and the scenario's ``warnings`` (:mod:`simqos.sim.plausible`) go into summary.json, ``ccdf``
+    (:func:`simqos.sim.tally.ccdf_table`) into latency_ccdf.csv."""
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     summary.to_csv(work / "summary.csv", index=False, float_format="%.6g")
     by_replication.to_csv(work / "replications.csv", index=False, float_format="%.6g")
@@ -118,7 +118,7 @@ plus ``.parquet`` or ``.csv.gz``, in run order; each written chunk by chunk as t
 
 
 class RecordsWriter:
-    """Writes records tables (:func:`simqos.engine.records_table`) into ``folder/records/``,
+    """Writes records tables (:func:`simqos.sim.replication.records_table`) into ``folder/records/``,
     appending each replication x policy's chunks to its own file: Parquet (zstd; policy, route
     and outcome dictionary-encoded, the route's index being its code + 1) or gzip CSV. A file is
     written under a temporary name and renamed when :meth:`close` completes it, so a part on
@@ -189,7 +189,7 @@ def check_records_space(scenario: Scenario, out: Path, option: str = "--out") ->
     outputs = scenario.outputs
     if outputs.records == "none":
         return
-    from simqos.workload import mean_rate_hz
+    from simqos.sim.workload import mean_rate_hz
 
     n = scenario.requests if scenario.requests is not None else scenario.duration_s * mean_rate_hz(scenario.workload.arrival)
     if outputs.records == "sample":

@@ -10,6 +10,7 @@ closest known one (``workload.arival: unknown key — did you mean 'arrival'?``)
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import math
@@ -31,7 +32,7 @@ from pydantic import (
 from simqos.errors import SimqosError
 from simqos.userfiles import read_yaml
 
-__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "parse_scenario"]
+__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "override", "parse_scenario"]
 
 
 class _Model(BaseModel):
@@ -216,7 +217,7 @@ class Device(_Model):
     runs slices of ``slice_ms`` of work at the whole core and waits out the competitors' turns
     between them, and a request that finds the server idle starts with a whole slice (a thread
     that slept is scheduled at once), so short and woken requests slow down less than long and
-    queued ones, and their times spread by whole turns (:mod:`simqos.timeslice`; ``simqos
+    queued ones, and their times spread by whole turns (:mod:`simqos.sim.timeslice`; ``simqos
     validate`` measures this machine's slice)."""
 
     speed: SpeedProcess = Field(default={"kind": "constant", "speed": 1.0}, validate_default=True)  # type: ignore[valid-type]
@@ -500,3 +501,19 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     raw = read_yaml(path, "scenario", hint="the shipped ones are in scenarios/")
     return parse_scenario(raw, str(path), path.parent.resolve())
+
+
+def override(scenario: Scenario, dotted: str, value: object) -> Scenario:
+    """A copy of ``scenario`` with the field at ``dotted`` (e.g. ``workload.deadline.ms``) set
+    to ``value``, validated again; raises SimqosError naming the path if it does not exist."""
+    raw = copy.deepcopy(scenario.model_dump(mode="json"))
+    node = raw
+    *parents, last = dotted.split(".")
+    for part in parents:
+        if not isinstance(node, dict) or part not in node:
+            raise SimqosError(f"{dotted}: {part!r} is not a field here; check the scenario's keys")
+        node = node[part]
+    if not isinstance(node, dict) or last not in node:
+        raise SimqosError(f"{dotted}: {last!r} is not a field here; check the scenario's keys")
+    node[last] = value
+    return parse_scenario(raw, f"{scenario.name} with {dotted}={value!r}")

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simqos.errors import SimqosError
 from simqos.outputs import claim, mark
-from simqos.workers import check_execution, dask_client, pool
+from simqos.sim.workers import check_execution, dask_client, pool
 from simqos.scenario import Scenario, load_scenario
 from simqos.userfiles import read_yaml
 
@@ -97,7 +97,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
     if spec.replications is not None:
         common["replications"] = spec.replications
     cells = [{**common, **d, "seed": seed} for d in designs for seed in (spec.seeds or [base.seed])]
-    from simqos.overrides import override
+    from simqos.scenario import override
 
     for cell in cells:  # describe, then run: every cell must validate before any runs
         _scenario(base, cell, override)
@@ -119,7 +119,7 @@ def cell_id(cell: Cell) -> str:
 def base_key(base: Scenario) -> str:
     """What a cell's numbers come from besides its overrides: a hash of the base scenario, its
     profile's files and simqos's code (comments and docstrings aside)."""
-    from simqos.compiled import code_digest
+    from simqos.jit import code_digest
     from simqos.results import folder_hash
 
     digest = hashlib.sha256(json.dumps(base.model_dump(mode="json"), sort_keys=True, default=str).encode())
@@ -149,9 +149,11 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
 
     ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
     classes made at import time, which do not pickle)."""
-    from simqos.engine import NO_RECORDS, build_plan, simulate, summarize_plan
+    from simqos.sim.execution import simulate
+    from simqos.sim.plan import build_plan
+    from simqos.sim.replication import NO_RECORDS, summarize_plan
     from simqos.scenario import parse_scenario
-    from simqos.overrides import override
+    from simqos.scenario import override
 
     if isinstance(base, dict):
         base = parse_scenario(base, "sweep base")

@@ -22,7 +22,7 @@ same contiguous batches as the summary's, Student's t on batches - 1 degrees of 
 which holds when misses cluster. That is the simulation's noise. The route accuracies are
 measured too, on a finite test set: where the profile has every route's per-sample outcomes
 (``route_outcomes.npz``), the paired sampling error of the two policies' route mixes over the
-same test samples (:func:`simqos.tally.accuracy_sampling_half_width`) is added in quadrature,
+same test samples (:func:`simqos.sim.tally.accuracy_sampling_half_width`) is added in quadrature,
 and both intervals are given; ties are judged on the wider. For ``nines`` the difference is in
 miss rate (points), and the nines of both are given.
 
@@ -49,7 +49,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from simqos.tally import Tally, accuracy_sampling_half_width, paired_difference, pooled, summary_row
+from simqos.sim.tally import Tally, accuracy_sampling_half_width, paired_difference, pooled, summary_row
 
 __all__ = ["NOT_VIABLE_MISS", "plan_rerouting", "plan_verdict", "validation_scores", "verdict", "verdict_lines"]
 
@@ -73,7 +73,7 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     policies eligible, the best, the baseline and whether the best beats it beyond its interval
     are decided on it, and the values reported are the summary's (test split), so the verdict's
     numbers are not the ones it was chosen on. ``outcomes``: the routes' per-sample test
-    outcomes (:attr:`simqos.service.ServiceModel.test_outcomes`), which widen every reported
+    outcomes (:attr:`simqos.sim.service.ServiceModel.test_outcomes`), which widen every reported
     accuracy difference by the test set's sampling error."""
     kind = objective.kind
     table = summary.set_index("policy")
@@ -293,7 +293,7 @@ def plan_verdict(plan, summary: pd.DataFrame, run, bound: dict | None) -> dict:
     with a bound and a static baseline, also the offline optimum on the baseline's route alone
     (``baseline_bound``: what choosing which requests to run, with hindsight, adds to that level)."""
     from simqos.bound import plan_bound
-    from simqos.engine import plan_tallies
+    from simqos.sim.replication import plan_tallies
     from simqos.policies import Static
 
     policies = dict(zip(plan.labels, (factory() for factory in plan.policy_factories)))
@@ -331,7 +331,8 @@ def plan_rerouting(plan, summary: pd.DataFrame, tallies: Mapping[str, Tally], de
     start-only ablation served on the same replications. None when no deployable policy reroutes."""
     import dataclasses
 
-    from simqos.engine import NO_RECORDS, simulate
+    from simqos.sim.execution import simulate
+    from simqos.sim.replication import NO_RECORDS
     from simqos.policies import start_only
 
     kind = plan.scenario.objective.kind

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simqos.metrics import wilson_interval
+from simqos.sim.metrics import wilson_interval
 from simqos.bundle import (
     DENSE_BASELINE_LEVEL,
     SCHEMA_VERSION,

@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
 from simqos.cli import app
-from simqos.engine import build_plan, run_plan
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
 from simqos.outputs import mark
 from simqos.bundle import load_profile
 from simqos.results import folder_hash
 from simqos.scenario import parse_scenario
-from simqos.service import ServiceModel
+from simqos.sim.service import ServiceModel
 
 runner = CliRunner()
 ROUTES = ["-".join(map(str, r)) for r in itertools.product(range(2), repeat=2)]

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from bundles import scenario_dict, write_bundle
 from simqos.bound import replication_bound
-from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
-from simqos.serving import finish_time, resident_from, route_code, too_late, value_at
-from simqos.timeslice import route_work, slice_left_after, sliced_factors
+from simqos.sim.serving import finish_time, resident_from, route_code, too_late, value_at
+from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
 
 POLICIES = [
     {"kind": "static", "level": 0},
@@ -177,7 +179,8 @@ def test_a_camera_scenario_gets_a_bound_within_2x_of_the_clairvoyant_or_its_slac
     requests meet: the bound is within 2x of what the clairvoyant reference meets, or the
     verdict says it is inexact and how far above the best schedule known it can be."""
     from simqos.bound import plan_bound
-    from simqos.engine import run_plan, summarize_plan
+    from simqos.sim.execution import run_plan
+    from simqos.sim.replication import summarize_plan
     from simqos.verdict import plan_verdict, verdict_lines
 
     workload = {"arrival": {"kind": "periodic", "fps": 100}, "deadline": {"kind": "constant", "ms": 3.4}, "queue": {"late": "drop"}}

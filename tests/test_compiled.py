@@ -8,33 +8,34 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from simqos import compiled
+from simqos import jit
 
 
 def test_the_digest_changes_with_the_code_that_compiles_and_nothing_else(tmp_path):
     package = tmp_path / "simqos"
     (package / "sub").mkdir(parents=True)
-    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
-    (package / "sub" / "fastpath.py").write_text("from simqos.compiled import njit\nfrom simqos.serving import rule\n")
+    (package / "serving.py").write_text("from simqos.jit import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
+    (package / "sub" / "fastpath.py").write_text("from simqos.jit import njit\nfrom simqos.serving import rule\n")
     (package / "metrics.py").write_text('"""Constants."""\nBATCHES = 10\n')
-    (package / "tally.py").write_text("from simqos.compiled import njit\nfrom simqos.metrics import BATCHES\n")
+    (package / "tally.py").write_text("from simqos.jit import njit\nfrom simqos.metrics import BATCHES\n")
     (package / "report.py").write_text("def draw():\n    return 1\n")
-    assert [p.name for p in compiled.compiling_modules(package)] == ["metrics.py", "serving.py", "fastpath.py", "tally.py"]
-    before = compiled.compiled_code_digest(package)
-    assert compiled.compiled_code_digest(package) == before  # deterministic
+    (package / "greedy.py").write_text("from simqos.serving import decide_jit\n\n\n@decide_jit\ndef decide():\n    return 0\n")
+    assert [p.name for p in jit.compiling_modules(package)] == ["greedy.py", "metrics.py", "serving.py", "fastpath.py", "tally.py"]
+    before = jit.compiled_code_digest(package)
+    assert jit.compiled_code_digest(package) == before  # deterministic
 
     (package / "report.py").write_text("def draw():\n    return 2\n")  # code that does not compile
     (package / "metrics.py").write_text('"""Constants, read by compiled code."""\n\n# ten batches\nBATCHES = 10  # k\n')
-    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n"
+    (package / "serving.py").write_text("from simqos.jit import njit\n\n\n@njit()\ndef rule():\n"
                                        '    """The rule."""\n    return 1  # one\n')
-    assert compiled.compiled_code_digest(package) == before  # comments, docstrings, blank lines, the report
+    assert jit.compiled_code_digest(package) == before  # comments, docstrings, blank lines, the report
 
-    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 2\n")
-    assert compiled.compiled_code_digest(package) != before  # only the inlined callee changes
-    (package / "serving.py").write_text("from simqos.compiled import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
-    assert compiled.compiled_code_digest(package) == before
+    (package / "serving.py").write_text("from simqos.jit import njit\n\n\n@njit()\ndef rule():\n    return 2\n")
+    assert jit.compiled_code_digest(package) != before  # only the inlined callee changes
+    (package / "serving.py").write_text("from simqos.jit import njit\n\n\n@njit()\ndef rule():\n    return 1\n")
+    assert jit.compiled_code_digest(package) == before
     (package / "metrics.py").write_text("BATCHES = 20\n")  # a constant compiled code reads
-    assert compiled.compiled_code_digest(package) != before
+    assert jit.compiled_code_digest(package) != before
 
 
 def test_the_digest_is_the_same_in_every_process():
@@ -42,18 +43,18 @@ def test_the_digest_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from pathlib import Path; from simqos import compiled; print(compiled.compiled_code_digest(Path(compiled.__file__).parent))"
+    code = "from pathlib import Path; from simqos import jit; print(jit.compiled_code_digest(Path(jit.__file__).parent))"
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(digests) == 1
 
 
 def test_compiled_code_is_kept_under_this_versions_folder():
-    folder = Path(compiled.cache_dir())
-    assert folder.name == f"simqos-{compiled.compiled_code_digest(Path(compiled.__file__).parent)}"
+    folder = Path(jit.cache_dir())
+    assert folder.name == f"simqos-{jit.compiled_code_digest(Path(jit.__file__).parent)}"
     before = numba.config.CACHE_DIR
 
-    @compiled.njit()
+    @jit.njit()
     def twice(x):
         return 2 * x
 
@@ -67,7 +68,7 @@ def test_only_marked_caches_of_other_versions_are_removed(tmp_path):
     else in the folder: not an unmarked folder, not another kind's, not a file, not a link."""
     from simqos.outputs import mark
 
-    old = compiled.claim_cache(tmp_path, "simqos-0000000000000000")
+    old = jit.claim_cache(tmp_path, "simqos-0000000000000000")
     (old / "code.nbi").write_text("x")
     unmarked = tmp_path / "simqos-1111111111111111"
     unmarked.mkdir()
@@ -76,11 +77,11 @@ def test_only_marked_caches_of_other_versions_are_removed(tmp_path):
     mark(results, "results")
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "link").symlink_to(old)
-    new = compiled.claim_cache(tmp_path, "simqos-2222222222222222")
+    new = jit.claim_cache(tmp_path, "simqos-2222222222222222")
     assert new.is_dir() and not old.exists()
     assert unmarked.is_dir() and results.is_dir() and (tmp_path / "notes.txt").read_text() == "mine"
     assert (tmp_path / "link").is_symlink()
-    assert compiled.claim_cache(tmp_path, new.name) == new  # the current version's is kept
+    assert jit.claim_cache(tmp_path, new.name) == new  # the current version's is kept
 
 
 
@@ -91,8 +92,8 @@ def test_a_borrowed_array_reads_as_its_owner():
 
     @numba.njit
     def through_borrow(a, i):
-        return read(compiled.borrow(a[i:]))
+        return read(jit.borrow(a[i:]))
 
     a = np.arange(10.0)
-    assert compiled.borrow(a) is a  # in Python, the array itself
+    assert jit.borrow(a) is a  # in Python, the array itself
     assert through_borrow(a, 3) == (a[3:].sum(), 9.0, 7)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simqos.device import (
+from simqos.sim.device import (
     ConstantProcess,
     MarkovProcess,
     PeriodicProcess,
@@ -77,7 +77,7 @@ def test_the_compiled_markov_walk_draws_what_numpy_draws():
     same seed would give other records than an uncompiled run, or another numba)."""
     import numpy as np
 
-    from simqos.device import _markov_walk
+    from simqos.sim.device import _markov_walk
 
     dwell = np.array([1.0, 0.2, 0.05])
     cdf = np.cumsum([[0.0, 0.5, 0.5], [0.7, 0.0, 0.3], [0.5, 0.5, 0.0]], axis=1)
@@ -90,7 +90,7 @@ def test_the_compiled_markov_walk_draws_what_numpy_draws():
 def test_the_compiled_bursty_walk_draws_what_numpy_draws():
     import numpy as np
 
-    from simqos.workload import _bursty_walk
+    from simqos.sim.workload import _bursty_walk
 
     rates, dwell = np.array([30.0, 0.0, 800.0]), np.array([0.2, 0.1, 0.05])
     cdf = np.cumsum([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.9, 0.1, 0.0]], axis=1)

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from bundles import scenario_dict
 from simqos.policies.planning.dp import _backward, node_index
-from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
-from simqos.serving import route_code
+from simqos.sim.serving import route_code
 
 LEAVES = {(0, 0): 0.9, (0, 1): 0.8, (1, 0): 0.85, (1, 1): 0.7}
 

@@ -11,7 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict, write_bundle
-from simqos.engine import build_plan, run_plan, run_policy, sample_inputs
+from simqos.sim.execution import run_plan
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
 
 @pytest.fixture(scope="module")
@@ -241,7 +244,7 @@ def test_a_charged_decision_adds_its_time_to_every_segment_on_both_engines(two_l
 
 
 def test_a_measured_decision_time_is_timed_on_this_machine_and_charged(two_level):
-    from simqos.engine import measure_decision_ms
+    from simqos.sim.simpy_model import measure_decision_ms
 
     plan = _plan(two_level, requests=300, policies=[{"kind": "lookahead", "decision_ms": "measured"}, {"kind": "static", "level": 0}])
     charged = plan.policy_factories[0]().decision_ms

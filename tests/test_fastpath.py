@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict, write_bundle
-from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
 
 

@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 
 from bundles import scenario_dict, write_bundle
-from simqos.engine import build_plan, run_plan
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
 from simqos.errors import SimqosError
 from simqos.bundle import load_profile, save_profile
 from simqos.scenario import parse_scenario
-from simqos.service import idle_factor_at
+from simqos.sim.serving import idle_factor_at
 
 
 def test_interpolation_by_hand():

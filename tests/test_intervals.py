@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict
-from simqos.engine import build_plan, run_plan, summarize_plan
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import summarize_plan
 from simqos.errors import SimqosError
-from simqos.metrics import PERCENTILES, design_effect, nines, wilson_interval
-from simqos.serving import MET
-from simqos.tally import Tally, TallyBuilder, percentile_intervals_ms, percentiles_ms
-from simqos.stopping import nines_half_width, run_to_precision
+from simqos.sim.metrics import PERCENTILES, design_effect, nines, wilson_interval
+from simqos.sim.serving import MET
+from simqos.sim.tally import Tally, TallyBuilder, percentile_intervals_ms, percentiles_ms
+from simqos.sim.stopping import nines_half_width, run_to_precision
 from simqos.scenario import parse_scenario
 
 
@@ -131,8 +133,8 @@ def test_accuracy_interval_holds_the_test_set_uncertainty(two_level):
     low, high = wilson_interval(920, 1000)  # route 1-1: 92 % of 1000 test samples
     assert row["mean_accuracy"] == pytest.approx(0.92)
     assert row["mean_accuracy_low"] == pytest.approx(low) and row["mean_accuracy_high"] == pytest.approx(high)
-    from simqos.engine import plan_tallies
-    from simqos.tally import summarize
+    from simqos.sim.replication import plan_tallies
+    from simqos.sim.tally import summarize
 
     sim_only = summarize(plan_tallies(plan, records)).iloc[0]  # no route intervals: one route, no spread
     assert sim_only["mean_accuracy_low"] == pytest.approx(0.92) and sim_only["mean_accuracy_high"] == pytest.approx(0.92)

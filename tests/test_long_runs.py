@@ -10,9 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from bundles import scenario_dict
-from simqos import engine
+from simqos.sim import execution
 from simqos.cli import app
-from simqos.engine import NO_RECORDS, KeptRecords, build_plan, simulate, summarize_plan
+from simqos.sim.execution import simulate
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import KeptRecords, NO_RECORDS, summarize_plan
 from simqos.errors import SimqosError
 from simqos.results import read_records
 from simqos.scenario import parse_scenario
@@ -66,7 +68,7 @@ def test_an_interrupted_run_goes_on_from_its_finished_replications(two_level, tm
     straight, out = _run(tmp_path, raw, "straight")
     assert straight.exit_code == 0, straight.output
     served = []
-    real = engine._replication
+    real = execution.serve_replication
 
     def interrupted(plan, replication, kept, progress=None):
         served.append(replication)
@@ -74,7 +76,7 @@ def test_an_interrupted_run_goes_on_from_its_finished_replications(two_level, tm
             raise KeyboardInterrupt  # Ctrl-C during replication 1, the first time
         return real(plan, replication, kept, progress)
 
-    monkeypatch.setattr(engine, "_replication", interrupted)
+    monkeypatch.setattr(execution, "serve_replication", interrupted)
     first, out = _run(tmp_path, raw, "resumed")
     assert first.exit_code != 0 and not out.exists()
     assert (tmp_path / "resumed.partial" / "checkpoints" / "r0000.pickle").exists()
@@ -90,7 +92,7 @@ def test_an_interrupted_run_goes_on_from_its_finished_replications(two_level, tm
 
 def test_a_changed_scenario_does_not_resume(two_level, tmp_path, monkeypatch):
     raw = _scenario(two_level)
-    monkeypatch.setattr(engine, "_replication", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(execution, "serve_replication", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     _run(tmp_path, raw, "out")
     assert (tmp_path / "out.partial").exists()
     monkeypatch.undo()
@@ -139,7 +141,7 @@ def test_a_streamed_replication_of_any_length_samples_its_device_in_a_window(two
 def test_ctrl_c_inside_compiled_code_is_an_interrupt():
     """numba reports a KeyboardInterrupt that lands in compiled code as a SystemError, possibly
     caused by another SystemError (its unpickling of a constant); either way it is Ctrl-C."""
-    from simqos.compiled import interruptible
+    from simqos.jit import interruptible
 
     def nested() -> None:
         try:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from simqos.nested.network import NestedNetwork
-from simqos.device import fits
+from simqos.sim.device import fits
 from simqos.validate.memory import RealResidency, WeightStore
 from simqos.validate.real import real_model
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simqos.metrics import wilson_interval
+from simqos.sim.metrics import wilson_interval
 
 
 def test_wilson_hand_computed():

@@ -11,8 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from simqos.cli import app
-from simqos.device import SpeedTrace, Trace
-from simqos.engine import ReplicationInputs, _Recorder, _Server, build_plan, sample_inputs
+from simqos.sim.device import SpeedTrace, Trace
+from simqos.sim.inputs import ReplicationInputs, sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.simpy_model import Recorder, Server
 from simqos.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +33,9 @@ DEPLOYABLE = [
 
 def _decisions(plan, inputs, policy_index):
     """Every decision of the policy: (request, segment, time, level)."""
-    recorder = _Recorder(plan.policy_factories[policy_index](), None)
+    recorder = Recorder(plan.policy_factories[policy_index](), None)
     env = simpy.Environment()
-    env.process(_Server(plan, inputs, recorder).process(env))
+    env.process(Server(plan, inputs, recorder).process(env))
     env.run()
     return [(row["request"], row["segment"], row["now_s"], row["chosen"]) for row in recorder.rows]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simqos.device import markov_trace
+from simqos.sim.device import markov_trace
 from simqos.scenario import Device
 from simqos.validate.noise import STALL_SPEED, fit_noise
 

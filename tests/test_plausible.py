@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
 from simqos.cli import app
-from simqos.engine import build_plan, run_plan
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
 from simqos.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

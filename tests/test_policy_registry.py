@@ -14,13 +14,13 @@ import pytest
 
 import simqos.policies
 from bundles import scenario_dict
-from simqos.engine import build_plan
+from simqos.sim.plan import build_plan
 from simqos.policies import POLICIES
 from simqos.policies.lookahead import AT, Header
 from simqos.policies.planning.goals import typical_deadline_s
 from simqos.report import _knob_table
 from simqos.scenario import parse_scenario
-from simqos.workload import planning_rate_hz
+from simqos.sim.workload import planning_rate_hz
 
 THROWAWAY = '''
 """``least_sparse_resident``: the least sparse resident level, every segment (a throwaway)."""
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from simqos.policies.base import Policy
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 
 @decide_jit

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from bundles import scenario_dict, write_bundle
-from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.errors import SimqosError
 from simqos.scenario import parse_scenario
 from simqos.policies.queue_dp import queue_dp_decide
-from simqos.serving import Decision
+from simqos.sim.serving import Decision
 
 
 def _decision(deadline_s: float, queued_s: list[float], idle_factor=(1.0, 1.0)) -> Decision:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simqos.nested import NestedNetwork, enumerate_routes, format_route, parse_route, route_accuracies
-from simqos.metrics import cluster_design_effect
+from simqos.sim.metrics import cluster_design_effect
 from simqos.models.spec import IGNORE, Dataset
 from simqos.nested.routes import is_monotone
 from simqos.nested.scoring import Accuracy, score
@@ -70,7 +70,9 @@ def test_decisions_use_validation_accuracy_never_the_test_split(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from simqos.engine import build_plan, run_policy, sample_inputs
+    from simqos.sim.inputs import sample_inputs
+    from simqos.sim.plan import build_plan
+    from simqos.sim.replication import run_policy
     from simqos.scenario import parse_scenario
     from bundles import scenario_dict, write_bundle
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from simqos.results import read_records
 from simqos.cli import app
 from simqos.bundle import load_profile
-from simqos.service import ServiceModel
+from simqos.sim.service import ServiceModel
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted(p for p in (ROOT / "scenarios").glob("*.yaml") if not p.name.endswith(".sweep.yaml"))

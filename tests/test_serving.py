@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
-from simqos import serving
+from simqos.sim import serving
 from simqos.results import read_records
 from simqos.cli import app
-from simqos.engine import build_plan, run_policy, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
 
 

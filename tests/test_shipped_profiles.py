@@ -44,7 +44,7 @@ def test_levels_that_run_the_same_work_draw_the_same_latency():
     their own."""
     import numpy as np
 
-    from simqos.service import ServiceModel
+    from simqos.sim.service import ServiceModel
 
     profile = load_profile(PROFILES / "resnet1d-cpu")
     model = ServiceModel.from_profile(profile)

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from bundles import scenario_dict
-from simqos.engine import build_plan, serve, sample_inputs, simulate, summarize_plan
+from simqos.sim.execution import simulate
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import serve, summarize_plan
 from simqos.policies import start_only
 from simqos.scenario import parse_scenario
 from simqos.verdict import plan_verdict, verdict_lines

@@ -9,11 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundles import scenario_dict
-from simqos import engine
-from simqos.device import DeviceWindow, MarkovProcess, PeriodicProcess, Residency, SpeedTrace, markov_trace, periodic_trace, resident_trace
-from simqos.engine import KeptRecords, _streamed_replication, build_plan, plan_tallies, run_policy, sample_inputs
+from simqos.sim import replication
+from simqos.sim.device import DeviceWindow, MarkovProcess, PeriodicProcess, Residency, SpeedTrace, markov_trace, periodic_trace, resident_trace
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import KeptRecords, plan_tallies, run_policy, streamed_replication
 from simqos.scenario import parse_scenario
-from simqos.workload import ArrivalStream
+from simqos.sim.workload import ArrivalStream
 
 from test_fastpath import ARRIVALS, POLICIES, fluctuating, queued, three_level  # noqa: F401 (a fixture)
 
@@ -65,7 +67,7 @@ def test_jittered_frames_are_sorted_across_chunks():
     late=st.sampled_from(["run", "drop"]),
     chunk=st.integers(1, 300),
     warmup=st.integers(0, 120),
-    ahead_s=st.sampled_from([engine.DEVICE_AHEAD_S, 0.0, 0.003]),
+    ahead_s=st.sampled_from([replication.DEVICE_AHEAD_S, 0.0, 0.003]),
 )
 def test_a_replication_in_chunks_is_the_replication_at_once(three_level, seed, arrival, deadline_ms, capacity, late, chunk, warmup,
                                                              ahead_s):  # fmt: skip
@@ -78,8 +80,8 @@ def test_a_replication_in_chunks_is_the_replication_at_once(three_level, seed, a
                                                    workload=workload, policies=POLICIES)))  # fmt: skip
     inputs = sample_inputs(plan, 0)
     whole = pd.concat([run_policy(plan, inputs, p, 0, engine="auto") for p in range(len(POLICIES))], ignore_index=True)
-    with mock.patch.object(engine, "DEVICE_AHEAD_S", ahead_s):
-        tallies, frames, _ = _streamed_replication(plan, 0, KeptRecords(), chunk)
+    with mock.patch.object(replication, "DEVICE_AHEAD_S", ahead_s):
+        tallies, frames, _ = streamed_replication(plan, 0, KeptRecords(), chunk)
     pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole, check_exact=True)
     reference = plan_tallies(plan, whole)
     for label, tally in zip(plan.labels, tallies):
@@ -104,7 +106,7 @@ def test_requests_waiting_for_a_level_that_never_returns_are_dropped(three_level
                                                    policies=[POLICIES[0], {"kind": "greedy"}],
                                                    workload=queued({"kind": "poisson", "rate_hz": 200}, 5.0, None, "run"))))  # fmt: skip
     for chunk in (7, 300):
-        records = pd.concat(_streamed_replication(plan, 0, KeptRecords(), chunk)[1], ignore_index=True)
+        records = pd.concat(streamed_replication(plan, 0, KeptRecords(), chunk)[1], ignore_index=True)
         static_0, greedy = (records[records["policy"] == label] for label in plan.labels)
         late = static_0["arrival_s"] > 0.06
         assert late.sum() > 250 and (static_0.loc[late, "outcome"] == "dropped").all()

@@ -10,7 +10,10 @@ import pytest
 
 from bundles import scenario_dict, write_bundle
 from simqos.bound import plan_bound, replication_bound
-from simqos.engine import build_plan, run_plan, run_policy, sample_inputs
+from simqos.sim.execution import run_plan
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import run_policy
 from simqos.errors import SimqosError
 from simqos.scenario import parse_scenario
 

@@ -281,7 +281,7 @@ def test_a_runs_served_speed_is_its_requests_predicted_work_over_their_time(tmp_
     own cost, spread over the segments; the state it started in is the schedule's at its start, and a state with fewer
     than MIN_SERVED requests is left to the calibration."""
     from bundles import scenario_dict, write_bundle
-    from simqos.engine import build_plan
+    from simqos.sim.plan import build_plan
     from simqos.scenario import parse_scenario
     from simqos.validate.compare import MIN_SERVED, served_speeds
 

@@ -9,10 +9,12 @@ import pytest
 
 from bundles import scenario_dict
 from simqos.bound import plan_bound
-from simqos.engine import build_plan, run_plan, summarize_plan
+from simqos.sim.execution import run_plan
+from simqos.sim.plan import build_plan
+from simqos.sim.replication import summarize_plan
 from simqos.scenario import Objective, parse_scenario
-from simqos.serving import MET, MISSED
-from simqos.tally import Tally, TallyBuilder, paired_difference, summary_row
+from simqos.sim.serving import MET, MISSED
+from simqos.sim.tally import Tally, TallyBuilder, paired_difference, summary_row
 from simqos.verdict import plan_verdict, verdict, verdict_lines
 
 N = 40  # requests per replication: 10 batches of 4
@@ -148,7 +150,7 @@ def test_the_test_sets_sampling_error_widens_the_interval_by_its_paired_standard
     """smart meets every request on route 1, the baseline on route 0; the two routes, scored on
     the same 4 samples, differ on two of them: z = (0, +1, -1, 0), so the difference of their
     accuracies (0) has a paired standard error sqrt(4/3 * 2) / 4, not the routes' own."""
-    from simqos.tally import accuracy_sampling_half_width
+    from simqos.sim.tally import accuracy_sampling_half_width
 
     tallies = _tallies({"static L1": (ALL, 0.5), "smart": (ALL, 0.5)})
     hits = np.array([[1, 0, 1, 0], [1, 1, 0, 0]])

@@ -31,7 +31,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from simqos.compiled import njit
+from simqos.jit import njit
 from simqos.kernels.vector import VEC8, fma8, load8, splat8, store8
 
 __all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "sum_short_runs"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from simqos.metrics import cluster_design_effect, wilson_interval
+from simqos.sim.metrics import cluster_design_effect, wilson_interval
 from simqos.models.spec import IGNORE, Dataset
 
 __all__ = ["SPLITS", "Accuracy", "accuracy_of", "measure", "score", "unit_hits"]

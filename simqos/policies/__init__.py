@@ -1,7 +1,7 @@
 """Rerouting policies: one required method, one module per built-in policy, a name registry.
 
 At every decision point of a request — its start and each reroute point — the driver builds a
-:class:`~simqos.serving.Decision` and asks the policy which level runs the next segment. A
+:class:`~simqos.sim.serving.Decision` and asks the policy which level runs the next segment. A
 policy sees time, deadline, the current level, the device's current speed and least sparse
 resident level, the queue behind the request, and the profile (through :class:`ServiceModel`)
 and the scenario it was built for. Decisions depend only on time and resources, never on the
@@ -38,7 +38,7 @@ are in :mod:`.decisions`; the solvers and device model the planning policies use
 
 from simqos.policies.base import Policy, Setting
 from simqos.policies.registry import POLICIES, frontier_settings, register_policy
-from simqos.serving import Decision
+from simqos.sim.serving import Decision, decide_jit
 
 # the built-in policies, registered on import, in the order the accuracy frontier draws them
 from simqos.policies.static import Static  # noqa: I001 (registration order)
@@ -63,6 +63,7 @@ __all__ = [
     "Setting",
     "Static",
     "frontier_settings",
+    "decide_jit",
     "register_policy",
     "start_only",
 ]

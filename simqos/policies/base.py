@@ -9,8 +9,8 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from simqos.serving import Decision
-from simqos.service import ServiceModel
+from simqos.sim.serving import Decision
+from simqos.sim.service import ServiceModel
 
 __all__ = ["NO_PARAMS", "NO_TABLE", "Policy", "Setting", "offsets"]
 
@@ -53,7 +53,7 @@ class Policy:
     (a dashed line: not deployable), ``"auto"`` (a line through its settings, a marker if one)."""
     decision_ms: float = 0.0
     """Device time (profiled ms) charged for each decision: the scenario's ``decision_ms``
-    (:class:`simqos.scenario.PolicySpec`), set on the policy by :func:`simqos.engine.build_plan`."""
+    (:class:`simqos.scenario.PolicySpec`), set on the policy by :func:`simqos.sim.plan.build_plan`."""
 
     def __init__(self, params: BaseModel, model: ServiceModel, scenario: object = None) -> None:
         self.params = params

@@ -12,7 +12,7 @@ from pydantic import Field
 from simqos.policies.base import Policy, Setting, offsets
 from simqos.policies.planning.goals import typical_deadline_s
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 __all__ = ["MARGIN_FRACTIONS", "Clairvoyant", "clairvoyant_decide"]
 

@@ -12,7 +12,7 @@ from simqos.policies.base import Policy, Setting, offsets
 from simqos.policies.decisions import least_sparse_fitting
 from simqos.policies.greedy import QUANTILES
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 __all__ = ["DeadlineAware", "deadline_aware_decide"]
 

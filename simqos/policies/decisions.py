@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 __all__ = ["held_level", "least_sparse_fitting", "speed_state"]
 

@@ -14,7 +14,7 @@ from simqos.policies.planning.device_model import speed_model
 from simqos.policies.planning.dp import solve
 from simqos.policies.planning.goals import longest_deadline_s, route_values
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit, node_index
+from simqos.sim.serving import Decision, decide_jit, node_index
 
 __all__ = ["Dp", "dp_decide"]
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from simqos.policies.base import NO_PARAMS, Policy, Setting
 from simqos.policies.decisions import held_level, least_sparse_fitting
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 __all__ = ["QUANTILES", "Greedy", "greedy_decide"]
 

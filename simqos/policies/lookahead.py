@@ -13,8 +13,8 @@ from simqos.policies.decisions import speed_state
 from simqos.policies.planning.device_model import SpeedModel, capacity_probability, capacity_table, speed_model
 from simqos.policies.planning.goals import longest_deadline_s, typical_deadline_s
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
-from simqos.workload import planning_rate_hz
+from simqos.sim.serving import Decision, decide_jit
+from simqos.sim.workload import planning_rate_hz
 
 __all__ = ["Lookahead", "lookahead_decide"]
 

@@ -15,8 +15,8 @@ from simqos.policies.planning.device_model import speed_model
 from simqos.policies.planning.goals import longest_deadline_s, route_values, typical_deadline_s
 from simqos.policies.planning.queue_dp import QueueModel, solve_queue
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit, node_index
-from simqos.workload import planning_rate_hz
+from simqos.sim.serving import Decision, decide_jit, node_index
+from simqos.sim.workload import planning_rate_hz
 
 __all__ = ["QueueDp", "queue_dp_decide"]
 
@@ -24,7 +24,7 @@ __all__ = ["QueueDp", "queue_dp_decide"]
 class Header(NamedTuple):
     """``params`` of :func:`queue_dp_decide`, first: the speed states, fine grid steps, fine step
     (s), fine steps per coarse step, coarse steps, most requests waiting counted, monotone route
-    prefixes; then each state's speed and, by :func:`~simqos.serving.node_index`, each route
+    prefixes; then each state's speed and, by :func:`~simqos.sim.serving.node_index`, each route
     prefix's row (-1: not monotone)."""
 
     n_states: float

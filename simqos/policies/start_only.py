@@ -9,7 +9,7 @@ import numpy as np
 
 from simqos.policies.base import Policy
 from simqos.policies.decisions import held_level
-from simqos.serving import Decision
+from simqos.sim.serving import Decision
 
 __all__ = ["start_only"]
 

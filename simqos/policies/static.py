@@ -9,7 +9,7 @@ from pydantic import Field
 
 from simqos.policies.base import NO_TABLE, Policy, Setting, offsets
 from simqos.policies.registry import register_policy
-from simqos.serving import Decision, decide_jit
+from simqos.sim.serving import Decision, decide_jit
 
 __all__ = ["Static", "static_decide"]
 

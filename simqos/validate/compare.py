@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from simqos.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, resident_trace,
+from simqos.sim.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trace, constant_trace, process_from_spec, resident_trace,
                            sampled)
-from simqos.engine import Plan, ReplicationInputs, run_policy, summarize_plan
-from simqos.timeslice import waited_ms as turns_waited_ms
+from simqos.sim.inputs import ReplicationInputs
+from simqos.sim.plan import Plan
+from simqos.sim.replication import run_policy, summarize_plan
+from simqos.sim.timeslice import waited_ms as turns_waited_ms
 
 __all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
 
@@ -51,7 +53,7 @@ def served_speeds(
     by the state in force when each started (``applied``: columns t_s, target_speed).
 
     A request's predicted work is its route's mean work segment by segment
-    (:attr:`~simqos.service.ServiceModel.mean_segment_work_ms`) times each level's idle
+    (:attr:`~simqos.sim.service.ServiceModel.mean_segment_work_ms`) times each level's idle
     slowdown after the request's real idle gap, each level's divided by its speed relative to
     level 0's in that state (``by_level``, from the calibration); the server's own cost as
     measured (``overhead_work_ms``) is spread over the segments and slowed with them, as
@@ -62,7 +64,7 @@ def served_speeds(
     level (``resident_wait_ms``) is not service and is left out. States with fewer than
     :data:`MIN_SERVED` requests are left out of the result.
 
-    With time-slicing (the plan's ``device.slice_ms``, :mod:`simqos.timeslice`) a loaded
+    With time-slicing (the plan's ``device.slice_ms``, :mod:`simqos.sim.timeslice`) a loaded
     state's speed ``s`` is the share ``a`` of the core the competitors left times the quiet
     state's speed (the run's own at target 1), as the simulation replays it (:func:`shares`),
     and a request's work ``W`` takes ``(a * W + (1 - a) * T) / s``, where ``T`` is the slices
@@ -104,7 +106,7 @@ def shares(applied: pd.DataFrame) -> Trace:
     """The share of the core the competitors left, over time (``applied``: columns t_s,
     target_speed, served_speed): each loaded state's served speed over the quiet state's
     (target 1, whose share is 1; without one, over 1), at most 1 — what the simulator's
-    time-slicing reads (:mod:`simqos.timeslice`)."""
+    time-slicing reads (:mod:`simqos.sim.timeslice`)."""
     target, served = applied["target_speed"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float)
     quiet = served[target >= 1.0][0] if (target >= 1.0).any() else 1.0
     return Trace(applied["t_s"].to_numpy(dtype=float), np.where(target >= 1.0, 1.0, np.minimum(served / quiet, 1.0)))
@@ -134,7 +136,7 @@ def simulate_like(
     arrival, so that a short request under competitors gets the share it was measured to get.
     ``memory``: the memory schedule as the real run applied it (columns t_s, memory_mb, the first
     at 0), the levels resident following it as the simulator's model has them
-    (:func:`~simqos.device.resident_trace`, at the scenario's storage bandwidth); without it
+    (:func:`~simqos.sim.device.resident_trace`, at the scenario's storage bandwidth); without it
     every level is resident."""
     arrivals = real["arrival_s"].to_numpy()
     deadlines = real["deadline_s"].to_numpy()

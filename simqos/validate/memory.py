@@ -1,7 +1,7 @@
 """Memory pressure played for real: the real server's levels evicted and reloaded as the
 scenario's memory schedule says, so that the simulator's memory model is validated too.
 
-The simulator's model (:func:`simqos.device.resident_trace`): when the memory left for the model
+The simulator's model (:func:`simqos.sim.device.resident_trace`): when the memory left for the model
 shrinks, every level whose weights no longer fit is evicted at once; when it grows, the levels
 come back one at a time, sparsest first, each after reading its extra non-zeros over the next
 sparser level (nested storage: level k's weights are level k+1's plus those) at the scenario's
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simqos.device import fits
+from simqos.sim.device import fits
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork
 from simqos.profiler.measure import local_weights

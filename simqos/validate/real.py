@@ -10,8 +10,8 @@ reads the clock then: that is the reroute point. :func:`serve` plays one policy 
 arrivals (first come, first served, one request at a time, the scenario's queue rules), and
 :func:`calibrate` measures the speed factor each load state actually delivers.
 
-The queue rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), as
-in the simulator, and the same :class:`~simqos.serving.Decision` reaches the policy: the speed
+The queue rules and the policy's decisions are the serving core's (:mod:`simqos.sim.serving`), as
+in the simulator, and the same :class:`~simqos.sim.serving.Decision` reaches the policy: the speed
 is the calibrated factor of the load state in force, the resident levels are those a memory
 schedule played for real leaves (:mod:`simqos.validate.memory`; all of them without one), and a
 clairvoyant policy, which needs the future, cannot run here.
@@ -33,12 +33,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from simqos import serving
-from simqos.engine import Plan, records_table
+from simqos.sim import serving
+from simqos.sim.plan import Plan
+from simqos.sim.replication import records_table
 from simqos.policies import Policy
 from simqos.kernels import BuiltKernel, build_kernel
 from simqos.nested.network import NestedNetwork, PrunableLayer
-from simqos.serving import DROPPED, MET, MISSED, Decision
+from simqos.sim.serving import DROPPED, MET, MISSED, Decision
 from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.profiler.timer import wait_until
 from simqos.kernels.runtime import RUNTIME, CompiledNetwork, compile_network
@@ -254,7 +255,7 @@ def serve(
 ) -> pd.DataFrame:
     """Serve every arrival (seconds after ``t0``, a ``clock`` reading) in real time under the
     plan's policy ``policy_index``; ``speed_now()`` is the speed factor in force. The queue
-    rules and the policy's decisions are the serving core's (:mod:`simqos.serving`), read off
+    rules and the policy's decisions are the serving core's (:mod:`simqos.sim.serving`), read off
     this clock; ``wait(t)`` idles until the clock reads ``t`` (default: :func:`wait_until`). The
     records have the simulator's columns, ``replication`` the real run's index, and
     ``overhead_work_ms``: the server's own cost of each request — its bookkeeping from the start

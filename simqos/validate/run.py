@@ -47,12 +47,13 @@ import pandas as pd
 import torch
 
 from simqos import plots
-from simqos.engine import Plan, build_plan, sample_inputs
+from simqos.sim.inputs import sample_inputs
+from simqos.sim.plan import build_plan, Plan
 from simqos.errors import SimqosError
 from simqos.nested.network import NestedNetwork
 from simqos.policies import POLICIES
 from simqos.bundle import Profile, save_profile
-from simqos.overrides import override
+from simqos.scenario import override
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
 from simqos.validate.compare import TOLERANCE, compare, floor_text, served_speeds, simulate_like

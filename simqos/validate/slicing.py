@@ -1,5 +1,5 @@
 """CPU time-slicing as this machine's scheduler does it, measured from the calibration's probes:
-each load state's speed for queued work, and the slice (:mod:`simqos.timeslice`).
+each load state's speed for queued work, and the slice (:mod:`simqos.sim.timeslice`).
 
 Under competing processes the serving thread gets the core a slice at a time and between its
 slices waits out the competitors' turns; a thread that slept is scheduled at once when it
@@ -12,7 +12,7 @@ rarely anything between, and a woken one mostly the shorter.
 of its queued probes (predicted time over the time they took, level 0's the one the
 simulator's speed trace carries; over the quiet state's, the share of the core the competitors
 left, as :func:`simqos.validate.compare.shares` replays it), then the slice for
-which the simulator's model (:func:`simqos.timeslice.sliced_work`, the slice left carried from
+which the simulator's model (:func:`simqos.sim.timeslice.sliced_work`, the slice left carried from
 probe to probe in the order they ran) gives the probe times the distribution they had: the
 slice with the least distance between sorted model and sorted measured times, over a grid,
 each state's, level's, queued and woken probes weighing the same. States with no competitors
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simqos.timeslice import waited_ms
+from simqos.sim.timeslice import waited_ms
 
 __all__ = ["MIN_GROUP", "MIN_PROBES", "SLICES_MS", "Slicing", "fit_slicing", "probe_times_ms"]
 
@@ -58,8 +58,8 @@ class Slicing:
 
 def probe_times_ms(work_ms: np.ndarray, woken: np.ndarray, share: np.ndarray, speed: np.ndarray, slice_ms: float) -> np.ndarray:
     """Each probe's time (ms) as the simulator runs it: ``work_ms`` sliced at its state's
-    ``share`` of the core (:func:`~simqos.timeslice.sliced_work`, below 1) at the speed
-    ``speed``, the probes taken in the order they ran (:func:`~simqos.timeslice.waited_ms`);
+    ``share`` of the core (:func:`~simqos.sim.timeslice.sliced_work`, below 1) at the speed
+    ``speed``, the probes taken in the order they ran (:func:`~simqos.sim.timeslice.waited_ms`);
     ``slice_ms`` 0: the work at the speed alone."""
     if slice_ms <= 0.0:
         return work_ms / speed

@@ -446,7 +446,7 @@ def _fold(net: NestedNetwork, op: _Op, route: Route) -> tuple[np.ndarray, np.nda
 def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwork:
     """Lower ``net`` for inputs shaped like ``example`` (its first dimension: the largest batch);
     raises :class:`Unsupported` naming the first op the runtime cannot run."""
-    if sys.platform == "win32":  # its compiled code reads the clock with clock_gettime (simqos.compiled.clock_ns)
+    if sys.platform == "win32":  # its compiled code reads the clock with clock_gettime (simqos.jit.clock_ns)
         raise Unsupported("the nested runtime runs on Linux and macOS, not Windows")
     module = net.module
     was_training = module.training

@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from simqos.compiled import clock_ns, njit
+from simqos.jit import clock_ns, njit
 from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, sum_short_runs
 from simqos.kernels.vector import fma8, load8, splat8, store8
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simqos.device import transition_matrix
-from simqos.serving import decide_jit
+from simqos.sim.device import transition_matrix
+from simqos.sim.serving import decide_jit
 
 __all__ = ["SpeedModel", "capacity_probability", "capacity_table", "speed_model", "speed_paths"]
 

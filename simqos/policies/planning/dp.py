@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.policies.planning.device_model import SpeedModel, speed_paths
-from simqos.service import ServiceModel
-from simqos.serving import jit, node_index, route_code
+from simqos.sim.service import ServiceModel
+from simqos.sim.serving import jit, node_index, route_code
 
 __all__ = ["MAX_NODES", "solve"]
 
@@ -98,7 +98,7 @@ def solve(model: ServiceModel, speed: SpeedModel, route_value: dict[tuple[int, .
     so that the table stays small enough for the cache: ``table.view(np.uint8)[((gap * n_levels
     + floor) * nodes + node) * states + state, g]`` is the best level after the idle gap
     ``model.idle_ms[gap]``, with levels below ``floor`` not resident, at route prefix ``node``
-    (:func:`simqos.serving.node_index`), in speed state ``state``, with ``g`` grid steps of ``step_s`` left.
+    (:func:`simqos.sim.serving.node_index`), in speed state ``state``, with ``g`` grid steps of ``step_s`` left.
     ``route_value``: each full route's value (a route missing from it is worth 0)."""
     n_levels, n_segments = model.n_levels, model.n_segments
     n_nodes = node_index(n_levels, n_segments + 1, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simqos.policies.planning.device_model import SpeedModel
-from simqos.service import ServiceModel
+from simqos.sim.service import ServiceModel
 
 __all__ = ["longest_deadline_s", "route_values", "typical_deadline_s"]
 

@@ -55,8 +55,8 @@ import numpy as np
 from scipy.stats import poisson
 
 from simqos.policies.planning.device_model import SpeedModel, speed_paths
-from simqos.service import ServiceModel
-from simqos.serving import jit, node_index, route_code
+from simqos.sim.service import ServiceModel
+from simqos.sim.serving import jit, node_index, route_code
 
 __all__ = ["QueueModel", "solve_queue"]
 
@@ -246,7 +246,7 @@ def solve_queue(model: ServiceModel, speed: SpeedModel, queue: QueueModel, route
                 discount: float = 0.9, tolerance: float = 1e-2, max_sweeps: int = 2000, seed: int = 0) -> dict:
     """Solve (module doc); returns the policy's arrays: ``table`` (best level by floor, cold
     (0/1), node, speed state, fine time left, queue column; uint8; at the last floor every choice is the
-    last level), ``node_of`` (route prefix by :func:`simqos.serving.node_index` -> node, -1
+    last level), ``node_of`` (route prefix by :func:`simqos.sim.serving.node_index` -> node, -1
     where not monotone), the grids (fine step in s, fine steps per coarse step, coarse steps),
     the most requests waiting counted, and per floor solved the value per request of an idle
     device's next arrival (``(1 - discount)`` times its value) and the sweeps it took."""

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from simqos.compiled import njit
+from simqos.jit import njit
 from simqos.userfiles import read_numeric_columns
-from simqos.device import embedded_stationary, jump_cdf, transition_matrix
+from simqos.sim.device import embedded_stationary, jump_cdf, transition_matrix
 from simqos.errors import SimqosError
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Compiling with numba, cached where it can be.
 
 numba renews a cached function when its own source file changes, not when a function it calls
-from another module does — and the fast path's driver (``fastpath.py``) inlines the serving
-core (``serving.py``): after an update that touched only the core, a cache kept by file would
+from another module does — and the compiled driver (``sim/compiled.py``) inlines the serving
+core (``sim/serving.py``): after an update that touched only the core, a cache kept by file would
 run the old rules, silently. So simqos keeps its compiled code in a folder named by a digest of
 the code that compiles (:func:`compiled_code_digest`): the modules that define compiled
 functions and the simqos modules they import (whose constants compiled code reads), as code —
@@ -45,8 +45,11 @@ _PACKAGE = Path(__file__).resolve().parent
 _warned = False
 
 
-_COMPILES = re.compile(r"^from simqos\.compiled import .*\b(?:njit|intrinsic)\b|^\s*@(?:numba\.)?(?:njit|intrinsic|overload)\b",
+_COMPILES = re.compile(r"^from simqos\.jit import .*\b(?:njit|intrinsic)\b|^\s*@(?:numba\.)?(?:\w*jit|intrinsic|overload)\b",
                        re.MULTILINE)
+"""A module that compiles: it takes numba's decorators from here, or decorates with one (``@njit``,
+``@numba.njit``, a name ending in ``jit`` such as the serving core's ``@decide_jit``, ``@intrinsic``,
+``@overload``)."""
 _IMPORTS = re.compile(r"^(?:from|import) (simqos(?:\.\w+)*)", re.MULTILINE)
 
 

@@ -4,7 +4,7 @@ in memory that does not grow with the number of requests.
 A :class:`Tally` holds one policy's state over one replication (or, pooled, over several):
 
 - per batch — each replication's requests after warm-up cut into
-  :data:`~simqos.metrics.BATCHES_PER_REPLICATION` contiguous, near-equal batches (kept request
+  :data:`~simqos.sim.metrics.BATCHES_PER_REPLICATION` contiguous, near-equal batches (kept request
   j of n in batch ``j * k // n``, k = min(10, n)) — the number of requests, met, missed, dropped
   and served, and the sum and sum of squares of the served requests' accuracy and of the
   accuracy at deadline (the route's accuracy if met, else 0): what the batch-means intervals
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simqos.compiled import njit
-from simqos.metrics import (
+from simqos.jit import njit
+from simqos.sim.metrics import (
     BATCHES_PER_REPLICATION,
     BOOTSTRAP_RESAMPLES,
     PERCENTILES,
@@ -41,7 +41,7 @@ from simqos.metrics import (
     nines,
     wilson_interval,
 )
-from simqos.serving import DROPPED, MET, MISSED, OUTCOMES, route_text
+from simqos.sim.serving import DROPPED, MET, OUTCOMES, route_text
 
 __all__ = [
     "COARSE",
@@ -246,7 +246,7 @@ def tallies_from_records(records: pd.DataFrame, n_levels: int, n_segments: int, 
 
 def _mean_interval(sums, squares, counts, route_share: Mapping[int, float], route_intervals: Mapping[int, tuple[float, float]] | None,
                    confidence: float) -> tuple[float, float, float]:  # fmt: skip
-    """(point, low, high) of a mean accuracy; see :mod:`simqos.metrics` (the two sources of its
+    """(point, low, high) of a mean accuracy; see :mod:`simqos.sim.metrics` (the two sources of its
     uncertainty, added in quadrature)."""
     n = counts.sum()
     point = float(sums.sum() / n)
@@ -290,7 +290,7 @@ def percentiles_ms(tally: Tally) -> dict[str, float]:
 
 
 def percentile_intervals_ms(tally: Tally, confidence: float = 0.95) -> dict[str, float]:
-    """``p50_ms_low``, ``p50_ms_high``, ... : the bootstrap over batches of :mod:`simqos.metrics`
+    """``p50_ms_low``, ``p50_ms_high``, ... : the bootstrap over batches of :mod:`simqos.sim.metrics`
     on the per-batch coarse histograms; NaN with fewer than two batches that served."""
     names = [f"p{p:g}_ms" for p in PERCENTILES]
     batch, column = np.divmod(tally.coarse_bins, _N_COARSE)

@@ -2,7 +2,7 @@
 replications until every policy's nines interval is narrow enough or the budget is spent.
 
 Replication ``r``'s inputs depend only on the seed and ``r``
-(:func:`simqos.engine.sample_inputs`), so a run that stopped after R replications holds exactly
+(:func:`simqos.sim.inputs.sample_inputs`), so a run that stopped after R replications holds exactly
 the records of a fixed run of R replications: the stopping rule decides how many, never what
 they are.
 """
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from simqos.engine import KeptRecords, Plan, Run, simulate, summarize_plan
-from simqos.overrides import override
+from simqos.sim.execution import simulate
+from simqos.sim.plan import Plan
+from simqos.sim.replication import KeptRecords, Run, summarize_plan
+from simqos.scenario import override
 
 __all__ = ["Outcome", "nines_half_width", "run_to_precision"]
 

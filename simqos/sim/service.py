@@ -26,25 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from simqos.bundle import Profile
-from simqos.compiled import njit
+from simqos.jit import njit
+from simqos.sim.serving import idle_factor_at, route_code, route_text
 
-__all__ = ["ServiceModel", "idle_factor_at"]
-
-
-def idle_factor_at(idle_ms: np.ndarray, factor: np.ndarray, gap_ms: float) -> float:
-    """The work multiplier of a request that finds the device idle for ``gap_ms``: linear
-    between the measured gaps, the last factor beyond them. Plain arithmetic on purpose: the
-    compiled engine runs this same function (numba), so both engines get the same bits."""
-    n = len(idle_ms)
-    if gap_ms >= idle_ms[n - 1]:
-        return factor[n - 1]
-    if gap_ms <= idle_ms[0]:  # also a gap a rounding error below 0: the device was busy
-        return factor[0]
-    j = 1
-    while idle_ms[j] <= gap_ms:
-        j += 1
-    w = (gap_ms - idle_ms[j - 1]) / (idle_ms[j] - idle_ms[j - 1])
-    return factor[j - 1] + w * (factor[j] - factor[j - 1])
+__all__ = ["ServiceModel"]
 
 
 def _layer_samples(profile: Profile, layer: str) -> tuple[np.ndarray, ...]:
@@ -98,7 +83,6 @@ class ServiceModel:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ServiceModel:
-        from simqos.serving import route_code  # serving builds on this module
 
         names = profile.layer_names
         gap = profile.end_to_end_gap().set_index("level")
@@ -143,7 +127,7 @@ class ServiceModel:
 
     def accuracy_by_code(self, split: str = "test") -> np.ndarray:
         """The measured accuracy of every route, indexed by its code
-        (:func:`simqos.serving.route_code`), on the ``test`` split (reported) or the
+        (:func:`simqos.sim.serving.route_code`), on the ``test`` split (reported) or the
         ``validation`` one (what choices are made on: :attr:`decision_accuracy`); NaN where the
         profile has none."""
         table = {"test": self.route_accuracy, "validation": self.decision_accuracy}[split]
@@ -155,7 +139,6 @@ class ServiceModel:
     def record_routes(self) -> tuple[list[str], np.ndarray]:
         """Every route's text after "" (not served), and its accuracy (NaN for ""): records hold
         a route as a category, each request's a small integer (its route code + 1)."""
-        from simqos.serving import route_text  # serving builds on this module
 
         texts = [route_text(c, self.n_levels, self.n_segments) for c in range(self.n_levels**self.n_segments)]
         return ["", *texts], np.concatenate(([np.nan], self.accuracy_by_code()))

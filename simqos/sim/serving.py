@@ -2,8 +2,8 @@
 decision sees, written once as plain functions over plain values (the built-in decisions are in
 :mod:`simqos.policies`).
 
-numba compiles every function here for the fast path (:mod:`simqos.fastpath`); the SimPy
-engine (:mod:`simqos.engine`) runs the very same source through ``.py_func``, and the real
+numba compiles every function here for the fast path (:mod:`simqos.sim.compiled`); the SimPy
+engine (:mod:`simqos.sim.simpy_model`) runs the very same source through ``.py_func``, and the real
 server (:mod:`simqos.validate.real`) calls the same queue rules and policy decisions against
 the wall clock. So the three drivers differ only in their clock, a queue rule changes in one
 place, and a compiled policy is one function.
@@ -36,8 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import types
 
-from simqos.compiled import borrow, njit
-from simqos.service import idle_factor_at
+from simqos.jit import borrow, njit
 
 __all__ = [
     "DECIDE_TYPE",
@@ -52,6 +51,7 @@ __all__ = [
     "bisect_right",
     "decide_jit",
     "finish_time",
+    "idle_factor_at",
     "idle_factors",
     "node_index",
     "resident_from",
@@ -75,7 +75,7 @@ decide_jit = njit(_nrt=False)
 policy may be: without numba's reference counting (``_nrt=False``), which a function that only
 reads arrays and allocates none does not need. With it, each decision counts references to the
 five arrays it is passed on entry and exit, about 30 ns of a 45 ns call; without it (and with
-the driver passing borrowed views, :func:`simqos.compiled.borrow`), a request of seven segments
+the driver passing borrowed views, :func:`simqos.jit.borrow`), a request of seven segments
 under ``deadline_aware`` costs about a third less. A plain ``numba.njit`` ``decide`` runs the
 same, only slower."""
 
@@ -187,14 +187,28 @@ def resident_from(res_times: np.ndarray, res_levels: np.ndarray, level: int, t: 
     return math.inf
 
 
-_idle_factor_at = jit(idle_factor_at)
+@jit
+def idle_factor_at(idle_ms: np.ndarray, factor: np.ndarray, gap_ms: float) -> float:
+    """The work multiplier of a request that finds the device idle for ``gap_ms``: linear
+    between the measured gaps, the last factor beyond them (the service model's and every
+    engine's: one compiled function, so all get the same bits)."""
+    n = len(idle_ms)
+    if gap_ms >= idle_ms[n - 1]:
+        return factor[n - 1]
+    if gap_ms <= idle_ms[0]:  # also a gap a rounding error below 0: the device was busy
+        return factor[0]
+    j = 1
+    while idle_ms[j] <= gap_ms:
+        j += 1
+    w = (gap_ms - idle_ms[j - 1]) / (idle_ms[j] - idle_ms[j - 1])
+    return factor[j - 1] + w * (factor[j] - factor[j - 1])
 
 
 @jit
 def idle_factors(idle_ms: np.ndarray, idle_factor: np.ndarray, gap_ms: float, out: np.ndarray) -> np.ndarray:
     """Each level's work multiplier after the device idled ``gap_ms``, written into ``out``."""
     for k in range(len(out)):
-        out[k] = _idle_factor_at(idle_ms, idle_factor[k], gap_ms)
+        out[k] = idle_factor_at(idle_ms, idle_factor[k], gap_ms)
     return out
 
 

@@ -1,8 +1,8 @@
 """The compiled driver of the serving core (numba): a replication in one compiled loop.
 
-:mod:`simqos.serving` holds the queue rules, the clock arithmetic and the policies'
+:mod:`simqos.sim.serving` holds the queue rules, the clock arithmetic and the policies'
 decisions; this module only walks the arrivals in order with a simulated clock — the same walk
-as the SimPy engine (:mod:`simqos.engine`), including SimPy's clock updates
+as the SimPy engine (:mod:`simqos.sim.simpy_model`), including SimPy's clock updates
 (``now + (t - now)``), so the records are equal bit for bit (tested). Any policy with a
 compiled ``decide`` (every built-in one, and a user's written in that form) runs here; a
 replication of 10^6 requests takes about a second.
@@ -16,11 +16,11 @@ import math
 import numpy as np
 from numba import types
 
-from simqos.compiled import njit
-from simqos.device import DeviceView, whole_view
+from simqos.jit import njit
+from simqos.sim.device import DeviceView, whole_view
 from simqos.policies import Policy
-from simqos.timeslice import route_work, slice_left_after, sliced_factors
-from simqos.serving import (
+from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
+from simqos.sim.serving import (
     DECIDE_TYPE,
     DROPPED,
     MET,
@@ -74,7 +74,7 @@ def _serve(
     request whose queue could hold arrivals beyond the window (the clock has reached the
     window's last arrival): the caller serves it with the next chunk appended. Returns the
     index it stopped at, the served requests' arrays, and the new ``waiting_left``; ``clock``
-    (now, busy until, the server's slice left: :mod:`simqos.timeslice`) is updated in place."""
+    (now, busy until, the server's slice left: :mod:`simqos.sim.timeslice`) is updated in place."""
     n = len(arrivals)
     m = n - begin
     n_levels = work.shape[1]
@@ -190,6 +190,6 @@ class FastServer:
 
 def serve_fast(plan, inputs, policy: Policy) -> tuple[np.ndarray, ...]:
     """(start_s, finish_s, route codes, reroutes, outcome codes) of ``inputs`` under a policy
-    with a compiled ``decide``, exactly as :class:`simqos.engine._Server` computes them."""
+    with a compiled ``decide``, exactly as :class:`simqos.sim.simpy_model.Server` computes them."""
     server = FastServer(plan, policy)
     return server.serve(inputs.arrivals_s, inputs.deadlines_s, inputs.work_ms, 0, 0, True, whole_view(inputs.speed, inputs.resident, inputs.share_trace))[2]

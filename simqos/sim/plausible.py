@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 
-from simqos.device import read_trace_csv
+from simqos.sim.device import read_trace_csv
 from simqos.scenario import Scenario
-from simqos.service import ServiceModel
-from simqos.workload import mean_rate_hz, read_arrivals_csv
+from simqos.sim.service import ServiceModel
+from simqos.sim.workload import mean_rate_hz, read_arrivals_csv
 
 __all__ = ["MOST_GAP_S", "MOST_MEMORY", "MOST_SIGMA", "MOST_SPAN", "MOST_SPEED", "implausible"]
 

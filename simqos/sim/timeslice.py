@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from simqos.compiled import njit
+from simqos.jit import njit
 
 __all__ = ["level_work", "route_work", "slice_left_after", "sliced_factors", "sliced_work", "waited_ms"]
 

@@ -17,7 +17,7 @@ the batches sets the intervals:
 - latency percentiles: a bootstrap over batches (whole batches resampled with replacement,
   :data:`BOOTSTRAP_RESAMPLES` times, from a fixed seed: the same records give the same
   interval) on each batch's log-spaced latency histogram, each end widened to its bin's edge
-  (:mod:`simqos.tally`, which keeps the histograms).
+  (:mod:`simqos.sim.tally`, which keeps the histograms).
 - accuracy: its uncertainty has two sources, the routes' accuracies measured on a finite test
   set (their Wilson intervals, from the profile, mixed by how often each route ran) and the
   simulation's (batch means); the two half-widths are added in quadrature.

@@ -5,7 +5,7 @@ each breakpoint to the next; the last value holds forever. Traces are sampled fr
 :class:`Process` (``constant``, ``markov``, ``periodic``, or a replayed ``trace`` CSV, held or
 repeated after its end) as far as asked, with a ``numpy.random.Generator`` passed in — never
 global random state; sampling further extends the same trace. The whole-run path samples a
-replication's device to a horizon (:func:`simqos.engine.until_covered` samples further while a
+replication's device to a horizon (:func:`simqos.sim.inputs.until_covered` samples further while a
 run outlasts it); the streamed path holds a :class:`DeviceWindow` that moves with the chunks.
 
 Compute speed is a factor: 1.0 runs layers as fast as when profiled, 0.5 twice as slow. Work W
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from simqos.compiled import njit
+from simqos.jit import njit
 from simqos.userfiles import read_numeric_columns
 from simqos.errors import SimqosError
 
@@ -453,11 +453,11 @@ def _append(times: np.ndarray, values: np.ndarray, m: int, t: float, v: int) -> 
 
 
 class DeviceView(NamedTuple):
-    """The device as the fast path reads it (:meth:`simqos.fastpath.FastServer.serve`):
+    """The device as the fast path reads it (:meth:`simqos.sim.compiled.FastServer.serve`):
     ``arrays`` (speed breakpoints, speeds, C in ms, resident breakpoints, resident levels,
     share breakpoints, shares), exact until ``known_s``; a level not resident by ``cap_s``
     never returns. The share is ``device.speed`` alone, without the noise: the core that
-    competing processes leave (what the time-slicing reads, :mod:`simqos.timeslice`)."""
+    competing processes leave (what the time-slicing reads, :mod:`simqos.sim.timeslice`)."""
 
     arrays: tuple[np.ndarray, ...]
     known_s: float = math.inf
@@ -473,7 +473,7 @@ def whole_view(speed: SpeedTrace, resident: Trace, share: Trace) -> DeviceView:
 
 class DeviceWindow:
     """A replication's device as the fast path reads it, over a window of time that moves
-    forward (:mod:`simqos.fastpath`): the speed trace with its C and the least sparse resident
+    forward (:mod:`simqos.sim.compiled`): the speed trace with its C and the least sparse resident
     level, exact until ``known_s``. :meth:`ensure` samples the processes further, and
     :meth:`forget` drops the pieces before a time, so a long run holds a window of the device,
     not its whole history. ``cap_s``: a level not resident by then is taken never to return
