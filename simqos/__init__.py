@@ -20,6 +20,7 @@ _API = {
     "SimqosError": "simqos.errors",
     "load_scenario": "simqos.scenario",
     "parse_scenario": "simqos.scenario",
+    "run_scenario": "simqos.api",
     "build_plan": "simqos.sim.plan",
     "sample_inputs": "simqos.sim.inputs",
     "run_plan": "simqos.sim.execution",

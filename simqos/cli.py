@@ -6,7 +6,6 @@ traceback), anything else a bug. torch is imported only by the commands that nee
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import shlex
@@ -582,93 +581,56 @@ def run(
 
     An interrupted run (Ctrl-C, a killed process) leaves its finished replications in
     OUT.partial; the same command goes on from them."""
-    from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
-    from simqos.bound import plan_bound
-    from simqos.jit import interruptible
-    from simqos.sim.execution import run_key
-    from simqos.sim.plan import build_plan, planned_requests
-    from simqos.sim.replication import KeptRecords, summarize_plan
-    from simqos.outputs import discard, staged
-    from simqos.verdict import plan_verdict, verdict_lines
-    from simqos.sim.stopping import run_to_precision
-    from simqos.results import check_records_space, write_results
-    from simqos.sim.tally import ccdf_table
-    from simqos.scenario import load_scenario, parse_scenario
-    from simqos.sim.workers import check_execution
+    from simqos.api import run_scenario
 
-    spec = load_scenario(scenario)
-    overrides = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
-    for name, value in overrides.items():
-        if value < 1:
-            raise SimqosError(f"--{name}: {value} is not a count; give 1 or more (or leave it out for the scenario's {name})")
-    if overrides:
-        if "requests" in overrides:
-            overrides["duration_s"] = None
-            overrides["warmup_requests"] = min(spec.warmup_requests, overrides["requests"] // 10)
-        spec = parse_scenario(spec.model_dump() | overrides, f"{scenario} (with overrides)")
-    plan = build_plan(spec, str(scenario))
-    for warning in plan.warnings:
-        typer.echo(f"warning: {scenario}: {warning}", err=True)
-    folder = out or spec.output or Path("runs") / spec.name
-    check_records_space(spec, folder, "--out" if out else "output:")
-    check_execution(executor, workers, scheduler)
-    most = spec.precision.max_replications if spec.precision else spec.replications
-    with _kept_on_interrupt(folder), staged(folder, "results", "--out" if out else "output:", resume=run_key(spec),
-                                             notice=lambda what: typer.echo(f"note: {what}", err=True)) as work, \
-            _progress(_Rate()) as bar, interruptible():
-        checkpoints = work / "checkpoints"
-        if done := _finished(work):
-            console.print(f"Resuming the interrupted run in {work}: {done} replication(s) finished before are kept.")
-        task = bar.add_task(f"simulate {spec.name}", total=planned_requests(spec) * most)
-        outcome = run_to_precision(plan, progress=lambda requests: bar.advance(task, requests), workers=workers,
-                                   records=KeptRecords.of(spec, work), executor=executor, scheduler=scheduler,
-                                   checkpoints=checkpoints)
-        bar.update(task, completed=planned_requests(spec) * outcome.plan.scenario.replications)
-        spec, summary = outcome.plan.scenario, outcome.summary
-        by_replication = summarize_plan(outcome.plan, outcome.run, by_replication=True)
-        warnings = plan.warnings
-        if planned_requests(spec) <= BOUND_MAX_REQUESTS:
-            bar.update(task, description="offline optimum (the bound)", total=None)
-            bound = plan_bound(outcome.plan)
+    with _progress(_Rate()) as bar:
+        result = run_scenario(scenario, out, requests, replications, workers, executor, scheduler, _RunListener(bar))
+    _print_run_result(result)
+
+
+class _RunListener:
+    """What ``simqos run`` shows of a run (:class:`simqos.api.Listener`): warnings and notes on
+    standard error, the stages on the progress bar, a resumed or an interrupted run in a line."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.task = bar, None
+
+    def warning(self, text: str) -> None:
+        typer.echo(f"warning: {text}", err=True)
+
+    def note(self, text: str) -> None:
+        typer.echo(f"note: {text}", err=True)
+
+    def resumed(self, folder: Path, replications: int) -> None:
+        console.print(f"Resuming the interrupted run in {folder}: {replications} replication(s) finished before are kept.")
+
+    def stage(self, description: str, total: float | None = None) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(description, total=total)
         else:
-            bound = None
-            warnings += (f"the offline optimum (the bound) is computed for up to {BOUND_MAX_REQUESTS:,} requests per "
-                         f"replication, and this run has {planned_requests(spec):,}: run it shorter for the bound",)
-            typer.echo(f"note: {warnings[-1]}", err=True)
-        verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
-        ccdf = ccdf_table(outcome.run.pooled())
-        write_results(work, spec, summary, by_replication, outcome.stopping(), bound, verdict, warnings, ccdf)
-        if spec.outputs.plots:
-            from simqos.report import write_report
+            self.bar.update(self.task, description=description, total=total)
 
-            write_report(work, progress=lambda what: bar.update(task, description=f"report: {what}", total=None))
-        discard(checkpoints)  # finished: the results hold everything (removed only if marked as simqos's)
-    _print_run_summary(spec, summary)
-    for line in verdict_lines(verdict):  # one line each, as a log keeps it (a terminal wraps it itself)
+    def advance(self, requests: int) -> None:
+        self.bar.advance(self.task, requests)
+
+    def interrupted(self, folder: Path, replications: int) -> None:
+        typer.echo(f"interrupted: {replications} finished replication(s) are kept in {folder}; "
+                   "the same command goes on from them", err=True)
+
+
+def _print_run_result(result) -> None:
+    """The summary table, the verdict, the stopping rule's account and where the results are."""
+    from simqos.verdict import verdict_lines
+
+    spec = result.scenario
+    _print_run_summary(spec, result.summary)
+    for line in verdict_lines(result.verdict):  # one line each, as a log keeps it (a terminal wraps it itself)
         console.print(line.replace("**", "").replace("`", ""), soft_wrap=True)
     if spec.precision is not None:
-        console.print(_stopping_line(outcome.stopping(), spec.precision))
+        console.print(_stopping_line(result.stopping, spec.precision))
     records = {"all": ", records/", "sample": ", records/ (a sample)", "none": ""}[spec.outputs.records]
     extra = ", report.md, plots/" if spec.outputs.plots else ""
-    console.print(f"Results: {folder}/ (summary.json, summary.csv, replications.csv, latency_ccdf.csv{records}{extra})")
-
-
-def _finished(work: Path) -> int:
-    """How many replications a run's work folder holds finished (its checkpoints)."""
-    return len(list((work / "checkpoints").glob("r*.pickle")))
-
-
-@contextlib.contextmanager
-def _kept_on_interrupt(folder: Path):
-    """On Ctrl-C, say what of the run is kept and how to go on from it."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        from simqos.outputs import partial
-
-        typer.echo(f"interrupted: {_finished(partial(folder))} finished replication(s) are kept in {partial(folder)}; "
-                   "the same command goes on from them", err=True)
-        raise
+    console.print(f"Results: {result.folder}/ (summary.json, summary.csv, replications.csv, latency_ccdf.csv{records}{extra})")
 
 
 def _stopping_line(stopping: dict, rule) -> str:

@@ -32,7 +32,7 @@ from pydantic import (
 from simqos.errors import SimqosError
 from simqos.userfiles import read_yaml
 
-__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "override", "parse_scenario"]
+__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "override", "parse_scenario", "warmup_within", "with_counts"]
 
 
 class _Model(BaseModel):
@@ -517,3 +517,27 @@ def override(scenario: Scenario, dotted: str, value: object) -> Scenario:
         raise SimqosError(f"{dotted}: {last!r} is not a field here; check the scenario's keys")
     node[last] = value
     return parse_scenario(raw, f"{scenario.name} with {dotted}={value!r}")
+
+
+def warmup_within(warmup_requests: int, requests: int) -> int:
+    """The warm-up a run of ``requests`` requests keeps when its count is replaced: at most a
+    tenth of them."""
+    return min(warmup_requests, requests // 10)
+
+
+def with_counts(scenario: Scenario, requests: int | None = None, replications: int | None = None, source: str = "scenario",
+                prefix: str = "") -> Scenario:
+    """``scenario`` with its request count and replications replaced (None: kept), as ``simqos
+    run --requests`` and a sweep's ``requests:`` do: a request count replaces a duration, and
+    the warm-up becomes at most a tenth of the requests. ``prefix`` names the fields in errors
+    (``--`` for options)."""
+    counts = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
+    for name, value in counts.items():
+        if value < 1:
+            raise SimqosError(f"{prefix}{name}: {value} is not a count; give 1 or more (or leave it out for the scenario's {name})")
+    if not counts:
+        return scenario
+    if "requests" in counts:
+        counts["duration_s"] = None
+        counts["warmup_requests"] = warmup_within(scenario.warmup_requests, counts["requests"])
+    return parse_scenario(scenario.model_dump() | counts, f"{source} (with overrides)")

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from simqos.errors import SimqosError
 from simqos.outputs import claim, mark
 from simqos.sim.workers import check_execution, dask_client, pool
-from simqos.scenario import Scenario, load_scenario
+from simqos.scenario import Scenario, load_scenario, warmup_within
 from simqos.userfiles import read_yaml
 
 __all__ = ["Cell", "SweepSpec", "base_key", "cell_id", "finished_cells", "load_sweep", "run_cell", "run_sweep"]
@@ -92,7 +92,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
         designs = [dict(c) for c in spec.cells]
     common: Cell = {}
     if spec.requests is not None:  # the warm-up first, so that it stays below the requests
-        common["warmup_requests"] = min(base.warmup_requests, spec.requests // 10)
+        common["warmup_requests"] = warmup_within(base.warmup_requests, spec.requests)
         common["requests"] = spec.requests
     if spec.replications is not None:
         common["replications"] = spec.replications

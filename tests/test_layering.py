@@ -29,6 +29,7 @@ LAYERS = [
     ["simqos.overrides", "simqos.bound", "simqos.sim.stopping"],
     ["simqos.verdict", "simqos.accuracy", "simqos.nested", "simqos.kernels", "simqos.profiler", "simqos.models"],
     ["simqos.report", "simqos.plots", "simqos.sweep", "simqos.validate"],
+    ["simqos.api"],  # what each command does
     ["simqos.cli", "simqos.__main__"],
 ]
 

@@ -1,0 +1,124 @@
+"""What the commands do, as functions: :func:`run_scenario` is ``simqos run``, whole.
+
+A command parses its options, makes one call here, and prints what comes back; the Python API
+makes the same call. What happens along the way (warnings, notes, progress, a resumed or an
+interrupted run) is told to a :class:`Listener`, silent by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
+from simqos.bound import plan_bound
+from simqos.jit import interruptible
+from simqos.outputs import discard, partial, staged
+from simqos.results import check_records_space, write_results
+from simqos.scenario import Scenario, load_scenario, with_counts
+from simqos.sim.execution import run_key
+from simqos.sim.plan import build_plan, planned_requests
+from simqos.sim.replication import KeptRecords, summarize_plan
+from simqos.sim.stopping import run_to_precision
+from simqos.sim.tally import ccdf_table
+from simqos.sim.workers import check_execution
+from simqos.verdict import plan_verdict
+
+__all__ = ["Listener", "RunResult", "run_scenario"]
+
+
+class Listener:
+    """What a run tells as it goes; each method does nothing unless overridden."""
+
+    def warning(self, text: str) -> None:
+        """A value that is legal but most likely a slip (of units, of scale)."""
+
+    def note(self, text: str) -> None:
+        """Something to know that changes no result (a folder replaced, a bound left out)."""
+
+    def resumed(self, folder: Path, replications: int) -> None:
+        """An interrupted run's ``replications`` finished replications in ``folder`` are kept."""
+
+    def stage(self, description: str, total: float | None = None) -> None:
+        """A new stage of the run; ``total``: the requests it serves (None: not counted)."""
+
+    def advance(self, requests: int) -> None:
+        """``requests`` more requests served."""
+
+    def interrupted(self, folder: Path, replications: int) -> None:
+        """Interrupted: ``replications`` finished replications are kept in ``folder``."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its results folder, the scenario as it ran (its replications as the
+    stopping rule left them), the per-policy summary, the verdict, the stopping rule's account
+    and the warnings the results carry."""
+
+    folder: Path
+    scenario: Scenario
+    summary: pd.DataFrame
+    verdict: dict
+    stopping: dict
+    warnings: tuple[str, ...]
+
+
+def _finished(work: Path) -> int:
+    """How many replications a run's work folder holds finished (its checkpoints)."""
+    return len(list((work / "checkpoints").glob("r*.pickle")))
+
+
+def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, requests: int | None = None,
+                 replications: int | None = None, workers: int = 1, executor: str = "local", scheduler: str | None = None,
+                 listener: Listener | None = None) -> RunResult:
+    """Simulate ``scenario`` (a YAML file, or a parsed one) under every policy it lists until its
+    stopping rule is met; compute the offline optimum (up to the bound's request limit), the
+    verdict and, when the scenario asks for plots, the report; write them all into ``out``
+    (default: the scenario's output, else runs/NAME). An interrupted run keeps its finished
+    replications in OUT.partial, and the same call goes on from them. ``requests`` and
+    ``replications`` replace the scenario's (:func:`simqos.scenario.with_counts`); ``workers``, ``executor``
+    and ``scheduler``: where replications run (:func:`simqos.sim.execution.simulate`)."""
+    listener = listener or Listener()
+    source = str(scenario) if not isinstance(scenario, Scenario) else scenario.name
+    spec = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
+    spec = with_counts(spec, requests, replications, source, prefix="--")
+    plan = build_plan(spec, source)
+    for warning in plan.warnings:
+        listener.warning(f"{source}: {warning}")
+    folder = out or spec.output or Path("runs") / spec.name
+    option = "--out" if out else "output:"
+    check_records_space(spec, folder, option)
+    check_execution(executor, workers, scheduler)
+    most = spec.precision.max_replications if spec.precision else spec.replications
+    try:
+        with staged(folder, "results", option, resume=run_key(spec), notice=listener.note) as work, interruptible():
+            checkpoints = work / "checkpoints"
+            if done := _finished(work):
+                listener.resumed(work, done)
+            listener.stage(f"simulate {spec.name}", planned_requests(spec) * most)
+            outcome = run_to_precision(plan, progress=listener.advance, workers=workers, records=KeptRecords.of(spec, work),
+                                       executor=executor, scheduler=scheduler, checkpoints=checkpoints)
+            ran, summary = outcome.plan.scenario, outcome.summary
+            warnings = plan.warnings
+            if planned_requests(ran) <= BOUND_MAX_REQUESTS:
+                listener.stage("offline optimum (the bound)")
+                bound = plan_bound(outcome.plan)
+            else:
+                bound = None
+                warnings += (f"the offline optimum (the bound) is computed for up to {BOUND_MAX_REQUESTS:,} requests per "
+                             f"replication, and this run has {planned_requests(ran):,}: run it shorter for the bound",)
+                listener.note(warnings[-1])
+            verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
+            write_results(work, ran, summary, summarize_plan(outcome.plan, outcome.run, by_replication=True), outcome.stopping(),
+                          bound, verdict, warnings, ccdf_table(outcome.run.pooled()))
+            if ran.outputs.plots:
+                from simqos.report import write_report  # matplotlib: only when the scenario asks for figures
+
+                write_report(work, progress=lambda what: listener.stage(f"report: {what}"))
+            discard(checkpoints)  # finished: the results hold everything (removed only if marked as simqos's)
+    except KeyboardInterrupt:
+        listener.interrupted(partial(folder), _finished(partial(folder)))
+        raise
+    return RunResult(folder, ran, summary, verdict, outcome.stopping(), warnings)
