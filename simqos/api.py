@@ -14,6 +14,7 @@ import pandas as pd
 
 from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
 from simqos.bound import plan_bound
+from simqos.experiments import run_experiments
 from simqos.jit import interruptible
 from simqos.outputs import discard, partial, staged
 from simqos.results import check_records_space, write_results
@@ -75,7 +76,8 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
                  listener: Listener | None = None) -> RunResult:
     """Simulate ``scenario`` (a YAML file, or a parsed one) under every policy it lists until its
     stopping rule is met; compute the offline optimum (up to the bound's request limit), the
-    verdict and, when the scenario asks for plots, the report; write them all into ``out``
+    verdict and, when the scenario asks for plots, the experiments its figures need
+    (:mod:`simqos.experiments`) and the report; write them all into ``out``
     (default: the scenario's output, else runs/NAME). An interrupted run keeps its finished
     replications in OUT.partial, and the same call goes on from them. ``requests`` and
     ``replications`` replace the scenario's (:func:`simqos.scenario.with_counts`); ``workers``, ``executor``
@@ -116,6 +118,7 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
             if ran.outputs.plots:
                 from simqos.report import write_report  # matplotlib: only when the scenario asks for figures
 
+                run_experiments(work, ran, progress=lambda what: listener.stage(f"experiments: {what}"))
                 write_report(work, progress=lambda what: listener.stage(f"report: {what}"))
             discard(checkpoints)  # finished: the results hold everything (removed only if marked as simqos's)
     except KeyboardInterrupt:

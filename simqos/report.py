@@ -1,9 +1,10 @@
 """``simqos report``: the figures a results folder supports, and a short markdown summary.
 
-Figures (in ``plots/``): the latency CCDF per policy, accuracy vs latency percentile, nines of
-QoS vs deadline and vs load (each from a small in-process sweep around the scenario's own
-value, when the scenario has a constant deadline / a Poisson or periodic arrival rate), a
-timeline of the device and the requests around a miss, and two views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
+Figures (in ``plots/``): the latency CCDF per policy, accuracy vs latency percentile, the
+accuracy frontier and nines of QoS vs deadline and vs load (each from the experiments the run
+kept in ``experiments/``, :mod:`simqos.experiments`: this module only reads and draws), a
+timeline of the device and the requests around a miss (its traces re-drawn from the seed), and
+two views of the profile (per layer x level latency and speedup; sum of layers vs whole model).
 ``report.md`` has the per-policy table and each policy's change against the static baseline.
 
 A sweep folder (``simqos sweep``) gets nines against each field the sweep varies instead.
@@ -20,37 +21,18 @@ import pandas as pd
 import yaml
 
 from simqos import plots
-from simqos.sim.execution import simulate
+from simqos.experiments import load_field, read_experiment
 from simqos.sim.inputs import device_inputs
 from simqos.sim.plan import build_plan
-from simqos.sim.replication import NO_RECORDS, summarize_plan
 from simqos.sim.metrics import nines
 from simqos.errors import SimqosError
 from simqos.outputs import owned
 from simqos.bundle import load_profile
 from simqos.results import read_results
 from simqos.scenario import Scenario, parse_scenario
-from simqos.overrides import vary
-from simqos.scenario import override
-from simqos.policies import frontier_settings
 from simqos.verdict import verdict_lines
 
-__all__ = ["DEADLINE_FACTORS", "LOAD_FACTORS", "SWEEP_REQUESTS", "pooled_over_seeds", "write_report", "write_sweep_report"]
-
-DEADLINE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-LOAD_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5)
-SWEEP_REQUESTS = 20_000
-"""Requests per replication in the report's sweeps (fewer if the scenario has fewer)."""
-
-
-def _load_field(scenario: Scenario) -> tuple[str, float, str] | None:
-    arrival = scenario.workload.arrival
-    if arrival.kind == "poisson":
-        return "workload.arrival.rate_hz", arrival.rate_hz, "arrival rate (requests/s)"
-    if arrival.kind == "periodic":
-        return "workload.arrival.fps", arrival.fps, "frame rate (frames/s)"
-    return None
-
+__all__ = ["pooled_over_seeds", "rising_with_load", "write_report", "write_sweep_report"]
 
 def _fmt(value: object, pattern: str) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, pattern)
@@ -138,23 +120,6 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
 
 
 TIMELINE_WINDOW_S = 1.0
-def _knob_table(scenario: Scenario) -> pd.DataFrame:
-    """One run with every registered policy family at its frontier settings
-    (:func:`simqos.policies.frontier_settings`: for the built-ins, static at each level, greedy
-    and deadline_aware at several quantiles, lookahead and dp at their defaults, queue_dp when
-    the scenario lists it, the clairvoyant reference at several planning margins; any other
-    policy as the scenario lists it)."""
-    plan = build_plan(scenario)  # imports the scenario's plugins, whose policies then register
-    settings = frontier_settings(scenario, plan.model.n_levels)
-    policies = [{**s.spec, "label": f"{s.family} {s.knob:g}"} for s in settings]  # distinct at any scale
-    plan = build_plan(override(scenario, "policies", policies))
-    summary = summarize_plan(plan, simulate(plan, records=NO_RECORDS), percentile_intervals=False)
-    summary["family"] = [s.family for s in settings]
-    summary["knob"] = [s.knob for s in settings]
-    summary["style"] = [s.style for s in settings]
-    return summary
-
-
 TIMELINE_REQUESTS = 50_000
 """The timeline looks for its moment among replication 0's first requests (its records are read
 no further)."""
@@ -208,33 +173,34 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     if (folder / "latency_ccdf.csv").exists():
         figures["latency_ccdf"] = plots.latency_ccdf(pd.read_csv(folder / "latency_ccdf.csv"),
                                                      deadline.ms if deadline.kind == "constant" else None)
-    small = override(scenario, "requests", min(scenario.requests or SWEEP_REQUESTS, SWEEP_REQUESTS)) if scenario.requests else scenario
     figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
+    missing = ("not in this folder: its run had outputs.plots: false, so it ran none of the experiments/ the figure needs; "
+               "run the scenario with plots: true to draw it" if not scenario.outputs.plots else
+               "not in this folder: its run kept no experiments/ (an older simqos); run the scenario again to draw it")
     if progress:
-        progress("accuracy frontier")
-    figures["accuracy_frontier"] = plots.accuracy_frontier(_knob_table(small if scenario.requests else scenario),
-                                                           summary_json.get("bound"))
-    if deadline.kind == "constant":
-        if progress:
-            progress("nines vs deadline")
-        table = vary(small, "workload.deadline.ms", [deadline.ms * f for f in DEADLINE_FACTORS])
+        progress("figures")
+    if (table := read_experiment(folder, "frontier")) is not None:
+        figures["accuracy_frontier"] = plots.accuracy_frontier(table, summary_json.get("bound"))
+    else:
+        notes.append(f"accuracy frontier: {missing}")
+    if deadline.kind != "constant":
+        notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
+    elif (table := read_experiment(folder, "nines_vs_deadline")) is not None:
         figures["nines_vs_deadline"] = plots.nines_vs(table, "ms", "deadline (ms)", "Nines of QoS vs deadline", deadline.ms)
     else:
-        notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
-    load = _load_field(scenario)
-    if load is not None:
-        if progress:
-            progress("nines vs load")
+        notes.append(f"nines vs deadline: {missing}")
+    load = load_field(scenario)
+    if load is None:
+        notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
+    elif (table := read_experiment(folder, "nines_vs_load")) is not None:
         path, value, label = load
         column = path.rsplit(".", 1)[-1]
-        table = vary(small, path, [value * f for f in LOAD_FACTORS])
         rising = rising_with_load(table, column, idle=len(load_profile(scenario.profile).idle_factors()[0]) > 1)
-        figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value,
-                                                  note=rising)
+        figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value, note=rising)
         if rising:
             notes.append(rising)
     else:
-        notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
+        notes.append(f"nines vs load: {missing}")
     if records is not None:
         figures["timeline"] = _timeline(scenario, records, (summary_json.get("verdict") or {}).get("deploy"))
     else:

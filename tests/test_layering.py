@@ -27,7 +27,7 @@ LAYERS = [
     ["simqos.sim.replication"],
     ["simqos.sim.execution"],
     ["simqos.overrides", "simqos.bound", "simqos.sim.stopping"],
-    ["simqos.verdict", "simqos.accuracy", "simqos.nested", "simqos.kernels", "simqos.profiler", "simqos.models"],
+    ["simqos.verdict", "simqos.experiments", "simqos.accuracy", "simqos.nested", "simqos.kernels", "simqos.profiler", "simqos.models"],
     ["simqos.report", "simqos.plots", "simqos.sweep", "simqos.validate"],
     ["simqos.api"],  # what each command does
     ["simqos.cli", "simqos.__main__"],

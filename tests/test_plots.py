@@ -2,7 +2,7 @@
 
 from bundles import scenario_dict
 from simqos import plots
-from simqos.report import _knob_table
+from simqos.experiments import frontier_table
 from simqos.scenario import parse_scenario
 
 
@@ -12,7 +12,7 @@ def test_a_frontier_where_no_policy_misses_still_draws(two_level, tmp_path):
     run); it draws each policy at its lower bound."""
     scenario = parse_scenario(scenario_dict(two_level, requests=300, workload={
         "arrival": {"kind": "poisson", "rate_hz": 50}, "deadline": {"kind": "constant", "ms": 1e5}}))
-    table = _knob_table(scenario)
+    table = frontier_table(scenario)
     assert table.loc[table["family"] != "static", "nines"].isna().all()
     figure = plots.accuracy_frontier(table, {"accuracy_at_deadline": 0.95, "met": 300, "requests": 300})
     figure.savefig(tmp_path / "frontier.png")

@@ -18,7 +18,7 @@ from simqos.sim.plan import build_plan
 from simqos.policies import POLICIES
 from simqos.policies.lookahead import AT, Header
 from simqos.policies.planning.goals import typical_deadline_s
-from simqos.report import _knob_table
+from simqos.experiments import frontier_table
 from simqos.scenario import parse_scenario
 from simqos.sim.workload import planning_rate_hz
 
@@ -55,7 +55,7 @@ def throwaway(tmp_path, monkeypatch):
 
 def test_a_new_built_in_is_one_file_and_appears_in_the_frontier_unlisted(two_level, throwaway):
     scenario = parse_scenario(scenario_dict(two_level, requests=300, policies=[{"kind": "static", "level": 0}]))
-    table = _knob_table(scenario)
+    table = frontier_table(scenario)
     mine = table[table["family"] == "least_sparse_resident"]
     assert len(mine) == 1 and mine["requests"].iloc[0] > 0 and mine["style"].iloc[0] == "auto"
     # the same rule as static L0 on a device that keeps every level resident: the same numbers
@@ -69,7 +69,7 @@ def test_a_new_built_in_is_one_file_and_appears_in_the_frontier_unlisted(two_lev
 def test_the_frontier_draws_a_users_policy_only_when_listed(two_level):
     """A plugin's policy (not a module of simqos.policies) is the user's choice to draw."""
     plain = scenario_dict(two_level, requests=300, plugins=["user_policies"], policies=[{"kind": "static", "level": 0}])
-    families = set(_knob_table(parse_scenario(plain))["family"])
+    families = set(frontier_table(parse_scenario(plain))["family"])
     assert "sparsest_after_compiled" in POLICIES and not {"sparsest_after", "sparsest_after_compiled"} & families
     assert {"static", "greedy", "deadline_aware", "lookahead", "dp", "clairvoyant"} <= families
 

@@ -96,19 +96,19 @@ def test_queue_dp_gains_where_the_queue_decides(tmp_path):
 
 
 def test_the_accuracy_frontier_shows_queue_dp_only_when_listed(two_level):
-    from simqos.report import _knob_table
+    from simqos.experiments import frontier_table
 
     small = {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2}
     listed = parse_scenario(scenario_dict(two_level, requests=300, policies=[{"kind": "static", "level": 0}, small]))
-    families = list(_knob_table(listed)["family"])
+    families = list(frontier_table(listed)["family"])
     assert families.count("queue_dp") == 1 and {"static", "lookahead", "dp", "clairvoyant"} <= set(families)
-    assert "queue_dp" not in set(_knob_table(parse_scenario(scenario_dict(two_level, requests=300)))["family"])
+    assert "queue_dp" not in set(frontier_table(parse_scenario(scenario_dict(two_level, requests=300)))["family"])
 
 
 def test_the_accuracy_frontier_shows_a_users_own_policy(two_level):
-    from simqos.report import _knob_table
+    from simqos.experiments import frontier_table
 
     scenario = scenario_dict(two_level, requests=300, plugins=["user_policies"],
                              policies=[{"kind": "static", "level": 0}, {"kind": "sparsest_after", "segments": 1, "label": "mine"}])
-    table = _knob_table(parse_scenario(scenario))
+    table = frontier_table(parse_scenario(scenario))
     assert list(table["family"]).count("mine") == 1 and table.loc[table["family"] == "mine", "requests"].iloc[0] > 0

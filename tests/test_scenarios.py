@@ -2,6 +2,7 @@
 set of broken scenarios each gives exit 2 and one line, and writes nothing."""
 
 import copy
+from unittest import mock
 import sys
 import json
 from pathlib import Path
@@ -40,6 +41,22 @@ def test_shipped_scenario_runs(path, tmp_path):
     assert not (tmp_path / "out.partial").exists()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == len(yaml.safe_load(path.read_text())["policies"])
+    kept = {p.name for p in (out / "experiments").iterdir()}
+    assert kept == {"frontier.csv"} | {f"{f}.csv" for f, made in (("nines_vs_deadline", constant_deadline),
+                                                                  ("nines_vs_load", (out / "plots" / "nines_vs_load.png").exists())) if made}
+    # simqos report only reads and draws: with the simulator out of reach it draws every figure again
+    before = {p.name for p in (out / "plots").iterdir()}
+    for p in (out / "plots").iterdir():
+        p.unlink()
+    import simqos.sim.execution
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the report simulated")
+
+    with mock.patch.object(simqos.sim.execution, "serve_replication", refused):  # every simulate serves through it
+        again = runner.invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    assert {p.name for p in (out / "plots").iterdir()} == before
 
 
 def test_iot_matches_its_golden_summary(tmp_path):
@@ -211,7 +228,10 @@ def test_report_command(tmp_path):
     assert not (out / "report.md").exists()
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "report.md").exists() and (out / "plots" / "nines_vs_deadline.png").exists()
+    assert (out / "report.md").exists() and (out / "plots" / "latency_ccdf.png").exists()
+    # the report simulates nothing: without the run's experiments/ their figures are left out, and it says why
+    assert not (out / "experiments").exists() and not (out / "plots" / "nines_vs_deadline.png").exists()
+    assert "nines vs deadline: not in this folder: its run had outputs.plots: false" in (out / "report.md").read_text()
     missing = runner.invoke(app, ["report", str(tmp_path)])
     assert missing.exit_code == 2 and "not a results or sweep folder" in missing.output
 
