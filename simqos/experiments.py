@@ -69,10 +69,10 @@ def run_experiments(folder: Path, scenario: Scenario, progress: Callable[[str], 
         progress("accuracy frontier")
     tables["frontier"] = frontier_table(small)
     deadline = scenario.workload.deadline
-    if deadline.kind == "constant":
+    if deadline.fixed_ms is not None:
         if progress:
             progress("nines vs deadline")
-        tables["nines_vs_deadline"] = vary(small, "workload.deadline.ms", [deadline.ms * f for f in DEADLINE_FACTORS])
+        tables["nines_vs_deadline"] = vary(small, "workload.deadline.ms", [deadline.fixed_ms * f for f in DEADLINE_FACTORS])
     load = load_field(scenario)
     if load is not None:
         if progress:

@@ -150,7 +150,7 @@ def _timeline(scenario: Scenario, records: pd.DataFrame, deploy: str | None):
         (device.resident.times_s, device.resident.values),
         max(float(rep0["arrival_s"].min()), centre - TIMELINE_WINDOW_S / 2),  # after warm-up: no empty half
         TIMELINE_WINDOW_S,
-        deadline.ms if deadline.kind == "constant" else None,
+        deadline.fixed_ms,
     )
 
 
@@ -172,7 +172,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
     deadline = scenario.workload.deadline
     if (folder / "latency_ccdf.csv").exists():
         figures["latency_ccdf"] = plots.latency_ccdf(pd.read_csv(folder / "latency_ccdf.csv"),
-                                                     deadline.ms if deadline.kind == "constant" else None)
+                                                     deadline.fixed_ms)
     figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
     missing = ("not in this folder: its run had outputs.plots: false, so it ran none of the experiments/ the figure needs; "
                "run the scenario with plots: true to draw it" if not scenario.outputs.plots else
@@ -183,7 +183,7 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
         figures["accuracy_frontier"] = plots.accuracy_frontier(table, summary_json.get("bound"))
     else:
         notes.append(f"accuracy frontier: {missing}")
-    if deadline.kind != "constant":
+    if deadline.fixed_ms is None:
         notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
     elif (table := read_experiment(folder, "nines_vs_deadline")) is not None:
         figures["nines_vs_deadline"] = plots.nines_vs(table, "ms", "deadline (ms)", "Nines of QoS vs deadline", deadline.ms)

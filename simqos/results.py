@@ -189,9 +189,8 @@ def check_records_space(scenario: Scenario, out: Path, option: str = "--out") ->
     outputs = scenario.outputs
     if outputs.records == "none":
         return
-    from simqos.sim.workload import mean_rate_hz
 
-    n = scenario.requests if scenario.requests is not None else scenario.duration_s * mean_rate_hz(scenario.workload.arrival)
+    n = scenario.requests if scenario.requests is not None else scenario.duration_s * scenario.workload.arrival.mean_rate_hz()
     if outputs.records == "sample":
         n = min(n, scenario.warmup_requests + outputs.sample_requests)
     replications = scenario.precision.max_replications if scenario.precision else scenario.replications

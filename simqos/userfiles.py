@@ -12,7 +12,7 @@ import yaml
 
 from simqos.errors import SimqosError
 
-__all__ = ["read_numeric_columns", "read_yaml"]
+__all__ = ["read_arrivals_csv", "read_numeric_columns", "read_yaml"]
 
 
 MAX_NODES = 100_000
@@ -134,3 +134,11 @@ def _read_numeric_columns(path: Path, columns: tuple[str, ...], what: str) -> di
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise SimqosError(f"{path}: {c} must hold finite numbers >= 0")
     return out
+
+
+def read_arrivals_csv(path: Path) -> np.ndarray:
+    """Arrival times (s) from the ``arrival_s`` column of a CSV; sorted, non-negative."""
+    times = read_numeric_columns(path, ("arrival_s",), "arrivals")["arrival_s"]
+    if np.any(np.diff(times) < 0):
+        raise SimqosError(f"{path}: arrival_s must be non-decreasing")
+    return times

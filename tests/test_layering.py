@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "simqos"
 
 LAYERS = [
     # lowest first; a module imports only from its own layer or those below
-    ["simqos.errors", "simqos.outputs", "simqos.userfiles", "simqos.cache", "simqos.jit"],
+    ["simqos.errors", "simqos.outputs", "simqos.userfiles", "simqos.cache", "simqos.jit", "simqos.markov"],
+    ["simqos.specs"],
     ["simqos.scenario", "simqos.bundle"],
     # the serving core and what it serves: a model's service, the device, the workload, the tallies
     ["simqos.sim.metrics", "simqos.sim.serving", "simqos.sim.service", "simqos.sim.device", "simqos.sim.workload",
@@ -33,7 +34,7 @@ LAYERS = [
     ["simqos.cli", "simqos.__main__"],
 ]
 
-SIMULATOR = ("simqos.sim", "simqos.policies", "simqos.scenario", "simqos.bundle", "simqos.bound", "simqos.verdict",
+SIMULATOR = ("simqos.sim", "simqos.policies", "simqos.specs", "simqos.scenario", "simqos.bundle", "simqos.bound", "simqos.verdict",
              "simqos.results", "simqos.overrides", "simqos.sweep", "simqos.report")
 
 

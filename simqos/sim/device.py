@@ -39,6 +39,7 @@ import numpy as np
 from simqos.jit import njit
 from simqos.userfiles import read_numeric_columns
 from simqos.errors import SimqosError
+from simqos.markov import embedded_stationary, transition_matrix
 
 __all__ = [
     "SpeedTrace",
@@ -237,17 +238,6 @@ def _markov_walk(rng: np.random.Generator, dwell: np.ndarray, cdf: np.ndarray, t
         times[m], states[m] = t, state
         m += 1
     return times[:m].copy(), states[:m].copy()
-
-
-def embedded_stationary(transitions: np.ndarray) -> np.ndarray:
-    """Stationary distribution of the jump chain (left eigenvector for eigenvalue 1)."""
-    n = transitions.shape[0]
-    if n == 1:
-        return np.ones(1)
-    a = np.vstack([transitions.T - np.eye(n), np.ones(n)])
-    b = np.concatenate([np.zeros(n), [1.0]])
-    pi = np.linalg.lstsq(a, b, rcond=None)[0]
-    return np.clip(pi, 0, None)
 
 
 def periodic_trace(
@@ -571,14 +561,3 @@ def repeated_trace(trace: Trace, horizon_s: float) -> Trace:
     after the previous one's last breakpoint (so its last value holds that long), as replayed
     arrivals do."""
     return sampled(ReplayedProcess(trace, repeat=True), horizon_s)
-
-
-def transition_matrix(transitions: list[list[float]] | None, n_states: int) -> np.ndarray:
-    """The given jump matrix, or by default a uniform jump to any other state."""
-    if transitions is not None:
-        return np.asarray(transitions, dtype=float)
-    if n_states == 1:
-        return np.ones((1, 1))
-    m = np.full((n_states, n_states), 1.0 / (n_states - 1))
-    np.fill_diagonal(m, 0.0)
-    return m

@@ -31,7 +31,7 @@ from simqos.sim.device import (
     read_trace_csv,
     sampled,
 )
-from simqos.sim.workload import ArrivalStream, deadlines_from_spec
+from simqos.sim.workload import ArrivalStream
 
 if TYPE_CHECKING:
     from simqos.sim.plan import Plan
@@ -111,7 +111,7 @@ class RequestStream:
         model = self.plan.model
         arrivals = self.arrivals.take(m)
         n = len(arrivals)
-        deadlines = arrivals + deadlines_from_spec(self.plan.scenario.workload.deadline, n, self.deadline_rng) / 1e3
+        deadlines = arrivals + self.plan.scenario.workload.deadline.draw(n, self.deadline_rng) / 1e3
         return arrivals, deadlines, model.segment_work_ms(self.latency_rng.random((n, len(model.sorted_samples_ms))))
 
 

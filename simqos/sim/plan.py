@@ -27,7 +27,7 @@ from simqos.sim.inputs import CHUNK_REQUESTS, DEVICE_AHEAD_S, arrival_span, chec
 from simqos.sim.plausible import implausible
 from simqos.sim.service import ServiceModel
 from simqos.sim.simpy_model import measure_decision_ms
-from simqos.sim.workload import mean_rate_hz, read_arrivals_csv
+from simqos.userfiles import read_arrivals_csv
 
 __all__ = ["MAX_BREAKPOINTS", "MAX_REQUESTS", "Plan", "build_plan", "engines", "planned_requests"]
 
@@ -139,7 +139,7 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: boo
     that would not fit in this machine's memory, or whose device traces would need more than
     MAX_BREAKPOINTS changes, saying how much. A streamed replication holds a chunk and a
     window of the device at a time."""
-    rate = mean_rate_hz(scenario.workload.arrival)
+    rate = scenario.workload.arrival.mean_rate_hz()
     if scenario.workload.arrival.kind == "trace" and scenario.duration_s is not None:
         times = read_arrivals_csv(scenario.workload.arrival.path)
         if times[-1] <= times[0]:
@@ -238,7 +238,7 @@ def planned_requests(scenario: Scenario) -> int:
     """Requests per replication: the scenario's, or its duration at the mean arrival rate."""
     if scenario.requests is not None:
         return scenario.requests
-    return max(1, round(scenario.duration_s * mean_rate_hz(scenario.workload.arrival)))
+    return max(1, round(scenario.duration_s * scenario.workload.arrival.mean_rate_hz()))
 
 
 def engines(plan: Plan) -> list[str]:

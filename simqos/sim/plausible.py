@@ -24,7 +24,7 @@ import numpy as np
 from simqos.sim.device import read_trace_csv
 from simqos.scenario import Scenario
 from simqos.sim.service import ServiceModel
-from simqos.sim.workload import mean_rate_hz, read_arrivals_csv
+from simqos.userfiles import read_arrivals_csv
 
 __all__ = ["MOST_GAP_S", "MOST_MEMORY", "MOST_SIGMA", "MOST_SPAN", "MOST_SPEED", "implausible"]
 
@@ -88,7 +88,7 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
                    f"needs {fastest_ms:.3g} ms even at the device's top speed ({max(speeds):g}), so "
                    f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
     else:
-        spacing_ms = 1e3 / mean_rate_hz(scenario.workload.arrival)
+        spacing_ms = 1e3 / scenario.workload.arrival.mean_rate_hz()
         gap_ms = spacing_ms - fastest_ms  # the idle gap a request finds at the mean spacing
         woken_ms = min(f * factor for f, factor in zip(fastest_each, model.idle_factors_at(max(gap_ms, 0.0)))) / max(speeds)
         if gap_ms > 0 and longest_ms < woken_ms:
@@ -97,7 +97,7 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
                        f"{spacing_ms:.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
                        f"after which the profile's idle table slows it to {woken_ms:.3g} ms, so most requests will miss")
     out += _memory_warnings(scenario, model)
-    run_s = (scenario.requests / mean_rate_hz(scenario.workload.arrival) if scenario.requests is not None
+    run_s = (scenario.requests / scenario.workload.arrival.mean_rate_hz() if scenario.requests is not None
              else scenario.duration_s)
     for field, spec, column in scenario.device.processes():
         if spec.kind == "trace":

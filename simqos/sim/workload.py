@@ -9,29 +9,23 @@ arrival: ``constant``, ``uniform`` or ``lognormal``. Times in seconds, deadlines
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simqos.jit import njit
-from simqos.userfiles import read_numeric_columns
-from simqos.sim.device import embedded_stationary, jump_cdf, transition_matrix
+from simqos.userfiles import read_arrivals_csv
+from simqos.markov import transition_matrix
+from simqos.sim.device import jump_cdf
 from simqos.errors import SimqosError
 
 __all__ = [
     "ArrivalStream",
     "arrivals_from_spec",
     "bursty_arrivals",
-    "deadlines_from_spec",
-    "constant_deadlines",
-    "lognormal_deadlines",
-    "mean_rate_hz",
     "planning_rate_hz",
     "periodic_arrivals",
     "poisson_arrivals",
-    "read_arrivals_csv",
-    "uniform_deadlines",
 ]
 
 
@@ -166,49 +160,12 @@ class ArrivalStream:
             self.ended = True
 
 
-def constant_deadlines(ms: float, n: int) -> np.ndarray:
-    """Every request has ``ms`` milliseconds."""
-    return np.full(n, float(ms))
-
-
-def uniform_deadlines(low_ms: float, high_ms: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Relative deadlines uniform in ``[low_ms, high_ms]``."""
-    return rng.uniform(low_ms, high_ms, size=n)
-
-
-def lognormal_deadlines(median_ms: float, sigma: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Log-normal relative deadlines with the given median and log-space ``sigma``."""
-    return median_ms * np.exp(sigma * rng.standard_normal(n))
-
-
-def read_arrivals_csv(path: Path) -> np.ndarray:
-    """Arrival times (s) from the ``arrival_s`` column of a CSV; sorted, non-negative."""
-    times = read_numeric_columns(path, ("arrival_s",), "arrivals")["arrival_s"]
-    if np.any(np.diff(times) < 0):
-        raise SimqosError(f"{path}: arrival_s must be non-decreasing")
-    return times
-
-
-def mean_rate_hz(spec: Any) -> float:
-    """The long-run mean arrival rate (requests/s) of a scenario's ``workload.arrival``."""
-    if spec.kind == "poisson":
-        return spec.rate_hz
-    if spec.kind == "periodic":
-        return spec.fps
-    if spec.kind == "bursty":
-        dwell = np.array([s.mean_dwell_s for s in spec.states])
-        time_share = embedded_stationary(transition_matrix(spec.transitions, len(spec.states))) * dwell
-        return float(np.dot(time_share / time_share.sum(), [s.rate_hz for s in spec.states]))
-    times = read_arrivals_csv(spec.path)
-    return len(times) / max(float(times[-1]), 1e-9)
-
-
 def planning_rate_hz(spec: Any, policy: str) -> float:
     """The mean arrival rate (requests/s) a planning ``policy`` may assume: the arrival
     process's own, or for a replayed trace the ``rate_hz`` the scenario states (the trace's own
     average is taken over arrivals still to come, which a deployed system cannot know)."""
     if spec.kind != "trace":
-        return mean_rate_hz(spec)
+        return spec.mean_rate_hz()
     if spec.rate_hz is None:
         raise SimqosError(f"workload.arrival.rate_hz: {policy} plans with a mean arrival rate, and the replayed trace "
                           f"{spec.path.name} states none (its own average would tell the policy of arrivals still to come); "
@@ -220,12 +177,3 @@ def arrivals_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarra
     """``n`` arrival times (s) of the process a scenario's ``workload.arrival`` describes
     (:class:`ArrivalStream`, drawn at once)."""
     return ArrivalStream(spec, rng, requests=n).take(n)
-
-
-def deadlines_from_spec(spec: Any, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` relative deadlines (ms) as a scenario's ``workload.deadline`` describes."""
-    if spec.kind == "constant":
-        return constant_deadlines(spec.ms, n)
-    if spec.kind == "uniform":
-        return uniform_deadlines(spec.low_ms, spec.high_ms, n, rng)
-    return lognormal_deadlines(spec.median_ms, spec.sigma, n, rng)

@@ -270,7 +270,7 @@ def run_validation(
     sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
     comparison.to_csv(work / "comparison.csv", index=False, float_format="%.6g")
     deadline = scenario.workload.deadline
-    plots.save(plots.validation_ccdf(real_records, sim_records, deadline.ms if deadline.kind == "constant" else None),
+    plots.save(plots.validation_ccdf(real_records, sim_records, deadline.fixed_ms),
                work / "plots" / "validation_ccdf.png")
     idle_tables = (profiled_idle, (plan.model.idle_ms, plan.model.idle_factor) if regime is not None else None)
     slicing.table.to_csv(work / "slicing.csv", index=False, float_format="%.6g")

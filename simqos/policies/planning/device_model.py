@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simqos.sim.device import transition_matrix
+from simqos.markov import transition_matrix
 from simqos.sim.serving import decide_jit
 
 __all__ = ["SpeedModel", "capacity_probability", "capacity_table", "speed_model", "speed_paths"]

@@ -3,8 +3,6 @@ deadline and how far ahead to look."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from simqos.policies.planning.device_model import SpeedModel
 from simqos.sim.service import ServiceModel
 
@@ -20,8 +18,7 @@ def route_values(scenario, model: ServiceModel) -> dict[tuple[int, ...], float]:
 
 def typical_deadline_s(scenario) -> float:
     """The median relative deadline (s)."""
-    d = scenario.workload.deadline
-    return {"constant": lambda: d.ms, "uniform": lambda: (d.low_ms + d.high_ms) / 2, "lognormal": lambda: d.median_ms}[d.kind]() / 1e3
+    return scenario.workload.deadline.median_ms / 1e3
 
 
 def longest_deadline_s(scenario, model: ServiceModel, speed: SpeedModel, requests: int) -> float:
@@ -29,8 +26,7 @@ def longest_deadline_s(scenario, model: ServiceModel, speed: SpeedModel, request
     requests get, but no longer than a hundred times what ``requests`` requests of the most work
     a request can have take at the slowest speed (long past that every deadline is as good as
     met; a deadline slipped into years would otherwise make tables of the process over years)."""
-    d = scenario.workload.deadline
-    longest = d.ms if d.kind == "constant" else d.high_ms if d.kind == "uniform" else d.median_ms * float(np.exp(3.5 * d.sigma))
+    longest = scenario.workload.deadline.longest_ms
     most_ms = float(model.remaining_quantile_ms(1.0)[:, 0].max() * model.idle_factor.max())
     slowest = 1.0 if speed.persistent else min(speed.speeds)  # a persistent model is at speed 1, scaled when used
     return min(longest, 100 * requests * most_ms / slowest) / 1e3
