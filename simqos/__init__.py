@@ -1,9 +1,10 @@
 """simqos: how many nines of QoS a multi-level sparse network keeps on a fluctuating device.
 
-The supported Python API is the names in ``__all__`` (README, "Python API"): load a scenario,
-build its plan, run it, summarise, bound and judge it, vary one field, write your own policy.
-They are imported on first use, so ``import simqos`` stays light. The simulator side (profile
-bundles, scenarios, the engines, metrics) imports neither torch nor matplotlib; the torch side
+The supported Python API is the names in ``__all__`` (README, "Python API"): run a scenario
+as the command does (``run_scenario``), or step by step — load it, build its plan, run it,
+summarise, bound and judge it, vary one field — and write your own policy. They are imported
+on first use, so ``import simqos`` stays light. The simulator (:mod:`simqos.sim`, with the
+policies, specs and bundles) imports neither torch nor matplotlib; the torch side
 lives in :mod:`simqos.nested`, :mod:`simqos.kernels`, :mod:`simqos.profiler` and
 :mod:`simqos.models`; figures in :mod:`simqos.plots`.
 """

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simqos.errors import SimqosError
+from simqos.errors import SimqosError, validation_message
 
 __all__ = [
     "DENSE_BASELINE_LEVEL",
@@ -468,9 +468,7 @@ def _read_meta(folder: Path) -> ProfileMeta:
     try:
         return ProfileMeta.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise _fail(path, f"{field}: {first['msg']} (got {first.get('input')!r})") from None
+        raise _fail(path, validation_message(exc, ProfileMeta, "profile.json")) from None
 
 
 def _read_table(folder: Path, name: str) -> pd.DataFrame:

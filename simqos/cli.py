@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from simqos.errors import SimqosError
+from simqos.errors import SimqosError, validation_message
 
 __all__ = ["app", "main"]
 
@@ -90,16 +90,14 @@ def _model_kwargs(pairs: list[str]) -> dict:
 
 
 def _checked(cls, options: dict[str, str], **values):
-    """``cls(**values)`` (a pydantic settings model), its first invalid field named by the
-    command-line option that gave it."""
+    """``cls(**values)`` (a pydantic settings model), each invalid field named by the
+    command-line option that gave it (``options``: field to option)."""
     from pydantic import ValidationError
 
     try:
         return cls(**values)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else ""
-        raise SimqosError(f"{options.get(field, field)}: {error.get('input')!r}: {error['msg'][0].lower()}{error['msg'][1:]}") from None
+        raise SimqosError(validation_message(exc, cls, "the command", options)) from None
 
 
 _TRAINING_OPTIONS = {

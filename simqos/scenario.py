@@ -11,11 +11,10 @@ closest known one (``workload.arival: unknown key — did you mean 'arrival'?``)
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from simqos.errors import SimqosError
+from simqos.errors import SimqosError, validation_message
 from simqos.specs import Device, Workload, _Model, _resolve
 from simqos.userfiles import read_yaml
 
@@ -180,113 +179,6 @@ class Scenario(_Model):
         return self
 
 
-def _vocabulary() -> set[str]:
-    words: set[str] = set()
-    pending: list[Any] = [Scenario]
-    seen: set[Any] = set()
-    while pending:
-        model = pending.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, info in model.model_fields.items():
-            words.add(name)
-            for arg in _flatten(info.annotation):
-                if isinstance(arg, type) and issubclass(arg, BaseModel):
-                    pending.append(arg)
-    return words
-
-
-def _flatten(annotation: Any) -> list[Any]:
-    """``annotation`` and everything nested in it (unions, Annotated, list[...])."""
-    return [annotation, *(inner for arg in get_args(annotation) for inner in _flatten(arg))]
-
-
-_TAGS = {
-    "poisson", "periodic", "bursty", "trace", "constant", "markov", "uniform", "lognormal",
-    "function-after", "function-plain",
-}
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The scenario's model at ``loc`` (a pydantic error's location, union tags included), or
-    None where it cannot tell."""
-    candidates: list[Any] = [Scenario]
-    for item in loc:
-        if isinstance(item, int):
-            continue  # an element of a list: the list's own annotation holds its model
-        tagged = [m for m in candidates if "kind" in m.model_fields and item in get_args(m.model_fields["kind"].annotation)]
-        if len(candidates) > 1 and tagged:  # a union's tag picks its member
-            candidates = tagged
-            continue
-        if len(candidates) != 1 or item not in candidates[0].model_fields:
-            return None
-        candidates = [a for a in _flatten(candidates[0].model_fields[item].annotation)
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return None
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def _dotted(loc: tuple) -> str:
-    parts = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in _TAGS or str(item).startswith(("Constant_", "State_", "Markov_", "Periodic_", "Trace_")):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts)
-
-
-def _message(error: dict) -> str:
-    where = _dotted(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(error["loc"][-1])
-        model = _model_at(error["loc"][:-1])
-        known = sorted(model.model_fields) if model is not None else sorted(_vocabulary())
-        close = difflib.get_close_matches(key, [k for k in known if k != key], n=1)
-        if close:
-            hint = f" — did you mean {close[0]!r}?"
-        elif model is not None:
-            tag = model.model_fields["kind"].annotation if "kind" in model.model_fields else None
-            parent = [str(x) for x in error["loc"][:-1] if not isinstance(x, int)]
-            what = f"kind {get_args(tag)[0]!r}" if tag is not None and get_args(tag) else (parent[-1] if parent else "a scenario")
-            hint = f" — {what} takes {', '.join(known)}"
-        else:
-            hint = ""
-        return f"{where}: unknown key{hint}"
-    if kind == "missing":
-        return f"{where}: required, but missing"
-    if kind == "union_tag_invalid":
-        ctx = error.get("ctx", {})
-        return f"{where}.kind: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
-    if kind == "union_tag_not_found":
-        return f"{where}: needs a 'kind'"
-    value = error.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}{shown}" if where else f"{message}{shown}"
-
-
-MAX_PROBLEMS = 5
-"""Problems of one scenario named in its error line; the rest are counted."""
-
-
-def _messages(errors: list[dict]) -> str:
-    """Every problem pydantic found, on one line: unknown keys first; a misspelt key is reported
-    by pydantic both as unknown and as the right key missing, so the missing one is left out."""
-    typos = {(_dotted(e["loc"][:-1]), close[0]) for e in errors if e["type"] == "extra_forbidden"
-             for close in [difflib.get_close_matches(str(e["loc"][-1]), sorted(_vocabulary()), n=1)] if close}
-    kept = [e for e in errors if not (e["type"] == "missing" and (_dotted(e["loc"][:-1]), str(e["loc"][-1])) in typos)]
-    kept.sort(key=lambda e: e["type"] != "extra_forbidden")
-    messages = list(dict.fromkeys(_message(e) for e in kept))
-    more = len(messages) - MAX_PROBLEMS
-    return "; ".join(messages[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-
-
 def parse_scenario(raw: object, source: str = "scenario", base: Path | None = None) -> Scenario:
     """Validate an already-parsed YAML document; relative paths resolve against ``base``."""
     if not isinstance(raw, dict):
@@ -294,7 +186,7 @@ def parse_scenario(raw: object, source: str = "scenario", base: Path | None = No
     try:
         return Scenario.model_validate(raw, context={"base": base})
     except ValidationError as exc:
-        raise SimqosError(f"{source}: {_messages(exc.errors())}") from None
+        raise SimqosError(f"{source}: {validation_message(exc, Scenario, 'a scenario')}") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

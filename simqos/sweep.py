@@ -37,7 +37,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simqos.errors import SimqosError
+from simqos.errors import SimqosError, validation_message
 from simqos.outputs import claim, mark
 from simqos.sim.workers import check_execution, dask_client, pool
 from simqos.scenario import Scenario, load_scenario, warmup_within
@@ -81,9 +81,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise SimqosError(f"{path}: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+        raise SimqosError(f"{path}: {validation_message(exc, SweepSpec, 'a sweep')}") from None
     base = load_scenario(path.parent / spec.base)
     if spec.grid is not None:
         keys = list(spec.grid)

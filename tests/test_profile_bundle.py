@@ -119,7 +119,7 @@ def _flip_an_outcome(bundle):
     [
         (lambda b: (b / "layers.csv").unlink(), "layers.csv: missing"),
         (lambda b: (b / "profile.json").write_text("{not json"), "not valid JSON"),
-        (lambda b: _edit_json(b, lambda d: d.update(colour="red")), "colour: Extra inputs are not permitted"),
+        (lambda b: _edit_json(b, lambda d: d.update(colour="red")), "colour: unknown key — profile.json takes accuracy, description,"),
         (lambda b: _edit_json(b, lambda d: d["levels"][1].update(density=0.9)), "must strictly decrease"),
         (lambda b: _edit_json(b, lambda d: d.update(schema_version=99)), "schema_version is 99"),
         (lambda b: _edit_json(b, lambda d: d["provenance"]["settings"].update(threads=0)), "provenance.settings.threads"),

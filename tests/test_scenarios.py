@@ -104,7 +104,7 @@ FUZZ = [
     (_set("policies", [{"kind": "fastest"}]), "policies[0].kind: 'fastest' is not a registered policy"),
     (_set("policies", [{"kind": "deadline_aware", "quantil": 0.9}]), "policies[0].quantil: unknown key — did you mean 'quantile'?"),
     (_set("policies", [{"kind": "deadline_aware", "count_queues": True}]), "did you mean 'count_queue'?"),
-    (_set("policies", [{"kind": "greedy", "speed": 1}]), "policies[0].speed: unknown key; greedy takes quantile"),
+    (_set("policies", [{"kind": "greedy", "speed": 1}]), "policies[0].speed: unknown key — greedy takes quantile"),
     (_set("policies", [{"kind": "static", "level": 0}, {"kind": "static", "level": 0}]), "repeat"),
     (_set("requests", 0), "requests"),
     (_set("warmup_requests", 10**9), "warmup_requests"),
@@ -138,7 +138,8 @@ def test_every_problem_of_a_scenario_in_one_line():
     """Three mistakes at once are named at once, the misspelt key first, and its "required, but
     missing" twin left out; past MAX_PROBLEMS the rest are counted."""
     from simqos.errors import SimqosError
-    from simqos.scenario import MAX_PROBLEMS, parse_scenario
+    from simqos.errors import MAX_PROBLEMS
+    from simqos.scenario import parse_scenario
 
     raw = copy.deepcopy(BASE)
     raw["workload"]["dedline"] = raw["workload"].pop("deadline")

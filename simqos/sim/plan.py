@@ -8,7 +8,6 @@ A policy charged its ``measured`` decision time is timed here, on the SimPy mode
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import importlib
 import os
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from simqos.bundle import load_profile
-from simqos.errors import SimqosError
+from simqos.errors import SimqosError, validation_message
 from simqos.policies import POLICIES, Policy
 from simqos.scenario import Scenario
 from simqos.sim.device import read_trace_csv
@@ -66,16 +65,7 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
         try:
             params = cls.Params.model_validate(spec.params)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            what = err["msg"]
-            if err["type"] == "extra_forbidden":
-                known = sorted(cls.Params.model_fields)
-                close = difflib.get_close_matches(field, known, n=1)
-                what = "unknown key" + (f" — did you mean {close[0]!r}?" if close else
-                                        f"; {spec.kind} takes {', '.join(known) if known else 'no parameters'}")
-            got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
-            raise SimqosError(f"{where}.{field}: {what}{got}") from None
+            raise SimqosError(f"{where}.{validation_message(exc, cls.Params, spec.kind)}") from None
         level = getattr(params, "level", None)
         if level is not None and level >= model.n_levels:
             raise SimqosError(
