@@ -627,7 +627,7 @@ def _print_run_result(result) -> None:
     if spec.precision is not None:
         console.print(_stopping_line(result.stopping, spec.precision))
     records = {"all": ", records/", "sample": ", records/ (a sample)", "none": ""}[spec.outputs.records]
-    extra = ", report.md, plots/" if spec.outputs.plots else ""
+    extra = ", report.md, plots/, experiments/" if spec.outputs.plots else ""
     console.print(f"Results: {result.folder}/ (summary.json, summary.csv, replications.csv, latency_ccdf.csv{records}{extra})")
 
 
