@@ -189,7 +189,7 @@ class _LineProgress:
     def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
         task = len(self.tasks)
         self.tasks[task] = {"description": description, "total": total, "completed": 0, "fields": fields,
-                            "start": time.monotonic(), "said": -math.inf, "count": True}
+                            "start": time.monotonic(), "said": -math.inf, "said_completed": None, "count": True}
         self._say(task, force=True)
         return task
 
@@ -197,6 +197,8 @@ class _LineProgress:
                description: str | None = None, advance: float | None = None, **fields: object) -> None:
         t = self.tasks[task]
         stage = description is not None and description != t["description"]
+        if stage and t["count"] and t["total"] and t["completed"] != t["said_completed"]:
+            self._say(task, force=True)  # where the stage ended, before the next one starts
         t |= {k: v for k, v in (("completed", completed), ("total", total), ("description", description)) if v is not None}
         t["completed"] += advance or 0
         t["fields"] |= fields
@@ -211,7 +213,7 @@ class _LineProgress:
         t, now = self.tasks[task], time.monotonic()
         if not force and now - t["said"] < self.EVERY_S:
             return
-        t["said"] = now
+        t["said"], t["said_completed"] = now, t["completed"]
         done = ""
         if t["total"] and t["count"]:
             done = f": {t['completed']:,.0f}/{t['total']:,.0f}"

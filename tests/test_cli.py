@@ -165,6 +165,13 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
     assert [line.split(",")[0] for line in said] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3"]
     assert "/s, about" in said[1] and said[1].endswith(" s left")  # its rate, and the time left at that rate
     assert said[3].endswith(", 9 requests/s")
+    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 100.0)
+    with cli._LineProgress() as bar:  # a stage shorter than EVERY_S still says where it ended
+        task = bar.add_task("simulate", total=3)
+        bar.advance(task, 3)
+        bar.update(task, description="offline optimum", total=None)
+    said = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().out.splitlines()]
+    assert said == ["simulate: 0/3", "simulate: 3/3", "offline optimum"]
     monkeypatch.setattr(cli._LineProgress, "HEARTBEAT_S", 0.05)  # a long stage with no update still prints
     monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.05)
     with cli._LineProgress() as bar:
