@@ -20,8 +20,9 @@ from simqos.outputs import discard, partial, staged
 from simqos.results import check_records_space, write_results
 from simqos.scenario import Scenario, load_scenario, with_counts
 from simqos.sim.execution import run_key
-from simqos.sim.plan import build_plan, planned_requests
+from simqos.sim.plan import Plan, build_plan, planned_requests
 from simqos.sim.replication import KeptRecords, summarize_plan
+from simqos.sim.serving import UnmodelledRule
 from simqos.sim.stopping import run_to_precision
 from simqos.sim.tally import ccdf_table
 from simqos.sim.workers import check_execution
@@ -103,15 +104,8 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
             outcome = run_to_precision(plan, progress=listener.advance, workers=workers, records=KeptRecords.of(spec, work),
                                        executor=executor, scheduler=scheduler, checkpoints=checkpoints)
             ran, summary = outcome.plan.scenario, outcome.summary
-            warnings = plan.warnings
-            if planned_requests(ran) <= BOUND_MAX_REQUESTS:
-                listener.stage("offline optimum (the bound)")
-                bound = plan_bound(outcome.plan)
-            else:
-                bound = None
-                warnings += (f"the offline optimum (the bound) is computed for up to {BOUND_MAX_REQUESTS:,} requests per "
-                             f"replication, and this run has {planned_requests(ran):,}: run it shorter for the bound",)
-                listener.note(warnings[-1])
+            bound, left_out = _offline_optimum(outcome.plan, listener)
+            warnings = plan.warnings + left_out
             verdict = plan_verdict(outcome.plan, summary, outcome.run, bound)
             write_results(work, ran, summary, summarize_plan(outcome.plan, outcome.run, by_replication=True), outcome.stopping(),
                           bound, verdict, warnings, ccdf_table(outcome.run.pooled()))
@@ -125,3 +119,20 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
         listener.interrupted(partial(folder), _finished(partial(folder)))
         raise
     return RunResult(folder, ran, summary, verdict, outcome.stopping(), warnings)
+
+
+def _offline_optimum(plan: Plan, listener: Listener) -> tuple[dict | None, tuple[str, ...]]:
+    """The run's bound (:func:`simqos.bound.plan_bound`), or None and why it is left out: too
+    many requests to search, or a serving rule in force that it does not model."""
+    requests = planned_requests(plan.scenario)
+    if requests > BOUND_MAX_REQUESTS:
+        why = (f"the offline optimum (the bound) is computed for up to {BOUND_MAX_REQUESTS:,} requests per replication, and "
+               f"this run has {requests:,}: run it shorter for the bound")
+    else:
+        try:
+            listener.stage("offline optimum (the bound)")
+            return plan_bound(plan), ()
+        except UnmodelledRule as refused:
+            why = str(refused)
+    listener.note(why)
+    return None, (why,)

@@ -77,10 +77,15 @@ import os
 import numpy as np
 
 from simqos.jit import njit
-from simqos.sim.serving import bisect_right, idle_factors, jit, segment_end, value_at
+from simqos.sim.serving import Rules, bisect_right, idle_factors, jit, require_modelled, segment_end, value_at
 from simqos.sim.timeslice import level_work, sliced_work
 
-__all__ = ["MAX_REQUESTS", "MAX_STATES", "plan_bound", "replication_bound"]
+__all__ = ["MAX_REQUESTS", "MAX_STATES", "MODELLED_RULES", "plan_bound", "replication_bound"]
+
+MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms")
+"""The serving rules (:class:`~simqos.sim.serving.Rules`) the bound models: a bounded queue and
+the late rule by letting any request drop, the idle and slicing factors over each state's range
+(module doc). It refuses to bound a run under any other rule in force."""
 
 MAX_STATES = 16
 """States kept per request before neighbours are merged (optimistically)."""
@@ -306,11 +311,11 @@ def _envelope_finish(levels_used, start_s, work_i, factors, times, speeds, cum, 
 
 
 @njit(nogil=True)  # replications and objectives run in threads (plan_bound)
-def _bound(
-    arrivals, deadlines, work, times, speeds, cum, res_times, res_levels, free_drops,
-    idle_ms, idle_factor, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index,
-    share_times, shares, slice_ms, feasible,
-):  # fmt: skip
+def _bound(arrivals, deadlines, work, rules, device, routes, lex, gains, counted, max_states, monotone, dom_start, dom_index, feasible):
+    times, speeds, cum = device.speed_times_s, device.speeds, device.cum_work_ms
+    res_times, res_levels, share_times, shares = device.resident_times_s, device.resident_levels, device.share_times_s, device.shares
+    idle_ms, idle_factor, slice_ms = rules.idle_ms, rules.idle_factor, rules.slice_ms
+    free_drops = rules.capacity >= 0 or rules.late_drop  # a relaxation: any request may be dropped
     n_routes, n_segments = routes.shape
     n_levels = idle_factor.shape[0]
     n = len(arrivals)
@@ -467,29 +472,21 @@ def _objectives(plan, inputs, max_states: int, routes: list[tuple[int, ...]] | N
     time)`` for one replication: requests met, and total accuracy of met requests (when the
     profile has it), with the largest accuracy of a route (``best_accuracy``)."""
     model, scenario = plan.model, plan.scenario
-    queue = scenario.workload.queue
+    rules = Rules.of(scenario, model)
+    require_modelled(rules, MODELLED_RULES, "the offline optimum (the bound)", "the run leaves the bound out")
     routes = np.array(model.routes_by_preference() if routes is None else routes, dtype=np.int64)
     n = len(inputs.arrivals_s)
     counted = np.arange(n) >= scenario.warmup_requests
-    idle_factor = np.ascontiguousarray(model.idle_factor, dtype=np.float64)
-    trace = inputs.speed.trace
-    common = (
-        inputs.arrivals_s, inputs.deadlines_s, np.ascontiguousarray(inputs.work_ms), trace.times_s,
-        trace.values.astype(float), inputs.speed.cum_work_ms, inputs.resident.times_s,
-        inputs.resident.values.astype(np.int64), queue.capacity is not None or queue.late == "drop",
-        np.ascontiguousarray(model.idle_ms, dtype=np.float64), idle_factor, routes,
-        np.lexsort(routes.T[::-1]),
-    )
-    slice_ms = float(scenario.device.slice_ms)
-    monotone = bool((idle_factor == idle_factor[:, :1]).all()) and slice_ms <= 0.0
+    common = (inputs.arrivals_s, inputs.deadlines_s, np.ascontiguousarray(inputs.work_ms), rules, inputs.device_arrays(), routes,
+              np.lexsort(routes.T[::-1]))  # fmt: skip
+    monotone = bool((rules.idle_factor == rules.idle_factor[:, :1]).all()) and rules.slice_ms <= 0.0
     gains = {"met": np.ones(len(routes))}
     if model.has_accuracy:
         gains["accuracy"] = np.array([model.accuracy(tuple(r)) for r in routes])
     run = (lambda *a: pool.submit(_bound, *a)) if pool is not None else _bound
-    shared = (inputs.share_trace.times_s, inputs.share_trace.values.astype(float), slice_ms)
-    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared, False) for name, g in gains.items()}
-    if slice_ms <= 0.0:  # real schedules (a lower bound on the optimum): how loose the bound can be
-        out |= {f"{name}_feasible": run(*common, g, counted, max_states, monotone, *_dominance(routes, g), *shared, True)
+    out = {name: run(*common, g, counted, max_states, monotone, *_dominance(routes, g), False) for name, g in gains.items()}
+    if rules.slice_ms <= 0.0:  # real schedules (a lower bound on the optimum): how loose the bound can be
+        out |= {f"{name}_feasible": run(*common, g, counted, max_states, monotone, *_dominance(routes, g), True)
                 for name, g in gains.items()}
     out["requests"] = int(counted.sum())
     out["best_accuracy"] = float(gains["accuracy"].max()) if model.has_accuracy else math.nan

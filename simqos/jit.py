@@ -39,7 +39,7 @@ from numba.np.arrayobj import make_array
 
 from simqos.outputs import discard, mark, owned
 
-__all__ = ["borrow", "cache_dir", "claim_cache", "clock_ns", "interruptible", "code_digest", "compiled_code_digest", "compiling_modules", "njit"]
+__all__ = ["borrow", "cache_dir", "claim_cache", "clock_ns", "interpreted", "interruptible", "code_digest", "compiled_code_digest", "compiling_modules", "njit"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _warned = False
@@ -174,9 +174,20 @@ def njit(*signature: object, **options: object) -> Callable[[Callable], Callable
     return compile_
 
 
+def interpreted(function: Callable, *callees: Callable) -> Callable:
+    """The compiled ``function``'s source run by the interpreter, with the compiled ``callees``
+    it names run by the interpreter too. numba's ``py_func`` alone still calls its callees
+    compiled, and those cannot take a Python function as an argument (a Python policy's
+    ``decide``). Reads the module's globals as they are now: make it after they are defined."""
+    source = function.py_func
+    names = dict(source.__globals__) | {callee.py_func.__name__: callee.py_func for callee in callees}
+    return pytypes.FunctionType(source.__code__, names, source.__name__, source.__defaults__, source.__closure__)
+
+
 def borrow(a):
     """``a`` itself; in compiled code, a view of ``a`` that numba does not reference-count, for
-    passing to a function that only reads it while ``a`` lives (a policy's ``decide``).
+    passing to a function that only reads it while ``a`` lives (a policy's ``decide``). A named
+    tuple comes back with each array in it borrowed (the serving step's tuples).
 
     numba counts references to every array it passes: a call through a function pointer (how
     the fast path calls ``decide``) increments and decrements each array argument's count, an
@@ -204,6 +215,11 @@ def _borrowed(typingctx, a):
 def _borrow(a):
     if isinstance(a, types.Array):
         return lambda a: _borrowed(a)
+    if isinstance(a, types.BaseNamedTuple):  # the same tuple, each array in it borrowed
+        fields = ", ".join(f"_borrowed(a[{k}])" if isinstance(t, types.Array) else f"a[{k}]" for k, t in enumerate(a.types))
+        scope = {"_borrowed": _borrowed, "cls": a.instance_class}
+        exec(f"def impl(a):\n    return cls({fields})", scope)  # noqa: S102 - code made here, per tuple type
+        return scope["impl"]
     return None
 
 

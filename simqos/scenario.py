@@ -60,7 +60,7 @@ class PolicySpec(BaseModel):
         except (TypeError, ValueError):
             number = math.nan
         if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-            raise ValueError(f"give the device ms charged per decision (0 or more) or 'measured'")
+            raise ValueError("give the device ms charged per decision (0 or more) or 'measured'")
         return number
 
     @property

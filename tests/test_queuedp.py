@@ -61,10 +61,10 @@ def test_a_cold_start_changes_the_choice(tmp_path):
 def test_a_replayed_speed_trace_is_refused(two_level, tmp_path):
     trace = tmp_path / "speed.csv"
     trace.write_text("time_s,speed\n0,1.0\n1000,0.5\n")
-    plan = build_plan(parse_scenario(scenario_dict(two_level, device={"speed": {"kind": "trace", "path": str(trace)}},
-                                                   policies=[{"kind": "queue_dp"}])))
-    with pytest.raises(SimqosError, match="queue_dp plans over the device's speed process"):
-        plan.policy_factories[0]().prepared()
+    scenario = parse_scenario(scenario_dict(two_level, device={"speed": {"kind": "trace", "path": str(trace)}},
+                                            policies=[{"kind": "greedy"}, {"kind": "queue_dp"}]))
+    with pytest.raises(SimqosError, match=r"^scenario: policies\[1\]: queue_dp plans over the device's speed process"):
+        build_plan(scenario)
 
 
 def test_queue_dp_gains_where_the_queue_decides(tmp_path):

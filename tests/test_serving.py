@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from bundles import scenario_dict, write_bundle
 from simqos.sim import serving
+from simqos.errors import SimqosError
 from simqos.results import read_records
 from simqos.cli import app
 from simqos.sim.inputs import sample_inputs
@@ -243,3 +244,64 @@ class _FakeDevice:
             self.router.levels.append(level)
             self.clock.now += work[level, segment] / 1e3
         return tuple(self.router.levels)
+
+
+def test_the_rules_in_force_are_the_fields_off_their_defaults(two_level):
+    plan = build_plan(parse_scenario(scenario_dict(two_level, requests=50)))
+    rules = serving.Rules.of(plan.scenario, plan.model)
+    assert serving.in_force(rules) == []  # an unbounded queue, late requests run, no idle table, no slicing
+    busy = rules._replace(capacity=4, late_drop=True, slice_ms=2.0, idle_factor=np.array([[1.0, 1.3], [1.0, 1.1]]))
+    assert serving.in_force(busy) == ["capacity", "late_drop", "idle_factor", "slice_ms"]
+    assert serving.in_force(rules._replace(capacity=0)) == ["capacity"]  # no waiting room is a rule too
+
+
+def _with_a_new_rule(monkeypatch, value: float) -> None:
+    """A serving rule added the way a contributor would: one more field of the rules tuple (with
+    its off default), set by the scenario. The planners read the rules through ``Rules.of``."""
+    import collections
+
+    fields = [*serving.Rules._fields, "preempt_ms"]
+    extended = collections.namedtuple("Rules", fields, defaults=[*serving.Rules._field_defaults.values(), 0.0])
+    made = serving.Rules.of
+
+    class WithNewRule:
+        @staticmethod
+        def of(scenario, model):
+            return extended(*made(scenario, model), preempt_ms=value)
+
+    import simqos.bound
+    import simqos.policies.queue_dp
+
+    monkeypatch.setattr(simqos.bound, "Rules", WithNewRule)
+    monkeypatch.setattr(simqos.policies.queue_dp, "Rules", WithNewRule)
+
+
+QUEUE_DP = {"kind": "queue_dp", "grid": 12, "queue_grid": 3, "max_queue": 2, "samples": 16, "quantiles": 2}
+
+
+def test_the_planners_refuse_a_rule_they_do_not_model(two_level, monkeypatch):
+    """The bound and queue_dp model the queue rules themselves: a new rule in force makes them
+    refuse, naming it, rather than plan for the old rules; left at its default it changes nothing."""
+    from simqos.bound import plan_bound
+
+    scenario = parse_scenario(scenario_dict(two_level, requests=60, replications=1, policies=[{"kind": "greedy"}, QUEUE_DP]))
+    _with_a_new_rule(monkeypatch, 0.0)
+    plan = build_plan(scenario)
+    assert plan_bound(plan)["requests"] > 0
+    _with_a_new_rule(monkeypatch, 2.5)
+    with pytest.raises(SimqosError, match=r"^scenario: policies\[1\]: queue_dp does not model the serving rule in force here "
+                                          r"\(preempt_ms = 2.5\); .*use dp or lookahead"):
+        build_plan(scenario)
+    plan = build_plan(parse_scenario(scenario_dict(two_level, requests=60, replications=1, policies=[{"kind": "greedy"}])))
+    with pytest.raises(serving.UnmodelledRule, match=r"the offline optimum \(the bound\) does not model .*preempt_ms = 2.5"):
+        plan_bound(plan)
+
+
+def test_a_run_leaves_out_a_bound_that_refuses_and_says_why(two_level, monkeypatch, tmp_path):
+    from simqos.api import run_scenario
+
+    scenario = parse_scenario(scenario_dict(two_level, requests=60, replications=1, policies=[{"kind": "greedy"}]))
+    _with_a_new_rule(monkeypatch, 1.0)
+    result = run_scenario(scenario, out=tmp_path / "run")
+    assert any("the offline optimum (the bound) does not model" in w and "preempt_ms = 1.0" in w for w in result.warnings)
+    assert "bound" not in result.verdict

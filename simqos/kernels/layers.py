@@ -155,7 +155,6 @@ def _build_nested_lstm(module: nn.Module, weights: dict[str, torch.Tensor], devi
         raise ValueError(f"nested_lstm runs LSTM layers, not {type(module).__name__}")
     if module.num_layers != 1 or module.proj_size:
         raise ValueError("nested_lstm runs one-layer LSTMs without projections")
-    directions = 2 if module.bidirectional else 1
     suffixes = [""] + (["_reverse"] if module.bidirectional else [])
 
     def sell(w: torch.Tensor) -> NestedSell:
@@ -237,7 +236,7 @@ def _build_nested_attention(module: nn.Module, weights: dict[str, torch.Tensor],
         q = project(proj[0], query, b_in[:e])
         k = project(proj[1], key, b_in[e : 2 * e])
         v = project(proj[2], value, b_in[2 * e :])
-        b, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+        b, lq = q.shape[0], q.shape[1]
         q, k, v = (t.reshape(b, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
         scores = q @ k.transpose(-1, -2) / head_dim**0.5
         if attn_mask is not None:

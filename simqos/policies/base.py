@@ -85,6 +85,10 @@ class Policy:
         """Default name of this policy in tables and plots."""
         return self.kind
 
+    def check(self) -> None:
+        """Raise SimqosError if the policy cannot plan for its scenario (the plan calls it
+        before anything runs); the message says why and what to use instead."""
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """``(params, table)``: what ``decide`` reads, as float64 arrays (1-D and 2-D)."""
         return NO_PARAMS, NO_TABLE

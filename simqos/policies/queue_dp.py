@@ -15,7 +15,7 @@ from simqos.policies.planning.device_model import speed_model
 from simqos.policies.planning.goals import longest_deadline_s, route_values, typical_deadline_s
 from simqos.policies.planning.queue_dp import QueueModel, solve_queue
 from simqos.policies.registry import register_policy
-from simqos.sim.serving import Decision, decide_jit, node_index
+from simqos.sim.serving import Decision, Rules, decide_jit, node_index, require_modelled
 from simqos.sim.workload import planning_rate_hz
 
 __all__ = ["QueueDp", "queue_dp_decide"]
@@ -38,6 +38,11 @@ class Header(NamedTuple):
 
 AT = offsets(Header)
 HEADER_SIZE = len(Header._fields)
+MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms")
+"""The serving rules (:class:`~simqos.sim.serving.Rules`) the value iteration knows
+(:mod:`simqos.policies.planning.queue_dp`): the queue's capacity, the late rule and the idle
+slowdown it models; time-slicing it leaves out, as every policy does (no policy is told of it,
+:mod:`simqos.sim.timeslice`). It refuses to plan under any other rule in force."""
 
 
 @decide_jit
@@ -94,16 +99,20 @@ class QueueDp(Policy):
 
     decide = staticmethod(queue_dp_decide)
 
+    def check(self) -> None:
+        if speed_model(self.scenario.device.speed).persistent:
+            raise SimqosError("queue_dp plans over the device's speed process, and device.speed is a replayed trace; use "
+                              "lookahead or dp there (they take the observed speed to persist)")
+        require_modelled(Rules.of(self.scenario, self.model), MODELLED_RULES, "queue_dp",
+                         "its table would plan for a device that serves otherwise; use dp or lookahead here, or switch the rule off")
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        self.check()
         p, model, scenario = self.params, self.model, self.scenario
         speed = speed_model(scenario.device.speed)
-        if speed.persistent:
-            raise SimqosError("policies: queue_dp plans over the device's speed process, and device.speed is a replayed "
-                              "trace; use lookahead or dp there (they take the observed speed to persist)")
         values = route_values(scenario, model)
-        queue = scenario.workload.queue
-        capacity = -1 if queue.capacity is None else queue.capacity
-        late_drop = queue.late == "drop"
+        rules = Rules.of(scenario, model)
+        capacity, late_drop = rules.capacity, rules.late_drop
         key = (model.work_digest, tuple(speed.speeds), tuple(speed.mean_dwell_s), speed.jumps.tobytes(), tuple(sorted(values.items())),
                planning_rate_hz(scenario.workload.arrival, "queue_dp"), typical_deadline_s(scenario), capacity, late_drop, p)
         if key not in _SOLVED_QUEUE:

@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +40,12 @@ from simqos.jit import njit
 from simqos.userfiles import read_numeric_columns
 from simqos.errors import SimqosError
 from simqos.markov import embedded_stationary, transition_matrix
+from simqos.sim.serving import DeviceArrays
 
 __all__ = [
     "SpeedTrace",
     "Trace",
     "ConstantProcess",
-    "DeviceView",
     "DeviceWindow",
     "MarkovProcess",
     "PeriodicProcess",
@@ -65,7 +65,6 @@ __all__ = [
     "resident_trace",
     "sampled",
     "transition_matrix",
-    "whole_view",
 ]
 
 
@@ -442,25 +441,6 @@ def _append(times: np.ndarray, values: np.ndarray, m: int, t: float, v: int) -> 
     return m + 1
 
 
-class DeviceView(NamedTuple):
-    """The device as the fast path reads it (:meth:`simqos.sim.compiled.FastServer.serve`):
-    ``arrays`` (speed breakpoints, speeds, C in ms, resident breakpoints, resident levels,
-    share breakpoints, shares), exact until ``known_s``; a level not resident by ``cap_s``
-    never returns. The share is ``device.speed`` alone, without the noise: the core that
-    competing processes leave (what the time-slicing reads, :mod:`simqos.sim.timeslice`)."""
-
-    arrays: tuple[np.ndarray, ...]
-    known_s: float = math.inf
-    cap_s: float = math.inf
-
-
-def whole_view(speed: SpeedTrace, resident: Trace, share: Trace) -> DeviceView:
-    """A replication's whole device, as the whole-run path samples it (``share``: the speed
-    process without the noise, :class:`DeviceView`)."""
-    return DeviceView((speed.trace.times_s, speed.trace.values, speed.cum_work_ms, resident.times_s, resident.values,
-                       share.times_s, share.values))  # fmt: skip
-
-
 class DeviceWindow:
     """A replication's device as the fast path reads it, over a window of time that moves
     forward (:mod:`simqos.sim.compiled`): the speed trace with its C and the least sparse resident
@@ -481,13 +461,13 @@ class DeviceWindow:
     def arrays(self) -> tuple[np.ndarray, ...]:
         """(breakpoints, speeds, C in ms, resident breakpoints, resident levels, share
         breakpoints, shares): what the fast path reads. ``share``: the speed process without the
-        noise (:class:`DeviceView`); None: the speed itself."""
+        noise; None: the speed itself."""
         shared = (self.share_times_s, self.shares) if self.share is not None else (self.times_s, self.speeds)
         return self.times_s, self.speeds, self.work_s * 1e3, self.res_times_s, self.res_levels, *shared
 
-    def view(self) -> DeviceView:
-        """The window as the fast path reads it now."""
-        return DeviceView(self.arrays(), self.known_s, self.cap_s)
+    def view(self) -> DeviceArrays:
+        """The window as the serving step reads it now."""
+        return DeviceArrays.of(*self.arrays(), self.known_s, self.cap_s)
 
     def ensure(self, t_s: float) -> None:
         """Sample until the window is exact at least until ``t_s``."""

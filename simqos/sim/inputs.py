@@ -31,6 +31,7 @@ from simqos.sim.device import (
     read_trace_csv,
     sampled,
 )
+from simqos.sim.serving import DeviceArrays
 from simqos.sim.workload import ArrivalStream
 
 if TYPE_CHECKING:
@@ -58,6 +59,12 @@ class ReplicationInputs:
         """The share the time-slicing reads (:mod:`simqos.sim.timeslice`): ``share``, or the speed
         trace itself when there is no noise to leave out."""
         return self.speed.trace if self.share is None else self.share
+
+    def device_arrays(self) -> DeviceArrays:
+        """The whole device as the serving step reads it."""
+        share = self.share_trace
+        return DeviceArrays.of(self.speed.trace.times_s, self.speed.trace.values, self.speed.cum_work_ms, self.resident.times_s,
+                               self.resident.values, share.times_s, share.values)
 
 
 CHUNK_REQUESTS = 1 << 17

@@ -72,6 +72,10 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
                 f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
             )
         factory = functools.partial(_charged, cls, params, model, scenario, 0.0 if spec.decision_ms == "measured" else spec.decision_ms)
+        try:
+            factory().check()
+        except SimqosError as refused:
+            raise SimqosError(f"{where}: {refused}") from None
         factories.append(factory)
         labels.append(spec.label or factory().label())
     _check_size(scenario, model, source, whole=scenario.engine == "simpy" or not all(f().compiled() for f in factories))

@@ -1,12 +1,15 @@
-"""The serving core: queue rules, outcome codes, the device's clock arithmetic and what a policy's
-decision sees, written once as plain functions over plain values (the built-in decisions are in
+"""The serving core: one step of the server (:func:`serve_step`), over the rules
+(:class:`Rules`), the device (:class:`DeviceArrays`), the policy (:class:`PolicyArrays`) and the
+server's state (:class:`ServerState`), with the queue rules, outcome codes, the device's clock
+arithmetic and what a policy's decision sees (the built-in decisions are in
 :mod:`simqos.policies`).
 
-numba compiles every function here for the fast path (:mod:`simqos.sim.compiled`); the SimPy
-engine (:mod:`simqos.sim.simpy_model`) runs the very same source through ``.py_func``, and the real
-server (:mod:`simqos.validate.real`) calls the same queue rules and policy decisions against
-the wall clock. So the three drivers differ only in their clock, a queue rule changes in one
-place, and a compiled policy is one function.
+Every driver takes this step: the compiled one (:mod:`simqos.sim.compiled`) as numba compiles
+it, the SimPy model (:mod:`simqos.sim.simpy_model`) as the interpreter runs the same source
+(:data:`serve_step_py`), and the real server (:mod:`simqos.validate.real`) its queue rules
+(:func:`join_queue`) against the wall clock. So they differ only in their clock, and a rule
+changes here and in :class:`Rules` alone; the planners that model the rules themselves (the
+bound, ``queue_dp``) refuse a rule they do not know (:func:`require_modelled`).
 
 **Queue rules.** One device serves requests first come, first served. An arriving request is
 admitted when the device is idle, or when fewer than ``capacity`` admitted requests are
@@ -30,21 +33,36 @@ cached on disk for every policy, built-in or a user's.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import types
 
-from simqos.jit import borrow, njit
+from simqos.errors import SimqosError
+from simqos.jit import borrow, interpreted, njit
+from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
 
 __all__ = [
+    "BEYOND",
+    "BUSY_UNTIL",
     "DECIDE_TYPE",
     "DROPPED",
+    "DROPPED_LATE",
+    "Decision",
+    "DeviceArrays",
+    "GONE",
     "MET",
     "MISSED",
+    "N_LEFT",
     "OUTCOMES",
-    "Decision",
+    "PolicyArrays",
+    "Rules",
+    "STARTS",
+    "ServerState",
+    "TURNED_AWAY",
+    "UnmodelledRule",
     "admits",
     "advance",
     "bisect_from",
@@ -53,16 +71,23 @@ __all__ = [
     "finish_time",
     "idle_factor_at",
     "idle_factors",
+    "in_force",
+    "join_queue",
     "node_index",
+    "require_modelled",
     "resident_from",
     "route_code",
     "route_finish_time",
     "route_text",
     "segment_end",
     "serve_request",
+    "serve_step",
+    "serve_step_py",
+    "server_state",
     "too_late",
     "value_at",
     "waiting_at",
+    "with_room",
 ]
 
 MET, MISSED, DROPPED = 0, 1, 2
@@ -70,6 +95,8 @@ OUTCOMES = ("met", "missed", "dropped")
 """Request outcomes by code: finished by the deadline, finished late, or never served."""
 
 jit = njit()
+inlined = njit(inline="always")  # into the compiled driver's loop, as if written there
+_f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the compiled types: writable, C order
 decide_jit = njit(_nrt=False)
 """How the built-in decisions (and their helpers) are compiled, and how a user's compiled
 policy may be: without numba's reference counting (``_nrt=False``), which a function that only
@@ -205,11 +232,10 @@ def idle_factor_at(idle_ms: np.ndarray, factor: np.ndarray, gap_ms: float) -> fl
 
 
 @jit
-def idle_factors(idle_ms: np.ndarray, idle_factor: np.ndarray, gap_ms: float, out: np.ndarray) -> np.ndarray:
+def idle_factors(idle_ms: np.ndarray, idle_factor: np.ndarray, gap_ms: float, out: np.ndarray) -> None:
     """Each level's work multiplier after the device idled ``gap_ms``, written into ``out``."""
     for k in range(len(out)):
         out[k] = idle_factor_at(idle_ms, idle_factor[k], gap_ms)
-    return out
 
 
 # --- queue rules ---------------------------------------------------------------------------
@@ -342,3 +368,213 @@ def serve_request(
         level = chosen
         code = code * n_levels + chosen
     return t, code, changes
+
+
+# --- one step of the server ---------------------------------------------------------------
+
+
+class Rules(NamedTuple):
+    """How the device serves requests, besides its traces: the queue rules (``capacity``,
+    negative: unbounded; ``late_drop`` with the work it checks, ``sparsest_median_ms``, 0 without
+    the rule), a woken
+    request's slowdown (``idle_factor[level, j]`` after ``idle_ms[j]`` idle) and the
+    time-slicing (``slice_ms``, 0: none). Each default is the rule switched off; a planner that
+    models only some rules refuses the others when they are in force (:func:`require_modelled`),
+    so a new field here reaches every planner as "not modelled" until it says otherwise."""
+
+    capacity: int = -1
+    late_drop: bool = False
+    sparsest_median_ms: float = 0.0
+    idle_ms: np.ndarray = np.zeros(1)
+    idle_factor: np.ndarray = np.ones((1, 1))
+    slice_ms: float = 0.0
+
+    @classmethod
+    def of(cls, scenario, model) -> Rules:
+        """The rules of a scenario (its queue and device) served with a service model."""
+        queue = scenario.workload.queue
+        late_drop = queue.late == "drop"
+        return cls(-1 if queue.capacity is None else int(queue.capacity), late_drop, float(model.sparsest_median_ms) if late_drop else 0.0,
+                   _f8(model.idle_ms), _f8(model.idle_factor), float(scenario.device.slice_ms))  # fmt: skip
+
+
+class UnmodelledRule(SimqosError):
+    """A planner was asked to plan under a rule it does not model."""
+
+
+def in_force(rules: Rules) -> list[str]:
+    """The rules that change how requests are served: the fields off their defaults (of
+    :class:`Rules`, or of any named tuple that gives each field a default)."""
+    return [name for name, off in rules._field_defaults.items()
+            if not np.array_equal(np.broadcast_to(off, np.shape(getattr(rules, name))), getattr(rules, name))]  # fmt: skip
+
+
+def require_modelled(rules: Rules, modelled: tuple[str, ...], who: str, fix: str) -> None:
+    """Refuse, naming each rule in force that ``who`` does not model (``modelled``: the fields
+    of :class:`Rules` it handles), rather than plan for a device that serves otherwise."""
+    missing = [name for name in in_force(rules) if name not in modelled]
+    if missing:
+        got = ", ".join(f"{name} = {getattr(rules, name)}" for name in missing)
+        raise UnmodelledRule(f"{who} does not model the serving rule{'s' if len(missing) > 1 else ''} in force here ({got}); {fix}")
+
+
+class DeviceArrays(NamedTuple):
+    """The device as the serving step reads it: the speed trace (breakpoints, speeds, the
+    cumulative work C in ms at each), the least sparse resident level's trace, and the share of
+    the core that competing processes leave (what the time-slicing reads), exact until
+    ``known_s``; a level not resident by ``cap_s`` never returns."""
+
+    speed_times_s: np.ndarray
+    speeds: np.ndarray
+    cum_work_ms: np.ndarray
+    resident_times_s: np.ndarray
+    resident_levels: np.ndarray
+    share_times_s: np.ndarray
+    shares: np.ndarray
+    known_s: float = math.inf
+    cap_s: float = math.inf
+
+    @classmethod
+    def of(cls, speed_times_s, speeds, cum_work_ms, resident_times_s, resident_levels, share_times_s, shares,
+           known_s: float = math.inf, cap_s: float = math.inf) -> DeviceArrays:  # fmt: skip
+        """The arrays as the compiled step takes them (float64 and int64, C order)."""
+        return cls(_f8(speed_times_s), _f8(speeds), _f8(cum_work_ms), _f8(resident_times_s),
+                   np.require(resident_levels, np.int64, "CW"), _f8(share_times_s), _f8(shares), float(known_s), float(cap_s))
+
+
+class PolicyArrays(NamedTuple):
+    """What a policy prepared for its ``decide`` (``params``, ``table``) and the routes whose
+    exact finish a clairvoyant policy is shown (``candidates``, one per row; none for the rest)."""
+
+    params: np.ndarray
+    table: np.ndarray
+    candidates: np.ndarray
+
+    @classmethod
+    def of(cls, policy) -> PolicyArrays:
+        """A policy's arrays (a Python policy's ``params`` and ``table`` are empty)."""
+        params, table = policy.prepared() if policy.compiled() else (np.zeros(0), np.zeros((0, 0)))
+        return cls(_f8(params), np.require(table, np.float64, "CW"), np.require(policy.candidates(), np.int64, "CW"))
+
+
+BUSY_UNTIL, SLICE_LEFT = 0, 1
+"""Indices of :attr:`ServerState.busy`."""
+N_LEFT, GONE, QUEUE_END, AT_SPEED, AT_RESIDENT, AT_SHARE = range(6)
+"""Indices of :attr:`ServerState.counts`: how many admitted requests have left the queue, and
+where the searches found their last answers (hints: the server's clock only moves forward)."""
+TURNED_AWAY, DROPPED_LATE, STARTS = range(3)
+"""What :func:`join_queue` makes of an arrival."""
+BEYOND = -1
+""":func:`serve_step`'s outcome when the device is not known far enough to serve the request:
+nothing changed, serve it again on a longer window."""
+
+
+class ServerState(NamedTuple):
+    """What the server carries from request to request, updated in place by
+    :func:`serve_step`: ``busy`` (when the device is next free, s; the slice the last request
+    left, ms), ``left_s`` (when each admitted request left the queue: its start or its late drop,
+    the first ``counts[N_LEFT]`` in use), ``counts`` (see :data:`N_LEFT`) and scratch arrays."""
+
+    busy: np.ndarray
+    left_s: np.ndarray
+    counts: np.ndarray
+    factors: np.ndarray
+    on_factors: np.ndarray
+    route_finish: np.ndarray
+
+
+def server_state(n_levels: int, n_candidates: int, capacity: int) -> ServerState:
+    """A fresh server: idle since 0, room in ``left_s`` for ``capacity`` admitted requests."""
+    return ServerState(np.zeros(2), np.empty(capacity), np.zeros(6, dtype=np.int64), np.ones(n_levels), np.ones(n_levels),
+                       np.empty(n_candidates))  # fmt: skip
+
+
+def with_room(state: ServerState, more: int) -> ServerState:
+    """``state`` with the requests still waiting (those from ``counts[GONE]`` on) first in
+    ``left_s`` and room for ``more``, its search hints reset (a new window of the device)."""
+    waiting = state.left_s[state.counts[GONE] : state.counts[N_LEFT]]
+    left = np.empty(len(waiting) + more)
+    left[: len(waiting)] = waiting
+    counts = np.zeros(6, dtype=np.int64)
+    counts[N_LEFT] = len(waiting)
+    return state._replace(left_s=left, counts=counts)
+
+
+@inlined
+def join_queue(rules, state, arrival_s, now_s, deadline_s, speed) -> int:
+    """The queue rules for an arrival at ``arrival_s`` that the server reaches at ``now_s``: 
+    :data:`TURNED_AWAY` (the queue was full when it arrived), :data:`DROPPED_LATE` (it joined the
+    queue and leaves it now, too late to run) or :data:`STARTS` (it starts now). All three
+    drivers' one admission: the SimPy model's, the compiled one's and the real server's."""
+    c = state.counts
+    waiting = waiting_at(state.left_s, c[N_LEFT], arrival_s, c[GONE])
+    c[GONE] = c[N_LEFT] - waiting
+    if not admits(waiting, rules.capacity, state.busy[BUSY_UNTIL] <= arrival_s):
+        return TURNED_AWAY
+    state.left_s[c[N_LEFT]] = now_s
+    c[N_LEFT] += 1
+    if rules.late_drop and too_late(now_s, deadline_s, rules.sparsest_median_ms, speed):
+        return DROPPED_LATE
+    return STARTS
+
+
+@jit
+def _beyond(t, known_s, cap_s):
+    """A finish past the device's window, or never (inf) while the window ends before the cap."""
+    return t >= known_s if not math.isinf(t) else known_s < cap_s
+
+
+@jit
+def _beyond_any(finishes, known_s, cap_s):
+    for t in finishes:
+        if _beyond(t, known_s, cap_s):
+            return True
+    return False
+
+
+@inlined
+def serve_step(request, i, now_s, arrivals_s, deadlines_s, work_ms, rules, device, policy, decide, state):
+    """Serve arrival ``i`` (request number ``request``) of ``arrivals_s`` when the server
+    reaches it at ``now_s`` (its arrival, or the previous request's finish): the queue rules
+    (:func:`join_queue`), the work's idle and time-slicing factors, the policy's decisions and
+    the segments on the device (:func:`serve_request`). Returns ``(outcome, start_s, finish_s,
+    route code, reroutes)`` (NaN, NaN, -1, 0 for what it does not have) and updates ``state``;
+    ``BEYOND`` (and no change) when the request would run past ``device.known_s``. The compiled
+    driver passes its tuples borrowed (:func:`simqos.jit.borrow`): counting references to their
+    18 arrays on each call and each field read was a third of a request's cost."""
+    c, busy = state.counts, state.busy
+    arrival, deadline = arrivals_s[i], deadlines_s[i]
+    c[AT_SPEED] = bisect_from(device.speed_times_s, now_s, len(device.speed_times_s), c[AT_SPEED] + 1) - 1
+    joined = join_queue(rules, state, arrival, now_s, deadline, device.speeds[c[AT_SPEED]])
+    if joined != STARTS:
+        return DROPPED, (math.nan if joined == TURNED_AWAY else now_s), math.nan, -1, 0
+    c[QUEUE_END] = max(bisect_from(arrivals_s, now_s, len(arrivals_s), c[QUEUE_END]), i + 1)
+    c[AT_RESIDENT] = bisect_from(device.resident_times_s, now_s, len(device.resident_times_s), c[AT_RESIDENT] + 1) - 1
+    factors = seen = state.factors
+    idle_factors(rules.idle_ms, rules.idle_factor, (now_s - busy[BUSY_UNTIL]) * 1e3, factors)
+    run_first = 0.0
+    if rules.slice_ms > 0.0:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
+        c[AT_SHARE] = bisect_from(device.share_times_s, now_s, len(device.share_times_s), c[AT_SHARE] + 1) - 1
+        run_first = rules.slice_ms if arrival > busy[BUSY_UNTIL] else busy[SLICE_LEFT]
+        state.on_factors[:] = factors
+        seen = state.on_factors  # the policy sees the work at the whole core
+        sliced_factors(factors, work_ms[i], device.shares[c[AT_SHARE]], run_first, rules.slice_ms)
+    t, code, changes = serve_request(
+        request, now_s, arrival, deadline, work_ms[i], factors, seen, device.speed_times_s, device.speeds, device.cum_work_ms,
+        device.resident_times_s, device.resident_levels, deadlines_s[i + 1 : c[QUEUE_END]], decide, policy.params, policy.table,
+        policy.candidates, state.route_finish, c[AT_SPEED], c[AT_RESIDENT],
+    )  # fmt: skip
+    if _beyond(t, device.known_s, device.cap_s) or _beyond_any(state.route_finish, device.known_s, device.cap_s):
+        c[N_LEFT] -= 1  # not served on this window: undone
+        return BEYOND, math.nan, math.nan, -1, 0
+    if math.isinf(t):
+        return DROPPED, now_s, math.nan, -1, 0  # its level never returns: dropped
+    if rules.slice_ms > 0.0:
+        busy[SLICE_LEFT] = slice_left_after(run_first, route_work(code, work_ms[i], state.on_factors), rules.slice_ms)
+    busy[BUSY_UNTIL] = t
+    return (MET if t <= deadline else MISSED), now_s, t, code, changes
+
+
+serve_step_py = interpreted(serve_step, serve_request)
+""":func:`serve_step` run by the interpreter (with :func:`serve_request`, which calls the
+policy), so that a Python policy decides: the SimPy model's step."""

@@ -26,7 +26,6 @@ tens of times faster; the run's summary says which engine served each policy.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -36,10 +35,8 @@ import pandas as pd
 import simpy
 
 from simqos.policies import Policy
-from simqos.sim import serving
 from simqos.sim.inputs import ReplicationInputs, sample_inputs
-from simqos.sim.serving import DROPPED, MET, MISSED, Decision
-from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
+from simqos.sim.serving import DROPPED, Decision, PolicyArrays, Rules, serve_step_py, server_state
 
 if TYPE_CHECKING:
     from simqos.sim.plan import Plan
@@ -50,8 +47,9 @@ __all__ = ["MEASURED_REQUESTS", "Recorder", "Served", "Server", "decisions", "me
 class Server:
     """The device of one replication under one policy; :meth:`process` is the SimPy process.
 
-    The SimPy driver of the serving core (:mod:`simqos.sim.serving`), run as plain Python (the
-    core's ``py_func``), so that any policy — compiled or Python — can decide. A request's
+    The SimPy driver of the serving core: it takes the core's step
+    (:func:`simqos.sim.serving.serve_step`) for each arrival, run by the interpreter, so that any
+    policy — compiled or Python — can decide. A request's
     decisions are made in line, at their exact simulated times (each reroute point's time
     follows from the speed trace), and the process then waits once, until the request
     completes: nothing else in the model acts at a reroute point, so an event there would
@@ -69,58 +67,19 @@ class Server:
 
     def process(self, env: simpy.Environment):
         inputs, model, policy = self.inputs, self.plan.model, self.policy
-        queue = self.plan.scenario.workload.queue
-        capacity = -1 if queue.capacity is None else queue.capacity
-        trace = inputs.speed.trace
-        times, speeds, cum = trace.times_s, trace.values.astype(float), inputs.speed.cum_work_ms
-        res_times, res_levels = inputs.resident.times_s, inputs.resident.values.astype(np.int64)
-        share_times, shares = inputs.share_trace.times_s, inputs.share_trace.values.astype(float)
-        slice_ms = self.plan.scenario.device.slice_ms
-        sliced = slice_ms > 0.0
-        on_factors, slice_left = np.ones(model.n_levels), 0.0  # the work at the whole core; the server's slice left
         arrivals, deadlines = inputs.arrivals_s, inputs.deadlines_s
-        params, table = policy.prepared() if policy.compiled() else (np.zeros(0), np.zeros((0, 0)))
-        candidates = np.ascontiguousarray(policy.candidates())
-        n = len(arrivals)
-        left = np.empty(n)  # when each admitted request left the queue
-        n_left = 0
-        factors = np.ones(model.n_levels)
-        busy_until = 0.0
         work_ms = inputs.work_ms + policy.decision_ms if policy.decision_ms > 0 else inputs.work_ms  # each segment follows a decision
-        for i in range(n):
-            arrival = float(arrivals[i])
+        rules, device, arrays = Rules.of(self.plan.scenario, model), inputs.device_arrays(), PolicyArrays.of(policy)
+        state = server_state(model.n_levels, len(arrays.candidates), len(arrivals))
+        decide = _choose(policy)
+        for i, arrival in enumerate(arrivals.tolist()):
             if env.now < arrival:
                 yield env.timeout(arrival - env.now)
-            now = env.now
-            if not serving.admits(serving.waiting_at(left, n_left, arrival), capacity, busy_until <= arrival):
-                continue  # the queue was full when it arrived: dropped
-            deadline = float(deadlines[i])
-            left[n_left] = now
-            n_left += 1
-            self.start_s[i] = now
-            if queue.late == "drop" and serving.too_late(now, deadline, model.sparsest_median_ms, serving.value_at(times, speeds, now)):
-                continue  # dropped late: no finish
-            q_end = max(serving.bisect_right(arrivals, now, n), i + 1)
-            serving.idle_factors(model.idle_ms, model.idle_factor, (now - busy_until) * 1e3, factors)
-            if sliced:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
-                run_first = slice_ms if arrival > busy_until else slice_left
-                on_factors[:] = factors
-                sliced_factors(factors, work_ms[i], serving.value_at(share_times, shares, now), run_first, slice_ms)
-            t, code, changes = serving.serve_request.py_func(
-                i, now, arrival, deadline, work_ms[i], factors, on_factors if sliced else factors, times, speeds, cum, res_times, res_levels,
-                deadlines[i + 1 : q_end], _choose(policy), params, table, candidates, np.empty(len(candidates)),
-                serving.bisect_right(times, now, len(times)) - 1, serving.bisect_right(res_times, now, len(res_times)) - 1,
-            )
-            if math.isinf(t):
-                continue  # its level never returns: dropped
-            yield env.timeout(t - now)
-            if sliced:
-                slice_left = slice_left_after(run_first, route_work(code, work_ms[i], on_factors), slice_ms)
-            busy_until = t
-            self.finish_s[i] = t
-            self.route_code[i] = code
-            self.reroutes[i] = changes
-            self.outcome[i] = MET if t <= deadline else MISSED
+            outcome, start, finish, code, changes = serve_step_py(i, i, env.now, arrivals, deadlines, work_ms, rules, device, arrays,
+                                                                  decide, state)  # fmt: skip
+            self.start_s[i], self.finish_s[i], self.route_code[i], self.reroutes[i], self.outcome[i] = start, finish, code, changes, outcome
+            if outcome != DROPPED:
+                yield env.timeout(finish - env.now)
 
 
 def _choose(policy: Policy) -> Callable[[Decision, np.ndarray, np.ndarray], int]:

@@ -81,16 +81,15 @@ def level_work(work: np.ndarray, level: int) -> float:
 
 
 @jit
-def sliced_factors(factors: np.ndarray, work: np.ndarray, share: float, first_ms: float, slice_ms: float) -> np.ndarray:
+def sliced_factors(factors: np.ndarray, work: np.ndarray, share: float, first_ms: float, slice_ms: float) -> None:
     """Each level's work multiplier (``factors``, in place) so that the request's whole work
     at the level, ``work[level]`` summed times the factor, becomes its :func:`sliced_work`."""
     if share >= 1.0:
-        return factors
+        return
     for k in range(len(factors)):
         raw = level_work(work, k)
         if raw > 0.0:
             factors[k] = sliced_work(raw * factors[k], share, first_ms, slice_ms) / raw
-    return factors
 
 
 @jit

@@ -272,9 +272,8 @@ def serve(
     policy = plan.policy_factories[policy_index]() if policy is None else policy
     if policy.clairvoyant:
         raise RuntimeError(f"policy {plan.labels[policy_index]} needs the future; it cannot run on a real device")
-    queue = plan.scenario.workload.queue
-    capacity = -1 if queue.capacity is None else queue.capacity
     model = plan.model
+    rules = serving.Rules.of(plan.scenario, model)
     n = len(arrivals_s)
     start = np.full(n, np.nan)
     finish = np.full(n, np.nan)
@@ -283,24 +282,21 @@ def serve(
     outcome = np.full(n, DROPPED, dtype=np.int8)
     overhead_work_ms = np.full(n, np.nan)
     resident_wait_ms = np.zeros(n)
-    left = np.empty(n)
-    n_left = 0
-    busy_until = 0.0
+    state = serving.server_state(model.n_levels, 0, n)  # the queue and when the device is next free
     no_future = np.zeros(0)
     wait = wait or (lambda t: wait_until(t, clock))
     for i, arrival in enumerate(arrivals_s.tolist()):
         wait(t0 + arrival)
         now = clock() - t0
-        if not serving.admits(serving.waiting_at(left, n_left, arrival), capacity, busy_until <= arrival):
-            continue
         deadline = float(deadlines_s[i])
-        left[n_left] = now
-        n_left += 1
+        joined = serving.join_queue(rules, state, arrival, now, deadline, speed_now())
+        if joined == serving.TURNED_AWAY:
+            continue
         start[i] = now
-        if queue.late == "drop" and serving.too_late(now, deadline, model.sparsest_median_ms, speed_now()):
+        if joined == serving.DROPPED_LATE:
             continue
         queued = deadlines_s[i + 1 : max(serving.bisect_right(arrivals_s, now, n), i + 1)]
-        factors = np.array(model.idle_factors_at((now - busy_until) * 1e3))
+        factors = np.array(model.idle_factors_at((now - state.busy[serving.BUSY_UNTIL]) * 1e3))
         deciding = [0.0]  # seconds spent in the decisions
 
         def decide(segment: int, i=i, arrival=arrival, deadline=deadline, queued=queued, factors=factors) -> int:
@@ -328,7 +324,7 @@ def serve(
             route = real.infer(decide)
         except _NeverResident:
             continue  # its level never returns: dropped
-        finish[i] = busy_until = clock() - t0
+        finish[i] = state.busy[serving.BUSY_UNTIL] = clock() - t0
         overhead_work_ms[i] = (inferring - t0 - start[i] + deciding[0]) * 1e3 * speed_now()
         route_code[i] = serving.route_code(route, model.n_levels)
         reroutes[i] = sum(a != b for a, b in zip(route, route[1:]))
