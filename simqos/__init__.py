@@ -1,7 +1,7 @@
 """simqos: how many nines of QoS a multi-level sparse network keeps on a fluctuating device.
 
 The supported Python API is the names in ``__all__`` (README, "Python API"): run a scenario
-as the command does (``run_scenario``), or step by step — load it, build its plan, run it,
+as the command does (``run_scenario``; ``validate_scenario`` for ``simqos validate``), or step by step — load it, build its plan, run it,
 summarise, bound and judge it, vary one field — and write your own policy. They are imported
 on first use, so ``import simqos`` stays light. The simulator (:mod:`simqos.sim`, with the
 policies, specs and bundles) imports neither torch nor matplotlib; the torch side
@@ -22,6 +22,7 @@ _API = {
     "load_scenario": "simqos.scenario",
     "parse_scenario": "simqos.scenario",
     "run_scenario": "simqos.api",
+    "validate_scenario": "simqos.api",
     "build_plan": "simqos.sim.plan",
     "sample_inputs": "simqos.sim.inputs",
     "run_plan": "simqos.sim.execution",

@@ -1,4 +1,5 @@
-"""What the commands do, as functions: :func:`run_scenario` is ``simqos run``, whole.
+"""What the commands do, as functions: :func:`run_scenario` is ``simqos run``, whole, and
+:func:`validate_scenario` is ``simqos validate``.
 
 A command parses its options, makes one call here, and prints what comes back; the Python API
 makes the same call. What happens along the way (warnings, notes, progress, a resumed or an
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from simqos.bound import MAX_REQUESTS as BOUND_MAX_REQUESTS
 from simqos.bound import plan_bound
+from simqos.errors import SimqosError
 from simqos.experiments import run_experiments
 from simqos.jit import interruptible
 from simqos.outputs import discard, partial, staged
@@ -28,7 +31,10 @@ from simqos.sim.tally import ccdf_table
 from simqos.sim.workers import check_execution
 from simqos.verdict import plan_verdict
 
-__all__ = ["Listener", "RunResult", "run_scenario"]
+if TYPE_CHECKING:
+    from simqos.validate.run import ValidationSettings
+
+__all__ = ["Listener", "RunResult", "ValidateResult", "run_scenario", "validate_scenario"]
 
 
 class Listener:
@@ -51,6 +57,9 @@ class Listener:
 
     def interrupted(self, folder: Path, replications: int) -> None:
         """Interrupted: ``replications`` finished replications are kept in ``folder``."""
+
+    def progress(self, what: str, done: int, total: int | None) -> None:
+        """A long step that is not simulation (profiling, training) has done ``done`` of ``total``."""
 
 
 @dataclass(frozen=True)
@@ -136,3 +145,88 @@ def _offline_optimum(plan: Plan, listener: Listener) -> tuple[dict | None, tuple
             why = str(refused)
     listener.note(why)
     return None, (why,)
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    """A finished comparison of the real device with the simulator: its folder, the scenario
+    as played, the comparison table (one row per policy), and notes on what was left out."""
+
+    folder: Path
+    scenario: Scenario
+    comparison: pd.DataFrame
+    notes: tuple[str, ...]
+
+
+def validate_scenario(scenario: Path | str, out: Path | None = None, settings: ValidationSettings | None = None,
+                      reprofile: bool = False, listener: Listener | None = None, command: str = "simqos validate") -> ValidateResult:
+    """Run ``scenario`` for real on this CPU (its real model, real time, a real load generator)
+    and compare it with the simulator's prediction (:mod:`simqos.validate`); write everything
+    into ``out`` (default: runs/validate-NAME). The model is profiled here first when the
+    profile was measured on another CPU, or with ``reprofile`` (``command`` is recorded in that
+    profile). ``listener`` hears the notes, the stages and the profiling's progress."""
+    from simqos.bundle import load_profile
+    from simqos.outputs import claim
+    from simqos.profiler.recipe import build_network
+    from simqos.profiler.run import cpu_name, profile_input
+    from simqos.scenario import override
+    from simqos.validate.run import ValidationSettings, run_validation, validation_plan
+
+    listener, settings = listener or Listener(), settings or ValidationSettings()
+    source = str(scenario)
+    spec = load_scenario(Path(scenario))
+    validation_plan(spec, settings.seconds, source)  # refuse what cannot be played before any work
+    made = _cpu_recipe(spec, source)
+    folder = out or Path("runs") / f"validate-{spec.name}"
+    claim(folder, "validate")  # before minutes of profiling
+    measured_here = folder.with_name(folder.name + ".profile")
+    if reprofile or made.cpu != cpu_name():
+        why = "reprofile asked for" if reprofile else f"{spec.profile} was measured on {made.cpu}; this machine is {cpu_name()}"
+        listener.note(f"{why}: profiling the model here first, into {folder}/profile")
+        _profile_here(made, measured_here, command, listener)
+        spec = override(spec, "profile", str(measured_here.resolve()))
+    plan, notes = validation_plan(spec, settings.seconds, source)
+    built = build_network(made.recipe, on_epoch=_epochs(made.recipe, listener))
+    x = profile_input(built.spec, made.settings.batch_size, "cpu")
+    with staged(folder, "validate") as work:
+        comparison = run_validation(plan, notes, load_profile(spec.profile), built.net, x, work, settings, source,
+                                    progress=lambda what: listener.stage(what))
+        if measured_here.exists():
+            measured_here.rename(work / "profile")
+    return ValidateResult(folder, spec, comparison, tuple(notes))
+
+
+def _cpu_recipe(spec: Scenario, source: str):
+    """The provenance of the scenario's profile, refused unless validate can rebuild its model
+    and the profile is a CPU one."""
+    from simqos.bundle import load_profile
+
+    made = load_profile(spec.profile).meta.provenance
+    if made.settings.device != "cpu":
+        raise SimqosError(f"{source}: profile: {spec.profile} was measured on {made.settings.device}; validate runs on this CPU, "
+                          "so give a CPU profile")
+    if made.recipe is None:
+        raise SimqosError(f"{source}: profile: {spec.profile} records no recipe of its network (made by {made.command!r}), "
+                          "so validate cannot build the model to run; give a bundle made by `simqos profile`")
+    return made
+
+
+def _profile_here(made, folder: Path, command: str, listener: Listener) -> None:
+    """Profile the recipe ``made`` records, with its settings, into ``folder`` (replaced)."""
+    from simqos.profiler.run import profile_model
+
+    profile_model(made.recipe, made.settings, folder, overwrite=True, command=command, on_epoch=_epochs(made.recipe, listener),
+                  progress=listener.progress)
+
+
+def _epochs(recipe, listener: Listener):
+    """A training callback that tells ``listener`` each epoch done, of the recipe's total."""
+    from simqos.profiler.recipe import total_epochs
+
+    done = [0]
+
+    def advance(_phase: str, _epoch: int, _loss: float) -> None:
+        done[0] += 1
+        listener.progress(f"train {recipe.model} ({recipe.training.growth})", done[0], total_epochs(recipe))
+
+    return advance

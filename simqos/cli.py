@@ -293,7 +293,6 @@ def train(
     retrain: Annotated[bool, typer.Option(help="Train even if a cached checkpoint exists.")] = False,
 ) -> None:
     """Train a nested multi-level sparse model sparse-first and report the accuracy of its routes."""
-    from simqos.nested.network import format_route
     from simqos.nested.training import GROWTH_METHODS
     from simqos.profiler.recipe import build_network, route_report
 
@@ -310,6 +309,13 @@ def train(
             raise SimqosError(f"{model}: no dataset ships for it, so it cannot be trained; `simqos profile {model}` prunes it by magnitude")
         reports[method] = route_report(built)
         console.print(f"{method}: checkpoint {built.checkpoint}")
+    _print_route_table(model, reports)
+
+
+def _print_route_table(model: str, reports: dict) -> None:
+    """Each route's test accuracy (with its interval) and validation accuracy, per growth method."""
+    from simqos.nested.network import format_route
+
     first = next(iter(reports.values()))
     test = [a for a in first.accuracies if a.split == "test"]
     dense = {a.split: a for a in first.dense}
@@ -698,70 +704,78 @@ def validate(
 ) -> None:
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
     compare it with the simulator's prediction."""
-    from simqos.outputs import claim, staged
-    from simqos.scenario import override
-    from simqos.bundle import load_profile
-    from simqos.profiler.recipe import build_network
-    from simqos.profiler.run import cpu_name, profile_input, profile_model
-    from simqos.scenario import load_scenario
-    from simqos.validate.compare import floor_text
-    from simqos.validate.run import ValidationSettings, run_validation, validation_plan
+    from simqos.api import validate_scenario
+    from simqos.validate.run import ValidationSettings
 
-    if seconds <= 0 or noise_seconds < 0 or sim_replications < 1 or probes < 1 or real_runs < 1:
-        raise SimqosError(f"--seconds ({seconds}) must be > 0, --noise-seconds ({noise_seconds}) >= 0, --sim-replications "
-                          f"({sim_replications}), --probes ({probes}) and --real-runs ({real_runs}) >= 1")
-    spec = load_scenario(scenario)
-    validation_plan(spec, seconds, str(scenario))  # refuse what cannot be played before any work
-    bundle = load_profile(spec.profile)
-    made = bundle.meta.provenance
-    if made.settings.device != "cpu":
-        raise SimqosError(f"{scenario}: profile: {spec.profile} was measured on {made.settings.device}; validate runs on this CPU, so give a CPU profile")
-    if made.recipe is None:
-        raise SimqosError(f"{scenario}: profile: {spec.profile} records no recipe of its network (made by {made.command!r}), "
-                          "so validate cannot build the model to run; give a bundle made by `simqos profile`")
-    folder = out or Path("runs") / f"validate-{spec.name}"
-    claim(folder, "validate")  # before minutes of profiling
-    here = cpu_name()
-    measured_here = folder.with_name(folder.name + ".profile")
-    if reprofile or made.cpu != here:
-        why = "--reprofile" if reprofile else f"{spec.profile} was measured on {made.cpu}; this machine is {here}"
-        console.print(f"{why}: profiling the model here first, into {folder}/profile")
-        with _progress() as bar:
-            task = bar.add_task("profile", total=None)
-            profile_model(made.recipe, made.settings, measured_here, overwrite=True, command=_command_line(ctx.command, ctx.params),
-                          on_epoch=_epoch_bar(bar, made.recipe),
-                          progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
-        spec = override(spec, "profile", str(measured_here.resolve()))
-        bundle = load_profile(spec.profile)
-    plan, notes = validation_plan(spec, seconds, str(scenario))
-    with _progress() as bar:
-        built = build_network(made.recipe, on_epoch=_epoch_bar(bar, made.recipe))
-    x = profile_input(built.spec, made.settings.batch_size, "cpu")
-    settings = ValidationSettings(seconds=seconds, sim_replications=sim_replications, probes=probes, real_runs=real_runs,
-                                  noise_seconds=noise_seconds)  # fmt: skip
-    with staged(folder, "validate") as work:
-        # Plain lines, not a live progress bar: its refresh thread would take the interpreter
-        # lock from the requests being timed.
-        comparison = run_validation(plan, notes, bundle, built.net, x, work, settings, str(scenario),
-                                    progress=lambda what: console.print(f"validate: {what}"))
-        if measured_here.exists():
-            measured_here.rename(work / "profile")
-    table = Table(title=f"{spec.name}: real device vs simulator ({seconds:g} s of arrivals per policy)")
+    settings = _checked(ValidationSettings, _VALIDATE_OPTIONS, seconds=seconds, sim_replications=sim_replications, probes=probes,
+                        real_runs=real_runs, noise_seconds=noise_seconds)  # fmt: skip
+    with _StepListener() as listener:
+        result = validate_scenario(scenario, out, settings, reprofile, listener, _command_line(ctx.command, ctx.params))
+    _print_validation(result, settings)
+
+
+_VALIDATE_OPTIONS = {"seconds": "--seconds", "sim_replications": "--sim-replications", "probes": "--probes",
+                     "real_runs": "--real-runs", "noise_seconds": "--noise-seconds"}
+
+
+class _StepListener:
+    """What ``simqos validate`` shows as it goes (the calls :func:`simqos.api.validate_scenario`
+    makes of a :class:`simqos.api.Listener`): notes and stages as plain lines, and a progress bar only while profiling or training. A live bar's
+    refresh thread would take the interpreter lock from the requests being timed, so it is
+    closed before the next stage."""
+
+    def __init__(self) -> None:
+        self.bar, self.task = None, None
+
+    def __enter__(self) -> _StepListener:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = self.task = None
+
+    def warning(self, text: str) -> None:
+        typer.echo(f"warning: {text}", err=True)
+
+    def note(self, text: str) -> None:
+        self._close()
+        console.print(text)
+
+    def stage(self, description: str, total: float | None = None) -> None:
+        self._close()
+        console.print(f"validate: {description}")
+
+    def progress(self, what: str, done: int, total: int | None) -> None:
+        if self.bar is None:
+            self.bar = _progress().__enter__()
+            self.task = self.bar.add_task(what, total=total)
+        self.bar.update(self.task, description=what, completed=done, total=total)
+
+
+def _print_validation(result, settings) -> None:
+    """The comparison table, the notes, and where the files are."""
+    from simqos.validate.compare import floor_text
+
+    table = Table(title=f"{result.scenario.name}: real device vs simulator ({settings.seconds:g} s of arrivals per policy)")
     for col in ("policy", "p50 ms real/sim", "p99 ms real/sim", "KS", "miss % real/sim", "verdict"):
         table.add_column(col, justify="left" if col == "policy" else "right")
-    for row in comparison.itertuples(index=False):
+    for row in result.comparison.itertuples(index=False):
         table.add_row(
             row.policy,
-            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%}; {floor_text(row.p50_floor, real_runs)})",
-            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%}; {floor_text(row.p99_floor, real_runs)})",
+            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%}; {floor_text(row.p50_floor, settings.real_runs)})",
+            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%}; {floor_text(row.p99_floor, settings.real_runs)})",
             f"{row.ks_distance:.3f}",
             f"{100 * row.real_miss_rate:.2f}/{100 * row.sim_miss_rate:.2f}",
             row.verdict,
         )
     console.print(table)
-    for note in notes:
+    for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"Results: {folder}/ (report.md, comparison.csv, calibration.csv, slicing.csv, noise.yaml, calibrated-profile/, "
+    console.print(f"Results: {result.folder}/ (report.md, comparison.csv, calibration.csv, slicing.csv, noise.yaml, calibrated-profile/, "
                   "schedule.csv, plots/validation_ccdf.png)")
 
 

@@ -39,12 +39,12 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from simqos import plots
 from simqos.sim.inputs import sample_inputs
@@ -67,8 +67,7 @@ from simqos.validate.slicing import MIN_GROUP, Slicing, fit_slicing
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
 
 
-@dataclass(frozen=True)
-class ValidationSettings:
+class ValidationSettings(BaseModel):
     """``seconds`` of real arrivals per policy; ``sim_replications`` latency draws of the
     simulation; ``probes`` inferences per load state in the calibration; ``warmup`` inferences
     before anything is timed; ``real_runs``: each policy is run for real that many times (all
@@ -76,12 +75,14 @@ class ValidationSettings:
     ``noise_seconds``: the calibration's idle state at the scenario's gaps runs at least that
     long, and the machine's noise is fitted from it."""
 
-    seconds: float = 20.0
-    sim_replications: int = 20
-    probes: int = 300
-    warmup: int = 200
-    real_runs: int = 2
-    noise_seconds: float = 30.0
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seconds: float = Field(20.0, gt=0)
+    sim_replications: int = Field(20, ge=1)
+    probes: int = Field(300, ge=1)
+    warmup: int = Field(200, ge=0)
+    real_runs: int = Field(2, ge=1)
+    noise_seconds: float = Field(30.0, ge=0)
 
     @property
     def draws_per_run(self) -> int:
