@@ -95,7 +95,7 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
     listener = listener or Listener()
     source = str(scenario) if not isinstance(scenario, Scenario) else scenario.name
     spec = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
-    spec = with_counts(spec, requests, replications, source, prefix="--")
+    spec = with_counts(spec, requests, replications, source)
     plan = build_plan(spec, source)
     for warning in plan.warnings:
         listener.warning(f"{source}: {warning}")

@@ -588,7 +588,9 @@ def run(
     An interrupted run (Ctrl-C, a killed process) leaves its finished replications in
     OUT.partial; the same command goes on from them."""
     from simqos.api import run_scenario
+    from simqos.scenario import Counts
 
+    _checked(Counts, {"requests": "--requests", "replications": "--replications"}, requests=requests, replications=replications)
     with _progress(_Rate()) as bar:
         result = run_scenario(scenario, out, requests, replications, workers, executor, scheduler, _RunListener(bar))
     _print_run_result(result)

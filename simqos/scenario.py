@@ -30,7 +30,7 @@ from simqos.errors import SimqosError, validation_message
 from simqos.specs import Device, Workload, _Model, _resolve
 from simqos.userfiles import read_yaml
 
-__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "load_scenario", "override", "parse_scenario", "warmup_within", "with_counts"]
+__all__ = ["Device", "Objective", "PolicySpec", "Precision", "Scenario", "Workload", "Counts", "load_scenario", "override", "parse_scenario", "warmup_within", "with_counts"]
 
 
 # --- policies and the scenario ---------------------------------------------------------------
@@ -218,16 +218,26 @@ def warmup_within(warmup_requests: int, requests: int) -> int:
     return min(warmup_requests, requests // 10)
 
 
+class Counts(_Model):
+    """A run's request count and replications when given apart from the scenario (``simqos run
+    --requests``, a sweep's ``requests:``, :func:`simqos.run_scenario`'s arguments); None: the
+    scenario's."""
+
+    requests: int | None = Field(None, ge=1)
+    replications: int | None = Field(None, ge=1)
+
+
 def with_counts(scenario: Scenario, requests: int | None = None, replications: int | None = None, source: str = "scenario",
-                prefix: str = "") -> Scenario:
+                ) -> Scenario:
     """``scenario`` with its request count and replications replaced (None: kept), as ``simqos
     run --requests`` and a sweep's ``requests:`` do: a request count replaces a duration, and
-    the warm-up becomes at most a tenth of the requests. ``prefix`` names the fields in errors
-    (``--`` for options)."""
-    counts = {k: v for k, v in (("requests", requests), ("replications", replications)) if v is not None}
-    for name, value in counts.items():
-        if value < 1:
-            raise SimqosError(f"{prefix}{name}: {value} is not a count; give 1 or more (or leave it out for the scenario's {name})")
+    the warm-up becomes at most a tenth of the requests. A count below 1 raises SimqosError
+    naming it (a command checks its options with :class:`Counts` first, to name them as options)."""
+    try:
+        given = Counts(requests=requests, replications=replications)
+    except ValidationError as exc:
+        raise SimqosError(validation_message(exc, Counts, "the counts")) from None
+    counts = given.model_dump(exclude_none=True)
     if not counts:
         return scenario
     if "requests" in counts:
