@@ -75,22 +75,12 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     numbers are not the ones it was chosen on. ``outcomes``: the routes' per-sample test
     outcomes (:attr:`simqos.sim.service.ServiceModel.test_outcomes`), which widen every reported
     accuracy difference by the test set's sampling error."""
-    kind = objective.kind
-    table = summary.set_index("policy")
-    if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
-        return {"objective": kind, "note": "accuracy is unavailable for this profile: no accuracy-at-deadline verdict; "
-                                           "use objective: {kind: nines}"}
+    kind, table = objective.kind, summary.set_index("policy")
     validation = None if validation_accuracy is None else validation_scores(validation_accuracy, tallies)
     chosen_on = table if validation is None else table.assign(**validation.set_index("policy")[["accuracy_at_deadline", "mean_accuracy"]])
-    eligible = [p for p in deployable if kind == "accuracy_at_deadline" or objective.accuracy_floor is None
-                or (not pd.isna(chosen_on.loc[p, "mean_accuracy"]) and chosen_on.loc[p, "mean_accuracy"] >= objective.accuracy_floor)]
-    if not eligible:
-        return {"objective": kind, "note": f"no deployable policy reaches the accuracy floor {objective.accuracy_floor:g}"}
-    if all(table.loc[p, "miss_rate"] > NOT_VIABLE_MISS for p in eligible):
-        met = max(eligible, key=lambda p: 1.0 - table.loc[p, "miss_rate"])
-        return {"objective": kind, "note": f"no policy is viable: every deployable policy misses more than "
-                                           f"{NOT_VIABLE_MISS:.0%} of requests (the best, {met}, meets "
-                                           f"{1.0 - table.loc[met, 'miss_rate']:.1%}); the deadline is out of reach on this device"}
+    eligible, why_none = _eligible(table, chosen_on, objective, deployable)
+    if why_none:
+        return {"objective": kind, "note": why_none}
     value = {p: _objective_value(table.loc[p], kind) for p in eligible}
     choice = {p: _objective_value(chosen_on.loc[p], kind) for p in eligible}
     best = max(eligible, key=lambda p: choice[p])
@@ -98,15 +88,9 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
     baseline = objective.baseline or max(pool, key=lambda p: choice[p])
     if baseline not in table.index:
         return {"objective": kind, "note": f"objective.baseline {baseline!r} is not one of the policies {list(table.index)}"}
-    sampling = (lambda p, q: accuracy_sampling_half_width(tallies[p], tallies[q], outcomes)) \
-        if outcomes is not None and kind == "accuracy_at_deadline" else None
+    sampling, sampling_label = _sampling(tallies, outcomes, kind)
     differences = {p: _difference(tallies, p, baseline, kind, sampling) for p in table.index if p != baseline}
-    gate = paired_difference(tallies[best], tallies[baseline], kind, accuracy=validation_accuracy) if best != baseline else None
-    if gate is not None and not gate[1] > 0:  # not better beyond its interval where it was chosen: keep the baseline
-        out_best = {"best": best, "best_difference": differences[best]["simulation"], "gate": list(gate)}
-        best = baseline
-    else:
-        out_best = {} if gate is None else {"gate": list(gate)}
+    best, out_best = _gated(tallies, best, baseline, kind, validation_accuracy, differences)
     point, low, high = differences[best]["simulation"] if best != baseline else (0.0, 0.0, 0.0)
     out = {
         "objective": kind,
@@ -114,43 +98,93 @@ def verdict(summary: pd.DataFrame, tallies: Mapping[str, Tally], objective, depl
         "value": value.get(best, _objective_value(table.loc[best], kind)),
         "baseline": baseline,
         "baseline_value": _objective_value(table.loc[baseline], kind),
-        "difference": point,
-        "difference_low": low,
-        "difference_high": high,
+        "difference": point, "difference_low": low, "difference_high": high,
         "differences": {p: d["simulation"] for p, d in differences.items()},
         "differences_full": {p: d["full"] for p, d in differences.items() if "full" in d},
+        **({"difference_full": differences[best]["full"]} if best != baseline and "full" in differences[best] else {}),
         "chosen_on": "test" if validation is None else "validation",
-        "accuracy_sampling": "left out" if sampling is None and kind == "accuracy_at_deadline" else
-                             ("included" if sampling is not None else "not applicable"),
+        "accuracy_sampling": sampling_label,
         "ties": _ties(tallies, best, [p for p in eligible if p != best], kind, sampling),
         **out_best,
     }
     if out["ties"] and "decision_ms" in table and (table.loc[[best, *out["ties"]], "decision_ms"] > 0).all():
-        cost = table.loc[[best, *out["ties"]], "decision_ms"]
-        out["cheapest"] = [str(cost.idxmin()), float(cost.min())]
-    if best != baseline and "full" in differences[best]:
-        out["difference_full"] = differences[best]["full"]
+        out["cheapest"] = _cheapest(table.loc[[best, *out["ties"]], "decision_ms"])  # ties: the cheapest to run
     if bound is not None:
-        ceiling = _ceiling(bound, kind)
-        room = ceiling - out["baseline_value"]
-        share = (lambda d: min(d / room, 1.0)) if room > 1e-12 else (lambda d: math.nan)  # no policy passes the optimum
-        out |= {"bound": ceiling, "bound_exact": bound["exact"], "gap_closed": share(value[best] - out["baseline_value"]),
-                "gap_closed_low": share(low), "gap_closed_high": share(high)}
-        if "difference_full" in out:
-            out["gap_closed_full"] = [share(x) for x in out["difference_full"][1:]]
-        if not bound["exact"]:  # the optimum lies between the best real schedule known and the bound
-            found = {p: _objective_value(table.loc[p], kind) for p in table.index}
-            feasible = _ceiling(bound, kind, "_feasible")
-            if _known(feasible):
-                found["the bound's own search"] = feasible
-            source = max(found, key=found.get)
-            out["bound_low"] = {"value": found[source], "by": source}
-        references = [p for p in table.index if p not in deployable]  # the clairvoyant reference: each request's own future
-        if references:
-            ref = max(references, key=lambda p: _objective_value(table.loc[p], kind))
-            ref_value = _objective_value(table.loc[ref], kind)
-            out["reference"] = {"policy": ref, "value": ref_value, "gap_closed": share(ref_value - out["baseline_value"])}
+        out |= _against_bound(bound, table, kind, [p for p in table.index if p not in deployable], out, value[best], low, high)
     return out
+
+
+def _sampling(tallies, outcomes, kind: str):
+    """The test set's sampling half-width of two policies' accuracy difference (None where the
+    routes' per-sample outcomes are unknown or the objective is not accuracy), and what the
+    verdict says of it."""
+    if kind != "accuracy_at_deadline":
+        return None, "not applicable"
+    if outcomes is None:
+        return None, "left out"
+    return (lambda p, q: accuracy_sampling_half_width(tallies[p], tallies[q], outcomes)), "included"
+
+
+def _gated(tallies, best: str, baseline: str, kind: str, validation_accuracy, differences: dict) -> tuple[str, dict]:
+    """The policy to deploy — ``best``, unless on the split it was chosen on it is not better
+    than the baseline beyond its interval (then the baseline) — and what the verdict records of
+    that test."""
+    if best == baseline:
+        return best, {}
+    gate = paired_difference(tallies[best], tallies[baseline], kind, accuracy=validation_accuracy)
+    if not gate[1] > 0:  # not better beyond its interval where it was chosen: keep the baseline
+        return baseline, {"best": best, "best_difference": differences[best]["simulation"], "gate": list(gate)}
+    return best, {"gate": list(gate)}
+
+
+def _cheapest(decision_ms: pd.Series) -> list:
+    """[label, ms] of the tied policy whose decisions cost least."""
+    return [str(decision_ms.idxmin()), float(decision_ms.min())]
+
+
+def _eligible(table: pd.DataFrame, chosen_on: pd.DataFrame, objective, deployable: list[str]) -> tuple[list[str], str]:
+    """The deployable policies that reach the objective's accuracy floor (judged on
+    ``chosen_on``), and why there is no verdict when the profile has no accuracy for an
+    accuracy objective, or no policy is eligible or viable ("" if there is one)."""
+    kind, floor = objective.kind, objective.accuracy_floor
+    if kind == "accuracy_at_deadline" and table["accuracy_at_deadline"].isna().all():
+        return [], "accuracy is unavailable for this profile: no accuracy-at-deadline verdict; use objective: {kind: nines}"
+    eligible = [p for p in deployable if kind == "accuracy_at_deadline" or floor is None
+                or (not pd.isna(chosen_on.loc[p, "mean_accuracy"]) and chosen_on.loc[p, "mean_accuracy"] >= floor)]
+    if not eligible:
+        return [], f"no deployable policy reaches the accuracy floor {floor:g}"
+    if all(table.loc[p, "miss_rate"] > NOT_VIABLE_MISS for p in eligible):
+        met = max(eligible, key=lambda p: 1.0 - table.loc[p, "miss_rate"])
+        return [], (f"no policy is viable: every deployable policy misses more than {NOT_VIABLE_MISS:.0%} of requests (the best, "
+                    f"{met}, meets {1.0 - table.loc[met, 'miss_rate']:.1%}); the deadline is out of reach on this device")
+    return eligible, ""
+
+
+def _against_bound(bound: dict, table: pd.DataFrame, kind: str, references: list[str], out: dict, value: float, low: float,
+                   high: float) -> dict:
+    """The verdict's gap to the offline optimum: the bound, how much of the room above the
+    baseline the deployed policy (``value``, its difference's interval ``low``..``high``) closes,
+    where the optimum lies when the bound is not exact, and the clairvoyant reference's share
+    (``references``: the policies that see each request's own future)."""
+    ceiling = _ceiling(bound, kind)
+    room = ceiling - out["baseline_value"]
+    share = (lambda d: min(d / room, 1.0)) if room > 1e-12 else (lambda d: math.nan)  # no policy passes the optimum
+    gap = {"bound": ceiling, "bound_exact": bound["exact"], "gap_closed": share(value - out["baseline_value"]),
+           "gap_closed_low": share(low), "gap_closed_high": share(high)}
+    if "difference_full" in out:
+        gap["gap_closed_full"] = [share(x) for x in out["difference_full"][1:]]
+    if not bound["exact"]:  # the optimum lies between the best real schedule known and the bound
+        found = {p: _objective_value(table.loc[p], kind) for p in table.index}
+        feasible = _ceiling(bound, kind, "_feasible")
+        if _known(feasible):
+            found["the bound's own search"] = feasible
+        source = max(found, key=found.get)
+        gap["bound_low"] = {"value": found[source], "by": source}
+    if references:
+        ref = max(references, key=lambda p: _objective_value(table.loc[p], kind))
+        ref_value = _objective_value(table.loc[ref], kind)
+        gap["reference"] = {"policy": ref, "value": ref_value, "gap_closed": share(ref_value - out["baseline_value"])}
+    return gap
 
 
 def _difference(tallies: Mapping[str, Tally], policy: str, baseline: str, kind: str, sampling) -> dict[str, list[float]]:
@@ -203,60 +237,14 @@ def verdict_lines(v: dict | None) -> list[str]:
         return []
     if "deploy" not in v:
         return [f"**Verdict**: {v['note']}."]
-    what = "accuracy-at-deadline" if v["objective"] == "accuracy_at_deadline" else "share of requests met"
-    interval = (f" [{_points(v['difference_low'])}, {_points(v['difference_high'])}]" if _known(v["difference_low"]) else "")
-    if v["deploy"] == v["baseline"]:
-        lines = [f"**Deploy `{v['deploy']}`** (the baseline) for {what}: {v['value']:.2%}."]
-        if "best" in v:
-            point, low, high = v["best_difference"]
-            gate = v.get("gate")
-            where = (f" on the validation split ({_points(gate[0])} points [{_points(gate[1])}, {_points(gate[2])}])"
-                     if gate is not None and v.get("chosen_on") == "validation" else "")
-            lines[0] += (f" No policy beats it beyond the 95 % interval{where}: the best, `{v['best']}`, differs by "
-                         f"{_points(point)} points [{_points(low)}, {_points(high)}] on test.")
-    else:
-        lines = [
-            f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
-            f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval} (95 %, the simulation's noise)"
-            + _full_interval(v.get("difference_full"), v.get("accuracy_sampling")) + "."
-        ]
+    lines = [_deploy_line(v)]
     if v.get("ties"):
-        tied = ", ".join(f"`{p}` ({_points(d[0])} [{_points(d[1])}, {_points(d[2])}])" for p, d in v["ties"].items())
-        noise = "the simulation's noise and the test set's sampling" if v.get("accuracy_sampling") == "included" else "the simulation's noise"
-        cheapest = v.get("cheapest")
-        advice = (f"; of them, `{cheapest[0]}` costs least to run ({cheapest[1]:.4f} ms a decision, charged)" if cheapest
-                  else " (charge each its decision time with `decision_ms: measured` to compare)")
-        lines.append(f"It ties with {tied} points against it, inside the 95 % interval ({noise}): these runs cannot tell them "
-                     f"apart, so prefer whichever costs least to run{advice}.")
+        lines.append(_ties_line(v))
     if v.get("chosen_on") == "validation":
         lines.append("Chosen — the policy, the baseline, and whether it wins beyond its interval — on the routes' "
                      "validation-split accuracies; every value here is the test split's.")
     if "bound" in v:
-        deployed = v["deploy"] != v["baseline"] and _known(v["gap_closed"])
-        closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if deployed else ""
-        if deployed and _known(v.get("gap_closed_low")):
-            closed += f" [{v['gap_closed_low']:.0%}, {v['gap_closed_high']:.0%}]"
-            if "gap_closed_full" in v:
-                closed += f", [{v['gap_closed_full'][0]:.0%}, {v['gap_closed_full'][1]:.0%}] with the test set's sampling"
-        if v["bound_exact"]:
-            lines.append(f"The offline optimum of the same runs (exact) reaches {v['bound']:.2%}{closed}.")
-        elif v["bound_low"]["value"] >= v["bound"] - 5e-5:
-            lines.append(f"The offline optimum of the same runs reaches {v['bound']:.2%} (exact to within 0.005 points: "
-                         f"a schedule meets the bound){closed}.")
-        else:
-            low = v["bound_low"]
-            who = f"`{low['by']}`'s" if low["by"] in v.get("differences", {}) or low["by"] == v["baseline"] else "found by its own search"
-            lines.append(f"The offline optimum of the same runs is not computed exactly: it lies between {low['value']:.2%} "
-                         f"(the best schedule known, {who}) and {v['bound']:.2%}, an upper bound at most "
-                         f"{100 * (v['bound'] - low['value']):.2f} points above it{closed}.")
-        if "reference" in v and _known(v["reference"]["gap_closed"]):
-            r = v["reference"]
-            share = r["gap_closed"]
-            rest = "" if share >= 0.995 else (": what it leaves of the gap takes hindsight across requests, which no deployable policy has"
-                                               + ("" if v["bound_exact"] else ", or is the bound's slack"))
-            lines.append(f"The reference `{r['policy']}`, which knows each request's own future but not the requests to come, "
-                         f"reaches {r['value']:.2%} ("
-                         + (f"{min(share, 1.0):.0%} of the gap" if share >= 0 else "below the baseline") + f"){rest}.")
+        lines += _bound_lines(v)
     if "baseline_bound" in v:
         rest = v["bound"] - v["baseline_bound"]
         more = ("." if rest <= 0 else f"; the other {100 * rest:.2f} points need other levels." if v["bound_exact"]
@@ -264,17 +252,82 @@ def verdict_lines(v: dict | None) -> list[str]:
         lines.append(f"On `{v['baseline']}`'s route alone, choosing only which requests to run (with hindsight), it reaches "
                      f"{v['baseline_bound']:.2%}{more}")
     if "rerouting" in v:
-        r = v["rerouting"]
-        point, low, high = r.get("difference_full", r["difference"])
-        beyond = "beyond" if low > 0 or high < 0 else "within"
-        sim_low, sim_high = r["difference"][1:]
-        interval = f" [{_points(sim_low)}, {_points(sim_high)}]" if _known(sim_low) else ""
-        lines.append(f"Rerouting: `{r['policy']}` switches to another level after the first segment in {r['rerouted_share']:.1%} "
-                     f"of its served requests; deciding only at the start (its first decision held), it scores "
-                     f"{r['ablation_value']:.2%}, so its later decisions are worth {_points(point)} points{interval}"
-                     + _full_interval(r.get("difference_full"), "included" if "difference_full" in r else None, say_zero=False)
-                     + f", {beyond} the 95 % interval.")
+        lines.append(_rerouting_line(v["rerouting"]))
     return lines
+
+
+def _deploy_line(v: dict) -> str:
+    """What to deploy, its value, and its difference from the baseline (or why the baseline stays)."""
+    what = "accuracy-at-deadline" if v["objective"] == "accuracy_at_deadline" else "share of requests met"
+    interval = (f" [{_points(v['difference_low'])}, {_points(v['difference_high'])}]" if _known(v["difference_low"]) else "")
+    if v["deploy"] != v["baseline"]:
+        return (f"**Deploy `{v['deploy']}`** for {what}: {v['value']:.2%} against {v['baseline_value']:.2%} for the baseline "
+                f"`{v['baseline']}`, a paired difference of {_points(v['difference'])} points{interval} (95 %, the simulation's noise)"
+                + _full_interval(v.get("difference_full"), v.get("accuracy_sampling")) + ".")
+    line = f"**Deploy `{v['deploy']}`** (the baseline) for {what}: {v['value']:.2%}."
+    if "best" in v:
+        point, low, high = v["best_difference"]
+        gate = v.get("gate")
+        where = (f" on the validation split ({_points(gate[0])} points [{_points(gate[1])}, {_points(gate[2])}])"
+                 if gate is not None and v.get("chosen_on") == "validation" else "")
+        line += (f" No policy beats it beyond the 95 % interval{where}: the best, `{v['best']}`, differs by "
+                 f"{_points(point)} points [{_points(low)}, {_points(high)}] on test.")
+    return line
+
+
+def _ties_line(v: dict) -> str:
+    """The policies the runs cannot tell from the deployed one, and which costs least to run."""
+    tied = ", ".join(f"`{p}` ({_points(d[0])} [{_points(d[1])}, {_points(d[2])}])" for p, d in v["ties"].items())
+    noise = "the simulation's noise and the test set's sampling" if v.get("accuracy_sampling") == "included" else "the simulation's noise"
+    cheapest = v.get("cheapest")
+    advice = (f"; of them, `{cheapest[0]}` costs least to run ({cheapest[1]:.4f} ms a decision, charged)" if cheapest
+              else " (charge each its decision time with `decision_ms: measured` to compare)")
+    return (f"It ties with {tied} points against it, inside the 95 % interval ({noise}): these runs cannot tell them "
+            f"apart, so prefer whichever costs least to run{advice}.")
+
+
+def _bound_lines(v: dict) -> list[str]:
+    """The offline optimum, the share of the gap to it the deployed policy closes, and the
+    clairvoyant reference's."""
+    deployed = v["deploy"] != v["baseline"] and _known(v["gap_closed"])
+    closed = f"; it closes {v['gap_closed']:.0%} of the gap from the baseline to it" if deployed else ""
+    if deployed and _known(v.get("gap_closed_low")):
+        closed += f" [{v['gap_closed_low']:.0%}, {v['gap_closed_high']:.0%}]"
+        if "gap_closed_full" in v:
+            closed += f", [{v['gap_closed_full'][0]:.0%}, {v['gap_closed_full'][1]:.0%}] with the test set's sampling"
+    if v["bound_exact"]:
+        lines = [f"The offline optimum of the same runs (exact) reaches {v['bound']:.2%}{closed}."]
+    elif v["bound_low"]["value"] >= v["bound"] - 5e-5:
+        lines = [f"The offline optimum of the same runs reaches {v['bound']:.2%} (exact to within 0.005 points: "
+                 f"a schedule meets the bound){closed}."]
+    else:
+        low = v["bound_low"]
+        who = f"`{low['by']}`'s" if low["by"] in v.get("differences", {}) or low["by"] == v["baseline"] else "found by its own search"
+        lines = [f"The offline optimum of the same runs is not computed exactly: it lies between {low['value']:.2%} "
+                 f"(the best schedule known, {who}) and {v['bound']:.2%}, an upper bound at most "
+                 f"{100 * (v['bound'] - low['value']):.2f} points above it{closed}."]
+    if "reference" in v and _known(v["reference"]["gap_closed"]):
+        r = v["reference"]
+        share = r["gap_closed"]
+        rest = "" if share >= 0.995 else (": what it leaves of the gap takes hindsight across requests, which no deployable policy has"
+                                           + ("" if v["bound_exact"] else ", or is the bound's slack"))
+        lines.append(f"The reference `{r['policy']}`, which knows each request's own future but not the requests to come, "
+                     f"reaches {r['value']:.2%} ("
+                     + (f"{min(share, 1.0):.0%} of the gap" if share >= 0 else "below the baseline") + f"){rest}.")
+    return lines
+
+
+def _rerouting_line(r: dict) -> str:
+    """What the deployed policy's decisions after the first segment are worth (the ablation)."""
+    point, low, high = r.get("difference_full", r["difference"])
+    beyond = "beyond" if low > 0 or high < 0 else "within"
+    sim_low, sim_high = r["difference"][1:]
+    interval = f" [{_points(sim_low)}, {_points(sim_high)}]" if _known(sim_low) else ""
+    return (f"Rerouting: `{r['policy']}` switches to another level after the first segment in {r['rerouted_share']:.1%} "
+            f"of its served requests; deciding only at the start (its first decision held), it scores "
+            f"{r['ablation_value']:.2%}, so its later decisions are worth {_points(point)} points{interval}"
+            + _full_interval(r.get("difference_full"), "included" if "difference_full" in r else None, say_zero=False)
+            + f", {beyond} the 95 % interval.")
 
 
 def _full_interval(full: list[float] | None, sampling: str | None, say_zero: bool = True) -> str:
