@@ -25,6 +25,7 @@ afresh instead of mixing old numbers into the table. ``OUT/results.csv`` is the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -188,61 +189,88 @@ def run_sweep(
     scheduler: str | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``)."""
+    """Run every unfinished cell; return the tidy table (also written to ``out/results.csv``).
+    The executor is reached before anything is written (an unreachable scheduler leaves no
+    folder behind)."""
     check_execution(executor, workers, scheduler)
-    folder = out / "cells"
     claim(out, "sweep")  # a sweep adds to its own folder only: never into a user's
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        mark(out, "sweep")
-    except OSError as exc:
-        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
-    (out / "design.json").write_text(json.dumps({"base": base.name, "cells": cells}, indent=1, default=str) + "\n")
-    key = base_key(base)
+    with _executor(executor, workers, scheduler) as submit:
+        cells_folder = _sweep_folder(out, base, cells)
+        writer = _CellWriter(cells_folder, base_key(base), len(cells), progress)
+        todo = [c for c in cells if not writer.path(c, ".csv").exists()]
+        writer.done = len(cells) - len(todo)
+        base_json = base.model_dump(mode="json")
+        for result in submit([(base_json, c) for c in todo]):
+            writer.record(*result)
+    return _gather(out, writer, cells)
 
-    def stem(cell: Cell) -> str:
-        return _stem(cell, key)
 
-    todo = [c for c in cells if not (folder / f"{stem(c)}.csv").exists()]
-    base_json = base.model_dump(mode="json")
-    done, simulated = len(cells) - len(todo), 0
-
-    def record(cell: Cell, table: pd.DataFrame | None, error: str | None) -> None:
-        nonlocal done, simulated
-        name = stem(cell)
-        if table is None:
-            (folder / f"{name}.error").write_text(json.dumps({"cell": cell, "error": error}, default=str) + "\n")
-        else:
-            tmp = folder / f"{name}.csv.tmp"
-            table.to_csv(tmp, index=False)
-            tmp.replace(folder / f"{name}.csv")  # a cell is on disk whole or not at all
-            (folder / f"{name}.error").unlink(missing_ok=True)
-            simulated += int(table["simulated_requests"].iloc[0])
-        done += 1
-        if progress:
-            progress(done, len(cells), simulated, name)
-
+@contextlib.contextmanager
+def _executor(executor: str, workers: int | None, scheduler: str | None):
+    """A function that runs :func:`_safe_run` on each argument pair and yields the results as
+    they finish: in local processes, or on a dask cluster (reached here, before any work)."""
     if executor == "local":
         with pool(workers) as local:
-            futures = [local.submit(_safe_run, base_json, c) for c in todo]
-            for future in as_completed(futures):
-                record(*future.result())
-    elif executor == "dask":
+            yield lambda jobs: (f.result() for f in as_completed([local.submit(_safe_run, *job) for job in jobs]))
+    else:
         from dask.distributed import as_completed as dask_completed
 
         with dask_client(scheduler, workers) as client:
-            futures = [client.submit(_safe_run, base_json, c, pure=False) for c in todo]
-            for future in dask_completed(futures):
-                record(*future.result())
-    else:
-        raise SimqosError(f"--executor: {executor!r} is not local or dask")
-    tables = [pd.read_csv(folder / f"{stem(c)}.csv") for c in cells if (folder / f"{stem(c)}.csv").exists()]
-    errors = [c for c in cells if (folder / f"{stem(c)}.error").exists()]
+            yield lambda jobs: (f.result() for f in dask_completed([client.submit(_safe_run, *job, pure=False) for job in jobs]))
+
+
+def _sweep_folder(out: Path, base: Scenario, cells: list[Cell]) -> Path:
+    """``out`` made and marked as a sweep's, with its design; returns its cells' folder."""
+    folder = out / "cells"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        mark(out, "sweep")
+        (out / "design.json").write_text(json.dumps({"base": base.name, "cells": cells}, indent=1, default=str) + "\n")
+    except OSError as exc:
+        raise SimqosError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    return folder
+
+
+class _CellWriter:
+    """Writes each finished cell into the cells' folder as it comes (whole or not at all) and
+    tells ``progress``."""
+
+    def __init__(self, folder: Path, key: str, n_cells: int, progress: Progress | None) -> None:
+        self.folder, self.key, self.n_cells, self.progress = folder, key, n_cells, progress
+        self.done, self.simulated = 0, 0
+
+    def path(self, cell: Cell, suffix: str) -> Path:
+        return self.folder / f"{_stem(cell, self.key)}{suffix}"
+
+    def record(self, cell: Cell, table: pd.DataFrame | None, error: str | None) -> None:
+        if table is None:
+            self.path(cell, ".error").write_text(json.dumps({"cell": cell, "error": error}, default=str) + "\n")
+        else:
+            tmp = self.path(cell, ".csv.tmp")
+            try:
+                table.to_csv(tmp, index=False)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise SimqosError(f"{self.folder}: cannot write a finished cell ({exc.strerror}); free some space and run the "
+                                  "sweep again: the cells already written are kept") from None
+            tmp.replace(self.path(cell, ".csv"))  # a cell is on disk whole or not at all
+            self.path(cell, ".error").unlink(missing_ok=True)
+            self.simulated += int(table["simulated_requests"].iloc[0])
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.n_cells, self.simulated, _stem(cell, self.key))
+
+
+def _gather(out: Path, writer: _CellWriter, cells: list[Cell]) -> pd.DataFrame:
+    """The finished cells' rows as one table, written to ``out/results.csv``; raises naming the
+    failed cells when there are any."""
+    tables = [pd.read_csv(writer.path(c, ".csv")) for c in cells if writer.path(c, ".csv").exists()]
+    errors = [c for c in cells if writer.path(c, ".error").exists()]
     results = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     results.to_csv(out / "results.csv", index=False)
     if errors:
         raise SimqosError(
-            f"{out}: {len(errors)} of {len(cells)} cells failed (see {folder}/*.error); "
+            f"{out}: {len(errors)} of {len(cells)} cells failed (see {writer.folder}/*.error); "
             "the others are in results.csv, and running the sweep again retries the failed ones"
         )
     return results

@@ -149,3 +149,28 @@ def test_the_shipped_sweep_runs_shortened(tmp_path):
     short = [c | {"requests": 500, "warmup_requests": 0} for c in cells[:2]]
     table = run_sweep(base, short, tmp_path / "s", workers=2)
     assert len(table) == 2 * len(base.policies)
+
+
+def test_an_unreachable_scheduler_leaves_no_folder_behind(tmp_path):
+    _, base, cells = load_sweep(_sweep_file(tmp_path))
+    out = tmp_path / "sw"
+    with pytest.raises(SimqosError, match="--scheduler tcp://127.0.0.1:9: cannot reach it"):
+        run_sweep(base, cells[:1], out, executor="dask", scheduler="tcp://127.0.0.1:9")
+    assert not out.exists()
+
+
+def test_a_full_disk_while_writing_a_cell_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    _, base, cells = load_sweep(_sweep_file(tmp_path))
+    out = tmp_path / "sw"
+    real = pd.DataFrame.to_csv
+
+    def full(self, path=None, *args, **kwargs):
+        if str(path).endswith(".csv.tmp"):
+            Path(path).write_text("cell,poli")  # a partial write, then the disk is full
+            raise OSError(28, "No space left on device")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(SimqosError, match=r"cells: cannot write a finished cell \(No space left on device\); free some space"):
+        run_sweep(base, cells[:1], out, workers=1)
+    assert not list((out / "cells").glob("*.tmp")) and not list((out / "cells").glob("*.csv"))
