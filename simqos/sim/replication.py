@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,63 +219,88 @@ def streamed_replication(plan: Plan, replication: int, kept: KeptRecords,
     this one is served) on a window of the device that moves with them: memory holds a chunk,
     the queue that carries over and the device since the servers' clocks, not the replication.
     ``progress(requests)`` after each chunk, with how many it served."""
-    scenario, model = plan.scenario, plan.model
-    chunk = chunk or CHUNK_REQUESTS
+    scenario = plan.scenario
     n, last = arrival_span(scenario, replication)
-    n_kept = max(n - scenario.warmup_requests, 0)
-    accuracy = model.accuracy_by_code()
-    sink = _RecordSink(plan, replication, kept)
     device = device_window(plan, replication, last)
     servers = [FastServer(plan, factory()) for factory in plan.policy_factories]
-    builders = [TallyBuilder(replication, n_kept, model.n_levels, model.n_segments, accuracy) for _ in servers]
+    keeper = _Keeper(plan, replication, kept, len(servers), max(n - scenario.warmup_requests, 0))
     stream = RequestStream(plan, replication)
     window = stream.take(0)
     first, begins, latest = 0, [0] * len(servers), 0.0  # request index of window[0]; each server's next
-
-    def keep(p: int, first_p: int, arrivals_s: np.ndarray, deadlines_s: np.ndarray, served: Served) -> None:
-        _tally_block(builders[p], scenario.warmup_requests, first_p, arrivals_s, served)
-        sink.add(p, first_p, arrivals_s, deadlines_s, served)
-
     # A second thread draws the next chunk and tallies and writes the served ones while this
     # thread serves (the compiled parts release the GIL); one thread, so each policy's blocks
     # are kept in order.
     kept_blocks: deque[Future] = deque()
     with ThreadPoolExecutor(1) as helper:
-        ahead = helper.submit(stream.take, chunk)
-        while True:
-            new = ahead.result()
-            final = stream.exhausted
-            if not final:
-                ahead = helper.submit(stream.take, chunk)
+        for new, final in _chunks(stream, helper, chunk or CHUNK_REQUESTS):
             window = tuple(np.concatenate((old, more)) for old, more in zip(window, new))
             arrivals, deadlines, work = window
             if len(arrivals):
                 device.ensure(float(arrivals[-1]) + DEVICE_AHEAD_S)
             for p, server in enumerate(servers):
-                while True:
-                    stop, short, arrays = server.serve(arrivals, deadlines, work, first, begins[p], final, device.view())
-                    served = Served(*arrays)
+                for begin, stop, served in _served_blocks(server, window, first, begins[p], final, device):
                     latest = max(latest, served.latest_s())
-                    block = slice(begins[p], stop)
-                    kept_blocks.append(helper.submit(keep, p, first + begins[p], arrivals[block], deadlines[block], served))
+                    kept_blocks.append(helper.submit(keeper.keep, p, first + begin, arrivals[begin:stop], deadlines[begin:stop], served))
                     begins[p] = stop
-                    if not short:
-                        break
-                    further = max(device.known_s - server.now_s, DEVICE_AHEAD_S)  # doubles while one request needs more
-                    device.ensure(max(server.now_s, device.known_s) + further)
             device.forget(min(server.now_s for server in servers))
             while kept_blocks and kept_blocks[0].done():
                 kept_blocks.popleft().result()  # raises what the helper raised
             lo = min(begins)
             if progress:
                 progress(lo)
-            if final:
-                break
             window, first, begins = tuple(a[lo:] for a in window), first + lo, [b - lo for b in begins]
         for block in kept_blocks:
             block.result()
     check_trace_ends(scenario, latest, f"replication {replication} uses the device until")
-    return [b.finish() for b in builders], sink.finish(), n * len(servers)
+    return *keeper.finish(), n * len(servers)
+
+
+def _chunks(stream: RequestStream, helper: ThreadPoolExecutor, chunk: int) -> Iterator[tuple[tuple[np.ndarray, ...], bool]]:
+    """The stream's chunks of ``chunk`` requests, each drawn in ``helper`` while the one before
+    is served, and whether it is the last."""
+    ahead = helper.submit(stream.take, chunk)
+    while True:
+        new = ahead.result()
+        final = stream.exhausted
+        if not final:
+            ahead = helper.submit(stream.take, chunk)
+        yield new, final
+        if final:
+            return
+
+
+def _served_blocks(server: FastServer, window: tuple[np.ndarray, ...], first: int, begin: int, final: bool,
+                   device) -> Iterator[tuple[int, int, Served]]:  # fmt: skip
+    """One server's requests of the window from ``begin``, served as far as it can go, each
+    block as ``(begin, stop, served)``; where it stops for the device, the device is sampled
+    further (doubling while one request needs more) and it goes on."""
+    while True:
+        stop, short, arrays = server.serve(*window, first, begin, final, device.view())
+        yield begin, stop, Served(*arrays)
+        if not short:
+            return
+        begin = stop
+        further = max(device.known_s - server.now_s, DEVICE_AHEAD_S)
+        device.ensure(max(server.now_s, device.known_s) + further)
+
+
+class _Keeper:
+    """What a streamed replication keeps of each served block: each policy's tally and the
+    records the scenario keeps."""
+
+    def __init__(self, plan: Plan, replication: int, kept: KeptRecords, n_policies: int, n_counted: int) -> None:
+        model = plan.model
+        accuracy = model.accuracy_by_code()
+        self.warmup = plan.scenario.warmup_requests
+        self.sink = _RecordSink(plan, replication, kept)
+        self.builders = [TallyBuilder(replication, n_counted, model.n_levels, model.n_segments, accuracy) for _ in range(n_policies)]
+
+    def keep(self, policy: int, first: int, arrivals_s: np.ndarray, deadlines_s: np.ndarray, served: Served) -> None:
+        _tally_block(self.builders[policy], self.warmup, first, arrivals_s, served)
+        self.sink.add(policy, first, arrivals_s, deadlines_s, served)
+
+    def finish(self) -> tuple[list[Tally], list[pd.DataFrame]]:
+        return [b.finish() for b in self.builders], self.sink.finish()
 
 
 def plan_tallies(plan: Plan, data: Run | pd.DataFrame) -> dict[str, list[Tally]]:
