@@ -65,13 +65,18 @@ def _memory_warnings(scenario: Scenario, model: ServiceModel) -> list[str]:
 
 def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
     """Warnings for ``scenario`` (module doc), each naming the field, the value and its meaning."""
-    out = []
     by_field = _values(scenario.device.speed, "device.speed", "speed", np.max)
+    out = [f"{field}: {speed:g} means a device {speed:g} times faster than the one profiled; speed is a factor "
+           "(1.0 = as profiled, 0.5 = half as fast), not a percentage" for field, speed in by_field.items() if speed > MOST_SPEED]
     speeds = list(by_field.values())
-    for field, speed in by_field.items():
-        if speed > MOST_SPEED:
-            out.append(f"{field}: {speed:g} means a device {speed:g} times faster than the one profiled; "
-                       "speed is a factor (1.0 = as profiled, 0.5 = half as fast), not a percentage")
+    return (out + _deadline_warnings(scenario, model, max(speeds)) + _memory_warnings(scenario, model) + _trace_warnings(scenario)
+            + _slicing_warnings(scenario, min(speeds)) + _output_warnings(scenario.outputs))
+
+
+def _deadline_warnings(scenario: Scenario, model: ServiceModel, top_speed: float) -> list[str]:
+    """A lognormal deadline's sigma given as a spread in ms; a deadline no route can meet, even
+    at the top speed, back to back or after the idle gap a request finds at the mean rate."""
+    out = []
     deadline = scenario.workload.deadline
     if deadline.kind == "lognormal" and deadline.sigma > MOST_SIGMA:
         p99 = deadline.median_ms * math.exp(2.326 * deadline.sigma)
@@ -79,24 +84,29 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
                    f"(median {deadline.median_ms:g} ms); sigma is the standard deviation of the deadline's logarithm "
                    "(0.3: about ±35 %), not a spread in ms")
     fastest_each = model.remaining_quantile_ms(0.0)[:, 0]  # each level's fastest draw, whole route
-    fastest_ms = float(fastest_each.min()) / max(speeds)
+    fastest_ms = float(fastest_each.min()) / top_speed
     longest_ms = {"constant": lambda: deadline.ms, "uniform": lambda: deadline.high_ms,
                   "lognormal": lambda: deadline.median_ms}[deadline.kind]()
     what = {"constant": "the deadline", "uniform": "the longest deadline", "lognormal": "the median deadline"}[deadline.kind]
     if longest_ms < fastest_ms:
         out.append(f"workload.deadline: {what} is {longest_ms:g} ms, but the fastest route of {scenario.profile.name} "
-                   f"needs {fastest_ms:.3g} ms even at the device's top speed ({max(speeds):g}), so "
+                   f"needs {fastest_ms:.3g} ms even at the device's top speed ({top_speed:g}), so "
                    f"{'most requests' if deadline.kind == 'lognormal' else 'every request'} will miss (deadlines are in ms)")
-    else:
-        spacing_ms = 1e3 / scenario.workload.arrival.mean_rate_hz()
-        gap_ms = spacing_ms - fastest_ms  # the idle gap a request finds at the mean spacing
-        woken_ms = min(f * factor for f, factor in zip(fastest_each, model.idle_factors_at(max(gap_ms, 0.0)))) / max(speeds)
-        if gap_ms > 0 and longest_ms < woken_ms:
-            out.append(f"workload.deadline: {what} is {longest_ms:g} ms; the fastest route of {scenario.profile.name} needs "
-                       f"{fastest_ms:.3g} ms at the device's top speed back to back, but requests arriving "
-                       f"{spacing_ms:.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
-                       f"after which the profile's idle table slows it to {woken_ms:.3g} ms, so most requests will miss")
-    out += _memory_warnings(scenario, model)
+        return out
+    spacing_ms = 1e3 / scenario.workload.arrival.mean_rate_hz()
+    gap_ms = spacing_ms - fastest_ms  # the idle gap a request finds at the mean spacing
+    woken_ms = min(f * factor for f, factor in zip(fastest_each, model.idle_factors_at(max(gap_ms, 0.0)))) / top_speed
+    if gap_ms > 0 and longest_ms < woken_ms:
+        out.append(f"workload.deadline: {what} is {longest_ms:g} ms; the fastest route of {scenario.profile.name} needs "
+                   f"{fastest_ms:.3g} ms at the device's top speed back to back, but requests arriving "
+                   f"{spacing_ms:.3g} ms apart find it idle for about {gap_ms:.3g} ms, "
+                   f"after which the profile's idle table slows it to {woken_ms:.3g} ms, so most requests will miss")
+    return out
+
+
+def _trace_warnings(scenario: Scenario) -> list[str]:
+    """A replayed trace (device or arrivals) whose times look like milliseconds."""
+    out = []
     run_s = (scenario.requests / scenario.workload.arrival.mean_rate_hz() if scenario.requests is not None
              else scenario.duration_s)
     for field, spec, column in scenario.device.processes():
@@ -112,12 +122,22 @@ def implausible(scenario: Scenario, model: ServiceModel) -> list[str]:
         if gap_s > MOST_GAP_S:
             out.append(f"workload.arrival: {arrival.path} has one arrival every {gap_s:g} s on average; are its "
                        "arrival_s in milliseconds? (times are in seconds)")
+    return out
+
+
+def _slicing_warnings(scenario: Scenario, lowest_state_speed: float) -> list[str]:
+    """Time-slicing on a device whose speed never drops below 1 (nothing to slice)."""
     spec = scenario.device.speed
-    lowest = float(read_trace_csv(spec.path, "speed").values.min()) if spec.kind == "trace" else min(speeds)
+    lowest = float(read_trace_csv(spec.path, "speed").values.min()) if spec.kind == "trace" else lowest_state_speed
     if scenario.device.slice_ms > 0.0 and lowest >= 1.0:
-        out.append(f"device.slice_ms: {scenario.device.slice_ms:g} has no effect: device.speed never drops below 1, and "
-                   "only a speed below 1 is sliced (the share of the core competing processes leave)")
-    outputs = scenario.outputs
+        return [f"device.slice_ms: {scenario.device.slice_ms:g} has no effect: device.speed never drops below 1, and "
+                "only a speed below 1 is sliced (the share of the core competing processes leave)"]
+    return []
+
+
+def _output_warnings(outputs) -> list[str]:
+    """Output settings that have no effect with the records chosen."""
+    out = []
     fields = type(outputs).model_fields  # defaults, not model_fields_set: a copied scenario marks every field set
     if outputs.sample_requests != fields["sample_requests"].default and outputs.records != "sample":
         out.append(f"outputs.sample_requests: {outputs.sample_requests} has no effect with outputs.records: {outputs.records}; "
