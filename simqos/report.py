@@ -84,28 +84,10 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         f"Δ {unit} vs {baseline or 'baseline'}, points [95 % CI{'; with the test set' if full else ''}] |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, row in summary.iterrows():
-        p99 = f"{row['p99_ms']:.2f} [{_fmt(row.get('p99_ms_low'), '.2f')}, {_fmt(row.get('p99_ms_high'), '.2f')}]"
-        accuracy = "—" if pd.isna(row["mean_accuracy"]) else (
-            f"{row['mean_accuracy']:.2%} [{row['mean_accuracy_low']:.1%}, {row['mean_accuracy_high']:.1%}]"
-        )
-        d = differences.get(row["policy"])
-        delta = "baseline" if row["policy"] == baseline else ("—" if d is None else
-                 f"{100 * d[0]:+.2f}" + (f" [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]" if d[1] is not None else "")
-                 + (f"; [{100 * full[row['policy']][1]:+.2f}, {100 * full[row['policy']][2]:+.2f}]" if row["policy"] in full else ""))
-        lines.append(
-            f"| {row['policy']} | {row.get('engine', '—')} | {_nines_text(row)} | {100 * row['miss_rate']:.3f} | "
-            f"{row['p50_ms']:.2f} | {p99} | {row['p99.9_ms']:.2f} | {accuracy} | "
-            f"{_fmt(row['accuracy_at_deadline'], '.2%')} | {delta} |"
-        )
+    lines += [_policy_row(row, differences.get(row["policy"]), full.get(row["policy"]), row["policy"] == baseline)
+              for _, row in summary.iterrows()]
     if bound is not None:
-        met = bound["met"] / bound["requests"]
-        lines.append(
-            f"| offline optimum ({'exact' if bound['exact'] else 'upper bound'}) | — | "
-            f"{_fmt(-math.log10(1 - met), '.2f') + ' (at most)' if met < 1 else '∞ (every request can meet it)'} | "
-            f"{100 * (1 - met):.3f} (at least) | — | — | — | — | "
-            f"{_fmt(bound['accuracy_at_deadline'], '.2%')} (at most) | — |"
-        )
+        lines.append(_bound_row(bound))
     lines += [
         "",
         "Intervals are 95 %. Nines: Wilson on the effective sample size (requests / design effect "
@@ -117,6 +99,30 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
     ]
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _policy_row(row: pd.Series, d: list | None, full: list | None, is_baseline: bool) -> str:
+    """A policy's row of the report's table; ``d`` (``full``): its difference from the baseline,
+    the simulation's interval (with the test set's sampling)."""
+    p99 = f"{row['p99_ms']:.2f} [{_fmt(row.get('p99_ms_low'), '.2f')}, {_fmt(row.get('p99_ms_high'), '.2f')}]"
+    accuracy = "—" if pd.isna(row["mean_accuracy"]) else (
+        f"{row['mean_accuracy']:.2%} [{row['mean_accuracy_low']:.1%}, {row['mean_accuracy_high']:.1%}]"
+    )
+    delta = "baseline" if is_baseline else ("—" if d is None else
+             f"{100 * d[0]:+.2f}" + (f" [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]" if d[1] is not None else "")
+             + (f"; [{100 * full[1]:+.2f}, {100 * full[2]:+.2f}]" if full is not None else ""))
+    return (f"| {row['policy']} | {row.get('engine', '—')} | {_nines_text(row)} | {100 * row['miss_rate']:.3f} | "
+            f"{row['p50_ms']:.2f} | {p99} | {row['p99.9_ms']:.2f} | {accuracy} | "
+            f"{_fmt(row['accuracy_at_deadline'], '.2%')} | {delta} |")
+
+
+def _bound_row(bound: dict) -> str:
+    """The offline optimum's row of the report's table."""
+    met = bound["met"] / bound["requests"]
+    return (f"| offline optimum ({'exact' if bound['exact'] else 'upper bound'}) | — | "
+            f"{_fmt(-math.log10(1 - met), '.2f') + ' (at most)' if met < 1 else '∞ (every request can meet it)'} | "
+            f"{100 * (1 - met):.3f} (at least) | — | — | — | — | "
+            f"{_fmt(bound['accuracy_at_deadline'], '.2%')} (at most) | — |")
 
 
 TIMELINE_WINDOW_S = 1.0
@@ -174,15 +180,35 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
         figures["latency_ccdf"] = plots.latency_ccdf(pd.read_csv(folder / "latency_ccdf.csv"),
                                                      deadline.fixed_ms)
     figures["accuracy_vs_percentile"] = plots.accuracy_vs_percentile(summary)
+    if progress:
+        progress("figures")
+    _experiment_figures(folder, scenario, summary_json.get("bound"), figures, notes)
+    if records is not None:
+        figures["timeline"] = _timeline(scenario, records, (summary_json.get("verdict") or {}).get("deploy"))
+    else:
+        notes.append("timeline: skipped, the run kept no records (outputs.records: none)")
+    profile = load_profile(scenario.profile)
+    figures["profile_layers"] = plots.profile_layers(profile.layers, profile.kernels, profile.layer_names)
+    figures["profile_gap"] = plots.profile_gap(profile.end_to_end_gap(), profile.dense_end_to_end_ms)
+    for name, fig in figures.items():
+        plots.save(fig, folder / "plots" / f"{name}.png")
+    notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
+    notes[:0] = [f"**warning**: {w}" for w in summary_json.get("warnings", [])]
+    (folder / "report.md").write_text(_markdown(scenario, summary, notes, summary_json.get("verdict"), summary_json.get("bound")))
+    return list(figures)
+
+
+def _experiment_figures(folder: Path, scenario: Scenario, bound: dict | None, figures: dict, notes: list[str]) -> None:
+    """The figures drawn from the run's experiments/ (the accuracy frontier, nines against the
+    deadline and the load) into ``figures``, or into ``notes`` why one is not drawn."""
     missing = ("not in this folder: its run had outputs.plots: false, so it ran none of the experiments/ the figure needs; "
                "run the scenario with plots: true to draw it" if not scenario.outputs.plots else
                "not in this folder: its run kept no experiments/ (an older simqos); run the scenario again to draw it")
-    if progress:
-        progress("figures")
     if (table := read_experiment(folder, "frontier")) is not None:
-        figures["accuracy_frontier"] = plots.accuracy_frontier(table, summary_json.get("bound"))
+        figures["accuracy_frontier"] = plots.accuracy_frontier(table, bound)
     else:
         notes.append(f"accuracy frontier: {missing}")
+    deadline = scenario.workload.deadline
     if deadline.fixed_ms is None:
         notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
     elif (table := read_experiment(folder, "nines_vs_deadline")) is not None:
@@ -201,19 +227,6 @@ def write_report(folder: Path, progress: Callable[[str], None] | None = None) ->
             notes.append(rising)
     else:
         notes.append(f"nines vs load: {missing}")
-    if records is not None:
-        figures["timeline"] = _timeline(scenario, records, (summary_json.get("verdict") or {}).get("deploy"))
-    else:
-        notes.append("timeline: skipped, the run kept no records (outputs.records: none)")
-    profile = load_profile(scenario.profile)
-    figures["profile_layers"] = plots.profile_layers(profile.layers, profile.kernels, profile.layer_names)
-    figures["profile_gap"] = plots.profile_gap(profile.end_to_end_gap(), profile.dense_end_to_end_ms)
-    for name, fig in figures.items():
-        plots.save(fig, folder / "plots" / f"{name}.png")
-    notes.insert(0, "figures: " + ", ".join(f"`plots/{name}.png`" for name in figures))
-    notes[:0] = [f"**warning**: {w}" for w in summary_json.get("warnings", [])]
-    (folder / "report.md").write_text(_markdown(scenario, summary, notes, summary_json.get("verdict"), summary_json.get("bound")))
-    return list(figures)
 
 
 def pooled_over_seeds(results: pd.DataFrame, fields: list[str]) -> pd.DataFrame:

@@ -62,62 +62,12 @@ def _check_numeric(path: Path, table: pd.DataFrame, columns: tuple[str, ...], mi
 
 
 def _validate(folder: Path, profile: Profile) -> None:
-    meta = profile.meta
-    densities = [lv.density for lv in meta.levels]
-    if [lv.index for lv in meta.levels] != list(range(len(meta.levels))):
-        raise _fail(folder / META_FILE, "levels: indices must be 0, 1, ... in order")
-    if any(b >= a for a, b in zip(densities, densities[1:])):
-        raise _fail(folder / META_FILE, f"levels: densities {densities} must strictly decrease (level 0 least sparse)")
-    if not meta.layers:
-        raise _fail(folder / META_FILE, "layers: empty; a profile needs at least one layer")
-    segments = [layer.segment for layer in meta.layers]
-    if segments[0] != 0 or any(b - a not in (0, 1) for a, b in zip(segments, segments[1:])):
-        raise _fail(folder / META_FILE, f"layers: segments {segments} must start at 0 and grow by 0 or 1")
-    names = profile.layer_names
-    boundaries = [a.name for a, b in zip(meta.layers, meta.layers[1:]) if b.segment != a.segment]
-    if meta.reroute_after != boundaries:
-        raise _fail(
-            folder / META_FILE,
-            f"reroute_after {meta.reroute_after} must name the last layer of every segment but the last, {boundaries}",
-        )
+    """Every check of a bundle read into ``profile`` (the module doc), table by table."""
+    _check_meta(folder / META_FILE, profile)
+    expected = {(n, lv) for n in profile.layer_names for lv in range(profile.n_levels)}
+    _check_layers(folder / "layers.csv", profile, expected)
+    _check_samples(folder, profile, expected)
     k = profile.n_levels
-    expected = {(n, lv) for n in names for lv in range(k)}
-
-    path = folder / "layers.csv"
-    t = profile.layers
-    _check_numeric(path, t, ("nnz", "flops", "weight_bytes", "kernel_weight_bytes", "activation_bytes"), 0, strict=False)
-    _check_numeric(path, t, ("latency_median_ms", "isolated_median_ms", "isolated_calls_per_sample"), 0, strict=True)
-    got = list(zip(t["layer"], t["level"]))
-    if len(got) != len(set(got)) or set(got) != expected:
-        missing = sorted(expected - set(got))[:3]
-        raise _fail(path, f"needs exactly one row per layer x level; missing {missing}, {len(got)} rows for {len(expected)}")
-    for name in names:
-        rows = t[t["layer"] == name].sort_values("level")
-        for col, what in (("nnz", "non-zeros"), ("weight_bytes", "resident weight bytes")):
-            values = rows[col].to_numpy()
-            if np.any(np.diff(values) > 0):
-                raise _fail(
-                    path,
-                    f"layer {name!r}: {what} {values.tolist()} grow from a level to a sparser one; "
-                    "the levels are not nested — re-profile from a nested network",
-                )
-
-    path = folder / "latency_samples.csv"
-    s = profile.latency_samples
-    _check_numeric(path, s, ("latency_ms",), 0, strict=True)
-    have = set(zip(s["layer"], s["level"]))
-    if have != expected:
-        raise _fail(path, f"needs samples for every layer x level; missing {sorted(expected - have)[:3]}")
-    medians = s.groupby(["layer", "level"])["latency_ms"].median()
-    for row in t.itertuples(index=False):
-        sampled = float(medians.loc[(row.layer, row.level)])
-        if not 0.5 <= row.latency_median_ms / sampled <= 2.0:
-            raise _fail(
-                folder / "layers.csv",
-                f"layer {row.layer!r} level {row.level}: latency_median_ms {row.latency_median_ms:g} is not the median of "
-                f"its samples in latency_samples.csv ({sampled:g} ms); both are milliseconds",
-            )
-
     path = folder / "end_to_end.csv"
     e = profile.end_to_end
     _check_numeric(path, e, ("latency_ms",), 0, strict=True)
@@ -125,26 +75,82 @@ def _validate(folder: Path, profile: Profile) -> None:
         raise _fail(
             path, f"needs samples for levels {DENSE_BASELINE_LEVEL} (dense baseline) and 0..{k - 1}, has {sorted(set(e['level']))}"
         )
-
-    if meta.accuracy.available and profile.routes is None:
+    if profile.meta.accuracy.available and profile.routes is None:
         raise _fail(folder / "routes.csv", "missing, but profile.json says accuracy is available")
-    if not meta.accuracy.available and profile.routes is not None:
+    if not profile.meta.accuracy.available and profile.routes is not None:
         raise _fail(folder / "routes.csv", "present, but profile.json says accuracy is unavailable; remove one")
     if profile.routes is not None:
         check_routes(folder / "routes.csv", profile.routes, profile.n_segments, k)
     if profile.outcomes is not None:
         _check_outcomes(folder / OUTCOMES_FILE, profile.outcomes, profile.routes)
-
     if profile.idle is not None:
-        path = folder / "idle.csv"
-        d = profile.idle
-        _check_numeric(path, d, ("idle_ms",), 0, strict=False)
-        _check_numeric(path, d, ("latency_ms",), 0, strict=True)
-        gaps = set(d["idle_ms"])
-        if set(d["level"]) != set(range(k)) or 0.0 not in gaps:
-            raise _fail(path, f"needs samples for levels 0..{k - 1}, each at idle_ms 0 (back to back) and after gaps")
-        if any(set(g["idle_ms"]) != gaps for _, g in d.groupby("level")):
-            raise _fail(path, f"every level needs samples at the same idle gaps {sorted(gaps)}")
+        _check_idle(folder / "idle.csv", profile.idle, k)
+
+
+def _check_meta(path: Path, profile: Profile) -> None:
+    """Levels in order with densities falling; layers in segments from 0; reroute points at
+    every segment's end but the last."""
+    meta = profile.meta
+    densities = [lv.density for lv in meta.levels]
+    if [lv.index for lv in meta.levels] != list(range(len(meta.levels))):
+        raise _fail(path, "levels: indices must be 0, 1, ... in order")
+    if any(b >= a for a, b in zip(densities, densities[1:])):
+        raise _fail(path, f"levels: densities {densities} must strictly decrease (level 0 least sparse)")
+    if not meta.layers:
+        raise _fail(path, "layers: empty; a profile needs at least one layer")
+    segments = [layer.segment for layer in meta.layers]
+    if segments[0] != 0 or any(b - a not in (0, 1) for a, b in zip(segments, segments[1:])):
+        raise _fail(path, f"layers: segments {segments} must start at 0 and grow by 0 or 1")
+    boundaries = [a.name for a, b in zip(meta.layers, meta.layers[1:]) if b.segment != a.segment]
+    if meta.reroute_after != boundaries:
+        raise _fail(path, f"reroute_after {meta.reroute_after} must name the last layer of every segment but the last, {boundaries}")
+
+
+def _check_layers(path: Path, profile: Profile, expected: set[tuple[str, int]]) -> None:
+    """layers.csv: its units, one row per layer x level, and nesting (non-zeros and resident
+    bytes never grow from a level to a sparser one)."""
+    t = profile.layers
+    _check_numeric(path, t, ("nnz", "flops", "weight_bytes", "kernel_weight_bytes", "activation_bytes"), 0, strict=False)
+    _check_numeric(path, t, ("latency_median_ms", "isolated_median_ms", "isolated_calls_per_sample"), 0, strict=True)
+    got = list(zip(t["layer"], t["level"]))
+    if len(got) != len(set(got)) or set(got) != expected:
+        missing = sorted(expected - set(got))[:3]
+        raise _fail(path, f"needs exactly one row per layer x level; missing {missing}, {len(got)} rows for {len(expected)}")
+    for name in profile.layer_names:
+        rows = t[t["layer"] == name].sort_values("level")
+        for col, what in (("nnz", "non-zeros"), ("weight_bytes", "resident weight bytes")):
+            values = rows[col].to_numpy()
+            if np.any(np.diff(values) > 0):
+                raise _fail(path, f"layer {name!r}: {what} {values.tolist()} grow from a level to a sparser one; "
+                                  "the levels are not nested — re-profile from a nested network")
+
+
+def _check_samples(folder: Path, profile: Profile, expected: set[tuple[str, int]]) -> None:
+    """latency_samples.csv: samples for every layer x level, whose medians are layers.csv's."""
+    path = folder / "latency_samples.csv"
+    s = profile.latency_samples
+    _check_numeric(path, s, ("latency_ms",), 0, strict=True)
+    have = set(zip(s["layer"], s["level"]))
+    if have != expected:
+        raise _fail(path, f"needs samples for every layer x level; missing {sorted(expected - have)[:3]}")
+    medians = s.groupby(["layer", "level"])["latency_ms"].median()
+    for row in profile.layers.itertuples(index=False):
+        sampled = float(medians.loc[(row.layer, row.level)])
+        if not 0.5 <= row.latency_median_ms / sampled <= 2.0:
+            raise _fail(folder / "layers.csv",
+                        f"layer {row.layer!r} level {row.level}: latency_median_ms {row.latency_median_ms:g} is not the median "
+                        f"of its samples in latency_samples.csv ({sampled:g} ms); both are milliseconds")
+
+
+def _check_idle(path: Path, d: pd.DataFrame, k: int) -> None:
+    """idle.csv: every level at the same gaps, 0 (back to back) among them."""
+    _check_numeric(path, d, ("idle_ms",), 0, strict=False)
+    _check_numeric(path, d, ("latency_ms",), 0, strict=True)
+    gaps = set(d["idle_ms"])
+    if set(d["level"]) != set(range(k)) or 0.0 not in gaps:
+        raise _fail(path, f"needs samples for levels 0..{k - 1}, each at idle_ms 0 (back to back) and after gaps")
+    if any(set(g["idle_ms"]) != gaps for _, g in d.groupby("level")):
+        raise _fail(path, f"every level needs samples at the same idle gaps {sorted(gaps)}")
 
 
 def _check_outcomes(path: Path, outcomes: RouteOutcomes, routes: pd.DataFrame | None) -> None:

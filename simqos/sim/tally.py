@@ -345,20 +345,7 @@ def summary_row(
     if percentile_intervals:
         row |= percentile_intervals_ms(tally, confidence)
     text = {c: route_text(c, n_levels, n_segments) for c in np.flatnonzero(tally.routes_served)}
-    intervals = None if not route_intervals else {c: route_intervals[t] for c, t in text.items() if t in route_intervals}
-    sums = tally.sums
-    if n_served and np.isfinite(sums[:, 0]).all():
-        share = {c: tally.routes_served[c] / n_served for c in text}
-        acc = _mean_interval(sums[:, 0], sums[:, 1], served, share, intervals, confidence)
-        met_share = {c: tally.routes_met[c] / n for c in np.flatnonzero(tally.routes_met)}
-        at_deadline = _mean_interval(sums[:, 2], sums[:, 3], requests, met_share, intervals, confidence)
-    elif route_intervals:  # the profile has accuracy, but nothing was served: every request counts as wrong
-        acc = (math.nan,) * 3
-        at_deadline = (0.0, 0.0, wilson_interval(0, n)[1])
-    else:
-        acc = at_deadline = (math.nan,) * 3
-    row |= dict(zip(("mean_accuracy", "mean_accuracy_low", "mean_accuracy_high"), acc))
-    row |= dict(zip(("accuracy_at_deadline", "accuracy_at_deadline_low", "accuracy_at_deadline_high"), at_deadline))
+    row |= _accuracy_columns(tally, text, route_intervals, confidence)
     segments = np.zeros(n_levels)
     for c in text:
         segments += tally.routes_served[c] * np.bincount(np.array(text[c].split("-"), dtype=int), minlength=n_levels)
@@ -372,6 +359,29 @@ def summary_row(
         "replication_miss_rate_std": float(np.std(per_rep, ddof=1)) if len(per_rep) > 1 else math.nan,
     }
     return row
+
+
+def _accuracy_columns(tally: Tally, text: dict[int, str], route_intervals: Mapping[str, tuple[float, float]] | None,
+                      confidence: float) -> dict[str, float]:
+    """Mean accuracy of served requests and accuracy-at-deadline, each with its interval
+    (``text``: the served routes' codes and texts; ``route_intervals``: each route's accuracy
+    interval, when the profile has accuracy)."""
+    requests, served = tally.counts[:, 0], tally.counts[:, 4]
+    n, n_served = int(requests.sum()), int(served.sum())
+    intervals = None if not route_intervals else {c: route_intervals[t] for c, t in text.items() if t in route_intervals}
+    sums = tally.sums
+    if n_served and np.isfinite(sums[:, 0]).all():
+        share = {c: tally.routes_served[c] / n_served for c in text}
+        acc = _mean_interval(sums[:, 0], sums[:, 1], served, share, intervals, confidence)
+        met_share = {c: tally.routes_met[c] / n for c in np.flatnonzero(tally.routes_met)}
+        at_deadline = _mean_interval(sums[:, 2], sums[:, 3], requests, met_share, intervals, confidence)
+    elif route_intervals:  # the profile has accuracy, but nothing was served: every request counts as wrong
+        acc = (math.nan,) * 3
+        at_deadline = (0.0, 0.0, wilson_interval(0, n)[1])
+    else:
+        acc = at_deadline = (math.nan,) * 3
+    return (dict(zip(("mean_accuracy", "mean_accuracy_low", "mean_accuracy_high"), acc))
+            | dict(zip(("accuracy_at_deadline", "accuracy_at_deadline_low", "accuracy_at_deadline_high"), at_deadline)))
 
 
 def paired_difference(tally: Tally, baseline: Tally, objective: str, confidence: float = 0.95,
