@@ -320,19 +320,25 @@ def timeline(
     """
     end_s = start_s + window_s
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.6), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
-    for (times, values), ax, label, colour in (
-        (speed, top, "speed factor", "tab:blue"),
-        (resident, top.twinx(), "least sparse resident level", "tab:purple"),
-    ):
-        inside = (times < end_s) & (np.append(times[1:], np.inf) > start_s)
-        t = np.clip(times[inside], start_s, None)
-        ax.step(np.append(t, end_s), np.append(values[inside], values[inside][-1]), where="post", color=colour)
-        ax.set_ylabel(label, color=colour, fontsize=8)
-        if ax is not top:  # levels are indices
-            ax.set_yticks(range(int(values.max()) + 1))
-            ax.set_ylim(-0.3, max(1, int(values.max())) + 0.3)
+    _device_panel(top, speed, resident, start_s, end_s)
     top.set_title(f"Device and requests under {policy}", fontsize=10)
     r = records[(records["policy"] == policy) & (records["arrival_s"] >= start_s) & (records["arrival_s"] <= end_s)]
+    _request_points(bottom, r)
+    _deadline_line(bottom, deadline_ms)
+    bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # 20, not 2x10^1
+    bottom.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    bottom.set_xlabel("arrival time (s)")
+    bottom.set_ylabel("latency (ms)")
+    bottom.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below the axes: never over a request
+    bottom.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _request_points(bottom, r: pd.DataFrame) -> None:
+    """Each request at its arrival and latency, coloured by outcome and shaped by route (the
+    ones never served along the top); rerouted ones ringed, the first few labelled with their route."""
     colours = {"met": "tab:green", "missed": "tab:red", "dropped": "tab:gray"}
     shapes = {"least sparse": "o", "mixed": "s", "sparsest": "^"}
     route_class = r["route"].fillna("").map(
@@ -354,19 +360,30 @@ def timeline(
         for k, row in enumerate(r[rerouted].head(12).itertuples()):  # the route's shape; above and below by turns
             bottom.annotate(row.route, (row.arrival_s, row.latency_ms), xytext=(4, 4 if k % 2 == 0 else -10),
                             textcoords="offset points", fontsize=6)
+
+
+def _device_panel(top, speed: tuple[np.ndarray, np.ndarray], resident: tuple[np.ndarray, np.ndarray], start_s: float,
+                  end_s: float) -> None:
+    """The speed factor (left axis) and the least sparse resident level (right) between the two times."""
+    for (times, values), ax, label, colour in (
+        (speed, top, "speed factor", "tab:blue"),
+        (resident, top.twinx(), "least sparse resident level", "tab:purple"),
+    ):
+        inside = (times < end_s) & (np.append(times[1:], np.inf) > start_s)
+        t = np.clip(times[inside], start_s, None)
+        ax.step(np.append(t, end_s), np.append(values[inside], values[inside][-1]), where="post", color=colour)
+        ax.set_ylabel(label, color=colour, fontsize=8)
+        if ax is not top:  # levels are indices
+            ax.set_yticks(range(int(values.max()) + 1))
+            ax.set_ylim(-0.3, max(1, int(values.max())) + 0.3)
+
+
+def _deadline_line(ax, deadline_ms: float | None) -> None:
+    """A dashed line at the deadline, labelled at the right."""
     if deadline_ms is not None:
-        bottom.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
-        bottom.annotate(f"deadline {deadline_ms:g} ms", (1.0, deadline_ms), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                        textcoords="offset points", ha="right", fontsize=7)
-    bottom.set_yscale("log")
-    bottom.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # 20, not 2x10^1
-    bottom.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    bottom.set_xlabel("arrival time (s)")
-    bottom.set_ylabel("latency (ms)")
-    bottom.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below the axes: never over a request
-    bottom.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return fig
+        ax.axhline(deadline_ms, color="black", linestyle="--", linewidth=1)
+        ax.annotate(f"deadline {deadline_ms:g} ms", (1.0, deadline_ms), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                    textcoords="offset points", ha="right", fontsize=7)
 
 
 def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
@@ -397,6 +414,19 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.grid(True, alpha=0.3)
     whole.set_ylabel("accuracy-at-deadline (a miss counts as wrong)")
+    _optimum_lines(whole, zoom, table, bound)
+    whole.legend(fontsize=8, loc="lower right")
+    fig.suptitle("What the built-in policy families reach on this scenario, listed or not, and its own policies (static: a point per level; "
+                 "greedy, deadline_aware: lines through quantiles;\nclairvoyant: margin ms; dotted red: the offline optimum; "
+                 "bottom right: the rerouting policies up close, bars 95 % intervals; a policy with no miss sits at its "
+                 "nines' lower bound)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _optimum_lines(whole, zoom, table: pd.DataFrame, bound: dict | None) -> None:
+    """The offline optimum as dotted limits on both objective panels, the zoom set on the
+    rerouting policies, and its frame marked on the whole panel."""
     accuracy = None if bound is None else bound.get("accuracy_at_deadline")
     known = accuracy is not None and not pd.isna(accuracy)
     for ax in (whole, zoom):
@@ -413,13 +443,6 @@ def accuracy_frontier(table: pd.DataFrame, bound: dict | None = None) -> Figure:
     zx0, zx1, zy0, zy1 = max(zx0, x0), min(zx1, x1), max(zy0, y0), min(zy1, y1)  # the part of the zoom inside the frame
     if zx1 > zx0 and zy1 > zy0:
         whole.indicate_inset([zx0, zy0, zx1 - zx0, zy1 - zy0], inset_ax=zoom, edgecolor="grey")
-    whole.legend(fontsize=8, loc="lower right")
-    fig.suptitle("What the built-in policy families reach on this scenario, listed or not, and its own policies (static: a point per level; "
-                 "greedy, deadline_aware: lines through quantiles;\nclairvoyant: margin ms; dotted red: the offline optimum; "
-                 "bottom right: the rerouting policies up close, bars 95 % intervals; a policy with no miss sits at its "
-                 "nines' lower bound)", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def _frontier_points(ax, table: pd.DataFrame, families: list[str], x: str, y: str, bars: bool) -> None:
