@@ -205,22 +205,11 @@ def profile_layer_level(
     trials: list[KernelTrial] = []
     timed: dict[str, tuple[Measurement, BuiltKernel]] = {}
     for name in dict.fromkeys(["dense", *kernels]):
-        try:
-            built = reference if name == "dense" else build_kernel(name, module, weights, timer.device)
-        except ValueError as exc:
-            trials.append(KernelTrial(name, f"unsupported: {exc}", None))
-            continue
-        with torch.no_grad():
-            got = tensors_in(built.fn(*call.args, **call.kwargs))
-        scale = max(1.0, max(float(t.abs().max()) for t in expected))
-        if len(got) != len(expected) or not all(
-            torch.allclose(g, e, rtol=1e-4, atol=1e-4 * scale) for g, e in zip(got, expected)
-        ):
-            trials.append(KernelTrial(name, "inexact", None))
-            continue
-        m = timer.measure(lambda built=built: built.fn(*call.args, **call.kwargs), f"{layer.name}@{level}:{name}")
-        timed[name] = (m, built)
-        trials.append(KernelTrial(name, "exact", m.median_ms, built.resident_bytes))
+        trial = _try_kernel(name, reference, expected, module, weights, call, timer, f"{layer.name}@{level}:{name}")
+        if isinstance(trial, tuple):
+            timed[name] = trial
+            trial = KernelTrial(name, "exact", trial[0].median_ms, trial[1].resident_bytes)
+        trials.append(trial)
     chosen = min(timed, key=lambda n: timed[n][0].median_ms)
     trials = [replace(t, status="chosen") if t.kernel == chosen else t for t in trials]
     measurement, built = timed[chosen]
@@ -246,6 +235,22 @@ def profile_layer_level(
         measurement=measurement,
         trials=trials,
     )
+
+
+def _try_kernel(name: str, reference: BuiltKernel, expected: list[torch.Tensor], module: nn.Module, weights, call: CapturedCall,
+                timer: TimerOptions, label: str) -> tuple[Measurement, BuiltKernel] | KernelTrial:
+    """Kernel ``name`` built for the layer and timed on the real call — or, when it cannot be
+    built or its output is not the dense masked layer's (``expected``), the trial that says so."""
+    try:
+        built = reference if name == "dense" else build_kernel(name, module, weights, timer.device)
+    except ValueError as exc:
+        return KernelTrial(name, f"unsupported: {exc}", None)
+    with torch.no_grad():
+        got = tensors_in(built.fn(*call.args, **call.kwargs))
+    scale = max(1.0, max(float(t.abs().max()) for t in expected))
+    if len(got) != len(expected) or not all(torch.allclose(g, e, rtol=1e-4, atol=1e-4 * scale) for g, e in zip(got, expected)):
+        return KernelTrial(name, "inexact", None)
+    return timer.measure(lambda: built.fn(*call.args, **call.kwargs), label), built
 
 
 def swap_layers(net: NestedNetwork, make: Callable[[PrunableLayer], nn.Module]) -> nn.Module:
@@ -425,18 +430,7 @@ def time_in_model(
     measured 0.84x level 0 so, and 0.70x back to back. Each setup warms up for
     ``timer.warmup_s`` first.
     """
-    timed: dict = {}
-    models: dict = {}
-    for key, (level, kernel_by_layer) in setups.items():
-        timed[key] = {}
-
-        def timed_layer(layer: PrunableLayer, key=key, level=level, kernel_by_layer=kernel_by_layer) -> nn.Module:
-            module = net.module.get_submodule(layer.name)
-            built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
-            timed[key][layer.name] = _TimedKernel(built, clock, timer.sync)
-            return timed[key][layer.name]
-
-        models[key] = swap_layers(net, timed_layer)
+    models, timed = _timed_models(net, setups, timer, clock)
 
     def warm_up(key) -> None:
         start = clock()
@@ -456,6 +450,24 @@ def time_in_model(
     with torch_threads(timer.threads), torch.no_grad():
         passes, stalls = time_passes(list(setups), run_pass, warm_up, n_passes, _setup_names(label, setups))
     return _timings(passes, stalls, label, timer.threads)
+
+
+def _timed_models(net: NestedNetwork, setups: dict, timer: TimerOptions, clock: Callable[[], float]) -> tuple[dict, dict]:
+    """For each setup of :func:`time_in_model`, the model with each layer on its kernel, each
+    kernel wrapped to time its calls; and those wrapped kernels, by setup and layer."""
+    timed: dict = {}
+    models: dict = {}
+    for key, (level, kernel_by_layer) in setups.items():
+        timed[key] = {}
+
+        def timed_layer(layer: PrunableLayer, key=key, level=level, kernel_by_layer=kernel_by_layer) -> nn.Module:
+            module = net.module.get_submodule(layer.name)
+            built = build_kernel(kernel_by_layer[layer.name], module, layer_weights(net, layer, level), timer.device)
+            timed[key][layer.name] = _TimedKernel(built, clock, timer.sync)
+            return timed[key][layer.name]
+
+        models[key] = swap_layers(net, timed_layer)
+    return models, timed
 
 
 def time_compiled(

@@ -13,6 +13,7 @@ clock and the same code times CUDA work (``sync=torch.cuda.synchronize``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,6 +90,25 @@ def torch_threads(threads: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(old)
 
+def _timed_calls(fn: Callable[[], object], clock: Callable[[], float], sync: Callable[[], None], cuda_events: bool,
+                 calls: int) -> float:  # fmt: skip
+    """Seconds ``calls`` calls of ``fn`` take: by ``clock`` after ``sync``, or by CUDA events
+    recorded around them on the current stream."""
+    if cuda_events:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end) / 1e3
+    start = clock()
+    for _ in range(calls):
+        fn()
+    sync()
+    return clock() - start
+
+
 
 def measure(
     fn: Callable[[], object],
@@ -115,21 +135,7 @@ def measure(
     if min_sample_s <= 0:
         raise ValueError(f"min_sample_s(={min_sample_s}) must be > 0")
 
-    def run(calls: int) -> float:
-        if cuda_events:
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            for _ in range(calls):
-                fn()
-            end.record()
-            end.synchronize()
-            return begin.elapsed_time(end) / 1e3
-        start = clock()
-        for _ in range(calls):
-            fn()
-        sync()
-        return clock() - start
-
+    run = functools.partial(_timed_calls, fn, clock, sync, cuda_events)
     with torch_threads(threads):
         with torch.no_grad():
             start = clock()

@@ -72,19 +72,9 @@ def served_speeds(
     the one before finished — and carries the slice left from one to the next): ``a`` solves
     that summed over the state's requests (a loaded state that ran as fast as the quiet one, as a
     machine busy with other work can make it, keeps its plain speed: nothing to slice)."""
-    model = plan.model
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
-    idle_ms = np.maximum(start - np.concatenate(([0.0], finish[:-1])), 0.0) * 1e3
-    routes = [[int(k) for k in str(route).split("-")] for route in served["route"]]
-    levels = np.array(routes, dtype=np.int64).reshape(len(served), model.n_segments)
-    factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
-    state, relative = _states(applied, start, by_level, model.n_levels)
-    rows = np.arange(len(served))[:, None]
-    segments = np.arange(model.n_segments)[None, :]
-    own_ms = served["overhead_work_ms"].fillna(0.0).to_numpy(dtype=float) if "overhead_work_ms" in served else np.zeros(len(served))
-    per_segment_ms = model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments
-    work_ms = (per_segment_ms * factors[rows, levels] / relative[rows, levels]).sum(axis=1)
+    state, work_ms = _predicted_work_ms(plan.model, served, applied, by_level)
     took_ms = (finish - start) * 1e3
     if "resident_wait_ms" in served:  # waiting for an evicted level is not service
         took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
@@ -100,6 +90,23 @@ def served_speeds(
         if device.slice_ms > 0.0 and v < 1.0 and waited > 0.0 and took * quiet > work:
             speeds[v] = quiet * float(waited / (took * quiet - work + waited))
     return speeds
+
+
+def _predicted_work_ms(model, served: pd.DataFrame, applied: pd.DataFrame,
+                       by_level: dict[float, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The load state each served request (sorted by start) started in, and the work the profile
+    predicts for it at level 0's speed there (:func:`served_speeds`)."""
+    start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
+    idle_ms = np.maximum(start - np.concatenate(([0.0], finish[:-1])), 0.0) * 1e3
+    routes = [[int(k) for k in str(route).split("-")] for route in served["route"]]
+    levels = np.array(routes, dtype=np.int64).reshape(len(served), model.n_segments)
+    factors = np.array([model.idle_factors_at(float(g)) for g in idle_ms]).reshape(len(served), model.n_levels)
+    state, relative = _states(applied, start, by_level, model.n_levels)
+    rows = np.arange(len(served))[:, None]
+    segments = np.arange(model.n_segments)[None, :]
+    own_ms = served["overhead_work_ms"].fillna(0.0).to_numpy(dtype=float) if "overhead_work_ms" in served else np.zeros(len(served))
+    per_segment_ms = model.mean_segment_work_ms[levels, segments] + own_ms[:, None] / model.n_segments
+    return state, (per_segment_ms * factors[rows, levels] / relative[rows, levels]).sum(axis=1)
 
 
 def shares(applied: pd.DataFrame) -> Trace:
@@ -142,11 +149,7 @@ def simulate_like(
     deadlines = real["deadline_s"].to_numpy()
     schedule = Trace(applied["t_s"].to_numpy(dtype=float), applied["served_speed"].to_numpy(dtype=float))
     share = shares(applied)
-    if memory is None:
-        memory_mb, resident = constant_trace(math.inf), constant_trace(0.0)  # every level resident
-    else:
-        memory_mb = Trace(memory["t_s"].to_numpy(dtype=float), memory["memory_mb"].to_numpy(dtype=float))
-        resident = resident_trace(memory_mb, plan.model.level_bytes, plan.scenario.device.storage_bandwidth_mb_s)
+    memory_mb, resident = _memory_traces(plan, memory)
     horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
     overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0
     model = plan.model
@@ -163,6 +166,15 @@ def simulate_like(
                                    share)  # the measured schedules, their last values held  # fmt: skip
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
+
+
+def _memory_traces(plan: Plan, memory: pd.DataFrame | None) -> tuple[Trace, Trace]:
+    """The memory a real run applied (columns t_s, memory_mb) and the least sparse level
+    resident under it, as the simulator's model has them; without it, every level resident."""
+    if memory is None:
+        return constant_trace(math.inf), constant_trace(0.0)
+    memory_mb = Trace(memory["t_s"].to_numpy(dtype=float), memory["memory_mb"].to_numpy(dtype=float))
+    return memory_mb, resident_trace(memory_mb, plan.model.level_bytes, plan.scenario.device.storage_bandwidth_mb_s)
 
 
 def _relative(simulated: float, real: float) -> float:

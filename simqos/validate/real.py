@@ -183,24 +183,31 @@ def calibrate(
         apply(speed)
         time.sleep(0.05)  # let the scheduler settle on the new set of runnable processes
         count = levels * (max(probes, math.ceil(idle_seconds / gap_s / levels)) if gap_s and speed == 1.0 else probes)
-        begins, times_ms, idle_ms, woken = [], [], [], []
-        last_end = t0 = clock()
-        for j, arrival in enumerate(np.cumsum(rng.exponential(gap_s, count)) if gap_s else np.zeros(count)):
-            wait_until(t0 + arrival, clock)  # a Poisson stream: a probe that falls behind queues
-            level = j % levels
-            begin = clock()
-            real.infer(lambda _segment, level=level: level)
-            end = clock()
-            begins.append(begin - t0)
-            times_ms.append((end - begin) * 1e3)
-            idle_ms.append((begin - last_end) * 1e3)
-            woken.append(t0 + arrival > last_end)  # it found the device idle, as the simulator's rule has it
-            last_end = end
-        every.append(pd.DataFrame({"target_speed": speed, "gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none",
-                                   "level": np.arange(count) % levels, "begin_s": begins, "idle_ms": idle_ms,
-                                   "woken": woken, "took_ms": times_ms}))  # fmt: skip
+        every.append(_probe(real, gap_s, count, levels, rng, clock))
+        every[-1].insert(0, "target_speed", speed)
     probed = pd.concat(every, ignore_index=True)
     return calibration_table(probed, predicted_ms), probed
+
+
+def _probe(real: RealModel, gap_s: float, count: int, levels: int, rng: np.random.Generator,
+           clock: Callable[[], float]) -> pd.DataFrame:  # fmt: skip
+    """``count`` inferences, the levels in turn, arriving as a Poisson stream of mean gap
+    ``gap_s`` (0: back to back): one row each (:func:`calibrate`'s probe table, without the state)."""
+    begins, times_ms, idle_ms, woken = [], [], [], []
+    last_end = t0 = clock()
+    for j, arrival in enumerate(np.cumsum(rng.exponential(gap_s, count)) if gap_s else np.zeros(count)):
+        wait_until(t0 + arrival, clock)  # a Poisson stream: a probe that falls behind queues
+        level = j % levels
+        begin = clock()
+        real.infer(lambda _segment, level=level: level)
+        end = clock()
+        begins.append(begin - t0)
+        times_ms.append((end - begin) * 1e3)
+        idle_ms.append((begin - last_end) * 1e3)
+        woken.append(t0 + arrival > last_end)  # it found the device idle, as the simulator's rule has it
+        last_end = end
+    return pd.DataFrame({"gaps": f"{gap_s * 1e3:.3g} ms" if gap_s else "none", "level": np.arange(count) % levels,
+                         "begin_s": begins, "idle_ms": idle_ms, "woken": woken, "took_ms": times_ms})
 
 
 def calibration_table(probes: pd.DataFrame, predicted_ms: Callable[[float, int], float]) -> pd.DataFrame:

@@ -330,6 +330,23 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
         f"{profile.meta.provenance.cpu} ({profile.meta.provenance.settings.threads} thread), profile `{scenario.profile.name}`; "
         "the simulation replays the same arrivals and each run's applied load schedule, "
         f"{settings.draws_per_run * settings.real_runs} latency draws in all.",
+    ]
+    lines += _calibration_markdown(calibration)
+    lines += _idle_markdown(*idle_tables)
+    lines += _slicing_markdown(slicing)
+    lines += _noise_markdown(noise)
+    lines += _served_markdown(schedule)
+    if residency is not None:
+        lines += _memory_markdown(plan.model.level_bytes, scenario.device.storage_bandwidth_mb_s, residency, build_ms)
+    lines += _comparison_markdown(comparison, settings.real_runs)
+    lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _calibration_markdown(calibration: pd.DataFrame) -> list[str]:
+    """The report's calibration section: the speed each load state delivered to the probes."""
+    lines = [
         "",
         "## Calibration: the speed each load state delivered",
         "",
@@ -344,9 +361,12 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     for row in calibration.itertuples(index=False):
         lines.append(f"| {row.target_speed:g} | {row.gaps} | {row.competitors} x {row.nice} | {row.fair_share:.3f} | {row.level} | "
                      f"{row.mean_ms:.3f} | {row.p90_ms:.3f} | {row.predicted_mean_ms:.3f} | {row.measured_speed:.3f} |")
-    lines += _idle_markdown(*idle_tables)
-    lines += _slicing_markdown(slicing)
-    lines += [
+    return lines
+
+
+def _noise_markdown(noise: NoiseFit) -> list[str]:
+    """The report's section on the machine's own noise, as fitted."""
+    lines = [
         "",
         "## The machine's own noise",
         "",
@@ -361,7 +381,12 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
         "|---|---|---|",
     ]
     lines += [f"| {s['name']} | {s['speed']:.3f} | {s['mean_dwell_s'] * 1e3:.3g} |" for s in noise.states]
-    lines += [
+    return lines
+
+
+def _served_markdown(schedule: pd.DataFrame) -> list[str]:
+    """The report's section on the speed each load state delivered to each run's own requests."""
+    lines = [
         "",
         "## The speed each run was served at",
         "",
@@ -375,9 +400,13 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     speeds = schedule.groupby(["policy", "run", "target_speed"], sort=False)[["measured_speed", "served_speed"]].first()
     lines += [f"| {policy} | {run + 1} | {target:g} | {row.measured_speed:.3f} | {row.served_speed:.3f} |"
               for (policy, run, target), row in speeds.iterrows()]  # fmt: skip
-    if residency is not None:
-        lines += _memory_markdown(plan.model.level_bytes, scenario.device.storage_bandwidth_mb_s, residency, build_ms)
-    lines += [
+    return lines
+
+
+def _comparison_markdown(comparison: pd.DataFrame, real_runs: int) -> list[str]:
+    """The report's comparison table: each policy's percentiles, miss rates and level shares,
+    real against simulated."""
+    lines = [
         "",
         f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
         "95 % interval)",
@@ -392,7 +421,7 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     for row in comparison.itertuples(index=False):
         cells = [
             f"{getattr(row, f'real_{p}_ms'):.3f} / {getattr(row, f'sim_{p}_ms'):.3f} ({getattr(row, f'{p}_error'):+.0%}; "
-            f"{floor_text(getattr(row, f'{p}_floor'), settings.real_runs)})"
+            f"{floor_text(getattr(row, f'{p}_floor'), real_runs)})"
             for p in ("p50", "p90", "p99")
         ]
         miss = [
@@ -406,9 +435,7 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
         )
         lines.append(f"| {row.policy} | {row.requests} | {' | '.join(cells)} | {row.ks_distance:.3f} | {' | '.join(miss)} | "
                      f"{shares} | {row.verdict} |")
-    lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
-    lines += [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _memory_markdown(level_bytes: np.ndarray, bandwidth: float, residency: pd.DataFrame, build_ms: list[float]) -> list[str]:

@@ -443,12 +443,9 @@ def _fold(net: NestedNetwork, op: _Op, route: Route) -> tuple[np.ndarray, np.nda
     return scale.astype(np.float32), shift.astype(np.float32)
 
 
-def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwork:
-    """Lower ``net`` for inputs shaped like ``example`` (its first dimension: the largest batch);
-    raises :class:`Unsupported` naming the first op the runtime cannot run."""
-    if sys.platform == "win32":  # its compiled code reads the clock with clock_gettime (simqos.jit.clock_ns)
-        raise Unsupported("the nested runtime runs on Linux and macOS, not Windows")
-    module = net.module
+def _traced(module: nn.Module, example: torch.Tensor) -> fx.GraphModule:
+    """``module`` traced by torch.fx in eval mode, each node's shape propagated from ``example``;
+    raises :class:`Unsupported` when it cannot be traced."""
     was_training = module.training
     module.eval()
     try:
@@ -460,8 +457,16 @@ def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwor
             ShapeProp(gm).propagate(example.detach().cpu().float())
     finally:
         module.train(was_training)
+    return gm
+
+
+def compile_network(net: NestedNetwork, example: torch.Tensor) -> CompiledNetwork:
+    """Lower ``net`` for inputs shaped like ``example`` (its first dimension: the largest batch);
+    raises :class:`Unsupported` naming the first op the runtime cannot run."""
+    if sys.platform == "win32":  # its compiled code reads the clock with clock_gettime (simqos.jit.clock_ns)
+        raise Unsupported("the nested runtime runs on Linux and macOS, not Windows")
     lowering = _Lowering(net, example)
-    input_at, output = lowering.lower(gm)
+    input_at, output = lowering.lower(_traced(net.module, example))
     output_at = lowering.buffer[output]
     lowering.fuse(output_at)
     ops = lowering.ops
