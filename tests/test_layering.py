@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "simqos"
 
 LAYERS = [
     # lowest first; a module imports only from its own layer or those below
-    ["simqos.errors", "simqos.outputs", "simqos.userfiles", "simqos.cache", "simqos.jit", "simqos.markov"],
+    ["simqos.errors", "simqos.outputs", "simqos.userfiles", "simqos.cache", "simqos.jit", "simqos.markov", "simqos.realtime"],
     ["simqos.specs"],
     ["simqos.scenario", "simqos.bundle"],
     # the serving core and what it serves: a model's service, the device, the workload, the tallies
@@ -35,7 +35,7 @@ LAYERS = [
 ]
 
 SIMULATOR = ("simqos.sim", "simqos.policies", "simqos.specs", "simqos.scenario", "simqos.bundle", "simqos.bound", "simqos.verdict",
-             "simqos.results", "simqos.overrides", "simqos.sweep", "simqos.report")
+             "simqos.results", "simqos.overrides", "simqos.sweep", "simqos.report", "simqos.validate.server", "simqos.realtime")
 
 
 def _modules() -> dict[str, Path]:
@@ -125,3 +125,25 @@ def test_an_upward_import_is_caught(tmp_path):
     path.write_text("from simqos.cli import app\n")
     deps = _imports(path, _modules())
     assert deps == {"simqos.cli"} and _layer("simqos.cli") > _layer("simqos.sim.serving")
+
+
+def _functions(path: Path) -> list[ast.FunctionDef]:
+    return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_few_long_functions():
+    """No more than 10 functions of the package over 50 lines (docstring included)."""
+    long = sorted(f"{path.relative_to(PACKAGE.parent)}:{f.lineno} {f.name} ({f.end_lineno - f.lineno + 1} lines)"
+                  for path in PACKAGE.rglob("*.py") for f in _functions(path) if f.end_lineno - f.lineno + 1 > 50)
+    assert len(long) <= 10, long
+
+
+def test_every_command_is_parse_one_call_print():
+    """A command's code (after its options and docstring) is at most 30 lines: it parses, makes
+    one call (simqos.api or the module that does the work) and prints."""
+    commands = [f for f in ast.parse((PACKAGE / "cli.py").read_text()).body
+                if isinstance(f, ast.FunctionDef) and any("command" in ast.unparse(d) for d in f.decorator_list)]
+    assert len(commands) >= 8
+    for f in commands:
+        body = f.body[1:] if isinstance(f.body[0], ast.Expr) else f.body
+        assert body[-1].end_lineno - body[0].lineno + 1 <= 30, f.name

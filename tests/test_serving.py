@@ -113,7 +113,7 @@ def test_searching_from_a_hint_is_bisect_for_any_hint(a, x, data):
 def test_the_real_server_decides_as_the_simulator_on_a_fake_clock(two_level):
     """Served on a clock that advances exactly as the simulated device would, the real server
     (its queue rules and its policy's decisions) gives the simulator's records."""
-    from simqos.validate.real import serve
+    from simqos.validate.server import serve
 
     scenario = scenario_dict(two_level, requests=400, warmup_requests=0,
                              workload={"arrival": {"kind": "poisson", "rate_hz": 400}, "deadline": {"kind": "constant", "ms": 4},
@@ -139,7 +139,7 @@ def test_the_real_server_waits_for_evicted_levels_as_the_simulator_does_on_a_fak
     """Under a memory process, on the fake clock: the policy sees the least sparse resident
     level, a chosen level not resident is waited for until the simulator's residency has it
     back, and a request whose level never returns is dropped — the simulator's records."""
-    from simqos.validate.real import serve
+    from simqos.validate.server import serve
 
     bundle = write_bundle(tmp_path / "m", {("a", 0): [2.0, 2.5], ("b", 0): [2.0, 2.5], ("a", 1): [1.0, 1.2], ("b", 1): [1.0, 1.2]},
                           {"a": 0, "b": 1}, level_bytes=[2_000_000, 800_000])
@@ -173,7 +173,7 @@ def test_the_real_server_waits_for_evicted_levels_as_the_simulator_does_on_a_fak
 def test_a_request_whose_level_never_returns_is_dropped_by_the_real_server_as_by_the_simulator(tmp_path):
     """The memory shrinks for good half a second in: static level 0's later requests wait for
     a level that never returns, and both servers drop them (no finish, no latency)."""
-    from simqos.validate.real import serve
+    from simqos.validate.server import serve
 
     bundle = write_bundle(tmp_path / "m", {("a", 0): [2.0], ("b", 0): [2.0], ("a", 1): [1.0], ("b", 1): [1.0]},
                           {"a": 0, "b": 1}, level_bytes=[2_000_000, 800_000])

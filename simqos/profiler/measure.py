@@ -25,7 +25,8 @@ from simqos.kernels import BuiltKernel, build_kernel
 from simqos.kernels.runtime import RUNTIME, CompiledNetwork
 from simqos.nested.network import NestedNetwork, PrunableLayer
 from simqos.profiler.passes import PassTime, Stall, time_passes
-from simqos.profiler.timer import Measurement, measure, torch_threads, wait_until
+from simqos.profiler.timer import Measurement, measure, torch_threads
+from simqos.realtime import wait_until
 
 __all__ = [
     "CapturedCall",
@@ -350,7 +351,7 @@ def time_after_idle(
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[float, tuple[float, ...]]:
     """Whole-model passes (``run``: one pass, on the deployed runtime), each after the device
-    idled a given gap since the previous one (:func:`~simqos.profiler.timer.wait_until`: asleep
+    idled a given gap since the previous one (:func:`~simqos.realtime.wait_until`: asleep
     but for its last 0.3 ms).
 
     The gaps are taken in blocks — a run of passes at one gap, as a stream of requests with that

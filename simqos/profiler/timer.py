@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Measurement", "measure", "torch_threads", "wait_until"]
+__all__ = ["Measurement", "measure", "torch_threads"]
 
 SPREAD_WARNING = 0.10
 """IQR / median above which a measurement carries a warning."""
@@ -60,22 +60,6 @@ class Measurement:
                 f"({self.iqr_ms:.4g} of {self.median_ms:.4g} ms); the machine may be busy"
             ]
         return []
-
-
-IDLE_SPIN_S = 3e-4
-"""The last stretch of a wait that is spun rather than slept: a sleep overshoots by tens of
-microseconds."""
-
-
-def wait_until(deadline: float, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Idle until ``deadline`` (a ``clock`` reading): asleep, but for the last
-    :data:`IDLE_SPIN_S`, which are spun so that the wait ends on time."""
-    while True:
-        left = deadline - clock()
-        if left <= 0:
-            return
-        if left > IDLE_SPIN_S + 1e-4:
-            time.sleep(left - IDLE_SPIN_S)
 
 
 @contextmanager

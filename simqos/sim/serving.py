@@ -6,7 +6,7 @@ arithmetic and what a policy's decision sees (the built-in decisions are in
 
 Every driver takes this step: the compiled one (:mod:`simqos.sim.compiled`) as numba compiles
 it, the SimPy model (:mod:`simqos.sim.simpy_model`) as the interpreter runs the same source
-(:data:`serve_step_py`), and the real server (:mod:`simqos.validate.real`) its queue rules
+(:data:`serve_step_py`), and the real server (:mod:`simqos.validate.server`) its queue rules
 (:func:`join_queue`) against the wall clock. So they differ only in their clock, and a rule
 changes here and in :class:`Rules` alone; the planners that model the rules themselves (the
 bound, ``queue_dp``) refuse a rule they do not know (:func:`require_modelled`).

@@ -110,7 +110,7 @@ class WeightStore:
 
 
 def _sleep_until(t: float, clock: Callable[[], float]) -> None:
-    """Sleep until ``clock`` reads ``t``. Not :func:`~simqos.profiler.timer.wait_until`: its
+    """Sleep until ``clock`` reads ``t``. Not :func:`~simqos.realtime.wait_until`: its
     last stretch is spun, and a spinning reader would hold the interpreter lock that the
     serving thread needs, at every chunk."""
     left = t - clock()

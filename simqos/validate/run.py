@@ -1,6 +1,7 @@
 """``simqos validate``: run a scenario for real on this CPU, simulate the same, compare.
 
-1. The real run (:mod:`simqos.validate.real`): replication 0's arrivals of the scenario, cut to
+1. The real run (:mod:`simqos.validate.server` on :mod:`simqos.validate.real`'s model):
+   replication 0's arrivals of the scenario, cut to
    ``seconds``, served in real time by the profiled model on one core, while
    :mod:`simqos.validate.loadgen` plays the scenario's speed process with competing processes
    on that core. A calibration probe first measures the speed factor each load state really
@@ -61,7 +62,8 @@ from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as
 from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
-from simqos.validate.real import calibrate, calibration_table, collector_paused, real_model, serve
+from simqos.validate.real import calibrate, calibration_table, real_model
+from simqos.validate.server import collector_paused, serve
 from simqos.validate.slicing import MIN_GROUP, Slicing, fit_slicing
 
 __all__ = ["ValidationSettings", "played_speeds", "run_validation", "validation_plan"]
