@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shlex
 import sys
 import threading
@@ -160,8 +161,8 @@ class _Rate(ProgressColumn):
 
 class _LineProgress:
     """Progress where the output is not a terminal (a file, a pipe, a CI log), where a live bar
-    shows nothing until the end: plain lines, flushed — one when a task starts or changes
-    stage, and otherwise at most one every :attr:`EVERY_S` seconds; a thread that wakes every
+    shows nothing until the end: plain lines, flushed — one at a task's first update and when it
+    changes stage, and otherwise at most one every :attr:`EVERY_S` seconds; a thread that wakes every
     :attr:`HEARTBEAT_S` seconds repeats the line, so a long stage without updates (the bound)
     still shows it is alive. Takes the calls the commands make on a rich ``Progress``."""
 
@@ -190,8 +191,7 @@ class _LineProgress:
         task = len(self.tasks)
         self.tasks[task] = {"description": description, "total": total, "completed": 0, "fields": fields,
                             "start": time.monotonic(), "said": -math.inf, "said_completed": None, "count": True}
-        self._say(task, force=True)
-        return task
+        return task  # said at its first update or heartbeat: a mistake found at once is its one line, alone
 
     def update(self, task: int, *, completed: float | None = None, total: float | None = None,
                description: str | None = None, advance: float | None = None, **fields: object) -> None:
@@ -655,7 +655,7 @@ def _stopping_line(stopping: dict, rule) -> str:
 @app.command()
 @_user_errors
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="A sweep YAML file, e.g. scenarios/iot-sweep.yaml.")],
+    sweep_file: Annotated[Path, typer.Argument(help="A sweep YAML file, e.g. scenarios/iot.sweep.yaml.")],
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default: runs/sweep-NAME).")] = None,
     executor: Annotated[str, typer.Option(help="local (processes) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler address, e.g. tcp://HOST:8786 (default: a LocalCluster).")] = None,
@@ -668,6 +668,28 @@ def sweep(
     check_execution(executor, workers, scheduler)
     _, base, cells = load_sweep(sweep_file)
     folder = out or Path("runs") / f"sweep-{sweep_file.stem}"
+    _say_finished_cells(folder, base, cells)
+    with _progress(TextColumn("{task.fields[rate]}")) as bar:
+        try:
+            results = run_sweep(base, cells, folder, executor=executor, workers=workers, scheduler=scheduler,
+                                progress=_sweep_ticks(bar, f"sweep {sweep_file.stem}", len(cells)))
+        except KeyboardInterrupt:
+            done = finished_cells(folder, base, cells)[0] if folder.is_dir() else 0
+            typer.echo(f"interrupted: {done} of {len(cells)} cells are finished and kept in {folder}/cells/; the same command "
+                       "runs the rest", err=True)
+            raise
+    from simqos.report import write_sweep_report
+
+    names = write_sweep_report(folder)
+    console.print(f"{len(cells)} cells, {len(results)} rows: {folder}/results.csv (cells in {folder}/cells/)")
+    console.print(f"Report: {folder}/report.md and plots/: {', '.join(names)}")
+
+
+def _say_finished_cells(folder: Path, base, cells: list) -> None:
+    """Before a sweep: how many of its cells an earlier run already finished, and how many it
+    computed from another base, profile or simqos (they run again)."""
+    from simqos.sweep import finished_cells
+
     same, other = finished_cells(folder, base, cells)
     if same:
         console.print(f"Resuming: {same} of {len(cells)} cells are already done in {folder}/cells/ (same base scenario, "
@@ -675,20 +697,18 @@ def sweep(
     if other:
         console.print(f"{other} cells in {folder}/cells/ were computed from another base scenario, profile or simqos "
                       "version: they run again")
+
+
+def _sweep_ticks(bar, description: str, n_cells: int):
+    """A sweep's progress callback: cells done on ``bar``, with the requests simulated per second."""
     started = time.perf_counter()
-    with _progress(TextColumn("{task.fields[rate]}")) as bar:
-        task = bar.add_task(f"sweep {sweep_file.stem}", total=len(cells), rate="")
+    task = bar.add_task(description, total=n_cells, rate="")
 
-        def tick(done: int, total: int, simulated: int, _name: str) -> None:
-            rate = simulated / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, completed=done, rate=f"{rate:,.0f} requests/s")
+    def tick(done: int, _total: int, simulated: int, _name: str) -> None:
+        rate = simulated / max(time.perf_counter() - started, 1e-9)
+        bar.update(task, completed=done, rate=f"{rate:,.0f} requests/s")
 
-        results = run_sweep(base, cells, folder, executor=executor, workers=workers, scheduler=scheduler, progress=tick)
-    from simqos.report import write_sweep_report
-
-    names = write_sweep_report(folder)
-    console.print(f"{len(cells)} cells, {len(results)} rows: {folder}/results.csv (cells in {folder}/cells/)")
-    console.print(f"Report: {folder}/report.md and plots/: {', '.join(names)}")
+    return tick
 
 
 @app.command()
@@ -842,7 +862,10 @@ def _print_run_summary(spec, summary) -> None:
 def main() -> None:
     """Entry point of the ``simqos`` console script and ``python -m simqos``: a mistake on the
     command line (an unknown option, a value that is not a number) is one line and status 2,
-    like every other user's mistake."""
+    like every other user's mistake. The current folder is on the import path either way, so a
+    model factory or a plugin there imports (``python -m`` puts it there; a console script does not)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         status = app(standalone_mode=False)  # a command's typer.Exit comes back as its status
     except _USAGE_ERRORS as exc:

@@ -80,7 +80,10 @@ def read_yaml(path: Path, what: str, hint: str = "") -> object:
     nesting, no repeated keys); ``what`` names its role in errors, and ``hint`` is added when
     the file does not exist."""
     text = _read_text(path, what, hint)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # reading checks the characters: a NUL, say, is refused here
+    except yaml.YAMLError as exc:
+        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     try:
         node = loader.get_single_node()
         if node is None:

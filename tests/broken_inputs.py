@@ -116,6 +116,7 @@ def cases(tmp: Path, root: Path) -> list[Case]:
     made.append(Case("yaml-list", ["run", str(scenario("list", None, "- 1\n- 2\n")), "--out", str(out)], out))
     made.append(Case("yaml-empty", ["run", str(scenario("empty", None, "")), "--out", str(out)], out))
     made.append(Case("yaml-invalid", ["run", str(scenario("invalid", None, "a: [1, 2\n")), "--out", str(out)], out))
+    made.append(Case("yaml-nul-character", ["run", str(scenario("nul", None, good + "\x00\n")), "--out", str(out)], out))
     (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01\x02junk")
     made.append(Case("file-binary", ["run", str(tmp / "binary.yaml"), "--out", str(out)], out))
     (tmp / "a-folder.yaml").mkdir()
@@ -171,7 +172,14 @@ def cases(tmp: Path, root: Path) -> list[Case]:
     for row in rows:
         row[column] = str(float(row[column]) / 1000)
     (seconds / "layers.csv").write_text("\n".join([layers[0], *(",".join(r) for r in rows)]) + "\n")
-    for name, folder in (("bundle-no-routes", damaged), ("bundle-bad-reroute", reroute), ("bundle-medians-in-seconds", seconds)):
+    meta_folder = bundle("meta-is-a-folder")
+    (meta_folder / "profile.json").unlink()
+    (meta_folder / "profile.json").mkdir()
+    table_folder = bundle("table-is-a-folder")
+    (table_folder / "layers.csv").unlink()
+    (table_folder / "layers.csv").mkdir()
+    for name, folder in (("bundle-no-routes", damaged), ("bundle-bad-reroute", reroute), ("bundle-medians-in-seconds", seconds),
+                         ("bundle-meta-is-a-folder", meta_folder), ("bundle-table-is-a-folder", table_folder)):
         made.append(Case(name, ["run", str(scenario(name, _set(base, "profile", str(folder)))), "--out", str(out)], out))
         made.append(Case(f"show-{name}", ["show", str(folder)]))
     made.append(Case("show-a-file", ["show", str(tmp / "one-arrival.csv")]))

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import simqos.profiler.run as profiler_run
 from conftest import TINY_PROFILE_ARGS
 from simqos.cli import app
+from simqos.cli import main as cli_main
 from simqos.outputs import mark
 from simqos.bundle import load_profile
 
@@ -162,16 +163,16 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
         bar.update(task, completed=2, rate="9 requests/s")
     lines = capsys.readouterr().out.splitlines()
     said = [line.rsplit(" (", 1)[0] for line in lines]
-    assert [line.split(",")[0] for line in said] == ["train mlp: 0/3", "train mlp: 1/3", "profile", "profile: 2/3"]
-    assert "/s, about" in said[1] and said[1].endswith(" s left")  # its rate, and the time left at that rate
-    assert said[3].endswith(", 9 requests/s")
+    assert [line.split(",")[0] for line in said] == ["train mlp: 1/3", "profile", "profile: 2/3"]  # nothing before the first update
+    assert "/s, about" in said[0] and said[0].endswith(" s left")  # its rate, and the time left at that rate
+    assert said[2].endswith(", 9 requests/s")
     monkeypatch.setattr(cli._LineProgress, "EVERY_S", 100.0)
     with cli._LineProgress() as bar:  # a stage shorter than EVERY_S still says where it ended
         task = bar.add_task("simulate", total=3)
         bar.advance(task, 3)
         bar.update(task, description="offline optimum", total=None)
     said = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().out.splitlines()]
-    assert said == ["simulate: 0/3", "simulate: 3/3", "offline optimum"]
+    assert said == ["simulate: 3/3", "offline optimum"]
     monkeypatch.setattr(cli._LineProgress, "HEARTBEAT_S", 0.05)  # a long stage with no update still prints
     monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.05)
     with cli._LineProgress() as bar:
@@ -186,3 +187,41 @@ def test_a_piped_run_prints_its_stages(tmp_path):
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("simulate bursty-gateway") and "offline optimum (the bound)" in done.stdout
+
+
+def test_a_mistake_found_at_once_is_not_preceded_by_progress_when_piped(tmp_path):
+    """Piped, a sweep whose base cannot run says only its error: no '0/1' line before it."""
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {ROOT / 'scenarios' / 'iot.yaml'}\ngrid: {{workload.deadline.ms: [10]}}\nrequests: 100\n")
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "theirs.txt").write_text("keep me")
+    done = subprocess.run([sys.executable, "-m", "simqos", "sweep", str(sweep), "--out", str(tmp_path / "users")],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_interrupted_sweep_says_what_it_kept(tmp_path, monkeypatch, capsys):
+    import simqos.sweep
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {ROOT / 'scenarios' / 'iot.yaml'}\ngrid: {{workload.deadline.ms: [10, 20]}}\nrequests: 100\n")
+    monkeypatch.setattr(simqos.sweep, "run_sweep", interrupted)
+    monkeypatch.setattr(sys, "argv", ["simqos", "sweep", str(sweep), "--out", str(tmp_path / "sw")])
+    with pytest.raises(SystemExit) as exited:
+        cli_main()
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: 0 of 2 cells are finished and kept in {tmp_path / 'sw'}/cells/; the same command runs the rest" in err
+
+
+def test_the_console_script_imports_from_the_current_folder_as_python_m_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setattr(sys, "argv", ["simqos", "--help"])
+    with pytest.raises(SystemExit):
+        cli_main()
+    assert sys.path[0] == str(tmp_path)

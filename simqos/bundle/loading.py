@@ -25,8 +25,10 @@ def _read_meta(folder: Path) -> ProfileMeta:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise _fail(path, "missing; a profile folder needs profile.json (make one with `simqos profile`)") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _fail(path, f"not valid JSON ({exc}); re-create the profile with `simqos profile`") from None
+    except OSError as exc:  # a folder of that name, no permission to read
+        raise _fail(path, f"unreadable ({exc.strerror}); a profile's profile.json is a file (make one with `simqos profile`)") from None
     if isinstance(raw, dict) and raw.get("schema_version") != SCHEMA_VERSION:
         raise _fail(
             path, f"schema_version is {raw.get('schema_version')!r}, this simqos reads {SCHEMA_VERSION}; re-profile"
@@ -45,6 +47,8 @@ def _read_table(folder: Path, name: str) -> pd.DataFrame:
         raise _fail(path, "missing; re-create the profile with `simqos profile`") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise _fail(path, f"unreadable as CSV ({exc}); re-create the profile with `simqos profile`") from None
+    except OSError as exc:  # a folder of that name, no permission to read
+        raise _fail(path, f"unreadable ({exc.strerror}); re-create the profile with `simqos profile`") from None
     expected = TABLE_COLUMNS[name]
     if tuple(table.columns) != expected:
         raise _fail(path, f"columns are {list(table.columns)}, expected {list(expected)}")
