@@ -175,7 +175,7 @@ def validate_scenario(scenario: Path | str, out: Path | None = None, settings: V
     listener, settings = listener or Listener(), settings or ValidationSettings()
     source = str(scenario)
     spec = load_scenario(Path(scenario))
-    validation_plan(spec, settings.seconds, source)  # refuse what cannot be played before any work
+    plan, notes = validation_plan(spec, settings.seconds, source)  # refuses what cannot be played, before any work
     made = _cpu_recipe(spec, source)
     folder = out or Path("runs") / f"validate-{spec.name}"
     claim(folder, "validate")  # before minutes of profiling
@@ -185,7 +185,7 @@ def validate_scenario(scenario: Path | str, out: Path | None = None, settings: V
         listener.note(f"{why}: profiling the model here first, into {folder}/profile")
         _profile_here(made, measured_here, command, listener)
         spec = override(spec, "profile", str(measured_here.resolve()))
-    plan, notes = validation_plan(spec, settings.seconds, source)
+        plan, notes = validation_plan(spec, settings.seconds, source)  # on the profile measured here
     built = build_network(made.recipe, on_epoch=_epochs(made.recipe, listener))
     x = profile_input(built.spec, made.settings.batch_size, "cpu")
     with staged(folder, "validate") as work:
