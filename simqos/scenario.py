@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -118,7 +119,15 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class Scenario(_Model):
-    """A whole experiment; see ``scenarios/README.md``."""
+    """A whole experiment; see ``scenarios/README.md``. ``folder``: where its relative paths
+    were taken from (its file's folder; None for one parsed from a dict without a base), which
+    :func:`override` takes a relative path from too."""
+
+    _folder: Path | None = PrivateAttr(None)
+
+    @property
+    def folder(self) -> Path | None:
+        return self._folder
 
     name: str = Field(min_length=1)
     seed: int = Field(default=0, ge=0)
@@ -184,9 +193,11 @@ def parse_scenario(raw: object, source: str = "scenario", base: Path | None = No
     if not isinstance(raw, dict):
         raise SimqosError(f"{source}: a scenario is a YAML mapping of keys (name, profile, workload, ...)")
     try:
-        return Scenario.model_validate(raw, context={"base": base})
+        scenario = Scenario.model_validate(raw, context={"base": base})
     except ValidationError as exc:
         raise SimqosError(f"{source}: {validation_message(exc, Scenario, 'a scenario')}") from None
+    scenario._folder = base
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -198,7 +209,8 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def override(scenario: Scenario, dotted: str, value: object) -> Scenario:
     """A copy of ``scenario`` with the field at ``dotted`` (e.g. ``workload.deadline.ms``) set
-    to ``value``, validated again; raises SimqosError naming the path if it does not exist."""
+    to ``value``, validated again; raises SimqosError naming the path if it does not exist. A
+    relative path given as ``value`` is taken from the scenario file's folder, as in the file."""
     raw = copy.deepcopy(scenario.model_dump(mode="json"))
     node = raw
     *parents, last = dotted.split(".")
@@ -209,7 +221,7 @@ def override(scenario: Scenario, dotted: str, value: object) -> Scenario:
     if not isinstance(node, dict) or last not in node:
         raise SimqosError(f"{dotted}: {last!r} is not a field here; check the scenario's keys")
     node[last] = value
-    return parse_scenario(raw, f"{scenario.name} with {dotted}={value!r}")
+    return parse_scenario(raw, f"{scenario.name} with {dotted}={value!r}", scenario.folder)
 
 
 def warmup_within(warmup_requests: int, requests: int) -> int:
@@ -243,4 +255,4 @@ def with_counts(scenario: Scenario, requests: int | None = None, replications: i
     if "requests" in counts:
         counts["duration_s"] = None
         counts["warmup_requests"] = warmup_within(scenario.warmup_requests, counts["requests"])
-    return parse_scenario(scenario.model_dump() | counts, f"{source} (with overrides)")
+    return parse_scenario(scenario.model_dump() | counts, f"{source} (with overrides)", scenario.folder)

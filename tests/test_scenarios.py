@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from simqos.results import read_records
 from simqos.cli import app
 from simqos.bundle import load_profile
+from simqos.scenario import load_scenario, override, with_counts
 from simqos.sim.service import ServiceModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +253,12 @@ def test_a_stopping_rule_through_the_cli(tmp_path):
     assert yaml.safe_load((out / "scenario.yaml").read_text())["replications"] == 4
     per = pd.read_csv(out / "replications.csv")
     assert sorted(per["replication"].unique()) == [0, 1, 2, 3] and len(per) == 4 * len(raw["policies"])
+
+
+def test_override_takes_a_relative_path_from_the_scenario_files_folder(monkeypatch, tmp_path):
+    """As the file does, and as the error for a bad profile path says: not from the current folder."""
+    scenario = load_scenario(ROOT / "scenarios" / "iot.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert override(scenario, "profile", "../profiles/mlp-cpu").profile == ROOT / "profiles" / "mlp-cpu"
+    counted = with_counts(scenario, requests=100)
+    assert override(counted, "profile", "../profiles/mlp-cpu").profile == ROOT / "profiles" / "mlp-cpu"
