@@ -270,6 +270,7 @@ WeightDecayOpt = Annotated[float, typer.Option(help="Adam's L2 weight decay in e
 ClipOpt = Annotated[float, typer.Option(help="Clip each step's gradient to this norm (recurrent models: 1 to 5); 0 for none.")]
 CalibrationOpt = Annotated[int, typer.Option(help="Training inputs (no labels) that re-measure batch-norm statistics per route prefix after training; 0 keeps each level's from training.")]
 ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
+RetrainOpt = Annotated[bool, typer.Option(help="Train even if a checkpoint of the same code, data and settings is cached.")]
 
 
 @app.command()
@@ -288,13 +289,13 @@ def train(
     weight_decay: WeightDecayOpt = 0.0,
     clip_grad_norm: ClipOpt = 0.0,
     seed: int = 0,
-    threads: Annotated[int, typer.Option(help="torch threads for training.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="torch threads for training (default: every core).")] = None,
     model_arg: ModelArgOpt = [],
-    retrain: Annotated[bool, typer.Option(help="Train even if a cached checkpoint exists.")] = False,
+    retrain: RetrainOpt = False,
 ) -> None:
     """Train a nested multi-level sparse model sparse-first and report the accuracy of its routes."""
     from simqos.nested.training import GROWTH_METHODS
-    from simqos.profiler.recipe import build_network, route_report
+    from simqos.profiler.recipe import TRAINING_THREADS, build_network, route_report
 
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
@@ -304,11 +305,12 @@ def train(
     for method in methods:
         recipe = _recipe(model, levels, model_arg, training, method)
         with _progress() as bar:
-            built = build_network(recipe, retrain, on_epoch=_epoch_bar(bar, recipe), threads=threads)
+            built = build_network(recipe, retrain, on_epoch=_epoch_bar(bar, recipe), threads=threads or TRAINING_THREADS)
         if built.checkpoint is None:
             raise SimqosError(f"{model}: no dataset ships for it, so it cannot be trained; `simqos profile {model}` prunes it by magnitude")
         reports[method] = route_report(built)
-        console.print(f"{method}: checkpoint {built.checkpoint}")
+        cached = " (from the cache: trained earlier from the same code, data and settings; --retrain trains again)"
+        console.print(f"{method}: checkpoint {built.checkpoint}{cached if built.cached else ''}")
     _print_route_table(model, reports)
 
 
@@ -371,6 +373,7 @@ def profile(
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
+    retrain: RetrainOpt = False,
 ) -> None:
     """Measure per-layer, per-level latency, bytes, FLOPs and route accuracy into a profile bundle."""
     from simqos.kernels import kernel_names
@@ -393,7 +396,7 @@ def profile(
         task = bar.add_task("profile", total=None)
         result, warnings = profile_model(
             recipe, settings, out, overwrite, command=_command_line(ctx.command, ctx.params), on_epoch=_epoch_bar(bar, recipe),
-            progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+            progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total), retrain=retrain,
         )
     for warning in warnings:
         console.print(f"[yellow]warning[/yellow]: {warning}")

@@ -69,3 +69,40 @@ def test_a_setting_added_later_keeps_existing_checkpoints_at_its_old_value():
     assert decayed != checkpoint_path("mlp", {}, (0.5, 0.25), config)
     with pytest.raises(SimqosError, match="weight_decay"):
         TrainConfig(weight_decay=-1.0)
+
+
+FACTORY = '''
+import torch
+from torch import nn
+from simqos.models import Dataset, ModelSpec
+
+NOISE = {noise}
+
+
+def noisy_digits():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    x = x + NOISE * torch.randn(120, 8, generator=g)
+    data = Dataset("noisy", x[:80], y[:80], x[80:100], y[80:100], x[100:], y[100:])
+    module = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    return ModelSpec("noisy", module, x[:1], None, data, "a user's model with a generated dataset")
+'''
+
+
+def test_a_factory_whose_dataset_changed_is_trained_again(tmp_path, monkeypatch):
+    """Issue 35: the user lowered the noise inside their dataset generator (same arguments); the
+    cached network and its accuracies must not be reused. Unchanged, the cache is."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "noisy_factory.py").write_text(FACTORY.format(noise=1.0))
+    first = trained_network("noisy_factory:noisy_digits", {}, (0.5, 0.25), CONFIG)
+    assert not first.cached
+    assert trained_network("noisy_factory:noisy_digits", {}, (0.5, 0.25), CONFIG).cached  # the same code and data
+    (tmp_path / "noisy_factory.py").write_text(FACTORY.format(noise=0.1))
+    sys.modules.pop("noisy_factory")
+    importlib.invalidate_caches()
+    again = trained_network("noisy_factory:noisy_digits", {}, (0.5, 0.25), CONFIG)
+    assert again.path == first.path and not again.cached  # same settings, other data: trained again

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 import torch
@@ -57,6 +58,16 @@ def _import_factory(target: str) -> Callable[..., object]:
     if not callable(factory):
         raise SimqosError(f"model {target!r}: {attr!r} is not callable; give a function returning an nn.Module")
     return factory
+
+
+def factory_source(name: str) -> bytes:
+    """The source of the module whose factory builds model ``name`` (a shipped name, or a
+    user's ``package.module:factory``); empty where it cannot be read."""
+    factory = _import_factory(name) if ":" in name else MODELS.get(name)
+    try:
+        return Path(inspect.getsourcefile(factory)).read_bytes()
+    except (TypeError, OSError):
+        return b""
 
 
 def build_model(name: str, input_shape: Sequence[int] | None = None, **kwargs: object) -> ModelSpec:

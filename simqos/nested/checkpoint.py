@@ -1,7 +1,11 @@
 """Saving and loading trained nested networks, keyed by everything that made them.
 
 A checkpoint is one ``torch.save`` file: the model's registry name and factory arguments, the
-densities, the training configuration and :meth:`NestedNetwork.state`. Loading rebuilds the
+densities, the training configuration and :meth:`NestedNetwork.state`, named by a digest of the
+settings; it also records a digest of what else made it (:func:`content_digest`: the factory's
+source, the module's architecture and the dataset's tensors), and one whose content differs
+from what the factory makes now is trained again — an edited dataset generator with the same
+arguments does not reuse the old network. Loading rebuilds the
 model from the registry and checks nesting (:func:`simqos.nested.masks.check_nested`).
 Trained checkpoints live in a cache folder (``$SIMQOS_CACHE_DIR``, default
 ``~/.cache/simqos``), because they are reproducible by ``simqos train`` and too large to ship.
@@ -20,11 +24,11 @@ import torch
 
 from simqos.cache import cache_dir
 from simqos.errors import SimqosError
-from simqos.models import ModelSpec, build_model
+from simqos.models import ModelSpec, build_model, factory_source
 from simqos.nested.network import NestedNetwork
 from simqos.nested.training import EpochCallback, TrainConfig, train_nested
 
-__all__ = ["StaleCheckpoint", "Trained", "checkpoint_path", "load_checkpoint", "routes_cache_path", "save_checkpoint", "trained_network"]
+__all__ = ["StaleCheckpoint", "Trained", "checkpoint_path", "content_digest", "load_checkpoint", "routes_cache_path", "save_checkpoint", "trained_network"]
 
 
 class StaleCheckpoint(SimqosError):
@@ -54,14 +58,28 @@ def outcomes_cache_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".outcomes.npz")
 
 
+def content_digest(model: str, spec: ModelSpec) -> str:
+    """A digest of what training reads besides its settings: the source of the model's factory
+    module, the module's architecture (its ``repr``) and the dataset's tensors."""
+    digest = hashlib.sha256(factory_source(model))
+    digest.update(repr(spec.module).encode())
+    if spec.dataset is not None:
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            tensor = getattr(spec.dataset, name).detach().cpu().contiguous()
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, model: str, model_kwargs: dict, config: TrainConfig, net: NestedNetwork,
-                    training_s: float | None = None) -> None:
+                    training_s: float | None = None, content: str | None = None) -> None:
     """Write atomically: a crash leaves either the old file or none, never half a file.
-    ``training_s``: the wall seconds training took, with the torch threads it had, kept beside."""
+    ``training_s``: the wall seconds training took, with the torch threads it had, kept beside;
+    ``content``: :func:`content_digest` of what it was trained from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model, "model_kwargs": model_kwargs, "config": asdict(config), "network": net.state(),
-                "training_s": training_s, "training_threads": torch.get_num_threads()}, tmp)
+                "training_s": training_s, "training_threads": torch.get_num_threads(), "content": content}, tmp)
     tmp.replace(path)
     routes_cache_path(path).unlink(missing_ok=True)  # route accuracies of an earlier network
     outcomes_cache_path(path).unlink(missing_ok=True)
@@ -108,14 +126,16 @@ def trained_network(
     """The trained nested network for these settings: from the cache, or trained and cached."""
     path = checkpoint_path(model, model_kwargs, densities, config)
     spec = build_model(model, **model_kwargs)
+    content = content_digest(model, spec)
     if path.exists() and not retrain:
         try:
             net, saved = load_checkpoint(path)
-            return Trained(net, spec, path, saved.get("training_s"), saved.get("training_threads"), True)
+            if saved.get("content") == content:  # else made from other code or data (or not recorded): trained again
+                return Trained(net, spec, path, saved.get("training_s"), saved.get("training_threads"), True)
         except StaleCheckpoint:
             pass  # trained again below, as if absent
     started = time.perf_counter()
     net = train_nested(spec, densities, config, on_epoch=on_epoch)
     seconds = time.perf_counter() - started
-    save_checkpoint(path, model, model_kwargs, config, net, seconds)
+    save_checkpoint(path, model, model_kwargs, config, net, seconds, content)
     return Trained(net, spec, path, seconds, torch.get_num_threads(), False)

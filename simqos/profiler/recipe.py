@@ -9,6 +9,8 @@ training benchmark all build through it, so a validated model is the profiled on
 
 from __future__ import annotations
 
+import os
+
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,21 +29,24 @@ from simqos.profiler.timer import torch_threads
 
 __all__ = ["TRAINING_THREADS", "BuiltNetwork", "RouteReport", "build_network", "route_report", "total_epochs", "train_config"]
 
-TRAINING_THREADS = 2
-"""torch threads while training (timing uses the profile's own ``threads``)."""
+TRAINING_THREADS = os.cpu_count() or 1
+"""torch threads while training, by default: every core this machine has (``simqos train
+--threads`` sets it; timing uses the profile's own ``threads``)."""
 
 
 @dataclass(frozen=True)
 class BuiltNetwork:
     """The nested network, a fresh spec of its model (dataset, example input), the cached
-    checkpoint it was trained into (``None`` when pruned by magnitude: no dataset ships), and
-    the wall seconds and torch threads its training took (``None`` where unknown or untrained)."""
+    checkpoint it was trained into (``None`` when pruned by magnitude: no dataset ships), the
+    wall seconds and torch threads its training took (``None`` where unknown or untrained), and
+    whether it came from the cache (trained earlier from the same code, data and settings)."""
 
     net: NestedNetwork
     spec: ModelSpec
     checkpoint: Path | None
     training_s: float | None = None
     training_threads: int | None = None
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def build_network(
         return BuiltNetwork(net, spec, None)
     with torch_threads(threads):
         trained = trained_network(recipe.model, recipe.model_kwargs, densities, config, retrain, on_epoch)
-    return BuiltNetwork(trained.net, trained.spec, trained.path, trained.training_s, trained.training_threads)
+    return BuiltNetwork(trained.net, trained.spec, trained.path, trained.training_s, trained.training_threads, trained.cached)
 
 
 def route_report(built: BuiltNetwork) -> RouteReport:

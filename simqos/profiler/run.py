@@ -193,14 +193,19 @@ def profile_model(
     command: str = "",
     on_epoch: EpochCallback | None = None,
     progress: Progress | None = None,
+    retrain: bool = False,
 ) -> tuple[Profile, list[str]]:
-    """Build the recipe's network (training it if it is not cached) and profile it into ``out``
-    (:func:`run_profile`); ``out`` is checked before any training."""
+    """Build the recipe's network (training it if it is not cached, or with ``retrain``) and
+    profile it into ``out`` (:func:`run_profile`); ``out`` is checked before any training."""
     check_device(settings.device)
     check_output(out, overwrite)
-    built = build_network(recipe, on_epoch=on_epoch)
+    built = build_network(recipe, retrain, on_epoch=on_epoch)
     routes = None if built.spec.dataset is None else route_report(built)
-    return run_profile(built, routes, recipe, settings, out, overwrite, command, progress)
+    profile, warnings = run_profile(built, routes, recipe, settings, out, overwrite, command, progress)
+    if built.cached:
+        warnings = [f"the network is the cached checkpoint {built.checkpoint}, trained earlier from the same model code, "
+                    "data and settings; --retrain trains it again", *warnings]
+    return profile, warnings
 
 
 def _resumable(path: Path, measure: Callable[[], object], dump: Callable, load: Callable) -> object:
