@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from simqos.results import read_records
 from simqos.cli import app
 from simqos.bundle import load_profile
+from simqos.errors import SimqosError
 from simqos.scenario import load_scenario, override, with_counts
 from simqos.sim.service import ServiceModel
 
@@ -262,3 +263,18 @@ def test_override_takes_a_relative_path_from_the_scenario_files_folder(monkeypat
     assert override(scenario, "profile", "../profiles/mlp-cpu").profile == ROOT / "profiles" / "mlp-cpu"
     counted = with_counts(scenario, requests=100)
     assert override(counted, "profile", "../profiles/mlp-cpu").profile == ROOT / "profiles" / "mlp-cpu"
+
+
+def test_every_policys_mistake_is_named_in_one_run(tmp_path):
+    """A misspelt kind and a misspelt parameter in two policies: one error names both."""
+    raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+    raw["profile"] = str((ROOT / "scenarios" / raw["profile"]).resolve())
+    raw["policies"] = [{"kind": "lookahed"}, {"kind": "greedy", "quantle": 0.9}, {"kind": "static", "level": 0}]
+    from simqos.scenario import parse_scenario
+    from simqos.sim.plan import build_plan
+
+    with pytest.raises(SimqosError) as error:
+        build_plan(parse_scenario(raw), "s.yaml")
+    message = str(error.value)
+    assert "s.yaml: policies[0].kind: 'lookahed' is not a registered policy" in message
+    assert "s.yaml: policies[1].quantle: unknown key — did you mean 'quantile'?" in message

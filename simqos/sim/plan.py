@@ -53,31 +53,13 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
     _check_trace_files(scenario, source)
     _check_memory(scenario, model, source)
     _check_trace_lengths(scenario, source)
-    factories, labels = [], []
+    factories, problems = [], []
     for i, spec in enumerate(scenario.policies):
-        where = f"{source}: policies[{i}]"
-        cls = POLICIES.get(spec.kind)
-        if cls is None:
-            raise SimqosError(
-                f"{where}.kind: {spec.kind!r} is not a registered policy; choose among {sorted(POLICIES)} "
-                "or register your own (see simqos.policies.register_policy)"
-            )
-        try:
-            params = cls.Params.model_validate(spec.params)
-        except ValidationError as exc:
-            raise SimqosError(f"{where}.{validation_message(exc, cls.Params, spec.kind)}") from None
-        level = getattr(params, "level", None)
-        if level is not None and level >= model.n_levels:
-            raise SimqosError(
-                f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
-            )
-        factory = functools.partial(_charged, cls, params, model, scenario, 0.0 if spec.decision_ms == "measured" else spec.decision_ms)
-        try:
-            factory().check()
-        except SimqosError as refused:
-            raise SimqosError(f"{where}: {refused}") from None
-        factories.append(factory)
-        labels.append(spec.label or factory().label())
+        made = _policy_factory(spec, model, scenario, f"{source}: policies[{i}]")
+        (factories if callable(made) else problems).append(made)
+    if problems:  # every policy's, together: one run names them all
+        raise SimqosError("; ".join(problems))
+    labels = [spec.label or factory().label() for spec, factory in zip(scenario.policies, factories)]
     _check_size(scenario, model, source, whole=scenario.engine == "simpy" or not all(f().compiled() for f in factories))
     duplicated = {lab for lab in labels if labels.count(lab) > 1}
     if duplicated:
@@ -91,6 +73,28 @@ def build_plan(scenario: Scenario, source: str = "scenario") -> Plan:
             factories[i] = functools.partial(_charged, *made.args[:4], measure_decision_ms(plan, i))
         plan = dataclasses.replace(plan, policy_factories=tuple(factories))
     return plan
+
+
+def _policy_factory(spec, model: ServiceModel, scenario: Scenario, where: str) -> Callable[[], Policy] | str:
+    """The policy's factory, or what is wrong with it: an unregistered kind, parameters its
+    ``Params`` refuse, a level the profile lacks, or its own ``check()``'s refusal."""
+    cls = POLICIES.get(spec.kind)
+    if cls is None:
+        return (f"{where}.kind: {spec.kind!r} is not a registered policy; choose among {sorted(POLICIES)} "
+                "or register your own (see simqos.policies.register_policy)")
+    try:
+        params = cls.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        return f"{where}.{validation_message(exc, cls.Params, spec.kind)}"
+    level = getattr(params, "level", None)
+    if level is not None and level >= model.n_levels:
+        return f"{where}.level: {level}, but the profile {scenario.profile} has levels 0..{model.n_levels - 1}"
+    factory = functools.partial(_charged, cls, params, model, scenario, 0.0 if spec.decision_ms == "measured" else spec.decision_ms)
+    try:
+        factory().check()
+    except SimqosError as refused:
+        return f"{where}: {refused}"
+    return factory
 
 
 def _charged(cls: type[Policy], params, model: ServiceModel, scenario: Scenario, decision_ms: float) -> Policy:
