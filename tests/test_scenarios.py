@@ -278,3 +278,15 @@ def test_every_policys_mistake_is_named_in_one_run(tmp_path):
     message = str(error.value)
     assert "s.yaml: policies[0].kind: 'lookahed' is not a registered policy" in message
     assert "s.yaml: policies[1].quantle: unknown key — did you mean 'quantile'?" in message
+
+
+def test_an_error_in_a_trace_file_names_the_scenario_and_its_field(tmp_path):
+    raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+    raw["profile"] = str((ROOT / "scenarios" / raw["profile"]).resolve())
+    (tmp_path / "bad.csv").write_text("t,s\n0,1\n")
+    raw["device"]["speed"] = {"kind": "trace", "path": str(tmp_path / "bad.csv")}
+    from simqos.scenario import parse_scenario
+    from simqos.sim.plan import build_plan
+
+    with pytest.raises(SimqosError, match=rf"^s.yaml: device.speed.path: {tmp_path / 'bad.csv'}: needs columns time_s and speed"):
+        build_plan(parse_scenario(raw), "s.yaml")

@@ -178,11 +178,19 @@ def _check_size(scenario: Scenario, model: ServiceModel, source: str, whole: boo
             )
 
 
+def _named(read: Callable, where: str):
+    """``read()``, its SimqosError (which names the file) prefixed with the scenario field that gave the file."""
+    try:
+        return read()
+    except SimqosError as error:
+        raise SimqosError(f"{where}: {error}") from None
+
+
 def _check_trace_files(scenario: Scenario, source: str) -> None:
     """Read every replayed trace once, so a bad file fails before the run starts."""
     arrival = scenario.workload.arrival
     if arrival.kind == "trace":
-        times = read_arrivals_csv(arrival.path)
+        times = _named(lambda: read_arrivals_csv(arrival.path), f"{source}: workload.arrival.path")
         short = (f"asks for {scenario.requests} requests" if scenario.requests is not None and scenario.requests > len(times)
                  else f"lasts duration_s: {scenario.duration_s:g} s" if scenario.duration_s is not None and scenario.duration_s > times[-1]
                  else None)
@@ -193,7 +201,7 @@ def _check_trace_files(scenario: Scenario, source: str) -> None:
             )
     for field, spec, column in scenario.device.processes():
         if spec.kind == "trace":
-            trace = read_trace_csv(spec.path, column)
+            trace = _named(lambda: read_trace_csv(spec.path, column), f"{source}: {field}.path")
             if column == "speed" and (trace.values <= 0).any():
                 raise SimqosError(f"{source}: {field}: {spec.path} has speed factors <= 0; they must be > 0")
             if (trace.values < 0).any():
