@@ -23,12 +23,13 @@ from simqos.outputs import discard, partial, staged
 from simqos.results import check_records_space, write_results
 from simqos.scenario import Scenario, load_scenario, with_counts
 from simqos.sim.execution import run_key
-from simqos.sim.plan import Plan, build_plan, planned_requests
+from simqos.sim.plan import Plan, build_plan, planned_requests, raw_policy_problems
 from simqos.sim.replication import KeptRecords, summarize_plan
 from simqos.sim.serving import UnmodelledRule
 from simqos.sim.stopping import run_to_precision
 from simqos.sim.tally import ccdf_table
 from simqos.sim.workers import check_execution
+from simqos.userfiles import read_yaml
 from simqos.verdict import plan_verdict
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
     and ``scheduler``: where replications run (:func:`simqos.sim.execution.simulate`)."""
     listener = listener or Listener()
     source = str(scenario) if not isinstance(scenario, Scenario) else scenario.name
-    spec = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
+    spec = scenario if isinstance(scenario, Scenario) else _loaded(Path(scenario))
     spec = with_counts(spec, requests, replications, source)
     plan = build_plan(spec, source)
     for warning in plan.warnings:
@@ -230,3 +231,18 @@ def _epochs(recipe, listener: Listener):
         listener.progress(f"train {recipe.model} ({recipe.training.growth})", done[0], total_epochs(recipe))
 
     return advance
+
+
+def _loaded(path: Path) -> Scenario:
+    """The scenario file, parsed; when it does not parse, its policies' mistakes are named with
+    the others (:func:`simqos.sim.plan.raw_policy_problems`), so one run names them all."""
+    try:
+        return load_scenario(path)
+    except SimqosError as error:
+        try:
+            problems = raw_policy_problems(read_yaml(path, "scenario"), str(path))
+        except SimqosError:
+            problems = []  # not even YAML: the error says so
+        if not problems:
+            raise
+        raise SimqosError("; ".join([str(error), *problems])) from None

@@ -290,3 +290,23 @@ def test_an_error_in_a_trace_file_names_the_scenario_and_its_field(tmp_path):
 
     with pytest.raises(SimqosError, match=rf"^s.yaml: device.speed.path: {tmp_path / 'bad.csv'}: needs columns time_s and speed"):
         build_plan(parse_scenario(raw), "s.yaml")
+
+
+def test_a_top_level_mistake_and_policy_mistakes_are_named_in_one_run(tmp_path):
+    """README: a scenario's mistakes are named together — a misspelt top-level key, a misspelt
+    policy kind and a misspelt policy parameter, in one error."""
+    import simqos
+
+    raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
+    raw["profile"] = str((ROOT / "scenarios" / raw["profile"]).resolve())
+    raw["replicatons"] = 2
+    raw["policies"] = [{"kind": "lookahed"}, {"kind": "greedy", "quantle": 0.9}]
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SimqosError) as error:
+        simqos.run_scenario(path, out=tmp_path / "out")
+    message = str(error.value)
+    assert "replicatons: unknown key — did you mean 'replications'?" in message
+    assert "policies[0].kind: 'lookahed' is not a registered policy — did you mean 'lookahead'?" in message
+    assert "policies[1].quantle: unknown key — did you mean 'quantile'?" in message
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ A policy charged its ``measured`` decision time is timed here, on the SimPy mode
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import importlib
 import os
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from simqos.bundle import load_profile
 from simqos.errors import SimqosError, validation_message
 from simqos.policies import POLICIES, Policy
-from simqos.scenario import Scenario
+from simqos.scenario import PolicySpec, Scenario
 from simqos.sim.device import read_trace_csv
 from simqos.sim.inputs import CHUNK_REQUESTS, DEVICE_AHEAD_S, arrival_span, check_trace_ends, ending_traces
 from simqos.sim.plausible import implausible
@@ -80,8 +81,7 @@ def _policy_factory(spec, model: ServiceModel, scenario: Scenario, where: str) -
     ``Params`` refuse, a level the profile lacks, or its own ``check()``'s refusal."""
     cls = POLICIES.get(spec.kind)
     if cls is None:
-        return (f"{where}.kind: {spec.kind!r} is not a registered policy; choose among {sorted(POLICIES)} "
-                "or register your own (see simqos.policies.register_policy)")
+        return _unregistered(where, spec.kind)
     try:
         params = cls.Params.model_validate(spec.params)
     except ValidationError as exc:
@@ -95,6 +95,34 @@ def _policy_factory(spec, model: ServiceModel, scenario: Scenario, where: str) -
     except SimqosError as refused:
         return f"{where}: {refused}"
     return factory
+
+
+def _unregistered(where: str, kind: str) -> str:
+    close = difflib.get_close_matches(kind, sorted(POLICIES), n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    return (f"{where}.kind: {kind!r} is not a registered policy{hint}; choose among {sorted(POLICIES)} "
+            "or register your own (see simqos.policies.register_policy)")
+
+
+def raw_policy_problems(raw: object, source: str) -> list[str]:
+    """What the plan would say of the policies of a scenario document that did not parse, so
+    that one run names its mistakes together: kinds not registered (unless it lists plugins,
+    which may register them) and parameters their ``Params`` refuse."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("policies"), list):
+        return []
+    problems = []
+    for i, entry in enumerate(raw["policies"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+            continue  # the parse names it
+        where, cls = f"{source}: policies[{i}]", POLICIES.get(entry["kind"])
+        if cls is None:
+            problems += [] if raw.get("plugins") else [_unregistered(where, entry["kind"])]
+            continue
+        try:
+            cls.Params.model_validate({k: v for k, v in entry.items() if k not in PolicySpec.model_fields})
+        except ValidationError as exc:
+            problems.append(f"{where}.{validation_message(exc, cls.Params, entry['kind'])}")
+    return problems
 
 
 def _charged(cls: type[Policy], params, model: ServiceModel, scenario: Scenario, decision_ms: float) -> Policy:
