@@ -76,7 +76,7 @@ def test_profile_a_users_plain_module(tmp_path):
 
 
 def test_train_compares_both_growth_methods():
-    result = invoke("train", "mlp", *TINY_PROFILE_ARGS[:6], "--levels", "0.6,0.3")
+    result = invoke("train", "mlp", *TINY_PROFILE_ARGS[:6], "--levels", "0.6,0.3", "--growth", "both")
     assert result.exit_code == 0, result.output
     assert "sparse-first" in result.output and "route-aware" in result.output
     assert "0-1-1" in result.output
