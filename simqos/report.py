@@ -231,14 +231,17 @@ def _experiment_figures(folder: Path, scenario: Scenario, bound: dict | None, fi
 
 def pooled_over_seeds(results: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     """A sweep's rows pooled over seeds: per ``fields`` x policy, the requests and misses
-    summed and the nines recomputed, with the largest design effect of the pooled cells."""
+    summed and the nines recomputed, with the largest design effect of the pooled cells; the
+    accuracy-at-deadline weighted by requests (NaN where a cell has none: no accuracy)."""
     rows = []
     for key, g in results.groupby([*fields, "policy"], sort=False):
         n = int(g["requests"].sum())
         misses = n - int(g["met"].sum())
         point, low, high = nines(misses, n, design_effect=float(g["miss_design_effect"].max()) if misses else 1.0)
+        at_deadline = g["accuracy_at_deadline"] if "accuracy_at_deadline" in g else pd.Series(math.nan, index=g.index)
         rows.append({**dict(zip([*fields, "policy"], key)), "requests": n, "miss_rate": misses / n,
-                     "nines": point, "nines_low": low, "nines_high": high, "seeds": len(g)})
+                     "nines": point, "nines_low": low, "nines_high": high, "seeds": len(g),
+                     "accuracy_at_deadline": float((at_deadline * g["requests"]).sum() / n) if at_deadline.notna().all() else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -266,15 +269,16 @@ def write_sweep_report(folder: Path) -> list[str]:
         f"# sweep of {design['base']}",
         "",
         f"{len(design['cells'])} cells ({results['cell'].nunique()} finished), seeds pooled per setting; "
-        "nines with their 95 % interval (Wilson on the effective sample size).",
+        "nines with their 95 % interval (Wilson on the effective sample size); accuracy-at-deadline (a miss counts as "
+        "wrong) weighted by requests.",
         "",
-        "| " + " | ".join([*varied, "policy", "nines [95 % CI]", "miss %", "requests"]) + " |",
-        "|" + "---|" * (len(varied) + 4),
+        "| " + " | ".join([*varied, "policy", "nines [95 % CI]", "miss %", "at deadline", "requests"]) + " |",
+        "|" + "---|" * (len(varied) + 5),
     ]
     for _, row in table.iterrows():
-        shown = _nines_text(row)
         cells = [f"{row[k]:g}" if isinstance(row[k], float) else str(row[k]) for k in varied]
-        lines.append("| " + " | ".join([*cells, row["policy"], shown, f"{100 * row['miss_rate']:.3f}", f"{row['requests']:,}"]) + " |")
+        lines.append("| " + " | ".join([*cells, row["policy"], _nines_text(row), f"{100 * row['miss_rate']:.3f}",
+                                        _fmt(row["accuracy_at_deadline"], ".2%"), f"{row['requests']:,}"]) + " |")
     lines += ["", "- figures: " + ", ".join(f"`plots/{n}.png`" for n in names)]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     return names

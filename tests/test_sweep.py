@@ -109,6 +109,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
         assert (out / "plots" / f"{name}.png").exists()
     report = (out / "report.md").read_text()
     assert report.count("| deadline_aware (q0.9) |") == 6 * 2 and "seeds pooled" in report
+    assert "| at deadline |" in report and "%" in report.split("| deadline_aware (q0.9) |")[1].split("\n")[0]
 
 
 IOT = str(ROOT / "scenarios" / "iot.yaml")
@@ -141,6 +142,10 @@ def test_seeds_pool_into_one_setting_with_summed_counts():
     assert pooled.loc[4, "requests"] == 4000 and pooled.loc[4, "miss_rate"] == pytest.approx(40 / 4000)
     assert pooled.loc[4, "nines"] == pytest.approx(2.0) and pooled.loc[4, "seeds"] == 2
     assert pd.isna(pooled.loc[8, "nines"]) and pooled.loc[8, "nines_low"] > 2  # no miss: a lower bound
+    assert pd.isna(pooled.loc[4, "accuracy_at_deadline"])  # no accuracy column: none
+    rows["accuracy_at_deadline"] = [0.9, 0.5, 0.7]
+    pooled = pooled_over_seeds(rows, ["workload.deadline.ms"]).set_index("workload.deadline.ms")
+    assert pooled.loc[4, "accuracy_at_deadline"] == pytest.approx((0.9 * 1000 + 0.5 * 3000) / 4000)  # weighted by requests
 
 
 def test_the_shipped_sweep_runs_shortened(tmp_path):
