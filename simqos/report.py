@@ -75,8 +75,7 @@ def _markdown(scenario: Scenario, summary: pd.DataFrame, notes: list[str], verdi
         "",
         f"{int(summary['requests'].iloc[0])} requests per policy after warm-up, {scenario.replications} replication{'s' if scenario.replications != 1 else ''}, "
         f"seed {scenario.seed}, profile `{scenario.profile.name}`; objective: {objective.replace('_', '-')}.",
-        *([f"The device is time-sliced: slices of {scenario.device.slice_ms:g} ms, a speed below 1 being the share of the "
-           "core that competing processes leave (`device.slice_ms`)."] if scenario.device.slice_ms > 0 else []),
+        f"The device: {scenario.device.describe()} (a speed factor of 1 runs as profiled).",
         "",
         *verdict_lines(verdict),
         "",

@@ -262,6 +262,19 @@ SpeedProcess = _process_models("speed", "compute speed factor; 1.0 = as profiled
 MemoryProcess = _process_models("memory_mb", "megabytes available to the model's weights", positive=False)
 
 
+def _process_words(spec: Any, field: str, unit: str) -> str:
+    """One device process in words (speed factors: 1 = as profiled)."""
+    if spec.kind == "constant":
+        return f"constant at {getattr(spec, field):g}{unit}"
+    if spec.kind == "markov":
+        states = ", ".join(f"{s.name or f'state {i}'} {getattr(s, field):g}{unit} (about {s.mean_dwell_s:g} s at a time)"
+                           for i, s in enumerate(spec.states))
+        return f"a Markov chain over {states}"
+    if spec.kind == "periodic":
+        return (f"periodic, {spec.high:g}{unit} then {spec.low:g}{unit} for {spec.duty:.0%} of every {spec.period_s:g} s")
+    return f"replayed from {spec.path.name} (after its end: {spec.after_end})"
+
+
 class Device(_Model):
     """``speed``: compute-speed process (default constant 1.0). ``noise``: a second speed
     process multiplied onto it, the machine's own wander and stalls, which the policies that
@@ -280,6 +293,19 @@ class Device(_Model):
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
     slice_ms: float = Field(default=0.0, ge=0)
+
+    def describe(self) -> str:
+        """The device in words, for a report: its speed, noise, memory and slicing."""
+        words = [f"speed {_process_words(self.speed, 'speed', '')}"]
+        if self.noise is not None:
+            words.append(f"times a noise {_process_words(self.noise, 'speed', '')}")
+        words.append("memory unlimited" if self.memory is None else
+                     f"memory {_process_words(self.memory, 'memory_mb', ' MB')}, evicted weights reloaded at "
+                     f"{self.storage_bandwidth_mb_s:g} MB/s")
+        if self.slice_ms > 0:
+            words.append(f"time-sliced in slices of {self.slice_ms:g} ms, a speed below 1 being the share of the core that "
+                         "competing processes leave")
+        return "; ".join(words)
 
     def processes(self) -> list[tuple[str, Any, str]]:
         """``(field path, process, value column)`` of the speed and (when given) the noise and

@@ -40,6 +40,7 @@ def test_shipped_scenario_runs(path, tmp_path):
     assert (out / "plots" / "nines_vs_load.png").exists() == (raw["workload"]["arrival"]["kind"] in ("poisson", "periodic"))
     report = (out / "report.md").read_text()
     assert "Δ accuracy-at-deadline vs" in report and "**Deploy" in report and all(p in report for p in pd.read_csv(out / "summary.csv")["policy"])
+    assert f"The device: {load_scenario(path).device.describe()}" in report  # the device in words
     assert not (tmp_path / "out.partial").exists()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == len(yaml.safe_load(path.read_text())["policies"])
@@ -310,3 +311,11 @@ def test_a_top_level_mistake_and_policy_mistakes_are_named_in_one_run(tmp_path):
     assert "policies[0].kind: 'lookahed' is not a registered policy — did you mean 'lookahead'?" in message
     assert "policies[1].quantle: unknown key — did you mean 'quantile'?" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_device_in_words():
+    device = load_scenario(ROOT / "scenarios" / "iot.yaml").device
+    assert device.describe().startswith("speed a Markov chain over normal 0.045 (about 1 s at a time), background-app 0.028")
+    assert "memory a Markov chain over free 2 MB" in device.describe() and "reloaded at 20 MB/s" in device.describe()
+    periodic = load_scenario(ROOT / "scenarios" / "bursty-gateway.yaml").device
+    assert periodic.describe() == "speed periodic, 0.17 then 0.067 for 40% of every 0.2 s; memory unlimited"
