@@ -22,8 +22,8 @@ def vary(
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """One summary row per value x policy (see :func:`simqos.sim.tally.summarize`), with the
-    value in a column named after the last part of ``dotted``."""
-    column = dotted.rsplit(".", 1)[-1]
+    value in a column named ``dotted`` (as a sweep's results name it, e.g. ``workload.deadline.ms``)."""
+    column = dotted
     frames = []
     for i, value in enumerate(values):
         plan = build_plan(override(scenario, dotted, value))

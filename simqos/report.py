@@ -211,7 +211,8 @@ def _experiment_figures(folder: Path, scenario: Scenario, bound: dict | None, fi
     if deadline.fixed_ms is None:
         notes.append("nines vs deadline: skipped, the scenario's deadline is not constant")
     elif (table := read_experiment(folder, "nines_vs_deadline")) is not None:
-        figures["nines_vs_deadline"] = plots.nines_vs(table, "ms", "deadline (ms)", "Nines of QoS vs deadline", deadline.ms)
+        column = "workload.deadline.ms" if "workload.deadline.ms" in table else "ms"  # "ms": a run of an older simqos
+        figures["nines_vs_deadline"] = plots.nines_vs(table, column, "deadline (ms)", "Nines of QoS vs deadline", deadline.ms)
     else:
         notes.append(f"nines vs deadline: {missing}")
     load = load_field(scenario)
@@ -219,7 +220,7 @@ def _experiment_figures(folder: Path, scenario: Scenario, bound: dict | None, fi
         notes.append("nines vs load: skipped, the arrival process has no single rate to scale")
     elif (table := read_experiment(folder, "nines_vs_load")) is not None:
         path, value, label = load
-        column = path.rsplit(".", 1)[-1]
+        column = path if path in table else path.rsplit(".", 1)[-1]  # the last part: a run of an older simqos
         rising = rising_with_load(table, column, idle=len(load_profile(scenario.profile).idle_factors()[0]) > 1)
         figures["nines_vs_load"] = plots.nines_vs(table, column, label, "Nines of QoS vs load", value, note=rising)
         if rising:

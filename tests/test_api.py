@@ -35,8 +35,8 @@ def test_the_readme_example_runs(monkeypatch, capsys):
     assert value == f"{summary.loc[deploy, 'accuracy_at_deadline']:.2%}"
     assert float(bound.rstrip("%")) / 100 >= summary["accuracy_at_deadline"].max() - 5e-5  # no policy beats the optimum
     by_deadline = ns["by_deadline"]
-    assert len(by_deadline) == 3 * len(plan.labels) and sorted(set(by_deadline["ms"])) == [20, 30, 45]
-    miss = by_deadline[by_deadline["policy"] == "static L1"].sort_values("ms")["miss_rate"].to_numpy()
+    assert len(by_deadline) == 3 * len(plan.labels) and sorted(set(by_deadline["workload.deadline.ms"])) == [20, 30, 45]
+    miss = by_deadline[by_deadline["policy"] == "static L1"].sort_values("workload.deadline.ms")["miss_rate"].to_numpy()
     assert (miss[1:] <= miss[:-1]).all()  # a looser deadline misses no more: the same requests, served the same way
 
 
