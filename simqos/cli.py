@@ -45,7 +45,7 @@ app = typer.Typer(
     help="Nines of QoS for multi-level sparse networks on fluctuating edge devices.",
 )
 # Wide enough for the result tables when the output is a file or a pipe (rich would use 80).
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 140)  # ":factory:" in a model name is text
 F = TypeVar("F", bound=Callable[..., None])
 
 

@@ -225,3 +225,11 @@ def test_the_console_script_imports_from_the_current_folder_as_python_m_does(tmp
     with pytest.raises(SystemExit):
         cli_main()
     assert sys.path[0] == str(tmp_path)
+
+
+def test_a_model_named_by_its_factory_is_not_an_emoji(capsys):
+    """rich turned ':factory:' in 'mymodel:factory: ...' into an emoji."""
+    import simqos.cli as cli
+
+    cli.console.print("mymodel:factory: 3 routes")
+    assert "mymodel:factory: 3 routes" in capsys.readouterr().out
