@@ -163,13 +163,18 @@ class _LineProgress:
     """Progress where the output is not a terminal (a file, a pipe, a CI log), where a live bar
     shows nothing until the end: plain lines, flushed — one at a task's first update and when it
     changes stage, and otherwise at most one every :attr:`EVERY_S` seconds; a thread that wakes every
-    :attr:`HEARTBEAT_S` seconds repeats the line, so a long stage without updates (the bound)
-    still shows it is alive. Takes the calls the commands make on a rich ``Progress``."""
+    :attr:`HEARTBEAT_S` seconds repeats an unfinished task's line, so a long stage without
+    updates (the bound) still shows it is alive. Every line gives the seconds since the progress
+    began (one clock for all its tasks), and a slow task its seconds each rather than "0/s".
+    Takes the calls the commands make on a rich ``Progress``."""
 
     EVERY_S = 10.0
     HEARTBEAT_S = 10.0
+    ESTIMATE_AFTER = 0.05
+    """The share of a task done before its time left is estimated."""
 
     def __init__(self) -> None:
+        self.start = time.monotonic()
         self.tasks: dict[int, dict] = {}
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -184,8 +189,9 @@ class _LineProgress:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.HEARTBEAT_S):
-            for task in list(self.tasks):
-                self._say(task, force=False)
+            for task, t in list(self.tasks.items()):
+                if not (t["total"] and t["count"] and t["completed"] >= t["total"]):  # a finished task has said so
+                    self._say(task, force=False)
 
     def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
         task = len(self.tasks)
@@ -219,9 +225,11 @@ class _LineProgress:
             done = f": {t['completed']:,.0f}/{t['total']:,.0f}"
             rate = t["completed"] / max(now - t["start"], 1e-9)
             if 0 < t["completed"] < t["total"]:
-                done += f", {rate:,.0f}/s, about {(t['total'] - t['completed']) / rate:,.0f} s left"
+                done += f", {rate:,.0f}/s" if rate >= 1 else f", {1 / rate:,.1f} s each"
+                if t["completed"] >= self.ESTIMATE_AFTER * t["total"]:  # an estimate from the first few is wild
+                    done += f", about {(t['total'] - t['completed']) / rate:,.0f} s left"
         extra = "".join(f", {v}" for v in t["fields"].values() if v)
-        typer.echo(f"{t['description']}{done}{extra} ({now - t['start']:.0f} s)")
+        typer.echo(f"{t['description']}{done}{extra} ({now - self.start:.0f} s)")  # one clock for every task
         sys.stdout.flush()
 
 

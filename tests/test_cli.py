@@ -177,8 +177,18 @@ def test_progress_shows_when_output_is_not_a_terminal(tmp_path, monkeypatch, cap
     monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.05)
     with cli._LineProgress() as bar:
         bar.add_task("offline optimum")
+        trained = bar.add_task("train", total=2)
+        bar.update(trained, completed=2)  # finished: said once, not repeated by the heartbeat
         time.sleep(0.3)
-    assert capsys.readouterr().out.count("offline optimum") >= 3
+    out = capsys.readouterr().out
+    assert out.count("offline optimum") >= 3 and out.count("train: 2/2") == 1
+    monkeypatch.setattr(cli._LineProgress, "EVERY_S", 0.0)
+    with cli._LineProgress() as bar:
+        slow = bar.add_task("epochs", total=100)
+        bar.tasks[slow]["start"] -= 30.0  # one epoch in 30 s: seconds each, and no estimate from the first one
+        bar.advance(slow)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "s each" in line and "/s" not in line and "left" not in line
 
 
 def test_a_piped_run_prints_its_stages(tmp_path):
