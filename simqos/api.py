@@ -82,7 +82,7 @@ def _finished(work: Path) -> int:
     return len(list((work / "checkpoints").glob("r*.pickle")))
 
 
-def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, requests: int | None = None,
+def run_scenario(scenario: Path | str | Scenario, out: Path | str | None = None, requests: int | None = None,
                  replications: int | None = None, workers: int = 1, executor: str = "local", scheduler: str | None = None,
                  listener: Listener | None = None) -> RunResult:
     """Simulate ``scenario`` (a YAML file, or a parsed one) under every policy it lists until its
@@ -94,6 +94,7 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | None = None, reque
     ``replications`` replace the scenario's (:func:`simqos.scenario.with_counts`); ``workers``, ``executor``
     and ``scheduler``: where replications run (:func:`simqos.sim.execution.simulate`)."""
     listener = listener or Listener()
+    out = None if out is None else Path(out)
     source = str(scenario) if not isinstance(scenario, Scenario) else scenario.name
     spec = scenario if isinstance(scenario, Scenario) else _loaded(Path(scenario))
     spec = with_counts(spec, requests, replications, source)
@@ -159,7 +160,7 @@ class ValidateResult:
     notes: tuple[str, ...]
 
 
-def validate_scenario(scenario: Path | str, out: Path | None = None, settings: ValidationSettings | None = None,
+def validate_scenario(scenario: Path | str, out: Path | str | None = None, settings: ValidationSettings | None = None,
                       reprofile: bool = False, listener: Listener | None = None, command: str = "simqos validate") -> ValidateResult:
     """Run ``scenario`` for real on this CPU (its real model, real time, a real load generator)
     and compare it with the simulator's prediction (:mod:`simqos.validate`); write everything
@@ -174,6 +175,7 @@ def validate_scenario(scenario: Path | str, out: Path | None = None, settings: V
     from simqos.validate.run import ValidationSettings, run_validation, validation_plan
 
     listener, settings = listener or Listener(), settings or ValidationSettings()
+    out = None if out is None else Path(out)
     source = str(scenario)
     spec = load_scenario(Path(scenario))
     plan, notes = validation_plan(spec, settings.seconds, source)  # refuses what cannot be played, before any work

@@ -82,8 +82,10 @@ def read_yaml(path: Path, what: str, hint: str = "") -> object:
     text = _read_text(path, what, hint)
     try:
         loader = _Loader(text)  # reading checks the characters: a NUL, say, is refused here
-    except yaml.YAMLError as exc:
-        raise SimqosError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SimqosError(f"{path}: not valid YAML (line {line}, column {column}: {str(exc).splitlines()[0]})") from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -67,7 +67,7 @@ def test_run_scenario_is_simqos_run(two_level, tmp_path):
             self.served += requests
 
     heard = Heard()
-    result = simqos.run_scenario(path, out=tmp_path / "api", requests=300, listener=heard)
+    result = simqos.run_scenario(path, out=str(tmp_path / "api"), requests=300, listener=heard)  # a str, as the README writes it
     assert heard.stages == [("simulate test", 300 * 2), ("offline optimum (the bound)", None)]
     assert heard.served == 300 * 2 and result.scenario.requests == 300 and result.scenario.warmup_requests == 0
     assert result.verdict["deploy"] in {"static L0", "static L1", "deadline_aware (q0.9)"}
