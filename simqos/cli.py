@@ -45,7 +45,8 @@ app = typer.Typer(
     help="Nines of QoS for multi-level sparse networks on fluctuating edge devices.",
 )
 # Wide enough for the result tables when the output is a file or a pipe (rich would use 80).
-console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 140)  # ":factory:" in a model name is text
+console = Console(highlight=False, emoji=False, markup=False, width=None if sys.stdout.isatty() else 140)
+"""Plain text: ``:factory:`` in a model's name is not an emoji, nor ``[anchors]`` in a note a markup tag."""
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -407,7 +408,7 @@ def profile(
             progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total), retrain=retrain,
         )
     for warning in warnings:
-        console.print(f"[yellow]warning[/yellow]: {warning}")
+        console.print(Text.assemble(("warning", "yellow"), f": {warning}"))
     if result.meta.accuracy.available is False:
         console.print(f"{model}: no dataset ships for it; levels by magnitude, accuracy unavailable")
     _print_profile_summary(result, out)
@@ -514,7 +515,7 @@ def _recipe_text(recipe) -> str:
 
 def _paper_table(bundle) -> Table:
     """Each level against the dense model, the paper's figures beside."""
-    table = Table(title="each level against the dense model (paper: Qin et al. 2022, ResNet-50 on ImageNet)")
+    table = Table(title="each level against the dense model (last column: the paper's ResNet-50 on ImageNet, Qin et al. 2022, for reference)")
     for col in ("level", "weights", "FLOPs", "accuracy [95% CI]", "rel. loss", "latency", "storage", "paper weights / FLOPs / rel. loss"):
         table.add_column(col, justify="right")
     dense = bundle.dense_accuracy("test")

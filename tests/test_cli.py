@@ -243,3 +243,5 @@ def test_a_model_named_by_its_factory_is_not_an_emoji(capsys):
 
     cli.console.print("mymodel:factory: 3 routes")
     assert "mymodel:factory: 3 routes" in capsys.readouterr().out
+    cli.console.print("no onnxruntime anchor (pip install -e '.[anchors]')")  # nor brackets a markup tag
+    assert "(pip install -e '.[anchors]')" in capsys.readouterr().out
