@@ -168,7 +168,7 @@ def validate_scenario(scenario: Path | str, out: Path | str | None = None, setti
     profile was measured on another CPU, or with ``reprofile`` (``command`` is recorded in that
     profile). ``listener`` hears the notes, the stages and the profiling's progress."""
     from simqos.bundle import load_profile
-    from simqos.outputs import claim
+    from simqos.outputs import claim, owned
     from simqos.profiler.recipe import build_network
     from simqos.profiler.run import cpu_name, profile_input
     from simqos.scenario import override
@@ -183,7 +183,8 @@ def validate_scenario(scenario: Path | str, out: Path | str | None = None, setti
     folder = out or Path("runs") / f"validate-{spec.name}"
     claim(folder, "validate")  # before minutes of profiling
     measured_here = folder.with_name(folder.name + ".profile")
-    if reprofile or made.cpu != cpu_name():
+    profiled_here = reprofile or made.cpu != cpu_name()
+    if profiled_here:
         why = "reprofile asked for" if reprofile else f"{spec.profile} was measured on {made.cpu}; this machine is {cpu_name()}"
         listener.note(f"{why}: profiling the model here first, into {folder}/profile")
         _profile_here(made, measured_here, command, listener)
@@ -194,7 +195,7 @@ def validate_scenario(scenario: Path | str, out: Path | str | None = None, setti
     with staged(folder, "validate") as work:
         comparison = run_validation(plan, notes, load_profile(spec.profile), built.net, x, work, settings, source,
                                     progress=lambda what: listener.stage(what))
-        if measured_here.exists():
+        if profiled_here and owned(measured_here) == "profile":  # the bundle this call made, never a folder it did not
             measured_here.rename(work / "profile")
     return ValidateResult(folder, spec, comparison, tuple(notes))
 

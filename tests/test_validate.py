@@ -93,6 +93,8 @@ def _scenario(tmp_path, profile, **extra):
 
 def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     out = tmp_path / "v"
+    (tmp_path / "v.profile").mkdir()  # a user's folder where a re-profiled bundle would go: not simqos's to move
+    (tmp_path / "v.profile" / "theirs.txt").write_text("keep me")
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir)), "--seconds", "1.5",
                                  "--noise-seconds", "1", "--sim-replications", "2", "--probes", "20", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -101,6 +103,7 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
                  "plots/validation_ccdf.png"):
         assert (out / name).exists(), name
     assert not (tmp_path / "v.partial").exists()
+    assert (tmp_path / "v.profile" / "theirs.txt").read_text() == "keep me" and not (out / "profile").exists()
     real = pd.read_csv(out / "real_records.csv", dtype={"route": str})
     sim = pd.read_csv(out / "sim_records.csv.gz", dtype={"route": str})
     policies = ["static L0", "deadline_aware (q0.9)"]
