@@ -21,15 +21,14 @@ from simqos.experiments import run_experiments
 from simqos.jit import interruptible
 from simqos.outputs import discard, partial, staged
 from simqos.results import check_records_space, write_results
-from simqos.scenario import Scenario, load_scenario, with_counts
+from simqos.scenario import Scenario, with_counts
 from simqos.sim.execution import run_key
-from simqos.sim.plan import Plan, build_plan, planned_requests, raw_policy_problems
+from simqos.sim.plan import Plan, build_plan, load_checked, planned_requests
 from simqos.sim.replication import KeptRecords, summarize_plan
 from simqos.sim.serving import UnmodelledRule
 from simqos.sim.stopping import run_to_precision
 from simqos.sim.tally import ccdf_table
 from simqos.sim.workers import check_execution
-from simqos.userfiles import read_yaml
 from simqos.verdict import plan_verdict
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ def run_scenario(scenario: Path | str | Scenario, out: Path | str | None = None,
     listener = listener or Listener()
     out = None if out is None else Path(out)
     source = str(scenario) if not isinstance(scenario, Scenario) else scenario.name
-    spec = scenario if isinstance(scenario, Scenario) else _loaded(Path(scenario))
+    spec = scenario if isinstance(scenario, Scenario) else load_checked(Path(scenario))
     spec = with_counts(spec, requests, replications, source)
     plan = build_plan(spec, source)
     for warning in plan.warnings:
@@ -177,7 +176,7 @@ def validate_scenario(scenario: Path | str, out: Path | str | None = None, setti
     listener, settings = listener or Listener(), settings or ValidationSettings()
     out = None if out is None else Path(out)
     source = str(scenario)
-    spec = load_scenario(Path(scenario))
+    spec = load_checked(Path(scenario))
     plan, notes = validation_plan(spec, settings.seconds, source)  # refuses what cannot be played, before any work
     made = _cpu_recipe(spec, source)
     folder = out or Path("runs") / f"validate-{spec.name}"
@@ -234,18 +233,3 @@ def _epochs(recipe, listener: Listener):
         listener.progress(f"train {recipe.model} ({recipe.training.growth})", done[0], total_epochs(recipe))
 
     return advance
-
-
-def _loaded(path: Path) -> Scenario:
-    """The scenario file, parsed; when it does not parse, its policies' mistakes are named with
-    the others (:func:`simqos.sim.plan.raw_policy_problems`), so one run names them all."""
-    try:
-        return load_scenario(path)
-    except SimqosError as error:
-        try:
-            problems = raw_policy_problems(read_yaml(path, "scenario"), str(path))
-        except SimqosError:
-            problems = []  # not even YAML: the error says so
-        if not problems:
-            raise
-        raise SimqosError("; ".join([str(error), *problems])) from None

@@ -357,9 +357,26 @@ def _request_points(bottom, r: pd.DataFrame) -> None:
     if rerouted.any():
         bottom.scatter(r.loc[rerouted, "arrival_s"], r.loc[rerouted, "latency_ms"], facecolors="none", edgecolors="black", s=60,
                        label="rerouted (its route: level per segment)")
-        for k, row in enumerate(r[rerouted].head(12).itertuples()):  # the route's shape; above and below by turns
+        span_s = float(r["arrival_s"].max() - r["arrival_s"].min()) or 1.0
+        labelled = _spaced(r.loc[rerouted, "arrival_s"].to_numpy(dtype=float), span_s / ROUTE_LABELS)
+        for k, row in enumerate(r[rerouted].iloc[labelled].itertuples()):  # the route's shape; above and below by turns
             bottom.annotate(row.route, (row.arrival_s, row.latency_ms), xytext=(4, 4 if k % 2 == 0 else -10),
                             textcoords="offset points", fontsize=6)
+
+
+ROUTE_LABELS = 12
+"""At most this many rerouted requests are labelled with their route on a timeline, at least
+1/12 of its width apart, so that the labels do not overlap."""
+
+
+def _spaced(times_s: np.ndarray, gap_s: float) -> list[int]:
+    """The positions of ``times_s`` (ascending) picked first to last, each at least ``gap_s``
+    after the one picked before."""
+    picked: list[int] = []
+    for i, t in enumerate(times_s):
+        if not picked or t - times_s[picked[-1]] >= gap_s:
+            picked.append(i)
+    return picked
 
 
 def _device_panel(top, speed: tuple[np.ndarray, np.ndarray], resident: tuple[np.ndarray, np.ndarray], start_s: float,

@@ -40,8 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simqos.errors import SimqosError, validation_message
 from simqos.outputs import claim, mark
+from simqos.sim.plan import build_plan, load_checked
 from simqos.sim.workers import check_execution, dask_client, pool
-from simqos.scenario import Scenario, load_scenario, warmup_within
+from simqos.scenario import Scenario, warmup_within
 from simqos.userfiles import read_yaml
 
 __all__ = ["Cell", "SweepSpec", "base_key", "cell_id", "finished_cells", "load_sweep", "run_cell", "run_sweep"]
@@ -83,7 +84,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
         raise SimqosError(f"{path}: {validation_message(exc, SweepSpec, 'a sweep')}") from None
-    base = load_scenario(path.parent / spec.base)
+    base = load_checked(path.parent / spec.base)
     if spec.grid is not None:
         keys = list(spec.grid)
         designs = [dict(zip(keys, combo)) for combo in itertools.product(*spec.grid.values())]
@@ -100,6 +101,9 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Scenario, list[Cell]]:
 
     for cell in cells:  # describe, then run: every cell must validate before any runs
         _scenario(base, cell, override)
+    # and the first must plan: a mistake in the base's policies would fail every cell (planning
+    # them all would take a tenth of a second each, so a cell's own mistake fails that cell alone)
+    build_plan(_scenario(base, cells[0], override), str(path.parent / spec.base))
     return spec, base, cells
 
 
@@ -149,7 +153,6 @@ def run_cell(base: Scenario | dict, cell: Cell) -> pd.DataFrame:
     ``base`` may be the scenario's JSON form (what crosses to worker processes: scenarios hold
     classes made at import time, which do not pickle)."""
     from simqos.sim.execution import simulate
-    from simqos.sim.plan import build_plan
     from simqos.sim.replication import NO_RECORDS, summarize_plan
     from simqos.scenario import parse_scenario
     from simqos.scenario import override

@@ -224,6 +224,10 @@ def cases(tmp: Path, root: Path) -> list[Case]:
         path = tmp / f"{name}.sweep.yaml"
         path.write_text(yaml.safe_dump(body))
         made.append(Case(name, ["sweep", str(path), "--out", str(out)], out))
+    misspelt_base = tmp / "lookahed.yaml"
+    misspelt_base.write_text(yaml.safe_dump(_set(_base(root), "policies", [{"kind": "lookahed"}])))
+    (tmp / "misspelt-base.sweep.yaml").write_text(yaml.safe_dump({"base": str(misspelt_base), "grid": {"seed": [1, 2]}}))
+    made.append(Case("sweep-base-policy-misspelt", ["sweep", str(tmp / "misspelt-base.sweep.yaml"), "--out", str(out)], out))
     ok_sweep = tmp / "ok.sweep.yaml"
     ok_sweep.write_text(yaml.safe_dump({"base": str(good_path), "grid": {"seed": [1]}}))
     made.append(Case("sweep-workers-zero", ["sweep", str(ok_sweep), "--workers", "0", "--out", str(out)], out))

@@ -119,6 +119,10 @@ def test_other_settings_start_afresh(tmp_path, monkeypatch):
     result = invoke("profile", "mlp", "--out", out, *TINY_PROFILE_ARGS)
     assert result.exit_code == 0, result.output
     assert len(load_profile(out).layers) == 6
+    # the progress says what is being timed while it is, not the last thing finished
+    for what in ("timing fc1, every level alone", "timing in model, every level", "timing after idle gaps, level 1",
+                 "timed every part; writing the bundle"):
+        assert what in result.output, result.output
 
 
 def test_show_summarises_a_valid_bundle(tiny_profile_dir):

@@ -50,3 +50,9 @@ def test_nines_that_rise_with_load_get_a_note_that_says_why():
     assert rising_with_load(_sweep([1.0, 1.1, 1.2], [0.8, 0.8, 0.8], [1.3, 1.3, 1.3], x="fps"), "fps", idle=True) is None  # within
     figure = plots.nines_vs(rising, "fps", "frame rate", "t", note=note.split(":")[0])
     assert any("nines rise with load" in t.get_text() for t in figure.texts)
+
+
+def test_route_labels_on_a_timeline_are_spaced_so_that_they_do_not_overlap():
+    times_s = [0.0, 0.01, 0.02, 1.0, 1.05, 2.5, 2.6, 4.0]
+    assert plots._spaced(times_s, 1.0) == [0, 3, 5, 7]
+    assert plots._spaced([], 1.0) == []

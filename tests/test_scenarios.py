@@ -293,10 +293,12 @@ def test_an_error_in_a_trace_file_names_the_scenario_and_its_field(tmp_path):
         build_plan(parse_scenario(raw), "s.yaml")
 
 
-def test_a_top_level_mistake_and_policy_mistakes_are_named_in_one_run(tmp_path):
+@pytest.mark.parametrize("command", ["run", "validate", "sweep"])
+def test_a_top_level_mistake_and_policy_mistakes_are_named_in_one_run(tmp_path, command):
     """README: a scenario's mistakes are named together — a misspelt top-level key, a misspelt
-    policy kind and a misspelt policy parameter, in one error."""
+    policy kind and a misspelt policy parameter, in one error — by run, validate and a sweep."""
     import simqos
+    from simqos.sweep import load_sweep
 
     raw = yaml.safe_load((ROOT / "scenarios" / "iot.yaml").read_text())
     raw["profile"] = str((ROOT / "scenarios" / raw["profile"]).resolve())
@@ -304,13 +306,21 @@ def test_a_top_level_mistake_and_policy_mistakes_are_named_in_one_run(tmp_path):
     raw["policies"] = [{"kind": "lookahed"}, {"kind": "greedy", "quantle": 0.9}]
     path = tmp_path / "three.yaml"
     path.write_text(yaml.safe_dump(raw))
+    start = {"run": lambda: simqos.run_scenario(path, out=tmp_path / "out"),
+             "validate": lambda: simqos.validate_scenario(path, out=tmp_path / "out"),
+             "sweep": lambda: load_sweep(_written(tmp_path / "s.sweep.yaml", {"base": str(path), "grid": {"seed": [1]}}))}
     with pytest.raises(SimqosError) as error:
-        simqos.run_scenario(path, out=tmp_path / "out")
+        start[command]()
     message = str(error.value)
     assert "replicatons: unknown key — did you mean 'replications'?" in message
     assert "policies[0].kind: 'lookahed' is not a registered policy — did you mean 'lookahead'?" in message
     assert "policies[1].quantle: unknown key — did you mean 'quantile'?" in message
     assert not (tmp_path / "out").exists()
+
+
+def _written(path, document):
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 def test_the_device_in_words():

@@ -257,22 +257,32 @@ def run_profile(
     total = len(net.layers) + 3 + (net.n_levels if settings.idle_samples else 0)
     done = 0
 
-    def finished(what: str) -> None:
+    now = ""
+
+    def timing(what: str) -> None:  # said while the task is measured, not after: a finished line would repeat for minutes
+        nonlocal now
+        now = f"timing {what}"
+        if progress:
+            progress(now, done, total)
+
+    def finished() -> None:
         nonlocal done
         done += 1
         if progress:
-            progress(what, done, total)
+            progress(now if done < total else "timed every part; writing the bundle", done, total)
 
     load_before = load_average()
     results: list[LayerLevelResult] = []
     for i, layer in enumerate(net.layers):
+        timing(f"{layer.name}, every level alone")
         results += _resumable(
             work / f"layer-{i:03d}.json",
             lambda: [profile_layer_level(net, layer, level, calls[layer.name], list(settings.kernels), timer) for level in range(net.n_levels)],
             lambda rs: [_result_to_dict(r) for r in rs],
             lambda saved: [_result_from_dict(d) for d in saved],
         )
-        finished(f"{layer.name}, every level alone")
+        finished()
+    timing("the layers' kernels in the model")
     results = _choose_in_model(net, results, x, timer, settings, work)
     kernel_by = {(r.layer, r.level): r.kernel for r in results}
     # The baseline runs level 0's weights with dense kernels: dense kernels cost the same
@@ -281,18 +291,21 @@ def run_profile(
         level: (max(level, 0), {ly.name: "dense" if level == DENSE_BASELINE_LEVEL else kernel_by[(ly.name, level)] for ly in net.layers})
         for level in [DENSE_BASELINE_LEVEL, *range(net.n_levels)]
     }
+    timing("in model, every level")
     in_model = _resumable(
         work / "in-model.json",
         lambda: time_in_model(net, setups, x, timer, settings.in_model_passes, "in model"),
         _timings_to_dict,
         _timings_from_dict,
     )
-    finished("in model, every level")
+    finished()
+    timing("lowering to the nested runtime")
     compiled, runtime_note = _lower(net, x, settings)
     medians = {EAGER: [in_model[k].end_to_end.median_ms for k in range(net.n_levels)]}
     if compiled is not None:
         levels = list(range(net.n_levels))
-        timing = _resumable(
+        timing("nested runtime, every level")
+        timed = _resumable(
             work / "runtime.json",
             lambda: (time_compiled(compiled, levels, x, timer, settings.in_model_passes, RUNTIME),
                      {k: time_compiled_alone(compiled, k, x, timer) for k in levels}),
@@ -301,9 +314,10 @@ def run_profile(
             lambda saved: (_timings_from_dict(saved["in_model"]),
                            {int(k): {n: _measurement_from_dict(m) for n, m in v.items()} for k, v in saved["alone"].items()}),
         )
-        finished("nested runtime, every level")
-        medians[RUNTIME] = [timing[0][k].end_to_end.median_ms for k in levels]
+        finished()
+        medians[RUNTIME] = [timed[0][k].end_to_end.median_ms for k in levels]
     runtime = min(medians, key=lambda name: sum(medians[name]))
+    timing("anchors, every level")
     built_anchors, anchor_notes = anchors(net, x, settings.threads) if settings.device == "cpu" else ([], [])
     anchor_ms: dict[str, list[float]] = {}
     if built_anchors:
@@ -315,10 +329,10 @@ def run_profile(
         anchor_ms = _resumable(work / "anchors.json",
                                lambda: time_alongside(built_anchors, Anchor(runtime, deployed_runs), settings.in_model_passes, timer.warmup_s),
                                lambda m: m, lambda m: m)
-    finished("anchors, every level")
+    finished()
     if runtime == RUNTIME:
-        in_model = {DENSE_BASELINE_LEVEL: in_model[DENSE_BASELINE_LEVEL], **timing[0]}
-        results = [_on_runtime(r, timing[0][r.level].layers[r.layer], timing[1][r.level][r.layer], compiled.layer_bytes[r.layer])
+        in_model = {DENSE_BASELINE_LEVEL: in_model[DENSE_BASELINE_LEVEL], **timed[0]}
+        results = [_on_runtime(r, timed[0][r.level].layers[r.layer], timed[1][r.level][r.layer], compiled.layer_bytes[r.layer])
                    for r in results]
     idle: dict[int, dict[float, tuple[float, ...]]] = {}
     for level in range(net.n_levels) if settings.idle_samples else ():
@@ -327,13 +341,14 @@ def run_profile(
             run = lambda route=(level,) * net.n_segments: compiled.run(xn, route)  # noqa: E731
         else:
             run = torch_pass(net, level, {ly.name: kernel_by[(ly.name, level)] for ly in net.layers}, x, timer)
+        timing(f"after idle gaps, level {level}")
         idle[level] = _resumable(
             work / f"idle-{level}.json",
             lambda: time_after_idle(run, timer, settings.idle_gaps_ms, settings.idle_samples),
             lambda by_gap: {str(g): list(v) for g, v in by_gap.items()},
             lambda saved: {float(g): tuple(v) for g, v in saved.items()},
         )
-        finished(f"after idle gaps, level {level}")
+        finished()
     # in-model samples are single calls: their spread is data, not noise; their stalls are not
     stalls = [st for t in in_model.values() for st in t.stalls]
     warnings = [w for r in results for w in r.measurement.warnings] + [st.text() for st in stalls]

@@ -15,21 +15,22 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from simqos.bundle import load_profile
 from simqos.errors import SimqosError, validation_message
 from simqos.policies import POLICIES, Policy
-from simqos.scenario import PolicySpec, Scenario
+from simqos.scenario import PolicySpec, Scenario, load_scenario
 from simqos.sim.device import read_trace_csv
 from simqos.sim.inputs import CHUNK_REQUESTS, DEVICE_AHEAD_S, arrival_span, check_trace_ends, ending_traces
 from simqos.sim.plausible import implausible
 from simqos.sim.service import ServiceModel
 from simqos.sim.simpy_model import measure_decision_ms
-from simqos.userfiles import read_arrivals_csv
+from simqos.userfiles import read_arrivals_csv, read_yaml
 
-__all__ = ["MAX_BREAKPOINTS", "MAX_REQUESTS", "Plan", "build_plan", "engines", "planned_requests"]
+__all__ = ["MAX_BREAKPOINTS", "MAX_REQUESTS", "Plan", "build_plan", "engines", "load_checked", "planned_requests"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,21 @@ def raw_policy_problems(raw: object, source: str) -> list[str]:
         except ValidationError as exc:
             problems.append(f"{where}.{validation_message(exc, cls.Params, entry['kind'])}")
     return problems
+
+
+def load_checked(path: Path) -> Scenario:
+    """The scenario file, parsed; when it does not parse, its policies' mistakes are named with
+    the others (:func:`raw_policy_problems`), so one run names them all."""
+    try:
+        return load_scenario(path)
+    except SimqosError as error:
+        try:
+            problems = raw_policy_problems(read_yaml(path, "scenario"), str(path))
+        except SimqosError:
+            problems = []  # not even YAML: the error says so
+        if not problems:
+            raise
+        raise SimqosError("; ".join([str(error), *problems])) from None
 
 
 def _charged(cls: type[Policy], params, model: ServiceModel, scenario: Scenario, decision_ms: float) -> Policy:
