@@ -23,6 +23,7 @@ _API = {
     "parse_scenario": "simqos.scenario",
     "run_scenario": "simqos.api",
     "validate_scenario": "simqos.api",
+    "trust_validations": "simqos.validate.trust",
     "build_plan": "simqos.sim.plan",
     "sample_inputs": "simqos.sim.inputs",
     "run_plan": "simqos.sim.execution",

@@ -151,11 +151,14 @@ def _offline_optimum(plan: Plan, listener: Listener) -> tuple[dict | None, tuple
 @dataclass(frozen=True)
 class ValidateResult:
     """A finished comparison of the real device with the simulator: its folder, the scenario
-    as played, the comparison table (one row per policy), and notes on what was left out."""
+    as played, the comparison table (one row per policy: the in-sample diagnostic and the
+    out-of-sample verdict), the prediction of each real run out of sample (one row per policy
+    and run, :mod:`simqos.validate.predict`), and notes on what was left out."""
 
     folder: Path
     scenario: Scenario
     comparison: pd.DataFrame
+    prediction: pd.DataFrame
     notes: tuple[str, ...]
 
 
@@ -192,11 +195,11 @@ def validate_scenario(scenario: Path | str, out: Path | str | None = None, setti
     built = build_network(made.recipe, on_epoch=_epochs(made.recipe, listener))
     x = profile_input(built.spec, made.settings.batch_size, "cpu")
     with staged(folder, "validate") as work:
-        comparison = run_validation(plan, notes, load_profile(spec.profile), built.net, x, work, settings, source,
+        comparison, prediction = run_validation(plan, notes, load_profile(spec.profile), built.net, x, work, settings, source,
                                     progress=lambda what: listener.stage(what))
         if profiled_here and owned(measured_here) == "profile":  # the bundle this call made, never a folder it did not
             measured_here.rename(work / "profile")
-    return ValidateResult(folder, spec, comparison, tuple(notes))
+    return ValidateResult(folder, spec, comparison, prediction, tuple(notes))
 
 
 def _cpu_recipe(spec: Scenario, source: str):

@@ -734,22 +734,47 @@ def validate(
     probes: Annotated[int, typer.Option(help="Calibration inferences per load state.")] = 300,
     real_runs: Annotated[int, typer.Option(help="Real runs of each policy; how much they differ is the comparison's floor.")] = 2,
     noise_seconds: Annotated[float, typer.Option(help="Seconds of idle probes the machine's own noise (wander, stalls) is fitted from.")] = 30.0,
+    anchor_seconds: Annotated[float, typer.Option(help="Seconds of quiet probes just before each real run, its prediction scaled by them (0: none).")] = 0.0,
+    prediction_draws: Annotated[int, typer.Option(help="Simulated runs per real run in its out-of-sample prediction.")] = 40,
     reprofile: Annotated[bool, typer.Option(help="Profile the model on this machine first (automatic when the profile's CPU is another).")] = False,
 ) -> None:
     """Run a scenario for real on this CPU (real model, real time, a real load generator) and
-    compare it with the simulator's prediction."""
+    check each real run against the simulator's prediction of it, made without that run's data."""
     from simqos.api import validate_scenario
     from simqos.validate.run import ValidationSettings
 
     settings = _checked(ValidationSettings, _VALIDATE_OPTIONS, seconds=seconds, sim_replications=sim_replications, probes=probes,
-                        real_runs=real_runs, noise_seconds=noise_seconds)  # fmt: skip
+                        real_runs=real_runs, noise_seconds=noise_seconds, anchor_seconds=anchor_seconds,
+                        prediction_draws=prediction_draws)  # fmt: skip
     with _StepListener() as listener:
         result = validate_scenario(scenario, out, settings, reprofile, listener, _command_line(ctx.command, ctx.params))
     _print_validation(result, settings)
 
 
+@app.command()
+@_user_errors
+def trust(
+    folder: Annotated[Path, typer.Argument(help="A folder of simqos validate outputs (searched at any depth).")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the figure and tables (default: FOLDER/trust).")] = None,
+) -> None:
+    """How far the simulator held on this machine: every real run of every validation in a
+    folder against its out-of-sample prediction, in one figure and a table."""
+    from simqos.validate.trust import trust_validations
+
+    result = trust_validations(folder, out)
+    table = Table(title=f"{folder}: real runs against their out-of-sample predictions")
+    for col in ("scenario", "policy", "runs", "p50 and p99 pass", "miss inside", "pass", "p99 half-width, median"):
+        table.add_column(col, justify="left" if col in ("scenario", "policy") else "right")
+    for row in result.summary.itertuples(index=False):
+        table.add_row(row.scenario, row.policy, str(row.runs), f"{row.percentiles_pass:.0%}", f"{row.miss_inside:.0%}",
+                      f"{row.passed:.0%}", f"{row.median_p99_half_width:.0%}")  # fmt: skip
+    console.print(table)
+    console.print(f"Results: {result.folder}/ (trust.png, runs.csv, summary.csv)")
+
+
 _VALIDATE_OPTIONS = {"seconds": "--seconds", "sim_replications": "--sim-replications", "probes": "--probes",
-                     "real_runs": "--real-runs", "noise_seconds": "--noise-seconds"}
+                     "real_runs": "--real-runs", "noise_seconds": "--noise-seconds", "anchor_seconds": "--anchor-seconds",
+                     "prediction_draws": "--prediction-draws"}
 
 
 class _StepListener:
@@ -791,26 +816,28 @@ class _StepListener:
 
 
 def _print_validation(result, settings) -> None:
-    """The comparison table, the notes, and where the files are."""
-    from simqos.validate.compare import floor_text
-
-    table = Table(title=f"{result.scenario.name}: real device vs simulator ({settings.seconds:g} s of arrivals per policy)")
-    for col in ("policy", "p50 ms real/sim", "p99 ms real/sim", "KS", "miss % real/sim", "verdict"):
+    """Each real run against its out-of-sample prediction, the in-sample verdicts, the notes,
+    and where the files are."""
+    table = Table(title=f"{result.scenario.name}: each real run vs its prediction out of sample "
+                        f"({settings.seconds:g} s of arrivals per run; [95 % predictive interval])")
+    for col in ("policy", "run", "p50 ms real / predicted", "p99 ms real / predicted", "miss % real / predicted", "verdict"):
         table.add_column(col, justify="left" if col == "policy" else "right")
-    for row in result.comparison.itertuples(index=False):
+    for row in result.prediction.itertuples(index=False):
         table.add_row(
-            row.policy,
-            f"{row.real_p50_ms:.3f}/{row.sim_p50_ms:.3f} ({row.p50_error:+.0%}; {floor_text(row.p50_floor, settings.real_runs)})",
-            f"{row.real_p99_ms:.3f}/{row.sim_p99_ms:.3f} ({row.p99_error:+.0%}; {floor_text(row.p99_floor, settings.real_runs)})",
-            f"{row.ks_distance:.3f}",
-            f"{100 * row.real_miss_rate:.2f}/{100 * row.sim_miss_rate:.2f}",
+            row.policy, str(row.run + 1),
+            *[f"{getattr(row, f'real_{p}_ms'):.3f} / {getattr(row, f'pred_{p}_ms'):.3f} [{getattr(row, f'{p}_low'):.3f}, "
+              f"{getattr(row, f'{p}_high'):.3f}]" for p in ("p50", "p99")],
+            f"{100 * row.real_miss_rate:.2f} / {100 * row.pred_miss_rate:.2f} [{100 * row.miss_low:.2f}, {100 * row.miss_high:.2f}]",
             row.verdict,
         )
     console.print(table)
+    passed = int((result.prediction["verdict"] == "pass").sum())
+    console.print(f"Out of sample: {passed} of {len(result.prediction)} real runs pass; in sample (a diagnostic: each run simulated "
+                  "at its own served speeds): " + ", ".join(f"{r.policy} {r.in_sample_verdict}" for r in result.comparison.itertuples()))
     for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"Results: {result.folder}/ (report.md, comparison.csv, calibration.csv, slicing.csv, noise.yaml, calibrated-profile/, "
-                  "schedule.csv, plots/validation_ccdf.png)")
+    console.print(f"Results: {result.folder}/ (report.md, prediction.csv, comparison.csv, calibration.csv, slicing.csv, noise.yaml, "
+                  "calibrated-profile/, schedule.csv, plots/validation_ccdf.png)")
 
 
 @app.command()

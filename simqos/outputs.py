@@ -30,13 +30,14 @@ __all__ = ["MARKER", "Kind", "adopt", "check_writable", "claim", "discard", "mar
 MARKER = ".simqos"
 """The file, inside each folder simqos writes, that says it wrote the folder and what it is."""
 
-Kind = Literal["results", "sweep", "profile", "validate", "compiled", "checkpoints"]
+Kind = Literal["results", "sweep", "profile", "validate", "trust", "compiled", "checkpoints"]
 
 _WHAT = {
     "results": "results folder (simqos run)",
     "sweep": "sweep folder (simqos sweep)",
     "profile": "profile bundle (simqos profile)",
     "validate": "validation folder (simqos validate)",
+    "trust": "trust folder (simqos trust)",
     "compiled": "compiled-code cache of one simqos version (simqos.jit)",
     "checkpoints": "checkpoints folder (the finished replications of a run)",
 }

@@ -16,7 +16,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
 
-__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline", "validation_ccdf"]
+__all__ = ["save", "accuracy_frontier", "accuracy_vs_percentile", "latency_ccdf", "nines_facets", "nines_vs", "policy_colours", "profile_gap", "profile_layers", "timeline", "trust",
+           "validation_ccdf"]
 
 
 def policy_colours(policies: list[str]) -> dict[str, str]:
@@ -294,6 +295,47 @@ def profile_gap(gap: pd.DataFrame, dense_ms: float) -> Figure:
     fig.text(0.5, 0.01, "The whole model's speedup over dense is smaller than the per-layer ones (profile_layers, each\n"
              "layer timed alone) by the time outside the layers: the gap, which every level pays.", ha="center", fontsize=7.5)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def trust(table: pd.DataFrame) -> Figure:
+    """Every real run of a folder of validations (:func:`simqos.validate.trust.collect`): its
+    predicted p99 and nines (out of sample, with the 95 % predictive interval) against the real
+    ones, coloured by policy and shaped by scenario, with the y = x line and its ±10 % band. A
+    run with no real miss has nines beyond what it can show: drawn at the top, as a lower bound."""
+    fig, (p99, nines) = plt.subplots(1, 2, figsize=(11, 5.2))
+    colours = policy_colours(list(dict.fromkeys(table["policy"])))
+    shapes = dict(zip(dict.fromkeys(table["scenario"]), "osD^vP*X"))
+    with np.errstate(divide="ignore"):
+        real_nines = -np.log10(table["real_miss_rate"].to_numpy(dtype=float))
+        predicted = -np.log10(table[["pred_miss_rate", "miss_high", "miss_low"]].to_numpy(dtype=float))
+    finite = np.concatenate([real_nines, predicted.ravel()])
+    top = float(np.nanmax(finite[np.isfinite(finite)], initial=1.0)) + 0.5
+    real_nines, predicted = np.minimum(real_nines, top), np.minimum(predicted, top)
+    for i, row in enumerate(table.itertuples(index=False)):
+        style = {"color": colours[row.policy], "marker": shapes[row.scenario], "markersize": 5, "capsize": 2, "linewidth": 0.8}
+        p99.errorbar(row.real_p99_ms, row.pred_p99_ms, yerr=[[row.pred_p99_ms - row.p99_low], [row.p99_high - row.pred_p99_ms]],
+                     **style)  # fmt: skip
+        nines.errorbar(real_nines[i], predicted[i, 0], yerr=[[predicted[i, 0] - predicted[i, 1]], [predicted[i, 2] - predicted[i, 0]]],
+                       mfc="white" if real_nines[i] >= top else None, **style)  # fmt: skip
+    low, high = float(table[["real_p99_ms", "p99_low"]].min().min()) * 0.8, float(table[["real_p99_ms", "p99_high"]].max().max()) * 1.25
+    line = np.geomspace(low, high, 50)
+    p99.plot(line, line, color="black", linewidth=0.8)
+    p99.fill_between(line, line * 0.9, line * 1.1, color="0.85", zorder=0, label="within 10 %")
+    p99.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel="real p99 (ms)",
+            ylabel="predicted p99 (ms), 95 % predictive interval", title="p99 latency")  # fmt: skip
+    for axis in (p99.xaxis, p99.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    nines.plot([0, top], [0, top], color="black", linewidth=0.8)
+    nines.axhline(top, color="0.6", linestyle=":", linewidth=0.8)
+    nines.set(xlim=(0, top + 0.1), ylim=(0, top + 0.1), xlabel="real nines (−log10 miss rate; hollow: no miss, a lower bound)",
+              ylabel="predicted nines, 95 % predictive interval", title="nines of QoS")  # fmt: skip
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=p) for p, c in colours.items()]
+    handles += [plt.Line2D([], [], color="0.3", marker=m, linestyle="", label=s) for s, m in shapes.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    fig.suptitle(f"Trust: {len(table)} real runs against their out-of-sample predictions")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

@@ -96,7 +96,8 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     (tmp_path / "v.profile").mkdir()  # a user's folder where a re-profiled bundle would go: not simqos's to move
     (tmp_path / "v.profile" / "theirs.txt").write_text("keep me")
     result = runner.invoke(app, ["validate", str(_scenario(tmp_path, tiny_profile_dir)), "--seconds", "1.5",
-                                 "--noise-seconds", "1", "--sim-replications", "2", "--probes", "20", "--out", str(out)])
+                                 "--noise-seconds", "1", "--sim-replications", "2", "--probes", "20", "--anchor-seconds", "0.2",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "clairvoyant policies left out" in result.output
     for name in ("report.md", "comparison.csv", "calibration.csv", "schedule.csv", "real_records.csv", "sim_records.csv.gz",
@@ -134,13 +135,22 @@ def test_a_short_validation_run(tmp_path, tiny_profile_dir):
     assert (comparison[["p50_floor", "p90_floor", "p99_floor"]] >= 0).all().all()
     schedule_runs = schedule.groupby("policy")["run"].unique()
     assert all(sorted(runs) == [0, 1] for runs in schedule_runs)
-    assert "Real vs simulated" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Out of sample: each real run predicted without its own data" in report and "## In sample, a diagnostic" in report
+    prediction = pd.read_csv(out / "prediction.csv")
+    assert len(prediction) == 4 and set(prediction["drift_runs"]) == {3}  # each run predicted from the three others
+    for p in ("p50", "p99", "miss"):
+        assert (prediction[f"{p}_low"] <= prediction[f"{p}_high"]).all()
+    assert set(prediction["verdict"]) <= {"pass", "fail"} and (prediction["anchor"] > 0).all()
+    passed = prediction.groupby("policy")["verdict"].apply(lambda v: (v == "pass").all())
+    assert list(comparison["verdict"]) == ["pass" if passed[p] else "fail" for p in policies]  # the verdict is out of sample
+    assert set(comparison["in_sample_verdict"]) <= {"pass", "fail"}
+    assert "Out of sample:" in result.output
     probes = pd.read_csv(out / "calibration_probes.csv")
     idle = probes[(probes["target_speed"] == 1.0) & (probes["gaps"] != "none")]
     assert len(idle) > 20 and idle["begin_s"].max() > 0.9  # the idle state ran for --noise-seconds
     noise = yaml.safe_load((out / "noise.yaml").read_text())["noise"]
     Device(noise=noise)  # what validate measured is a device.noise a scenario accepts
-    report = (out / "report.md").read_text()
     assert "The machine's own noise" in report and "## The idle slowdown at the scenario's rate" in report
     if (out / "calibrated-profile").exists():  # enough probes found the device busy: served and simulated with it
         from simqos.bundle import load_profile
@@ -163,7 +173,7 @@ def test_a_validation_under_memory_pressure(tmp_path, tiny_profile_dir):
     scenario = _scenario(tmp_path, tiny_profile_dir, device={"memory": memory, "storage_bandwidth_mb_s": float(bandwidth)})
     out = tmp_path / "v"
     result = runner.invoke(app, ["validate", str(scenario), "--seconds", "2", "--noise-seconds", "1", "--sim-replications", "2",
-                                 "--probes", "20", "--out", str(out)])
+                                 "--probes", "20", "--anchor-seconds", "0.1", "--prediction-draws", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
     applied = pd.read_csv(out / "memory_schedule.csv")
     assert set(applied["policy"]) == {"static L0", "deadline_aware (q0.9)"} and applied["memory_mb"].nunique() == 2

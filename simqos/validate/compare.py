@@ -26,7 +26,7 @@ from simqos.sim.plan import Plan
 from simqos.sim.replication import run_policy, summarize_plan
 from simqos.sim.timeslice import waited_ms as turns_waited_ms
 
-__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
+__all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "mean_overhead_ms", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
 
 TOLERANCE = 0.10
 """Largest relative error of p50 and p99 that passes."""
@@ -130,14 +130,15 @@ def simulate_like(
     noise: Any = None,
     by_level: dict[float, np.ndarray] | None = None,
     memory: pd.DataFrame | None = None,
+    overhead_ms: float = 0.0,
 ) -> pd.DataFrame:
     """Simulated records of policy ``policy_index`` on the real run's arrivals and deadlines
     (``real``) under its applied schedule (``applied``: columns t_s, target_speed, and
     served_speed: what each state delivered, :func:`served_speeds`), times the
     machine's ``noise`` (a ``device.noise`` process, :mod:`simqos.validate.noise`) when given:
     replications ``first_replication`` .. of the seed's latency draws, each with its own noise.
-    The real server's own cost (``real``'s ``overhead_work_ms``, its mean over the run) is
-    charged to every request as work spread over its segments. ``by_level``: for each load
+    ``overhead_ms``, the real server's own cost per request (:func:`mean_overhead_ms` of a run),
+    is charged to every request as work spread over its segments. ``by_level``: for each load
     state (``applied``'s target_speed), each level's measured speed relative to level 0's (the
     schedule's): a request's work at a level is divided by it for the state in force at its
     arrival, so that a short request under competitors gets the share it was measured to get.
@@ -151,7 +152,6 @@ def simulate_like(
     share = shares(applied)
     memory_mb, resident = _memory_traces(plan, memory)
     horizon_s = 2.0 * float(arrivals[-1]) + 60.0 if noise is not None else math.inf  # as the engine samples a device
-    overhead_ms = float(real["overhead_work_ms"].mean()) if "overhead_work_ms" in real and real["overhead_work_ms"].notna().any() else 0.0
     model = plan.model
     _, relative = _states(applied, arrivals, by_level, model.n_levels)
     frames = []
@@ -166,6 +166,13 @@ def simulate_like(
                                    share)  # the measured schedules, their last values held  # fmt: skip
         frames.append(run_policy(plan, inputs, policy_index, r))
     return pd.concat(frames, ignore_index=True)
+
+
+def mean_overhead_ms(real: pd.DataFrame) -> float:
+    """A real run's server cost per request (its ``overhead_work_ms``), mean; 0 without one."""
+    if "overhead_work_ms" not in real or not real["overhead_work_ms"].notna().any():
+        return 0.0
+    return float(real["overhead_work_ms"].mean())
 
 
 def _memory_traces(plan: Plan, memory: pd.DataFrame | None) -> tuple[Trace, Trace]:

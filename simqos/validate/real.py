@@ -29,7 +29,7 @@ from simqos.profiler.measure import layer_weights, swap_layers
 from simqos.realtime import wait_until
 from simqos.kernels.runtime import RUNTIME, CompiledNetwork, compile_network
 
-__all__ = ["RealModel", "calibrate", "calibration_table", "real_model"]
+__all__ = ["ANCHOR_PROBES", "RealModel", "anchor_speed", "calibrate", "calibration_table", "real_model"]
 
 
 class _Router:
@@ -172,6 +172,21 @@ def calibrate(
         every[-1].insert(0, "target_speed", speed)
     probed = pd.concat(every, ignore_index=True)
     return calibration_table(probed, predicted_ms), probed
+
+
+def anchor_speed(real: RealModel, gap_s: float, seconds: float, predicted_ms: Callable[[float, int], float], seed: int,
+                 clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
+    """Level 0's speed against the profile right now, with no load, at the scenario's gaps
+    (``gap_s``, mean), over about ``seconds`` (at least :data:`ANCHOR_PROBES` probes): the
+    calibration's measurement of that state, taken again just before a real run, so that the
+    prediction of the run starts from where the machine has drifted to (:mod:`simqos.validate.predict`)."""
+    count = max(ANCHOR_PROBES, math.ceil(seconds / gap_s)) if gap_s else ANCHOR_PROBES
+    probes = _probe(real, gap_s, count, 1, np.random.default_rng(seed), clock).assign(target_speed=1.0)
+    return float(calibration_table(probes, predicted_ms)["measured_speed"].iloc[0])
+
+
+ANCHOR_PROBES = 20
+"""The fewest probes an anchor takes."""
 
 
 def _probe(real: RealModel, gap_s: float, count: int, levels: int, rng: np.random.Generator,

@@ -57,12 +57,13 @@ from simqos.bundle import Profile, save_profile
 from simqos.scenario import override
 from simqos.profiler.timer import torch_threads
 from simqos.scenario import Device, Scenario, parse_scenario
-from simqos.validate.compare import TOLERANCE, compare, floor_text, served_speeds, simulate_like
+from simqos.validate.compare import TOLERANCE, compare, floor_text, mean_overhead_ms, served_speeds, simulate_like
+from simqos.validate.predict import INTERVAL, PRIOR_LOG_SD, PRIOR_RUNS, out_of_sample_verdicts, predict_runs, requests_by_state, run_drift
 from simqos.validate.noise import STALL_FACTOR, NoiseFit, fit_noise, window_s as noise_window_s
 from simqos.validate.memory import RealResidency, WeightStore, reload_mb
 from simqos.validate.loadgen import LoadGenerator, SchedulePlayer, competitors_for, pinned
 from simqos.validate.idle import regime_idle
-from simqos.validate.real import calibrate, calibration_table, real_model
+from simqos.validate.real import anchor_speed, calibrate, calibration_table, real_model
 from simqos.validate.server import collector_paused, serve
 from simqos.validate.slicing import MIN_GROUP, Slicing, fit_slicing
 
@@ -75,7 +76,11 @@ class ValidationSettings(BaseModel):
     before anything is timed; ``real_runs``: each policy is run for real that many times (all
     policies, then all again), and how much the runs differ is the comparison's floor;
     ``noise_seconds``: the calibration's idle state at the scenario's gaps runs at least that
-    long, and the machine's noise is fitted from it."""
+    long, and the machine's noise is fitted from it; ``anchor_seconds``: quiet probes just before
+    each real run, to start its prediction from the machine's speed then (0: none, the default:
+    measured here it did not help, :mod:`simqos.validate.predict`);
+    ``prediction_draws``: simulated runs per real run in its out-of-sample prediction
+    (:mod:`simqos.validate.predict`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,6 +90,8 @@ class ValidationSettings(BaseModel):
     warmup: int = Field(200, ge=0)
     real_runs: int = Field(2, ge=1)
     noise_seconds: float = Field(30.0, ge=0)
+    anchor_seconds: float = Field(0.0, ge=0)
+    prediction_draws: int = Field(40, ge=2)
 
     @property
     def draws_per_run(self) -> int:
@@ -140,9 +147,10 @@ def run_validation(
     settings: ValidationSettings,
     source: str = "scenario",
     progress: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run, simulate and compare (see the module doc) and write the files into ``work``, the
-    folder being built (:func:`simqos.outputs.staged`); returns the comparison table."""
+    folder being built (:func:`simqos.outputs.staged`); returns the comparison table (per
+    policy) and the out-of-sample prediction of each real run (per policy and run)."""
     say = progress or (lambda _what: None)
     scenario = plan.scenario
     inputs = sample_inputs(plan, 0)
@@ -207,13 +215,20 @@ def run_validation(
         factor = played[0].to_dict()  # the speed trace carries level 0's; the others run at theirs relative to it
         by_level = {speed: (row / row[0]).to_numpy() for speed, row in played.iterrows()}
         ahead = min(WARMUP_REQUESTS, len(arrivals))
+        warm_overhead_ms = []  # each policy's server cost per request, median, before any real run
         for index in range(len(plan.labels)):  # compile each policy's and the serving core's code before any timing
-            serve(real, plan, index, arrivals[:ahead], deadlines[:ahead], lambda: 1.0, time.perf_counter() - arrivals[ahead - 1] - 1.0)
+            warm = serve(real, plan, index, arrivals[:ahead], deadlines[:ahead], lambda: 1.0, time.perf_counter() - arrivals[ahead - 1] - 1.0)
+            warm_overhead_ms.append(float(warm["overhead_work_ms"].median()) if warm["overhead_work_ms"].notna().any() else 0.0)
+        anchors: dict[tuple[int, int], float] = {}  # (policy, run): its quiet speed just before it, over the calibration's
         for run in range(settings.real_runs):
             for index, label in enumerate(plan.labels):
                 say(f"real run {run + 1} of {settings.real_runs}: {label} ({settings.seconds:g} s)")
                 policy = plan.policy_factories[index]()  # built before the clock starts (a table may take a while)
                 load.apply(1.0)
+                if settings.anchor_seconds:
+                    if residency is not None:
+                        residency.reset(math.inf)  # the anchor runs level 0
+                    anchors[index, run] = anchor_speed(real, mean_gap_s, settings.anchor_seconds, predicted_ms, seed=run) / factor[1.0]
                 if residency is not None:
                     residency.reset(memory_mb[0])
                 time.sleep(0.05)
@@ -238,14 +253,16 @@ def run_validation(
     real_records = pd.concat([frame for frames in real_frames for frame in frames], ignore_index=True)
 
     say("simulation")
-    sim_frames, replayed = [], []
+    sim_frames, replayed, drifts, schedules, memories = [], [], {}, {}, {}
     per_run = settings.draws_per_run
     for index, label in enumerate(plan.labels):
         for run, (real_run, as_applied) in enumerate(zip(real_frames[index], applied_frames[index::len(plan.labels)])):
             applied = as_applied.copy()
             applied.iloc[0, applied.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
-            applied = applied.drop_duplicates("t_s", keep="last")
+            applied = schedules[index, run] = applied.drop_duplicates("t_s", keep="last")
             served = served_speeds(plan, real_run, applied, by_level)
+            drifts[index, run] = run_drift(label, run, served, requests_by_state(real_run, applied), factor,
+                                           anchors.get((index, run), 1.0), mean_overhead_ms(real_run))  # fmt: skip
             for frame in (applied, as_applied):
                 frame["served_speed"] = [served.get(v, m) for v, m in zip(frame["target_speed"], frame["measured_speed"])]
             replayed.append(as_applied)
@@ -253,11 +270,26 @@ def run_validation(
             if memory_frames:
                 memory = memory_frames[run * len(plan.labels) + index].copy()
                 memory.iloc[0, memory.columns.get_loc("t_s")] = 0.0  # the first state holds from the start
+            memories[index, run] = memory
             sim_frames.append(simulate_like(plan, index, real_run, applied, per_run, scenario.seed, first_replication=run * per_run,
-                                            noise=noise_process, by_level=by_level, memory=memory))  # fmt: skip
+                                            noise=noise_process, by_level=by_level, memory=memory,
+                                            overhead_ms=mean_overhead_ms(real_run)))  # fmt: skip
     schedule = pd.concat(replayed, ignore_index=True)
     sim_records = pd.concat(sim_frames, ignore_index=True)
     comparison = compare(plan, real_records, sim_records)
+
+    say("prediction, out of sample")
+
+    def simulate(index: int, run: int, replication: int, speeds: dict[float, float], overhead_ms: float) -> pd.DataFrame:
+        drawn = schedules[index, run].assign(served_speed=schedules[index, run]["target_speed"].map(speeds))
+        return simulate_like(plan, index, real_frames[index][run], drawn, 1, scenario.seed, first_replication=replication,
+                             noise=noise_process, by_level=by_level, memory=memories[index, run], overhead_ms=overhead_ms)  # fmt: skip
+
+    prediction = predict_runs(plan, drifts, {(i, r): real_frames[i][r] for i, r in drifts}, factor,
+                              {key: anchors.get(key, 1.0) for key in drifts}, warm_overhead_ms, simulate,
+                              settings.prediction_draws, scenario.seed)  # fmt: skip
+    prediction.insert(0, "scenario", scenario.name)
+    comparison = out_of_sample_verdicts(comparison, prediction)
 
     calibration.to_csv(work / "calibration.csv", index=False, float_format="%.6g")
     probes.to_csv(work / "calibration_probes.csv", index=False, float_format="%.6g")
@@ -272,15 +304,16 @@ def run_validation(
     real_records.to_csv(work / "real_records.csv", index=False, float_format="%.9g")
     sim_records.to_csv(work / "sim_records.csv.gz", index=False, float_format="%.9g")
     comparison.to_csv(work / "comparison.csv", index=False, float_format="%.6g")
+    prediction.to_csv(work / "prediction.csv", index=False, float_format="%.6g")
     deadline = scenario.workload.deadline
     plots.save(plots.validation_ccdf(real_records, sim_records, deadline.fixed_ms),
                work / "plots" / "validation_ccdf.png")
     idle_tables = (profiled_idle, (plan.model.idle_ms, plan.model.idle_factor) if regime is not None else None)
     slicing.table.to_csv(work / "slicing.csv", index=False, float_format="%.6g")
     report = _markdown(plan, profile, settings, calibration, idle_tables, slicing, noise, schedule, residency_log, build_ms,
-                       comparison, notes)  # fmt: skip
+                       comparison, prediction, notes)  # fmt: skip
     (work / "report.md").write_text(report)
-    return comparison
+    return comparison, prediction
 
 
 FEW_REAL_REQUESTS = 1000
@@ -322,7 +355,7 @@ def _busy_machine(calibration: pd.DataFrame, profile: Profile) -> str | None:
 
 def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibration: pd.DataFrame, idle_tables: tuple,
               slicing: Slicing, noise: NoiseFit, schedule: pd.DataFrame, residency: pd.DataFrame | None, build_ms: list[float],
-              comparison: pd.DataFrame, notes: list[str]) -> str:
+              comparison: pd.DataFrame, prediction: pd.DataFrame, notes: list[str]) -> str:
     scenario = plan.scenario
     lines = [
         f"# validation of {scenario.name}",
@@ -340,6 +373,7 @@ def _markdown(plan: Plan, profile: Profile, settings: ValidationSettings, calibr
     lines += _served_markdown(schedule)
     if residency is not None:
         lines += _memory_markdown(plan.model.level_bytes, scenario.device.storage_bandwidth_mb_s, residency, build_ms)
+    lines += _prediction_markdown(prediction, settings)
     lines += _comparison_markdown(comparison, settings.real_runs)
     lines += ["", "- figure: `plots/validation_ccdf.png` (real and simulated latency CCDF per policy)"]
     lines += [f"- {note}" for note in notes]
@@ -405,15 +439,47 @@ def _served_markdown(schedule: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _prediction_markdown(prediction: pd.DataFrame, settings: ValidationSettings) -> list[str]:
+    """The report's verdict: each real run against its out-of-sample prediction."""
+    passed = int((prediction["verdict"] == "pass").sum())
+    lines = [
+        "",
+        f"## Out of sample: each real run predicted without its own data ({passed} of {len(prediction)} runs pass)",
+        "",
+        f"Each run is simulated {settings.prediction_draws} times from what was known without it: the calibration, an anchor "
+        f"({settings.anchor_seconds:g} s of quiet probes just before the run: where the machine had drifted to), the drift "
+        "the other runs showed after their anchors (a log-normal factor per draw; `drift sd` is its standard deviation, "
+        f"from `drift runs` other runs pooled with a prior of {PRIOR_LOG_SD:.0%} counted as {PRIOR_RUNS:g} runs), and the "
+        "server cost of the other runs of the policy. Each figure's interval holds the middle "
+        f"{INTERVAL:.0%} of the draws: drift, the machine's noise and a run's own sampling noise. A figure passes inside "
+        f"its interval or, p50 and p99, within {TOLERANCE:.0%} of the predicted median; a run passes when all three do. "
+        "Half-width: half the p99 interval over the predicted p99 (a pass earned by a wide interval says little). Left out of "
+        "the interval: the error of the calibration's relative speeds and of the fitted slice, noise and idle slowdown.",
+        "",
+        "| policy | run | anchor | drift sd (runs) | p50 ms real / predicted [interval] | p99 ms real / predicted [interval] | "
+        "half-width | miss % real / predicted [interval] | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in prediction.itertuples(index=False):
+        cells = [f"{getattr(row, f'real_{p}_ms'):.3f} / {getattr(row, f'pred_{p}_ms'):.3f} [{getattr(row, f'{p}_low'):.3f}, "
+                 f"{getattr(row, f'{p}_high'):.3f}] ({getattr(row, f'{p}_error'):+.0%})" for p in ("p50", "p99")]  # fmt: skip
+        miss = (f"{100 * row.real_miss_rate:.2f} / {100 * row.pred_miss_rate:.2f} [{100 * row.miss_low:.2f}, "
+                f"{100 * row.miss_high:.2f}]")  # fmt: skip
+        lines.append(f"| {row.policy} | {row.run + 1} | {row.anchor:.3f} | {row.drift_sd:.3f} ({row.drift_runs}) | {cells[0]} | "
+                     f"{cells[1]} | {row.p99_half_width:.0%} | {miss} | {row.verdict} |")
+    return lines
+
+
 def _comparison_markdown(comparison: pd.DataFrame, real_runs: int) -> list[str]:
     """The report's comparison table: each policy's percentiles, miss rates and level shares,
     real against simulated."""
     lines = [
         "",
-        f"## Real vs simulated (pass: p50 and p99 within {TOLERANCE:.0%} or within the floor, miss rates within each other's "
-        "95 % interval)",
+        f"## In sample, a diagnostic: real vs simulated with each run's own speeds and server cost (pass: p50 and p99 within "
+        f"{TOLERANCE:.0%} or within the floor, miss rates within each other's 95 % interval)",
         "",
-        "Real: pooled over the real runs. Floor: how far one real run's percentile lies from the pooled one, the largest "
+        "Not the verdict: here each run is simulated at the speeds its own requests were served at, with its own server "
+        "cost, so the mean is fitted to what is compared and only the shape is tested. Real: pooled over the real runs. Floor: how far one real run's percentile lies from the pooled one, the largest "
         "over the runs: what this machine varies by itself, run to run, on the same arrivals and schedule.",
         "",
         "| policy | requests | p50 ms real / sim | p90 ms real / sim | p99 ms real / sim | KS | miss % real [CI] | miss % sim [CI] | "
