@@ -446,17 +446,19 @@ def _prediction_markdown(prediction: pd.DataFrame, settings: ValidationSettings)
         "",
         f"## Out of sample: each real run predicted without its own data ({passed} of {len(prediction)} runs pass)",
         "",
-        f"Each run is simulated {settings.prediction_draws} times from what was known without it: the calibration, an anchor "
-        f"({settings.anchor_seconds:g} s of quiet probes just before the run: where the machine had drifted to), the drift "
-        "the other runs showed after their anchors (a log-normal factor per draw; `drift sd` is its standard deviation, "
-        f"from `drift runs` other runs pooled with a prior of {PRIOR_LOG_SD:.0%} counted as {PRIOR_RUNS:g} runs), and the "
-        "server cost of the other runs of the policy. Each figure's interval holds the middle "
+        f"Each run is simulated {settings.prediction_draws} times from what was known without it: the calibration"
+        + (f", an anchor ({settings.anchor_seconds:g} s of quiet probes just before the run, by which its speeds are scaled)"
+           if settings.anchor_seconds else "")
+        + ", the drift the other runs showed against the calibration in each load state (a log-normal factor per state "
+        "and draw, centred on their mean; `drift sd` is its standard deviation, from `drift runs` other runs pooled with a "
+        f"prior of {PRIOR_LOG_SD:.0%} counted as {PRIOR_RUNS:g} run), and the server cost of the other runs of the "
+        "policy. Each figure's interval holds the middle "
         f"{INTERVAL:.0%} of the draws: drift, the machine's noise and a run's own sampling noise. A figure passes inside "
         f"its interval or, p50 and p99, within {TOLERANCE:.0%} of the predicted median; a run passes when all three do. "
         "Half-width: half the p99 interval over the predicted p99 (a pass earned by a wide interval says little). Left out of "
         "the interval: the error of the calibration's relative speeds and of the fitted slice, noise and idle slowdown.",
         "",
-        "| policy | run | anchor | drift sd (runs) | p50 ms real / predicted [interval] | p99 ms real / predicted [interval] | "
+        "| policy | run | anchor (1: none) | drift sd (runs) | p50 ms real / predicted [interval] | p99 ms real / predicted [interval] | "
         "half-width | miss % real / predicted [interval] | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
