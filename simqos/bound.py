@@ -78,11 +78,11 @@ import numpy as np
 
 from simqos.jit import njit
 from simqos.sim.serving import Rules, bisect_right, idle_factors, jit, require_modelled, segment_end, value_at
-from simqos.sim.timeslice import level_work, sliced_work
+from simqos.sim.timeslice import level_work, sliced_work, wake_waited
 
 __all__ = ["MAX_REQUESTS", "MAX_STATES", "MODELLED_RULES", "plan_bound", "replication_bound"]
 
-MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms")
+MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms", "wake_wait")
 """The serving rules (:class:`~simqos.sim.serving.Rules`) the bound models: a bounded queue and
 the late rule by letting any request drop, the idle and slicing factors over each state's range
 (module doc). It refuses to bound a run under any other rule in force."""
@@ -122,10 +122,11 @@ def _share_range(times, values, t1, t2) -> tuple[float, float]:
 
 
 @jit
-def _sliced_range(lo, hi, work_i, arrival, start_lo, start_hi, woken, queued, share_times, shares, slice_ms):
+def _sliced_range(lo, hi, work_i, arrival, start_lo, start_hi, woken, queued, share_times, shares, slice_ms, wake_wait):
     """Each level's smallest and largest factor (``lo``, ``hi``, in place: the idle slowdown's
     range) once the time-slicing stretches it (module doc): a woken request's first run is a
-    whole slice, at the share at its arrival; a queued one's anything from 0 to a whole slice,
+    whole slice after its wake wait (known: it starts at its arrival), at the share at its
+    arrival; a queued one's anything from 0 to a whole slice,
     at any share between its earliest and latest start. The sliced work is nondecreasing in the
     work, nonincreasing in the first run and linear in the share below 1 (the work itself from
     1 on): its extremes are at the ends of each range."""
@@ -137,8 +138,9 @@ def _sliced_range(lo, hi, work_i, arrival, start_lo, start_hi, woken, queued, sh
             continue
         best, worst = math.inf, -math.inf
         if woken:
-            best = min(best, sliced_work(raw * lo[k], s_arrival, slice_ms, slice_ms))
-            worst = max(worst, sliced_work(raw * hi[k], s_arrival, slice_ms, slice_ms))
+            woke_ms = wake_waited(arrival, s_arrival, slice_ms, wake_wait)
+            best = min(best, sliced_work(raw * lo[k], s_arrival, slice_ms, slice_ms, woke_ms))
+            worst = max(worst, sliced_work(raw * hi[k], s_arrival, slice_ms, slice_ms, woke_ms))
         if queued:
             for share in (s_low, s_high):
                 best = min(best, sliced_work(raw * lo[k], share, slice_ms, slice_ms))
@@ -351,7 +353,7 @@ def _bound(arrivals, deadlines, work, rules, device, routes, lex, gains, counted
             _factor_range(idle_ms, idle_factor, gap_lo_ms, gap_hi_ms, f_lo, f_hi)
             if sliced:
                 _sliced_range(f_lo, f_hi, work[i], arrival, max(arrival, t_lo), max(arrival, t_hi), gap_hi_ms > 0.0,
-                              gap_lo_ms <= 0.0, share_times, shares, slice_ms)  # fmt: skip
+                              gap_lo_ms <= 0.0, share_times, shares, slice_ms, rules.wake_wait)  # fmt: skip
             span = spans  # not pruning: the row where no route is dominated
             if pruning:
                 g_first, g_last = (0, 0) if monotone else _gap_span(idle_ms, gap_lo_ms, gap_hi_ms)

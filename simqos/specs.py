@@ -286,13 +286,24 @@ class Device(_Model):
     between them, and a request that finds the server idle starts with a whole slice (a thread
     that slept is scheduled at once), so short and woken requests slow down less than long and
     queued ones, and their times spread by whole turns (:mod:`simqos.sim.timeslice`; ``simqos
-    validate`` measures this machine's slice)."""
+    validate`` measures this machine's slice). ``wake_wait``: with ``slice_ms``, the fraction of
+    the running competitor's slice that a woken request waits out before its own, by the number
+    of competitors (the first for one, the last for that many or more; default none: it runs at
+    once), e.g. ``[0.9, 0.0]``: under one competitor a woken thread is placed behind the running
+    one, under three it mostly runs at once (``simqos validate`` measures this machine's)."""
 
     speed: SpeedProcess = Field(default={"kind": "constant", "speed": 1.0}, validate_default=True)  # type: ignore[valid-type]
     noise: SpeedProcess | None = None  # type: ignore[valid-type]
     memory: MemoryProcess | None = None  # type: ignore[valid-type]
     storage_bandwidth_mb_s: float = Field(default=100.0, gt=0)
     slice_ms: float = Field(default=0.0, ge=0)
+    wake_wait: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _wake_wait_needs_slices(self) -> Device:
+        if any(self.wake_wait) and self.slice_ms <= 0:
+            raise ValueError("wake_wait is a share of a competitor's slice, so it needs slice_ms > 0 (or remove wake_wait)")
+        return self
 
     def describe(self) -> str:
         """The device in words, for a report: its speed, noise, memory and slicing."""
@@ -305,6 +316,10 @@ class Device(_Model):
         if self.slice_ms > 0:
             words.append(f"time-sliced in slices of {self.slice_ms:g} ms, a speed below 1 being the share of the core that "
                          "competing processes leave")
+            if any(self.wake_wait):
+                last = len(self.wake_wait) - 1
+                words.append("a woken request waiting for the running competitor's slice: " + ", ".join(
+                    f"{f:.0%} of it under {n + 1}{' or more' if n == last else ''}" for n, f in enumerate(self.wake_wait)))
         return "; ".join(words)
 
     def processes(self) -> list[tuple[str, Any, str]]:

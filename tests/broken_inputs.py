@@ -68,6 +68,8 @@ SCENARIO_CHANGES = {
     "dwell-inf": ("device.speed.states.0.mean_dwell_s", float("inf")),
     "slice-negative": ("device.slice_ms", -4),
     "slice-inf": ("device.slice_ms", float("inf")),
+    "wake-wait-without-slices": ("device.wake_wait", [0.5]),
+    "wake-wait-above-one": ("device.wake_wait", [1.5]),
     "slack-inf": ("policies", [{"kind": "deadline_aware", "slack_ms": float("inf")}]),
     "quantile-one": ("policies", [{"kind": "greedy", "quantile": 1.0}]),
     "policy-unknown": ("policies", [{"kind": "fastest"}]),

@@ -18,7 +18,7 @@ from simqos.sim.plan import build_plan
 from simqos.sim.replication import run_policy
 from simqos.scenario import parse_scenario
 from simqos.sim.serving import finish_time, resident_from, route_code, too_late, value_at
-from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
+from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors, wake_waited
 
 POLICIES = [
     {"kind": "static", "level": 0},
@@ -51,9 +51,12 @@ def _brute_force(plan, inputs, free_drops: bool, late_drop: bool, values: dict, 
             start = max(inputs.arrivals_s[i], free)
             factor = np.array(model.idle_factors_at((start - free) * 1e3))
             idle = factor.copy()
-            first = device.slice_ms if inputs.arrivals_s[i] > free else left  # woken: a whole slice; queued: the slice left
+            woken = inputs.arrivals_s[i] > free
+            first = device.slice_ms if woken else left  # woken: a whole slice (after its wake wait); queued: the slice left
             if device.slice_ms > 0.0:
-                sliced_factors(factor, inputs.work_ms[i], value_at(times, speeds, start), first, device.slice_ms)
+                share = value_at(times, speeds, start)
+                woke = wake_waited(start, share, device.slice_ms, np.array(device.wake_wait or [0.0])) if woken else 0.0
+                sliced_factors(factor, inputs.work_ms[i], share, first, device.slice_ms, woke)
             if late_drop and too_late(start, inputs.deadlines_s[i], model.sparsest_median_ms, value_at(times, speeds, start)):
                 continue  # dropped by the rule, whatever was chosen
             if route is None:
@@ -121,15 +124,16 @@ def test_exact_on_small_runs(bundle, capacity, late):
             _brute_force(plan, inputs, relaxed, False, values, alone), abs=1e-9)
 
 
-@pytest.mark.parametrize("capacity, late, slice_ms", [(None, "run", 0.4), (1, "drop", 0.7), (None, "run", 1.1), (2, "run", 2.5)])
-def test_the_bound_holds_under_time_slicing(bundle, capacity, late, slice_ms):
+@pytest.mark.parametrize("capacity, late, slice_ms, wake_wait", [(None, "run", 0.4, []), (1, "drop", 0.7, [1.0]), (None, "run", 1.1, [0.5]),
+                                                              (2, "run", 2.5, [0.8, 0.0])])  # fmt: skip
+def test_the_bound_holds_under_time_slicing(bundle, capacity, late, slice_ms, wake_wait):
     """Against brute force over every schedule, each carrying the slice it leaves: the bound is
     never below it, and equal where it says it is exact (woken requests only, with no slice
     left to guess)."""
     workload = {"arrival": {"kind": "poisson", "rate_hz": 600}, "deadline": {"kind": "constant", "ms": 3.5},
                 "queue": {"capacity": capacity, "late": late}}
     device = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.004}, {"speed": 0.4, "mean_dwell_s": 0.003}]},
-              "slice_ms": slice_ms}
+              "slice_ms": slice_ms, "wake_wait": wake_wait}
     plan = build_plan(parse_scenario(scenario_dict(bundle, requests=6, warmup_requests=1, workload=workload, device=device)))
     relaxed = capacity is not None or late == "drop"
     values = {r: plan.model.accuracy(r) for r in plan.model.routes_by_preference()}
@@ -146,15 +150,15 @@ def test_the_bound_holds_under_time_slicing(bundle, capacity, late, slice_ms):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@example(seed=0, rate=150.0, deadline_ms=4.0, capacity=None, late="drop", slow=0.125, idle=False, slice_ms=0.0)  # a new user's run
+@example(seed=0, rate=150.0, deadline_ms=4.0, capacity=None, late="drop", slow=0.125, idle=False, slice_ms=0.0, wake=0.0)  # a new user's run
 @given(seed=st.integers(0, 2**31), rate=st.floats(150, 900), deadline_ms=st.floats(1.5, 8),
        capacity=st.one_of(st.none(), st.integers(0, 6)), late=st.sampled_from(["run", "drop"]), slow=st.floats(0.1, 1.0),
-       idle=st.booleans(), slice_ms=st.sampled_from([0.0, 0.3, 1.2]))
-def test_no_policy_beats_the_bound(two_level, two_level_idle, seed, rate, deadline_ms, capacity, late, slow, idle, slice_ms):
+       idle=st.booleans(), slice_ms=st.sampled_from([0.0, 0.3, 1.2]), wake=st.sampled_from([0.0, 0.7]))
+def test_no_policy_beats_the_bound(two_level, two_level_idle, seed, rate, deadline_ms, capacity, late, slow, idle, slice_ms, wake):
     workload = {"arrival": {"kind": "poisson", "rate_hz": rate}, "deadline": {"kind": "constant", "ms": deadline_ms},
                 "queue": {"capacity": capacity, "late": late}}
     device = {"speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.01}, {"speed": slow, "mean_dwell_s": 0.005}]},
-              "slice_ms": slice_ms}
+              "slice_ms": slice_ms, "wake_wait": [wake] if slice_ms else []}
     plan = build_plan(parse_scenario(scenario_dict(two_level_idle if idle else two_level, seed=seed, requests=300, warmup_requests=20, workload=workload,
                                                    device=device, policies=POLICIES)))
     inputs = sample_inputs(plan, 0)

@@ -101,6 +101,26 @@ def test_a_woken_request_starts_with_a_whole_slice(deterministic, speed, noise, 
         assert (records["finish_s"][0] - records["start_s"][0]) * 1e3 == pytest.approx(woken_ms, rel=1e-9)
 
 
+@pytest.mark.parametrize("wake_wait, speed, waits", [([1.0], 0.5, 1.0), ([0.5], 0.5, 0.5), ([0.8, 0.0], 0.25, 0.0),
+                                                    ([0.8, 0.4], 0.25, 0.4), ([0.8], 1.0, 0.0)])
+def test_a_woken_request_first_waits_for_the_running_competitors_slice(deterministic, wake_wait, speed, waits):
+    """4 ms of work every 20 ms: every request wakes the server. It waits the rest of the slice
+    cycle at its start times the fraction for its number of competitors (one at half the core,
+    three at a quarter; none at the whole core), then runs as a woken request does."""
+    for engine in ("simpy", "auto"):
+        times = []
+        for wake in (wake_wait, []):
+            device = {"speed": {"kind": "constant", "speed": speed}, "slice_ms": 1.5, "wake_wait": wake}
+            plan = _plan(deterministic, requests=6, device=device, engine=engine,
+                         workload={"arrival": {"kind": "periodic", "fps": 50}, "deadline": {"kind": "constant", "ms": 1e6}})
+            records = run_policy(plan, sample_inputs(plan, 0), 0, 0)
+            times.append(((records["finish_s"] - records["start_s"]) * 1e3).to_numpy())
+            start_ms = records["start_s"].to_numpy() * 1e3
+        assert (records["start_s"] == records["arrival_s"]).all()  # every one woken
+        rest_ms = (1.0 - (start_ms / 1.5) % 1.0) * 1.5
+        np.testing.assert_allclose(times[0] - times[1], waits * rest_ms, rtol=1e-9, atol=1e-12)
+
+
 def test_queued_requests_continue_the_slice_the_one_before_left(deterministic):
     """4 ms of work every 5 ms at half the core, slices of 1.5 ms: the first request finds the
     device idle and runs a whole slice, then two more after a competitor's 1.5 ms turn each,

@@ -43,14 +43,16 @@ POLICIES = [
 ]
 
 
-def fluctuating(slow: float, pressure_mb: float, noisy: bool = False, slice_ms: float = 0.0) -> dict:
+def fluctuating(slow: float, pressure_mb: float, noisy: bool = False, slice_ms: float = 0.0, wake_wait: tuple = ()) -> dict:
     """A device whose speed drops to ``slow`` and whose memory to ``pressure_mb`` in spells;
-    ``noisy``: with a noise of wander and stalls multiplied on; ``slice_ms``: its time-slicing."""
+    ``noisy``: with a noise of wander and stalls multiplied on; ``slice_ms``: its time-slicing,
+    ``wake_wait`` a woken request's wait for the running competitor's slice."""
     device = {
         "speed": {"kind": "markov", "states": [{"speed": 1.0, "mean_dwell_s": 0.02}, {"speed": slow, "mean_dwell_s": 0.01}]},
         "memory": {"kind": "markov", "states": [{"memory_mb": 10, "mean_dwell_s": 0.1}, {"memory_mb": pressure_mb, "mean_dwell_s": 0.05}]},
         "storage_bandwidth_mb_s": 50,
         "slice_ms": slice_ms,
+        "wake_wait": list(wake_wait) if slice_ms else [],
     }
     if noisy:
         device["noise"] = {"kind": "markov", "states": [{"speed": 1.1, "mean_dwell_s": 0.03}, {"speed": 0.8, "mean_dwell_s": 0.02},
@@ -74,9 +76,10 @@ def queued(arrival: dict, deadline_ms: float, capacity: int | None, late: str) -
     pressure_mb=st.floats(0.0, 3.5),
     noisy=st.booleans(),
     slice_ms=st.sampled_from([0.0, 0.3, 0.7, 3.0]),
+    wake_wait=st.sampled_from([(), (1.0,), (0.6, 0.2)]),
 )
-def test_fast_path_equals_simpy(three_level, seed, arrival, deadline_ms, capacity, late, slow, pressure_mb, noisy, slice_ms):
-    device, workload = fluctuating(slow, pressure_mb, noisy, slice_ms), queued(arrival, deadline_ms, capacity, late)
+def test_fast_path_equals_simpy(three_level, seed, arrival, deadline_ms, capacity, late, slow, pressure_mb, noisy, slice_ms, wake_wait):
+    device, workload = fluctuating(slow, pressure_mb, noisy, slice_ms, wake_wait), queued(arrival, deadline_ms, capacity, late)
     plan = build_plan(parse_scenario(scenario_dict(three_level, seed=seed, requests=400, device=device, workload=workload, policies=POLICIES)))
     inputs = sample_inputs(plan, 0)
     for p in range(len(POLICIES)):

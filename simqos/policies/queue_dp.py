@@ -38,10 +38,10 @@ class Header(NamedTuple):
 
 AT = offsets(Header)
 HEADER_SIZE = len(Header._fields)
-MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms")
+MODELLED_RULES = ("capacity", "late_drop", "sparsest_median_ms", "idle_ms", "idle_factor", "slice_ms", "wake_wait")
 """The serving rules (:class:`~simqos.sim.serving.Rules`) the value iteration knows
 (:mod:`simqos.policies.planning.queue_dp`): the queue's capacity, the late rule and the idle
-slowdown it models; time-slicing it leaves out, as every policy does (no policy is told of it,
+slowdown it models; time-slicing and its wake wait it leaves out, as every policy does (no policy is told of it,
 :mod:`simqos.sim.timeslice`). It refuses to plan under any other rule in force."""
 
 

@@ -38,7 +38,7 @@ __all__ = ["FastServer", "serve_fast"]
 
 _t8, _ti8 = types.float64[::1], types.int64[::1]
 _f8 = functools.partial(np.require, dtype=np.float64, requirements="CW")  # the compiled types: writable, C order
-RULES_TYPE = types.NamedTuple([types.int64, types.boolean, types.float64, _t8, types.float64[:, ::1], types.float64], Rules)
+RULES_TYPE = types.NamedTuple([types.int64, types.boolean, types.float64, _t8, types.float64[:, ::1], types.float64, _t8], Rules)
 DEVICE_TYPE = types.NamedTuple([_t8, _t8, _t8, _t8, _ti8, _t8, _t8, types.float64, types.float64], DeviceArrays)
 POLICY_TYPE = types.NamedTuple([_t8, types.float64[:, ::1], types.int64[:, ::1]], PolicyArrays)
 STATE_TYPE = types.NamedTuple([_t8, _t8, _ti8, _t8, _t8, _t8], ServerState)

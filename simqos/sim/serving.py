@@ -42,7 +42,7 @@ from numba import types
 
 from simqos.errors import SimqosError
 from simqos.jit import borrow, interpreted, njit
-from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors
+from simqos.sim.timeslice import route_work, slice_left_after, sliced_factors, wake_waited
 
 __all__ = [
     "BEYOND",
@@ -378,7 +378,8 @@ class Rules(NamedTuple):
     negative: unbounded; ``late_drop`` with the work it checks, ``sparsest_median_ms``, 0 without
     the rule), a woken
     request's slowdown (``idle_factor[level, j]`` after ``idle_ms[j]`` idle) and the
-    time-slicing (``slice_ms``, 0: none). Each default is the rule switched off; a planner that
+    time-slicing (``slice_ms``, 0: none; ``wake_wait``, the fraction of a competitor's slice a
+    woken request waits by the number of competitors, 0: none). Each default is the rule switched off; a planner that
     models only some rules refuses the others when they are in force (:func:`require_modelled`),
     so a new field here reaches every planner as "not modelled" until it says otherwise."""
 
@@ -388,6 +389,7 @@ class Rules(NamedTuple):
     idle_ms: np.ndarray = np.zeros(1)
     idle_factor: np.ndarray = np.ones((1, 1))
     slice_ms: float = 0.0
+    wake_wait: np.ndarray = np.zeros(1)
 
     @classmethod
     def of(cls, scenario, model) -> Rules:
@@ -395,7 +397,8 @@ class Rules(NamedTuple):
         queue = scenario.workload.queue
         late_drop = queue.late == "drop"
         return cls(-1 if queue.capacity is None else int(queue.capacity), late_drop, float(model.sparsest_median_ms) if late_drop else 0.0,
-                   _f8(model.idle_ms), _f8(model.idle_factor), float(scenario.device.slice_ms))  # fmt: skip
+                   _f8(model.idle_ms), _f8(model.idle_factor), float(scenario.device.slice_ms),
+                   _f8(scenario.device.wake_wait or [0.0]))  # fmt: skip
 
 
 class UnmodelledRule(SimqosError):
@@ -553,12 +556,15 @@ def serve_step(request, i, now_s, arrivals_s, deadlines_s, work_ms, rules, devic
     factors = seen = state.factors
     idle_factors(rules.idle_ms, rules.idle_factor, (now_s - busy[BUSY_UNTIL]) * 1e3, factors)
     run_first = 0.0
-    if rules.slice_ms > 0.0:  # a woken request (it found the device idle) runs a whole slice first; a queued one the slice left
+    if rules.slice_ms > 0.0:  # a woken request runs a whole slice first (after its wake wait); a queued one the slice left
         c[AT_SHARE] = bisect_from(device.share_times_s, now_s, len(device.share_times_s), c[AT_SHARE] + 1) - 1
-        run_first = rules.slice_ms if arrival > busy[BUSY_UNTIL] else busy[SLICE_LEFT]
+        woken = arrival > busy[BUSY_UNTIL]
+        run_first = rules.slice_ms if woken else busy[SLICE_LEFT]
+        share = device.shares[c[AT_SHARE]]
+        woke_ms = wake_waited(now_s, share, rules.slice_ms, rules.wake_wait) if woken else 0.0
         state.on_factors[:] = factors
         seen = state.on_factors  # the policy sees the work at the whole core
-        sliced_factors(factors, work_ms[i], device.shares[c[AT_SHARE]], run_first, rules.slice_ms)
+        sliced_factors(factors, work_ms[i], share, run_first, rules.slice_ms, woke_ms)
     t, code, changes = serve_request(
         request, now_s, arrival, deadline, work_ms[i], factors, seen, device.speed_times_s, device.speeds, device.cum_work_ms,
         device.resident_times_s, device.resident_levels, deadlines_s[i + 1 : c[QUEUE_END]], decide, policy.params, policy.table,

@@ -24,7 +24,7 @@ from simqos.sim.device import (ProductProcess, ReplayedProcess, SpeedTrace, Trac
 from simqos.sim.inputs import ReplicationInputs
 from simqos.sim.plan import Plan
 from simqos.sim.replication import run_policy, summarize_plan
-from simqos.sim.timeslice import waited_ms as turns_waited_ms
+from simqos.sim.timeslice import waited_ms as turns_waited_ms, wake_wait_ms
 
 __all__ = ["MIN_SERVED", "TOLERANCE", "compare", "floor_text", "mean_overhead_ms", "real_floor", "served_speeds", "shares", "simulate_like", "within"]
 
@@ -80,15 +80,19 @@ def served_speeds(
         took_ms = took_ms - served["resident_wait_ms"].fillna(0.0).to_numpy(dtype=float)
     woken = served["arrival_s"].to_numpy(dtype=float) > np.concatenate(([0.0], finish[:-1]))
     device = plan.scenario.device
-    waited_ms = turns_waited_ms(work_ms, woken, device.slice_ms) if device.slice_ms > 0.0 else np.zeros(len(served))
-    sums = {float(v): (work_ms[state == v].sum(), waited_ms[state == v].sum(), took_ms[state == v].sum())
+    sliced = device.slice_ms > 0.0
+    wake = np.asarray(device.wake_wait or [0.0], dtype=float)
+    woke_ms = np.array([wake_wait_ms(t, v, device.slice_ms, wake) if w and sliced else 0.0 for t, v, w in zip(start, state, woken)])
+    waited_ms = turns_waited_ms(work_ms, woken, device.slice_ms, np.zeros(len(served))) if sliced else np.zeros(len(served))
+    sums = {float(v): (work_ms[state == v].sum(), waited_ms[state == v].sum(), took_ms[state == v].sum(), woke_ms[state == v].sum())
             for v in np.unique(state) if (state == v).sum() >= MIN_SERVED}  # fmt: skip
-    speeds = {v: float(work / took) for v, (work, _, took) in sums.items()}
+    speeds = {v: float(work / took) for v, (work, _, took, _) in sums.items()}
     quiet = speeds.get(1.0, 1.0)
-    for v, (work, waited, took) in sums.items():
-        # the share a solving took = (a W + (1 - a) T) / (a quiet); none below 1 when the state ran as fast as the quiet one
-        if device.slice_ms > 0.0 and v < 1.0 and waited > 0.0 and took * quiet > work:
-            speeds[v] = quiet * float(waited / (took * quiet - work + waited))
+    for v, (work, waited, took, woke) in sums.items():
+        # the share a solving took = (a W + (1 - a) T + a K) / (a quiet), K the woken requests' waits; none below 1 when
+        # the state ran as fast as the quiet one
+        if sliced and v < 1.0 and waited > 0.0 and took * quiet > work + woke:
+            speeds[v] = quiet * float(waited / (took * quiet - work - woke + waited))
     return speeds
 
 

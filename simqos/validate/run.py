@@ -105,8 +105,8 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
     notes = []
     if scenario.device.noise is not None:
         notes.append("device.noise left out: validate measures this machine's own noise and simulates with that (noise.yaml)")
-    if scenario.device.slice_ms:
-        notes.append("device.slice_ms left out: validate measures this machine's slice and simulates with that")
+    if scenario.device.slice_ms or any(scenario.device.wake_wait):
+        notes.append("device.slice_ms and wake_wait left out: validate measures this machine's and simulates with them")
     kept = [p for p in scenario.policies if not getattr(POLICIES.get(p.kind), "clairvoyant", False)]
     if len(kept) < len(scenario.policies):
         notes.append("clairvoyant policies left out: they need the future, so they cannot run on a real device")
@@ -117,6 +117,7 @@ def validation_plan(scenario: Scenario, seconds: float, source: str) -> tuple[Pl
     played = scenario.model_dump(mode="json") | changes
     played["device"].pop("noise", None)
     played["device"]["slice_ms"] = 0.0
+    played["device"]["wake_wait"] = []
     played = parse_scenario(played, f"{source} (as validated)")
     plan = build_plan(played, source)
     played_speeds(plan, source)
@@ -208,7 +209,8 @@ def run_validation(
         calibration["nice"] = [p.nice for p in plans]
         calibration["fair_share"] = [p.expected for p in plans]
         slicing = fit_slicing(probes)  # under competitors: the speed queued work gets, and the slice
-        plan = build_plan(override(plan.scenario, "device.slice_ms", slicing.slice_ms), source)
+        sliced = override(override(plan.scenario, "device.slice_ms", slicing.slice_ms), "device.wake_wait", slicing.wake_wait)
+        plan = build_plan(sliced, source)
         played = calibration[calibration["gaps"] != "none"].pivot(index="target_speed", columns="level", values="measured_speed")
         for speed, queued in slicing.speeds.items():
             played.loc[speed] = queued
@@ -547,7 +549,9 @@ def _slicing_markdown(slicing: Slicing) -> list[str]:
         "continues the slice left. A state's *queued speed* at a level is what the profile predicts for the probes that "
         "queued behind another, over the time they took: the share of the core that queued work gets. The slice is the "
         "one for which the simulator's model, run on the probes in the order they came, gives times closest to the "
-        f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`). How close: the model's fastest probe against "
+        f"measured ones: **{slicing.slice_ms:g} ms** (`device.slice_ms`), with a woken request first waiting "
+        f"{_wake_words(slicing.wake_wait)} of the rest of the running competitor's slice, by the number of competitors "
+        "(`device.wake_wait`: under one the scheduler places a woken thread behind the running one). How close: the model's fastest probe against "
         "the measured fastest, its second against the second, and so on, lie on average "
         f"{slicing.distance:.1%} of the mean time apart (each state, level, queued and woken group weighing the same; a "
         f"group of fewer than {MIN_GROUP} probes is left out), where a speed factor alone lies "
@@ -561,6 +565,14 @@ def _slicing_markdown(slicing: Slicing) -> list[str]:
               f"{row.mean_ms:.2f} | {row.model_mean_ms:.2f} | {row.p90_ms:.2f} | {row.model_p90_ms:.2f} |"
               for row in slicing.table.itertuples(index=False)]  # fmt: skip
     return lines
+
+
+def _wake_words(wake_wait: list[float]) -> str:
+    """``device.wake_wait`` in words: "90 % (1 competitor), 0 % (2 or more)"."""
+    if not wake_wait:
+        return "none (not measured)"
+    last = len(wake_wait) - 1
+    return ", ".join(f"{f:.0%} ({n + 1} competitor{'s' if n else ''}{' or more' if n == last else ''})" for n, f in enumerate(wake_wait))
 
 
 def _idle_markdown(profiled: tuple[np.ndarray, np.ndarray], measured: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
