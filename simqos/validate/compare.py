@@ -69,7 +69,9 @@ def served_speeds(
     state's speed (the run's own at target 1), as the simulation replays it (:func:`shares`),
     and a request's work ``W`` takes ``(a * W + (1 - a) * T) / s``, where ``T`` is the slices
     it waited out (the model knows which requests found the server idle — they arrived after
-    the one before finished — and carries the slice left from one to the next): ``a`` solves
+    the one before finished — and carries the slice left from one to the next), plus, for a woken
+    one, its wake wait ``K`` (``device.wake_wait``, its competitors counted from the state's
+    target speed, where the simulation counts them from the share it replays): ``a`` solves
     that summed over the state's requests (a loaded state that ran as fast as the quiet one, as a
     machine busy with other work can make it, keeps its plain speed: nothing to slice)."""
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
