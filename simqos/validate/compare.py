@@ -71,9 +71,8 @@ def served_speeds(
     it waited out (the model knows which requests found the server idle — they arrived after
     the one before finished — and carries the slice left from one to the next), plus, for a woken
     one, its wake wait ``K`` (``device.wake_wait``, its competitors counted from the state's
-    target speed, where the simulation counts them from the share it replays): ``a`` solves
-    that summed over the state's requests (a loaded state that ran as fast as the quiet one, as a
-    machine busy with other work can make it, keeps its plain speed: nothing to slice)."""
+    target speed, where the simulation counts them from the share it replays): ``a`` solves that
+    summed over the state's requests (a state as fast as the quiet one keeps its plain speed)."""
     served = real[real["start_s"].notna() & real["finish_s"].notna()].sort_values("start_s")
     start, finish = served["start_s"].to_numpy(dtype=float), served["finish_s"].to_numpy(dtype=float)
     state, work_ms = _predicted_work_ms(plan.model, served, applied, by_level)
