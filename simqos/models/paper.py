@@ -24,6 +24,8 @@ levels come from layer-wise magnitude pruning of them (``NestedNetwork.from_magn
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -284,16 +286,27 @@ class GATLayer(nn.Module):
         self.att_src = nn.Parameter(torch.randn(heads, out_ch) * 0.1)
         self.att_dst = nn.Parameter(torch.randn(heads, out_ch) * 0.1)
 
-    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Attention over the edges ``src -> dst``, sorted by destination, ``rows`` their CSR row
+        pointers. Each head's weighted sum over a node's in-edges is one sparse product (a row per
+        destination): it reads each source's features once, where gathering them per edge copies
+        edges x heads x width floats (6x slower for the SBM GAT: 39 against 6 ms, one thread)."""
         n = x.shape[0]
         h = self.proj(x).view(n, self.heads, self.out_ch)
-        src, dst = edges
         logits = torch.nn.functional.leaky_relu((h * self.att_src).sum(-1)[src] + (h * self.att_dst).sum(-1)[dst], 0.2)
-        logits = logits - logits.max()
-        weight = logits.exp()
-        norm = torch.zeros(n, self.heads).index_add_(0, dst, weight)
-        out = torch.zeros(n, self.heads, self.out_ch).index_add_(0, dst, h[src] * (weight / norm[dst])[..., None])
-        return out
+        weight = (logits - logits.max()).exp()
+        share = weight / torch.zeros(n, self.heads).index_add_(0, dst, weight)[dst]
+        return torch.stack([_rows_product(rows, src, share[:, k], h[:, k]) for k in range(self.heads)], dim=1)
+
+
+def _rows_product(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The CSR matrix (``rows``, ``columns``, ``values``), square, times ``x``; differentiable in
+    ``values`` and ``x``."""
+    n = rows.numel() - 1
+    with warnings.catch_warnings():  # torch's "beta state" notice
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(rows, columns, values, (n, n), check_invariants=False)
+    return matrix @ x
 
 
 class GAT(nn.Module):
@@ -304,15 +317,20 @@ class GAT(nn.Module):
     def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0,
                  hidden: int = 8) -> None:
         super().__init__()
-        self.register_buffer("edges", edges)
+        n = int(edges.max()) + 1
+        src, dst = edges[:, torch.argsort(edges[1] * n + edges[0])]
+        self.register_buffer("src", src)
+        self.register_buffer("dst", dst)
+        self.register_buffer("rows", torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=n).cumsum(0)]))
         self.dropout = dropout
         self.layer1 = GATLayer(features, hidden, 8)
         self.layer2 = GATLayer(8 * hidden, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         drop = torch.nn.functional.dropout
-        h = torch.nn.functional.elu(self.layer1(drop(x, self.dropout, self.training), self.edges).flatten(1))
-        return self.layer2(drop(h, self.dropout, self.training), self.edges).mean(dim=1)
+        graph = self.src, self.dst, self.rows
+        h = torch.nn.functional.elu(self.layer1(drop(x, self.dropout, self.training), *graph).flatten(1))
+        return self.layer2(drop(h, self.dropout, self.training), *graph).mean(dim=1)
 
 
 def gat(seed: int = 0) -> ModelSpec:
