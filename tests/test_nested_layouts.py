@@ -41,6 +41,22 @@ def test_batched_products_of_every_width(rows, cols, levels, n, seed):
         np.testing.assert_allclose(matrix.matmul(k, x.numpy()), ((w * (ranks >= k)) @ x).numpy(), rtol=1e-4, atol=1e-4)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 60), densities(max_levels=3), st.sampled_from([1, 7, 8, 127, 128, 129, 300]),
+       st.integers(0, 10_000))
+def test_a_linear_layers_rows_times_every_level(rows, cols, levels, n, seed):
+    """``x @ W_k.T`` for x (n, columns): blocks of 128 rows, a last block shorter and not a
+    multiple of 8."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g)
+    ranks = nested_ranks(w.abs() * torch.rand(rows, cols, generator=g), levels)
+    w = w * (ranks >= 0)
+    matrix = NestedSell.from_ranks(w, ranks, len(levels))
+    x = torch.randn(n, cols, generator=g)
+    for k in range(len(levels)):
+        np.testing.assert_allclose(matrix.matmul_rows(k, x.numpy()), (x @ (w * (ranks >= k)).T).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_a_layer_kept_whole_is_never_masked_and_a_cut_row_is_masked_from_its_prefix():
     """10 rows (a chunk of 16 with 6 absent) of 4 columns: every row kept at both levels, so each
     level runs all 4 slots unmasked; then row 3 cut to 1 weight at level 1, which masks the chunk

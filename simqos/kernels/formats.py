@@ -2,7 +2,9 @@
 
 Each format turns a masked weight matrix ``W`` (rows = output channels) into its own storage and
 computes ``W @ X`` for a dense ``X`` of shape (columns of W, n). Which format is fastest depends
-on the shape, the density and the machine, so the profiler tries them all.
+on the shape, the density and the machine, so the profiler tries them all. A format may also
+compute a Linear layer's ``X @ W.T`` for ``X`` of shape (n, columns of W) itself
+(``prepare_rows``); for the others the layer transposes ``X`` and the result around ``W @ X``.
 
 - ``torch_csr``: ``torch.sparse_csr_tensor`` with int32 indices (int64 indices are converted on
   every call, 1.3-3x slower).
@@ -11,6 +13,7 @@ on the shape, the density and the machine, so the profiler tries them all.
 - ``scipy_csr``: ``scipy.sparse.csr_matrix`` (CPU only), via zero-copy numpy views.
 - ``nested_sell``: sliced ELLPACK compiled with numba, the layout in which one copy of the
   least sparse level serves every level (:mod:`simqos.kernels.nested`); here built for one level.
+  It takes a Linear layer's rows as they come (:meth:`NestedSell.matmul_rows`).
 - ``semi_structured_2to4``: ``torch.sparse.to_sparse_semi_structured`` (CUDA only, float16 or
   bfloat16, at most 2 non-zeros in every group of 4 along a row); refuses any other weight
   with the reason.
@@ -36,11 +39,13 @@ MatMul = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class SparseFormat:
     """A storage format: ``prepare(W)`` returns ``(matmul, resident_bytes)`` or raises ValueError
-    with the reason the format cannot hold ``W``; ``devices`` lists where it runs."""
+    with the reason the format cannot hold ``W``; ``devices`` lists where it runs;
+    ``prepare_rows(W)``, where given, the same for ``X @ W.T`` with ``X`` (n, columns of W)."""
 
     name: str
     devices: tuple[str, ...]
     prepare: Callable[[torch.Tensor], tuple[MatMul, int]]
+    prepare_rows: Callable[[torch.Tensor], tuple[MatMul, int]] | None = None
 
 
 def _torch_csr(w: torch.Tensor) -> tuple[MatMul, int]:
@@ -107,13 +112,26 @@ def _nested_sell(w: torch.Tensor) -> tuple[MatMul, int]:
     return matmul, matrix.nbytes
 
 
+def _nested_sell_rows(w: torch.Tensor) -> tuple[MatMul, int]:
+    """This level alone in the nested SELL layout, times a Linear layer's batch of rows."""
+    if w.is_cuda:
+        raise ValueError("nested_sell runs on the CPU only")
+    matrix = NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+
+    def matmul(x: torch.Tensor) -> torch.Tensor:
+        xs = x.detach().numpy()
+        return torch.from_numpy(matrix.matmul(0, xs[0])[None] if xs.shape[0] == 1 else matrix.matmul_rows(0, xs))
+
+    return matmul, matrix.nbytes
+
+
 FORMATS: dict[str, SparseFormat] = {
     f.name: f
     for f in (
         SparseFormat("torch_csr", ("cpu", "cuda"), _torch_csr),
         SparseFormat("torch_bsr", ("cpu", "cuda"), _torch_bsr),
         SparseFormat("scipy_csr", ("cpu",), _scipy_csr),
-        SparseFormat("nested_sell", ("cpu",), _nested_sell),
+        SparseFormat("nested_sell", ("cpu",), _nested_sell, _nested_sell_rows),
         SparseFormat("semi_structured_2to4", ("cuda",), _semi_structured_2to4),
     )
 }

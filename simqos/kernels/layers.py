@@ -87,11 +87,17 @@ def _sparse_builder(fmt: SparseFormat) -> Callable[[nn.Module, dict[str, torch.T
         weight = weights["weight"].detach()
         bias = None if module.bias is None else module.bias.detach()
         if isinstance(module, nn.Linear):
-            matmul, nbytes = fmt.prepare(weight)
+            if fmt.prepare_rows is not None:
+                rows_product, nbytes = fmt.prepare_rows(weight)
+            else:
+                matmul, nbytes = fmt.prepare(weight)
+
+                def rows_product(flat: torch.Tensor) -> torch.Tensor:
+                    return matmul(flat.t().contiguous()).t()
 
             def fn(x: torch.Tensor) -> torch.Tensor:
                 flat = x.reshape(-1, x.shape[-1])
-                y = matmul(flat.t().contiguous()).t()
+                y = rows_product(flat)
                 if bias is not None:
                     y = y + bias
                 return y.reshape(*x.shape[:-1], weight.shape[0])
