@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simqos.models import build_model
 from simqos.models.graphs import make_graph
@@ -117,3 +119,25 @@ def test_a_gat_layer_is_a_softmax_over_each_nodes_in_edges():
     p1, p2 = w1 / (w1 + w2), w2 / (w1 + w2)
     mean = p1 * 1.0 + p2 * 2.0
     assert x.grad.numpy()[:, 0] == pytest.approx([0.0, p1 + p1 * (1.0 - mean), p2 + p2 * (2.0 - mean)], abs=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 90), st.integers(1, 4), st.integers(1, 12), st.integers(0, 10_000))
+def test_the_in_edge_sum_is_the_per_edge_sum_and_its_gradient(nodes, edges, heads, width, seed):
+    """Any graph (isolated nodes, repeated edges): forward and gradients equal gathering every
+    edge's features and adding them into its destination."""
+    from simqos.kernels.graph import in_edge_sum
+
+    g = torch.Generator().manual_seed(seed)
+    src, dst = torch.randint(nodes, (2, edges), generator=g)
+    order = torch.argsort(dst * nodes + src)
+    src, dst = src[order], dst[order]
+    rows = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=nodes).cumsum(0)])
+    share = torch.rand(edges, heads, generator=g, requires_grad=True)
+    h = torch.randn(nodes, heads, width, generator=g, requires_grad=True)
+    out = in_edge_sum(rows, src, dst, share, h)
+    expected = torch.zeros(nodes, heads, width).index_add(0, dst, h[src] * share[..., None])
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(nodes, heads, width, generator=g)
+    grads = torch.autograd.grad((out * weights).sum(), (share, h))
+    torch.testing.assert_close(grads, torch.autograd.grad((expected * weights).sum(), (share, h)), rtol=1e-5, atol=1e-5)
