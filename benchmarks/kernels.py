@@ -18,6 +18,9 @@ times its batched product against torch's CSR at batch 1, 16 and 64, and at the 
 fourth times a Linear layer's batch of rows as a model hands it over, ``x @ W.T`` for the GAT's
 x (6,000 x 500): the dense product, torch's CSR and the nested layout with x and the result
 transposed around ``W @ x``, and the nested layout taking the rows as they come (``matmul_rows``).
+A fifth times the GNMT's LSTM layers (hidden 128) as it runs them: torch's LSTM against
+``nested_lstm`` at every density, 100 % included — the compiled recurrence on dense weights, so
+that what is the arithmetic's and what is torch's per-call cost can be told apart.
 """
 
 from __future__ import annotations
@@ -123,6 +126,27 @@ def linear_rows_table(samples: int) -> None:
             print(f"{'GAT projection 256x500':<26} {level:>5} {density:>7.3f} {way:<26} {ms:>10.3f} {ms / medians['dense']:>8.2f}x")
 
 
+def lstm_table(samples: int) -> None:
+    """The GNMT's LSTM layers, one thread: a decoder step (one token from a state, inputs 256 and
+    128) and the encoder's 24 steps, torch's dense LSTM against ``nested_lstm`` at 100 %, 13.4 %
+    and 5.4 % of the weights."""
+    print(f"\n{'LSTM (hidden 128)':<26} {'kernel':<12} {'density':>7} {'median us':>10} {'vs torch':>9}")
+    shapes = {"decoder step, input 256": (256, 1), "decoder step, input 128": (128, 1), "encoder, 24 steps": (128, 24)}
+    for label, (inputs, steps) in shapes.items():
+        lstm = nn.LSTM(inputs, 128, batch_first=True).eval()
+        x, state = torch.randn(1, steps, inputs), (torch.randn(1, 1, 128), torch.randn(1, 1, 128))
+        with torch.no_grad():
+            torch_us = measure(lambda: lstm(x, state), n_samples=samples, threads=1).median_ms * 1e3
+            print(f"{label:<26} {'torch':<12} {1.0:>7.3f} {torch_us:>10.1f} {1.0:>8.2f}x")
+            for density in (1.0, *DENSITIES[1:]):
+                weights = {n: p.detach() * (torch.rand(p.shape) < density) if "weight" in n else p.detach()
+                           for n, p in lstm.named_parameters()}
+                built = build_kernel("nested_lstm", lstm, weights)
+                torch.testing.assert_close(built.fn(x, state), torch.func.functional_call(lstm, weights, (x, state)), rtol=1e-4, atol=1e-5)
+                us = measure(lambda built=built: built.fn(x, state), n_samples=samples, threads=1).median_ms * 1e3
+                print(f"{label:<26} {'nested_lstm':<12} {density:>7.3f} {us:>10.1f} {us / torch_us:>8.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -160,6 +184,7 @@ def main() -> None:
     nested_table(samples)
     batched_table(samples)
     linear_rows_table(samples)
+    lstm_table(samples)
 
 
 if __name__ == "__main__":

@@ -95,14 +95,19 @@ def test_two_to_four_on_cuda():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 10), st.booleans(), st.booleans(), st.integers(1, 3), st.floats(0, 1), st.integers(0, 99))
-def test_nested_lstm_equals_the_dense_masked_lstm(inputs, hidden, bidirectional, batch_first, batch, density, seed):
+@given(st.integers(1, 12), st.integers(1, 10), st.booleans(), st.booleans(), st.integers(1, 3), st.sampled_from([1, 4]),
+       st.booleans(), st.floats(0, 1), st.integers(0, 99))
+def test_nested_lstm_equals_the_dense_masked_lstm(inputs, hidden, bidirectional, batch_first, batch, steps, from_state,
+                                                   density, seed):
+    """Whole sequences and single steps (a decoder's), from zeros or from a given state."""
     torch.manual_seed(seed)
     lstm = nn.LSTM(inputs, hidden, bidirectional=bidirectional, batch_first=batch_first)
     weights = _masked(lstm, density, seed)
-    x = torch.randn(batch, 4, inputs) if batch_first else torch.randn(4, batch, inputs)
-    expected = torch.func.functional_call(lstm, weights, (x,))
-    got = build_kernel("nested_lstm", lstm, weights).fn(x)
+    x = torch.randn(batch, steps, inputs) if batch_first else torch.randn(steps, batch, inputs)
+    directions = 2 if bidirectional else 1
+    state = (torch.randn(directions, batch, hidden), torch.randn(directions, batch, hidden)) if from_state else None
+    expected = torch.func.functional_call(lstm, weights, (x, state))
+    got = build_kernel("nested_lstm", lstm, weights).fn(x, state)
     for g, e in zip((got[0], *got[1]), (expected[0], *expected[1])):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 

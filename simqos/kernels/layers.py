@@ -154,7 +154,8 @@ def _build_nested_direct(module: nn.Module, weights: dict[str, torch.Tensor], de
 
 def _build_nested_lstm(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:
     """A one-layer LSTM whose four gate matrices run as nested SELL products: the input part
-    for all time steps at once (SpMM), the recurrent part step by step (SpMV per sequence)."""
+    for all time steps at once (SpMM), the recurrence — an SpMV and the gates per step — as one
+    compiled call for the whole sequence (:meth:`NestedSell.lstm_steps`)."""
     if device != "cpu":
         raise ValueError(f"nested_lstm runs on the CPU, not {device}")
     if not isinstance(module, nn.LSTM):
@@ -178,34 +179,23 @@ def _build_nested_lstm(module: nn.Module, weights: dict[str, torch.Tensor], devi
         seq = x if module.batch_first else x.transpose(0, 1)  # (B, T, F)
         batch, steps, _ = seq.shape
         hid = module.hidden_size
-        xs = seq.detach().reshape(batch * steps, -1).numpy().T.copy()  # (F, B*T)
+        rows = np.ascontiguousarray(seq.detach().reshape(batch * steps, -1).numpy())  # (B*T, F)
         outputs, h_n, c_n = [], [], []
         for d, (w_ih, w_hh, bias) in enumerate(parts):
-            pre = (w_ih.matmul(0, xs) + bias[:, None]).reshape(4 * hid, batch, steps)
-            h = np.zeros((hid, batch), np.float32) if state is None else state[0][d].detach().numpy().T.copy()
-            c = np.zeros((hid, batch), np.float32) if state is None else state[1][d].detach().numpy().T.copy()
-            out = np.empty((steps, hid, batch), np.float32)
-            order = range(steps - 1, -1, -1) if d == 1 else range(steps)
-            for t in order:
-                g = pre[:, :, t] + (w_hh.matmul(0, h[:, 0]).reshape(-1, 1) if batch == 1 else w_hh.matmul(0, h))
-                i, f, gg, o = np.split(g, 4)
-                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(gg)
-                h = (_sigmoid(o) * np.tanh(c)).astype(np.float32)
-                out[t] = h
-            outputs.append(out)
-            h_n.append(h.T)
-            c_n.append(c.T)
-        y = torch.from_numpy(np.concatenate(outputs, axis=1).transpose(2, 0, 1).copy())  # (B, T, D*H)
+            pre = w_ih.matmul(0, rows[0])[None] if len(rows) == 1 else w_ih.matmul_rows(0, rows)
+            pre = (pre + bias).reshape(batch, steps, 4 * hid)
+            h = np.zeros((batch, hid), np.float32) if state is None else state[0][d].detach().numpy().copy()
+            c = np.zeros((batch, hid), np.float32) if state is None else state[1][d].detach().numpy().copy()
+            outputs.append(w_hh.lstm_steps(0, pre, h, c, reverse=d == 1))
+            h_n.append(h)
+            c_n.append(c)
+        y = torch.from_numpy(outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2))  # (B, T, D*H)
         if not module.batch_first:
             y = y.transpose(0, 1)
         return y, (torch.from_numpy(np.stack(h_n)), torch.from_numpy(np.stack(c_n)))
 
     nbytes = sum(w_ih.nbytes + w_hh.nbytes + b.nbytes for w_ih, w_hh, b in parts)
     return BuiltKernel("nested_lstm", fn, nbytes)
-
-
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
 
 
 def _build_nested_attention(module: nn.Module, weights: dict[str, torch.Tensor], device: str) -> BuiltKernel:

@@ -217,6 +217,29 @@ def _spmm_rows(values, cols, ptr, lane_len, rows, x, y):
                 y[lo + j, r] = block_y[r, j]
 
 
+@njit(fastmath=True, boundscheck=False)
+def _lstm_steps(values, cols, ptr, full, span, lane_len, rows, pre, h, c, out, reverse):
+    """An LSTM's recurrence (gates i, f, g, o, as torch orders them) with this SELL matrix as
+    its recurrent weight: ``pre`` (batch, steps, 4 hidden) the input part and both biases, ``h``
+    and ``c`` (batch, hidden) updated in place, ``out`` (batch, steps, hidden)."""
+    batch, steps, four = pre.shape
+    hid = four // 4
+    g = np.empty(four, np.float32)
+    one = np.float32(1.0)
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        for b in range(batch):
+            _spmv(values, cols, ptr, full, span, lane_len, rows, h[b], g)
+            for j in range(hid):
+                i = one / (one + np.exp(-(g[j] + pre[b, t, j])))
+                f = one / (one + np.exp(-(g[hid + j] + pre[b, t, hid + j])))
+                z = np.tanh(g[2 * hid + j] + pre[b, t, 2 * hid + j])
+                o = one / (one + np.exp(-(g[3 * hid + j] + pre[b, t, 3 * hid + j])))
+                c[b, j] = f * c[b, j] + i * z
+                h[b, j] = o * np.tanh(c[b, j])
+                out[b, t, j] = h[b, j]
+
+
 @dataclass(frozen=True)
 class NestedSell:
     """A 2-D weight's nested levels in sliced ELLPACK (see the module docstring)."""
@@ -288,6 +311,16 @@ class NestedSell:
             y = np.empty((self.shape[0], x.shape[1]), dtype=np.float32)
             _spmm(self.values, self.cols, self.ptr, self.lane_len[level], self.rows, np.ascontiguousarray(x), y)
         return y
+
+    def lstm_steps(self, level: int, pre: np.ndarray, h: np.ndarray, c: np.ndarray, reverse: bool = False) -> np.ndarray:
+        """A one-layer LSTM's recurrence with this matrix (4 hidden x hidden) as its recurrent
+        weight, the whole sequence in one compiled call: ``pre`` (batch, steps, 4 hidden) float32,
+        the input part with both biases; ``h`` and ``c`` (batch, hidden) float32, the states,
+        updated in place. Returns the outputs (batch, steps, hidden)."""
+        out = np.empty((pre.shape[0], pre.shape[1], self.shape[1]), dtype=np.float32)
+        _lstm_steps(self.values, self.cols, self.ptr, self.full[level], self.span[level], self.lane_len[level], self.rows,
+                    np.ascontiguousarray(pre), h, c, out, reverse)
+        return out
 
     def matmul_rows(self, level: int, x: np.ndarray) -> np.ndarray:
         """``x @ W_level.T`` for x of shape (n, columns), float32: a Linear layer's batch, with
