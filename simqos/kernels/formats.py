@@ -99,11 +99,15 @@ def _semi_structured_2to4(w: torch.Tensor) -> tuple[MatMul, int]:
     return (lambda x: a @ x), w.numel() // 2 * w.element_size() + w.numel() // 8
 
 
-def _nested_sell(w: torch.Tensor) -> tuple[MatMul, int]:
+def _one_level(w: torch.Tensor) -> NestedSell:
     """This level alone in the nested SELL layout (:mod:`simqos.kernels.nested`)."""
     if w.is_cuda:
         raise ValueError("nested_sell runs on the CPU only")
-    matrix = NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+    return NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
+
+
+def _nested_sell(w: torch.Tensor) -> tuple[MatMul, int]:
+    matrix = _one_level(w)
 
     def matmul(x: torch.Tensor) -> torch.Tensor:
         xs = x.detach().numpy()
@@ -113,16 +117,8 @@ def _nested_sell(w: torch.Tensor) -> tuple[MatMul, int]:
 
 
 def _nested_sell_rows(w: torch.Tensor) -> tuple[MatMul, int]:
-    """This level alone in the nested SELL layout, times a Linear layer's batch of rows."""
-    if w.is_cuda:
-        raise ValueError("nested_sell runs on the CPU only")
-    matrix = NestedSell.from_ranks(w, torch.where(w != 0, 0, -1), n_levels=1)
-
-    def matmul(x: torch.Tensor) -> torch.Tensor:
-        xs = x.detach().numpy()
-        return torch.from_numpy(matrix.matmul(0, xs[0])[None] if xs.shape[0] == 1 else matrix.matmul_rows(0, xs))
-
-    return matmul, matrix.nbytes
+    matrix = _one_level(w)
+    return (lambda x: torch.from_numpy(matrix.matmul_rows(0, x.detach().numpy()))), matrix.nbytes
 
 
 FORMATS: dict[str, SparseFormat] = {

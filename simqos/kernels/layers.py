@@ -179,11 +179,10 @@ def _build_nested_lstm(module: nn.Module, weights: dict[str, torch.Tensor], devi
         seq = x if module.batch_first else x.transpose(0, 1)  # (B, T, F)
         batch, steps, _ = seq.shape
         hid = module.hidden_size
-        rows = np.ascontiguousarray(seq.detach().reshape(batch * steps, -1).numpy())  # (B*T, F)
+        rows = seq.detach().reshape(batch * steps, -1).numpy()  # (B*T, F)
         outputs, h_n, c_n = [], [], []
         for d, (w_ih, w_hh, bias) in enumerate(parts):
-            pre = w_ih.matmul(0, rows[0])[None] if len(rows) == 1 else w_ih.matmul_rows(0, rows)
-            pre = (pre + bias).reshape(batch, steps, 4 * hid)
+            pre = (w_ih.matmul_rows(0, rows) + bias).reshape(batch, steps, 4 * hid)
             h = np.zeros((batch, hid), np.float32) if state is None else state[0][d].detach().numpy().copy()
             c = np.zeros((batch, hid), np.float32) if state is None else state[1][d].detach().numpy().copy()
             outputs.append(w_hh.lstm_steps(0, pre, h, c, reverse=d == 1))
@@ -223,8 +222,8 @@ def _build_nested_attention(module: nn.Module, weights: dict[str, torch.Tensor],
     heads, head_dim = module.num_heads, e // module.num_heads
 
     def project(matrix: NestedSell, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        tokens = x.reshape(-1, x.shape[-1]).detach().numpy().T.copy()  # (features, tokens)
-        return torch.from_numpy(matrix.matmul(0, tokens).T.copy()).reshape(*x.shape[:-1], -1) + bias
+        tokens = x.reshape(-1, x.shape[-1]).detach().numpy()  # (tokens, features)
+        return torch.from_numpy(matrix.matmul_rows(0, tokens)).reshape(*x.shape[:-1], -1) + bias
 
     def fn(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False):
         if not module.batch_first:  # to (batch, tokens, features)

@@ -324,7 +324,9 @@ class NestedSell:
 
     def matmul_rows(self, level: int, x: np.ndarray) -> np.ndarray:
         """``x @ W_level.T`` for x of shape (n, columns), float32: a Linear layer's batch, with
-        no copy of x or of the result transposed."""
+        no copy of x or of the result transposed (one row: the vector product)."""
+        if x.shape[0] == 1:
+            return self.matmul(level, np.ascontiguousarray(x[0]))[None]
         y = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
         _spmm_rows(self.values, self.cols, self.ptr, self.lane_len[level], self.rows, np.ascontiguousarray(x), y)
         return y
