@@ -7,8 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from simqos.models import build_model
 from simqos.models.graphs import make_graph
@@ -93,51 +91,3 @@ def test_mnist1d_at_another_length_is_the_same_task_sampled_finer(monkeypatch, t
     assert torch.equal(short.y_train, long.y_train)  # the same samples, labels and order
     assert "80 points each" in long.name and "points" not in short.name
     assert len(list((tmp_path / "datasets").glob("*.npz"))) == 2
-
-
-def test_a_gat_layer_is_a_softmax_over_each_nodes_in_edges():
-    """Three nodes, one head of width 1, projection 1, attention weights 1 and 0: node 0 hears 1
-    and 2 with softmax weights over leaky_relu(x_src) — by hand, e^1 : e^2 — and the sparse
-    product's gradient is the per-edge sum's, p_j (1 + x_j - mean) for each source j."""
-    from simqos.models.paper import GAT
-
-    edges = torch.tensor([[2, 1, 0, 2], [0, 0, 1, 2]])  # 2->0, 1->0, 0->1, 2->2 (unsorted on purpose)
-    gat = GAT(edges, features=1, classes=1, hidden=1)
-    layer = gat.layer1
-    layer.heads = 1
-    with torch.no_grad():
-        layer.proj = torch.nn.Linear(1, 1, bias=False)
-        layer.proj.weight.fill_(1.0)
-        layer.att_src = torch.nn.Parameter(torch.ones(1, 1))
-        layer.att_dst = torch.nn.Parameter(torch.zeros(1, 1))
-    x = torch.tensor([[3.0], [1.0], [2.0]], requires_grad=True)
-    out = layer(x, gat.src, gat.dst, gat.rows)[:, 0, 0]
-    w1, w2 = np.exp(1.0), np.exp(2.0)
-    expected = [(1.0 * w1 + 2.0 * w2) / (w1 + w2), 3.0, 2.0]
-    assert out.detach().numpy() == pytest.approx(expected, rel=1e-6)
-    out[0].backward()  # d/dx of node 0's mean: through both the values and the softmax weights
-    p1, p2 = w1 / (w1 + w2), w2 / (w1 + w2)
-    mean = p1 * 1.0 + p2 * 2.0
-    assert x.grad.numpy()[:, 0] == pytest.approx([0.0, p1 + p1 * (1.0 - mean), p2 + p2 * (2.0 - mean)], abs=1e-6)
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.integers(1, 30), st.integers(0, 90), st.integers(1, 4), st.integers(1, 12), st.integers(0, 10_000))
-def test_the_in_edge_sum_is_the_per_edge_sum_and_its_gradient(nodes, edges, heads, width, seed):
-    """Any graph (isolated nodes, repeated edges): forward and gradients equal gathering every
-    edge's features and adding them into its destination."""
-    from simqos.kernels.graph import in_edge_sum
-
-    g = torch.Generator().manual_seed(seed)
-    src, dst = torch.randint(nodes, (2, edges), generator=g)
-    order = torch.argsort(dst * nodes + src)
-    src, dst = src[order], dst[order]
-    rows = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=nodes).cumsum(0)])
-    share = torch.rand(edges, heads, generator=g, requires_grad=True)
-    h = torch.randn(nodes, heads, width, generator=g, requires_grad=True)
-    out = in_edge_sum(rows, src, dst, share, h)
-    expected = torch.zeros(nodes, heads, width).index_add(0, dst, h[src] * share[..., None])
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    weights = torch.randn(nodes, heads, width, generator=g)
-    grads = torch.autograd.grad((out * weights).sum(), (share, h))
-    torch.testing.assert_close(grads, torch.autograd.grad((expected * weights).sum(), (share, h)), rtol=1e-5, atol=1e-5)

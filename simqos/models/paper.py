@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from simqos.kernels.graph import in_edge_sum
+from simqos.kernels.points import ball_group, farthest_points
 from simqos.models.spec import ModelSpec
 
 __all__ = ["gat", "gnmt", "pointnet2", "resnet50"]
@@ -103,32 +104,6 @@ def resnet50(seed: int = 0) -> ModelSpec:
 # --- PointNet++ ------------------------------------------------------------------------------
 
 
-def _farthest_points(xyz: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices (B, n) of farthest-point sampling, starting at point 0."""
-    b, p, _ = xyz.shape
-    chosen = torch.zeros(b, n, dtype=torch.long)
-    dist = torch.full((b, p), float("inf"))
-    last = torch.zeros(b, dtype=torch.long)
-    for i in range(n):
-        chosen[:, i] = last
-        d = ((xyz - xyz[torch.arange(b), last][:, None, :]) ** 2).sum(-1)
-        dist = torch.minimum(dist, d)
-        last = dist.argmax(dim=1)
-    return chosen
-
-
-def _ball_group(xyz: torch.Tensor, centres: torch.Tensor, radius: float, k: int) -> torch.Tensor:
-    """Indices (B, S, k) of the first k points within ``radius`` of each centre (padded with
-    the first one found), as PointNet++'s ball query."""
-    p = xyz.shape[1]
-    d = torch.cdist(centres, xyz) ** 2
-    idx = torch.arange(p).expand(d.shape).clone()
-    idx[d > radius**2] = p
-    idx = idx.sort(dim=-1).values[..., :k]
-    first = idx[..., :1].expand_as(idx)
-    return torch.where(idx == p, first, idx)
-
-
 class SetAbstraction(nn.Module):
     def __init__(self, n_points: int | None, radius: float, k: int, in_ch: int, widths: tuple[int, ...]) -> None:
         super().__init__()
@@ -146,8 +121,8 @@ class SetAbstraction(nn.Module):
             grouped = xyz[:, None]
             g_feats = None if feats is None else feats[:, None]
         else:
-            centres = xyz[torch.arange(b)[:, None], _farthest_points(xyz, self.n_points)]
-            idx = _ball_group(xyz, centres, self.radius, self.k)
+            centres = xyz[torch.arange(b)[:, None], farthest_points(xyz, self.n_points)]
+            idx = ball_group(xyz, centres, self.radius, self.k)
             batch = torch.arange(b)[:, None, None]
             grouped = xyz[batch, idx] - centres[:, :, None]
             g_feats = None if feats is None else feats[batch, idx]
