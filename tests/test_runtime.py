@@ -165,6 +165,17 @@ def test_what_the_runtime_cannot_run_is_named(factory):
         compile_network(net, x)
 
 
+def test_a_model_fed_token_ids_is_followed_as_ids_or_refused_by_name():
+    """An embedding's input stays integer while shapes are propagated (it failed as floats, and
+    `simqos profile gnmt` ended in a traceback); what the runtime cannot run is named."""
+    from simqos.models.paper import GNMT
+
+    tokens = torch.randint(50, (1, 8))
+    net = NestedNetwork.from_magnitude(GNMT(vocab=50, hidden=16, src_len=4), [0.5, 0.2], tokens)
+    with pytest.raises(Unsupported, match="not supported by the nested runtime"):
+        compile_network(net, tokens)
+
+
 def test_an_input_of_another_shape_is_refused():
     mlp = nn.Sequential(nn.Linear(8, 4))
     x = torch.randn(2, 8)

@@ -452,9 +452,12 @@ def _traced(module: nn.Module, example: torch.Tensor) -> fx.GraphModule:
         gm = fx.symbolic_trace(module)
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds; all mean "cannot trace"
         raise Unsupported(f"torch.fx cannot trace {type(module).__name__}: {str(exc).splitlines()[0]}") from None
+    example = example.detach().cpu()
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(example.detach().cpu().float())
+            ShapeProp(gm).propagate(example.float() if example.is_floating_point() else example)  # token ids stay ids
+    except Exception as exc:  # noqa: BLE001 - any op the propagation cannot run means the same
+        raise Unsupported(f"torch.fx cannot follow shapes through {type(module).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         module.train(was_training)
     return gm
