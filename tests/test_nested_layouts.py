@@ -11,14 +11,20 @@ from simqos.nested.masks import nested_ranks
 from strategies import densities
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 70), st.integers(1, 90), densities(max_levels=3), st.integers(0, 3), st.integers(0, 10_000))
-def test_every_level_equals_the_dense_masked_product(rows, cols, levels, n, seed):
+def _nested(rows: int, cols: int, levels, seed: int):
+    """A random weight pruned to nested ``levels``, its ranks and its SELL layout, and the
+    generator to draw inputs from."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(rows, cols, generator=g)
     ranks = nested_ranks(w.abs() * torch.rand(rows, cols, generator=g), levels)
     w = w * (ranks >= 0)
-    matrix = NestedSell.from_ranks(w, ranks, len(levels))
+    return g, w, ranks, NestedSell.from_ranks(w, ranks, len(levels))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 90), densities(max_levels=3), st.integers(0, 3), st.integers(0, 10_000))
+def test_every_level_equals_the_dense_masked_product(rows, cols, levels, n, seed):
+    g, w, ranks, matrix = _nested(rows, cols, levels, seed)
     x = torch.randn(cols, generator=g) if n == 0 else torch.randn(cols, n, generator=g)
     for k in range(len(levels)):
         expected = ((w * (ranks >= k)) @ x).numpy()
@@ -31,11 +37,7 @@ def test_every_level_equals_the_dense_masked_product(rows, cols, levels, n, seed
 def test_batched_products_of_every_width(rows, cols, levels, n, seed):
     """Both batched schemes (rows summed in registers below 32 columns, rows of x added above)
     and the scalar columns past a multiple of 8."""
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(rows, cols, generator=g)
-    ranks = nested_ranks(w.abs() * torch.rand(rows, cols, generator=g), levels)
-    w = w * (ranks >= 0)
-    matrix = NestedSell.from_ranks(w, ranks, len(levels))
+    g, w, ranks, matrix = _nested(rows, cols, levels, seed)
     x = torch.randn(cols, n, generator=g)
     for k in range(len(levels)):
         np.testing.assert_allclose(matrix.matmul(k, x.numpy()), ((w * (ranks >= k)) @ x).numpy(), rtol=1e-4, atol=1e-4)
@@ -47,11 +49,7 @@ def test_batched_products_of_every_width(rows, cols, levels, n, seed):
 def test_a_linear_layers_rows_times_every_level(rows, cols, levels, n, seed):
     """``x @ W_k.T`` for x (n, columns): blocks of 128 rows, a last block shorter and not a
     multiple of 8."""
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(rows, cols, generator=g)
-    ranks = nested_ranks(w.abs() * torch.rand(rows, cols, generator=g), levels)
-    w = w * (ranks >= 0)
-    matrix = NestedSell.from_ranks(w, ranks, len(levels))
+    g, w, ranks, matrix = _nested(rows, cols, levels, seed)
     x = torch.randn(n, cols, generator=g)
     for k in range(len(levels)):
         np.testing.assert_allclose(matrix.matmul_rows(k, x.numpy()), (x @ (w * (ranks >= k)).T).numpy(), rtol=1e-4, atol=1e-4)
