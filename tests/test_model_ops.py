@@ -101,3 +101,13 @@ def test_sampling_and_grouping_equal_their_definitions(batch, points, seed, radi
         for c in range(n):
             found = torch.nonzero(inside[s, c]).squeeze(1)[:k].tolist()  # every centre finds itself
             assert idx[s, c].tolist() == found + [found[0]] * (k - len(found))
+
+
+def test_the_in_edge_sum_refuses_row_pointers_for_another_graph():
+    """A node past the last one any edge names would be read beyond the row pointers."""
+    from simqos.kernels.graph import in_edge_sum
+
+    src, dst = torch.tensor([0, 1]), torch.tensor([0, 1])
+    rows = torch.tensor([0, 1, 2])  # two nodes
+    with pytest.raises(ValueError, match="cover 2 nodes"):
+        in_edge_sum(rows, src, dst, torch.ones(2, 1), torch.ones(3, 1, 4))

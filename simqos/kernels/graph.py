@@ -56,5 +56,8 @@ def in_edge_sum(rows: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, share:
     """``out[i, k] = sum over edges e into i of share[e, k] * h[src[e], k]`` for ``h`` (nodes,
     heads, width) float32 on the CPU and ``share`` (edges, heads); ``src`` and ``dst`` (int64)
     sorted by destination, ``rows`` their CSR row pointers. Differentiable in ``share`` and
-    ``h``."""
+    ``h``. Raises ValueError when ``rows`` does not point into one row per node of ``h``."""
+    if rows.numel() != h.shape[0] + 1 or int(rows[-1]) != src.numel():
+        raise ValueError(f"the edges' row pointers cover {rows.numel() - 1} nodes and {int(rows[-1])} edges; "
+                         f"the features have {h.shape[0]} nodes and there are {src.numel()} edges")
     return _InEdgeSum.apply(rows, src, dst, share, h)

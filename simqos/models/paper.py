@@ -273,8 +273,9 @@ class GATLayer(nn.Module):
 
 class GAT(nn.Module):
     """Two graph-attention layers (8 heads x ``hidden``, then 1 head x ``classes``) over the
-    fixed ``edges``; ``dropout`` on each layer's input while training (GAT's usual regulariser
-    on few labels; none at inference)."""
+    fixed ``edges`` (every node in at least one: the graphs here have self-loops); ``dropout``
+    on each layer's input while training (GAT's usual regulariser on few labels; none at
+    inference)."""
 
     def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0,
                  hidden: int = 8) -> None:
