@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -173,3 +174,17 @@ def test_the_timed_model_computes_what_the_network_does():
     x = spec.dataset.x_test[:4]
     with torch.no_grad():
         torch.testing.assert_close(swap_layers(net, kernel)(x), net.forward(x, net.uniform_route(0)), rtol=1e-4, atol=1e-4)
+
+
+def test_the_lstm_gates_exponential_is_exp_within_float32_rounding():
+    """The vectorised exponential the LSTM's gates use, over the whole float32 range it clamps to,
+    and a sigmoid and tanh at their saturations through it."""
+    from simqos.kernels.nested import _exp_into
+
+    x = np.concatenate([np.linspace(-87.0, 88.0, 20_001), [0.0, -1e-6, 1e-6]]).astype(np.float32)
+    out, bits = np.empty_like(x), np.empty(len(x), np.int32)
+    _exp_into(x, out, bits)
+    np.testing.assert_allclose(out, np.exp(x.astype(np.float64)), rtol=1e-6)
+    big = np.array([-1e4, 1e4], dtype=np.float32)  # clamped, still finite
+    _exp_into(big, out[:2], bits)
+    assert np.isfinite(out[:2]).all() and 2.0 / (1.0 + out[0]) - 1.0 == pytest.approx(1.0) and 1.0 / (1.0 + out[1]) == pytest.approx(0.0)

@@ -217,26 +217,58 @@ def _spmm_rows(values, cols, ptr, lane_len, rows, x, y):
                 y[lo + j, r] = block_y[r, j]
 
 
+_LOG2E, _LN2_HI, _LN2_LO = np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4)
+
+
+@njit(fastmath=True, boundscheck=False)
+def _exp_into(x, out, bits):
+    """``out = exp(x)`` elementwise, float32, within 2e-7 relative for |x| < 87 (x is clamped to
+    [-87, 88]): 2^n times Cephes' degree-6 polynomial of the remainder, in a loop the compiler
+    turns into vector code (``np.exp`` is a scalar call per element: 6 µs of an LSTM step's gates
+    at hidden 128, against 0.14 µs). ``bits``: int32 scratch of x's length."""
+    scale = bits.view(np.float32)
+    for j in range(x.shape[0]):
+        v = min(max(x[j], np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(v * _LOG2E + np.float32(0.5))
+        r = v - n * _LN2_HI - n * _LN2_LO
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        bits[j] = (np.int32(n) + np.int32(127)) << np.int32(23)
+        out[j] = (p * r * r + r + np.float32(1.0)) * scale[j]
+
+
 @njit(fastmath=True, boundscheck=False)
 def _lstm_steps(values, cols, ptr, full, span, lane_len, rows, pre, h, c, out, reverse):
     """An LSTM's recurrence (gates i, f, g, o, as torch orders them) with this SELL matrix as
     its recurrent weight: ``pre`` (batch, steps, 4 hidden) the input part and both biases, ``h``
-    and ``c`` (batch, hidden) updated in place, ``out`` (batch, steps, hidden)."""
+    and ``c`` (batch, hidden) updated in place, ``out`` (batch, steps, hidden). Each step's
+    sigmoids, ``1 / (1 + e^-z)``, and tanhs, ``2 / (1 + e^-2z) - 1``, take their exponentials in
+    one vector pass (:func:`_exp_into`)."""
     batch, steps, four = pre.shape
     hid = four // 4
-    g = np.empty(four, np.float32)
-    one = np.float32(1.0)
+    g, e, bits = np.empty(four, np.float32), np.empty(four, np.float32), np.empty(four, np.int32)
+    slope = np.full(four, np.float32(-1.0))  # e^(slope z): sigmoid for i, f, o; tanh for g
+    slope[2 * hid : 3 * hid] = -2.0
+    top = -slope  # gate = top / (1 + e) - (top - 1)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         for b in range(batch):
             _spmv(values, cols, ptr, full, span, lane_len, rows, h[b], g)
+            for j in range(four):
+                g[j] = slope[j] * (g[j] + pre[b, t, j])
+            _exp_into(g, e, bits)
+            for j in range(four):
+                g[j] = top[j] / (np.float32(1.0) + e[j]) - (top[j] - np.float32(1.0))
             for j in range(hid):
-                i = one / (one + np.exp(-(g[j] + pre[b, t, j])))
-                f = one / (one + np.exp(-(g[hid + j] + pre[b, t, hid + j])))
-                z = np.tanh(g[2 * hid + j] + pre[b, t, 2 * hid + j])
-                o = one / (one + np.exp(-(g[3 * hid + j] + pre[b, t, 3 * hid + j])))
-                c[b, j] = f * c[b, j] + i * z
-                h[b, j] = o * np.tanh(c[b, j])
+                c[b, j] = g[hid + j] * c[b, j] + g[j] * g[2 * hid + j]
+                e[j] = np.float32(-2.0) * c[b, j]
+            _exp_into(e[:hid], e[hid : 2 * hid], bits)
+            for j in range(hid):
+                h[b, j] = g[3 * hid + j] * (np.float32(2.0) / (np.float32(1.0) + e[hid + j]) - np.float32(1.0))
                 out[b, t, j] = h[b, j]
 
 
