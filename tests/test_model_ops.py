@@ -43,13 +43,10 @@ def test_a_gat_layer_is_a_softmax_over_each_nodes_in_edges():
 def test_the_in_edge_sum_is_the_per_edge_sum_and_its_gradient(nodes, edges, heads, width, seed):
     """Any graph (isolated nodes, repeated edges): forward and gradients equal gathering every
     edge's features and adding them into its destination."""
-    from simqos.kernels.graph import in_edge_sum
+    from simqos.kernels.graph import in_edge_sum, in_edges
 
     g = torch.Generator().manual_seed(seed)
-    src, dst = torch.randint(nodes, (2, edges), generator=g)
-    order = torch.argsort(dst * nodes + src)
-    src, dst = src[order], dst[order]
-    rows = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=nodes).cumsum(0)])
+    src, dst, rows = in_edges(torch.randint(nodes, (2, edges), generator=g), nodes)
     share = torch.rand(edges, heads, generator=g, requires_grad=True)
     h = torch.randn(nodes, heads, width, generator=g, requires_grad=True)
     out = in_edge_sum(rows, src, dst, share, h)

@@ -16,7 +16,7 @@ import torch
 
 from simqos.jit import njit
 
-__all__ = ["in_edge_sum"]
+__all__ = ["in_edge_sum", "in_edges"]
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
@@ -49,6 +49,14 @@ class _InEdgeSum(torch.autograd.Function):
         grad_share = (to_edges * h[src]).sum(-1) if ctx.needs_input_grad[3] else None
         grad_h = torch.zeros_like(h).index_add_(0, src, to_edges * share[..., None]) if ctx.needs_input_grad[4] else None
         return None, None, None, grad_share, grad_h
+
+
+def in_edges(edges: torch.Tensor, nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``edges`` (2, E: sources, destinations) sorted by destination, then source, and their CSR
+    row pointers over ``nodes``: ``src, dst, rows`` as :func:`in_edge_sum` takes them."""
+    src, dst = edges[:, torch.argsort(edges[1] * nodes + edges[0])]
+    rows = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=nodes).cumsum(0)])
+    return src, dst, rows
 
 
 def in_edge_sum(rows: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, share: torch.Tensor,

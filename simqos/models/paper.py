@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simqos.kernels.graph import in_edge_sum
+from simqos.kernels.graph import in_edge_sum, in_edges
 from simqos.kernels.points import ball_group, farthest_points
 from simqos.models.spec import ModelSpec
 
@@ -280,11 +280,8 @@ class GAT(nn.Module):
     def __init__(self, edges: torch.Tensor, features: int = 1433, classes: int = 7, dropout: float = 0.0,
                  hidden: int = 8) -> None:
         super().__init__()
-        n = int(edges.max()) + 1
-        src, dst = edges[:, torch.argsort(edges[1] * n + edges[0])]
-        self.register_buffer("src", src)
-        self.register_buffer("dst", dst)
-        self.register_buffer("rows", torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(dst, minlength=n).cumsum(0)]))
+        for name, tensor in zip(("src", "dst", "rows"), in_edges(edges, int(edges.max()) + 1)):
+            self.register_buffer(name, tensor)
         self.dropout = dropout
         self.layer1 = GATLayer(features, hidden, 8)
         self.layer2 = GATLayer(8 * hidden, classes, 1)
