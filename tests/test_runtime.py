@@ -120,6 +120,24 @@ def test_a_convolution_of_any_geometry(c, o, kh, kw, stride, pad, dil, size, bia
     _check_every_route(net, x)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 5), st.integers(1, 12), st.integers(1, 5), st.integers(1, 3), st.integers(0, 3), st.integers(1, 2),
+    st.integers(1, 70), st.sampled_from(["bias", "norm", "none"]), st.booleans(), densities(max_levels=3), st.integers(0, 10_000),
+)
+def test_a_1d_convolution_of_any_geometry(c, o, k, stride, pad, dil, size, epilogue, relu, levels, seed):
+    """One output row, finished in registers: widths on both sides of a whole vector and of the
+    longest row summed in registers (48), strides 1-3 (the copy into the stride phases in
+    vectors, its borders kept zero), with a bias, a batch norm or neither, with and without ReLU."""
+    size = max(size, (k - 1) * dil + 1)
+    layers = [nn.Conv1d(c, o, k, stride, pad, dil, bias=epilogue == "bias")]
+    layers += [nn.BatchNorm1d(o)] if epilogue == "norm" else []
+    layers += [nn.ReLU()] if relu else []
+    module = nn.Sequential(*layers)
+    x = torch.randn(2, c, size, generator=torch.Generator().manual_seed(seed))
+    _check_every_route(_nested(module, x[:1], levels=tuple(levels), seed=seed), x)
+
+
 def test_the_runtime_times_each_layer_inside_the_pass():
     module = BottleneckResNet(1, 1, 8, 5, 1, (4,), (1,), 10)
     x = torch.randn(1, 1, 40)

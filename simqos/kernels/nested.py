@@ -36,7 +36,7 @@ from numba.extending import intrinsic
 from simqos.jit import njit
 from simqos.kernels.vector import VEC8, fma8, load8, splat8, store8
 
-__all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "sum_short_runs"]
+__all__ = ["CHUNK_ROWS", "SHORT_RUN", "NestedConv", "NestedSell", "add_runs", "finish_short_runs", "sum_short_runs"]
 
 CHUNK_ROWS = 16
 
@@ -67,45 +67,49 @@ def _spmv(values, cols, ptr, full, span, lane_len, rows, x, y):
             y[rows[r0 + lane]] = acc[lane]
 
 
+def _sum_terms(builder, values, index, signed, start, count, step, src, scale, src_at, tiles):
+    """The vector sums of :func:`_weighted_sum` (LLVM values, one per tile of 8): each value and
+    index read once, summed in two sets of registers, alternating, to hide the multiply-add's
+    latency."""
+    i64 = ir.IntType(64)
+    widen = builder.sext if signed else builder.zext
+    sums = [[cgutils.alloca_once_value(builder, ir.Constant(VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
+
+    def add_term(j, totals):
+        k = builder.add(start, builder.mul(j, step))
+        at = builder.add(builder.mul(widen(builder.load(builder.gep(index, [k])), i64), scale), src_at)
+        v = splat8(builder, builder.load(builder.gep(values, [k])))
+        for t, total in enumerate(totals):
+            x_vec = load8(builder, src, builder.add(at, ir.Constant(i64, 8 * t)))
+            builder.store(builder.call(fma8(builder), [x_vec, v, builder.load(total)]), total)
+
+    two = ir.Constant(i64, 2)
+    with cgutils.for_range(builder, builder.sdiv(count, two)) as loop:
+        j = builder.mul(loop.index, two)
+        add_term(j, sums[0])
+        add_term(builder.add(j, ir.Constant(i64, 1)), sums[1])
+    with builder.if_then(builder.icmp_signed("!=", builder.srem(count, two), ir.Constant(i64, 0))):
+        add_term(builder.sub(count, ir.Constant(i64, 1)), sums[0])
+    return [builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t])) for t in range(tiles)]
+
+
 def _weighted_sum(tiles: int):
     """An intrinsic ``(out, out_at, values, index, start, count, step, src, scale, src_at)``:
     ``out[out_at : out_at + 8 * tiles] = sum over j < count of values[k] * src[a : a + 8 * tiles]``
     with ``k = start + j * step`` and ``a = index[k] * scale + src_at`` — a row's non-zeros
     against 8 x ``tiles`` of x's columns (``src`` x flattened, ``scale`` its row length), or a
-    convolution channel's weights against their runs over a short row (``scale`` 1), each value
-    and index read once, summed in vector registers (two sets, alternating, to hide the
-    multiply-add's latency) and stored once. Reads 8 x ``tiles`` floats from every ``a``."""
+    convolution channel's weights against their runs over a short row (``scale`` 1), summed in
+    vector registers and stored once. Reads 8 x ``tiles`` floats from every ``a``."""
 
     @intrinsic
     def weighted_sum(typingctx, out, out_at, values, index, start, count, step, src, scale, src_at):
         def codegen(context, builder, signature, args):
             out_, out_at_, values_, index_, start_, count_, step_, src_, scale_, src_at_ = args
-            oa = context.make_array(signature.args[0])(context, builder, out_)
-            va = context.make_array(signature.args[2])(context, builder, values_)
-            ia = context.make_array(signature.args[3])(context, builder, index_)
-            sa = context.make_array(signature.args[7])(context, builder, src_)
-            i64 = ir.IntType(64)
-            widen = builder.sext if signature.args[3].dtype.signed else builder.zext
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(VEC8, [0.0] * 8)) for _ in range(tiles)] for _ in range(2)]
-
-            def add_term(j, totals):
-                k = builder.add(start_, builder.mul(j, step_))
-                at = builder.add(builder.mul(widen(builder.load(builder.gep(ia.data, [k])), i64), scale_), src_at_)
-                v = splat8(builder, builder.load(builder.gep(va.data, [k])))
-                for t, total in enumerate(totals):
-                    x_vec = load8(builder, sa.data, builder.add(at, ir.Constant(i64, 8 * t)))
-                    builder.store(builder.call(fma8(builder), [x_vec, v, builder.load(total)]), total)
-
-            two = ir.Constant(i64, 2)
-            with cgutils.for_range(builder, builder.sdiv(count_, two)) as loop:
-                j = builder.mul(loop.index, two)
-                add_term(j, sums[0])
-                add_term(builder.add(j, ir.Constant(i64, 1)), sums[1])
-            with builder.if_then(builder.icmp_signed("!=", builder.srem(count_, two), ir.Constant(i64, 0))):
-                add_term(builder.sub(count_, ir.Constant(i64, 1)), sums[0])
-            for t in range(tiles):
-                total = builder.fadd(builder.load(sums[0][t]), builder.load(sums[1][t]))
-                store8(builder, total, oa.data, builder.add(out_at_, ir.Constant(i64, 8 * t)))
+            data = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 3, 7)]
+            totals = _sum_terms(builder, data[1], data[2], signature.args[3].dtype.signed, start_, count_, step_,
+                                data[3], scale_, src_at_, tiles)
+            for t, total in enumerate(totals):
+                store8(builder, total, data[0], builder.add(out_at_, ir.Constant(ir.IntType(64), 8 * t)))
             return context.get_dummy_value()
 
         return types.void(out, out_at, values, index, start, count, step, src, scale, src_at), codegen
@@ -113,7 +117,41 @@ def _weighted_sum(tiles: int):
     return weighted_sum
 
 
+def _finished_sum(tiles: int):
+    """An intrinsic ``(a, out_at, values, index, start, count, src, scale, shift, res_at, lo)``:
+    a convolution channel's short row (:func:`_weighted_sum`'s sum with step and scale 1) and
+    its epilogue in the same registers — ``a[out_at + i] = max(sum_i * scale + shift (+
+    a[res_at + i] where res_at >= 0), lo)`` for i < 8 x ``tiles`` — so the row is never stored
+    before its batch norm, residual and ReLU."""
+
+    @intrinsic
+    def finished_sum(typingctx, a, out_at, values, index, start, count, src, scale, shift, res_at, lo):
+        def codegen(context, builder, signature, args):
+            a_, out_at_, values_, index_, start_, count_, src_, scale_, shift_, res_at_, lo_ = args
+            data = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 3, 6)]
+            i64 = ir.IntType(64)
+            one, zero = ir.Constant(i64, 1), ir.Constant(i64, 0)
+            totals = _sum_terms(builder, data[1], data[2], signature.args[3].dtype.signed, start_, count_, one,
+                                data[3], one, zero, tiles)
+            scale8, shift8, floor = splat8(builder, scale_), splat8(builder, shift_), splat8(builder, lo_)
+            with_residual = builder.icmp_signed(">=", res_at_, zero)
+            residual_at = builder.select(with_residual, res_at_, out_at_)  # a valid address either way
+            for t, total in enumerate(totals):
+                at = ir.Constant(i64, 8 * t)
+                v = builder.call(fma8(builder), [total, scale8, shift8])
+                residual = load8(builder, data[0], builder.add(residual_at, at))
+                v = builder.fadd(v, builder.select(with_residual, residual, ir.Constant(VEC8, [0.0] * 8)))
+                v = builder.select(builder.fcmp_ordered(">", v, floor), v, floor)
+                store8(builder, v, data[0], builder.add(out_at_, at))
+            return context.get_dummy_value()
+
+        return types.void(a, out_at, values, index, start, count, src, scale, shift, res_at, lo), codegen
+
+    return finished_sum
+
+
 _sum8, _sum16, _sum24, _sum32, _sum40, _sum48 = (_weighted_sum(tiles) for tiles in range(1, 7))
+_fin8, _fin16, _fin24, _fin32, _fin40, _fin48 = (_finished_sum(tiles) for tiles in range(1, 7))
 
 
 SHORT_RUN = 48
@@ -138,6 +176,26 @@ def sum_short_runs(out, out_at, values, offsets, plane, start, stop, length):
         _sum40(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
     else:
         _sum48(out, out_at, values, offsets, start, count, 1, plane, 1, 0)
+
+
+@njit(fastmath=True, boundscheck=False, nogil=True, inline="always")
+def finish_short_runs(a, out_at, values, offsets, plane, start, stop, length, scale, shift, res_at, lo):
+    """:func:`sum_short_runs` of ``length`` values (at most :data:`SHORT_RUN`) with its epilogue
+    in registers: ``a[out_at + i] = max(sum_i * scale + shift (+ a[res_at + i] where res_at >=
+    0), lo)``, written (and the residual read) in whole vectors of 8 (``a`` must hold them)."""
+    tiles, count = (length + 7) // 8, stop - start
+    if tiles == 1:
+        _fin8(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
+    elif tiles == 2:
+        _fin16(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
+    elif tiles == 3:
+        _fin24(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
+    elif tiles == 4:
+        _fin32(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
+    elif tiles == 5:
+        _fin40(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
+    else:
+        _fin48(a, out_at, values, offsets, start, count, plane, scale, shift, res_at, lo)
 
 
 COLUMN_BLOCK = 128

@@ -20,7 +20,10 @@ vector is C = features, H = W = 1. Convolutions (2-D; a 1-D one is 1 x W) use th
 nested scheme of :class:`simqos.kernels.nested.NestedConv` — each weight adds a shifted input
 run, times itself, to its output channel — on the zero-padded input split into its stride
 phases, so that a strided convolution's runs are contiguous too; linear layers the sliced ELLPACK of
-:class:`simqos.kernels.nested.NestedSell`, whose levels are prefixes of each row.
+:class:`simqos.kernels.nested.NestedSell`, whose levels are prefixes of each row. A convolution
+with one output row (every 1-D one) sums each channel's row and applies its epilogue in vector
+registers, inlined into the loop over channels: a call per channel, or a second pass over the
+channels' sums, cost as much as a sparse level's arithmetic and did not shrink with the level.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from simqos.jit import clock_ns, njit
-from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, sum_short_runs
+from simqos.kernels.nested import CHUNK_ROWS, SHORT_RUN, add_runs, finish_short_runs, sum_short_runs
 from simqos.kernels.vector import fma8, load8, splat8, store8
 
 __all__ = ["FIELDS", "OP_CONV", "OP_EPILOGUE", "OP_LINEAR", "OP_MAXPOOL", "OP_MEAN", "forward", "run_ops"]
@@ -98,6 +101,41 @@ def _finish_vectors(typingctx, a, out_at, w_out, res_at, src, src_at, step, fw, 
     return types.void(a, out_at, w_out, res_at, src, src_at, step, fw, scale_at, c_out, lo), codegen
 
 
+def _splat8_i64(builder: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    """The int64 ``v`` in 8 lanes."""
+    vec = ir.VectorType(ir.IntType(64), 8)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+
+@intrinsic
+def _copy_every(typingctx, a, dst, src, n, step):
+    """``a[dst : dst + n] = a[src : src + n * step : step]`` for ``step`` 1 or 2, in vectors of 8:
+    a stride-2 vector is the even lanes of 16 floats loaded. The last vector keeps the floats
+    past ``dst + n`` as they were (a blend with what is there), so a zero-padded row's border
+    stays zero; the source is read up to 16 floats past its last element."""
+    def codegen(context, builder, signature, args):
+        a_, dst_, src_, n_, step_ = args
+        data = context.make_array(signature.args[0])(context, builder, a_).data
+        i64, eight = ir.IntType(64), ir.Constant(ir.IntType(64), 8)
+        lanes = ir.Constant(ir.VectorType(ir.IntType(64), 8), list(range(8)))
+        evens = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(0, 16, 2)))
+        pair = builder.icmp_signed("==", step_, ir.Constant(i64, 2))
+        with cgutils.for_range(builder, builder.sdiv(builder.add(n_, ir.Constant(i64, 7)), eight)) as tile:
+            at = builder.mul(tile.index, eight)
+            read = builder.add(src_, builder.mul(at, step_))
+            first = load8(builder, data, read)
+            second = load8(builder, data, builder.add(read, eight))
+            v = builder.select(pair, builder.shuffle_vector(first, second, evens), first)
+            write = builder.add(dst_, at)
+            inside = builder.icmp_signed("<", lanes, _splat8_i64(builder, builder.sub(n_, at)))
+            v = builder.select(inside, v, load8(builder, data, write))
+            store8(builder, v, data, write)
+        return context.get_dummy_value()
+
+    return types.void(a, dst, src, n, step), codegen
+
+
 @njit(fastmath=True, boundscheck=False, nogil=True)
 def _finish(a, op, src, src_at, step, fw, scale_at, length):
     """Every output channel's epilogue: channel o's computed rows (``length`` values, h_out rows
@@ -128,50 +166,66 @@ def _finish(a, op, src, src_at, step, fw, scale_at, length):
 
 
 @njit(fastmath=True, boundscheck=False, nogil=True)
-def _conv(a, op, level, fw, ic, iw, scale_at, acc):
-    c_in, h, w, c_out, h_out = op[F_C], op[F_H], op[F_W], op[F_CO], op[F_HO]
+def _to_phases(a, op):
+    """Scatter a convolution's input into its zero-padded stride phases (their borders are never
+    written): padded position (y, x) goes to phase (y % sh, x % sw) at (y // sh, x // sw), so
+    that every weight reads one contiguous run of its phase. Only the phases a tap reads."""
+    c_in, h, w = op[F_C], op[F_H], op[F_W]
     sh, sw, hq, wq = op[F_SH], op[F_SW], op[F_HP], op[F_WP]
+    ph, pw = op[F_PH], op[F_PW]
+    plane = hq * wq
+    for i in range(h):
+        y = i + ph
+        row0 = op[F_PAD] + (y % sh) * sw * plane + (y // sh) * wq  # channel 0's row, phase column 0
+        for px in range(sw):  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
+            if not (op[F_PHASES] >> ((y % sh) * sw + px)) & 1:
+                continue  # no tap reads it
+            first = max(0, -(-(pw - px) // sw))
+            last = (w - 1 + pw - px) // sw
+            for c in range(c_in):
+                s0 = op[F_IN] + c * h * w + i * w + px - pw
+                d0 = row0 + c * sh * sw * plane + px * plane
+                if sw <= 2:
+                    _copy_every(a, d0 + first, s0 + first * sw, last + 1 - first, sw)
+                else:
+                    for jj in range(first, last + 1):
+                        a[d0 + jj] = a[s0 + jj * sw]
+
+
+@njit(fastmath=True, boundscheck=False, nogil=True)
+def _conv(a, op, level, fw, ic, iw, scale_at, acc):
+    c_out, h_out, wq = op[F_CO], op[F_HO], op[F_WP]
     src = op[F_IN]
     if op[F_PAD] >= 0:
-        # scatter into the zero-padded input's stride phases (their borders are never written):
-        # padded position (y, x) goes to phase (y % sh, x % sw) at (y // sh, x // sw), so that
-        # every weight reads one contiguous run of its phase
-        ph, pw = op[F_PH], op[F_PW]
-        plane = hq * wq
-        for i in range(h):
-            y = i + ph
-            row0 = op[F_PAD] + (y % sh) * sw * plane + (y // sh) * wq  # channel 0's row, phase column 0
-            for px in range(sw):  # column phase px holds padded columns px, px + sw, ...: input columns j = x - pw
-                if not (op[F_PHASES] >> ((y % sh) * sw + px)) & 1:
-                    continue  # no tap reads it
-                first = max(0, -(-(pw - px) // sw))
-                last = (w - 1 + pw - px) // sw
-                for c in range(c_in):
-                    s0 = src + c * h * w + i * w + px - pw
-                    d0 = row0 + c * sh * sw * plane + px * plane
-                    if sw == 1:
-                        a[d0 + pw : d0 + pw + w] = a[s0 + pw : s0 + pw + w]
-                    else:
-                        for jj in range(first, last + 1):
-                            a[d0 + jj] = a[s0 + jj * sw]
+        _to_phases(a, op)
         src = op[F_PAD]
-    length = h_out * wq  # rows computed on the phase width: the columns past w_out are dropped
-    values = fw[op[F_VAL] :]
-    offsets = ic[op[F_IDX] :]
-    plane_in = a[src:]
-    # every channel's row first (in vector registers where it is short), then every epilogue:
-    # the channel loops stay tight
+    values, offsets, plane_in = fw[op[F_VAL] :], ic[op[F_IDX] :], a[src:]
+    first, last = op[F_START], op[F_STOP] + level * c_out  # channel o's weights: iw[first + o] .. iw[last + o]
+    w_out = op[F_WO]
+    if h_out == 1 and w_out <= SHORT_RUN:
+        # one output row: each channel's w_out values summed and finished in registers (a call
+        # per channel, or a pass over the channels' sums, cost more than a sparse level's sum)
+        lo = np.float32(0.0) if op[F_RELU] else np.float32(-np.inf)
+        out_at, res_at = op[F_OUT], op[F_RES]
+        for o in range(c_out):
+            scale, shift = np.float32(1.0), np.float32(0.0)
+            if scale_at >= 0:
+                scale, shift = fw[scale_at + o], fw[scale_at + c_out + o]
+            finish_short_runs(a, out_at + o * w_out, values, offsets, plane_in, iw[first + o], iw[last + o], w_out,
+                              scale, shift, res_at + o * w_out if res_at >= 0 else -1, lo)
+        return
+    # every channel's rows first (in vector registers where short), computed on the phase width
+    # (the columns past w_out are dropped), then every epilogue: the channel loops stay tight
+    length = h_out * wq
     if length <= SHORT_RUN:
         step = 8 * ((length + 7) // 8)
-        first, last = op[F_START], op[F_STOP] + level * c_out
         for o in range(c_out):
             sum_short_runs(acc, o * step, values, offsets, plane_in, iw[first + o], iw[last + o], length)
     else:
         step = length
         acc[: c_out * length] = 0.0
         for o in range(c_out):
-            start, stop = iw[op[F_START] + o], iw[op[F_STOP] + level * c_out + o]
-            add_runs(acc[o * length : (o + 1) * length], values, offsets, plane_in, start, stop, length)
+            add_runs(acc[o * length : (o + 1) * length], values, offsets, plane_in, iw[first + o], iw[last + o], length)
     _finish(a, op, acc, 0, step, fw, scale_at, length)
 
 
