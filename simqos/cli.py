@@ -107,7 +107,7 @@ _TRAINING_OPTIONS = {
     "epochs_grow": "--epochs (each growth phase's)", "batch_size": "--train-batch-size",
     "lr_dense": "--lr (the dense phase's rate)", "lr_sparse": "--lr (the sparse phases' rate)", "seed": "--seed", "growth": "--growth", "scope": "--scope", "keep_dense": "--keep-dense",
     "calibration_samples": "--calibration-samples", "lr_schedule": "--lr-schedule", "weight_decay": "--weight-decay",
-    "clip_grad_norm": "--clip-grad-norm",
+    "clip_grad_norm": "--clip-grad-norm", "distill": "--distill",
 }
 
 
@@ -125,7 +125,7 @@ def _recipe(model: str, levels: str, model_arg: list[str], training: dict, growt
         batch_size=training["train_batch_size"], lr_dense=rates[0], lr_sparse=rates[1], seed=training["seed"], growth=growth,
         scope=training["scope"], keep_dense=tuple(n for n in training["keep_dense"].split(",") if n),
         calibration_samples=training["calibration_samples"], lr_schedule=training["lr_schedule"],
-        weight_decay=training["weight_decay"], clip_grad_norm=training["clip_grad_norm"],
+        weight_decay=training["weight_decay"], clip_grad_norm=training["clip_grad_norm"], distill=training["distill"],
     )
     return _checked(
         NetworkRecipe, {"densities": "--levels", "input_shape": "--input-shape"}, model=model, model_kwargs=_model_kwargs(model_arg),
@@ -277,6 +277,7 @@ KeepDenseOpt = Annotated[str, typer.Option(help="Layers kept whole at every leve
 ScheduleOpt = Annotated[str, typer.Option(help="Learning rate over each phase: constant, or cosine (annealed to zero).")]
 WeightDecayOpt = Annotated[float, typer.Option(help="Adam's L2 weight decay in every phase (growth: on the re-opened weights only); 0 for none.")]
 ClipOpt = Annotated[float, typer.Option(help="Clip each step's gradient to this norm (recurrent models: 1 to 5); 0 for none.")]
+DistillOpt = Annotated[float, typer.Option(help="The dense model's share of the sparse phases' loss (distillation on the labelled outputs, temperature 2), 0 to 1; 0 for none.")]
 CalibrationOpt = Annotated[int, typer.Option(help="Training inputs (no labels) that re-measure batch-norm statistics per route prefix after training; 0 keeps each level's from training.")]
 ModelArgOpt = Annotated[list[str], typer.Option("--model-arg", help="KEY=VALUE passed to the model factory; repeatable.")]
 RetrainOpt = Annotated[bool, typer.Option(help="Train even if a checkpoint of the same code, data and settings is cached.")]
@@ -297,6 +298,7 @@ def train(
     calibration_samples: CalibrationOpt = 4000,
     weight_decay: WeightDecayOpt = 0.0,
     clip_grad_norm: ClipOpt = 0.0,
+    distill: DistillOpt = 0.0,
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads for training (default: every core).")] = None,
     model_arg: ModelArgOpt = [],
@@ -309,7 +311,7 @@ def train(
     methods = list(GROWTH_METHODS) if growth == "both" else [growth]
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
                 "calibration_samples": calibration_samples, "lr_schedule": lr_schedule, "weight_decay": weight_decay,
-                "clip_grad_norm": clip_grad_norm}
+                "clip_grad_norm": clip_grad_norm, "distill": distill}
     reports = {}
     for method in methods:
         recipe = _recipe(model, levels, model_arg, training, method)
@@ -379,6 +381,7 @@ def profile(
     calibration_samples: CalibrationOpt = 4000,
     weight_decay: WeightDecayOpt = 0.0,
     clip_grad_norm: ClipOpt = 0.0,
+    distill: DistillOpt = 0.0,
     seed: int = 0,
     model_arg: ModelArgOpt = [],
     overwrite: bool = False,
@@ -391,7 +394,7 @@ def profile(
 
     training = {"epochs": epochs, "lr": lr, "train_batch_size": train_batch_size, "scope": scope, "keep_dense": keep_dense, "seed": seed,
                 "calibration_samples": calibration_samples, "lr_schedule": lr_schedule, "weight_decay": weight_decay,
-                "clip_grad_norm": clip_grad_norm}
+                "clip_grad_norm": clip_grad_norm, "distill": distill}
     recipe = _recipe(model, levels, model_arg, training, growth, input_shape)
     kernel_list = tuple(k for k in (kernels or ",".join(kernel_names(device))).split(",") if k)
     unknown = [k for k in kernel_list if k not in kernel_names()]
@@ -510,6 +513,7 @@ def _recipe_text(recipe) -> str:
             f"{t.lr_schedule}, batch {t.batch_size}, {t.scope} magnitude, {t.growth}")
     text += f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
     text += f", gradients clipped to norm {t.clip_grad_norm:g}" if t.clip_grad_norm else ""
+    text += f", distilled from the dense model at {t.distill:g}" if t.distill else ""
     return text + (f", batch-norm statistics (if any) calibrated on {t.calibration_samples} inputs" if t.calibration_samples else "")
 
 

@@ -56,19 +56,23 @@ def test_a_checkpoint_from_an_older_simqos_is_retrained():
 def test_a_setting_added_later_keeps_existing_checkpoints_at_its_old_value():
     """A checkpoint's name hashes every training setting. weight_decay came later: at 0 (how
     every earlier checkpoint trained) the name is what it was, hashed without the field; so for
-    clip_grad_norm."""
+    clip_grad_norm and distill."""
     import hashlib
     import json
     from dataclasses import asdict
 
     config = TrainConfig(epochs_dense=3)
-    before = {k: v for k, v in asdict(config).items() if k not in ("weight_decay", "clip_grad_norm")}
+    before = {k: v for k, v in asdict(config).items() if k not in ("weight_decay", "clip_grad_norm", "distill")}
     digest = hashlib.sha256(json.dumps(["mlp", {}, [0.5, 0.25], before], sort_keys=True).encode()).hexdigest()[:12]
     assert checkpoint_path("mlp", {}, (0.5, 0.25), config).name == f"mlp-sparse-first-{digest}.pt"
     decayed = checkpoint_path("mlp", {}, (0.5, 0.25), TrainConfig(epochs_dense=3, weight_decay=5e-4))
     assert decayed != checkpoint_path("mlp", {}, (0.5, 0.25), config)
     with pytest.raises(SimqosError, match="weight_decay"):
         TrainConfig(weight_decay=-1.0)
+    distilled = checkpoint_path("mlp", {}, (0.5, 0.25), TrainConfig(epochs_dense=3, distill=0.5))
+    assert distilled not in (decayed, checkpoint_path("mlp", {}, (0.5, 0.25), config))
+    with pytest.raises(SimqosError, match="distill: 1.5 must be between 0 and 1"):
+        TrainConfig(distill=1.5)
 
 
 FACTORY = '''

@@ -49,6 +49,7 @@ def test_python_dash_m_runs():
         (["profile", "mlp", "--scope", "sideways", "--out", "{tmp}/x"], "--scope: Input should be 'layer' or 'global' (got 'sideways')"),
         (["profile", "mlp", "--weight-decay", "-0.1", "--out", "{tmp}/x"], "--weight-decay: Input should be greater than or equal to 0 (got -0.1)"),
         (["train", "mlp", "--clip-grad-norm", "-1"], "--clip-grad-norm: Input should be greater than or equal to 0 (got -1.0)"),
+        (["train", "mlp", "--distill", "2"], "--distill: Input should be less than or equal to 1 (got 2.0)"),
         (["profile", "mlp", "--threads", "0", "--out", "{tmp}/x"], "--threads: Input should be greater than or equal to 1 (got 0)"),
         (["profile", "mlp", "--device", "gpu", "--out", "{tmp}/x"], "--device: Input should be 'cpu' or 'cuda' (got 'gpu')"),
         (["train", "gat", "--epochs", "1,1,1"], "cannot be trained"),

@@ -3,7 +3,8 @@ import torch
 
 from simqos.models import build_model
 from simqos.nested import TrainConfig, enumerate_routes, level_mask, route_accuracies, train_nested
-from simqos.nested.training import _forward
+from simqos.models.spec import IGNORE
+from simqos.nested.training import _distilled, _forward
 
 TINY = {"hidden": 32, "depth": 2}
 FAST = dict(epochs_dense=10, epochs_sparsest=10, epochs_grow=5)
@@ -14,7 +15,8 @@ def _train(growth="sparse-first", densities=(0.6, 0.4, 0.25), snapshot=None):
     return spec, train_nested(spec, densities, TrainConfig(growth=growth, **FAST), on_epoch=snapshot)
 
 
-@pytest.mark.parametrize("extra", [{}, {"weight_decay": 1e-2, "clip_grad_norm": 0.5}], ids=["plain", "decay-and-clipping"])
+@pytest.mark.parametrize("extra", [{}, {"weight_decay": 1e-2, "clip_grad_norm": 0.5}, {"distill": 0.5}],
+                         ids=["plain", "decay-and-clipping", "distilled"])
 def test_growth_never_moves_the_sparsest_level(extra):
     """Biases, norms and every weight of level K-1 are frozen once the sparsest phase ends,
     also with weight decay and clipping (Adam's own decay would move the frozen weights)."""
@@ -33,6 +35,31 @@ def test_growth_never_moves_the_sparsest_level(extra):
             assert torch.equal(params[name][sparsest], before[sparsest]), name
         else:
             assert torch.equal(params[name], before), f"shared parameter {name} moved during growth"
+
+
+def test_the_distilled_loss_by_hand():
+    """Student logits (0, 0) against teacher logits (0, 2 ln 3), temperature 2: softened, the
+    teacher says (1/4, 3/4) and the student (1/2, 1/2), a KL divergence of 1/4 ln(1/2) + 3/4
+    ln(3/2) = 0.13081, times T² = 4; the label's cross-entropy is ln 2. An unscored output
+    (IGNORE) counts in neither."""
+    student, teacher = torch.zeros(2, 2), torch.tensor([[0.0, 2 * torch.log(torch.tensor(3.0))], [5.0, -5.0]])
+    y = torch.tensor([1, IGNORE])
+    kl = 0.25 * torch.log(torch.tensor(0.5)) + 0.75 * torch.log(torch.tensor(1.5))
+    ce = torch.log(torch.tensor(2.0))
+    assert torch.isclose(_distilled(student, y, teacher, 0.5), 0.5 * ce + 0.5 * 4 * kl)
+    assert torch.isclose(_distilled(student, y, teacher, 1.0), 4 * kl)
+    assert torch.isclose(_distilled(student, y, None, 0.5), ce)
+    assert torch.isclose(_distilled(teacher[:1], y[:1], teacher[:1], 0.5), 0.5 * _distilled(teacher[:1], y[:1], None, 0.0))
+
+
+def test_distillation_changes_the_sparse_phases_only():
+    spec = build_model("mlp", **TINY)
+    plain = train_nested(spec, (0.6, 0.25), TrainConfig(**FAST))
+    spec = build_model("mlp", **TINY)
+    distilled = train_nested(spec, (0.6, 0.25), TrainConfig(**FAST, distill=0.5))
+    assert plain.dense_accuracy == distilled.dense_accuracy  # the same dense phase: the teacher
+    x = torch.randn(5, 64)
+    assert not torch.equal(plain.forward(x, plain.uniform_route(1)), distilled.forward(x, distilled.uniform_route(1)))
 
 
 def test_every_level_is_trained_and_nested():

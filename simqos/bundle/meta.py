@@ -96,8 +96,8 @@ class TrainingSettings(_Strict):
     whole, the training inputs that re-estimate batch-norm statistics per route prefix
     afterwards (0, the default of a recipe that does not say: the statistics training left, per
     level), Adam's L2 ``weight_decay`` (0: none; in the growth phases it acts on the re-opened
-    weights only) and the norm ``clip_grad_norm`` that each step's gradient is clipped to (0:
-    none). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
+    weights only), the norm ``clip_grad_norm`` that each step's gradient is clipped to (0:
+    none) and ``distill``, the dense model's share of the sparse phases' loss (0: none). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
     (no dataset ships for it), which is not trained."""
 
     epochs_dense: int = Field(20, ge=0)
@@ -114,6 +114,7 @@ class TrainingSettings(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(0.0, ge=0)
     clip_grad_norm: float = Field(0.0, ge=0)
+    distill: float = Field(0.0, ge=0, le=1)
 
 
 class NetworkRecipe(_Strict):

@@ -35,7 +35,7 @@ class StaleCheckpoint(SimqosError):
     """A checkpoint written by an older simqos, missing what this one stores (``trained_network`` retrains)."""
 
 
-_LATER_FIELDS = {"weight_decay": 0.0, "clip_grad_norm": 0.0}
+_LATER_FIELDS = {"weight_decay": 0.0, "clip_grad_norm": 0.0, "distill": 0.0}
 """TrainConfig fields added after checkpoints were first keyed, with the value that trains as
 before: left out of the key at that value, so existing checkpoints keep their names."""
 

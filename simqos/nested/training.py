@@ -34,6 +34,16 @@ networks are trained (GNMT clips at 5): unclipped, the GNMT's attention sat on a
 the first thousand steps. While a level grows, the norm is taken after the mask, over the
 weights that move.
 
+**Distillation** (``distill``, a weight in [0, 1]; 0, none, by default): the sparse phases'
+loss becomes ``(1 - distill)`` x the labels' cross-entropy plus ``distill`` x the KL divergence
+from the trained dense model's outputs on the same inputs, both softened by a temperature of
+2 (Hinton et al. 2015), on the scored labels only — so a sparse level learns from nothing the
+dense model did not see. On the GAT (140 labelled nodes) 0.5 lifted level 0 from 76.4 % to
+77.1 % and level 1 from 74.2 % to 75.7 % (test split). Over every node instead, labelled or not,
+both levels passed the dense model (82-85 % against 79.8 %): the dense model's guesses on the
+unlabelled nodes are then labels it never had, self-training, which would lift it too; so the
+unlabelled outputs are left out.
+
 **Biases and normalisation layers** are not pruned. Their parameters are trained in phases 1-2
 and then frozen and shared by every level. A batch-norm module's *running statistics* are kept
 per level while training: while level k grows, batch norm normalises with the batch's
@@ -100,6 +110,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
     clip_grad_norm: float = 0.0
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         if self.growth not in GROWTH_METHODS:
@@ -110,6 +121,8 @@ class TrainConfig:
             raise SimqosError(f"scope: {self.scope!r} is not one of {list(SCOPES)}")
         if not self.weight_decay >= 0:
             raise SimqosError(f"weight_decay: {self.weight_decay} must be >= 0 (an L2 penalty, e.g. 5e-4)")
+        if not 0 <= self.distill <= 1:
+            raise SimqosError(f"distill: {self.distill} must be between 0 and 1 (the dense model's share of the sparse phases' loss, e.g. 0.5; 0: none)")
         if not self.clip_grad_norm >= 0:
             raise SimqosError(f"clip_grad_norm: {self.clip_grad_norm} must be >= 0 (a gradient norm, e.g. 1.0; 0: no clipping)")
         for field in ("epochs_dense", "epochs_sparsest", "epochs_grow", "batch_size", "calibration_samples"):
@@ -151,9 +164,10 @@ def _epochs(
     on_epoch: EpochCallback | None,
     batched: bool,
     optimiser: torch.optim.Optimizer,
+    teacher: torch.Tensor | None = None,
 ) -> None:
     """``n_epochs`` passes over ``(x, y)`` in shuffled batches (or whole, when not ``batched``),
-    ``step`` taking one optimiser step per batch; with ``config.lr_schedule == "cosine"`` the
+    ``step`` taking one optimiser step per batch (given the batch's rows of ``teacher`` too); with ``config.lr_schedule == "cosine"`` the
     learning rate falls from its start to zero along a half cosine over the phase's steps."""
     steps_per_epoch = -(-len(y) // config.batch_size) if batched else 1
     total_steps = max(1, n_epochs * steps_per_epoch)
@@ -162,7 +176,7 @@ def _epochs(
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total_steps) / total_steps)))
     for epoch in range(n_epochs):
         if not batched:  # the whole input is one sample (a graph): one step per epoch
-            total, batches = float(step(x, y)), 1
+            total, batches = float(step(x, y, teacher)), 1
             if schedule is not None:
                 schedule.step()
         else:
@@ -170,7 +184,7 @@ def _epochs(
             total, batches = 0.0, 0
             for start in range(0, len(y), config.batch_size):
                 idx = order[start : start + config.batch_size]
-                total += float(step(x[idx], y[idx]))
+                total += float(step(x[idx], y[idx], None if teacher is None else teacher[idx]))
                 batches += 1
                 if schedule is not None:
                     schedule.step()
@@ -187,6 +201,33 @@ def _clip(parameters, config: TrainConfig) -> None:
 def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over every scored label: logits (..., classes), labels (...), IGNORE skipped."""
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+
+
+DISTILL_TEMPERATURE = 2.0
+"""The softmax temperature of distillation from the dense model (Hinton et al. 2015: 1-20)."""
+
+
+def _distilled(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """``(1 - weight)`` x the labels' cross-entropy + ``weight`` x T² x the KL divergence from the
+    dense model's outputs (``teacher``, logits) softened by T, over the scored labels only."""
+    loss = _loss(logits, y)
+    if teacher is None or not weight:
+        return loss
+    t, classes = DISTILL_TEMPERATURE, logits.shape[-1]
+    scored = y.reshape(-1) != IGNORE
+    student = nn.functional.log_softmax(logits.reshape(-1, classes)[scored] / t, -1)
+    target = nn.functional.log_softmax(teacher.reshape(-1, classes)[scored] / t, -1)
+    kl = nn.functional.kl_div(student, target, reduction="batchmean", log_target=True)
+    return (1 - weight) * loss + weight * t * t * kl
+
+
+def _teacher(module: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
+    """The trained dense model's outputs on every training input, in evaluation mode."""
+    module.eval()
+    with torch.no_grad():
+        out = torch.cat([module(x[i : i + 1024]) for i in range(0, len(x), 1024)]) if batched else module(x)
+    module.train()
+    return out
 
 
 def train_nested(
@@ -218,7 +259,7 @@ def train_nested(
     module.train()
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr_dense, weight_decay=config.weight_decay)
 
-    def dense_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def dense_step(xb: torch.Tensor, yb: torch.Tensor, tb: None) -> torch.Tensor:
         optimiser.zero_grad()
         loss = _loss(module(xb), yb)
         loss.backward()
@@ -231,6 +272,7 @@ def train_nested(
     dense_accuracy = tuple(measure(module, data, split, batched) for split in SPLITS)
     module.train()
     scores = {w: params[w].detach().abs().clone() for w in weight_names}
+    teacher = _teacher(module, data.x_train, batched) if config.distill else None
 
     # 2. sparsest level: magnitude (layer-wise or global), then fine-tune
     dense = frozenset(w for layer in layers if layer.name in config.keep_dense for w in layer.weights)
@@ -243,15 +285,16 @@ def train_nested(
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr_sparse, weight_decay=config.weight_decay)
     sparsest_route = (sparsest,) * n_segments
 
-    def sparsest_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def sparsest_step(xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor | None) -> torch.Tensor:
         optimiser.zero_grad()
-        loss = _loss(_forward(module, layers, ranks, sparsest_route, xb), yb)
+        loss = _distilled(_forward(module, layers, ranks, sparsest_route, xb), yb, tb, config.distill)
         loss.backward()
         _clip(module.parameters(), config)
         optimiser.step()
         return loss.detach()
 
-    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch, batched, optimiser)
+    _epochs(config.epochs_sparsest, "sparsest", data.x_train, data.y_train, config, generator, sparsest_step, on_epoch, batched, optimiser,
+            teacher)
 
     # 3. grow the less-sparse levels; everything else frozen
     norms = find_norms(module, spec.example_input, layers)
@@ -272,9 +315,9 @@ def train_nested(
             for key, value in norm_stats[level + 1].items():
                 dict(module.named_buffers())[key].copy_(value)
 
-        def grow_step(xb: torch.Tensor, yb: torch.Tensor, level: int = level, own_route: tuple = own_route) -> torch.Tensor:
+        def grow_step(xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor | None, level: int = level, own_route: tuple = own_route) -> torch.Tensor:
             optimiser.zero_grad()
-            loss = _loss(_forward(module, layers, ranks, own_route, xb), yb)
+            loss = _distilled(_forward(module, layers, ranks, own_route, xb), yb, tb, config.distill)
             if config.growth == "route-aware" and n_segments > 1:
                 switch = int(torch.randint(1, n_segments, (1,), generator=generator))
                 tail = int(torch.randint(level + 1, sparsest + 1, (1,), generator=generator))
@@ -289,7 +332,8 @@ def train_nested(
             optimiser.step()
             return loss.detach()
 
-        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch, batched, optimiser)
+        _epochs(config.epochs_grow, f"grow level {level}", data.x_train, data.y_train, config, generator, grow_step, on_epoch, batched, optimiser,
+                teacher)
         norm_stats[level] = statistics()
     with torch.no_grad():  # the module itself runs level 0
         for key, value in norm_stats[0].items():
