@@ -97,7 +97,8 @@ class TrainingSettings(_Strict):
     afterwards (0, the default of a recipe that does not say: the statistics training left, per
     level), Adam's L2 ``weight_decay`` (0: none; in the growth phases it acts on the re-opened
     weights only), the norm ``clip_grad_norm`` that each step's gradient is clipped to (0:
-    none) and ``distill``, the dense model's share of the sparse phases' loss (0: none). ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
+    none) and ``distill``, the dense model's share of the sparse phases' loss (0: none).
+    ``scope`` and ``keep_dense`` also decide the levels of a model pruned by magnitude
     (no dataset ships for it), which is not trained."""
 
     epochs_dense: int = Field(20, ge=0)

@@ -24,9 +24,10 @@ def fma8(builder: ir.IRBuilder) -> ir.Function:
 
 
 def splat8(builder: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """The float ``v`` in all 8 lanes."""
-    one = builder.insert_element(ir.Constant(VEC8, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(VEC8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+    """The scalar ``v`` (a float, or an integer for a lane mask) in all 8 lanes."""
+    vec = ir.VectorType(v.type, 8)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
 
 
 def load8(builder: ir.IRBuilder, data: ir.Value, at: ir.Value) -> ir.Value:

@@ -167,8 +167,9 @@ def _epochs(
     teacher: torch.Tensor | None = None,
 ) -> None:
     """``n_epochs`` passes over ``(x, y)`` in shuffled batches (or whole, when not ``batched``),
-    ``step`` taking one optimiser step per batch (given the batch's rows of ``teacher`` too); with ``config.lr_schedule == "cosine"`` the
-    learning rate falls from its start to zero along a half cosine over the phase's steps."""
+    ``step`` taking one optimiser step per batch (given the batch's rows of ``teacher`` too);
+    with ``config.lr_schedule == "cosine"`` the learning rate falls from its start to zero along
+    a half cosine over the phase's steps."""
     steps_per_epoch = -(-len(y) // config.batch_size) if batched else 1
     total_steps = max(1, n_epochs * steps_per_epoch)
     schedule = None

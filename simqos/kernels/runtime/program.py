@@ -101,13 +101,6 @@ def _finish_vectors(typingctx, a, out_at, w_out, res_at, src, src_at, step, fw, 
     return types.void(a, out_at, w_out, res_at, src, src_at, step, fw, scale_at, c_out, lo), codegen
 
 
-def _splat8_i64(builder: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """The int64 ``v`` in 8 lanes."""
-    vec = ir.VectorType(ir.IntType(64), 8)
-    one = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-
-
 @intrinsic
 def _copy_every(typingctx, a, dst, src, n, step):
     """``a[dst : dst + n] = a[src : src + n * step : step]`` for ``step`` 1 or 2, in vectors of 8:
@@ -128,7 +121,7 @@ def _copy_every(typingctx, a, dst, src, n, step):
             second = load8(builder, data, builder.add(read, eight))
             v = builder.select(pair, builder.shuffle_vector(first, second, evens), first)
             write = builder.add(dst_, at)
-            inside = builder.icmp_signed("<", lanes, _splat8_i64(builder, builder.sub(n_, at)))
+            inside = builder.icmp_signed("<", lanes, splat8(builder, builder.sub(n_, at)))
             v = builder.select(inside, v, load8(builder, data, write))
             store8(builder, v, data, write)
         return context.get_dummy_value()
