@@ -221,3 +221,26 @@ def test_an_anchor_runs_each_level(name):
 
     medians = time_alongside([anchor], Anchor("deployed", [lambda: None, lambda: None]), n_passes=12, warmup_s=0.01)
     assert set(medians) == {anchor.name, "deployed"} and all(len(m) == 2 for m in medians.values())
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "executorch"])
+def test_an_anchor_of_a_token_model_runs_on_token_ids_or_says_why_not(name):
+    """The GNMT's input is token ids (int64): an anchor feeds them as they are, and one that
+    exports but cannot run is a note at build time, never a failure in the middle of timing."""
+    from simqos.models import gnmt_grammar
+    from simqos.profiler.anchors import ANCHORS, anchors
+
+    pytest.importorskip(ANCHORS[name][0])
+    spec = gnmt_grammar(hidden=16, samples=300)
+    x = spec.example_input
+    assert x.dtype == torch.int64
+    net = _nested(spec.module, x, spec.reroute_after)
+    built, notes = anchors(net, x, threads=1)
+    anchor = next((a for a in built if a.name.startswith(name)), None)
+    if anchor is None:
+        assert any(n.startswith(f"no {name} anchor: the model does not run there") for n in notes), notes
+        return
+    for level in range(net.n_levels):
+        with torch.no_grad():
+            expected = net.forward(x, net.uniform_route(level)).numpy()
+        np.testing.assert_allclose(anchor.run(level), expected, **TOLERANCE)

@@ -72,7 +72,7 @@ def time_alongside(anchors: Sequence[Anchor], deployed: Anchor, n_passes: int, w
 def _onnxruntime(net: NestedNetwork, x: torch.Tensor, threads: int) -> Anchor:
     import onnxruntime as ort
 
-    feed = {"x": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
+    feed = {"x": np.ascontiguousarray(x.detach().cpu().numpy())}  # its own dtype: token ids stay integers
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -142,7 +142,10 @@ def anchors(net: NestedNetwork, x: torch.Tensor, threads: int) -> tuple[list[Anc
         try:
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                built.append(build(net, x, threads))
+                anchor = build(net, x, threads)
+                for level in range(net.n_levels):  # a model that exports but does not run is refused here, not mid-timing
+                    anchor.run(level)
+            built.append(anchor)
         except Exception as exc:  # noqa: BLE001 - export and session errors come in many kinds
             notes.append(f"no {name} anchor: the model does not run there ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
     return built, notes
